@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what qnas's build and tests need, skipping what is already there:
+#   Debian: libopenblas-dev (default BLAS), libonnx-testdata (conformance models),
+#           dataset-fashion-mnist (full data set), python3-onnx (the ONNX checker)
+#   npm:    onnxruntime-node@1.30.0, whose libonnxruntime.so.1 validates our numerics
+# Needs root (or sudo) for apt. Safe to run again.
+set -euo pipefail
+
+apt_pkgs=(libopenblas-dev libonnx-testdata dataset-fashion-mnist python3-onnx)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "deps: installing ${missing[*]}"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ONNX Runtime for validation. Its postinstall would download binaries; skip it (the package
+# already ships the CPU library).
+ort_dir="${QNAS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qnas}/onnxruntime-node@1.30.0"
+ort_lib="$ort_dir/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1"
+if [ ! -f "$ort_lib" ]; then
+  echo "deps: installing onnxruntime-node@1.30.0 into $ort_dir"
+  mkdir -p "$ort_dir"
+  (cd "$ort_dir" && [ -f package.json ] || echo '{"private":true}' > package.json)
+  (cd "$ort_dir" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --silent onnxruntime-node@1.30.0 >/dev/null)
+fi
+[ -f "$ort_lib" ] || { echo "deps: $ort_lib missing after install" >&2; exit 1; }
+echo "deps: ok (ONNX Runtime: $ort_lib)"
