@@ -1,0 +1,168 @@
+package graph
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// OpDef declares one operator kind. Every part of qnas that needs to know about an op —
+// the importer, shape inference, constant folding, the cost model, the error for an
+// unsupported op — reads this table; later stages register their own ops (the supernet's
+// mixed ops, the engine's kernels) through Register.
+type OpDef struct {
+	Op  string // ONNX op_type
+	Doc string // one line, for `qnas ops` and error messages
+
+	// MinInputs and MaxInputs bound the input count (MaxInputs < 0: no bound); likewise
+	// for outputs. Omitted optional inputs count as present ("" names).
+	MinInputs, MaxInputs   int
+	MinOutputs, MaxOutputs int
+
+	// Infer returns the output shapes from c.In (and c.Const for shape-like inputs).
+	Infer func(c *Ctx) ([]Shape, error)
+
+	// Eval computes the outputs when every input is constant (or, with FoldsOnShape, when
+	// only the input shapes are needed). Nil: the op is never folded.
+	Eval         func(c *Ctx) ([]*Tensor, error)
+	FoldsOnShape bool
+
+	// Cost returns the per-sample cost of one node, nil for ops that cost nothing in
+	// qnas's models (elementwise ops, pools, reshapes).
+	Cost func(c *Ctx, out []Shape) LayerCost
+
+	// Weights lists the inputs that are learnable parameters when constant (Conv: 1, 2).
+	Weights []int
+}
+
+// Ctx is what an op's rules see of one node: its attributes, the shapes of its inputs, and
+// the values of the inputs that are constant.
+type Ctx struct {
+	Node  *Node
+	In    []Shape   // nil for an absent optional input
+	Const []*Tensor // nil unless the input is constant
+	Opset int
+}
+
+// Errorf returns an error naming the node and its op.
+func (c *Ctx) Errorf(format string, args ...any) error {
+	return &NodeError{Node: c.Node.Name, Op: c.Node.Op, Msg: fmt.Sprintf(format, args...)}
+}
+
+// NodeError is a problem with one node of a model.
+type NodeError struct {
+	Node, Op, Msg string
+}
+
+func (e *NodeError) Error() string { return fmt.Sprintf("node %q (%s): %s", e.Node, e.Op, e.Msg) }
+
+// Has reports whether input i is present.
+func (c *Ctx) Has(i int) bool { return i < len(c.Node.Inputs) && c.Node.Inputs[i] != "" }
+
+// ConstInts returns input i as a constant integer vector, or an error naming the input.
+func (c *Ctx) ConstInts(i int, what string) ([]int64, error) {
+	if i >= len(c.Const) || c.Const[i] == nil {
+		return nil, c.Errorf("%s (input %d, %q) must be a constant", what, i, c.Node.Input(i))
+	}
+	return c.Const[i].Ints(), nil
+}
+
+// IntsAttrOrInput reads a list given as attribute name in older opsets and as input i in
+// newer ones; ok is false when neither is present.
+func (c *Ctx) IntsAttrOrInput(name string, i int) (v []int64, ok bool, err error) {
+	if c.Node.Has(name) {
+		v, err = c.Node.Ints(name, nil)
+		return v, true, err
+	}
+	if c.Has(i) {
+		v, err = c.ConstInts(i, name)
+		return v, true, err
+	}
+	return nil, false, nil
+}
+
+var registry = map[string]*OpDef{}
+
+// Register adds an op kind; it panics on a duplicate, which is a programming error.
+func Register(d *OpDef) {
+	if _, dup := registry[d.Op]; dup {
+		panic("graph: op registered twice: " + d.Op)
+	}
+	if d.Infer == nil {
+		panic("graph: op without shape rule: " + d.Op)
+	}
+	registry[d.Op] = d
+}
+
+// Lookup returns the definition of an op kind.
+func Lookup(op string) (*OpDef, bool) {
+	d, ok := registry[op]
+	return d, ok
+}
+
+// Ops returns the names of all registered op kinds, sorted.
+func Ops() []string {
+	names := make([]string, 0, len(registry))
+	for k := range registry {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// UnsupportedError is an op the IR does not know.
+type UnsupportedError struct {
+	Node, Op, Domain string
+}
+
+func (e *UnsupportedError) Error() string {
+	op := e.Op
+	if e.Domain != "" && e.Domain != "ai.onnx" {
+		op = e.Domain + "::" + e.Op
+	}
+	return fmt.Sprintf("node %q: unsupported op %s (supported: %s)", e.Node, op, strings.Join(Ops(), ", "))
+}
+
+// ctx builds the rule context of node n from the graph's shapes and constants.
+func (g *Graph) ctx(n *Node) *Ctx {
+	c := &Ctx{Node: n, In: make([]Shape, len(n.Inputs)), Const: make([]*Tensor, len(n.Inputs)), Opset: g.Opset}
+	for i, in := range n.Inputs {
+		if in == "" {
+			continue
+		}
+		if t, ok := g.Consts[in]; ok {
+			c.Const[i] = t
+			c.In[i] = Shape(slices.Clone(t.Shape))
+			continue
+		}
+		c.In[i] = g.Shapes[in]
+	}
+	return c
+}
+
+func checkArity(d *OpDef, n *Node) error {
+	ni, no := len(n.Inputs), len(n.Outputs)
+	if ni < d.MinInputs || (d.MaxInputs >= 0 && ni > d.MaxInputs) {
+		return &NodeError{n.Name, n.Op, fmt.Sprintf("has %d inputs, want %s", ni, bounds(d.MinInputs, d.MaxInputs))}
+	}
+	if no < d.MinOutputs || (d.MaxOutputs >= 0 && no > d.MaxOutputs) {
+		return &NodeError{n.Name, n.Op, fmt.Sprintf("has %d outputs, want %s", no, bounds(d.MinOutputs, d.MaxOutputs))}
+	}
+	for i := 0; i < d.MinInputs && i < ni; i++ {
+		if n.Inputs[i] == "" {
+			return &NodeError{n.Name, n.Op, fmt.Sprintf("required input %d is empty", i)}
+		}
+	}
+	return nil
+}
+
+func bounds(lo, hi int) string {
+	switch {
+	case hi < 0:
+		return fmt.Sprintf("at least %d", lo)
+	case lo == hi:
+		return fmt.Sprint(lo)
+	}
+	return fmt.Sprintf("%d to %d", lo, hi)
+}

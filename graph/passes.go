@@ -1,0 +1,378 @@
+package graph
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Pass is one named transformation of a graph.
+type Pass struct {
+	Name string
+	Doc  string
+	Run  func(*Graph) error
+}
+
+// Passes is the table of graph passes, in the order Canonicalize runs them.
+var Passes = []Pass{
+	{"fold-constants", "evaluate nodes whose inputs are all constant (Constant, shape chains, …)", (*Graph).FoldConstants},
+	{"remove-identity", "drop Identity, inference Dropout and float-to-float Cast", (*Graph).RemoveIdentity},
+	{"dead-code", "drop nodes and constants no output depends on", (*Graph).RemoveDeadCode},
+	{"canonical-reshape", "rewrite Reshape targets as [-1, per-sample dims…] when they keep the batch first", (*Graph).CanonicalReshape},
+	{"fold-bn", "fold inference BatchNormalization into the preceding Conv (optional)", (*Graph).FoldBatchNorm},
+	{"infer-shapes", "infer every value's shape and check every node", (*Graph).InferShapes},
+}
+
+// PassNames lists the names in Passes.
+func PassNames() []string {
+	var names []string
+	for _, p := range Passes {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// CanonicalOptions selects the optional passes of Canonicalize.
+type CanonicalOptions struct {
+	FoldBN    bool                        // fold BatchNormalization into Conv
+	DumpAfter string                      // pass name after which Dump is called
+	Dump      func(pass string, g *Graph) // called after DumpAfter ("*" : after every pass)
+}
+
+// Canonicalize runs the pass table on g: constants folded, identities removed, dead code
+// dropped, shapes inferred, and BatchNorm kept unless opts.FoldBN.
+func (g *Graph) Canonicalize(opts CanonicalOptions) error {
+	if opts.DumpAfter != "" && opts.DumpAfter != "*" && !slices.Contains(PassNames(), opts.DumpAfter) {
+		return fmt.Errorf("no pass named %q (passes: %s)", opts.DumpAfter, strings.Join(PassNames(), ", "))
+	}
+	for _, p := range Passes {
+		if p.Name == "fold-bn" && !opts.FoldBN {
+			continue
+		}
+		if err := p.Run(g); err != nil {
+			return err
+		}
+		if opts.Dump != nil && (opts.DumpAfter == p.Name || opts.DumpAfter == "*") {
+			opts.Dump(p.Name, g)
+		}
+	}
+	return nil
+}
+
+// InferShapes computes the shape of every node output in order, checking each node against
+// its op's rules.
+func (g *Graph) InferShapes() error {
+	for _, n := range g.Nodes {
+		if err := g.inferNode(n); err != nil {
+			return err
+		}
+	}
+	for _, o := range g.Outputs {
+		if _, ok := g.Shapes[o]; !ok {
+			if _, c := g.Consts[o]; !c {
+				return fmt.Errorf("graph output %q has no inferred shape", o)
+			}
+		}
+	}
+	return nil
+}
+
+func (g *Graph) inferNode(n *Node) error {
+	d, ok := Lookup(n.Op)
+	if !ok {
+		return &UnsupportedError{Node: n.Name, Op: n.Op}
+	}
+	if err := checkArity(d, n); err != nil {
+		return err
+	}
+	c := g.ctx(n)
+	for i, in := range n.Inputs {
+		if in != "" && c.In[i] == nil {
+			return &NodeError{n.Name, n.Op, fmt.Sprintf("shape of input %q is unknown", in)}
+		}
+	}
+	shapes, err := d.Infer(c)
+	if err != nil {
+		return err
+	}
+	if len(shapes) != len(n.Outputs) {
+		return &NodeError{n.Name, n.Op, fmt.Sprintf("shape rule gave %d shapes for %d outputs", len(shapes), len(n.Outputs))}
+	}
+	for i, o := range n.Outputs {
+		if o == "" || shapes[i] == nil {
+			continue
+		}
+		for _, dim := range shapes[i] {
+			if dim < 0 && dim != Batch {
+				return &NodeError{n.Name, n.Op, fmt.Sprintf("output %q has the invalid shape %v", o, []int(shapes[i]))}
+			}
+		}
+		if _, err := numel(shapes[i].PerSample(), 1<<40); err != nil {
+			return &NodeError{n.Name, n.Op, fmt.Sprintf("output %q: %v", o, err)}
+		}
+		g.Shapes[o] = shapes[i]
+	}
+	return nil
+}
+
+// maxFoldElems bounds the size of a tensor constant folding may create.
+const maxFoldElems = 1 << 26
+
+// FoldConstants infers shapes in order and evaluates every node whose inputs are all
+// constant (or, for Shape, whose input shape is known), replacing it by its outputs.
+func (g *Graph) FoldConstants() error {
+	kept := g.Nodes[:0:0]
+	for _, n := range g.Nodes {
+		if err := g.inferNode(n); err != nil {
+			return err
+		}
+		d, _ := Lookup(n.Op)
+		if d.Eval == nil || !g.foldable(n, d) {
+			kept = append(kept, n)
+			continue
+		}
+		for _, o := range n.Outputs {
+			if s, ok := g.Shapes[o]; ok && (slices.Contains(s, Batch) || s.Elems() > maxFoldElems) {
+				kept = append(kept, n) // folding would create a batch-sized or huge constant
+				goto next
+			}
+		}
+		{
+			vals, err := d.Eval(g.ctx(n))
+			if err != nil {
+				return err
+			}
+			for i, o := range n.Outputs {
+				if o == "" || i >= len(vals) {
+					continue
+				}
+				g.Consts[o] = vals[i]
+				delete(g.Shapes, o)
+			}
+		}
+	next:
+	}
+	g.Nodes = kept
+	return nil
+}
+
+func (g *Graph) foldable(n *Node, d *OpDef) bool {
+	if d.FoldsOnShape {
+		return true
+	}
+	for _, in := range n.Inputs {
+		if in == "" {
+			continue
+		}
+		if _, ok := g.Consts[in]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveIdentity drops Identity, Dropout (whose mask output is unused) and Cast to float on
+// activations, wiring their readers to their input.
+func (g *Graph) RemoveIdentity() error {
+	kept := g.Nodes[:0:0]
+	rename := map[string]string{}
+	for _, n := range g.Nodes {
+		for i, in := range n.Inputs {
+			if r, ok := rename[in]; ok {
+				n.Inputs[i] = r
+			}
+		}
+		isIdentity := n.Op == "Identity" ||
+			(n.Op == "Dropout" && (len(n.Outputs) < 2 || n.Outputs[1] == "")) ||
+			(n.Op == "Cast" && n.Attrs["to"] != nil && n.Attrs["to"].I == 1)
+		if !isIdentity || g.IsOutput(n.Outputs[0]) && g.IsOutput(n.Inputs[0]) {
+			kept = append(kept, n)
+			continue
+		}
+		in, out := n.Inputs[0], n.Outputs[0]
+		if g.IsOutput(out) {
+			// Keep the graph output's name: rename the value at its producer instead.
+			if p := g.Producers()[in]; p != nil && !g.IsOutput(in) && len(g.Consumers()[in]) == 1 {
+				for i, o := range p.Outputs {
+					if o == in {
+						p.Outputs[i] = out
+					}
+				}
+				g.Shapes[out] = g.Shapes[in]
+				delete(g.Shapes, in)
+				continue
+			}
+			kept = append(kept, n)
+			continue
+		}
+		rename[out] = in
+		delete(g.Shapes, out)
+	}
+	g.Nodes = kept
+	return nil
+}
+
+// RemoveDeadCode drops nodes whose outputs reach no graph output, and unused constants.
+func (g *Graph) RemoveDeadCode() error {
+	live := map[string]bool{}
+	for _, o := range g.Outputs {
+		live[o] = true
+	}
+	keep := make([]bool, len(g.Nodes))
+	for i := len(g.Nodes) - 1; i >= 0; i-- {
+		n := g.Nodes[i]
+		for _, o := range n.Outputs {
+			if live[o] {
+				keep[i] = true
+			}
+		}
+		if keep[i] {
+			for _, in := range n.Inputs {
+				live[in] = true
+			}
+		}
+	}
+	kept := g.Nodes[:0:0]
+	for i, n := range g.Nodes {
+		if keep[i] {
+			kept = append(kept, n)
+		} else {
+			for _, o := range n.Outputs {
+				delete(g.Shapes, o)
+			}
+		}
+	}
+	g.Nodes = kept
+	for name := range g.Consts {
+		if !live[name] {
+			delete(g.Consts, name)
+		}
+	}
+	return nil
+}
+
+// CanonicalReshape rewrites the target of every Reshape whose input and output both start
+// with the batch as [-1, per-sample dims…], so the graph runs at any batch size.
+func (g *Graph) CanonicalReshape() error {
+	for _, n := range g.Nodes {
+		if n.Op != "Reshape" {
+			continue
+		}
+		in, out := g.Shapes[n.Inputs[0]], g.Shapes[n.Outputs[0]]
+		if len(in) == 0 || len(out) == 0 || in[0] != Batch || out[0] != Batch || slices.Contains(out[1:], Batch) {
+			continue
+		}
+		target := []int64{-1}
+		for _, d := range out[1:] {
+			target = append(target, int64(d))
+		}
+		if old := g.Consts[n.Inputs[1]]; old != nil && old.DType == Int64 && slices.Equal(old.I, target) {
+			continue
+		}
+		name := g.uniqueName(n.Name + "/shape")
+		g.Consts[name] = NewInt([]int{len(target)}, target)
+		n.Inputs[1] = name
+		delete(n.Attrs, "allowzero")
+	}
+	return g.RemoveDeadCode()
+}
+
+// uniqueName returns base, or base with a numeric suffix, unused by any value in g.
+func (g *Graph) uniqueName(base string) string {
+	used := map[string]bool{}
+	for k := range g.Consts {
+		used[k] = true
+	}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			used[o] = true
+		}
+	}
+	for _, in := range g.Inputs {
+		used[in] = true
+	}
+	name := base
+	for k := 2; used[name]; k++ {
+		name = fmt.Sprintf("%s_%d", base, k)
+	}
+	return name
+}
+
+// FoldBatchNorm folds every inference BatchNormalization that directly follows a Conv (whose
+// output nothing else reads) into that Conv's weights and bias:
+// W' = W·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β.
+func (g *Graph) FoldBatchNorm() error {
+	producers, consumers := g.Producers(), g.Consumers()
+	kept := g.Nodes[:0:0]
+	removed := map[*Node]bool{}
+	for _, bn := range g.Nodes {
+		if bn.Op != "BatchNormalization" {
+			continue
+		}
+		conv := producers[bn.Inputs[0]]
+		if conv == nil || conv.Op != "Conv" || len(consumers[bn.Inputs[0]]) != 1 || g.IsOutput(bn.Inputs[0]) {
+			continue
+		}
+		if len(bn.Outputs) > 1 && slices.ContainsFunc(bn.Outputs[1:], func(s string) bool { return s != "" }) {
+			continue
+		}
+		var p [4]*Tensor
+		ok := true
+		for i := range p {
+			p[i] = g.Consts[bn.Inputs[i+1]]
+			ok = ok && p[i] != nil && p[i].DType == Float32
+		}
+		w := g.Consts[conv.Inputs[1]]
+		if !ok || w == nil || w.DType != Float32 || len(w.Shape) != 4 || len(consumers[conv.Inputs[1]]) != 1 {
+			continue
+		}
+		var bias *Tensor
+		if conv.Input(2) != "" {
+			if bias = g.Consts[conv.Inputs[2]]; bias == nil || len(consumers[conv.Inputs[2]]) != 1 {
+				continue
+			}
+		}
+		eps, err := bn.Float("epsilon", 1e-5)
+		if err != nil {
+			return err
+		}
+		oc := w.Shape[0]
+		per := len(w.F) / oc
+		nw := w.Clone()
+		nb := make([]float32, oc)
+		for c := 0; c < oc; c++ {
+			gamma, beta, mean, variance := float64(p[0].F[c]), float64(p[1].F[c]), float64(p[2].F[c]), float64(p[3].F[c])
+			s := gamma / math.Sqrt(variance+float64(eps))
+			for k := 0; k < per; k++ {
+				nw.F[c*per+k] = float32(float64(w.F[c*per+k]) * s)
+			}
+			b := 0.0
+			if bias != nil {
+				b = float64(bias.F[c])
+			}
+			nb[c] = float32((b-mean)*s + beta)
+		}
+		g.Consts[conv.Inputs[1]] = nw
+		bname := conv.Input(2)
+		if bname == "" {
+			bname = g.uniqueName(conv.Name + "/bias")
+			conv.Inputs = append(conv.Inputs[:2], bname)
+		}
+		g.Consts[bname] = NewFloat([]int{oc}, nb)
+		// The conv now produces the BN's output value.
+		delete(g.Shapes, conv.Outputs[0])
+		conv.Outputs[0] = bn.Outputs[0]
+		removed[bn] = true
+	}
+	for _, n := range g.Nodes {
+		if !removed[n] {
+			kept = append(kept, n)
+		}
+	}
+	g.Nodes = kept
+	if err := g.RemoveDeadCode(); err != nil {
+		return err
+	}
+	return g.InferShapes()
+}

@@ -1,0 +1,101 @@
+package graph
+
+import (
+	"fmt"
+	"slices"
+)
+
+// DType is the element type of a constant tensor. Activations are always float32.
+type DType uint8
+
+// Element types of constants.
+const (
+	Float32 DType = iota + 1
+	Int64
+)
+
+// String names the type as ONNX does.
+func (d DType) String() string {
+	switch d {
+	case Float32:
+		return "float"
+	case Int64:
+		return "int64"
+	}
+	return fmt.Sprintf("dtype(%d)", d)
+}
+
+// Tensor is a constant: weights, biases, BatchNorm parameters, or shape vectors. Float
+// tensors hold F, integer tensors hold I.
+type Tensor struct {
+	DType DType
+	Shape []int
+	F     []float32
+	I     []int64
+}
+
+// SymBatch stands for the symbolic batch size inside a constant-folded shape vector (the
+// output of Shape on an activation, and what is computed from it).
+const SymBatch int64 = -1 << 62
+
+// NewFloat returns a float32 tensor; data is not copied.
+func NewFloat(shape []int, data []float32) *Tensor {
+	return &Tensor{DType: Float32, Shape: slices.Clone(shape), F: data}
+}
+
+// NewInt returns an int64 tensor; data is not copied.
+func NewInt(shape []int, data []int64) *Tensor {
+	return &Tensor{DType: Int64, Shape: slices.Clone(shape), I: data}
+}
+
+// Len returns the number of elements.
+func (t *Tensor) Len() int {
+	if t.DType == Int64 {
+		return len(t.I)
+	}
+	return len(t.F)
+}
+
+// Clone returns a deep copy.
+func (t *Tensor) Clone() *Tensor {
+	return &Tensor{DType: t.DType, Shape: slices.Clone(t.Shape), F: slices.Clone(t.F), I: slices.Clone(t.I)}
+}
+
+// Ints returns the values as int64, converting floats (used for shape-like inputs).
+func (t *Tensor) Ints() []int64 {
+	if t.DType == Int64 {
+		return t.I
+	}
+	out := make([]int64, len(t.F))
+	for i, v := range t.F {
+		out[i] = int64(v)
+	}
+	return out
+}
+
+// Floats returns the values as float32, converting integers.
+func (t *Tensor) Floats() []float32 {
+	if t.DType == Float32 {
+		return t.F
+	}
+	out := make([]float32, len(t.I))
+	for i, v := range t.I {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// numel multiplies dims with an overflow check against limit.
+func numel(shape []int, limit int64) (int64, error) {
+	n := int64(1)
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("negative dimension %d", d)
+		}
+		if d != 0 && n > limit/int64(d) {
+			return 0, fmt.Errorf("shape %v has more than %d elements", shape, limit)
+		}
+		n *= int64(d)
+	}
+	return n, nil
+}
