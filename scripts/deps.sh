@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs what qnas's build and tests need, skipping what is already there:
-#   Debian: libopenblas-dev (default BLAS), libonnx-testdata (conformance models),
-#           dataset-fashion-mnist (full data set), python3-onnx (the ONNX checker)
-#   npm:    onnxruntime-node@1.30.0, whose libonnxruntime.so.1 validates our numerics
-# Needs root (or sudo) for apt. Safe to run again.
+# Installs what qnas needs, skipping what is already there. Needs root (or sudo) for apt;
+# safe to run again.
+#   scripts/deps.sh build   Debian libopenblas-dev (the default BLAS; cgo links it)
+#   scripts/deps.sh test    the above, plus what the tests use:
+#     Debian: libonnx-testdata (ONNX conformance models), dataset-fashion-mnist (full data
+#             set), python3-onnx (the ONNX checker)
+#     npm:    onnxruntime-node@1.30.0, whose libonnxruntime.so.1 validates our numerics
 set -euo pipefail
+mode="${1:-test}"
+case "$mode" in build|test) ;; *) echo "usage: scripts/deps.sh [build|test]" >&2; exit 2;; esac
 
-apt_pkgs=(libopenblas-dev libonnx-testdata dataset-fashion-mnist python3-onnx)
+apt_pkgs=(libopenblas-dev)
+[ "$mode" = test ] && apt_pkgs+=(libonnx-testdata dataset-fashion-mnist python3-onnx)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,6 +22,8 @@ if ((${#missing[@]})); then
   $sudo apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+[ "$mode" = build ] && exit 0
 
 # ONNX Runtime for validation. Its postinstall would download binaries; skip it (the package
 # already ships the CPU library).

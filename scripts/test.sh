@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test suite: installs what the tests need (scripts/deps.sh), then vets and tests the
+# default (OpenBLAS, cgo) build and the pure-Go build. Missing test data fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh test
+export QNAS_REQUIRE_TESTDATA=1
+go vet ./...
+go test -count=1 ./...
+CGO_ENABLED=0 go test -count=1 -tags purego ./graph/... ./onnxio/... ./internal/kernels/... ./internal/blas/...
