@@ -38,7 +38,7 @@ func Load(path string, opts ImportOptions) (*Graph, error) {
 
 // FromONNX imports a model: constants from initializers (external data read relative to
 // dir), graph inputs with the first dimension taken as the batch, nodes in topological
-// order, and the shapes of all values. It refuses ops outside the registry, other op domains,
+// order, constant subgraphs folded, and the shapes of all values. It refuses ops outside the registry, other op domains,
 // and subgraph attributes, naming the node at fault.
 func FromONNX(m *onnxpb.ModelProto, opts ImportOptions) (*Graph, error) {
 	dir, lim := opts.Dir, opts.Limits
@@ -116,7 +116,9 @@ func FromONNX(m *onnxpb.ModelProto, opts ImportOptions) (*Graph, error) {
 	if err := g.SortTopological(); err != nil {
 		return nil, err
 	}
-	if err := g.InferShapes(); err != nil {
+	// Shapes are inferred while folding constants: a Reshape's target is often computed
+	// by a Shape→Gather→Concat chain that must be folded before the Reshape is inferred.
+	if err := g.FoldConstants(); err != nil {
 		return nil, err
 	}
 	return g, nil

@@ -173,8 +173,14 @@ func (g *Graph) foldable(n *Node, d *OpDef) bool {
 }
 
 // RemoveIdentity drops Identity, Dropout (whose mask output is unused) and Cast to float on
-// activations, wiring their readers to their input.
+// activations, wiring their readers to their input. An identity that produces a graph output
+// is dropped by renaming its input at the producer, so output names survive.
 func (g *Graph) RemoveIdentity() error {
+	isIdentity := func(n *Node) bool {
+		return n.Op == "Identity" ||
+			(n.Op == "Dropout" && (len(n.Outputs) < 2 || n.Outputs[1] == "")) ||
+			(n.Op == "Cast" && n.Attrs["to"] != nil && n.Attrs["to"].I == 1)
+	}
 	kept := g.Nodes[:0:0]
 	rename := map[string]string{}
 	for _, n := range g.Nodes {
@@ -183,31 +189,30 @@ func (g *Graph) RemoveIdentity() error {
 				n.Inputs[i] = r
 			}
 		}
-		isIdentity := n.Op == "Identity" ||
-			(n.Op == "Dropout" && (len(n.Outputs) < 2 || n.Outputs[1] == "")) ||
-			(n.Op == "Cast" && n.Attrs["to"] != nil && n.Attrs["to"].I == 1)
-		if !isIdentity || g.IsOutput(n.Outputs[0]) && g.IsOutput(n.Inputs[0]) {
+		if isIdentity(n) && !g.IsOutput(n.Outputs[0]) {
+			rename[n.Outputs[0]] = n.Inputs[0]
+			delete(g.Shapes, n.Outputs[0])
+			continue
+		}
+		kept = append(kept, n)
+	}
+	g.Nodes = kept
+	producers, consumers := g.Producers(), g.Consumers()
+	kept = g.Nodes[:0:0]
+	for _, n := range g.Nodes {
+		in, out := n.Input(0), n.Outputs[0]
+		p := producers[in]
+		if !isIdentity(n) || p == nil || g.IsOutput(in) || len(consumers[in]) != 1 {
 			kept = append(kept, n)
 			continue
 		}
-		in, out := n.Inputs[0], n.Outputs[0]
-		if g.IsOutput(out) {
-			// Keep the graph output's name: rename the value at its producer instead.
-			if p := g.Producers()[in]; p != nil && !g.IsOutput(in) && len(g.Consumers()[in]) == 1 {
-				for i, o := range p.Outputs {
-					if o == in {
-						p.Outputs[i] = out
-					}
-				}
-				g.Shapes[out] = g.Shapes[in]
-				delete(g.Shapes, in)
-				continue
+		for i, o := range p.Outputs {
+			if o == in {
+				p.Outputs[i] = out
 			}
-			kept = append(kept, n)
-			continue
 		}
-		rename[out] = in
-		delete(g.Shapes, out)
+		g.Shapes[out] = g.Shapes[in]
+		delete(g.Shapes, in)
 	}
 	g.Nodes = kept
 	return nil
