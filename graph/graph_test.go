@@ -268,7 +268,7 @@ func TestCostsOfConvGemmAndDepthwise(t *testing.T) {
 	g := canonical(t, m, false)
 	s := graph.Summarize(g)
 	want := []struct {
-		name          string
+		name         string
 		params, macs int64
 	}{
 		{"dwconv", 72, 8 * 8 * 8 * 1 * 9}, // 8×8 output, 8 channels, 1 input channel per group, 3×3
