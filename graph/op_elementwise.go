@@ -156,6 +156,9 @@ func init() {
 	Register(&OpDef{Op: "Dropout", Doc: "identity at inference (removed by the identity pass)",
 		MinInputs: 1, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 2,
 		Infer: func(c *Ctx) ([]Shape, error) {
+			if c.Has(2) && c.Const[2] != nil && c.Const[2].Len() == 1 && c.Const[2].Ints()[0] != 0 {
+				return nil, c.Errorf("training-mode Dropout is not supported; export the model in eval mode")
+			}
 			if len(c.Node.Outputs) > 1 && c.Node.Outputs[1] != "" {
 				return []Shape{c.In[0], c.In[0]}, nil
 			}

@@ -919,3 +919,13 @@ func splitSizes(c *Ctx, x Shape) (int, []int, error) {
 	}
 	return a, sizes, nil
 }
+
+// SliceWindow returns, for a Slice node of g over an input of the given concrete shape, the
+// start and step along every axis.
+func (g *Graph) SliceWindow(n *Node, shape []int) (starts, steps []int, err error) {
+	sl, err := sliceSpec(g.ctx(n), Shape(shape))
+	return sl.starts, sl.steps, err
+}
+
+// PadAmountsOf is PadAmounts for a node of g.
+func (g *Graph) PadAmountsOf(n *Node) ([]int64, error) { return PadAmounts(g.ctx(n)) }

@@ -1,0 +1,403 @@
+// Package engine executes a graph.Graph forward and backward on the CPU: a Plan is compiled
+// once per graph and batch size, with every buffer allocated up front and reused by every
+// step, and runs each node through the kernel registered for its op.
+//
+// Ops are added by registering a Builder (Register) — the engine's own ops live in files
+// named op_*.go, each with its forward and backward side by side; later stages (the
+// supernet's quantizers and mixed ops) register theirs from their own packages.
+package engine
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/qnas/qnas/graph"
+)
+
+// Kind says what a Value holds.
+type Kind uint8
+
+// Value kinds.
+const (
+	Activation Kind = iota // computed by a node
+	Input                  // a graph input, filled by the caller
+	Param                  // a learnable constant: gets a gradient, updated by an optimizer
+	State                  // a constant the op updates in training (BatchNorm running stats)
+	Const                  // any other constant
+)
+
+// Value is one tensor of the plan at its concrete batch size.
+type Value struct {
+	Name  string
+	Kind  Kind
+	Shape []int     // concrete: the symbolic batch replaced by the plan's batch size
+	Data  []float32 // the values (shared with the graph's constant for Param/State/Const)
+	Grad  []float32 // the gradient of the loss, nil when none flows here
+}
+
+// Len returns the number of elements.
+func (v *Value) Len() int { return len(v.Data) }
+
+// Kernel runs one node. Forward reads the input values and writes the outputs; Backward reads
+// the outputs' gradients and writes (overwrites) the gradient of every input whose GradDst
+// (Build.InGrad) is not nil; the engine sums contributions when a value has several readers.
+type Kernel interface {
+	Forward(train bool)
+	Backward()
+}
+
+// Builder makes the kernel of one node when a plan is compiled; it validates attributes,
+// captures the value buffers and declares the scratch it needs.
+type Builder func(b *Build) (Kernel, error)
+
+var builders = map[string]Builder{}
+
+// Register makes op runnable. It panics on a duplicate (a programming error).
+func Register(op string, b Builder) {
+	if _, dup := builders[op]; dup {
+		panic("engine: op registered twice: " + op)
+	}
+	builders[op] = b
+}
+
+// Ops lists the ops the engine can run, sorted.
+func Ops() []string {
+	var names []string
+	for k := range builders {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Build is what a Builder sees of its node.
+type Build struct {
+	Plan  *Plan
+	Graph *graph.Graph
+	Node  *graph.Node
+	In    []*Value // nil for an absent optional input
+	Out   []*Value // nil for an absent optional output
+
+	stepIndex int
+}
+
+// Errorf returns an error naming the node.
+func (b *Build) Errorf(format string, args ...any) error {
+	return &graph.NodeError{Node: b.Node.Name, Op: b.Node.Op, Msg: fmt.Sprintf(format, args...)}
+}
+
+// InGrad returns where Backward writes the gradient of input i, or nil when input i needs
+// none. The kernel overwrites GradDst.Buf; the engine adds it to the value's gradient when
+// another reader already contributed.
+func (b *Build) InGrad(i int) *GradDst {
+	if i >= len(b.In) || b.In[i] == nil || b.In[i].Grad == nil {
+		return nil
+	}
+	d := b.Plan.gradDst[gradKey{b.Node, i}]
+	st := &b.Plan.steps[b.stepIndex]
+	if d != nil && d.target != nil && !slices.Contains(st.flush, d) {
+		st.flush = append(st.flush, d)
+	}
+	return d
+}
+
+// GradDst is where a kernel writes one input's gradient.
+type GradDst struct {
+	Buf    []float32 // write here
+	target []float32 // the value's Grad, when Buf is a temporary to add into it
+	offset int       // Buf's offset in the plan's temporary gradient buffer
+}
+
+func (d *GradDst) flush() {
+	if d.target == nil {
+		return
+	}
+	for i, v := range d.Buf {
+		d.target[i] += v
+	}
+}
+
+type gradKey struct {
+	node  *graph.Node
+	input int
+}
+
+// NeedScratch reserves n floats of scratch; at run time Plan.Scratch returns it. All
+// kernels share one scratch buffer since they run one at a time.
+func (b *Build) NeedScratch(n int) { b.Plan.scratchLen = max(b.Plan.scratchLen, n) }
+
+// Options controls Compile.
+type Options struct {
+	// Inference compiles a forward-only plan: no gradient buffers.
+	Inference bool
+	// Frozen lists constants that stay fixed in training (no gradient).
+	Frozen map[string]bool
+}
+
+// Plan is a graph compiled for one batch size.
+type Plan struct {
+	Graph      *graph.Graph
+	Batch      int
+	Values     map[string]*Value
+	Params     []*Value // learnable constants, in a stable order
+	steps      []step
+	scratch    []float32
+	scratchLen int
+	gradDst    map[gradKey]*GradDst
+	gradTemp   []float32
+}
+
+type step struct {
+	node     *graph.Node
+	kernel   Kernel
+	backward bool       // some input needs a gradient
+	flush    []*GradDst // gradients to add after Backward
+}
+
+// Compile builds the plan of g (canonicalized, shapes inferred) for batch size n.
+func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("batch size %d must be positive", n)
+	}
+	p := &Plan{Graph: g, Batch: n, Values: map[string]*Value{}}
+	concrete := func(s graph.Shape) []int {
+		out := make([]int, len(s))
+		for i, d := range s {
+			if d == graph.Batch {
+				d = n
+			}
+			out[i] = d
+		}
+		return out
+	}
+	for _, in := range g.Inputs {
+		s := concrete(g.Shapes[in])
+		p.Values[in] = &Value{Name: in, Kind: Input, Shape: s, Data: make([]float32, prod(s))}
+	}
+	// Classify constants by how ops use them.
+	kinds := map[string]Kind{}
+	for _, nd := range g.Nodes {
+		d, _ := graph.Lookup(nd.Op)
+		for i, in := range nd.Inputs {
+			c, ok := g.Consts[in]
+			if !ok || c.DType != graph.Float32 {
+				continue
+			}
+			k := Const
+			if d != nil && slices.Contains(d.Weights, i) && !opts.Frozen[in] {
+				k = Param
+			}
+			if nd.Op == "BatchNormalization" && (i == 3 || i == 4) {
+				k = State
+			}
+			if kindPriority[k] > kindPriority[kinds[in]] {
+				kinds[in] = k
+			}
+		}
+	}
+	for name, c := range g.Consts {
+		k, used := kinds[name]
+		if !used {
+			k = Const
+		}
+		p.Values[name] = &Value{Name: name, Kind: k, Shape: slices.Clone(c.Shape), Data: c.Floats()}
+		if k == Param {
+			p.Params = append(p.Params, p.Values[name])
+		}
+	}
+	sort.Slice(p.Params, func(i, j int) bool { return p.Params[i].Name < p.Params[j].Name })
+	needGrad := map[string]bool{}
+	if !opts.Inference {
+		for _, v := range p.Params {
+			needGrad[v.Name] = true
+		}
+	}
+	for _, nd := range g.Nodes {
+		back := false
+		for _, in := range nd.Inputs {
+			back = back || needGrad[in]
+		}
+		for _, o := range nd.Outputs {
+			if o == "" {
+				continue
+			}
+			s, ok := g.Shapes[o]
+			if !ok {
+				return nil, &graph.NodeError{Node: nd.Name, Op: nd.Op, Msg: fmt.Sprintf("output %q has no inferred shape", o)}
+			}
+			cs := concrete(s)
+			p.Values[o] = &Value{Name: o, Kind: Activation, Shape: cs, Data: make([]float32, prod(cs))}
+			if back {
+				needGrad[o] = true
+			}
+		}
+		p.steps = append(p.steps, step{node: nd, backward: back})
+	}
+	for name := range needGrad {
+		v := p.Values[name]
+		v.Grad = make([]float32, len(v.Data))
+	}
+	p.planGradients()
+	for i := range p.steps {
+		nd := p.steps[i].node
+		bld, ok := builders[nd.Op]
+		if !ok {
+			return nil, &graph.NodeError{Node: nd.Name, Op: nd.Op, Msg: "the engine cannot run this op (it runs: " + strings.Join(Ops(), ", ") + ")"}
+		}
+		b := &Build{Plan: p, Graph: g, Node: nd, stepIndex: i}
+		for _, in := range nd.Inputs {
+			b.In = append(b.In, p.Values[in]) // nil for ""
+		}
+		for _, o := range nd.Outputs {
+			b.Out = append(b.Out, p.Values[o])
+		}
+		k, err := bld(b)
+		if err != nil {
+			return nil, err
+		}
+		p.steps[i].kernel = k
+	}
+	p.scratch = make([]float32, p.scratchLen)
+	for _, d := range p.gradDst {
+		if d.target != nil {
+			d.Buf = p.gradTemp[d.offset : d.offset+len(d.target)]
+		}
+	}
+	return p, nil
+}
+
+// planGradients decides, for every (node, input) that receives a gradient, whether the
+// kernel writes straight into the value's Grad (the first contribution in backward order)
+// or into a temporary that is then added (later contributions). Temporaries of different
+// steps share memory; backward never needs to clear gradients first.
+func (p *Plan) planGradients() {
+	p.gradDst = map[gradKey]*GradDst{}
+	written := map[string]bool{}
+	for _, o := range p.Graph.Outputs {
+		written[o] = true // seeded by the loss
+	}
+	tempLen := 0
+	for i := len(p.steps) - 1; i >= 0; i-- {
+		s := p.steps[i]
+		if !s.backward {
+			continue
+		}
+		off := 0
+		for j, in := range s.node.Inputs {
+			v := p.Values[in]
+			if in == "" || v == nil || v.Grad == nil {
+				continue
+			}
+			if !written[in] {
+				written[in] = true
+				p.gradDst[gradKey{s.node, j}] = &GradDst{Buf: v.Grad}
+				continue
+			}
+			p.gradDst[gradKey{s.node, j}] = &GradDst{target: v.Grad, offset: off}
+			off += len(v.Grad)
+		}
+		tempLen = max(tempLen, off)
+	}
+	p.gradTemp = make([]float32, tempLen)
+}
+
+// kindPriority decides the kind of a constant several nodes read: a weight anywhere is a
+// parameter.
+var kindPriority = map[Kind]int{Const: 1, State: 2, Param: 3}
+
+func prod(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}
+
+// Scratch returns n floats of the plan's shared scratch.
+func (p *Plan) Scratch(n int) []float32 { return p.scratch[:n] }
+
+// Value returns the named value or nil.
+func (p *Plan) Value(name string) *Value { return p.Values[name] }
+
+// Forward runs every node in order; train selects training behaviour (BatchNorm on batch
+// statistics, updating its running statistics).
+func (p *Plan) Forward(train bool) {
+	for _, s := range p.steps {
+		s.kernel.Forward(train)
+	}
+}
+
+// ZeroGrad clears every gradient buffer.
+func (p *Plan) ZeroGrad() {
+	for _, v := range p.Values {
+		clear(v.Grad)
+	}
+}
+
+// Backward propagates the gradients already placed in the outputs' Grad (see
+// SoftmaxCrossEntropy) back to every parameter. Parameter gradients are overwritten, not
+// accumulated across calls.
+func (p *Plan) Backward() {
+	for i := len(p.steps) - 1; i >= 0; i-- {
+		s := p.steps[i]
+		if !s.backward {
+			continue
+		}
+		s.kernel.Backward()
+		for _, d := range s.flush {
+			d.flush()
+		}
+	}
+}
+
+// SoftmaxCrossEntropy computes the mean cross-entropy of the output's logits (batch × classes)
+// against labels and stores its gradient in the output's Grad. It returns the loss and the
+// number of correct top-1 predictions.
+func (p *Plan) SoftmaxCrossEntropy(output string, labels []int32) (loss float64, correct int) {
+	v := p.Values[output]
+	rows := p.Batch
+	cols := len(v.Data) / rows
+	for r := 0; r < rows; r++ {
+		row := v.Data[r*cols : (r+1)*cols]
+		best := 0
+		for j, x := range row {
+			if x > row[best] {
+				best = j
+			}
+		}
+		if best == int(labels[r]) {
+			correct++
+		}
+	}
+	loss = softmaxCE(rows, cols, v.Data, labels, v.Grad)
+	return loss, correct
+}
+
+// softmaxCE computes the mean softmax cross-entropy and, when grad is not nil, its gradient.
+func softmaxCE(rows, cols int, x []float32, labels []int32, grad []float32) float64 {
+	total := 0.0
+	for r := 0; r < rows; r++ {
+		row := x[r*cols : (r+1)*cols]
+		m := row[0]
+		for _, v := range row {
+			m = max(m, v)
+		}
+		sum := 0.0
+		for _, v := range row {
+			sum += math.Exp(float64(v - m))
+		}
+		lse := float64(m) + math.Log(sum)
+		total += lse - float64(row[labels[r]])
+		if grad != nil {
+			g := grad[r*cols : (r+1)*cols]
+			for j, v := range row {
+				g[j] = float32(math.Exp(float64(v)-lse) / float64(rows))
+			}
+			g[labels[r]] -= float32(1 / float64(rows))
+		}
+	}
+	return total / float64(rows)
+}

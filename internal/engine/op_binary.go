@@ -1,0 +1,152 @@
+package engine
+
+// binary runs Add, Sub, Mul and Div with numpy broadcasting.
+type binary struct {
+	op      byte // '+', '-', '*', '/'
+	a, b, y *Value
+	da, db  *GradDst
+	same    bool  // a, b and y have one shape
+	runs    []run // otherwise: the innermost runs of the broadcast, precomputed
+}
+
+// run is one innermost stretch of a broadcast: n outputs from o, reading a from ai by as
+// and b from bi by bs.
+type run struct{ o, n, ai, as, bi, bs int }
+
+func buildBinary(op byte) Builder {
+	return func(bd *Build) (Kernel, error) {
+		a, b, y := bd.In[0], bd.In[1], bd.Out[0]
+		k := &binary{op: op, a: a, b: b, y: y, da: bd.InGrad(0), db: bd.InGrad(1)}
+		k.same = a.Len() == y.Len() && b.Len() == y.Len()
+		if !k.same {
+			sa, sb := broadcastStrides(a.Shape, y.Shape), broadcastStrides(b.Shape, y.Shape)
+			sa.each(func(o, i, n, step int) { k.runs = append(k.runs, run{o: o, n: n, ai: i, as: step}) })
+			j := 0
+			sb.each(func(_, i, _, step int) { k.runs[j].bi, k.runs[j].bs = i, step; j++ })
+		}
+		return k, nil
+	}
+}
+
+// broadcastStrides maps output coordinates to offsets in a tensor of shape in broadcast to
+// out: stride 0 on the axes in lacks or has size 1.
+func broadcastStrides(in, out []int) strided {
+	s := strided{shape: out, strides: make([]int, len(out))}
+	st := rowMajorStrides(in)
+	for i := range in {
+		j := i + len(out) - len(in)
+		if in[i] != 1 {
+			s.strides[j] = st[i]
+		}
+	}
+	return s
+}
+
+func (k *binary) apply(x, y float32) float32 {
+	switch k.op {
+	case '+':
+		return x + y
+	case '-':
+		return x - y
+	case '*':
+		return x * y
+	}
+	return x / y
+}
+
+func (k *binary) Forward(bool) {
+	a, b, y := k.a.Data, k.b.Data, k.y.Data
+	if k.same {
+		switch k.op {
+		case '+':
+			for i := range y {
+				y[i] = a[i] + b[i]
+			}
+		case '-':
+			for i := range y {
+				y[i] = a[i] - b[i]
+			}
+		case '*':
+			for i := range y {
+				y[i] = a[i] * b[i]
+			}
+		default:
+			for i := range y {
+				y[i] = a[i] / b[i]
+			}
+		}
+		return
+	}
+	for _, r := range k.runs {
+		for t := 0; t < r.n; t++ {
+			y[r.o+t] = k.apply(a[r.ai+t*r.as], b[r.bi+t*r.bs])
+		}
+	}
+}
+
+func (k *binary) Backward() {
+	dy, a, b := k.y.Grad, k.a.Data, k.b.Data
+	if k.same {
+		for i, g := range dy {
+			if k.da != nil {
+				switch k.op {
+				case '+', '-':
+					k.da.Buf[i] = g
+				case '*':
+					k.da.Buf[i] = g * b[i]
+				default:
+					k.da.Buf[i] = g / b[i]
+				}
+			}
+			if k.db != nil {
+				switch k.op {
+				case '+':
+					k.db.Buf[i] = g
+				case '-':
+					k.db.Buf[i] = -g
+				case '*':
+					k.db.Buf[i] = g * a[i]
+				default:
+					k.db.Buf[i] = -g * a[i] / (b[i] * b[i])
+				}
+			}
+		}
+		return
+	}
+	if k.da != nil {
+		clear(k.da.Buf)
+	}
+	if k.db != nil {
+		clear(k.db.Buf)
+	}
+	for _, r := range k.runs {
+		ai, as, ib, bs := r.ai, r.as, r.bi, r.bs
+		for t := 0; t < r.n; t++ {
+			g, x, z := dy[r.o+t], a[ai+t*as], b[ib+t*bs]
+			var ga, gb float32
+			switch k.op {
+			case '+':
+				ga, gb = g, g
+			case '-':
+				ga, gb = g, -g
+			case '*':
+				ga, gb = g*z, g*x
+			default:
+				ga, gb = g/z, -g*x/(z*z)
+			}
+			if k.da != nil {
+				k.da.Buf[ai+t*as] += ga
+			}
+			if k.db != nil {
+				k.db.Buf[ib+t*bs] += gb
+			}
+		}
+	}
+}
+
+func init() {
+	Register("Add", buildBinary('+'))
+	Register("Sub", buildBinary('-'))
+	Register("Mul", buildBinary('*'))
+	Register("Div", buildBinary('/'))
+}

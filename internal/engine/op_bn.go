@@ -1,0 +1,90 @@
+package engine
+
+import (
+	"math"
+
+	"github.com/qnas/qnas/internal/kernels"
+)
+
+// batchNorm runs BatchNormalization: batch statistics in training (updating the running
+// statistics), running statistics in inference.
+type batchNorm struct {
+	p                      kernels.BNParams
+	x, gamma, beta, mu, vr *Value
+	y                      *Value
+	mean, invStd           []float32 // batch statistics saved for backward
+	dx, dgamma, dbeta      *GradDst
+	trained                bool // the last forward used batch statistics
+}
+
+func init() {
+	Register("BatchNormalization", func(b *Build) (Kernel, error) {
+		x := b.In[0]
+		eps, err := b.Node.Float("epsilon", 1e-5)
+		if err != nil {
+			return nil, err
+		}
+		mom, err := b.Node.Float("momentum", 0.9)
+		if err != nil {
+			return nil, err
+		}
+		if mom < 0 || mom > 1 {
+			return nil, b.Errorf("momentum %g is outside [0, 1]", mom)
+		}
+		hw := 1
+		for _, d := range x.Shape[2:] {
+			hw *= d
+		}
+		c := x.Shape[1]
+		k := &batchNorm{
+			p: kernels.BNParams{N: x.Shape[0], C: c, HW: hw, Eps: eps, Momentum: 1 - mom},
+			x: x, gamma: b.In[1], beta: b.In[2], mu: b.In[3], vr: b.In[4], y: b.Out[0],
+			mean: make([]float32, c), invStd: make([]float32, c),
+			dx: b.InGrad(0), dgamma: b.InGrad(1), dbeta: b.InGrad(2),
+		}
+		return k, nil
+	})
+}
+
+func (k *batchNorm) Forward(train bool) {
+	k.trained = train
+	if train {
+		kernels.BatchNormTrain(k.p, k.x.Data, k.gamma.Data, k.beta.Data, k.y.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data)
+		return
+	}
+	kernels.BatchNormInfer(k.p, k.x.Data, k.gamma.Data, k.beta.Data, k.mu.Data, k.vr.Data, k.y.Data)
+}
+
+func (k *batchNorm) Backward() {
+	if k.trained {
+		kernels.BatchNormBackward(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
+			buf(k.dx), buf(k.dgamma), buf(k.dbeta))
+		return
+	}
+	// Inference statistics are constants: y = (x − μ)·γ/σ + β is affine in x.
+	for c := 0; c < k.p.C; c++ {
+		is := float32(1 / math.Sqrt(float64(k.vr.Data[c])+float64(k.p.Eps)))
+		a := k.gamma.Data[c] * is
+		var sd, sdx float64
+		for n := 0; n < k.p.N; n++ {
+			o := (n*k.p.C + c) * k.p.HW
+			dy, x := k.y.Grad[o:o+k.p.HW], k.x.Data[o:o+k.p.HW]
+			for i, g := range dy {
+				sd += float64(g)
+				sdx += float64(g) * float64(x[i]-k.mu.Data[c])
+			}
+			if k.dx != nil {
+				dx := k.dx.Buf[o : o+k.p.HW]
+				for i, g := range dy {
+					dx[i] = g * a
+				}
+			}
+		}
+		if k.dgamma != nil {
+			k.dgamma.Buf[c] = float32(sdx) * is
+		}
+		if k.dbeta != nil {
+			k.dbeta.Buf[c] = float32(sd)
+		}
+	}
+}
