@@ -1,0 +1,84 @@
+package engine_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/ortrun"
+	"github.com/qnas/qnas/internal/testenv"
+)
+
+// fixtureModels lists the shipped fixture models (all but the error-path one).
+func fixtureModels(t *testing.T) []string {
+	t.Helper()
+	all, _ := filepath.Glob(testenv.Path("testdata", "models", "*.onnx"))
+	var out []string
+	for _, m := range all {
+		if !strings.Contains(filepath.Base(m), "unsupported") {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no fixture models under testdata/models")
+	}
+	return out
+}
+
+func loadCanonical(t testing.TB, path string, foldBN bool) *graph.Graph {
+	t.Helper()
+	g, err := graph.Load(path, graph.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Canonicalize(graph.CanonicalOptions{FoldBN: foldBN}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// The float forward pass of every fixture equals ONNX Runtime's within 1e-4 (max abs on the
+// logits), with BatchNorm kept and folded.
+func TestFixturesMatchONNXRuntime(t *testing.T) {
+	ortrun.RequireORT(t)
+	const batch = 16
+	for _, path := range fixtureModels(t) {
+		for _, fold := range []bool{false, true} {
+			g := loadCanonical(t, path, fold)
+			p, err := engine.Compile(g, batch, engine.Options{Inference: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := p.Value(g.Inputs[0])
+			r := rand.New(rand.NewPCG(11, 12))
+			for i := range in.Data {
+				in.Data[i] = float32(r.NormFloat64())
+			}
+			p.Forward(false)
+			shape := make([]int64, len(in.Shape))
+			for i, d := range in.Shape {
+				shape[i] = int64(d)
+			}
+			out, err := ortrun.Run(path, map[string]ortrun.Tensor{g.Inputs[0]: {Shape: shape, Data: in.Data}}, g.Outputs, ortrun.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := p.Value(g.Outputs[0]).Data, out[g.Outputs[0]].Data
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d logits, ONNX Runtime %d", path, len(got), len(want))
+			}
+			d := 0.0
+			for i := range got {
+				d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+			}
+			t.Logf("%s (fold BN %v): max |qnas − ORT| = %.2g", filepath.Base(path), fold, d)
+			if d > 1e-4 {
+				t.Errorf("%s (fold BN %v): logits differ from ONNX Runtime by %.3g", filepath.Base(path), fold, d)
+			}
+		}
+	}
+}
