@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -133,7 +132,7 @@ func (g *Graph) ctx(n *Node) *Ctx {
 		}
 		if t, ok := g.Consts[in]; ok {
 			c.Const[i] = t
-			c.In[i] = Shape(slices.Clone(t.Shape))
+			c.In[i] = append(Shape{}, t.Shape...)
 			continue
 		}
 		c.In[i] = g.Shapes[in]

@@ -135,6 +135,8 @@ type Options struct {
 	Inference bool
 	// Frozen lists constants that stay fixed in training (no gradient).
 	Frozen map[string]bool
+	// InputGrads also computes the gradient of the loss with respect to the graph inputs.
+	InputGrads bool
 }
 
 // Plan is a graph compiled for one batch size.
@@ -213,6 +215,11 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	if !opts.Inference {
 		for _, v := range p.Params {
 			needGrad[v.Name] = true
+		}
+		if opts.InputGrads {
+			for _, in := range g.Inputs {
+				needGrad[in] = true
+			}
 		}
 	}
 	for _, nd := range g.Nodes {

@@ -1,0 +1,227 @@
+package engine_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/engine"
+)
+
+// gradCase is a one-node graph for the finite-difference check.
+type gradCase struct {
+	name   string
+	op     string
+	inputs [][]int       // activation inputs x0, x1, … (shapes)
+	params map[int][]int // input index → shape of a learnable constant
+	consts map[int]*graph.Tensor
+	attrs  map[string]*graph.Attr
+	nOut   int
+	train  bool
+}
+
+func ints(v ...int64) *graph.Attr  { return &graph.Attr{Kind: graph.AttrInts, Ints: v} }
+func intA(v int64) *graph.Attr     { return &graph.Attr{Kind: graph.AttrInt, I: v} }
+func floatA(v float32) *graph.Attr { return &graph.Attr{Kind: graph.AttrFloat, F: v} }
+func i64(v ...int64) *graph.Tensor { return graph.NewInt([]int{len(v)}, v) }
+func f32(v ...float32) *graph.Tensor {
+	return graph.NewFloat(nil, v)
+}
+
+// gradCases covers every op the engine runs; TestGradients fails for an op without one.
+var gradCases = []gradCase{
+	{name: "conv", op: "Conv", inputs: [][]int{{2, 3, 6, 5}}, params: map[int][]int{1: {4, 3, 3, 3}, 2: {4}},
+		attrs: map[string]*graph.Attr{"pads": ints(1, 1, 1, 1)}},
+	{name: "conv strided dilated", op: "Conv", inputs: [][]int{{2, 2, 9, 8}}, params: map[int][]int{1: {3, 2, 3, 2}},
+		attrs: map[string]*graph.Attr{"pads": ints(1, 0, 2, 1), "strides": ints(2, 2), "dilations": ints(2, 1)}},
+	{name: "conv grouped", op: "Conv", inputs: [][]int{{2, 4, 5, 5}}, params: map[int][]int{1: {6, 2, 3, 3}, 2: {6}},
+		attrs: map[string]*graph.Attr{"group": intA(2), "pads": ints(1, 1, 1, 1)}},
+	{name: "conv depthwise", op: "Conv", inputs: [][]int{{2, 3, 6, 6}}, params: map[int][]int{1: {3, 1, 3, 3}, 2: {3}},
+		attrs: map[string]*graph.Attr{"group": intA(3), "pads": ints(1, 1, 1, 1), "strides": ints(2, 2)}},
+	{name: "batchnorm train", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
+		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})}, train: true},
+	{name: "batchnorm eval", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
+		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})}},
+	{name: "relu", op: "Relu", inputs: [][]int{{2, 3, 4}}},
+	{name: "clip", op: "Clip", inputs: [][]int{{2, 3, 4}}, consts: map[int]*graph.Tensor{1: f32(-0.5), 2: f32(0.7)}},
+	{name: "leaky relu", op: "LeakyRelu", inputs: [][]int{{2, 7}}, attrs: map[string]*graph.Attr{"alpha": floatA(0.1)}},
+	{name: "sigmoid", op: "Sigmoid", inputs: [][]int{{2, 7}}},
+	{name: "hard sigmoid", op: "HardSigmoid", inputs: [][]int{{3, 7}}},
+	{name: "hard swish", op: "HardSwish", inputs: [][]int{{3, 7}}},
+	{name: "maxpool ceil", op: "MaxPool", inputs: [][]int{{2, 2, 7, 6}},
+		attrs: map[string]*graph.Attr{"kernel_shape": ints(3, 3), "strides": ints(2, 2), "pads": ints(1, 1, 0, 0), "ceil_mode": intA(1)}},
+	{name: "avgpool", op: "AveragePool", inputs: [][]int{{2, 2, 6, 6}},
+		attrs: map[string]*graph.Attr{"kernel_shape": ints(3, 2), "strides": ints(2, 1), "pads": ints(1, 0, 1, 1)}},
+	{name: "avgpool include pad", op: "AveragePool", inputs: [][]int{{2, 2, 5, 5}},
+		attrs: map[string]*graph.Attr{"kernel_shape": ints(3, 3), "pads": ints(1, 1, 1, 1), "count_include_pad": intA(1)}},
+	{name: "global avg", op: "GlobalAveragePool", inputs: [][]int{{2, 3, 4, 5}}},
+	{name: "global max", op: "GlobalMaxPool", inputs: [][]int{{2, 3, 4, 5}}},
+	{name: "reduce mean hw", op: "ReduceMean", inputs: [][]int{{2, 3, 4, 5}}, attrs: map[string]*graph.Attr{"axes": ints(2, 3)}},
+	{name: "gemm", op: "Gemm", inputs: [][]int{{3, 5}}, params: map[int][]int{1: {4, 5}, 2: {4}},
+		attrs: map[string]*graph.Attr{"transB": intA(1)}},
+	{name: "gemm alpha beta", op: "Gemm", inputs: [][]int{{3, 5}}, params: map[int][]int{1: {5, 4}, 2: {1}},
+		attrs: map[string]*graph.Attr{"alpha": floatA(0.5), "beta": floatA(2)}},
+	{name: "matmul", op: "MatMul", inputs: [][]int{{2, 3, 5}}, params: map[int][]int{1: {5, 4}}},
+	{name: "add", op: "Add", inputs: [][]int{{2, 3, 4}, {2, 3, 4}}},
+	{name: "add broadcast", op: "Add", inputs: [][]int{{2, 3, 4}, {3, 1}}},
+	{name: "sub broadcast", op: "Sub", inputs: [][]int{{2, 1, 4}, {2, 3, 1}}},
+	{name: "mul se", op: "Mul", inputs: [][]int{{2, 3, 2, 2}, {2, 3, 1, 1}}},
+	{name: "div", op: "Div", inputs: [][]int{{2, 3}, {2, 3}}},
+	{name: "flatten", op: "Flatten", inputs: [][]int{{2, 3, 2}}},
+	{name: "reshape", op: "Reshape", inputs: [][]int{{2, 6}}, consts: map[int]*graph.Tensor{1: i64(2, 3, 2)}},
+	{name: "squeeze", op: "Squeeze", inputs: [][]int{{2, 1, 3}}, consts: map[int]*graph.Tensor{1: i64(1)}},
+	{name: "unsqueeze", op: "Unsqueeze", inputs: [][]int{{2, 3}}, consts: map[int]*graph.Tensor{1: i64(1)}},
+	{name: "identity", op: "Identity", inputs: [][]int{{2, 3}}},
+	{name: "dropout", op: "Dropout", inputs: [][]int{{2, 3}}},
+	{name: "transpose", op: "Transpose", inputs: [][]int{{2, 3, 4}}, attrs: map[string]*graph.Attr{"perm": ints(1, 2, 0)}},
+	{name: "concat", op: "Concat", inputs: [][]int{{2, 3, 2}, {2, 1, 2}}, attrs: map[string]*graph.Attr{"axis": intA(1)}},
+	{name: "split", op: "Split", inputs: [][]int{{2, 5}}, consts: map[int]*graph.Tensor{1: i64(2, 3)},
+		attrs: map[string]*graph.Attr{"axis": intA(1)}, nOut: 2},
+	{name: "slice", op: "Slice", inputs: [][]int{{3, 6}},
+		consts: map[int]*graph.Tensor{1: i64(1, 0), 2: i64(3, 6), 3: i64(0, 1), 4: i64(1, 2)}},
+	{name: "pad", op: "Pad", inputs: [][]int{{2, 3}}, consts: map[int]*graph.Tensor{1: i64(0, 1, 1, 2)}},
+	{name: "softmax", op: "Softmax", inputs: [][]int{{3, 5}}},
+	{name: "outside op", op: "TestScaleShift", inputs: [][]int{{2, 3}}, params: map[int][]int{1: {1}}},
+}
+
+// build makes the case's graph with fixed shapes.
+func (c gradCase) build(r *rand.Rand) (*graph.Graph, error) {
+	g := graph.New(c.name)
+	g.Opset = 13
+	n := &graph.Node{Name: c.name, Op: c.op, Attrs: c.attrs}
+	nIn := len(c.inputs)
+	for i := range c.params {
+		nIn = max(nIn, i+1)
+	}
+	for i := range c.consts {
+		nIn = max(nIn, i+1)
+	}
+	for i := 0; i < nIn; i++ {
+		name := fmt.Sprintf("in%d", i)
+		switch {
+		case i < len(c.inputs):
+			g.Inputs = append(g.Inputs, name)
+			g.Shapes[name] = graph.Shape(c.inputs[i])
+		case c.params[i] != nil:
+			s := c.params[i]
+			v := make([]float32, prodInts(s))
+			for j := range v {
+				v[j] = float32(r.NormFloat64())
+			}
+			g.Consts[name] = graph.NewFloat(s, v)
+		case c.consts[i] != nil:
+			g.Consts[name] = c.consts[i]
+		default:
+			name = ""
+		}
+		n.Inputs = append(n.Inputs, name)
+	}
+	for i := 0; i < max(c.nOut, 1); i++ {
+		n.Outputs = append(n.Outputs, fmt.Sprintf("out%d", i))
+		g.Outputs = append(g.Outputs, fmt.Sprintf("out%d", i))
+	}
+	g.Nodes = []*graph.Node{n}
+	return g, g.InferShapes()
+}
+
+func prodInts(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}
+
+// TestGradients checks every op's backward against central finite differences of
+// L = Σ_outputs Σ R·y for fixed random R, for inputs and parameters alike.
+func TestGradients(t *testing.T) {
+	covered := map[string]bool{}
+	for ci, c := range gradCases {
+		t.Run(c.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(ci), 99))
+			g, err := c.build(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := engine.Compile(g, 1, engine.Options{InputGrads: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, in := range g.Inputs {
+				v := p.Value(in)
+				for j := range v.Data {
+					// Keep away from the kinks of ReLU-like ops and from ties.
+					x := 0.2 + 0.8*r.Float64()
+					if r.IntN(2) == 0 {
+						x = -x
+					}
+					v.Data[j] = float32(x * 2)
+				}
+			}
+			weights := make([][]float32, len(g.Outputs))
+			for i, o := range g.Outputs {
+				weights[i] = make([]float32, p.Value(o).Len())
+				for j := range weights[i] {
+					weights[i][j] = float32(r.NormFloat64())
+				}
+			}
+			loss := func() float64 {
+				p.Forward(c.train)
+				s := 0.0
+				for i, o := range g.Outputs {
+					for j, y := range p.Value(o).Data {
+						s += float64(y) * float64(weights[i][j])
+					}
+				}
+				return s
+			}
+			loss()
+			for i, o := range g.Outputs {
+				copy(p.Value(o).Grad, weights[i])
+			}
+			p.Backward()
+			var wrt []*engine.Value
+			for _, in := range g.Inputs {
+				wrt = append(wrt, p.Value(in))
+			}
+			wrt = append(wrt, p.Params...)
+			const h = 5e-3
+			for _, v := range wrt {
+				analytic := slices.Clone(v.Grad)
+				for _, j := range sampleIndices(r, v.Len(), 24) {
+					old := v.Data[j]
+					v.Data[j] = old + h
+					lp := loss()
+					v.Data[j] = old - h
+					lm := loss()
+					v.Data[j] = old
+					numeric := (lp - lm) / (2 * h)
+					a := float64(analytic[j])
+					if math.Abs(a-numeric) > 2e-2*math.Max(math.Abs(a), math.Abs(numeric))+3e-3 {
+						t.Errorf("d/d%s[%d]: backward %.5g, finite difference %.5g", v.Name, j, a, numeric)
+					}
+				}
+			}
+		})
+		covered[c.op] = true
+	}
+	for _, op := range engine.Ops() {
+		if !covered[op] {
+			t.Errorf("op %s has no gradient check case", op)
+		}
+	}
+}
+
+func sampleIndices(r *rand.Rand, n, k int) []int {
+	if n <= k {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	return r.Perm(n)[:k]
+}
