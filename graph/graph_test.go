@@ -342,3 +342,32 @@ func TestHostileShapesRefused(t *testing.T) {
 		}
 	}
 }
+
+// A canonical graph written to ONNX and read back is the same graph.
+func TestToONNXRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	m := newModel(13).input("x", -1, 2, 6, 6).
+		floats("w", []int64{4, 2, 3, 3}, randFloats(r, 72)).floats("fcw", []int64{4, 3}, randFloats(r, 12)).
+		node("Conv", "conv", []string{"x", "w"}, []string{"a"}, intsAttr("pads", 1, 1, 1, 1)).
+		node("Clip", "relu6", []string{"a"}, []string{"b"}, floatAttr("min", 0), floatAttr("max", 6)).
+		node("GlobalAveragePool", "gap", []string{"b"}, []string{"c"}).
+		node("Flatten", "flat", []string{"c"}, []string{"d"}).
+		node("MatMul", "fc", []string{"d", "fcw"}, []string{"y"}).output("y").build()
+	m.OpsetImport[0].Version = proto.Int64(9) // Clip with attributes
+	g := canonical(t, m, false)
+	g.Meta["qnas.mean"] = "0.5"
+	out, err := g.ToONNX(graph.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b strings.Builder
+	g.Dump(&a)
+	back := canonical(t, out, false)
+	back.Dump(&b)
+	if a.String() != b.String() {
+		t.Errorf("round trip changed the graph:\n%s\nvs\n%s", a.String(), b.String())
+	}
+	if back.Meta["qnas.mean"] != "0.5" {
+		t.Errorf("metadata lost: %v", back.Meta)
+	}
+}

@@ -1,0 +1,127 @@
+package graph
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/qnas/qnas/onnxio"
+	"github.com/qnas/qnas/onnxio/onnxpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// WriteOptions controls ToONNX.
+type WriteOptions struct {
+	ProducerVersion string
+	IRVersion       int64 // 0: 8 (what onnx 1.12's checker accepts)
+}
+
+// ToONNX converts g to an ONNX model: nodes in order with their attributes and doc strings,
+// constants as initializers (float32 or int64, sorted by name), inputs and outputs with the
+// batch as the symbolic dimension "N", the source opset, and g.Meta as metadata_props.
+func (g *Graph) ToONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
+	ir := opts.IRVersion
+	if ir == 0 {
+		ir = 8
+	}
+	gp := &onnxpb.GraphProto{Name: proto.String(g.Name)}
+	for _, in := range g.Inputs {
+		gp.Input = append(gp.Input, valueInfo(in, g.Shapes[in]))
+	}
+	for _, o := range g.Outputs {
+		s, ok := g.Shapes[o]
+		if !ok {
+			return nil, fmt.Errorf("graph output %q has no shape", o)
+		}
+		gp.Output = append(gp.Output, valueInfo(o, s))
+	}
+	names := make([]string, 0, len(g.Consts))
+	for k := range g.Consts {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		gp.Initializer = append(gp.Initializer, tensorToONNX(k, g.Consts[k]))
+	}
+	for _, n := range g.Nodes {
+		np := &onnxpb.NodeProto{Name: proto.String(n.Name), OpType: proto.String(n.Op),
+			Input: append([]string{}, n.Inputs...), Output: append([]string{}, n.Outputs...)}
+		if n.Doc != "" {
+			np.DocString = proto.String(n.Doc)
+		}
+		keys := make([]string, 0, len(n.Attrs))
+		for k := range n.Attrs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			np.Attribute = append(np.Attribute, attrToONNX(k, n.Attrs[k]))
+		}
+		gp.Node = append(gp.Node, np)
+	}
+	m := &onnxpb.ModelProto{
+		IrVersion:       proto.Int64(ir),
+		ProducerName:    proto.String("qnas"),
+		ProducerVersion: proto.String(opts.ProducerVersion),
+		OpsetImport:     []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(int64(g.Opset))}},
+		Graph:           gp,
+	}
+	keys := make([]string, 0, len(g.Meta))
+	for k := range g.Meta {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		m.MetadataProps = append(m.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(g.Meta[k])})
+	}
+	return m, nil
+}
+
+func valueInfo(name string, s Shape) *onnxpb.ValueInfoProto {
+	shape := &onnxpb.TensorShapeProto{}
+	for _, d := range s {
+		dim := &onnxpb.TensorShapeProto_Dimension{}
+		if d == Batch {
+			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "N"}
+		} else {
+			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: int64(d)}
+		}
+		shape.Dim = append(shape.Dim, dim)
+	}
+	return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT)), Shape: shape}}}}
+}
+
+func tensorToONNX(name string, t *Tensor) *onnxpb.TensorProto {
+	dims := make([]int64, len(t.Shape))
+	for i, d := range t.Shape {
+		dims[i] = int64(d)
+	}
+	if t.DType == Int64 {
+		return onnxio.NewInt64Tensor(name, dims, t.I)
+	}
+	return onnxio.NewFloat32Tensor(name, dims, t.F)
+}
+
+func attrToONNX(name string, a *Attr) *onnxpb.AttributeProto {
+	p := &onnxpb.AttributeProto{Name: proto.String(name)}
+	switch a.Kind {
+	case AttrInt:
+		p.Type, p.I = onnxpb.AttributeProto_INT.Enum(), proto.Int64(a.I)
+	case AttrFloat:
+		p.Type, p.F = onnxpb.AttributeProto_FLOAT.Enum(), proto.Float32(a.F)
+	case AttrString:
+		p.Type, p.S = onnxpb.AttributeProto_STRING.Enum(), []byte(a.S)
+	case AttrInts:
+		p.Type, p.Ints = onnxpb.AttributeProto_INTS.Enum(), append([]int64{}, a.Ints...)
+	case AttrFloats:
+		p.Type, p.Floats = onnxpb.AttributeProto_FLOATS.Enum(), append([]float32{}, a.Floats...)
+	case AttrStrings:
+		p.Type = onnxpb.AttributeProto_STRINGS.Enum()
+		for _, s := range a.Strings {
+			p.Strings = append(p.Strings, []byte(s))
+		}
+	case AttrTensor:
+		p.Type, p.T = onnxpb.AttributeProto_TENSOR.Enum(), tensorToONNX("", a.T)
+	}
+	return p
+}
