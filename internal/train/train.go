@@ -1,0 +1,195 @@
+// Package train runs the training loop (float training and fine-tuning) and evaluation of a
+// graph on a dataset through the engine.
+package train
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/optim"
+	"github.com/qnas/qnas/internal/progress"
+)
+
+// Config is one training run.
+type Config struct {
+	Epochs      int
+	Batch       int
+	LR          float64 // base learning rate
+	Schedule    string  // "cosine" (default) or "step"
+	Momentum    float64
+	Nesterov    bool
+	WeightDecay float64 // applied to weights of rank ≥ 2 (convolutions, Gemm)
+	Seed        uint64
+	Norm        data.Normalize
+	Augment     *data.Augment
+	Log         io.Writer // progress bars and epoch lines; nil: silent
+}
+
+// EpochStats summarizes one epoch.
+type EpochStats struct {
+	Epoch    int     `json:"epoch"`
+	Loss     float64 `json:"loss"`     // mean training loss
+	Accuracy float64 `json:"accuracy"` // training top-1 (with augmentation, batch statistics)
+	Seconds  float64 `json:"seconds"`
+}
+
+// Train trains g's parameters in place (g's constants hold the result) with SGD and the
+// configured schedule, BatchNorm in training mode; the last partial batch of an epoch is
+// dropped.
+func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
+	if cfg.Epochs < 1 || cfg.Batch < 1 {
+		return nil, fmt.Errorf("--epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	}
+	if err := checkData(g, d); err != nil {
+		return nil, err
+	}
+	sched, err := optim.ParseSchedule(orDefault(cfg.Schedule, "cosine"), cfg.LR)
+	if err != nil {
+		return nil, err
+	}
+	p, err := engine.Compile(g, cfg.Batch, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ld, err := data.NewLoader(d, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true, DropLast: true,
+		Seed: cfg.Seed, Norm: cfg.Norm, Aug: cfg.Augment})
+	if err != nil {
+		return nil, err
+	}
+	var params []optim.Param
+	noDecay := map[string]bool{}
+	for _, v := range p.Params {
+		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
+		if len(v.Shape) < 2 {
+			noDecay[v.Name] = true
+		}
+	}
+	opt := &optim.SGD{Params: params, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	x := p.Value(g.Inputs[0]).Data
+	y := make([]int32, cfg.Batch)
+	out := g.Outputs[0]
+	steps := ld.Len()
+	total := steps * cfg.Epochs
+	var stats []EpochStats
+	for e := 0; e < cfg.Epochs; e++ {
+		start := time.Now()
+		bar := progress.New(cfg.Log, fmt.Sprintf("epoch %d/%d", e+1, cfg.Epochs), steps)
+		var lossSum float64
+		var correct, seen int
+		for s := 0; ; s++ {
+			n := ld.Next(x, y)
+			if n == 0 {
+				break
+			}
+			p.Forward(true)
+			loss, c := p.SoftmaxCrossEntropy(out, y)
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return stats, fmt.Errorf("epoch %d step %d: the loss is %v; lower --lr", e+1, s+1, loss)
+			}
+			p.Backward()
+			opt.Step(sched.LR(e*steps+s, total))
+			lossSum += loss * float64(n)
+			correct += c
+			seen += n
+			bar.Update(s+1, fmt.Sprintf("loss %.4f acc %.2f%%", lossSum/float64(seen), 100*float64(correct)/float64(seen)))
+		}
+		st := EpochStats{Epoch: e + 1, Loss: lossSum / float64(max(seen, 1)), Accuracy: float64(correct) / float64(max(seen, 1)),
+			Seconds: time.Since(start).Seconds()}
+		bar.Done(fmt.Sprintf("loss %.4f acc %.2f%% %.0f img/s", st.Loss, 100*st.Accuracy, float64(seen)/st.Seconds))
+		stats = append(stats, st)
+	}
+	return stats, nil
+}
+
+// Eval is the result of Evaluate.
+type Eval struct {
+	Accuracy float64 `json:"accuracy"`
+	Loss     float64 `json:"loss"`
+	Samples  int     `json:"samples"`
+}
+
+// Evaluate computes top-1 accuracy and mean cross-entropy of g on every sample of d, in
+// inference mode, in batches of at most batch.
+func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, log io.Writer) (Eval, error) {
+	if batch < 1 {
+		return Eval{}, fmt.Errorf("--batch must be positive, got %d", batch)
+	}
+	if err := checkData(g, d); err != nil {
+		return Eval{}, err
+	}
+	if err := norm.Check(d.C); err != nil {
+		return Eval{}, err
+	}
+	batch = min(batch, d.N)
+	plans := map[int]*engine.Plan{}
+	plan := func(n int) (*engine.Plan, error) {
+		if p, ok := plans[n]; ok {
+			return p, nil
+		}
+		p, err := engine.Compile(g, n, engine.Options{Inference: true})
+		plans[n] = p
+		return p, err
+	}
+	idx := make([]int, 0, batch)
+	var res Eval
+	var lossSum float64
+	bar := progress.New(log, "eval", d.N)
+	for start := 0; start < d.N; start += batch {
+		n := min(batch, d.N-start)
+		p, err := plan(n)
+		if err != nil {
+			return Eval{}, err
+		}
+		idx = idx[:0]
+		for i := start; i < start+n; i++ {
+			idx = append(idx, i)
+		}
+		y := make([]int32, n)
+		d.Batch(idx, norm, nil, nil, p.Value(g.Inputs[0]).Data, y)
+		p.Forward(false)
+		loss, c := p.SoftmaxCrossEntropy(g.Outputs[0], y)
+		lossSum += loss * float64(n)
+		res.Samples += n
+		res.Accuracy += float64(c)
+		bar.Update(res.Samples, "")
+	}
+	res.Accuracy /= float64(res.Samples)
+	res.Loss = lossSum / float64(res.Samples)
+	bar.Done(fmt.Sprintf("accuracy %.2f%%", 100*res.Accuracy))
+	return res, nil
+}
+
+// checkData verifies that d fits g: one input of shape N×C×H×W and one output with at least
+// as many classes as the labels use.
+func checkData(g *graph.Graph, d *data.Dataset) error {
+	if len(g.Inputs) != 1 || len(g.Outputs) < 1 {
+		return fmt.Errorf("model has %d inputs and %d outputs; qnas trains single-input classifiers", len(g.Inputs), len(g.Outputs))
+	}
+	s := g.Shapes[g.Inputs[0]]
+	if len(s) != 4 {
+		return fmt.Errorf("model input %q has shape %v, want N×C×H×W", g.Inputs[0], s)
+	}
+	if err := d.Validate(s[1], s[2], s[3]); err != nil {
+		return err
+	}
+	o := g.Shapes[g.Outputs[0]]
+	if len(o) != 2 {
+		return fmt.Errorf("model output %q has shape %v, want N×classes", g.Outputs[0], o)
+	}
+	if d.Classes > o[1] {
+		return fmt.Errorf("%s: data has %d classes, model output %q has %d", d.Source, d.Classes, g.Outputs[0], o[1])
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,71 @@
+package train
+
+import (
+	"math"
+	"testing"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/testenv"
+)
+
+var fmnistNorm = data.Normalize{Mean: []float32{0.2860}, Std: []float32{0.3530}}
+
+func load(t *testing.T, name string) *graph.Graph {
+	t.Helper()
+	g, err := graph.Load(testenv.Path("testdata", "models", name), graph.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Canonicalize(graph.CanonicalOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// With its classifier zeroed, a fixture starts at chance (loss ln 10); one epoch on the
+// embedded subset brings the loss down and the accuracy up.
+func TestTrainingLowersLoss(t *testing.T) {
+	g := load(t, "resnet8_bn.onnx")
+	for _, n := range g.Nodes {
+		if n.Op == "Gemm" {
+			clear(g.Consts[n.Inputs[1]].F)
+			clear(g.Consts[n.Inputs[2]].F)
+		}
+	}
+	train, err := data.Embedded(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := data.Embedded(data.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := Evaluate(g, test, fmnistNorm, 250, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(before.Loss-math.Log(10)) > 1e-4 {
+		t.Fatalf("zeroed classifier: loss %.4f, want ln 10", before.Loss)
+	}
+	stats, err := Train(g, data.Subset(train, 2048), Config{Epochs: 1, Batch: 64, LR: 0.05, Momentum: 0.9, Seed: 1, Norm: fmnistNorm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := Evaluate(g, test, fmnistNorm, 250, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("train loss %.3f; test loss %.3f → %.3f, accuracy %.1f%% → %.1f%%", stats[0].Loss, before.Loss, after.Loss, 100*before.Accuracy, 100*after.Accuracy)
+	if after.Loss > 0.8 || after.Accuracy < 0.7 {
+		t.Errorf("after one epoch: loss %.3f, accuracy %.3f", after.Loss, after.Accuracy)
+	}
+}
+
+func TestDataMismatchIsAnError(t *testing.T) {
+	g := load(t, "resnet8.onnx")
+	d := &data.Dataset{N: 2, C: 3, H: 32, W: 32, Classes: 10, Pixels: make([]uint8, 2*3*32*32), Labels: []int32{0, 1}, Source: "cifar"}
+	if _, err := Evaluate(g, d, data.Normalize{}, 2, nil); err == nil {
+		t.Fatal("3×32×32 data accepted by a 1×28×28 model")
+	}
+}
