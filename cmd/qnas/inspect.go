@@ -24,12 +24,7 @@ func newInspectCmd() *cobra.Command {
 		Long: `inspect prints one row per layer with parameters or multiply-accumulates (Conv,
 Gemm, MatMul, BatchNormalization): output shape per sample, params, MACs per sample, and
 BOPs at 8-bit weights and activations (MACs·64).`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageError{fmt.Errorf("inspect takes one MODEL argument, got %d", len(args))}
-			}
-			return nil
-		},
+		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
 		},

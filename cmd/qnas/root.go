@@ -14,6 +14,6 @@ differentiable architecture search under a budget, fine-tunes, and writes ONNX.`
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInspectCmd())
+	root.AddCommand(newInspectCmd(), newEvalCmd(), newTrainCmd(), newBenchCmd())
 	return root
 }

@@ -58,7 +58,10 @@ func (b *Bar) Update(done int, status string) {
 		fmt.Fprintf(b.w, "\r\x1b[K%s", b.line(done, status, now, true))
 		return
 	}
-	// Plain lines: every 10% or every 30 s, whichever comes first.
+	// Plain lines: every 10% or every 30 s, whichever comes first; Done prints the last.
+	if done >= b.total {
+		return
+	}
 	pct := done * 100 / b.total
 	if pct/10 == b.lastPct/10 && now.Sub(b.last) < 30*time.Second {
 		return

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/spf13/cobra"
+)
+
+type benchOptions struct {
+	Mode    string
+	Batch   int
+	Threads int
+	Steps   int
+	JSON    bool
+}
+
+// benchResult is bench's JSON (design.md §9).
+type benchResult struct {
+	Mode         string  `json:"mode"`
+	ImagesPerSec float64 `json:"images_per_sec"`
+	StepMS       float64 `json:"step_ms"`
+	PeakRSSMB    float64 `json:"peak_rss_mb"`
+	Batch        int     `json:"batch"`
+	Threads      int     `json:"threads"`
+	Steps        int     `json:"steps"`
+}
+
+func newBenchCmd() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench MODEL --mode float",
+		Short: "Time training steps on random data of the model's input shape",
+		Long: `bench times training steps on random data: --mode float is a plain training step
+(forward, backward, SGD update, BatchNorm in training mode). images_per_sec is the batch size
+over the median step time, after two warm-up steps. Modes qat and search arrive with the search.`,
+		Args: exactArgs(1, "MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBench(cmd.OutOrStdout(), args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Mode, "mode", "float", "what to time: float")
+	f.IntVar(&o.Batch, "batch", 128, "batch size")
+	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
+	f.IntVar(&o.Steps, "steps", 20, "timed steps")
+	f.BoolVar(&o.JSON, "json", false, `print {"mode", "images_per_sec", "step_ms", "peak_rss_mb"} to stdout`)
+	return cmd
+}
+
+func runBench(stdout io.Writer, path string, o benchOptions) error {
+	switch o.Mode {
+	case "float":
+	case "qat", "search":
+		return usageError{fmt.Errorf("--mode %s is not available yet (it comes with the search); use float", o.Mode)}
+	default:
+		return usageError{fmt.Errorf("--mode %q: want float, qat or search", o.Mode)}
+	}
+	if o.Batch < 1 || o.Steps < 1 {
+		return usageError{fmt.Errorf("--batch and --steps must be positive")}
+	}
+	if err := setThreads(o.Threads); err != nil {
+		return err
+	}
+	g, err := loadModel(path, false)
+	if err != nil {
+		return err
+	}
+	p, err := engine.Compile(g, o.Batch, engine.Options{})
+	if err != nil {
+		return err
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, v := range p.Values {
+		if v.Kind == engine.Input {
+			for i := range v.Data {
+				v.Data[i] = float32(r.NormFloat64())
+			}
+		}
+	}
+	out := p.Value(g.Outputs[0])
+	classes := out.Len() / o.Batch
+	labels := make([]int32, o.Batch)
+	for i := range labels {
+		labels[i] = int32(r.IntN(classes))
+	}
+	grads := make([][2][]float32, 0, len(p.Params))
+	for _, v := range p.Params {
+		grads = append(grads, [2][]float32{v.Data, v.Grad})
+	}
+	step := func() {
+		p.Forward(true)
+		p.SoftmaxCrossEntropy(g.Outputs[0], labels)
+		p.Backward()
+		for _, pg := range grads { // plain SGD update, as the training loop does
+			for i, gr := range pg[1] {
+				pg[0][i] -= 1e-4 * gr
+			}
+		}
+	}
+	step()
+	step()
+	times := make([]float64, o.Steps)
+	for i := range times {
+		t0 := time.Now()
+		step()
+		times[i] = time.Since(t0).Seconds()
+	}
+	sort.Float64s(times)
+	med := times[len(times)/2]
+	res := benchResult{Mode: o.Mode, ImagesPerSec: float64(o.Batch) / med, StepMS: med * 1000, PeakRSSMB: peakRSSMB(),
+		Batch: o.Batch, Threads: o.Threads, Steps: o.Steps}
+	if o.JSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	_, err = fmt.Fprintf(stdout, "%s step, batch %d, %d threads: %.1f images/s (%.1f ms/step median of %d), peak RSS %.0f MiB\n",
+		res.Mode, res.Batch, res.Threads, res.ImagesPerSec, res.StepMS, res.Steps, res.PeakRSSMB)
+	return err
+}

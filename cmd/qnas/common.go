@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/blas"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/spf13/pflag"
+)
+
+// embeddedData is the --data value that selects the embedded Fashion-MNIST subset.
+const embeddedData = "embedded"
+
+// dataFlags are the flags every command that reads a data set shares.
+type dataFlags struct {
+	Dir       string
+	Mean, Std string
+}
+
+func (d *dataFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&d.Dir, "data", "", `data set folder (IDX, CIFAR binary, image folders, NPZ), or "embedded" for the built-in Fashion-MNIST subset`)
+	f.StringVar(&d.Mean, "mean", "", "normalization mean, one value or one per channel (default: model metadata qnas.mean)")
+	f.StringVar(&d.Std, "std", "", "normalization std, one value or one per channel (default: model metadata qnas.std)")
+}
+
+// open loads a split of the data set named by --data.
+func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
+	if d.Dir == "" {
+		return nil, usageError{fmt.Errorf("--data is required (a folder, or %q)", embeddedData)}
+	}
+	if d.Dir == embeddedData {
+		return data.Embedded(split)
+	}
+	return data.Open(d.Dir, split)
+}
+
+// normalization takes --mean/--std, else the model's qnas.mean/qnas.std metadata, else
+// none (pixels in [0, 1]).
+func (d *dataFlags) normalization(g *graph.Graph) (data.Normalize, error) {
+	mean, std := d.Mean, d.Std
+	if mean == "" {
+		mean = g.Meta["qnas.mean"]
+	}
+	if std == "" {
+		std = g.Meta["qnas.std"]
+	}
+	return data.ParseNormalize(mean, std)
+}
+
+// loadModel imports and canonicalizes a model.
+func loadModel(path string, foldBN bool) (*graph.Graph, error) {
+	g, err := graph.Load(path, graph.ImportOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := g.Canonicalize(graph.CanonicalOptions{FoldBN: foldBN}); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return g, nil
+}
+
+// setThreads uses n cores: n Go threads, and OpenBLAS single-threaded so the kernels split
+// batches across the Go threads themselves.
+func setThreads(n int) error {
+	if n < 1 {
+		return usageError{fmt.Errorf("--threads must be positive, got %d", n)}
+	}
+	runtime.GOMAXPROCS(n)
+	blas.SetThreads(1)
+	return nil
+}
+
+// peakRSSMB reads the process's peak resident set size (VmHWM) in MiB; 0 if unknown.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
+
+// version is the qnas version written into models (set with -ldflags "-X main.version=…").
+var version = "dev"
+
+func graphWriteOptions() graph.WriteOptions { return graph.WriteOptions{ProducerVersion: version} }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/train"
+	"github.com/qnas/qnas/onnxio"
+	"github.com/spf13/cobra"
+)
+
+type trainOptions struct {
+	data       dataFlags
+	Out        string
+	Epochs     int
+	Batch      int
+	LR         float64
+	Momentum   float64
+	WD         float64
+	Schedule   string
+	Seed       uint64
+	LimitTrain int
+	Augment    bool
+	FoldBN     bool
+	Threads    int
+	JSON       bool
+}
+
+func newTrainCmd() *cobra.Command {
+	var o trainOptions
+	cmd := &cobra.Command{
+		Use:   "train MODEL --data DIR --epochs N -o OUT.onnx",
+		Short: "Train or fine-tune a float model and write it as ONNX",
+		Long: `train trains every weight of MODEL (SGD with momentum, cosine schedule, BatchNorm in
+training mode) on the training split of --data, evaluates it on the test split, and writes
+OUT.onnx atomically (never over MODEL), with BatchNorm kept or, with --fold-bn, folded.`,
+		Args: exactArgs(1, "MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTrain(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	o.data.register(f)
+	f.StringVarP(&o.Out, "output", "o", "", "output model (required)")
+	f.IntVar(&o.Epochs, "epochs", 1, "training epochs")
+	f.IntVar(&o.Batch, "batch", 128, "batch size")
+	f.Float64Var(&o.LR, "lr", 0.05, "base learning rate")
+	f.Float64Var(&o.Momentum, "momentum", 0.9, "SGD momentum")
+	f.Float64Var(&o.WD, "wd", 5e-4, "weight decay on convolution and Gemm weights")
+	f.StringVar(&o.Schedule, "schedule", "cosine", "learning-rate schedule: cosine or step")
+	f.Uint64Var(&o.Seed, "seed", 0, "seed for data order and augmentation")
+	f.IntVar(&o.LimitTrain, "limit-train", 0, "train on the first N training samples (0: all)")
+	f.BoolVar(&o.Augment, "augment", false, "random crop (padding 2) and horizontal flip")
+	f.BoolVar(&o.FoldBN, "fold-bn", false, "fold BatchNormalization into convolutions in the output")
+	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
+	f.BoolVar(&o.JSON, "json", false, "print the epochs and final test accuracy as JSON to stdout")
+	return cmd
+}
+
+func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
+	if o.Out == "" {
+		return usageError{fmt.Errorf("-o/--output is required")}
+	}
+	if err := onnxio.CheckNotSameFile(o.Out, path); err != nil {
+		return usageError{err}
+	}
+	if err := setThreads(o.Threads); err != nil {
+		return err
+	}
+	g, err := loadModel(path, false)
+	if err != nil {
+		return err
+	}
+	trainSet, err := o.data.open(data.Train)
+	if err != nil {
+		return err
+	}
+	if o.LimitTrain > 0 {
+		trainSet = data.Subset(trainSet, o.LimitTrain)
+	}
+	testSet, err := o.data.open(data.Test)
+	if err != nil {
+		return err
+	}
+	norm, err := o.data.normalization(g)
+	if err != nil {
+		return usageError{err}
+	}
+	var aug *data.Augment
+	if o.Augment {
+		aug = &data.Augment{PadCrop: 2, HFlip: true}
+	}
+	stats, err := train.Train(g, trainSet, train.Config{Epochs: o.Epochs, Batch: o.Batch, LR: o.LR, Schedule: o.Schedule,
+		Momentum: o.Momentum, WeightDecay: o.WD, Seed: o.Seed, Norm: norm, Augment: aug, Log: stderr})
+	if err != nil {
+		return err
+	}
+	res, err := train.Evaluate(g, testSet, norm, 256, stderr)
+	if err != nil {
+		return err
+	}
+	if o.FoldBN {
+		if err := g.FoldBatchNorm(); err != nil {
+			return err
+		}
+	}
+	g.Meta["qnas.mean"], g.Meta["qnas.std"] = joinFloats(norm.Mean), joinFloats(norm.Std)
+	m, err := g.ToONNX(graphWriteOptions())
+	if err != nil {
+		return err
+	}
+	if err := onnxio.SaveChecked(o.Out, path, m); err != nil {
+		return err
+	}
+	if o.JSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{"epochs": stats, "test": res, "output": o.Out})
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s: test accuracy %.2f%%, loss %.4f\n", o.Out, 100*res.Accuracy, res.Loss)
+	return err
+}
+
+func joinFloats(v []float32) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.FormatFloat(float64(x), 'g', -1, 32)
+	}
+	return strings.Join(parts, ",")
+}
