@@ -36,7 +36,7 @@ func (g *Graph) Layers() []Layer {
 				l.Params += int64(c.Const[i].Len())
 			}
 		}
-		if d.Cost != nil {
+		if d.Cost != nil && l.OutputShape != nil {
 			outs := make([]Shape, len(n.Outputs))
 			for i, o := range n.Outputs {
 				outs[i] = g.Shapes[o]

@@ -86,6 +86,8 @@ type Graph struct {
 	Opset   int               // default-domain opset of the source model
 	Meta    map[string]string // model metadata_props
 	Source  SourceInfo
+	// Limits bounds shape inference and constant folding (zero value: DefaultLimits).
+	Limits Limits
 }
 
 // SourceInfo records where a graph came from, for reports and inspect's header.
@@ -135,7 +137,7 @@ func (g *Graph) Clone() *Graph {
 	c := &Graph{
 		Name: g.Name, Inputs: slices.Clone(g.Inputs), Outputs: slices.Clone(g.Outputs),
 		Consts: make(map[string]*Tensor, len(g.Consts)), Shapes: make(map[string]Shape, len(g.Shapes)),
-		Opset: g.Opset, Meta: make(map[string]string, len(g.Meta)), Source: g.Source,
+		Opset: g.Opset, Meta: make(map[string]string, len(g.Meta)), Source: g.Source, Limits: g.Limits,
 	}
 	for k, v := range g.Consts {
 		c.Consts[k] = v.Clone()

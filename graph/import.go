@@ -16,6 +16,9 @@ type ImportOptions struct {
 	// FixedShapes keeps every input dimension as written (all must be fixed) instead of
 	// taking the first as the symbolic batch; for conformance tests of single ops.
 	FixedShapes bool
+	// GraphLimits bounds shape inference and constant folding; it is kept in the
+	// imported Graph's Limits (zero value: DefaultLimits()).
+	GraphLimits Limits
 }
 
 // Load reads an ONNX model file and imports it (see FromONNX). Errors name the file.
@@ -50,6 +53,7 @@ func FromONNX(m *onnxpb.ModelProto, opts ImportOptions) (*Graph, error) {
 		return nil, fmt.Errorf("model has no graph")
 	}
 	g := New(gp.GetName())
+	g.Limits = opts.GraphLimits
 	g.Source = SourceInfo{IRVersion: m.GetIrVersion(), ProducerName: m.GetProducerName(), ProducerVersion: m.GetProducerVersion()}
 	for _, os := range m.GetOpsetImport() {
 		if d := os.GetDomain(); d == "" || d == "ai.onnx" {
@@ -80,14 +84,19 @@ func FromONNX(m *onnxpb.ModelProto, opts ImportOptions) (*Graph, error) {
 		return nil, fmt.Errorf("graph.sparse_initializer: sparse tensors are not supported")
 	}
 	names := map[string]bool{}
+	next := map[string]int{} // per base name, the suffix to try first (keeps renaming linear)
 	for i, np := range gp.GetNode() {
 		n, err := nodeFromONNX(np, i, dir, lim)
 		if err != nil {
 			return nil, err
 		}
 		base := n.Name
-		for k := 2; names[n.Name]; k++ {
+		if names[base] {
+			k := max(next[base], 2)
+			for ; names[fmt.Sprintf("%s_%d", base, k)]; k++ {
+			}
 			n.Name = fmt.Sprintf("%s_%d", base, k)
+			next[base] = k + 1
 		}
 		names[n.Name] = true
 		g.Nodes = append(g.Nodes, n)
@@ -98,6 +107,9 @@ func FromONNX(m *onnxpb.ModelProto, opts ImportOptions) (*Graph, error) {
 			continue // an initializer listed as input (IR < 4 style): a constant here
 		}
 		s, err := inputShape(vi, opts.FixedShapes)
+		if err == nil {
+			_, err = checkedElems(s.PerSample(), g.limits().MaxActivationElems)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("graph.input[%q]: %w", name, err)
 		}

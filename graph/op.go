@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -42,6 +43,8 @@ type Ctx struct {
 	In    []Shape   // nil for an absent optional input
 	Const []*Tensor // nil unless the input is constant
 	Opset int
+	// Limits are the graph's resource limits, defaults filled in.
+	Limits Limits
 }
 
 // Errorf returns an error naming the node and its op.
@@ -120,12 +123,16 @@ func (e *UnsupportedError) Error() string {
 	if e.Domain != "" && e.Domain != "ai.onnx" {
 		op = e.Domain + "::" + e.Op
 	}
+	if q := strconv.Quote(op); q[1:len(q)-1] != op || op == "" {
+		op = q // a name with control characters or quotes, or none: show it quoted, on one line
+	}
 	return fmt.Sprintf("node %q: unsupported op %s (supported: %s)", e.Node, op, strings.Join(Ops(), ", "))
 }
 
 // ctx builds the rule context of node n from the graph's shapes and constants.
 func (g *Graph) ctx(n *Node) *Ctx {
-	c := &Ctx{Node: n, In: make([]Shape, len(n.Inputs)), Const: make([]*Tensor, len(n.Inputs)), Opset: g.Opset}
+	c := &Ctx{Node: n, In: make([]Shape, len(n.Inputs)), Const: make([]*Tensor, len(n.Inputs)), Opset: g.Opset,
+		Limits: g.limits()}
 	for i, in := range n.Inputs {
 		if in == "" {
 			continue

@@ -280,11 +280,11 @@ func init() {
 		Op: "ConstantOfShape", Doc: "a tensor of a constant shape filled with one value",
 		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1,
 		Infer: func(c *Ctx) ([]Shape, error) {
-			t, err := constantOfShape(c)
+			s, _, err := constantOfShapeSpec(c)
 			if err != nil {
 				return nil, err
 			}
-			return []Shape{Shape(t.Shape)}, nil
+			return []Shape{s}, nil
 		},
 		Eval: func(c *Ctx) ([]*Tensor, error) {
 			t, err := constantOfShape(c)
@@ -654,25 +654,47 @@ func squeezeShape(c *Ctx, x Shape) (Shape, error) {
 	return out, nil
 }
 
-func constantOfShape(c *Ctx) (*Tensor, error) {
+// constantOfShapeSpec returns the output shape of a ConstantOfShape node and its fill
+// value, without allocating the output: the shape must be a constant vector whose element
+// count is within Limits.MaxActivationElems.
+func constantOfShapeSpec(c *Ctx) (Shape, *Tensor, error) {
 	dims, err := c.ConstInts(0, "shape")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	shape := make([]int, len(dims))
+	if len(c.In[0]) > 1 {
+		return nil, nil, c.Errorf("shape input has shape %v, want a vector", c.In[0])
+	}
+	shape := make(Shape, len(dims))
 	for i, d := range dims {
-		if d < 0 || d > 1<<24 {
-			return nil, c.Errorf("shape %v is not a small constant shape", dims)
+		if d < 0 || d > math.MaxInt32 {
+			return nil, nil, c.Errorf("shape %v is not a valid constant shape", dims)
 		}
 		shape[i] = int(d)
 	}
-	n, err := numel(shape, 1<<24)
-	if err != nil {
-		return nil, c.Errorf("%v", err)
+	if _, err := checkedElems(shape, c.Limits.MaxActivationElems); err != nil {
+		return nil, nil, c.Errorf("%v", err)
 	}
 	val := NewFloat(nil, []float32{0})
-	if a, ok := c.Node.Attrs["value"]; ok && a.Kind == AttrTensor && a.T.Len() == 1 {
+	if a, ok := c.Node.Attrs["value"]; ok {
+		if a.Kind != AttrTensor || a.T.Len() != 1 {
+			return nil, nil, c.Errorf("attribute value must be a one-element tensor")
+		}
 		val = a.T
+	}
+	return shape, val, nil
+}
+
+// constantOfShape evaluates a ConstantOfShape node; it refuses outputs larger than
+// Limits.MaxConstFoldElems.
+func constantOfShape(c *Ctx) (*Tensor, error) {
+	shape, val, err := constantOfShapeSpec(c)
+	if err != nil {
+		return nil, err
+	}
+	n, err := checkedElems(shape, c.Limits.MaxConstFoldElems)
+	if err != nil {
+		return nil, c.Errorf("%v", err)
 	}
 	if val.DType == Int64 {
 		v := make([]int64, n)

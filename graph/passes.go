@@ -14,8 +14,12 @@ type Pass struct {
 	Run  func(*Graph) error
 }
 
-// Passes is the table of graph passes, in the order Canonicalize runs them.
+// Passes is the table of graph passes, in the order Canonicalize runs them: check-finite
+// (refuse NaN or ±Inf weights, naming the node), fold-constants, remove-identity,
+// dead-code, canonical-reshape, fold-bn (only with CanonicalOptions.FoldBN) and
+// infer-shapes.
 var Passes = []Pass{
+	{"check-finite", "refuse NaN or ±Inf in float constants and attributes, naming the node and the value", (*Graph).CheckFinite},
 	{"fold-constants", "evaluate nodes whose inputs are all constant (Constant, shape chains, …)", (*Graph).FoldConstants},
 	{"remove-identity", "drop Identity, inference Dropout and float-to-float Cast", (*Graph).RemoveIdentity},
 	{"dead-code", "drop nodes and constants no output depends on", (*Graph).RemoveDeadCode},
@@ -40,8 +44,9 @@ type CanonicalOptions struct {
 	Dump      func(pass string, g *Graph) // called after DumpAfter ("*" : after every pass)
 }
 
-// Canonicalize runs the pass table on g: constants folded, identities removed, dead code
-// dropped, shapes inferred, and BatchNorm kept unless opts.FoldBN.
+// Canonicalize runs the pass table on g: non-finite weights refused, constants folded,
+// identities removed, dead code dropped, shapes inferred, and BatchNorm kept unless
+// opts.FoldBN.
 func (g *Graph) Canonicalize(opts CanonicalOptions) error {
 	if opts.DumpAfter != "" && opts.DumpAfter != "*" && !slices.Contains(PassNames(), opts.DumpAfter) {
 		return fmt.Errorf("no pass named %q (passes: %s)", opts.DumpAfter, strings.Join(PassNames(), ", "))
@@ -92,6 +97,9 @@ func (g *Graph) inferNode(n *Node) error {
 			return &NodeError{n.Name, n.Op, fmt.Sprintf("shape of input %q is unknown", in)}
 		}
 	}
+	if err := checkFloatInputs(c); err != nil {
+		return err
+	}
 	shapes, err := d.Infer(c)
 	if err != nil {
 		return err
@@ -108,7 +116,7 @@ func (g *Graph) inferNode(n *Node) error {
 				return &NodeError{n.Name, n.Op, fmt.Sprintf("output %q has the invalid shape %v", o, []int(shapes[i]))}
 			}
 		}
-		if _, err := numel(shapes[i].PerSample(), 1<<40); err != nil {
+		if _, err := checkedElems(shapes[i].PerSample(), g.limits().MaxActivationElems); err != nil {
 			return &NodeError{n.Name, n.Op, fmt.Sprintf("output %q: %v", o, err)}
 		}
 		g.Shapes[o] = shapes[i]
@@ -116,12 +124,13 @@ func (g *Graph) inferNode(n *Node) error {
 	return nil
 }
 
-// maxFoldElems bounds the size of a tensor constant folding may create.
-const maxFoldElems = 1 << 26
-
 // FoldConstants infers shapes in order and evaluates every node whose inputs are all
-// constant (or, for Shape, whose input shape is known), replacing it by its outputs.
+// constant (or, for Shape, whose input shape is known), replacing it by its outputs. A node
+// whose outputs would exceed Limits.MaxConstFoldElems, or the rest of the run's
+// Limits.MaxConstFoldTotal, stays in the graph unfolded.
 func (g *Graph) FoldConstants() error {
+	lim := g.limits()
+	budget := lim.MaxConstFoldTotal
 	kept := g.Nodes[:0:0]
 	for _, n := range g.Nodes {
 		if err := g.inferNode(n); err != nil {
@@ -132,11 +141,21 @@ func (g *Graph) FoldConstants() error {
 			kept = append(kept, n)
 			continue
 		}
-		for _, o := range n.Outputs {
-			if s, ok := g.Shapes[o]; ok && (slices.Contains(s, Batch) || s.Elems() > maxFoldElems) {
-				kept = append(kept, n) // folding would create a batch-sized or huge constant
-				goto next
+		{
+			var size int64
+			for _, o := range n.Outputs {
+				s, ok := g.Shapes[o]
+				if !ok {
+					continue
+				}
+				e, err := checkedElems(s, lim.MaxConstFoldElems)
+				if slices.Contains(s, Batch) || err != nil || e > budget-size {
+					kept = append(kept, n) // folding would create a batch-sized or huge constant
+					goto next
+				}
+				size += e
 			}
+			budget -= size
 		}
 		{
 			vals, err := d.Eval(g.ctx(n))
@@ -189,7 +208,7 @@ func (g *Graph) RemoveIdentity() error {
 				n.Inputs[i] = r
 			}
 		}
-		if isIdentity(n) && !g.IsOutput(n.Outputs[0]) {
+		if isIdentity(n) && n.Outputs[0] != "" && !g.IsOutput(n.Outputs[0]) {
 			rename[n.Outputs[0]] = n.Inputs[0]
 			delete(g.Shapes, n.Outputs[0])
 			continue
@@ -228,13 +247,13 @@ func (g *Graph) RemoveDeadCode() error {
 	for i := len(g.Nodes) - 1; i >= 0; i-- {
 		n := g.Nodes[i]
 		for _, o := range n.Outputs {
-			if live[o] {
+			if o != "" && live[o] {
 				keep[i] = true
 			}
 		}
 		if keep[i] {
 			for _, in := range n.Inputs {
-				live[in] = true
+				live[in] = in != "" // "" is an omitted input, not a value
 			}
 		}
 	}
@@ -343,6 +362,10 @@ func (g *Graph) FoldBatchNorm() error {
 			return err
 		}
 		oc := w.Shape[0]
+		if oc == 0 || len(w.F)%oc != 0 || (bias != nil && (bias.DType != Float32 || len(bias.F) != oc)) ||
+			slices.ContainsFunc(p[:], func(t *Tensor) bool { return len(t.F) != oc }) {
+			continue // nothing to fold, or inputs shape inference would have refused
+		}
 		per := len(w.F) / oc
 		nw := w.Clone()
 		nb := make([]float32, oc)
