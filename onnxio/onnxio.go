@@ -226,16 +226,23 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fail("cannot create a temporary file", unwrapPath(err))
+	// Prefer an unnamed file (Linux O_TMPFILE): a crash, even SIGKILL, leaves nothing.
+	f, unnamed := createUnnamed(dir, perm)
+	tmp := ""
+	if !unnamed {
+		var err error
+		if f, err = os.CreateTemp(dir, "."+base+".tmp*"); err != nil {
+			return fail("cannot create a temporary file", unwrapPath(err))
+		}
+		tmp = f.Name()
 	}
-	tmp := f.Name()
 	committed := false
 	defer func() {
 		if !committed {
 			f.Close()
-			os.Remove(tmp)
+			if tmp != "" {
+				os.Remove(tmp)
+			}
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
@@ -251,11 +258,18 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	if err := f.Sync(); err != nil {
 		return fail("fsync failed", unwrapPath(err))
 	}
-	if err := f.Close(); err != nil {
-		return fail("close failed", unwrapPath(err))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail("cannot rename the temporary file into place", err)
+	if unnamed {
+		if err := publishUnnamed(f, path); err != nil {
+			return fail("cannot link the temporary file into place", err)
+		}
+		f.Close()
+	} else {
+		if err := f.Close(); err != nil {
+			return fail("close failed", unwrapPath(err))
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fail("cannot rename the temporary file into place", err)
+		}
 	}
 	committed = true
 	if err := syncDir(dir); err != nil {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/train"
@@ -28,6 +32,8 @@ type trainOptions struct {
 	FoldBN     bool
 	Threads    int
 	JSON       bool
+	Checkpoint string
+	Resume     string
 }
 
 func newTrainCmd() *cobra.Command {
@@ -58,6 +64,8 @@ OUT.onnx atomically (never over MODEL), with BatchNorm kept or, with --fold-bn, 
 	f.BoolVar(&o.FoldBN, "fold-bn", false, "fold BatchNormalization into convolutions in the output")
 	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
 	f.BoolVar(&o.JSON, "json", false, "print the epochs and final test accuracy as JSON to stdout")
+	f.StringVar(&o.Checkpoint, "checkpoint", "", "training state file, saved after every epoch and on SIGINT/SIGTERM (default OUT.ckpt; removed when the run completes)")
+	f.StringVar(&o.Resume, "resume", "", "continue the run saved in this checkpoint (same model, data and flags)")
 	return cmd
 }
 
@@ -94,11 +102,28 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.Augment {
 		aug = &data.Augment{PadCrop: 2, HFlip: true}
 	}
+	ckpt := o.Checkpoint
+	if o.Resume != "" {
+		if ckpt != "" && ckpt != o.Resume {
+			return usageError{fmt.Errorf("--checkpoint and --resume name different files")}
+		}
+		ckpt = o.Resume
+	}
+	if ckpt == "" {
+		ckpt = o.Out + ".ckpt"
+	}
+	if err := onnxio.CheckNotSameFile(ckpt, path); err != nil {
+		return usageError{err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	stats, err := train.Train(g, trainSet, train.Config{Epochs: o.Epochs, Batch: o.Batch, LR: o.LR, Schedule: o.Schedule,
-		Momentum: o.Momentum, WeightDecay: o.WD, Seed: o.Seed, Norm: norm, Augment: aug, Log: stderr})
+		Momentum: o.Momentum, WeightDecay: o.WD, Seed: o.Seed, Norm: norm, Augment: aug, Log: stderr,
+		Checkpoint: ckpt, Resume: o.Resume != "", Context: ctx})
 	if err != nil {
 		return err
 	}
+	stop() // from here on a signal ends the process: the output is written atomically
 	res, err := train.Evaluate(g, testSet, norm, 256, stderr)
 	if err != nil {
 		return err
@@ -116,6 +141,7 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if err := onnxio.SaveChecked(o.Out, path, m); err != nil {
 		return err
 	}
+	os.Remove(ckpt) // the run is complete; its state is in the output
 	if o.JSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{"epochs": stats, "test": res, "output": o.Out})
 	}

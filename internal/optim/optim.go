@@ -33,13 +33,22 @@ type SGD struct {
 	vel     [][]float32
 }
 
-// Step implements Optimizer.
-func (o *SGD) Step(lr float64) {
-	if o.vel == nil && o.Momentum != 0 {
+// Velocity returns the momentum buffers, one per parameter in Params order, allocating
+// them (zero) on first use; checkpoints save and restore them through this slice.
+func (o *SGD) Velocity() [][]float32 {
+	if o.vel == nil {
 		o.vel = make([][]float32, len(o.Params))
 		for i, p := range o.Params {
 			o.vel[i] = make([]float32, len(p.Data))
 		}
+	}
+	return o.vel
+}
+
+// Step implements Optimizer.
+func (o *SGD) Step(lr float64) {
+	if o.Momentum != 0 {
+		o.Velocity()
 	}
 	mu, l := float32(o.Momentum), float32(lr)
 	for i, p := range o.Params {

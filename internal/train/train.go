@@ -3,6 +3,7 @@
 package train
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -28,6 +29,25 @@ type Config struct {
 	Norm        data.Normalize
 	Augment     *data.Augment
 	Log         io.Writer // progress bars and epoch lines; nil: silent
+
+	// Checkpoint is the file the run's state is saved to after every epoch and when Context
+	// is cancelled ("" : no checkpoints). Resume continues from it.
+	Checkpoint string
+	Resume     bool
+	// Context stops the run between two steps (SIGINT, SIGTERM); the state is saved first.
+	Context context.Context
+	// AfterStep, when set, is called after every optimizer step (tests use it to interrupt).
+	AfterStep func(epoch, step int)
+}
+
+// fingerprint lists the settings a resumed run must share with the interrupted one.
+func (c Config) fingerprint() string {
+	aug := "none"
+	if c.Augment != nil {
+		aug = fmt.Sprintf("%+v", *c.Augment)
+	}
+	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s",
+		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug)
 }
 
 // EpochStats summarizes one epoch.
@@ -40,7 +60,9 @@ type EpochStats struct {
 
 // Train trains g's parameters in place (g's constants hold the result) with SGD and the
 // configured schedule, BatchNorm in training mode; the last partial batch of an epoch is
-// dropped.
+// dropped. With a Checkpoint it saves its state after every epoch and, when Context is
+// cancelled, before returning an *InterruptedError; with Resume it continues from that state
+// and ends with the same parameters, to the bit, as an uninterrupted run.
 func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if cfg.Epochs < 1 || cfg.Batch < 1 {
 		return nil, fmt.Errorf("--epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
@@ -70,18 +92,78 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 	}
 	opt := &optim.SGD{Params: params, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	ctx := cfg.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// The state a checkpoint holds: parameters, BatchNorm running statistics, momentum.
+	tensors := map[string][]float32{}
+	for name, v := range p.Values {
+		if v.Kind == engine.Param || v.Kind == engine.State {
+			tensors[name] = v.Data
+		}
+	}
+	velocity := map[string][]float32{}
+	for i, v := range opt.Velocity() {
+		velocity[params[i].Name] = v
+	}
+	var stats []EpochStats
+	var lossSum float64
+	var correct, seen int
+	startEpoch, startStep := 0, 0
+	if cfg.Resume {
+		if cfg.Checkpoint == "" {
+			return nil, fmt.Errorf("--resume needs a checkpoint file")
+		}
+		c, err := loadCheckpoint(cfg.Checkpoint)
+		if err != nil {
+			return nil, err
+		}
+		if c.Fingerprint != cfg.fingerprint() {
+			return nil, fmt.Errorf("%s was saved by a run with other settings (saved: %s; now: %s)", cfg.Checkpoint, c.Fingerprint, cfg.fingerprint())
+		}
+		if err := restore(tensors, c.Tensors, "tensor"); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Checkpoint, err)
+		}
+		if err := restore(velocity, c.Velocity, "momentum buffer"); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Checkpoint, err)
+		}
+		stats, startEpoch, startStep = c.Stats, c.Epoch, c.Step
+		lossSum, correct, seen = c.LossSum, c.Correct, c.Seen
+	}
+	save := func(e, s int) error {
+		if cfg.Checkpoint == "" {
+			return nil
+		}
+		return saveCheckpoint(cfg.Checkpoint, &checkpoint{Version: checkpointVersion, Fingerprint: cfg.fingerprint(),
+			Epoch: e, Step: s, Stats: stats, LossSum: lossSum, Correct: correct, Seen: seen, Tensors: tensors, Velocity: velocity})
+	}
 	x := p.Value(g.Inputs[0]).Data
 	y := make([]int32, cfg.Batch)
 	out := g.Outputs[0]
 	steps := ld.Len()
 	total := steps * cfg.Epochs
-	var stats []EpochStats
-	for e := 0; e < cfg.Epochs; e++ {
+	for e := startEpoch; e < cfg.Epochs; e++ {
 		start := time.Now()
 		bar := progress.New(cfg.Log, fmt.Sprintf("epoch %d/%d", e+1, cfg.Epochs), steps)
-		var lossSum float64
-		var correct, seen int
-		for s := 0; ; s++ {
+		s0 := 0
+		if e == startEpoch {
+			s0 = startStep
+		}
+		ld.Seek(e, s0)
+		for s := s0; ; s++ {
+			select {
+			case <-ctx.Done():
+				if cfg.Checkpoint == "" {
+					return stats, fmt.Errorf("interrupted at epoch %d step %d (no checkpoint file)", e+1, s+1)
+				}
+				if err := save(e, s); err != nil {
+					return stats, err
+				}
+				bar.Done("interrupted")
+				return stats, &InterruptedError{Checkpoint: cfg.Checkpoint}
+			default:
+			}
 			n := ld.Next(x, y)
 			if n == 0 {
 				break
@@ -89,7 +171,11 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 			p.Forward(true)
 			loss, c := p.SoftmaxCrossEntropy(out, y)
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return stats, fmt.Errorf("epoch %d step %d: the loss is %v; lower --lr", e+1, s+1, loss)
+				msg := "no checkpoint was written"
+				if cfg.Checkpoint != "" {
+					msg = "the last good state is in " + cfg.Checkpoint
+				}
+				return stats, fmt.Errorf("epoch %d step %d: the loss is %v; lower --lr (%s)", e+1, s+1, loss, msg)
 			}
 			p.Backward()
 			opt.Step(sched.LR(e*steps+s, total))
@@ -97,13 +183,35 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 			correct += c
 			seen += n
 			bar.Update(s+1, fmt.Sprintf("loss %.4f acc %.2f%%", lossSum/float64(seen), 100*float64(correct)/float64(seen)))
+			if cfg.AfterStep != nil {
+				cfg.AfterStep(e, s)
+			}
 		}
 		st := EpochStats{Epoch: e + 1, Loss: lossSum / float64(max(seen, 1)), Accuracy: float64(correct) / float64(max(seen, 1)),
 			Seconds: time.Since(start).Seconds()}
 		bar.Done(fmt.Sprintf("loss %.4f acc %.2f%% %.0f img/s", st.Loss, 100*st.Accuracy, float64(seen)/st.Seconds))
 		stats = append(stats, st)
+		lossSum, correct, seen = 0, 0, 0
+		if err := save(e+1, 0); err != nil {
+			return stats, err
+		}
 	}
 	return stats, nil
+}
+
+// restore copies saved tensors into the live ones, which must match in names and sizes.
+func restore(live, saved map[string][]float32, what string) error {
+	if len(live) != len(saved) {
+		return fmt.Errorf("has %d %ss, the model %d", len(saved), what, len(live))
+	}
+	for name, dst := range live {
+		src, ok := saved[name]
+		if !ok || len(src) != len(dst) {
+			return fmt.Errorf("%s %q is missing or has another size", what, name)
+		}
+		copy(dst, src)
+	}
+	return nil
 }
 
 // Eval is the result of Evaluate.

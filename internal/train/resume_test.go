@@ -1,0 +1,106 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/qnas/qnas/internal/data"
+)
+
+// runTraining trains a fresh copy of resnet8_bn on 256 embedded samples for 2 epochs and
+// returns its parameters by name.
+func runTraining(t *testing.T, cfg Config) (map[string][]float32, error) {
+	t.Helper()
+	g := load(t, "resnet8_bn.onnx")
+	d, err := data.Embedded(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Train(g, data.Subset(d, 256), cfg)
+	out := map[string][]float32{}
+	for name, c := range g.Consts {
+		out[name] = slices.Clone(c.F)
+	}
+	return out, err
+}
+
+func baseConfig() Config {
+	return Config{Epochs: 2, Batch: 32, LR: 0.02, Momentum: 0.9, WeightDecay: 5e-4, Seed: 7, Norm: fmnistNorm,
+		Augment: &data.Augment{PadCrop: 2, HFlip: true}}
+}
+
+func sameBits(t *testing.T, a, b map[string][]float32, what string) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: %d vs %d tensors", what, len(a), len(b))
+	}
+	for name, va := range a {
+		if !slices.Equal(va, b[name]) {
+			t.Errorf("%s: tensor %s differs", what, name)
+			return
+		}
+	}
+}
+
+// Two runs with the same seed give the same parameters, bit for bit; a run interrupted
+// (mid-epoch and at an epoch boundary) and resumed from its checkpoint ends identically.
+func TestDeterministicAndResumable(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig()
+	cfg.Checkpoint = filepath.Join(dir, "a.ckpt")
+	ref, err := runTraining(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := runTraining(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBits(t, ref, again, "second run")
+
+	for _, stop := range [][2]int{{0, 3}, {0, 7}, {1, 0}, {1, 5}} {
+		ctx, cancel := context.WithCancel(context.Background())
+		c := baseConfig()
+		c.Checkpoint = filepath.Join(dir, "b.ckpt")
+		c.Context = ctx
+		c.AfterStep = func(e, s int) {
+			if e == stop[0] && s == stop[1] {
+				cancel()
+			}
+		}
+		_, err := runTraining(t, c)
+		var ie *InterruptedError
+		if !errors.As(err, &ie) || !errors.Is(err, ErrInterrupted) || ie.Checkpoint != c.Checkpoint {
+			t.Fatalf("stop at %v: error %v, want an InterruptedError naming the checkpoint", stop, err)
+		}
+		cancel()
+		r := baseConfig()
+		r.Checkpoint, r.Resume = c.Checkpoint, true
+		resumed, err := runTraining(t, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameBits(t, ref, resumed, "resumed run")
+	}
+}
+
+func TestResumeRefusesOtherSettings(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig()
+	cfg.Epochs = 1
+	cfg.Checkpoint = filepath.Join(dir, "c.ckpt")
+	if _, err := runTraining(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.LR, cfg.Resume = 0.5, true
+	if _, err := runTraining(t, cfg); err == nil {
+		t.Fatal("resumed with another learning rate")
+	}
+	cfg.Checkpoint = filepath.Join(dir, "missing.ckpt")
+	if _, err := runTraining(t, cfg); err == nil {
+		t.Fatal("resumed from a missing checkpoint")
+	}
+}
