@@ -33,7 +33,7 @@ model's qnas.mean/qnas.std metadata.`,
 	}
 	f := cmd.Flags()
 	o.data.register(f)
-	f.IntVar(&o.Limit, "limit", 0, "evaluate only the first N test samples (0: all)")
+	f.IntVar(&o.Limit, "limit", 0, "evaluate N test samples spread evenly over the test split (0: all)")
 	f.IntVar(&o.Batch, "batch", 256, "batch size")
 	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
 	f.BoolVar(&o.JSON, "json", false, `print {"accuracy", "loss", "samples"} to stdout`)

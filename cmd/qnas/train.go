@@ -28,6 +28,7 @@ type trainOptions struct {
 	Schedule   string
 	Seed       uint64
 	LimitTrain int
+	LimitTest  int
 	Augment    bool
 	FoldBN     bool
 	Threads    int
@@ -60,6 +61,7 @@ OUT.onnx atomically (never over MODEL), with BatchNorm kept or, with --fold-bn, 
 	f.StringVar(&o.Schedule, "schedule", "cosine", "learning-rate schedule: cosine or step")
 	f.Uint64Var(&o.Seed, "seed", 0, "seed for data order and augmentation")
 	f.IntVar(&o.LimitTrain, "limit-train", 0, "train on the first N training samples (0: all)")
+	f.IntVar(&o.LimitTest, "limit-test", 0, "evaluate on N test samples spread over the test split (0: all)")
 	f.BoolVar(&o.Augment, "augment", false, "random crop (padding 2) and horizontal flip")
 	f.BoolVar(&o.FoldBN, "fold-bn", false, "fold BatchNormalization into convolutions in the output")
 	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
@@ -93,6 +95,9 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	testSet, err := o.data.open(data.Test)
 	if err != nil {
 		return err
+	}
+	if o.LimitTest > 0 {
+		testSet = data.Subset(testSet, o.LimitTest)
 	}
 	norm, err := o.data.normalization(g)
 	if err != nil {
