@@ -21,6 +21,8 @@ type gradCase struct {
 	attrs  map[string]*graph.Attr
 	nOut   int
 	train  bool
+	then   string // a unary op applied to the output (exercises the engine's fusions)
+	covers string // the op this case checks, when not op (a fused op)
 }
 
 func ints(v ...int64) *graph.Attr  { return &graph.Attr{Kind: graph.AttrInts, Ints: v} }
@@ -45,6 +47,12 @@ var gradCases = []gradCase{
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})}, train: true},
 	{name: "batchnorm eval", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})}},
+	{name: "batchnorm+relu train", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
+		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
+		train: true, then: "Relu", covers: "qnas.BatchNormalization+Relu"},
+	{name: "batchnorm+relu eval", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
+		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
+		then: "Relu", covers: "qnas.BatchNormalization+Relu"},
 	{name: "relu", op: "Relu", inputs: [][]int{{2, 3, 4}}},
 	{name: "clip", op: "Clip", inputs: [][]int{{2, 3, 4}}, consts: map[int]*graph.Tensor{1: f32(-0.5), 2: f32(0.7)}},
 	{name: "leaky relu", op: "LeakyRelu", inputs: [][]int{{2, 7}}, attrs: map[string]*graph.Attr{"alpha": floatA(0.1)}},
@@ -124,6 +132,10 @@ func (c gradCase) build(r *rand.Rand) (*graph.Graph, error) {
 		g.Outputs = append(g.Outputs, fmt.Sprintf("out%d", i))
 	}
 	g.Nodes = []*graph.Node{n}
+	if c.then != "" {
+		n.Outputs[0] = "mid"
+		g.Nodes = append(g.Nodes, &graph.Node{Name: c.name + "/then", Op: c.then, Inputs: []string{"mid"}, Outputs: []string{g.Outputs[0]}})
+	}
 	return g, g.InferShapes()
 }
 
@@ -207,6 +219,9 @@ func TestGradients(t *testing.T) {
 			}
 		})
 		covered[c.op] = true
+		if c.covers != "" {
+			covered[c.covers] = true
+		}
 	}
 	for _, op := range engine.Ops() {
 		if !covered[op] {

@@ -17,8 +17,17 @@ type batchNorm struct {
 	trained                bool // the last forward used batch statistics
 }
 
+// fusedBNRelu is the engine-internal op of a BatchNormalization whose only reader is a Relu:
+// one kernel writes the Relu's output (see fuse).
+const fusedBNRelu = "qnas.BatchNormalization+Relu"
+
 func init() {
-	Register("BatchNormalization", func(b *Build) (Kernel, error) {
+	Register(fusedBNRelu, buildBatchNorm)
+	Register("BatchNormalization", buildBatchNorm)
+}
+
+func buildBatchNorm(b *Build) (Kernel, error) {
+	{
 		x := b.In[0]
 		eps, err := b.Node.Float("epsilon", 1e-5)
 		if err != nil {
@@ -42,8 +51,9 @@ func init() {
 			mean: make([]float32, c), invStd: make([]float32, c),
 			dx: b.InGrad(0), dgamma: b.InGrad(1), dbeta: b.InGrad(2),
 		}
+		k.p.ReLU = b.Node.Op == fusedBNRelu
 		return k, nil
-	})
+	}
 }
 
 func (k *batchNorm) Forward(train bool) {
@@ -65,10 +75,14 @@ func (k *batchNorm) Backward() {
 	for c := 0; c < k.p.C; c++ {
 		is := float32(1 / math.Sqrt(float64(k.vr.Data[c])+float64(k.p.Eps)))
 		a := k.gamma.Data[c] * is
+		shift := k.beta.Data[c] - k.mu.Data[c]*a
 		var sd, sdx float64
 		for n := 0; n < k.p.N; n++ {
 			o := (n*k.p.C + c) * k.p.HW
 			dy, x := k.y.Grad[o:o+k.p.HW], k.x.Data[o:o+k.p.HW]
+			if k.p.ReLU { // the fused ReLU passes gradient only where its output is positive
+				dy = k.reluMasked(dy, x, a, shift)
+			}
 			for i, g := range dy {
 				sd += float64(g)
 				sdx += float64(g) * float64(x[i]-k.mu.Data[c])
@@ -87,4 +101,16 @@ func (k *batchNorm) Backward() {
 			k.dbeta.Buf[c] = float32(sd)
 		}
 	}
+}
+
+// reluMasked returns dy with zeros where the fused ReLU's input a·x + shift is not positive,
+// in the plan's scratch-free temporary (the saved mean buffer is too small, so it reuses the
+// gradient of the output in place: Backward is the last reader of y.Grad).
+func (k *batchNorm) reluMasked(dy, x []float32, a, shift float32) []float32 {
+	for i, v := range x {
+		if v*a+shift <= 0 {
+			dy[i] = 0
+		}
+	}
+	return dy
 }
