@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Training speed of qnas's engine against PyTorch 1.13 CPU (Debian python3-torch) on the same
+# CIFAR-style ResNet-20 at 1×28×28, batch 128, float training step, both on 2 threads (or
+# $THREADS). Run by hand on a quiet machine; prints both JSON results and the ratios.
+#   scripts/bench_engine.sh [runs]        (default 3 runs each, alternating; medians reported)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-3}"
+threads="${THREADS:-2}"
+go build -o /tmp/qnas-bench ./cmd/qnas
+model=testdata/models/resnet20_bn.onnx
+q=(); t=()
+for i in $(seq "$runs"); do
+  q+=("$(/tmp/qnas-bench bench "$model" --mode float --batch 128 --threads "$threads" --steps 20 --json)")
+  t+=("$(/usr/bin/python3 scripts/torch/bench_torch.py --threads "$threads" --batch 128 --steps 20)")
+done
+printf '%s\n' "${q[@]}" > /tmp/bench_qnas.jsonl
+printf '%s\n' "${t[@]}" > /tmp/bench_torch.jsonl
+/usr/bin/python3 - <<'PY'
+import json, statistics
+q = [json.loads(l) for l in open("/tmp/bench_qnas.jsonl")]
+t = [json.loads(l) for l in open("/tmp/bench_torch.jsonl")]
+med = lambda xs, k: statistics.median(x[k] for x in xs)
+for name, xs in (("qnas", q), ("pytorch", t)):
+    print(f"{name:8s} images/s {med(xs,'images_per_sec'):8.1f}  step {med(xs,'step_ms'):7.1f} ms  peak RSS {med(xs,'peak_rss_mb'):6.0f} MiB"
+          f"   (runs: {', '.join(f'{x['images_per_sec']:.0f}' for x in xs)})")
+print(f"speed ratio qnas/pytorch {med(q,'images_per_sec')/med(t,'images_per_sec'):.2f}  (target >= 1.3)")
+print(f"RSS ratio   qnas/pytorch {med(q,'peak_rss_mb')/med(t,'peak_rss_mb'):.2f}  (target <= 0.8)")
+PY
