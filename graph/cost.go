@@ -15,8 +15,8 @@ type Layer struct {
 }
 
 // BOPs returns the layer's bit operations per sample at weight bits wb and activation bits ab:
-// MACs·wb·ab.
-func (l Layer) BOPs(wb, ab int) int64 { return l.MACs * int64(wb) * int64(ab) }
+// MACs·wb·ab (saturating at math.MaxInt64).
+func (l Layer) BOPs(wb, ab int) int64 { return satMul(l.MACs, int64(wb)*int64(ab)) }
 
 // Layers returns the cost table: every node with learnable parameters or MACs, in graph
 // order. The graph's shapes must be inferred.
@@ -51,8 +51,7 @@ func (g *Graph) Layers() []Layer {
 // Totals sums params and MACs over layers.
 func Totals(ls []Layer) (params, macs int64) {
 	for _, l := range ls {
-		params += l.Params
-		macs += l.MACs
+		params, macs = satAdd(params, l.Params), satAdd(macs, l.MACs)
 	}
 	return params, macs
 }

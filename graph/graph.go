@@ -5,6 +5,10 @@
 //
 // Activation shapes keep the batch dimension symbolic: Batch (-1) stands for N, so one graph
 // serves every batch size and costs are per sample.
+//
+// Models come from strangers: import and the passes never panic on a malformed model and
+// never allocate what it merely claims. Limits (set through ImportOptions.GraphLimits)
+// bound the activation sizes shape inference accepts and the constants folding creates.
 package graph
 
 import (
@@ -121,8 +125,9 @@ func (g *Graph) Consumers() map[string][]*Node {
 	m := map[string][]*Node{}
 	for _, n := range g.Nodes {
 		for _, in := range n.Inputs {
-			if in != "" && !slices.Contains(m[in], n) {
-				m[in] = append(m[in], n)
+			// n's own earlier inputs are the only place n can already be listed: the last entry.
+			if l := m[in]; in != "" && (len(l) == 0 || l[len(l)-1] != n) {
+				m[in] = append(l, n)
 			}
 		}
 	}

@@ -185,7 +185,7 @@ func init() {
 		},
 		Cost: func(c *Ctx, out []Shape) LayerCost {
 			o, w := out[0], c.In[1]
-			macs := int64(o[1]) * int64(o[2]) * int64(o[3]) * int64(w[1]) * int64(w[2]) * int64(w[3])
+			macs := satMul(int64(o[1])*int64(o[2])*int64(o[3]), int64(w[1])*int64(w[2])*int64(w[3]))
 			return LayerCost{MACs: macs}
 		},
 	})

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"iter"
 	"math"
 )
 
@@ -187,10 +188,10 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := broadcastIndex(a.Shape, b.Shape, shape)
+	total := int(shape.Elems())
 	if a.DType == Int64 && b.DType == Int64 {
-		out := make([]int64, len(idx))
-		for k, p := range idx {
+		out := make([]int64, total)
+		for k, p := range broadcastPairs(a.Shape, b.Shape, shape) {
 			x, y := a.I[p[0]], b.I[p[1]]
 			if x == SymBatch || y == SymBatch {
 				other, sym := y, x
@@ -224,8 +225,8 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 		return nil, c.Errorf("operands have types %s and %s", a.DType, b.DType)
 	}
 	af, bf := a.F, b.F
-	out := make([]float32, len(idx))
-	for k, p := range idx {
+	out := make([]float32, total)
+	for k, p := range broadcastPairs(a.Shape, b.Shape, shape) {
 		x, y := af[p[0]], bf[p[1]]
 		switch op {
 		case "Add":
@@ -241,45 +242,48 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 	return []*Tensor{NewFloat(shape, out)}, nil
 }
 
-// broadcastIndex lists, for every element of the broadcast shape out, the flat indices into
-// a and b.
-func broadcastIndex(a, b []int, out Shape) [][2]int {
-	n := len(out)
-	total := 1
-	for _, d := range out {
-		total *= d
-	}
-	strides := func(s []int) []int {
-		st := make([]int, n)
-		acc := 1
-		for i := len(s) - 1; i >= 0; i-- {
-			j := i + n - len(s)
-			if s[i] != 1 {
-				st[j] = acc
-			}
-			acc *= s[i]
+// broadcastPairs yields, for every element k of the broadcast shape out (in order), the
+// flat indices into a and b. It keeps O(rank) state, so folding a broadcast allocates
+// only its output.
+func broadcastPairs(a, b []int, out Shape) iter.Seq2[int, [2]int] {
+	return func(yield func(int, [2]int) bool) {
+		n := len(out)
+		total := 1
+		for _, d := range out {
+			total *= d
 		}
-		return st
-	}
-	sa, sb := strides(a), strides(b)
-	res := make([][2]int, total)
-	coord := make([]int, n)
-	for k := 0; k < total; k++ {
+		strides := func(s []int) []int {
+			st := make([]int, n)
+			acc := 1
+			for i := len(s) - 1; i >= 0; i-- {
+				j := i + n - len(s)
+				if s[i] != 1 {
+					st[j] = acc
+				}
+				acc *= s[i]
+			}
+			return st
+		}
+		sa, sb := strides(a), strides(b)
+		coord := make([]int, n)
 		ia, ib := 0, 0
-		for d := 0; d < n; d++ {
-			ia += coord[d] * sa[d]
-			ib += coord[d] * sb[d]
-		}
-		res[k] = [2]int{ia, ib}
-		for d := n - 1; d >= 0; d-- {
-			coord[d]++
-			if coord[d] < out[d] {
-				break
+		for k := 0; k < total; k++ {
+			if !yield(k, [2]int{ia, ib}) {
+				return
 			}
-			coord[d] = 0
+			for d := n - 1; d >= 0; d-- {
+				coord[d]++
+				ia += sa[d]
+				ib += sb[d]
+				if coord[d] < out[d] {
+					break
+				}
+				ia -= coord[d] * sa[d]
+				ib -= coord[d] * sb[d]
+				coord[d] = 0
+			}
 		}
 	}
-	return res
 }
 
 var _ = fmt.Sprint

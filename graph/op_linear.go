@@ -70,7 +70,7 @@ func init() {
 		},
 		Cost: func(c *Ctx, out []Shape) LayerCost {
 			a := c.In[0]
-			return LayerCost{MACs: out[0].Elems() * int64(a[len(a)-1])}
+			return LayerCost{MACs: satMul(out[0].Elems(), int64(a[len(a)-1]))}
 		},
 	})
 	Register(&OpDef{

@@ -43,6 +43,15 @@ func reshapeTarget(c *Ctx, x Shape, target []int64, allowZero bool) (Shape, erro
 			out[i] = int(t)
 		}
 	}
+	var fixed Shape // the dimensions the target states
+	for i, d := range out {
+		if i != infer && d != Batch {
+			fixed = append(fixed, d)
+		}
+	}
+	if _, err := checkedElems(fixed, c.Limits.MaxActivationElems); err != nil {
+		return nil, c.Errorf("target %v: %v", target, err)
+	}
 	inBatch := slices.Contains(x, Batch)
 	outBatch := slices.Contains(out, Batch)
 	per := x.Elems()
@@ -846,16 +855,17 @@ func sliceSpec(c *Ctx, x Shape) (sliceRange, error) {
 		if e < 0 {
 			e += dim
 		}
+		// n = ⌈span/|step|⌉, computed so that no step (MaxInt64, MinInt64) overflows.
 		var n int64
 		if step > 0 {
 			s, e = min(max(s, 0), dim), min(max(e, 0), dim)
 			if e > s {
-				n = (e - s + step - 1) / step
+				n = (e-s-1)/step + 1
 			}
 		} else {
 			s, e = min(max(s, -1), dim-1), min(max(e, -1), dim-1)
 			if s > e {
-				n = (s - e - step - 1) / -step
+				n = int64(uint64(s-e-1)/uint64(-step)) + 1 // uint64(-MinInt64) is 2^63
 			}
 		}
 		sl.starts[a], sl.steps[a], sl.out[a] = int(s), int(step), int(n)

@@ -142,18 +142,26 @@ func (g *Graph) FoldConstants() error {
 			continue
 		}
 		{
+			// Every named output needs a known, small enough shape: folding is bounded by
+			// the shapes, so a node without one (or writing only "") is not folded.
 			var size int64
+			named := false
 			for _, o := range n.Outputs {
-				s, ok := g.Shapes[o]
-				if !ok {
+				if o == "" {
 					continue
 				}
+				named = true
+				s, ok := g.Shapes[o]
 				e, err := checkedElems(s, lim.MaxConstFoldElems)
-				if slices.Contains(s, Batch) || err != nil || e > budget-size {
+				if !ok || slices.Contains(s, Batch) || err != nil || e > budget-size {
 					kept = append(kept, n) // folding would create a batch-sized or huge constant
 					goto next
 				}
 				size += e
+			}
+			if !named {
+				kept = append(kept, n)
+				goto next
 			}
 			budget -= size
 		}
@@ -202,13 +210,14 @@ func (g *Graph) RemoveIdentity() error {
 	}
 	kept := g.Nodes[:0:0]
 	rename := map[string]string{}
+	isOutput := g.outputSet()
 	for _, n := range g.Nodes {
 		for i, in := range n.Inputs {
 			if r, ok := rename[in]; ok {
 				n.Inputs[i] = r
 			}
 		}
-		if isIdentity(n) && n.Outputs[0] != "" && !g.IsOutput(n.Outputs[0]) {
+		if isIdentity(n) && n.Outputs[0] != "" && !isOutput[n.Outputs[0]] {
 			rename[n.Outputs[0]] = n.Inputs[0]
 			delete(g.Shapes, n.Outputs[0])
 			continue
@@ -221,7 +230,7 @@ func (g *Graph) RemoveIdentity() error {
 	for _, n := range g.Nodes {
 		in, out := n.Input(0), n.Outputs[0]
 		p := producers[in]
-		if !isIdentity(n) || p == nil || g.IsOutput(in) || len(consumers[in]) != 1 {
+		if !isIdentity(n) || p == nil || out == "" || isOutput[in] || len(consumers[in]) != 1 {
 			kept = append(kept, n)
 			continue
 		}
@@ -253,7 +262,9 @@ func (g *Graph) RemoveDeadCode() error {
 		}
 		if keep[i] {
 			for _, in := range n.Inputs {
-				live[in] = in != "" // "" is an omitted input, not a value
+				if in != "" { // "" is an omitted input, not a value
+					live[in] = true
+				}
 			}
 		}
 	}
@@ -279,6 +290,7 @@ func (g *Graph) RemoveDeadCode() error {
 // CanonicalReshape rewrites the target of every Reshape whose input and output both start
 // with the batch as [-1, per-sample dims…], so the graph runs at any batch size.
 func (g *Graph) CanonicalReshape() error {
+	var names *valueNames // built on first use
 	for _, n := range g.Nodes {
 		if n.Op != "Reshape" {
 			continue
@@ -294,7 +306,10 @@ func (g *Graph) CanonicalReshape() error {
 		if old := g.Consts[n.Inputs[1]]; old != nil && old.DType == Int64 && slices.Equal(old.I, target) {
 			continue
 		}
-		name := g.uniqueName(n.Name + "/shape")
+		if names == nil {
+			names = g.valueNames()
+		}
+		name := names.unique(n.Name + "/shape")
 		g.Consts[name] = NewInt([]int{len(target)}, target)
 		n.Inputs[1] = name
 		delete(n.Attrs, "allowzero")
@@ -302,32 +317,13 @@ func (g *Graph) CanonicalReshape() error {
 	return g.RemoveDeadCode()
 }
 
-// uniqueName returns base, or base with a numeric suffix, unused by any value in g.
-func (g *Graph) uniqueName(base string) string {
-	used := map[string]bool{}
-	for k := range g.Consts {
-		used[k] = true
-	}
-	for _, n := range g.Nodes {
-		for _, o := range n.Outputs {
-			used[o] = true
-		}
-	}
-	for _, in := range g.Inputs {
-		used[in] = true
-	}
-	name := base
-	for k := 2; used[name]; k++ {
-		name = fmt.Sprintf("%s_%d", base, k)
-	}
-	return name
-}
-
 // FoldBatchNorm folds every inference BatchNormalization that directly follows a Conv (whose
 // output nothing else reads) into that Conv's weights and bias:
 // W' = W·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β.
 func (g *Graph) FoldBatchNorm() error {
 	producers, consumers := g.Producers(), g.Consumers()
+	isOutput := g.outputSet()
+	var names *valueNames // built on first use
 	kept := g.Nodes[:0:0]
 	removed := map[*Node]bool{}
 	for _, bn := range g.Nodes {
@@ -335,7 +331,7 @@ func (g *Graph) FoldBatchNorm() error {
 			continue
 		}
 		conv := producers[bn.Inputs[0]]
-		if conv == nil || conv.Op != "Conv" || len(consumers[bn.Inputs[0]]) != 1 || g.IsOutput(bn.Inputs[0]) {
+		if conv == nil || conv.Op != "Conv" || len(consumers[bn.Inputs[0]]) != 1 || isOutput[bn.Inputs[0]] {
 			continue
 		}
 		if len(bn.Outputs) > 1 && slices.ContainsFunc(bn.Outputs[1:], func(s string) bool { return s != "" }) {
@@ -384,7 +380,10 @@ func (g *Graph) FoldBatchNorm() error {
 		g.Consts[conv.Inputs[1]] = nw
 		bname := conv.Input(2)
 		if bname == "" {
-			bname = g.uniqueName(conv.Name + "/bias")
+			if names == nil {
+				names = g.valueNames()
+			}
+			bname = names.unique(conv.Name + "/bias")
 			conv.Inputs = append(conv.Inputs[:2], bname)
 		}
 		g.Consts[bname] = NewFloat([]int{oc}, nb)

@@ -39,9 +39,9 @@ func Summarize(g *Graph) Summary {
 	s.Layers = []LayerSummary{}
 	for _, l := range g.Layers() {
 		s.Layers = append(s.Layers, LayerSummary{l.Name, l.Op, perSample(l.OutputShape), l.Params, l.MACs, l.BOPs(8, 8)})
-		s.Params += l.Params
-		s.MACs += l.MACs
-		s.BOPsW8A8 += l.BOPs(8, 8)
+		s.Params = satAdd(s.Params, l.Params) // sums saturate: a hostile model cannot wrap them
+		s.MACs = satAdd(s.MACs, l.MACs)
+		s.BOPsW8A8 = satAdd(s.BOPsW8A8, l.BOPs(8, 8))
 	}
 	return s
 }

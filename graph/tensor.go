@@ -84,18 +84,3 @@ func (t *Tensor) Floats() []float32 {
 	}
 	return out
 }
-
-// numel multiplies dims with an overflow check against limit.
-func numel(shape []int, limit int64) (int64, error) {
-	n := int64(1)
-	for _, d := range shape {
-		if d < 0 {
-			return 0, fmt.Errorf("negative dimension %d", d)
-		}
-		if d != 0 && n > limit/int64(d) {
-			return 0, fmt.Errorf("shape %v has more than %d elements", shape, limit)
-		}
-		n *= int64(d)
-	}
-	return n, nil
-}
