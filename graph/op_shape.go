@@ -156,13 +156,18 @@ func init() {
 			}
 			out := &Tensor{DType: c.Const[0].DType, Shape: slices.Clone(c.Const[0].Shape)}
 			out.Shape[a] = 0
-			outer := int(Shape(c.Const[0].Shape[:a]).Elems())
 			for _, t := range c.Const {
 				if t.DType != out.DType {
 					return nil, c.Errorf("inputs mix %s and %s", out.DType, t.DType)
 				}
 				out.Shape[a] += t.Shape[a]
 			}
+			if slices.Contains(out.Shape, 0) {
+				// Empty: the other dimensions may be huge (an empty tensor may claim
+				// 2^40×0), so do not loop over them.
+				return []*Tensor{out}, nil
+			}
+			outer := int(Shape(c.Const[0].Shape[:a]).Elems())
 			for o := 0; o < outer; o++ {
 				for _, t := range c.Const {
 					chunk := t.Len() / max(outer, 1)
@@ -581,19 +586,26 @@ func gatherConst(c *Ctx) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	dim := data.Shape[a]
+	pos := make([]int, len(idx))
+	for k, i := range idx {
+		if i < 0 {
+			i += int64(dim)
+		}
+		if i < 0 || i >= int64(dim) {
+			return nil, c.Errorf("index %d is out of range for dimension %d", idx[k], dim)
+		}
+		pos[k] = int(i)
+	}
+	out := &Tensor{DType: data.DType, Shape: shape}
+	if slices.Contains(shape, 0) {
+		return out, nil // empty: do not loop over the (possibly huge) other dimensions
+	}
 	outer := int(Shape(data.Shape[:a]).Elems())
 	inner := int(Shape(data.Shape[a+1:]).Elems())
-	dim := data.Shape[a]
-	out := &Tensor{DType: data.DType, Shape: shape}
 	for o := 0; o < outer; o++ {
-		for _, i := range idx {
-			if i < 0 {
-				i += int64(dim)
-			}
-			if i < 0 || i >= int64(dim) {
-				return nil, c.Errorf("index %d is out of range for dimension %d", i, dim)
-			}
-			base := (o*dim + int(i)) * inner
+		for _, i := range pos {
+			base := (o*dim + i) * inner
 			if data.DType == Int64 {
 				out.I = append(out.I, data.I[base:base+inner]...)
 			} else {
