@@ -1,0 +1,180 @@
+package kernels
+
+import "math"
+
+// Elementwise activations. Forward functions write y from x and backward
+// functions write dx from dy and the forward input x (or the forward output
+// y where the name says so); y may alias x and dx may alias dy. Where a
+// function has a kink, the gradient there is the one-sided value PyTorch
+// uses.
+
+// elemChunk is the number of elements one parallel task handles.
+const elemChunk = 1 << 14
+
+// mapElems runs f over [0, n) in parallel chunks.
+func mapElems(n, cost int, f func(lo, hi int)) {
+	tasks := (n + elemChunk - 1) / elemChunk
+	parFor(tasks, elemChunk*cost, func(lo, hi int) {
+		f(lo*elemChunk, min(hi*elemChunk, n))
+	})
+}
+
+func unary(x, y []float32, cost int, f func(x, y []float32)) {
+	need("y", y, len(x))
+	mapElems(len(x), cost, func(lo, hi int) { f(x[lo:hi], y[lo:hi]) })
+}
+
+func binary(x, dy, dx []float32, cost int, f func(x, dy, dx []float32)) {
+	need("dy", dy, len(x))
+	need("dx", dx, len(x))
+	mapElems(len(x), cost, func(lo, hi int) { f(x[lo:hi], dy[lo:hi], dx[lo:hi]) })
+}
+
+// ReLU computes y = max(x, 0).
+func ReLU(x, y []float32) {
+	unary(x, y, 1, func(x, y []float32) {
+		y = y[:len(x)]
+		for i, v := range x {
+			y[i] = relu32(v)
+		}
+	})
+}
+
+// ReLUBackward computes dx = dy where x > 0, else 0. The forward output y
+// may be passed for x.
+func ReLUBackward(x, dy, dx []float32) {
+	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
+		dy, dx = dy[:len(x)], dx[:len(x)]
+		for i, v := range x {
+			dx[i] = maskf(dy[i], posMask(v))
+		}
+	})
+}
+
+// posMask returns all ones when v > 0 and 0 otherwise (−0 included),
+// without a branch: elementwise masks on random signs otherwise cost a
+// mispredicted branch every other element.
+func posMask(v float32) uint32 { return uint32(-int64(int32(math.Float32bits(v))) >> 63) }
+
+// maskf returns v where m is all ones and +0 where m is 0.
+func maskf(v float32, m uint32) float32 { return math.Float32frombits(math.Float32bits(v) & m) }
+
+// selectf returns a where m is all ones and b where m is 0.
+func selectf(m uint32, a, b float32) float32 {
+	return math.Float32frombits(math.Float32bits(a)&m | math.Float32bits(b)&^m)
+}
+
+// Clip computes y = min(max(x, lo), hi); Clip(x, y, 0, 6) is ReLU6.
+func Clip(x, y []float32, lo, hi float32) {
+	unary(x, y, 1, func(x, y []float32) {
+		y = y[:len(x)]
+		for i, v := range x {
+			y[i] = min(max(v, lo), hi)
+		}
+	})
+}
+
+// ClipBackward computes dx = dy where lo < x < hi, else 0 (PyTorch's
+// hardtanh convention: no gradient at the bounds).
+func ClipBackward(x, dy, dx []float32, lo, hi float32) {
+	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
+		dy, dx = dy[:len(x)], dx[:len(x)]
+		for i, v := range x {
+			dx[i] = maskf(dy[i], posMask(v-lo)&posMask(hi-v))
+		}
+	})
+}
+
+// LeakyReLU computes y = x for x ≥ 0 and alpha·x otherwise.
+func LeakyReLU(x, y []float32, alpha float32) {
+	unary(x, y, 1, func(x, y []float32) {
+		y = y[:len(x)]
+		for i, v := range x {
+			p := relu32(v)
+			y[i] = p + alpha*(v-p)
+		}
+	})
+}
+
+// LeakyReLUBackward computes dx = dy for x > 0 and alpha·dy otherwise.
+func LeakyReLUBackward(x, dy, dx []float32, alpha float32) {
+	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
+		dy, dx = dy[:len(x)], dx[:len(x)]
+		for i, v := range x {
+			g := dy[i]
+			dx[i] = selectf(posMask(v), g, alpha*g)
+		}
+	})
+}
+
+// Sigmoid computes y = 1/(1 + e^−x).
+func Sigmoid(x, y []float32) {
+	unary(x, y, 20, func(x, y []float32) {
+		y = y[:len(x)]
+		for i, v := range x {
+			y[i] = sigmoid32(v)
+		}
+	})
+}
+
+// sigmoid32 computes 1/(1 + e^−|v|) and reflects it for negative v, so
+// that exp never overflows.
+func sigmoid32(v float32) float32 {
+	s := float32(1 / (1 + math.Exp(-math.Abs(float64(v)))))
+	return selectf(posMask(-v), 1-s, s)
+}
+
+// SigmoidBackward computes dx = dy·y·(1 − y) from the forward output y.
+func SigmoidBackward(y, dy, dx []float32) {
+	binary(y, dy, dx, 1, func(y, dy, dx []float32) {
+		dy, dx = dy[:len(y)], dx[:len(y)]
+		for i, v := range y {
+			dx[i] = dy[i] * v * (1 - v)
+		}
+	})
+}
+
+// HardSigmoid computes y = max(0, min(1, alpha·x + beta)) (ONNX defaults
+// alpha = 0.2, beta = 0.5; PyTorch's hardsigmoid is alpha = 1/6).
+func HardSigmoid(x, y []float32, alpha, beta float32) {
+	unary(x, y, 1, func(x, y []float32) {
+		y = y[:len(x)]
+		for i, v := range x {
+			y[i] = min(max(alpha*v+beta, 0), 1)
+		}
+	})
+}
+
+// HardSigmoidBackward computes dx = alpha·dy where 0 < alpha·x + beta < 1,
+// else 0.
+func HardSigmoidBackward(x, dy, dx []float32, alpha, beta float32) {
+	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
+		dy, dx = dy[:len(x)], dx[:len(x)]
+		for i, v := range x {
+			z := alpha*v + beta
+			dx[i] = maskf(alpha*dy[i], posMask(z)&posMask(1-z))
+		}
+	})
+}
+
+// HardSwish computes y = x·max(0, min(1, x/6 + 1/2)) (ONNX HardSwish).
+func HardSwish(x, y []float32) {
+	unary(x, y, 2, func(x, y []float32) {
+		y = y[:len(x)]
+		for i, v := range x {
+			y[i] = v * min(max(v/6+0.5, 0), 1)
+		}
+	})
+}
+
+// HardSwishBackward computes dx = 0 for x < −3, dy·(x/3 + 1/2) for
+// −3 ≤ x ≤ 3 and dy for x > 3 (PyTorch's convention at the kinks).
+func HardSwishBackward(x, dy, dx []float32) {
+	binary(x, dy, dx, 2, func(x, dy, dx []float32) {
+		dy, dx = dy[:len(x)], dx[:len(x)]
+		for i, v := range x {
+			d := selectf(posMask(v-3), 1, v/3+0.5)
+			dx[i] = maskf(dy[i]*d, ^posMask(-3-v))
+		}
+	})
+}

@@ -1,0 +1,218 @@
+package kernels
+
+import "math"
+
+// BNParams describes a 2-D batch normalization over NCHW data, with an
+// optional ReLU fused after it.
+type BNParams struct {
+	N, C, HW int // batch, channels, pixels per channel (H·W)
+	Eps      float32
+	// Momentum is PyTorch's: the weight of the batch statistics when the
+	// running ones are updated. ONNX's momentum attribute is 1 − Momentum.
+	Momentum float32
+	ReLU     bool // apply max(0, ·) to the output
+}
+
+func (p BNParams) check(x, y, gamma, beta []float32) {
+	need("x", x, p.N*p.C*p.HW)
+	needOpt("y", y, p.N*p.C*p.HW)
+	need("gamma", gamma, p.C)
+	needOpt("beta", beta, p.C)
+}
+
+// bnAffine applies y = x·a + b (then ReLU) to one plane. The backward pass
+// recomputes the ReLU mask through the same expression.
+func bnAffine(x, y []float32, a, b float32, relu bool) {
+	y = y[:len(x)]
+	if relu {
+		for i, v := range x {
+			y[i] = relu32(v*a + b)
+		}
+		return
+	}
+	for i, v := range x {
+		y[i] = v*a + b
+	}
+}
+
+// relu32 is max(v, 0) without a branch: the sign bit, smeared over the
+// word, masks the value away.
+func relu32(v float32) float32 {
+	b := math.Float32bits(v)
+	return math.Float32frombits(b &^ uint32(int32(b)>>31))
+}
+
+// BatchNormTrain normalizes x with the statistics of the batch:
+// y = (x − μ)·γ/√(σ² + ε) + β per channel, with σ² the biased variance. It
+// stores μ in mean and 1/√(σ² + ε) in invStd for the backward pass and, when
+// runMean and runVar are not nil, updates them as PyTorch does:
+// run ← (1 − m)·run + m·batch, with the unbiased variance for runVar.
+// beta may be nil (zero).
+func BatchNormTrain(p BNParams, x, gamma, beta, y, mean, invStd, runMean, runVar []float32) {
+	p.check(x, y, gamma, beta)
+	need("y", y, len(x))
+	need("mean", mean, p.C)
+	need("invStd", invStd, p.C)
+	needOpt("runMean", runMean, p.C)
+	needOpt("runVar", runVar, p.C)
+	C, HW := p.C, p.HW
+	M := float64(p.N * HW)
+	parFor(C, 2*p.N*HW, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			// One pass over the data, shifted by its first value so the
+			// float64 sums of squares do not cancel.
+			k := float64(x[c*HW])
+			var s, ss float64
+			for n := range p.N {
+				a, b := sumSq(x[(n*C+c)*HW:][:HW], float32(k))
+				s += a
+				ss += b
+			}
+			d := s / M
+			mu := k + d
+			v := max(ss/M-d*d, 0)
+			is := 1 / math.Sqrt(v+float64(p.Eps))
+			mean[c], invStd[c] = float32(mu), float32(is)
+			if runMean != nil {
+				m := float64(p.Momentum)
+				runMean[c] = float32((1-m)*float64(runMean[c]) + m*mu)
+			}
+			if runVar != nil {
+				m, uv := float64(p.Momentum), v
+				if M > 1 {
+					uv = v * M / (M - 1)
+				}
+				runVar[c] = float32((1-m)*float64(runVar[c]) + m*uv)
+			}
+			a, b := bnScaleShift(gamma, beta, c, float32(mu), float32(is))
+			for n := range p.N {
+				o := (n*C + c) * HW
+				bnAffine(x[o:o+HW], y[o:o+HW], a, b, p.ReLU)
+			}
+		}
+	})
+}
+
+// bnScaleShift returns a and b with (x − mu)·is·γ + β = x·a + b.
+func bnScaleShift(gamma, beta []float32, c int, mu, is float32) (a, b float32) {
+	a = gamma[c] * is
+	b = -mu * a
+	if beta != nil {
+		b += beta[c]
+	}
+	return a, b
+}
+
+// sumSq returns Σ(v − k) and Σ(v − k)² in float64.
+func sumSq(v []float32, k float32) (s, ss float64) {
+	var s0, s1, q0, q1 float64
+	i := 0
+	for ; i+2 <= len(v); i += 2 {
+		a, b := float64(v[i]-k), float64(v[i+1]-k)
+		s0 += a
+		s1 += b
+		q0 += a * a
+		q1 += b * b
+	}
+	if i < len(v) {
+		a := float64(v[i] - k)
+		s0 += a
+		q0 += a * a
+	}
+	return s0 + s1, q0 + q1
+}
+
+// BatchNormInfer normalizes x with the running statistics:
+// y = (x − runMean)·γ/√(runVar + ε) + β. beta may be nil.
+func BatchNormInfer(p BNParams, x, gamma, beta, runMean, runVar, y []float32) {
+	p.check(x, y, gamma, beta)
+	need("y", y, len(x))
+	need("runMean", runMean, p.C)
+	need("runVar", runVar, p.C)
+	C, HW := p.C, p.HW
+	parFor(p.N*C, HW, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			c := t % C
+			is := float32(1 / math.Sqrt(float64(runVar[c])+float64(p.Eps)))
+			a, b := bnScaleShift(gamma, beta, c, runMean[c], is)
+			bnAffine(x[t*HW:(t+1)*HW], y[t*HW:(t+1)*HW], a, b, p.ReLU)
+		}
+	})
+}
+
+// BatchNormBackward computes the gradients of BatchNormTrain from dy, the
+// input x and the saved mean and invStd. With p.ReLU it recomputes the
+// mask of the fused ReLU from x, gamma and beta (beta may be nil, as in the
+// forward pass). dx, dgamma and dbeta may each be nil.
+func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma, dbeta []float32) {
+	p.check(x, dy, gamma, beta)
+	need("dy", dy, len(x))
+	need("mean", mean, p.C)
+	need("invStd", invStd, p.C)
+	needOpt("dx", dx, len(x))
+	needOpt("dgamma", dgamma, p.C)
+	needOpt("dbeta", dbeta, p.C)
+	C, HW := p.C, p.HW
+	M := float32(p.N * HW)
+	parFor(C, 3*p.N*HW, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			mu, is := mean[c], invStd[c]
+			a, b := bnScaleShift(gamma, beta, c, mu, is)
+			// Σdy and Σdy·(x − μ), over the pixels the ReLU let through.
+			var sd, sdx float64
+			for n := range p.N {
+				o := (n*C + c) * HW
+				s1, s2 := bnGradSums(x[o:o+HW], dy[o:o+HW], mu, a, b, p.ReLU)
+				sd += s1
+				sdx += s2
+			}
+			if dbeta != nil {
+				dbeta[c] = float32(sd)
+			}
+			if dgamma != nil {
+				dgamma[c] = float32(sdx) * is
+			}
+			if dx == nil {
+				continue
+			}
+			// dx = γ·is·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − μ)·is.
+			k := a
+			m1 := float32(sd) / M
+			m2 := float32(sdx) * is * is / M
+			for n := range p.N {
+				o := (n*C + c) * HW
+				xs, ds, gs := x[o:o+HW], dy[o:o+HW], dx[o:o+HW]
+				if !p.ReLU {
+					for i, v := range xs {
+						gs[i] = k * (ds[i] - m1 - (v-mu)*m2)
+					}
+					continue
+				}
+				for i, v := range xs {
+					gs[i] = k * (maskf(ds[i], posMask(v*a+b)) - m1 - (v-mu)*m2)
+				}
+			}
+		}
+	})
+}
+
+// bnGradSums returns Σg and Σg·(x − mu), where g is dy masked by the fused
+// ReLU when relu is set.
+func bnGradSums(x, dy []float32, mu, a, b float32, relu bool) (sd, sdx float64) {
+	dy = dy[:len(x)]
+	var s0, s1 float32
+	if !relu {
+		for i, v := range x {
+			g := dy[i]
+			s0 += g
+			s1 += g * (v - mu)
+		}
+		return float64(s0), float64(s1)
+	}
+	for i, v := range x {
+		g := maskf(dy[i], posMask(v*a+b))
+		s0 += g
+		s1 += g * (v - mu)
+	}
+	return float64(s0), float64(s1)
+}

@@ -1,0 +1,201 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qnas/qnas/internal/blas"
+)
+
+// withThreads runs f with GOMAXPROCS and the BLAS thread count set to n.
+func withThreads(n int, f func()) {
+	oldT, oldP := blas.Threads(), runtime.GOMAXPROCS(n)
+	blas.SetThreads(n)
+	defer func() { blas.SetThreads(oldT); runtime.GOMAXPROCS(oldP) }()
+	f()
+}
+
+// resnet20Convs are the 3×3 convolutions of a CIFAR-style ResNet-20 on
+// 28×28 inputs, batch 128.
+var resnet20Convs = []struct {
+	name string
+	s    ConvShape
+}{
+	{"16x28x28", ConvShape{N: 128, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}},
+	{"32x14x14", ConvShape{N: 128, C: 32, H: 14, W: 14, OC: 32, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}},
+	{"64x7x7", ConvShape{N: 128, C: 64, H: 7, W: 7, OC: 64, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}},
+}
+
+// threadModes are the ways two cores can be used: a threaded BLAS under one
+// pipeline (blas), or batch workers over a single-threaded BLAS (batch).
+var threadModes = []struct {
+	name        string
+	procs, blas int
+	forceSerial bool
+}{
+	{"threads=1", 1, 1, false},
+	{"threads=2,blas", 2, 2, false},
+	{"threads=2,batch", 2, 1, true},
+}
+
+func withMode(procs, blasThreads int, forceSerial bool, f func()) {
+	withThreads(procs, func() {
+		blas.SetThreads(blasThreads)
+		if forceSerial {
+			old := serialBLAS
+			serialBLAS = func() bool { return true }
+			defer func() { serialBLAS = old }()
+		}
+		f()
+	})
+}
+
+// BenchmarkConvBackward compares the two ways of computing a stride-1 input
+// gradient, one thread, dx and dw: convolving dy with the flipped kernel
+// (the default) and a GEMM into columns followed by col2im.
+func BenchmarkConvBackward(b *testing.B) {
+	for _, c := range resnet20Convs {
+		s := c.s
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
+		dx, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
+		for _, viaConv := range []bool{true, false} {
+			name := "dx=conv"
+			if !viaConv {
+				name = "dx=col2im"
+			}
+			b.Run(c.name+"/"+name, func(b *testing.B) {
+				convDxConv = viaConv
+				defer func() { convDxConv = true }()
+				withThreads(1, func() {
+					scratch := make([]float32, s.ScratchLen())
+					c0 := cpuTime()
+					for b.Loop() {
+						Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+					}
+					b.ReportMetric((cpuTime()-c0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkConv times the ResNet-20 convolutions forward alone and forward
+// plus backward (dx, dw, db) in each thread mode. GFLOP/s counts 2 flops
+// per multiply-add, and three GEMM-sized products for forward plus
+// backward.
+func BenchmarkConv(b *testing.B) {
+	for _, c := range resnet20Convs {
+		s := c.s
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, bias := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC)
+		y, dy := make([]float32, s.YLen()), randn(r, s.YLen())
+		dx, dw, db := make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
+		for _, m := range threadModes {
+			for _, bwd := range []bool{false, true} {
+				mode, passes := "fwd", 1
+				if bwd {
+					mode, passes = "fwd+bwd", 3
+				}
+				b.Run(fmt.Sprintf("%s/%s/%s/%s", blas.Name(), c.name, mode, m.name), func(b *testing.B) {
+					var cpu time.Duration
+					withMode(m.procs, m.blas, m.forceSerial, func() {
+						scratch := make([]float32, s.ScratchLen())
+						c0 := cpuTime()
+						for b.Loop() {
+							Conv2D(s, x, w, bias, y, scratch)
+							if bwd {
+								Conv2DBackward(s, x, w, dy, dx, dw, db, scratch)
+							}
+						}
+						cpu = cpuTime() - c0
+					})
+					sec := b.Elapsed().Seconds()
+					b.ReportMetric(float64(passes*2*s.MACs())*float64(b.N)/sec/1e9, "GFLOP/s")
+					b.ReportMetric(float64(s.N*b.N)/sec, "img/s")
+					b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
+				})
+			}
+		}
+	}
+}
+
+// cpuTime returns the CPU time (user and system) the process has used, all
+// threads included; under load from other processes it is a steadier cost
+// measure than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkDepthwise times the direct depthwise kernel forward plus
+// backward on MobileNetV2-like layers, batch 128.
+func BenchmarkDepthwise(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		s    ConvShape
+	}{
+		{"96x28x28", ConvShape{N: 128, C: 96, H: 28, W: 28, OC: 96, KH: 3, KW: 3, Groups: 96, PT: 1, PL: 1, PB: 1, PR: 1}},
+		{"144x28x28/s2", ConvShape{N: 128, C: 144, H: 28, W: 28, OC: 144, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 144, PT: 1, PL: 1, PB: 1, PR: 1}},
+	} {
+		s := c.s
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
+		y, dx, dw := make([]float32, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
+		for _, th := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/threads=%d", c.name, th), func(b *testing.B) {
+				withThreads(th, func() {
+					for b.Loop() {
+						Conv2D(s, x, w, nil, y, nil)
+						Conv2DBackward(s, x, w, dy, dx, dw, nil, nil)
+					}
+				})
+				b.ReportMetric(float64(3*2*s.MACs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkBatchNormReLU times a training-mode BN+ReLU forward and
+// backward on the largest ResNet-20 activation (128×16×28×28), and plain
+// ReLU forward and backward on the same size, reporting GB/s of the
+// tensors read and written.
+func BenchmarkBatchNormReLU(b *testing.B) {
+	p := BNParams{N: 128, C: 16, HW: 28 * 28, Eps: 1e-5, Momentum: 0.1, ReLU: true}
+	n := p.N * p.C * p.HW
+	r := rand.New(rand.NewPCG(1, 2))
+	x, dy := randn(r, n), randn(r, n)
+	y, dx := make([]float32, n), make([]float32, n)
+	gamma, beta := randn(r, p.C), randn(r, p.C)
+	mean, invStd, rm, rv := make([]float32, p.C), make([]float32, p.C), make([]float32, p.C), make([]float32, p.C)
+	dg, db := make([]float32, p.C), make([]float32, p.C)
+	for _, th := range []int{1, 2} {
+		b.Run(fmt.Sprintf("bn+relu/threads=%d", th), func(b *testing.B) {
+			withThreads(th, func() {
+				for b.Loop() {
+					BatchNormTrain(p, x, gamma, beta, y, mean, invStd, rm, rv)
+					BatchNormBackward(p, x, dy, gamma, beta, mean, invStd, dx, dg, db)
+				}
+			})
+			// Forward reads x twice and writes y; backward reads x and
+			// dy twice and writes dx.
+			b.ReportMetric(float64(8*4*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+		b.Run(fmt.Sprintf("relu/threads=%d", th), func(b *testing.B) {
+			withThreads(th, func() {
+				for b.Loop() {
+					ReLU(x, y)
+					ReLUBackward(x, dy, dx)
+				}
+			})
+			b.ReportMetric(float64(5*4*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}

@@ -1,0 +1,215 @@
+package kernels
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// PoolShape describes a 2-D max or average pooling (ONNX MaxPool,
+// AveragePool) over NCHW data: input N×C×H×W, output N×C×OH×OW, floor
+// rounding of the output size. Zero strides mean 1. Padded pixels never win
+// a max; an average divides by KH·KW when CountIncludePad is set and by the
+// number of input pixels in the window otherwise.
+type PoolShape struct {
+	N, C, H, W      int // input batch, channels, height, width
+	KH, KW          int // window height and width
+	SH, SW          int // strides
+	PT, PL, PB, PR  int // pads: top, left, bottom, right
+	CountIncludePad bool
+}
+
+func (p PoolShape) norm() PoolShape {
+	if p.SH == 0 {
+		p.SH = 1
+	}
+	if p.SW == 0 {
+		p.SW = 1
+	}
+	return p
+}
+
+// OH returns the output height.
+func (p PoolShape) OH() int { p = p.norm(); return (p.H+p.PT+p.PB-p.KH)/p.SH + 1 }
+
+// OW returns the output width.
+func (p PoolShape) OW() int { p = p.norm(); return (p.W+p.PL+p.PR-p.KW)/p.SW + 1 }
+
+// XLen returns the length of the input, N·C·H·W.
+func (p PoolShape) XLen() int { return p.N * p.C * p.H * p.W }
+
+// YLen returns the length of the output, N·C·OH·OW.
+func (p PoolShape) YLen() int { return p.N * p.C * p.OH() * p.OW() }
+
+// Validate reports whether the shape describes a pooling whose every window
+// holds at least one input pixel.
+func (p PoolShape) Validate() error {
+	p = p.norm()
+	switch {
+	case p.N < 1 || p.C < 1 || p.H < 1 || p.W < 1 || p.KH < 1 || p.KW < 1 || p.SH < 1 || p.SW < 1:
+		return fmt.Errorf("pool: sizes and strides must be positive: %+v", p)
+	case p.PT < 0 || p.PL < 0 || p.PB < 0 || p.PR < 0:
+		return errors.New("pool: pads must not be negative")
+	case p.PT >= p.KH || p.PB >= p.KH || p.PL >= p.KW || p.PR >= p.KW:
+		return fmt.Errorf("pool: pads must be smaller than the window %dx%d", p.KH, p.KW)
+	case p.OH() < 1 || p.OW() < 1:
+		return fmt.Errorf("pool: window %dx%d is larger than the padded input", p.KH, p.KW)
+	}
+	return nil
+}
+
+func (p PoolShape) plan(x, y []float32) PoolShape {
+	if err := p.Validate(); err != nil {
+		panic("kernels: " + err.Error())
+	}
+	need("x", x, p.XLen())
+	need("y", y, p.YLen())
+	return p.norm()
+}
+
+// window returns the input rows [h0, h1) and columns [w0, w1) of the
+// window of output (oh, ow), clipped to the input.
+func (p *PoolShape) window(oh, ow int) (h0, h1, w0, w1 int) {
+	h0, w0 = oh*p.SH-p.PT, ow*p.SW-p.PL
+	h1, w1 = min(h0+p.KH, p.H), min(w0+p.KW, p.W)
+	return max(h0, 0), h1, max(w0, 0), w1
+}
+
+// forPlanes runs f on every (sample, channel) plane in parallel, with the
+// plane's input and output offsets.
+func (p *PoolShape) forPlanes(f func(xo, yo int)) {
+	HW, P := p.H*p.W, p.OH()*p.OW()
+	parFor(p.N*p.C, P*p.KH*p.KW, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			f(t*HW, t*P)
+		}
+	})
+}
+
+// argmax returns the offset in the plane of the largest pixel of the window
+// of output (oh, ow); the first one wins ties, and NaN wins.
+func (p *PoolShape) argmax(xp []float32, oh, ow int) int {
+	h0, h1, w0, w1 := p.window(oh, ow)
+	best, m := h0*p.W+w0, float32(math.Inf(-1))
+	for ih := h0; ih < h1; ih++ {
+		row := xp[ih*p.W+w0 : ih*p.W+w1]
+		for j, v := range row {
+			if v > m || v != v {
+				best, m = ih*p.W+w0+j, v
+				if v != v {
+					return best
+				}
+			}
+		}
+	}
+	return best
+}
+
+// MaxPool2D computes y as the maximum of each window of x.
+func MaxPool2D(p PoolShape, x, y []float32) {
+	p = p.plan(x, y)
+	OH, OW, HW := p.OH(), p.OW(), p.H*p.W
+	p.forPlanes(func(xo, yo int) {
+		xp := x[xo : xo+HW]
+		for oh := range OH {
+			for ow := range OW {
+				y[yo+oh*OW+ow] = xp[p.argmax(xp, oh, ow)]
+			}
+		}
+	})
+}
+
+// MaxPool2DBackward routes each dy to the input pixel that won its window
+// in the forward pass (recomputed from x).
+func MaxPool2DBackward(p PoolShape, x, dy, dx []float32) {
+	p = p.plan(x, dy)
+	need("dx", dx, len(x))
+	OH, OW, HW := p.OH(), p.OW(), p.H*p.W
+	p.forPlanes(func(xo, yo int) {
+		xp, dp := x[xo:xo+HW], dx[xo:xo+HW]
+		clear(dp)
+		for oh := range OH {
+			for ow := range OW {
+				dp[p.argmax(xp, oh, ow)] += dy[yo+oh*OW+ow]
+			}
+		}
+	})
+}
+
+// divisor returns what the sum over the window (h0..h1, w0..w1) is divided
+// by.
+func (p *PoolShape) divisor(h0, h1, w0, w1 int) float32 {
+	if p.CountIncludePad {
+		return float32(p.KH * p.KW)
+	}
+	return float32((h1 - h0) * (w1 - w0))
+}
+
+// AvgPool2D computes y as the mean of each window of x.
+func AvgPool2D(p PoolShape, x, y []float32) {
+	p = p.plan(x, y)
+	OH, OW, HW := p.OH(), p.OW(), p.H*p.W
+	p.forPlanes(func(xo, yo int) {
+		xp := x[xo : xo+HW]
+		for oh := range OH {
+			for ow := range OW {
+				h0, h1, w0, w1 := p.window(oh, ow)
+				var s float32
+				for ih := h0; ih < h1; ih++ {
+					s += sum32(xp[ih*p.W+w0 : ih*p.W+w1])
+				}
+				y[yo+oh*OW+ow] = s / p.divisor(h0, h1, w0, w1)
+			}
+		}
+	})
+}
+
+// AvgPool2DBackward spreads each dy evenly (by the forward divisor) over
+// its window.
+func AvgPool2DBackward(p PoolShape, dy, dx []float32) {
+	p = p.plan(dx, dy)
+	OH, OW, HW := p.OH(), p.OW(), p.H*p.W
+	p.forPlanes(func(xo, yo int) {
+		dp := dx[xo : xo+HW]
+		clear(dp)
+		for oh := range OH {
+			for ow := range OW {
+				h0, h1, w0, w1 := p.window(oh, ow)
+				g := dy[yo+oh*OW+ow] / p.divisor(h0, h1, w0, w1)
+				for ih := h0; ih < h1; ih++ {
+					row := dp[ih*p.W+w0 : ih*p.W+w1]
+					for j := range row {
+						row[j] += g
+					}
+				}
+			}
+		}
+	})
+}
+
+// GlobalAvgPool sets y[i] to the mean of the hw values of plane i of x
+// (len(x) = len(y)·hw).
+func GlobalAvgPool(hw int, x, y []float32) {
+	need("x", x, len(y)*hw)
+	inv := 1 / float32(hw)
+	parFor(len(y), hw, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			y[i] = sum32(x[i*hw:(i+1)*hw]) * inv
+		}
+	})
+}
+
+// GlobalAvgPoolBackward sets every pixel of plane i of dx to dy[i]/hw.
+func GlobalAvgPoolBackward(hw int, dy, dx []float32) {
+	need("dx", dx, len(dy)*hw)
+	inv := 1 / float32(hw)
+	parFor(len(dy), hw, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			g := dy[i] * inv
+			row := dx[i*hw : (i+1)*hw]
+			for j := range row {
+				row[j] = g
+			}
+		}
+	})
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""Times PyTorch training steps on a CIFAR-style ResNet-20 at 1x28x28 (Fashion-MNIST shape),
+the reference that `qnas bench` is compared with. Self-contained; run by hand:
+
+    /usr/bin/python3 scripts/torch/bench_torch.py [--threads 2] [--batch 128] [--steps 20]
+
+Modes:
+    float   one plain training step: forward, softmax cross-entropy, backward, SGD update
+            (momentum 0.9, weight decay 5e-4), BatchNorm in training mode.
+
+Data are random (seeded) tensors of the input shape, as in `qnas bench`. The step time is the
+median over --steps timed steps after --warmup untimed ones; images_per_sec = batch / median
+step time. peak_rss_mb is the process's peak resident set size (getrusage ru_maxrss).
+Prints one JSON object on stdout:
+    {"mode", "images_per_sec", "step_ms", "peak_rss_mb", "threads", ...}
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:  # option B: 1x1 conv + BN
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet20(nn.Module):
+    def __init__(self, in_ch=1, classes=10, n=3, widths=(16, 32, 64)):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        blocks, cin = [], widths[0]
+        for w, s in zip(widths, (1, 2, 2)):
+            for i in range(n):
+                blocks.append(Block(cin, w, s if i == 0 else 1))
+                cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", default="float", choices=["float"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="NHWC memory format (oneDNN's preferred layout); default NCHW")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads < 1 or args.batch < 1 or args.steps < 1 or args.warmup < 0:
+        ap.error("threads, batch and steps must be positive, warmup non-negative")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = ResNet20()
+    x = torch.randn(args.batch, 1, 28, 28)
+    y = torch.randint(0, 10, (args.batch,))
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - t0)
+    if not torch.isfinite(loss):
+        print("bench_torch: loss is not finite", file=sys.stderr)
+        sys.exit(1)
+    med = statistics.median(times)
+    out = {
+        "mode": args.mode,
+        "images_per_sec": round(args.batch / med, 1),
+        "step_ms": round(med * 1000, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "steps": args.steps,
+        "model": "resnet20",
+        "channels_last": args.channels_last,
+        "torch": torch.__version__,
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
