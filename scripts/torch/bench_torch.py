@@ -17,6 +17,7 @@ Prints one JSON object on stdout:
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -117,6 +118,9 @@ def main():
         "model": "resnet20",
         "channels_last": args.channels_last,
         "torch": torch.__version__,
+        # Other jobs on the machine distort the timing badly (OpenMP threads spin at barriers);
+        # a 1-minute load average above the thread count means the figure is not trustworthy.
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(out))
 

@@ -55,7 +55,12 @@ def count_macs(model, x):
 
 
 def onnx_conv_gemm_params(proto):
+    """Elements of the weight/bias initializers of Conv, Gemm and MatMul nodes (looking through
+    Identity nodes of initializers)."""
     inits = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            inits[node.output[0]] = inits[node.input[0]]
     n = 0
     for node in proto.graph.node:
         if node.op_type in ("Conv", "Gemm", "MatMul"):
@@ -65,7 +70,29 @@ def onnx_conv_gemm_params(proto):
     return n
 
 
-def export_one(name, out_dir, seed):
+def undo_dedup(proto):
+    """torch 1.13's exporter (eval mode) merges initializers with equal values and recreates the
+    duplicates as Identity(first) nodes; with random weights every folded conv bias is zero, so
+    there are dozens. Give each consumer its own initializer again and drop those Identity
+    nodes. Returns how many were undone."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    keep, undone = [], 0
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            t = onnx.TensorProto()
+            t.CopyFrom(inits[node.input[0]])
+            t.name = node.output[0]
+            proto.graph.initializer.append(t)
+            undone += 1
+        else:
+            keep.append(node)
+    if undone:
+        del proto.graph.node[:]
+        proto.graph.node.extend(keep)
+    return undone
+
+
+def export_one(name, out_dir, seed, keep_identity):
     torch.manual_seed(seed)
     model = getattr(torchvision.models, name)(weights=None).eval()
     x = torch.randn(1, 3, 224, 224)
@@ -80,6 +107,11 @@ def export_one(name, out_dir, seed):
                           dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                           do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
         proto = onnx.load(path)
+        undone = 0
+        if not keep_identity:
+            undone = undo_dedup(proto)
+            if undone:
+                onnx.save(proto, path)
         onnx.checker.check_model(proto, full_check=True)
         ops = collections.Counter(n.op_type for n in proto.graph.node)
         row.update({
@@ -88,6 +120,7 @@ def export_one(name, out_dir, seed):
             "onnx_conv_gemm_params": onnx_conv_gemm_params(proto),
             "ops": dict(sorted(ops.items())),
             "export_s": round(time.time() - t0, 1),
+            "dedup_undone": undone,
             "ok": True,
         })
     except Exception as e:  # report and go on with the next model
@@ -102,16 +135,20 @@ def main():
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep-identity", action="store_true",
+                    help="keep the exporter's Identity nodes for equal-valued initializers "
+                         "(default: give each consumer its own initializer)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.outdir, exist_ok=True)
 
-    rows = [export_one(m, args.outdir, args.seed) for m in args.models.split(",") if m]
-    print(f"{'model':<22}{'MACs':>15}{'params':>12}{'onnx params':>13}  result")
+    rows = [export_one(m, args.outdir, args.seed, args.keep_identity)
+            for m in args.models.split(",") if m]
+    print(f"{'model':<22}{'MACs':>15}{'params':>12}{'onnx params':>13}{'undone':>8}  result")
     for r in rows:
         res = "ok" if r["ok"] else "FAILED: " + r["error"].splitlines()[0]
         print(f"{r['model']:<22}{r['macs']:>15,}{r['params']:>12,}"
-              f"{r.get('onnx_conv_gemm_params', 0):>13,}  {res}")
+              f"{r.get('onnx_conv_gemm_params', 0):>13,}{r.get('dedup_undone', 0):>8}  {res}")
     with open(os.path.join(args.outdir, "summary.json"), "w") as f:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__,
                    "input": [1, 3, 224, 224], "opset": 13, "models": rows}, f, indent=1)
