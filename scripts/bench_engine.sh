@@ -23,7 +23,7 @@ t = [json.loads(l) for l in open("/tmp/bench_torch.jsonl")]
 med = lambda xs, k: statistics.median(x[k] for x in xs)
 for name, xs in (("qnas", q), ("pytorch", t)):
     print(f"{name:8s} images/s {med(xs,'images_per_sec'):8.1f}  step {med(xs,'step_ms'):7.1f} ms  peak RSS {med(xs,'peak_rss_mb'):6.0f} MiB"
-          f"   (runs: {', '.join(f'{x['images_per_sec']:.0f}' for x in xs)})")
+          "   (runs: " + ", ".join("%.0f" % x["images_per_sec"] for x in xs) + ")")
 print(f"speed ratio qnas/pytorch {med(q,'images_per_sec')/med(t,'images_per_sec'):.2f}  (target >= 1.3)")
 print(f"RSS ratio   qnas/pytorch {med(q,'peak_rss_mb')/med(t,'peak_rss_mb'):.2f}  (target <= 0.8)")
 PY
