@@ -54,7 +54,7 @@ func (d *dataFlags) normalization(g *graph.Graph) (data.Normalize, error) {
 
 // loadModel imports and canonicalizes a model.
 func loadModel(path string, foldBN bool) (*graph.Graph, error) {
-	g, err := graph.Load(path, graph.ImportOptions{})
+	g, err := graph.Load(path, limits.importOptions())
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ BOPs at 8-bit weights and activations (MACs·64).`,
 }
 
 func runInspect(stdout, stderr io.Writer, path string, o inspectOptions) error {
-	g, err := graph.Load(path, graph.ImportOptions{})
+	g, err := graph.Load(path, limits.importOptions())
 	if err != nil {
 		return err
 	}

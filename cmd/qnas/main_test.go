@@ -159,3 +159,21 @@ func TestInspectGolden(t *testing.T) {
 		t.Errorf("found %d fixture models, want at least 4", n)
 	}
 }
+
+// Resource limits are adjustable by flag and refuse a model with a one-line reason.
+func TestLimitFlags(t *testing.T) {
+	m := testenv.Path("testdata", "models", "resnet20_bn.onnx")
+	for _, c := range []struct {
+		flag, value, want string
+	}{
+		{"--max-tensor-elements", "1000", "more than the limit of 1000"},
+		{"--max-activation-elements", "10000", "more than 10000 elements per sample"},
+		{"--max-model-mb", "1", "resnet20_bn.onnx"},
+	} {
+		status, _, stderr := runCLI(t, "inspect", m, c.flag, c.value)
+		expectFailure(t, status, stderr, 1, c.want)
+	}
+	if status, _, stderr := runCLI(t, "inspect", m, "--max-tensor-elements", "100000"); status != 0 {
+		t.Errorf("a raised limit still refuses: %s", stderr)
+	}
+}

@@ -13,6 +13,8 @@ differentiable architecture search under a budget, fine-tunes, and writes ONNX.`
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	limits = limitFlags{}
+	limits.register(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newInspectCmd(), newEvalCmd(), newTrainCmd(), newBenchCmd())
 	return root

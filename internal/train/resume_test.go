@@ -3,8 +3,10 @@ package train
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/qnas/qnas/internal/data"
@@ -102,5 +104,50 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 	cfg.Checkpoint = filepath.Join(dir, "missing.ckpt")
 	if _, err := runTraining(t, cfg); err == nil {
 		t.Fatal("resumed from a missing checkpoint")
+	}
+}
+
+// A loss turning NaN stops training with a message naming the last good checkpoint, which
+// stays the state saved after the last finished epoch.
+func TestNaNLossKeepsLastCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig()
+	cfg.Checkpoint = filepath.Join(dir, "n.ckpt")
+	cfg.Epochs = 3
+	var poison func()
+	cfg.AfterStep = func(e, s int) {
+		if e == 1 && s == 2 {
+			poison()
+		}
+	}
+	g := load(t, "resnet8_bn.onnx")
+	poison = func() { // a weight blows up mid-epoch 2, as a diverging run would
+		for _, n := range g.Nodes {
+			if n.Op == "Gemm" {
+				g.Consts[n.Inputs[1]].F[0] = float32(math.Inf(1))
+			}
+		}
+	}
+	d, err := data.Embedded(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Train(g, data.Subset(d, 256), cfg)
+	if err == nil || !strings.Contains(err.Error(), "NaN") || !strings.Contains(err.Error(), cfg.Checkpoint) {
+		t.Fatalf("error %v, want a NaN loss naming the checkpoint", err)
+	}
+	c, err := loadCheckpoint(cfg.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Epoch != 1 || c.Step != 0 {
+		t.Errorf("checkpoint at epoch %d step %d, want the end of epoch 1", c.Epoch, c.Step)
+	}
+	for name, v := range c.Tensors {
+		for _, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				t.Fatalf("checkpoint tensor %s holds %v", name, x)
+			}
+		}
 	}
 }

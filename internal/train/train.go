@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"time"
 
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/blas"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/optim"
@@ -46,8 +48,10 @@ func (c Config) fingerprint() string {
 	if c.Augment != nil {
 		aug = fmt.Sprintf("%+v", *c.Augment)
 	}
-	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s",
-		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug)
+	// The thread count and the BLAS change how sums are split, hence the bits of the result.
+	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s threads=%d blas=%s",
+		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug,
+		runtime.GOMAXPROCS(0), blas.Name())
 }
 
 // EpochStats summarizes one epoch.
