@@ -229,34 +229,8 @@ func init() {
 			return []*Tensor{t}, err
 		},
 	})
-	Register(&OpDef{
-		Op: "Unsqueeze", Doc: "insert size-1 axes (attribute before opset 13, input after)",
-		MinInputs: 1, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1,
-		Infer: func(c *Ctx) ([]Shape, error) {
-			s, err := unsqueezeShape(c, c.In[0])
-			return []Shape{s}, err
-		},
-		Eval: func(c *Ctx) ([]*Tensor, error) {
-			s, err := unsqueezeShape(c, Shape(c.Const[0].Shape))
-			r := c.Const[0].Clone()
-			r.Shape = s
-			return []*Tensor{r}, err
-		},
-	})
-	Register(&OpDef{
-		Op: "Squeeze", Doc: "remove size-1 axes (attribute before opset 13, input after)",
-		MinInputs: 1, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1,
-		Infer: func(c *Ctx) ([]Shape, error) {
-			s, err := squeezeShape(c, c.In[0])
-			return []Shape{s}, err
-		},
-		Eval: func(c *Ctx) ([]*Tensor, error) {
-			s, err := squeezeShape(c, Shape(c.Const[0].Shape))
-			r := c.Const[0].Clone()
-			r.Shape = s
-			return []*Tensor{r}, err
-		},
-	})
+	registerShapeOnly("Unsqueeze", "insert size-1 axes (attribute before opset 13, input after)", unsqueezeShape)
+	registerShapeOnly("Squeeze", "remove size-1 axes (attribute before opset 13, input after)", squeezeShape)
 	Register(&OpDef{
 		Op: "Cast", Doc: "convert element type (identity on float activations)",
 		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1,
@@ -973,3 +947,24 @@ func (g *Graph) SliceWindow(n *Node, shape []int) (starts, steps []int, err erro
 
 // PadAmountsOf is PadAmounts for a node of g.
 func (g *Graph) PadAmountsOf(n *Node) ([]int64, error) { return PadAmounts(g.ctx(n)) }
+
+// registerShapeOnly registers an op that only changes the shape of its first input (the
+// optional second input holds axes): shape rule and constant evaluator from one function.
+func registerShapeOnly(op, doc string, shape func(c *Ctx, x Shape) (Shape, error)) {
+	Register(&OpDef{
+		Op: op, Doc: doc, MinInputs: 1, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1,
+		Infer: func(c *Ctx) ([]Shape, error) {
+			s, err := shape(c, c.In[0])
+			return []Shape{s}, err
+		},
+		Eval: func(c *Ctx) ([]*Tensor, error) {
+			s, err := shape(c, Shape(c.Const[0].Shape))
+			if err != nil {
+				return nil, err
+			}
+			r := c.Const[0].Clone()
+			r.Shape = s
+			return []*Tensor{r}, nil
+		},
+	})
+}
