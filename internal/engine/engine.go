@@ -236,17 +236,15 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 				return nil, &graph.NodeError{Node: nd.Name, Op: nd.Op, Msg: fmt.Sprintf("output %q has no inferred shape", o)}
 			}
 			cs := concrete(s)
-			p.Values[o] = &Value{Name: o, Kind: Activation, Shape: cs, Data: make([]float32, prod(cs))}
+			p.Values[o] = &Value{Name: o, Kind: Activation, Shape: cs} // Data: allocActivations
 			if back {
 				needGrad[o] = true
 			}
 		}
 		p.steps = append(p.steps, step{node: nd, backward: back})
 	}
-	for name := range needGrad {
-		v := p.Values[name]
-		v.Grad = make([]float32, len(v.Data))
-	}
+	p.allocActivations(opts.Inference)
+	p.allocGradients(needGrad)
 	p.planGradients()
 	for i := range p.steps {
 		nd := p.steps[i].node
