@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -40,14 +41,18 @@ func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
 }
 
 // normalization takes --mean/--std, else the model's qnas.mean/qnas.std metadata, else
-// none (pixels in [0, 1]).
-func (d *dataFlags) normalization(g *graph.Graph) (data.Normalize, error) {
+// none (pixels in [0, 1]), which it warns about on stderr since a model trained on
+// normalized inputs then scores far below its accuracy.
+func (d *dataFlags) normalization(g *graph.Graph, stderr io.Writer) (data.Normalize, error) {
 	mean, std := d.Mean, d.Std
 	if mean == "" {
 		mean = g.Meta["qnas.mean"]
 	}
 	if std == "" {
 		std = g.Meta["qnas.std"]
+	}
+	if mean == "" && std == "" {
+		fmt.Fprintln(stderr, "qnas: note: no --mean/--std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]")
 	}
 	return data.ParseNormalize(mean, std)
 }

@@ -58,7 +58,7 @@ func runEval(stdout, stderr io.Writer, path string, o evalOptions) error {
 	if o.Limit > 0 {
 		test = data.Subset(test, o.Limit)
 	}
-	norm, err := o.data.normalization(g)
+	norm, err := o.data.normalization(g, stderr)
 	if err != nil {
 		return usageError{err}
 	}

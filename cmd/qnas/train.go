@@ -99,7 +99,7 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.LimitTest > 0 {
 		testSet = data.Subset(testSet, o.LimitTest)
 	}
-	norm, err := o.data.normalization(g)
+	norm, err := o.data.normalization(g, stderr)
 	if err != nil {
 		return usageError{err}
 	}
