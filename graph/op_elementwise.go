@@ -205,19 +205,10 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 				out[k] = sym
 				continue
 			}
-			switch op {
-			case "Add":
-				out[k] = x + y
-			case "Sub":
-				out[k] = x - y
-			case "Mul":
-				out[k] = x * y
-			case "Div":
-				if y == 0 {
-					return nil, c.Errorf("integer division by zero")
-				}
-				out[k] = x / y
+			if op == "Div" && y == 0 {
+				return nil, c.Errorf("integer division by zero")
 			}
+			out[k] = arith(op, x, y)
 		}
 		return []*Tensor{NewInt(shape, out)}, nil
 	}
@@ -227,17 +218,7 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 	af, bf := a.F, b.F
 	out := make([]float32, total)
 	for k, p := range broadcastPairs(a.Shape, b.Shape, shape) {
-		x, y := af[p[0]], bf[p[1]]
-		switch op {
-		case "Add":
-			out[k] = x + y
-		case "Sub":
-			out[k] = x - y
-		case "Mul":
-			out[k] = x * y
-		case "Div":
-			out[k] = x / y
-		}
+		out[k] = arith(op, af[p[0]], bf[p[1]])
 	}
 	return []*Tensor{NewFloat(shape, out)}, nil
 }
@@ -287,3 +268,16 @@ func broadcastPairs(a, b []int, out Shape) iter.Seq2[int, [2]int] {
 }
 
 var _ = fmt.Sprint
+
+// arith applies the arithmetic op (Add, Sub, Mul, Div) to x and y.
+func arith[T int64 | float32](op string, x, y T) T {
+	switch op {
+	case "Add":
+		return x + y
+	case "Sub":
+		return x - y
+	case "Mul":
+		return x * y
+	}
+	return x / y
+}
