@@ -22,11 +22,11 @@ func TestRegistered(t *testing.T) {
 	old := Threads()
 	defer SetThreads(old)
 	SetThreads(1)
-	if Name() == "openblas" && (Threads() != 1 || !Serial()) {
-		t.Fatalf("after SetThreads(1): Threads() = %d, Serial() = %v", Threads(), Serial())
+	if Name() == "openblas" && (Threads() != 1 || !SplitByCaller()) {
+		t.Fatalf("after SetThreads(1): Threads() = %d, SplitByCaller() = %v", Threads(), SplitByCaller())
 	}
-	if Name() == "gonum" && (Threads() != runtime.GOMAXPROCS(0) || Serial()) {
-		t.Fatalf("gonum: Threads() = %d, Serial() = %v", Threads(), Serial())
+	if Name() == "gonum" && (Threads() != runtime.GOMAXPROCS(0) || !SplitByCaller()) {
+		t.Fatalf("gonum: Threads() = %d, SplitByCaller() = %v", Threads(), SplitByCaller())
 	}
 }
 

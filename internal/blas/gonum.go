@@ -18,6 +18,4 @@ func setThreads(int) {}
 
 func threads() int { return runtime.GOMAXPROCS(0) }
 
-// serial is false: gonum's goroutines share the Go scheduler fairly with
-// the caller's own, so callers need not split products themselves.
-func serial() bool { return false }
+func splitByCaller() bool { return true }

@@ -41,7 +41,7 @@ func setThreads(n int) {
 
 func threads() int { return int(nthreads.Load()) }
 
-func serial() bool { return nthreads.Load() <= 1 }
+func splitByCaller() bool { return nthreads.Load() <= 1 }
 
 // openblas is gonum's pure-Go BLAS with the level-2/3 routines that matter
 // for training (Sgemm, Sgemv) replaced by OpenBLAS calls.

@@ -30,26 +30,27 @@ var resnet20Convs = []struct {
 	{"64x7x7", ConvShape{N: 128, C: 64, H: 7, W: 7, OC: 64, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}},
 }
 
-// threadModes are the ways two cores can be used: a threaded BLAS under one
-// pipeline (blas), or batch workers over a single-threaded BLAS (batch).
+// threadModes are the ways two cores can be used: one pipeline over a BLAS
+// that threads each call itself (blas), or batch workers over
+// single-threaded BLAS calls (batch, the default).
 var threadModes = []struct {
 	name        string
 	procs, blas int
-	forceSerial bool
+	split       bool
 }{
-	{"threads=1", 1, 1, false},
+	{"threads=1", 1, 1, true},
 	{"threads=2,blas", 2, 2, false},
 	{"threads=2,batch", 2, 1, true},
 }
 
-func withMode(procs, blasThreads int, forceSerial bool, f func()) {
+// withMode runs f with GOMAXPROCS procs, blasThreads for OpenBLAS and
+// the kernels splitting work themselves or not.
+func withMode(procs, blasThreads int, split bool, f func()) {
 	withThreads(procs, func() {
 		blas.SetThreads(blasThreads)
-		if forceSerial {
-			old := serialBLAS
-			serialBLAS = func() bool { return true }
-			defer func() { serialBLAS = old }()
-		}
+		old := splitByCaller
+		splitByCaller = func() bool { return split }
+		defer func() { splitByCaller = old }()
 		f()
 	})
 }
@@ -103,7 +104,7 @@ func BenchmarkConv(b *testing.B) {
 				}
 				b.Run(fmt.Sprintf("%s/%s/%s/%s", blas.Name(), c.name, mode, m.name), func(b *testing.B) {
 					var cpu time.Duration
-					withMode(m.procs, m.blas, m.forceSerial, func() {
+					withMode(m.procs, m.blas, m.split, func() {
 						scratch := make([]float32, s.ScratchLen())
 						c0 := cpuTime()
 						for b.Loop() {

@@ -84,8 +84,9 @@ func (s ConvShape) Validate() error {
 
 // convMinCols is the least number of output pixels a chunk of samples
 // gives the GEMM; layers with smaller images batch several samples into one
-// column matrix.
-var convMinCols = 1024
+// column matrix. On ResNet-20's layers anything from 1 to 2048 is within
+// noise on one thread; with two batch workers 512 was among the best.
+var convMinCols = 512
 
 // convDxConv enables the stride-1 input gradient by convolution (tests and
 // benchmarks turn it off to compare).
@@ -101,10 +102,11 @@ type convPlan struct {
 	serial    bool // inside a batch worker: no further goroutines
 	// dxConv: stride 1 and pads within the kernel's reach, so that dx is
 	// computed as the convolution of dy with the flipped, transposed kernel
-	// (the plan tp) instead of a GEMM into columns followed by col2im. On
-	// ResNet-20's layers that is 1.2–1.4× faster: im2col copies runs where
-	// col2im adds them, and the GEMM's inner dimension is OC·KH·KW instead
-	// of OC.
+	// (the plan tp) instead of a GEMM into columns followed by col2im:
+	// im2col copies runs where col2im adds them, and the GEMM's inner
+	// dimension is OC·KH·KW instead of OC. On ResNet-20's layers that was
+	// 1.1–1.2× faster at 16 and 32 channels (1.4× on a loaded machine) and
+	// even at 64.
 	dxConv bool
 }
 
@@ -165,13 +167,15 @@ func (pl *convPlan) chunkLen() int {
 	return c + o
 }
 
-// batchWorkers returns how many goroutines split the batch. When the BLAS
-// runs every call on one thread (OpenBLAS with SetThreads(1)) the batch is
-// split over GOMAXPROCS workers, each running its whole pipeline (im2col,
-// GEMM, col2im) on its own samples. Otherwise there is one pipeline whose
-// GEMMs the BLAS threads and whose data movement parFor spreads.
+// batchWorkers returns how many goroutines split the batch. When
+// splitByCaller (OpenBLAS with one thread, or gonum) the batch is split over
+// GOMAXPROCS workers, each running its whole pipeline (im2col, GEMM,
+// col2im) on its own samples: on two cores that scaled 1.7–2.0×. Otherwise
+// there is one pipeline whose GEMMs the BLAS threads and whose data
+// movement parFor spreads; with OpenBLAS's threads that measured 2–5×
+// slower, as its idle workers spin on the core the goroutines need.
 func (pl *convPlan) batchWorkers() int {
-	if pl.Depthwise() || !serialBLAS() {
+	if pl.Depthwise() || !splitByCaller() {
 		return 1
 	}
 	return max(1, min(runtime.GOMAXPROCS(0), pl.N))
@@ -194,11 +198,11 @@ func (pl *convPlan) scratchFor(w int) int {
 
 // ScratchLen returns the scratch length Conv2D and Conv2DBackward need: per
 // batch worker, the im2col matrix of a chunk of samples (sized so that the
-// GEMM sees at least about a thousand columns) and, when a chunk holds
+// GEMM sees at least 512 columns) and, when a chunk holds
 // several samples, a staging matrix for its output; batch workers after the
 // first also keep a weight-gradient partial, and stride-1 convolutions a
 // transposed copy of the weight. It provides for GOMAXPROCS batch workers
-// (as of the call) whether or not the BLAS is serial, so blas.SetThreads
+// (as of the call) whatever blas.SplitByCaller says, so blas.SetThreads
 // may still change afterwards; a shorter scratch (at least one worker's
 // share) just means fewer workers. Depthwise and single-sample 1×1
 // convolutions need none.

@@ -12,9 +12,11 @@
 //   - Outputs are overwritten, never accumulated into. Gradient outputs that
 //     the caller does not need may be nil and are then not computed.
 //   - Elementwise kernels allow the output to alias the input.
-//   - Work is spread over runtime.GOMAXPROCS(0) goroutines; matrix products
-//     go through gonum's blas32, whose implementation (OpenBLAS or pure Go)
-//     and thread count package internal/blas chooses.
+//   - Work is spread over runtime.GOMAXPROCS(0) goroutines. Matrix
+//     products go through gonum's blas32, whose implementation (OpenBLAS or
+//     pure Go) package internal/blas chooses; when blas.SplitByCaller (the
+//     default) convolutions split the batch over the goroutines, each
+//     making single-threaded BLAS calls, and large GEMMs are cut into bands.
 //   - Backward functions sit next to their forward functions and take the
 //     upstream gradient dy (or dY) and produce the gradients of the inputs.
 package kernels

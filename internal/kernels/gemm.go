@@ -10,9 +10,9 @@ import (
 	qblas "github.com/qnas/qnas/internal/blas"
 )
 
-// serialBLAS reports whether each BLAS call runs on one thread, so that the
-// kernels must parallelize matrix products themselves. Tests replace it.
-var serialBLAS = qblas.Serial
+// splitByCaller reports whether the kernels should parallelize matrix
+// products themselves (blas.SplitByCaller). Tests and benchmarks replace it.
+var splitByCaller = qblas.SplitByCaller
 
 // GemmShape describes ONNX Gemm without alpha and beta: Y = A'·B' + bias,
 // with A' (M×K) = A or Aᵀ and B' (K×N) = B or Bᵀ. A fully connected layer
@@ -97,16 +97,16 @@ func GemmBackward(s GemmShape, a, b, dy, da, db, dbias []float32) {
 	}
 }
 
-// gemm computes c = a'·b' + beta·c like blas32.Gemm with alpha 1. When the
-// BLAS runs each call on one thread, it splits the longer side of c into
-// GOMAXPROCS bands and multiplies them concurrently.
+// gemm computes c = a'·b' + beta·c like blas32.Gemm with alpha 1. When
+// splitByCaller, it splits the longer side of c into GOMAXPROCS bands and
+// multiplies them concurrently.
 func gemm(tA, tB blas.Transpose, a, b blas32.General, beta float32, c blas32.General) {
 	k := a.Cols
 	if tA != blas.NoTrans {
 		k = a.Rows
 	}
 	W := 1
-	if serialBLAS() && c.Rows*c.Cols*k >= 8*parGrain {
+	if splitByCaller() && c.Rows*c.Cols*k >= 8*parGrain {
 		W = min(runtime.GOMAXPROCS(0), max(c.Rows, c.Cols))
 	}
 	if W <= 1 {

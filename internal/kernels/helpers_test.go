@@ -14,7 +14,7 @@ type variant struct {
 	name    string
 	grain   int  // parGrain
 	minCols int  // convMinCols
-	serial  bool // pretend the BLAS is single-threaded: batch workers, split GEMMs
+	split   bool // splitByCaller: batch workers and split GEMMs
 	col2im  bool // stride-1 input gradients through col2im too
 }
 
@@ -22,20 +22,20 @@ var variants = []variant{
 	{name: "default", grain: parGrain, minCols: convMinCols},
 	{name: "parallel/chunk1", grain: 0, minCols: 1},
 	{name: "parallel/chunk20", grain: 0, minCols: 20},
-	{name: "batch/chunk1", grain: 0, minCols: 1, serial: true},
-	{name: "batch/chunk20", grain: 0, minCols: 20, serial: true},
+	{name: "batch/chunk1", grain: 0, minCols: 1, split: true},
+	{name: "batch/chunk20", grain: 0, minCols: 20, split: true},
 	{name: "col2im", grain: 0, minCols: 20, col2im: true},
 }
 
 func forVariants(t *testing.T, f func(t *testing.T)) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			oldG, oldC, oldS, oldD := parGrain, convMinCols, serialBLAS, convDxConv
+			oldG, oldC, oldS, oldD := parGrain, convMinCols, splitByCaller, convDxConv
 			parGrain, convMinCols, convDxConv = v.grain, v.minCols, !v.col2im
-			if v.serial {
-				serialBLAS = func() bool { return true }
+			if v.split {
+				splitByCaller = func() bool { return true }
 			}
-			defer func() { parGrain, convMinCols, serialBLAS, convDxConv = oldG, oldC, oldS, oldD }()
+			defer func() { parGrain, convMinCols, splitByCaller, convDxConv = oldG, oldC, oldS, oldD }()
 			f(t)
 		})
 	}
