@@ -414,16 +414,12 @@ func (pl *convPlan) flipKernel(w, wt []float32) {
 func (pl *convPlan) weightGrad(x, dy, dw []float32, n0, n1 int, scratch []float32) {
 	colLen, _ := pl.sizes()
 	col, stage := scratch[:colLen], scratch[colLen:]
-	G, C, OC, P, kg, ocg := pl.Groups, pl.C, pl.OC, pl.p, pl.kg, pl.ocg
+	G, C, P, kg, ocg := pl.Groups, pl.C, pl.p, pl.kg, pl.ocg
 	HW := pl.H * pl.W
 	for c0 := n0; c0 < n1; c0 += pl.nb {
 		m := min(pl.nb, n1-c0)
 		cols := m * P
-		dyc := dy[c0*OC*P:]
-		if pl.nb > 1 {
-			pl.gather(dy, stage, c0, m)
-			dyc = stage
-		}
+		dyc := pl.dyChunk(dy, stage, c0, m)
 		xcol := col
 		if pl.nb == 1 && pl.direct {
 			xcol = x[c0*C*HW:]
@@ -448,16 +444,12 @@ func (pl *convPlan) weightGrad(x, dy, dw []float32, n0, n1 int, scratch []float3
 func (pl *convPlan) inputGrad(w, dy, dx []float32, n0, n1 int, scratch []float32) {
 	colLen, _ := pl.sizes()
 	col, stage := scratch[:colLen], scratch[colLen:]
-	G, C, OC, P, kg, ocg := pl.Groups, pl.C, pl.OC, pl.p, pl.kg, pl.ocg
+	G, C, P, kg, ocg := pl.Groups, pl.C, pl.p, pl.kg, pl.ocg
 	HW := pl.H * pl.W
 	for c0 := n0; c0 < n1; c0 += pl.nb {
 		m := min(pl.nb, n1-c0)
 		cols := m * P
-		dyc := dy[c0*OC*P:]
-		if pl.nb > 1 {
-			pl.gather(dy, stage, c0, m)
-			dyc = stage
-		}
+		dyc := pl.dyChunk(dy, stage, c0, m)
 		direct := pl.nb == 1 && pl.direct
 		dcol := col
 		if direct {
@@ -659,4 +651,14 @@ func (pl *convPlan) gather(dy, stage []float32, n0, m int) {
 			copy(stage[oc*cols+i*P:][:P], dy[((n0+i)*OC+oc)*P:][:P])
 		}
 	})
+}
+
+// dyChunk returns the output gradient of samples c0…c0+m as the GEMM reads it: in place for
+// one sample per chunk, gathered into stage (OC × m·P) otherwise.
+func (pl *convPlan) dyChunk(dy, stage []float32, c0, m int) []float32 {
+	if pl.nb > 1 {
+		pl.gather(dy, stage, c0, m)
+		return stage
+	}
+	return dy[c0*pl.OC*pl.p:]
 }
