@@ -63,14 +63,9 @@ type payload struct {
 
 // openPayload opens p in fsys, transparently decompressing gzip content.
 func openPayload(fsys fs.FS, src source, p string) (*payload, error) {
-	f, err := fsys.Open(p)
+	f, st, err := openStat(fsys, src, p)
 	if err != nil {
-		return nil, src.errf(p, "%v", fsErr(err))
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, src.errf(p, "%v", fsErr(err))
+		return nil, err
 	}
 	br := bufio.NewReaderSize(f, 1<<20)
 	pl := &payload{f: f, r: br, rawSize: st.Size()}
@@ -285,4 +280,18 @@ func loadIDX(fsys fs.FS, src source, split Split, opt Options) (*Dataset, error)
 		return nil, err
 	}
 	return &Dataset{N: n, C: 1, H: h, W: w, Classes: classes, Pixels: pixels, Labels: labels, Layout: LayoutIDX}, nil
+}
+
+// openStat opens p in fsys and stats it; errors name the file.
+func openStat(fsys fs.FS, src source, p string) (fs.File, fs.FileInfo, error) {
+	f, err := fsys.Open(p)
+	if err != nil {
+		return nil, nil, src.errf(p, "%v", fsErr(err))
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, src.errf(p, "%v", fsErr(err))
+	}
+	return f, st, nil
 }

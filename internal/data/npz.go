@@ -63,14 +63,9 @@ type npzArchive struct {
 }
 
 func openNPZ(fsys fs.FS, src source, p string, limit int64) (*npzArchive, error) {
-	f, err := fsys.Open(p)
+	f, st, err := openStat(fsys, src, p)
 	if err != nil {
-		return nil, src.errf(p, "%v", fsErr(err))
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, src.errf(p, "%v", fsErr(err))
+		return nil, err
 	}
 	ra, ok := f.(io.ReaderAt)
 	if !ok {
