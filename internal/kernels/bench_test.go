@@ -96,33 +96,48 @@ func BenchmarkConv(b *testing.B) {
 		x, w, bias := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC)
 		y, dy := make([]float32, s.YLen()), randn(r, s.YLen())
 		dx, dw, db := make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
-		for _, m := range threadModes {
-			for _, bwd := range []bool{false, true} {
-				mode, passes := "fwd", 1
-				if bwd {
-					mode, passes = "fwd+bwd", 3
-				}
-				b.Run(fmt.Sprintf("%s/%s/%s/%s", blas.Name(), c.name, mode, m.name), func(b *testing.B) {
-					var cpu time.Duration
-					withMode(m.procs, m.blas, m.split, func() {
-						scratch := make([]float32, s.ScratchLen())
-						c0 := cpuTime()
-						for b.Loop() {
-							Conv2D(s, x, w, bias, y, scratch)
-							if bwd {
-								Conv2DBackward(s, x, w, dy, dx, dw, db, scratch)
+		for _, path := range convPaths() {
+			for _, m := range threadModes {
+				for _, bwd := range []bool{false, true} {
+					mode, passes := "fwd", 1
+					if bwd {
+						mode, passes = "fwd+bwd", 3
+					}
+					b.Run(fmt.Sprintf("%s/%s/%s/%s", path, c.name, mode, m.name), func(b *testing.B) {
+						var cpu time.Duration
+						old := useConv3x3
+						useConv3x3 = path == "direct"
+						defer func() { useConv3x3 = old }()
+						withMode(m.procs, m.blas, m.split, func() {
+							scratch := make([]float32, s.ScratchLen())
+							c0 := cpuTime()
+							for b.Loop() {
+								Conv2D(s, x, w, bias, y, scratch)
+								if bwd {
+									Conv2DBackward(s, x, w, dy, dx, dw, db, scratch)
+								}
 							}
-						}
-						cpu = cpuTime() - c0
+							cpu = cpuTime() - c0
+						})
+						sec := b.Elapsed().Seconds()
+						b.ReportMetric(float64(passes*2*s.MACs())*float64(b.N)/sec/1e9, "GFLOP/s")
+						b.ReportMetric(float64(s.N*b.N)/sec, "img/s")
+						b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
 					})
-					sec := b.Elapsed().Seconds()
-					b.ReportMetric(float64(passes*2*s.MACs())*float64(b.N)/sec/1e9, "GFLOP/s")
-					b.ReportMetric(float64(s.N*b.N)/sec, "img/s")
-					b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
-				})
+				}
 			}
 		}
 	}
+}
+
+// convPaths names the convolution paths this build can take: the direct
+// 3×3 kernels where the CPU has them, and im2col with this build's BLAS.
+func convPaths() []string {
+	p := []string{"im2col-" + blas.Name()}
+	if haveConv3x3 {
+		p = append(p, "direct")
+	}
+	return p
 }
 
 // cpuTime returns the CPU time (user and system) the process has used, all

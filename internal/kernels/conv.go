@@ -163,6 +163,9 @@ func (pl *convPlan) sizes() (col, stage int) {
 
 // chunkLen is the scratch one batch worker needs.
 func (pl *convPlan) chunkLen() int {
+	if pl.isConv3x3() {
+		return pl.chunkLen3()
+	}
 	c, o := pl.sizes()
 	return c + o
 }
@@ -186,6 +189,9 @@ func (pl *convPlan) batchWorkers() int {
 // first.
 
 func (pl *convPlan) preLen() int {
+	if pl.isConv3x3() {
+		return pl.preLen3()
+	}
 	if pl.dxConv {
 		return pl.WLen()
 	}
@@ -285,6 +291,14 @@ func Conv2D(s ConvShape, x, w, b, y, scratch []float32) {
 		return
 	}
 	W := pl.workers(len(scratch))
+	if pl.isConv3x3() {
+		wpk := scratch[:pl.preLen()]
+		pl.pack3(w, wpk)
+		pl.split(W, scratch[len(wpk):], func(_ bool, _, n0, n1 int, scr []float32) {
+			pl.fwd3(x, wpk, b, y, n0, n1, scr)
+		})
+		return
+	}
 	pl.split(W, scratch[pl.preLen():], func(serial bool, _, n0, n1 int, scr []float32) {
 		q := pl
 		q.serial = serial
@@ -355,6 +369,26 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 	}
 	W, pre, cl, WL := pl.workers(len(scratch)), pl.preLen(), pl.chunkLen(), pl.WLen()
 	chunks, parts := scratch[pre:], scratch[pre+W*cl:]
+	if pl.isConv3x3() {
+		wpkT := scratch[:pre]
+		if dx != nil {
+			pl.pack3T(w, wpkT)
+		}
+		pl.split(W, chunks, func(_ bool, i, n0, n1 int, scr []float32) {
+			if dw != nil {
+				dwi := dw
+				if i > 0 {
+					dwi = parts[(i-1)*WL : i*WL]
+				}
+				pl.wgrad3(x, dy, dwi, n0, n1, scr)
+			}
+			if dx != nil {
+				pl.dx3(dy, wpkT, dx, n0, n1, scr)
+			}
+		})
+		pl.sumParts(dw, parts, W)
+		return
+	}
 	var tp convPlan
 	var wt []float32
 	if dx != nil && pl.dxConv {
@@ -379,6 +413,13 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 			q.inputGrad(w, dy, dx, n0, n1, scr)
 		}
 	})
+	pl.sumParts(dw, parts, W)
+}
+
+// sumParts adds the weight-gradient partials of batch workers 1…W−1 into
+// dw (nil when not wanted).
+func (pl *convPlan) sumParts(dw, parts []float32, W int) {
+	WL := pl.WLen()
 	if dw != nil && W > 1 {
 		parFor(WL, W, func(lo, hi int) {
 			for i := 1; i < W; i++ {

@@ -1,0 +1,61 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestConv3x3MatchesIm2col checks the direct 3×3 path against the im2col
+// path (itself checked against the reference convolution and finite
+// differences) on shapes that reach every tile size, channel counts that
+// are not multiples of the tiles, one-pixel rows and columns, and
+// weight-gradient chunks of one sample.
+func TestConv3x3MatchesIm2col(t *testing.T) {
+	if !haveConv3x3 {
+		t.Skip("no AVX-512 micro-kernels in this build or on this CPU")
+	}
+	shapes := [][4]int{ // N, C, OC, H=W or H,W below
+		{1, 1, 1, 1}, {2, 1, 16, 5}, {3, 3, 5, 7}, {2, 7, 2, 4}, {5, 16, 16, 28},
+		{4, 32, 7, 14}, {3, 64, 64, 7}, {2, 5, 9, 19}, {1, 2, 3, 40},
+	}
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, l2 := range []int{conv3x3L2, 1} {
+		for i, sh := range shapes {
+			s := ConvShape{N: sh[0], C: sh[1], OC: sh[2], H: sh[3], W: sh[3] + i%3, KH: 3, KW: 3,
+				PT: 1, PL: 1, PB: 1, PR: 1}
+			t.Run(fmt.Sprintf("%s/l2=%d", s, l2), func(t *testing.T) {
+				old := conv3x3L2
+				conv3x3L2 = l2
+				defer func() { conv3x3L2 = old }()
+				x, w, b, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC), randn(r, s.YLen())
+				run := func(direct bool) (y, dx, dw, db []float32) {
+					old := useConv3x3
+					useConv3x3 = direct
+					defer func() { useConv3x3 = old }()
+					if pl := s.plan(); pl.isConv3x3() != direct {
+						t.Fatalf("isConv3x3 = %v with useConv3x3 = %v", !direct, direct)
+					}
+					scratch := make([]float32, s.ScratchLen())
+					for i := range scratch {
+						scratch[i] = float32(i) // stale data must not leak into results
+					}
+					y = make([]float32, s.YLen())
+					dx, dw, db = make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
+					Conv2D(s, x, w, b, y, scratch)
+					Conv2DBackward(s, x, w, dy, dx, dw, db, scratch)
+					return
+				}
+				y, dx, dw, db := run(true)
+				wy, wdx, wdw, wdb := run(false)
+				// Both sum in float32 in different orders: allow for
+				// rounding growing with the length of the sums.
+				tol := func(terms int) float64 { return 2e-7 * float64(terms) }
+				closeTo(t, "y", y, f64(wy), tol(s.C*9))
+				closeTo(t, "dx", dx, f64(wdx), tol(s.OC*9))
+				closeTo(t, "dw", dw, f64(wdw), tol(s.N*s.H*s.W))
+				closeTo(t, "db", db, f64(wdb), 0)
+			})
+		}
+	}
+}
