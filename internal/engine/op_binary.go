@@ -87,29 +87,11 @@ func (k *binary) Forward(bool) {
 func (k *binary) Backward() {
 	dy, a, b := k.y.Grad, k.a.Data, k.b.Data
 	if k.same {
-		for i, g := range dy {
-			if k.da != nil {
-				switch k.op {
-				case '+', '-':
-					k.da.Buf[i] = g
-				case '*':
-					k.da.Buf[i] = g * b[i]
-				default:
-					k.da.Buf[i] = g / b[i]
-				}
-			}
-			if k.db != nil {
-				switch k.op {
-				case '+':
-					k.db.Buf[i] = g
-				case '-':
-					k.db.Buf[i] = -g
-				case '*':
-					k.db.Buf[i] = g * a[i]
-				default:
-					k.db.Buf[i] = -g * a[i] / (b[i] * b[i])
-				}
-			}
+		if k.da != nil {
+			sameGradA(k.op, dy, b, k.da.Buf)
+		}
+		if k.db != nil {
+			sameGradB(k.op, dy, a, b, k.db.Buf)
 		}
 		return
 	}
@@ -140,6 +122,49 @@ func (k *binary) Backward() {
 			if k.db != nil {
 				k.db.Buf[ib+t*bs] += gb
 			}
+		}
+	}
+}
+
+// sameGradA writes the gradient of a for same-shape operands, one loop per
+// operator (a switch inside the loop cost more than the arithmetic).
+func sameGradA(op byte, dy, b, da []float32) {
+	da = da[:len(dy)]
+	switch op {
+	case '+', '-':
+		copy(da, dy)
+	case '*':
+		b = b[:len(dy)]
+		for i, g := range dy {
+			da[i] = g * b[i]
+		}
+	default:
+		b = b[:len(dy)]
+		for i, g := range dy {
+			da[i] = g / b[i]
+		}
+	}
+}
+
+// sameGradB writes the gradient of b for same-shape operands.
+func sameGradB(op byte, dy, a, b, db []float32) {
+	db = db[:len(dy)]
+	switch op {
+	case '+':
+		copy(db, dy)
+	case '-':
+		for i, g := range dy {
+			db[i] = -g
+		}
+	case '*':
+		a = a[:len(dy)]
+		for i, g := range dy {
+			db[i] = g * a[i]
+		}
+	default:
+		a, b = a[:len(dy)], b[:len(dy)]
+		for i, g := range dy {
+			db[i] = -g * a[i] / (b[i] * b[i])
 		}
 	}
 }

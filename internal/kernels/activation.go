@@ -34,6 +34,10 @@ func binary(x, dy, dx []float32, cost int, f func(x, dy, dx []float32)) {
 func ReLU(x, y []float32) {
 	unary(x, y, 1, func(x, y []float32) {
 		y = y[:len(x)]
+		if n := bulk16(len(x)); n > 0 {
+			affine16(&x[0], &y[0], n, 1, 0, true)
+			x, y = x[n:], y[n:]
+		}
 		for i, v := range x {
 			y[i] = relu32(v)
 		}
@@ -45,6 +49,10 @@ func ReLU(x, y []float32) {
 func ReLUBackward(x, dy, dx []float32) {
 	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
 		dy, dx = dy[:len(x)], dx[:len(x)]
+		if n := bulk16(len(x)); n > 0 {
+			reluGrad16(&x[0], &dy[0], &dx[0], n)
+			x, dy, dx = x[n:], dy[n:], dx[n:]
+		}
 		for i, v := range x {
 			dx[i] = maskf(dy[i], posMask(v))
 		}

@@ -24,6 +24,10 @@ func (p BNParams) check(x, y, gamma, beta []float32) {
 // recomputes the ReLU mask through the same expression.
 func bnAffine(x, y []float32, a, b float32, relu bool) {
 	y = y[:len(x)]
+	if n := bulk16(len(x)); n > 0 {
+		affine16(&x[0], &y[0], n, a, b, relu)
+		x, y = x[n:], y[n:]
+	}
 	if relu {
 		for i, v := range x {
 			y[i] = relu32(v*a + b)
@@ -106,7 +110,12 @@ func bnScaleShift(gamma, beta []float32, c int, mu, is float32) (a, b float32) {
 // sumSq returns Σ(v − k) and Σ(v − k)² in float64.
 func sumSq(v []float32, k float32) (s, ss float64) {
 	var s0, s1, q0, q1 float64
-	i := 0
+	i := bulk16(len(v))
+	if i > 0 {
+		var acc [32]float32
+		sumSq16(&v[0], i, k, &acc[0])
+		s0, q0 = lanes(&acc)
+	}
 	for ; i+2 <= len(v); i += 2 {
 		a, b := float64(v[i]-k), float64(v[i+1]-k)
 		s0 += a
@@ -182,6 +191,11 @@ func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma,
 			for n := range p.N {
 				o := (n*C + c) * HW
 				xs, ds, gs := x[o:o+HW], dy[o:o+HW], dx[o:o+HW]
+				if j := bulk16(HW); j > 0 {
+					c6 := [6]float32{mu, a, b, k, m1, m2}
+					bnDx16(&xs[0], &ds[0], &gs[0], j, &c6, p.ReLU)
+					xs, ds, gs = xs[j:], ds[j:], gs[j:]
+				}
 				if !p.ReLU {
 					for i, v := range xs {
 						gs[i] = k * (ds[i] - m1 - (v-mu)*m2)
@@ -200,6 +214,12 @@ func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma,
 // ReLU when relu is set.
 func bnGradSums(x, dy []float32, mu, a, b float32, relu bool) (sd, sdx float64) {
 	dy = dy[:len(x)]
+	if n := bulk16(len(x)); n > 0 {
+		var acc [32]float32
+		gradSums16(&x[0], &dy[0], n, mu, a, b, relu, &acc[0])
+		sd, sdx = lanes(&acc)
+		x, dy = x[n:], dy[n:]
+	}
 	var s0, s1 float32
 	if !relu {
 		for i, v := range x {
@@ -207,12 +227,12 @@ func bnGradSums(x, dy []float32, mu, a, b float32, relu bool) (sd, sdx float64) 
 			s0 += g
 			s1 += g * (v - mu)
 		}
-		return float64(s0), float64(s1)
+		return sd + float64(s0), sdx + float64(s1)
 	}
 	for i, v := range x {
 		g := maskf(dy[i], posMask(v*a+b))
 		s0 += g
 		s1 += g * (v - mu)
 	}
-	return float64(s0), float64(s1)
+	return sd + float64(s0), sdx + float64(s1)
 }

@@ -131,47 +131,49 @@ func TestBatchNorm(t *testing.T) {
 	forVariants(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(4, 4))
 		for _, relu := range []bool{false, true} {
-			p := BNParams{N: 5, C: 3, HW: 7, Eps: 1e-5, Momentum: 0.1, ReLU: relu}
-			n := p.N * p.C * p.HW
-			x := randn(r, n)
-			for i := range x {
-				x[i] = 3*x[i] + 100 // a large mean tests the variance's cancellation
-			}
-			gamma, beta := randn(r, p.C), randn(r, p.C)
-			y, mean, invStd := make([]float32, n), make([]float32, p.C), make([]float32, p.C)
-			runMean, runVar := randn(r, p.C), randn(r, p.C)
-			rm0, rv0 := f64(runMean), f64(runVar)
-			BatchNormTrain(p, x, gamma, beta, y, mean, invStd, runMean, runVar)
-			wy, wm, wv := refBN(p, x, gamma, beta)
-			closeTo(t, "y", y, wy, 2e-5)
-			closeTo(t, "mean", mean, wm, 1e-6)
-			M := float64(p.N * p.HW)
-			wis, wrm, wrv := make([]float64, p.C), make([]float64, p.C), make([]float64, p.C)
-			for c := range p.C {
-				wis[c] = 1 / math.Sqrt(wv[c]+1e-5)
-				wrm[c] = 0.9*rm0[c] + 0.1*wm[c]
-				wrv[c] = 0.9*rv0[c] + 0.1*wv[c]*M/(M-1)
-			}
-			closeTo(t, "invStd", invStd, wis, 1e-5)
-			closeTo(t, "runMean", runMean, wrm, 1e-6)
-			closeTo(t, "runVar", runVar, wrv, 1e-5)
-
-			// Inference with the batch statistics as running ones
-			// reproduces the training output.
-			for c := range p.C {
-				runMean[c], runVar[c] = float32(wm[c]), float32(wv[c])
-			}
-			BatchNormInfer(p, x, gamma, beta, runMean, runVar, y)
-			closeTo(t, "infer", y, wy, 2e-5)
-			BatchNormInfer(p, x, gamma, nil, runMean, runVar, y)
-			for i := range wy {
-				c := i / p.HW % p.C
-				wy[i] = (float64(x[i]) - wm[c]) * wis[c] * float64(gamma[c])
-				if relu {
-					wy[i] = math.Max(wy[i], 0)
+			for _, hw := range []int{7, 37} { // 37: the AVX-512 loops and a tail
+				p := BNParams{N: 5, C: 3, HW: hw, Eps: 1e-5, Momentum: 0.1, ReLU: relu}
+				n := p.N * p.C * p.HW
+				x := randn(r, n)
+				for i := range x {
+					x[i] = 3*x[i] + 100 // a large mean tests the variance's cancellation
 				}
+				gamma, beta := randn(r, p.C), randn(r, p.C)
+				y, mean, invStd := make([]float32, n), make([]float32, p.C), make([]float32, p.C)
+				runMean, runVar := randn(r, p.C), randn(r, p.C)
+				rm0, rv0 := f64(runMean), f64(runVar)
+				BatchNormTrain(p, x, gamma, beta, y, mean, invStd, runMean, runVar)
+				wy, wm, wv := refBN(p, x, gamma, beta)
+				closeTo(t, "y", y, wy, 2e-5)
+				closeTo(t, "mean", mean, wm, 1e-6)
+				M := float64(p.N * p.HW)
+				wis, wrm, wrv := make([]float64, p.C), make([]float64, p.C), make([]float64, p.C)
+				for c := range p.C {
+					wis[c] = 1 / math.Sqrt(wv[c]+1e-5)
+					wrm[c] = 0.9*rm0[c] + 0.1*wm[c]
+					wrv[c] = 0.9*rv0[c] + 0.1*wv[c]*M/(M-1)
+				}
+				closeTo(t, "invStd", invStd, wis, 1e-5)
+				closeTo(t, "runMean", runMean, wrm, 1e-6)
+				closeTo(t, "runVar", runVar, wrv, 1e-5)
+
+				// Inference with the batch statistics as running ones
+				// reproduces the training output.
+				for c := range p.C {
+					runMean[c], runVar[c] = float32(wm[c]), float32(wv[c])
+				}
+				BatchNormInfer(p, x, gamma, beta, runMean, runVar, y)
+				closeTo(t, "infer", y, wy, 2e-5)
+				BatchNormInfer(p, x, gamma, nil, runMean, runVar, y)
+				for i := range wy {
+					c := i / p.HW % p.C
+					wy[i] = (float64(x[i]) - wm[c]) * wis[c] * float64(gamma[c])
+					if relu {
+						wy[i] = math.Max(wy[i], 0)
+					}
+				}
+				closeTo(t, "infer/nobeta", y, wy, 2e-5)
 			}
-			closeTo(t, "infer/nobeta", y, wy, 2e-5)
 		}
 	})
 }
@@ -239,6 +241,7 @@ func TestSoftmax(t *testing.T) {
 // including exactly at their kinks.
 func TestActivations(t *testing.T) {
 	x := []float32{-7, -3, -1, -0.5, 0, 0.25, 1, 2.5, 3, 6, 8}
+	x = append(x, x...) // 22: past one 16-element vector loop
 	type fn struct {
 		name       string
 		f          func(x, y []float32)

@@ -116,6 +116,8 @@ func gradCases(r *rand.Rand) []gradCase {
 	cs = append(cs,
 		bnCase(r, BNParams{N: 3, C: 2, HW: 7, Eps: 1e-5}),
 		bnCase(r, BNParams{N: 2, C: 3, HW: 5, Eps: 1e-3, ReLU: true}),
+		bnCase(r, BNParams{N: 2, C: 2, HW: 35, Eps: 1e-3, ReLU: true}),
+		bnCase(r, BNParams{N: 2, C: 2, HW: 19, Eps: 1e-3}),
 		unaryCase(r, "ReLU", 1, []float32{0}, ReLU,
 			func(x, _, dy, dx []float32) { ReLUBackward(x, dy, dx) }),
 		unaryCase(r, "Clip", 4, []float32{-1, 2}, func(x, y []float32) { Clip(x, y, -1, 2) },

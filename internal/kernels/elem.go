@@ -1,0 +1,28 @@
+package kernels
+
+// haveElem16 is set by init where the AVX-512 loops of elem_amd64.s can
+// run; the functions below then hand them the largest multiple of 16
+// elements and finish the rest in Go. useElem16 lets tests compare with the
+// plain Go loops.
+var (
+	haveElem16 bool
+	useElem16  = true
+)
+
+// bulk16 returns how many leading elements of an n-element slice the
+// AVX-512 loops take: 0 without them.
+func bulk16(n int) int {
+	if !haveElem16 || !useElem16 {
+		return 0
+	}
+	return n &^ 15
+}
+
+// lanes sums the 16-lane vectors acc[0:16] and acc[16:32] in float64.
+func lanes(acc *[32]float32) (s, ss float64) {
+	for i := range 16 {
+		s += float64(acc[i])
+		ss += float64(acc[16+i])
+	}
+	return s, ss
+}
