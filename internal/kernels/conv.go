@@ -166,6 +166,9 @@ func (pl *convPlan) chunkLen() int {
 	if pl.isConv3x3() {
 		return pl.chunkLen3()
 	}
+	if pl.isConv3x3s2() {
+		return pl.chunkLen3s2()
+	}
 	c, o := pl.sizes()
 	return c + o
 }
@@ -189,7 +192,7 @@ func (pl *convPlan) batchWorkers() int {
 // first.
 
 func (pl *convPlan) preLen() int {
-	if pl.isConv3x3() {
+	if pl.isConv3x3() || pl.isConv3x3s2() {
 		return pl.preLen3()
 	}
 	if pl.dxConv {
@@ -291,11 +294,15 @@ func Conv2D(s ConvShape, x, w, b, y, scratch []float32) {
 		return
 	}
 	W := pl.workers(len(scratch))
-	if pl.isConv3x3() {
+	if s1, s2 := pl.isConv3x3(), pl.isConv3x3s2(); s1 || s2 {
 		wpk := scratch[:pl.preLen()]
 		pl.pack3(w, wpk)
 		pl.split(W, scratch[len(wpk):], func(_ bool, _, n0, n1 int, scr []float32) {
-			pl.fwd3(x, wpk, b, y, n0, n1, scr)
+			if s1 {
+				pl.fwd3(x, wpk, b, y, n0, n1, scr)
+			} else {
+				pl.fwd3s2(x, wpk, b, y, n0, n1, scr)
+			}
 		})
 		return
 	}
@@ -369,10 +376,12 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 	}
 	W, pre, cl, WL := pl.workers(len(scratch)), pl.preLen(), pl.chunkLen(), pl.WLen()
 	chunks, parts := scratch[pre:], scratch[pre+W*cl:]
-	if pl.isConv3x3() {
+	if s1, s2 := pl.isConv3x3(), pl.isConv3x3s2(); s1 || s2 {
 		wpkT := scratch[:pre]
-		if dx != nil {
+		if dx != nil && s1 {
 			pl.pack3T(w, wpkT)
+		} else if dx != nil {
+			pl.pack3s2T(w, wpkT)
 		}
 		pl.split(W, chunks, func(_ bool, i, n0, n1 int, scr []float32) {
 			if dw != nil {
@@ -380,10 +389,16 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 				if i > 0 {
 					dwi = parts[(i-1)*WL : i*WL]
 				}
-				pl.wgrad3(x, dy, dwi, n0, n1, scr)
+				if s1 {
+					pl.wgrad3(x, dy, dwi, n0, n1, scr)
+				} else {
+					pl.wgrad3s2(x, dy, dwi, n0, n1, scr)
+				}
 			}
-			if dx != nil {
+			if dx != nil && s1 {
 				pl.dx3(dy, wpkT, dx, n0, n1, scr)
+			} else if dx != nil {
+				pl.dx3s2(dy, wpkT, dx, n0, n1, scr)
 			}
 		})
 		pl.sumParts(dw, parts, W)

@@ -26,9 +26,34 @@ var (
 	haveConv3x3 bool
 	useConv3x3  = true
 
-	conv3x3Fwd   [7]func(x, w, y *float32, nc, xcs, ycs, wp int)
-	conv3x3Wgrad [4]func(x, dy, acc *float32, nv, dycs, wp int)
+	// The micro-kernels by family (conv3x3_decl_amd64.go fills them in):
+	// stride 1; stride 2; the four phases of the stride-2 input gradient.
+	fwdS1, fwdS2, fwdS2dx00, fwdS2dx01, fwdS2dx10, fwdS2dx11 fwdKernels
+	wgradS1, wgradS2                                        wgradKernels
 )
+
+// fwdKernels are one family's forward kernels by the number of 16-wide
+// vectors of output positions they cover (1…6); wgradKernels its
+// weight-gradient kernels by the number of output channels (1…3). Their
+// arguments are described in asmgen/main.go.
+type (
+	fwdKernels   [7]func(x, w, y *float32, nc, xcs, ycs int, offs *int)
+	wgradKernels [4]func(x, dy, acc *float32, nv, dycs int, offs *int)
+)
+
+// fwdTiles runs a forward family over qv output positions (a multiple of
+// 16) for oc4 output channels: x, w and out as the kernels take them, with
+// nc input channels of xcs floats and output rows of qv floats.
+func fwdTiles(k *fwdKernels, x, wpk, out []float32, nc, xcs, oc4, qv int, offs *[6]int) {
+	ntap := len(wpk) / (oc4 * nc)
+	for q := 0; q < qv; q += 6 * 16 {
+		nv := min(6, (qv-q)/16)
+		f := k[nv]
+		for ob := 0; ob < oc4; ob += 4 {
+			f(&x[q], &wpk[ob*nc*ntap], &out[ob*qv+q], nc, xcs*4, qv*4, &offs[0])
+		}
+	}
+}
 
 // conv3x3L2 is the working set a weight-gradient chunk aims for, in bytes
 // (tests lower it to exercise chunking).
@@ -133,15 +158,17 @@ func (pl *convPlan) pack3T(w, wpk []float32) {
 
 // pad3 copies the c channels of one H×W sample x into the padded layout at
 // dst (c planes of s floats, offset off = wp+1 for inputs; 0 lays out an
-// output gradient at its output positions).
+// output gradient at its output positions), writing each float once: the
+// rows, the zero gap after each row, and zeros before and after.
 func pad3(x []float32, c, h, w, wp, s, off int, dst []float32) {
 	for ch := range c {
 		plane := dst[ch*s : (ch+1)*s]
-		clear(plane)
-		src := x[ch*h*w : (ch+1)*h*w]
+		clear(plane[:off])
+		copyRows(x[ch*h*w:], plane[off:], h, w, w, wp)
 		for r := range h {
-			copy(plane[off+r*wp:off+r*wp+w], src[r*w:(r+1)*w])
+			plane[off+r*wp+w] = 0
 		}
+		clear(plane[off+h*wp:])
 	}
 }
 
@@ -151,30 +178,18 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32) 
 	g := pl.geom3()
 	C, OC, H, W := pl.C, pl.OC, pl.H, pl.W
 	xp, out := scratch[:C*g.s], scratch[C*g.s:C*g.s+g.oc4*g.qv]
+	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	for n := n0; n < n1; n++ {
 		pad3(x[n*C*H*W:], C, H, W, g.wp, g.s, g.wp+1, xp)
-		for q := 0; q < g.qv; q += 6 * 16 {
-			nv := min(6, (g.qv-q)/16)
-			k := conv3x3Fwd[nv]
-			for ob := 0; ob < g.oc4; ob += 4 {
-				k(&xp[q], &wpk[ob*C*9], &out[ob*g.qv+q], C, g.s*4, g.qv*4, g.wp*4)
-			}
-		}
+		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.s, g.oc4, g.qv, &offs)
 		yn := y[n*OC*H*W:]
 		for oc := range OC {
-			var bv float32
+			yc := yn[oc*H*W : (oc+1)*H*W]
+			copyRows(out[oc*g.qv:], yc, H, W, g.wp, W)
 			if b != nil {
-				bv = b[oc]
-			}
-			for r := range H {
-				src := out[oc*g.qv+r*g.wp:][:W]
-				dst := yn[(oc*H+r)*W:][:W]
-				if b == nil {
-					copy(dst, src)
-					continue
-				}
-				for i, v := range src {
-					dst[i] = v + bv
+				bv := b[oc]
+				for i := range yc {
+					yc[i] += bv
 				}
 			}
 		}
@@ -189,6 +204,7 @@ func (pl *convPlan) wgrad3(x, dy, dw []float32, n0, n1 int, scratch []float32) {
 	dr := scratch[C*g.row : (C+OC)*g.row]
 	acc := scratch[(C+OC)*g.row:][:C*g.nb3*27*16]
 	clear(acc)
+	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		for c := range C {
@@ -208,13 +224,20 @@ func (pl *convPlan) wgrad3(x, dy, dw []float32, n0, n1 int, scratch []float32) {
 		for c := range C {
 			for b := range g.nb3 {
 				k := min(3, OC-3*b)
-				conv3x3Wgrad[k](&xr[c*g.row], &dr[3*b*g.row], &acc[(c*g.nb3+b)*27*16], nv, g.row*4, g.wp*4)
+				wgradS1[k](&xr[c*g.row], &dr[3*b*g.row], &acc[(c*g.nb3+b)*27*16], nv, g.row*4, &offs[0])
 			}
 		}
 	}
+	reduceWgrad(acc, dw, C, OC, g.nb3)
+}
+
+// reduceWgrad sets dw (OC×C×9) to the lane sums of the weight-gradient
+// kernels' accumulators: for input channel c and block b of 3 output
+// channels, 27 vectors of 16 at acc[(c·nb3 + b)·27·16].
+func reduceWgrad(acc, dw []float32, C, OC, nb3 int) {
 	for c := range C {
-		for b := range g.nb3 {
-			a := acc[(c*g.nb3+b)*27*16:]
+		for b := range nb3 {
+			a := acc[(c*nb3+b)*27*16:]
 			for j := range min(3, OC-3*b) {
 				for t := range 9 {
 					dw[((3*b+j)*C+c)*9+t] = sum32(a[(j*9+t)*16:][:16])

@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// TestConv3x3MatchesIm2col checks the direct 3×3 path against the im2col
+// TestConv3x3MatchesIm2col checks the direct 3×3 paths (strides 1 and 2)
+// against the im2col
 // path (itself checked against the reference convolution and finite
 // differences) on shapes that reach every tile size, channel counts that
 // are not multiples of the tiles, one-pixel rows and columns, and
@@ -15,15 +16,17 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 	if !haveConv3x3 {
 		t.Skip("no AVX-512 micro-kernels in this build or on this CPU")
 	}
-	shapes := [][4]int{ // N, C, OC, H=W or H,W below
-		{1, 1, 1, 1}, {2, 1, 16, 5}, {3, 3, 5, 7}, {2, 7, 2, 4}, {5, 16, 16, 28},
-		{4, 32, 7, 14}, {3, 64, 64, 7}, {2, 5, 9, 19}, {1, 2, 3, 40},
+	shapes := [][5]int{ // N, C, OC, H (W = H + index mod 3), stride
+		{1, 1, 1, 1, 1}, {2, 1, 16, 5, 1}, {3, 3, 5, 7, 1}, {2, 7, 2, 4, 1}, {5, 16, 16, 28, 1},
+		{4, 32, 7, 14, 1}, {3, 64, 64, 7, 1}, {2, 5, 9, 19, 1}, {1, 2, 3, 40, 1},
+		{1, 1, 1, 1, 2}, {2, 3, 4, 2, 2}, {3, 16, 32, 28, 2}, {2, 32, 64, 14, 2}, {2, 5, 7, 9, 2},
+		{3, 4, 5, 7, 2}, {2, 2, 3, 31, 2},
 	}
 	r := rand.New(rand.NewPCG(3, 3))
 	for _, l2 := range []int{conv3x3L2, 1} {
 		for i, sh := range shapes {
 			s := ConvShape{N: sh[0], C: sh[1], OC: sh[2], H: sh[3], W: sh[3] + i%3, KH: 3, KW: 3,
-				PT: 1, PL: 1, PB: 1, PR: 1}
+				SH: sh[4], SW: sh[4], PT: 1, PL: 1, PB: 1, PR: 1}
 			t.Run(fmt.Sprintf("%s/l2=%d", s, l2), func(t *testing.T) {
 				old := conv3x3L2
 				conv3x3L2 = l2
@@ -33,7 +36,7 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 					old := useConv3x3
 					useConv3x3 = direct
 					defer func() { useConv3x3 = old }()
-					if pl := s.plan(); pl.isConv3x3() != direct {
+					if pl := s.plan(); (pl.isConv3x3() || pl.isConv3x3s2()) != direct {
 						t.Fatalf("isConv3x3 = %v with useConv3x3 = %v", !direct, direct)
 					}
 					scratch := make([]float32, s.ScratchLen())

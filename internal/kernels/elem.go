@@ -26,3 +26,20 @@ func lanes(acc *[32]float32) (s, ss float64) {
 	}
 	return s, ss
 }
+
+// copyRows copies rows rows of w floats from src (row pitch sp) to dst
+// (row pitch dp).
+func copyRows(src, dst []float32, rows, w, sp, dp int) {
+	if rows < 1 || w < 1 {
+		return
+	}
+	_ = src[(rows-1)*sp+w-1]
+	_ = dst[(rows-1)*dp+w-1]
+	if haveElem16 && useElem16 {
+		copyRows16(&src[0], &dst[0], rows, w, sp, dp)
+		return
+	}
+	for r := range rows {
+		copy(dst[r*dp:r*dp+w], src[r*sp:r*sp+w])
+	}
+}

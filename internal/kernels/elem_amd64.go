@@ -22,3 +22,6 @@ func bnDx16(x, dy, dx *float32, n int, c *[6]float32, relu bool)
 
 //go:noescape
 func reluGrad16(x, dy, dx *float32, n int)
+
+//go:noescape
+func copyRows16(src, dst *float32, rows, w, sp, dp int)

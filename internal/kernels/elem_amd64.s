@@ -202,3 +202,48 @@ rg:
 	JNZ rg
 	VZEROUPPER
 	RET
+
+// func copyRows16(src, dst *float32, rows, w, sp, dp int)
+// Copies rows rows of w floats (w ≥ 1) from src (pitch sp floats) to dst
+// (pitch dp floats), 16 at a time and the last w mod 16 under a mask.
+TEXT ·copyRows16(SB), NOSPLIT, $0-48
+	MOVQ src+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ rows+16(FP), DX
+	MOVQ w+24(FP), BX
+	MOVQ sp+32(FP), R8
+	MOVQ dp+40(FP), R9
+	SHLQ $2, R8
+	SHLQ $2, R9
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	SHRQ $4, BX
+crrow:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ crtail
+crvec:
+	VMOVUPS (R10), Z0
+	VMOVUPS Z0, (R11)
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ CX
+	JNZ crvec
+crtail:
+	KORTESTW K1, K1
+	JZ crnext
+	VMOVUPS.Z (R10), K1, Z0
+	VMOVUPS Z0, K1, (R11)
+crnext:
+	ADDQ R8, SI
+	ADDQ R9, DI
+	DECQ DX
+	JNZ crrow
+	VZEROUPPER
+	RET

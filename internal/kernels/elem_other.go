@@ -5,8 +5,12 @@ package kernels
 // Without the AVX-512 loops haveElem16 stays false and these are never
 // called.
 
-func sumSq16(x *float32, n int, k float32, acc *float32)                         { panic("unreachable") }
-func affine16(x, y *float32, n int, a, b float32, relu bool)                      { panic("unreachable") }
-func gradSums16(x, dy *float32, n int, mu, a, b float32, relu bool, acc *float32) { panic("unreachable") }
-func bnDx16(x, dy, dx *float32, n int, c *[6]float32, relu bool)                  { panic("unreachable") }
-func reluGrad16(x, dy, dx *float32, n int)                                        { panic("unreachable") }
+func sumSq16(x *float32, n int, k float32, acc *float32)     { panic("unreachable") }
+func affine16(x, y *float32, n int, a, b float32, relu bool) { panic("unreachable") }
+func gradSums16(x, dy *float32, n int, mu, a, b float32, relu bool, acc *float32) {
+	panic("unreachable")
+}
+func bnDx16(x, dy, dx *float32, n int, c *[6]float32, relu bool) { panic("unreachable") }
+func reluGrad16(x, dy, dx *float32, n int)                       { panic("unreachable") }
+
+func copyRows16(src, dst *float32, rows, w, sp, dp int) { panic("unreachable") }

@@ -1,0 +1,217 @@
+package kernels
+
+// The 3×3 stride-2 convolution with pads of 1 (the downsampling layers of
+// ResNets) takes a direct path too, by phases. Split the padded input P
+// into four phase planes Q_ab[i][j] = P[2i+a][2j+b]; then tap (kh, kw) of
+// output (oh, ow) reads Q at phase (kh mod 2, kw mod 2), row oh + kh/2,
+// column ow + kw/2: a stride-1 correlation over each phase plane, which the
+// S2 micro-kernels run with all four planes of a channel behind six
+// pointers. The weight gradient reads the same layout. The input gradient
+// splits the other way: each phase of the padded input gathers the taps of
+// its parity from the output gradient (4, 2, 2 and 1 taps), a stride-1
+// correlation again (the S2dx kernels), whose results are then interleaved
+// into dx.
+
+// isConv3x3s2 reports whether the stride-2 direct path applies.
+func (pl *convPlan) isConv3x3s2() bool {
+	return haveConv3x3 && useConv3x3 && pl.Groups == 1 && pl.KH == 3 && pl.KW == 3 &&
+		pl.SH == 2 && pl.SW == 2 && pl.DH == 1 && pl.DW == 1 &&
+		pl.PT == 1 && pl.PL == 1 && pl.PB == 1 && pl.PR == 1
+}
+
+// c3s2 is the geometry of the stride-2 path.
+type c3s2 struct {
+	hq, wq   int // phase plane rows and columns
+	pf       int // row pitch of the phase planes (wq)
+	qv       int // output positions computed per sample: OH·pf rounded up to 16
+	ps       int // floats per phase plane
+	pd       int // row pitch of the padded output gradient (OW+1)
+	qvd      int // input-gradient positions computed per phase: hq·pd rounded up
+	sd       int // floats per channel of the padded output gradient
+	oc4, c4  int // channels rounded up to 4
+	nb3      int // blocks of 3 output channels
+	m        int // samples per weight-gradient chunk
+	row, rdy int // floats per input channel and per output channel in a weight-gradient chunk
+}
+
+func (pl *convPlan) geom3s2() c3s2 {
+	g := c3s2{hq: pl.H/2 + 1, wq: pl.W/2 + 1}
+	g.pf = g.wq
+	g.qv = roundUp(pl.oh*g.pf, 16)
+	g.ps = roundUp(max(g.hq*g.pf, g.qv+g.pf+1), 16)
+	g.pd = pl.ow + 1
+	g.qvd = roundUp(g.hq*g.pd, 16)
+	g.sd = roundUp(max((pl.oh+2)*g.pd, g.qvd+g.pd+1), 16)
+	g.oc4, g.c4 = roundUp(pl.OC, 4), roundUp(pl.C, 4)
+	g.nb3 = (pl.OC + 2) / 3
+	g.m = max(1, min(pl.N, conv3x3L2/((4*pl.C+pl.OC)*g.ps*4)))
+	g.row = 4*g.m*g.ps + roundUp(g.pf+1, 16)
+	g.rdy = g.m * g.ps
+	return g
+}
+
+func (pl *convPlan) chunkLen3s2() int {
+	g := pl.geom3s2()
+	return max(pl.C*4*g.ps+g.oc4*g.qv, pl.OC*g.sd+g.c4*g.qvd,
+		pl.C*g.row+pl.OC*g.rdy+pl.C*g.nb3*27*16)
+}
+
+// s2dxTaps lists, for each phase (a, b) of the padded input, the taps
+// (kh, kw) that reach it in the order the S2dx kernels take them, and
+// s2dxAt where each phase's packed weights start (in units of c4·OC).
+var (
+	s2dxTaps = [4][][2]int{
+		{{0, 0}, {0, 2}, {2, 0}, {2, 2}},
+		{{0, 1}, {2, 1}},
+		{{1, 0}, {1, 2}},
+		{{1, 1}},
+	}
+	s2dxAt = [4]int{0, 4, 6, 8}
+)
+
+// pack3s2T writes the weights of the four input-gradient kernels: for phase
+// p, at s2dxAt[p]·c4·OC, blocks of 4 input channels of [OC][taps][4].
+func (pl *convPlan) pack3s2T(w, wpk []float32) {
+	C, OC := pl.C, pl.OC
+	c4 := roundUp(C, 4)
+	for p, taps := range s2dxTaps {
+		d := wpk[s2dxAt[p]*c4*OC:][:len(taps)*c4*OC]
+		nt := len(taps)
+		for c := range c4 {
+			b, j := c/4, c%4
+			for o := range OC {
+				for t, k := range taps {
+					v := float32(0)
+					if c < C {
+						v = w[(o*C+c)*9+k[0]*3+k[1]]
+					}
+					d[((b*OC+o)*nt+t)*4+j] = v
+				}
+			}
+		}
+	}
+}
+
+// phases writes one H×W channel x as its four phase planes: phase p = 2a+b
+// at dst[p·stride:], hq×wq at pitch pf, zero elsewhere in the first ps
+// floats of each.
+func phases(x []float32, h, w, hq, wq, pf, ps, stride int, dst []float32) {
+	for a := range 2 {
+		for b := range 2 {
+			plane := dst[(2*a+b)*stride:][:ps]
+			clear(plane)
+			for i := range hq {
+				r := 2*i + a - 1
+				if r < 0 || r >= h {
+					continue
+				}
+				src := x[r*w : (r+1)*w]
+				out := plane[i*pf : i*pf+wq]
+				for j := range out {
+					if c := 2*j + b - 1; c >= 0 && c < w {
+						out[j] = src[c]
+					}
+				}
+			}
+		}
+	}
+}
+
+// fwd3s2 computes samples n0…n1 of y = conv(x, w) + b from the weights
+// pack3 wrote.
+func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32) {
+	g := pl.geom3s2()
+	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
+	xp, out := scratch[:C*4*g.ps], scratch[C*4*g.ps:][:g.oc4*g.qv]
+	P := g.ps * 4
+	offs := [6]int{0, P, 2 * P, 3 * P, g.pf * 4, P + g.pf*4}
+	for n := n0; n < n1; n++ {
+		for c := range C {
+			phases(x[(n*C+c)*H*W:][:H*W], H, W, g.hq, g.wq, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
+		}
+		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, &offs)
+		yn := y[n*OC*OH*OW:]
+		for oc := range OC {
+			yc := yn[oc*OH*OW : (oc+1)*OH*OW]
+			copyRows(out[oc*g.qv:], yc, OH, OW, g.pf, OW)
+			if b != nil {
+				bv := b[oc]
+				for i := range yc {
+					yc[i] += bv
+				}
+			}
+		}
+	}
+}
+
+// wgrad3s2 sets dw to the weight gradient of samples n0…n1.
+func (pl *convPlan) wgrad3s2(x, dy, dw []float32, n0, n1 int, scratch []float32) {
+	g := pl.geom3s2()
+	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
+	xr := scratch[:C*g.row]
+	dr := scratch[C*g.row:][:OC*g.rdy]
+	acc := scratch[C*g.row+OC*g.rdy:][:C*g.nb3*27*16]
+	clear(acc)
+	for c0 := n0; c0 < n1; c0 += g.m {
+		m := min(g.m, n1-c0)
+		P := m * g.ps // floats per phase in this chunk
+		for c := range C {
+			row := xr[c*g.row : (c+1)*g.row]
+			clear(row[4*P:])
+			for i := range m {
+				phases(x[((c0+i)*C+c)*H*W:][:H*W], H, W, g.hq, g.wq, g.pf, g.ps, P, row[i*g.ps:])
+			}
+		}
+		for o := range OC {
+			row := dr[o*g.rdy:]
+			for i := range m {
+				plane := row[i*g.ps : (i+1)*g.ps]
+				clear(plane)
+				copyRows(dy[((c0+i)*OC+o)*OH*OW:], plane, OH, OW, OW, g.pf)
+			}
+		}
+		offs := [6]int{0, P * 4, 2 * P * 4, 3 * P * 4, g.pf * 4, P*4 + g.pf*4}
+		nv := P / 16
+		for c := range C {
+			for b := range g.nb3 {
+				k := min(3, OC-3*b)
+				wgradS2[k](&xr[c*g.row], &dr[3*b*g.rdy], &acc[(c*g.nb3+b)*27*16], nv, g.rdy*4, &offs[0])
+			}
+		}
+	}
+	reduceWgrad(acc, dw, C, OC, g.nb3)
+}
+
+// dx3s2 sets dx for samples n0…n1 from the weights pack3s2T wrote.
+func (pl *convPlan) dx3s2(dy, wpkT, dx []float32, n0, n1 int, scratch []float32) {
+	g := pl.geom3s2()
+	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
+	dp, out := scratch[:OC*g.sd], scratch[OC*g.sd:][:g.c4*g.qvd]
+	offs := [6]int{0, g.pd * 4}
+	ks := [4]*fwdKernels{&fwdS2dx00, &fwdS2dx01, &fwdS2dx10, &fwdS2dx11}
+	for n := n0; n < n1; n++ {
+		pad3(dy[n*OC*OH*OW:], OC, OH, OW, g.pd, g.sd, g.pd+1, dp)
+		dxn := dx[n*C*H*W : (n+1)*C*H*W]
+		for p, taps := range s2dxTaps {
+			a, b := p/2, p%2
+			wp := wpkT[s2dxAt[p]*g.c4*OC:][:len(taps)*g.c4*OC]
+			fwdTiles(ks[p], dp, wp, out, OC, g.sd, g.c4, g.qvd, &offs)
+			for c := range C {
+				src := out[c*g.qvd:]
+				for i := range g.hq {
+					r := 2*i + a - 1
+					if r < 0 || r >= H {
+						continue
+					}
+					drow := dxn[(c*H+r)*W : (c*H+r+1)*W]
+					srow := src[i*g.pd : i*g.pd+g.wq]
+					for j, v := range srow {
+						if col := 2*j + b - 1; col >= 0 && col < W {
+							drow[col] = v
+						}
+					}
+				}
+			}
+		}
+	}
+}
