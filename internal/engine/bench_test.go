@@ -3,7 +3,9 @@ package engine_test
 import (
 	"math/rand/v2"
 	"runtime"
+	"sort"
 	"testing"
+	"time"
 
 	"github.com/qnas/qnas/internal/blas"
 	"github.com/qnas/qnas/internal/engine"
@@ -49,5 +51,26 @@ func BenchmarkTrainStep(b *testing.B) {
 		opt.Step(1e-3)
 	}
 	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "img/s")
+	if testing.Verbose() {
+		p.Times = engine.OpTimes{}
+		t0 := time.Now()
+		const steps = 10
+		for range steps {
+			p.Forward(true)
+			p.SoftmaxCrossEntropy(g.Outputs[0], labels)
+			p.Backward()
+			opt.Step(1e-3)
+		}
+		total := time.Since(t0)
+		var ops []string
+		for op := range p.Times {
+			ops = append(ops, op)
+		}
+		sort.Slice(ops, func(i, j int) bool { return p.Times[ops[i]] > p.Times[ops[j]] })
+		for _, op := range ops {
+			b.Logf("%-45s %6.1f ms/step %5.1f%%", op, p.Times[op].Seconds()*1e3/steps, 100*p.Times[op].Seconds()/total.Seconds())
+		}
+		b.Logf("%-45s %6.1f ms/step", "total", total.Seconds()*1e3/steps)
+	}
 	b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "threads")
 }

@@ -13,8 +13,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/kernels"
 )
 
 // Kind says what a Value holds.
@@ -115,9 +117,7 @@ func (d *GradDst) flush() {
 	if d.target == nil {
 		return
 	}
-	for i, v := range d.Buf {
-		d.target[i] += v
-	}
+	kernels.AddTo(d.target[:len(d.Buf)], d.Buf)
 }
 
 type gradKey struct {
@@ -150,6 +150,9 @@ type Plan struct {
 	scratchLen int
 	gradDst    map[gradKey]*GradDst
 	gradTemp   []float32
+	// Times, when not nil, accumulates the wall time of each op type in Forward and
+	// Backward (gradient additions included).
+	Times OpTimes
 }
 
 type step struct {
@@ -331,9 +334,19 @@ func (p *Plan) Value(name string) *Value { return p.Values[name] }
 // statistics, updating its running statistics).
 func (p *Plan) Forward(train bool) {
 	for _, s := range p.steps {
+		if p.Times != nil {
+			t0 := time.Now()
+			s.kernel.Forward(train)
+			p.Times[s.node.Op+" forward"] += time.Since(t0)
+			continue
+		}
 		s.kernel.Forward(train)
 	}
 }
+
+// OpTimes is wall time by op type and pass ("Conv forward", "Conv backward"), which a
+// plan accumulates while its Times is set.
+type OpTimes map[string]time.Duration
 
 // ZeroGrad clears every gradient buffer.
 func (p *Plan) ZeroGrad() {
@@ -351,9 +364,16 @@ func (p *Plan) Backward() {
 		if !s.backward {
 			continue
 		}
+		var t0 time.Time
+		if p.Times != nil {
+			t0 = time.Now()
+		}
 		s.kernel.Backward()
 		for _, d := range s.flush {
 			d.flush()
+		}
+		if p.Times != nil {
+			p.Times[s.node.Op+" backward"] += time.Since(t0)
 		}
 	}
 }

@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/qnas/qnas/internal/kernels"
+
 // binary runs Add, Sub, Mul and Div with numpy broadcasting.
 type binary struct {
 	op      byte // '+', '-', '*', '/'
@@ -59,9 +61,7 @@ func (k *binary) Forward(bool) {
 	if k.same {
 		switch k.op {
 		case '+':
-			for i := range y {
-				y[i] = a[i] + b[i]
-			}
+			kernels.Add(a, b, y)
 		case '-':
 			for i := range y {
 				y[i] = a[i] - b[i]
@@ -132,7 +132,7 @@ func sameGradA(op byte, dy, b, da []float32) {
 	da = da[:len(dy)]
 	switch op {
 	case '+', '-':
-		copy(da, dy)
+		kernels.Copy(da, dy)
 	case '*':
 		b = b[:len(dy)]
 		for i, g := range dy {
@@ -151,7 +151,7 @@ func sameGradB(op byte, dy, a, b, db []float32) {
 	db = db[:len(dy)]
 	switch op {
 	case '+':
-		copy(db, dy)
+		kernels.Copy(db, dy)
 	case '-':
 		for i, g := range dy {
 			db[i] = -g

@@ -29,7 +29,7 @@ var (
 	// The micro-kernels by family (conv3x3_decl_amd64.go fills them in):
 	// stride 1; stride 2; the four phases of the stride-2 input gradient.
 	fwdS1, fwdS2, fwdS2dx00, fwdS2dx01, fwdS2dx10, fwdS2dx11 fwdKernels
-	wgradS1, wgradS2                                        wgradKernels
+	wgradS1, wgradS2                                         wgradKernels
 )
 
 // fwdKernels are one family's forward kernels by the number of 16-wide

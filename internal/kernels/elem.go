@@ -43,3 +43,33 @@ func copyRows(src, dst []float32, rows, w, sp, dp int) {
 		copy(dst[r*dp:r*dp+w], src[r*sp:r*sp+w])
 	}
 }
+
+// Add sets y = a + b elementwise, on all cores for long slices. y may
+// alias a or b.
+func Add(a, b, y []float32) {
+	need("b", b, len(a))
+	need("y", y, len(a))
+	mapElems(len(a), 1, func(lo, hi int) {
+		a, b, y := a[lo:hi], b[lo:hi], y[lo:hi]
+		for i, v := range a {
+			y[i] = v + b[i]
+		}
+	})
+}
+
+// AddTo adds src into dst elementwise, on all cores for long slices.
+func AddTo(dst, src []float32) {
+	need("src", src, len(dst))
+	mapElems(len(dst), 1, func(lo, hi int) {
+		d, s := dst[lo:hi], src[lo:hi]
+		for i, v := range s {
+			d[i] += v
+		}
+	})
+}
+
+// Copy copies src to dst (of equal length), on all cores for long slices.
+func Copy(dst, src []float32) {
+	need("src", src, len(dst))
+	mapElems(len(dst), 1, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
+}
