@@ -384,20 +384,18 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 			pl.pack3s2T(w, wpkT)
 		}
 		pl.split(W, chunks, func(_ bool, i, n0, n1 int, scr []float32) {
-			if dw != nil {
-				dwi := dw
-				if i > 0 {
-					dwi = parts[(i-1)*WL : i*WL]
-				}
-				if s1 {
-					pl.wgrad3(x, dy, dwi, n0, n1, scr)
-				} else {
-					pl.wgrad3s2(x, dy, dwi, n0, n1, scr)
-				}
+			dwi := dw
+			if dw != nil && i > 0 {
+				dwi = parts[(i-1)*WL : i*WL]
 			}
-			if dx != nil && s1 {
-				pl.dx3(dy, wpkT, dx, n0, n1, scr)
-			} else if dx != nil {
+			if s1 {
+				pl.back3(x, dy, wpkT, dx, dwi, n0, n1, scr)
+				return
+			}
+			if dw != nil {
+				pl.wgrad3s2(x, dy, dwi, n0, n1, scr)
+			}
+			if dx != nil {
 				pl.dx3s2(dy, wpkT, dx, n0, n1, scr)
 			}
 		})

@@ -11,13 +11,17 @@ package kernels
 // of the next, so output position q = oh·wp + ow reads its 9 taps at q +
 // kh·wp + kw: a convolution becomes a one-dimensional correlation over q,
 // vectorized 16 positions at a time, and only column ow = W of each row is
-// wasted work. The forward kernel holds a tile of 4 output channels × up to
-// 6 vectors in registers and runs over all input channels; the
-// weight-gradient kernel holds 3 output channels × 9 taps and runs over a
-// whole chunk of samples laid out one after another (the output gradient in
-// the same layout without the offset, zero at the wasted positions). The
-// input gradient is the forward kernel on the output gradient with the
-// flipped, transposed kernel.
+// wasted work. Samples follow each other every (H+1)·wp floats, the bottom
+// pad row of one being the top pad row of the next, so a chunk of samples
+// is one correlation too (the row between samples is wasted work).
+//
+// The forward kernel holds a tile of 4 output channels × up to 6 vectors
+// in registers and runs over all input channels; the weight-gradient
+// kernel holds 3 output channels × 9 taps and runs over a whole chunk,
+// reading the output gradient in the same padded layout shifted by wp+1
+// (so that it is 0 at the wasted positions). The input gradient is the
+// forward kernel on the padded output gradient with the flipped,
+// transposed kernel.
 
 // haveConv3x3 is set by init where the micro-kernels can run (amd64 with
 // AVX-512F, not built with purego); useConv3x3 lets tests and benchmarks
@@ -41,16 +45,17 @@ type (
 	wgradKernels [4]func(x, dy, acc *float32, nv, dycs int, offs *int)
 )
 
-// fwdTiles runs a forward family over qv output positions (a multiple of
-// 16) for oc4 output channels: x, w and out as the kernels take them, with
-// nc input channels of xcs floats and output rows of qv floats.
-func fwdTiles(k *fwdKernels, x, wpk, out []float32, nc, xcs, oc4, qv int, offs *[6]int) {
+// fwdTiles runs a forward family over the first qv output positions (a
+// multiple of 16) for oc4 output channels: x, w and out as the kernels
+// take them, with nc input channels of xcs floats and output rows of ocs
+// floats.
+func fwdTiles(k *fwdKernels, x, wpk, out []float32, nc, xcs, oc4, qv, ocs int, offs *[6]int) {
 	ntap := len(wpk) / (oc4 * nc)
 	for q := 0; q < qv; q += 6 * 16 {
 		nv := min(6, (qv-q)/16)
 		f := k[nv]
 		for ob := 0; ob < oc4; ob += 4 {
-			f(&x[q], &wpk[ob*nc*ntap], &out[ob*qv+q], nc, xcs*4, qv*4, &offs[0])
+			f(&x[q], &wpk[ob*nc*ntap], &out[ob*ocs+q], nc, xcs*4, ocs*4, &offs[0])
 		}
 	}
 }
@@ -62,13 +67,13 @@ var conv3x3L2 = 512 << 10
 // c3 is the geometry of the direct 3×3 path for one plan.
 type c3 struct {
 	wp  int // row pitch of the padded layout, W+1
-	qv  int // output positions computed per sample: H·wp rounded up to 16
-	s   int // floats per sample in the padded layout, a multiple of 16
+	sp  int // floats per sample in the padded layout, (H+1)·wp
+	m   int // samples per chunk
+	qv  int // output positions computed per chunk: m·sp rounded up to 16
+	row int // floats per channel of a chunk in the padded layout
 	oc4 int // output channels rounded up to 4
 	c4  int // input channels rounded up to 4 (the output channels of dx)
 	nb3 int // blocks of 3 output channels in the weight gradient
-	m   int // samples per weight-gradient chunk
-	row int // floats per channel in a weight-gradient chunk
 }
 
 // isConv3x3 reports whether the direct path applies to the plan.
@@ -80,25 +85,23 @@ func (pl *convPlan) isConv3x3() bool {
 
 func (pl *convPlan) geom3() c3 {
 	g := c3{wp: pl.W + 1}
-	g.qv = roundUp(pl.H*g.wp, 16)
-	g.s = roundUp(max((pl.H+2)*g.wp, g.qv+2*g.wp+2), 16)
+	g.sp = (pl.H + 1) * g.wp
+	g.m = max(1, min(pl.N, conv3x3L2/((pl.C+pl.OC)*g.sp*4)))
+	g.qv = roundUp(g.m*g.sp, 16)
+	g.row = roundUp(g.qv+2*g.wp+2, 16)
 	g.oc4, g.c4 = roundUp(pl.OC, 4), roundUp(pl.C, 4)
 	g.nb3 = (pl.OC + 2) / 3
-	g.m = max(1, min(pl.N, conv3x3L2/((pl.C+pl.OC)*g.s*4)))
-	g.row = g.m*g.s + roundUp(2*g.wp+2, 16)
 	return g
 }
 
 func roundUp(n, k int) int { return (n + k - 1) / k * k }
 
-// chunkLen3 is the scratch of one batch worker: the largest of the forward
-// (padded sample and output tile), the input gradient (the same with the
-// roles of C and OC swapped) and the weight gradient (a chunk of padded
-// inputs and output gradients, and the kernel's vector accumulators).
+// chunkLen3 is the scratch of one batch worker: a chunk of padded inputs
+// and of padded output gradients, an output tile and the weight-gradient
+// kernel's sums.
 func (pl *convPlan) chunkLen3() int {
 	g := pl.geom3()
-	return max(pl.C*g.s+g.oc4*g.qv, pl.OC*g.s+g.c4*g.qv,
-		(pl.C+pl.OC)*g.row+pl.C*g.nb3*27*16)
+	return (pl.C+pl.OC)*g.row + max(g.oc4, g.c4)*g.qv + pl.C*g.nb3*27
 }
 
 // preLen3 is the shared scratch for the packed weights.
@@ -156,19 +159,41 @@ func (pl *convPlan) pack3T(w, wpk []float32) {
 	}
 }
 
-// pad3 copies the c channels of one H×W sample x into the padded layout at
-// dst (c planes of s floats, offset off = wp+1 for inputs; 0 lays out an
-// output gradient at its output positions), writing each float once: the
-// rows, the zero gap after each row, and zeros before and after.
-func pad3(x []float32, c, h, w, wp, s, off int, dst []float32) {
+// pad3 writes samples x (m of c channels, h×w each) in the padded layout:
+// channel ch at dst[ch·row:], sample i at offset i·(h+1)·wp, writing each
+// float once: the rows, the zero gap after each row, and zeros around.
+func pad3(x []float32, m, c, h, w, wp, row int, dst []float32) {
+	sp := (h + 1) * wp
 	for ch := range c {
-		plane := dst[ch*s : (ch+1)*s]
-		clear(plane[:off])
-		copyRows(x[ch*h*w:], plane[off:], h, w, w, wp)
-		for r := range h {
-			plane[off+r*wp+w] = 0
+		r := dst[ch*row : (ch+1)*row]
+		for i := range m {
+			base := i * sp
+			clear(r[base : base+wp+1])
+			copyRows(x[(i*c+ch)*h*w:], r[base+wp+1:], h, w, w, wp)
+			for k := range h - 1 {
+				r[base+(k+2)*wp] = 0
+			}
 		}
-		clear(plane[off+h*wp:])
+		clear(r[m*sp:])
+	}
+}
+
+// unpad3 copies the valid positions of an output tile (c channels of
+// rows qv, positions as in pad3 without the offset) to samples y and adds
+// the bias b (nil for none).
+func unpad3(out []float32, m, c, h, w, wp, qv int, b, y []float32) {
+	sp := (h + 1) * wp
+	for i := range m {
+		for ch := range c {
+			yc := y[(i*c+ch)*h*w : (i*c+ch+1)*h*w]
+			copyRows(out[ch*qv+i*sp:], yc, h, w, wp, w)
+			if b != nil {
+				bv := b[ch]
+				for j := range yc {
+					yc[j] += bv
+				}
+			}
+		}
 	}
 }
 
@@ -177,80 +202,66 @@ func pad3(x []float32, c, h, w, wp, s, off int, dst []float32) {
 func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32) {
 	g := pl.geom3()
 	C, OC, H, W := pl.C, pl.OC, pl.H, pl.W
-	xp, out := scratch[:C*g.s], scratch[C*g.s:C*g.s+g.oc4*g.qv]
-	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
-	for n := n0; n < n1; n++ {
-		pad3(x[n*C*H*W:], C, H, W, g.wp, g.s, g.wp+1, xp)
-		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.s, g.oc4, g.qv, &offs)
-		yn := y[n*OC*H*W:]
-		for oc := range OC {
-			yc := yn[oc*H*W : (oc+1)*H*W]
-			copyRows(out[oc*g.qv:], yc, H, W, g.wp, W)
-			if b != nil {
-				bv := b[oc]
-				for i := range yc {
-					yc[i] += bv
-				}
-			}
-		}
-	}
-}
-
-// wgrad3 sets dw to the weight gradient of samples n0…n1.
-func (pl *convPlan) wgrad3(x, dy, dw []float32, n0, n1 int, scratch []float32) {
-	g := pl.geom3()
-	C, OC, H, W := pl.C, pl.OC, pl.H, pl.W
-	xr := scratch[:C*g.row]
-	dr := scratch[C*g.row : (C+OC)*g.row]
-	acc := scratch[(C+OC)*g.row:][:C*g.nb3*27*16]
-	clear(acc)
+	xp := scratch[:C*g.row]
+	out := scratch[(pl.C+pl.OC)*g.row:][:g.oc4*g.qv]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
-		for c := range C {
-			row := xr[c*g.row : (c+1)*g.row]
-			clear(row[m*g.s:])
-			for i := range m {
-				pad3(x[((c0+i)*C+c)*H*W:], 1, H, W, g.wp, g.s, g.wp+1, row[i*g.s:])
-			}
-		}
-		for o := range OC {
-			row := dr[o*g.row : (o+1)*g.row]
-			for i := range m {
-				pad3(dy[((c0+i)*OC+o)*H*W:], 1, H, W, g.wp, g.s, 0, row[i*g.s:])
-			}
-		}
-		nv := m * g.s / 16
-		for c := range C {
-			for b := range g.nb3 {
-				k := min(3, OC-3*b)
-				wgradS1[k](&xr[c*g.row], &dr[3*b*g.row], &acc[(c*g.nb3+b)*27*16], nv, g.row*4, &offs[0])
-			}
-		}
+		pad3(x[c0*C*H*W:], m, C, H, W, g.wp, g.row, xp)
+		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, roundUp(m*g.sp, 16), g.qv, &offs)
+		unpad3(out, m, OC, H, W, g.wp, g.qv, b, y[c0*OC*H*W:])
 	}
-	reduceWgrad(acc, dw, C, OC, g.nb3)
 }
 
-// reduceWgrad sets dw (OC×C×9) to the lane sums of the weight-gradient
-// kernels' accumulators: for input channel c and block b of 3 output
-// channels, 27 vectors of 16 at acc[(c·nb3 + b)·27·16].
-func reduceWgrad(acc, dw []float32, C, OC, nb3 int) {
-	for c := range C {
-		for b := range nb3 {
-			a := acc[(c*nb3+b)*27*16:]
-			for j := range min(3, OC-3*b) {
-				for t := range 9 {
-					dw[((3*b+j)*C+c)*9+t] = sum32(a[(j*9+t)*16:][:16])
+// back3 computes, for samples n0…n1, the weight gradient dw (when not nil)
+// and the input gradient dx (when not nil) from the weights pack3T wrote
+// to wpkT, padding each chunk of x and dy once.
+func (pl *convPlan) back3(x, dy, wpkT, dx, dw []float32, n0, n1 int, scratch []float32) {
+	g := pl.geom3()
+	C, OC, H, W := pl.C, pl.OC, pl.H, pl.W
+	xp := scratch[:C*g.row]
+	dp := scratch[C*g.row:][:OC*g.row]
+	out := scratch[(C+OC)*g.row:][:g.c4*g.qv]
+	acc := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv:][:C*g.nb3*27]
+	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
+	if dw != nil {
+		clear(acc)
+	}
+	for c0 := n0; c0 < n1; c0 += g.m {
+		m := min(g.m, n1-c0)
+		qv := roundUp(m*g.sp, 16)
+		pad3(dy[c0*OC*H*W:], m, OC, H, W, g.wp, g.row, dp)
+		if dw != nil {
+			pad3(x[c0*C*H*W:], m, C, H, W, g.wp, g.row, xp)
+			// The output gradient at position q, as the forward pass
+			// numbers them, is the padded one at q + wp + 1.
+			for c := range C {
+				for b := range g.nb3 {
+					k := min(3, OC-3*b)
+					wgradS1[k](&xp[c*g.row], &dp[3*b*g.row+g.wp+1], &acc[(c*g.nb3+b)*27], qv/16, g.row*4, &offs[0])
 				}
 			}
 		}
+		if dx != nil {
+			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs)
+			unpad3(out, m, C, H, W, g.wp, g.qv, nil, dx[c0*C*H*W:])
+		}
+	}
+	if dw != nil {
+		reduceWgrad(acc, dw, C, OC, g.nb3)
 	}
 }
 
-// dx3 sets dx for samples n0…n1: the forward kernel applied to dy with the
-// weights pack3T wrote to wpkT.
-func (pl *convPlan) dx3(dy, wpkT, dx []float32, n0, n1 int, scratch []float32) {
-	t := *pl
-	t.C, t.OC = pl.OC, pl.C
-	t.fwd3(dy, wpkT, nil, dx, n0, n1, scratch)
+// reduceWgrad sets dw (OC×C×9) from the weight-gradient kernels' sums: for
+// input channel c and block b of 3 output channels, 27 floats at
+// acc[(c·nb3 + b)·27].
+func reduceWgrad(acc, dw []float32, C, OC, nb3 int) {
+	for c := range C {
+		for b := range nb3 {
+			a := acc[(c*nb3+b)*27:]
+			for j := range min(3, OC-3*b) {
+				copy(dw[((3*b+j)*C+c)*9:][:9], a[j*9:][:9])
+			}
+		}
+	}
 }

@@ -53,7 +53,7 @@ func (pl *convPlan) geom3s2() c3s2 {
 func (pl *convPlan) chunkLen3s2() int {
 	g := pl.geom3s2()
 	return max(pl.C*4*g.ps+g.oc4*g.qv, pl.OC*g.sd+g.c4*g.qvd,
-		pl.C*g.row+pl.OC*g.rdy+pl.C*g.nb3*27*16)
+		pl.C*g.row+pl.OC*g.rdy+pl.C*g.nb3*27)
 }
 
 // s2dxTaps lists, for each phase (a, b) of the padded input, the taps
@@ -129,7 +129,7 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 		for c := range C {
 			phases(x[(n*C+c)*H*W:][:H*W], H, W, g.hq, g.wq, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
 		}
-		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, &offs)
+		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs)
 		yn := y[n*OC*OH*OW:]
 		for oc := range OC {
 			yc := yn[oc*OH*OW : (oc+1)*OH*OW]
@@ -150,7 +150,7 @@ func (pl *convPlan) wgrad3s2(x, dy, dw []float32, n0, n1 int, scratch []float32)
 	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
 	xr := scratch[:C*g.row]
 	dr := scratch[C*g.row:][:OC*g.rdy]
-	acc := scratch[C*g.row+OC*g.rdy:][:C*g.nb3*27*16]
+	acc := scratch[C*g.row+OC*g.rdy:][:C*g.nb3*27]
 	clear(acc)
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
@@ -175,7 +175,7 @@ func (pl *convPlan) wgrad3s2(x, dy, dw []float32, n0, n1 int, scratch []float32)
 		for c := range C {
 			for b := range g.nb3 {
 				k := min(3, OC-3*b)
-				wgradS2[k](&xr[c*g.row], &dr[3*b*g.rdy], &acc[(c*g.nb3+b)*27*16], nv, g.rdy*4, &offs[0])
+				wgradS2[k](&xr[c*g.row], &dr[3*b*g.rdy], &acc[(c*g.nb3+b)*27], nv, g.rdy*4, &offs[0])
 			}
 		}
 	}
@@ -190,12 +190,12 @@ func (pl *convPlan) dx3s2(dy, wpkT, dx []float32, n0, n1 int, scratch []float32)
 	offs := [6]int{0, g.pd * 4}
 	ks := [4]*fwdKernels{&fwdS2dx00, &fwdS2dx01, &fwdS2dx10, &fwdS2dx11}
 	for n := n0; n < n1; n++ {
-		pad3(dy[n*OC*OH*OW:], OC, OH, OW, g.pd, g.sd, g.pd+1, dp)
+		pad3(dy[n*OC*OH*OW:], 1, OC, OH, OW, g.pd, g.sd, dp)
 		dxn := dx[n*C*H*W : (n+1)*C*H*W]
 		for p, taps := range s2dxTaps {
 			a, b := p/2, p%2
 			wp := wpkT[s2dxAt[p]*g.c4*OC:][:len(taps)*g.c4*OC]
-			fwdTiles(ks[p], dp, wp, out, OC, g.sd, g.c4, g.qvd, &offs)
+			fwdTiles(ks[p], dp, wp, out, OC, g.sd, g.c4, g.qvd, g.qvd, &offs)
 			for c := range C {
 				src := out[c*g.qvd:]
 				for i := range g.hq {

@@ -157,8 +157,9 @@ func fwd(f family, nv int) string {
 }
 
 // wgrad emits conv3x3Wgrad<F>x<OCB>(x, dy, acc *float32, nv, dycs int,
-// offs *int) for ocb output channels: acc[j][t] (16-float vectors, j <
-// ocb, t < 9) += Σ over nv vectors of dy[j]·x at tap t. x points at input
+// offs *int) for ocb output channels: acc[j·9 + t] (j < ocb, t < 9) += Σ
+// over the 16·nv positions of dy[j]·x at tap t (kept in 16-lane vectors,
+// whose lanes are summed at the end). x points at input
 // channel c, offs at the byte offsets of the family's pointers from x, dy
 // at output channel j = 0 (channel stride dycs bytes).
 func wgrad(f family, ocb int) string {
@@ -177,7 +178,7 @@ func wgrad(f family, ocb int) string {
 	p("LEAQ (DI)(R8*1), R9")
 	p("LEAQ (R9)(R8*1), R10")
 	for i := 0; i < nt*ocb; i++ {
-		p("VMOVUPS %d(DX), Z%d", i*64, i)
+		p("VPXORD Z%d, Z%d, Z%d", i, i, i)
 	}
 	fmt.Fprintf(&out, "%sloop:\n", name)
 	dys := []string{"DI", "R9", "R10"}
@@ -196,8 +197,18 @@ func wgrad(f family, ocb int) string {
 	}
 	p("DECQ CX")
 	fmt.Fprintf(&out, "\tJNZ %sloop\n", name)
+	// Sum each accumulator's 16 lanes and add the sum to acc[i].
 	for i := 0; i < nt*ocb; i++ {
-		p("VMOVUPS Z%d, %d(DX)", i, i*64)
+		p("VEXTRACTF64X4 $1, Z%d, Y30", i)
+		p("VADDPS Y30, Y%d, Y30", i)
+		p("VEXTRACTF32X4 $1, Y30, X31")
+		p("VADDPS X31, X30, X30")
+		p("VPERMILPS $0x4e, X30, X31")
+		p("VADDPS X31, X30, X30")
+		p("VPERMILPS $0xb1, X30, X31")
+		p("VADDPS X31, X30, X30")
+		p("VADDSS %d(DX), X30, X30", i*4)
+		p("VMOVSS X30, %d(DX)", i*4)
 	}
 	p("VZEROUPPER")
 	p("RET")
