@@ -52,7 +52,7 @@ func (pl *convPlan) geom3s2() c3s2 {
 
 func (pl *convPlan) chunkLen3s2() int {
 	g := pl.geom3s2()
-	return max(pl.C*4*g.ps+g.oc4*g.qv, pl.OC*g.sd+g.c4*g.qvd,
+	return max(pl.C*4*g.ps+g.oc4*g.qv, pl.OC*g.sd+2*g.c4*g.qvd,
 		pl.C*g.row+pl.OC*g.rdy+pl.C*g.nb3*27)
 }
 
@@ -94,26 +94,18 @@ func (pl *convPlan) pack3s2T(w, wpk []float32) {
 
 // phases writes one H×W channel x as its four phase planes: phase p = 2a+b
 // at dst[p·stride:], hq×wq at pitch pf, zero elsewhere in the first ps
-// floats of each.
+// floats of each. Row r of x is row r+1 of the padded input: phase a =
+// (r+1) mod 2, plane row (r+1)/2; its even columns go to phase b = 1 and
+// its odd ones to phase b = 0, after that phase's pad column.
 func phases(x []float32, h, w, hq, wq, pf, ps, stride int, dst []float32) {
-	for a := range 2 {
-		for b := range 2 {
-			plane := dst[(2*a+b)*stride:][:ps]
-			clear(plane)
-			for i := range hq {
-				r := 2*i + a - 1
-				if r < 0 || r >= h {
-					continue
-				}
-				src := x[r*w : (r+1)*w]
-				out := plane[i*pf : i*pf+wq]
-				for j := range out {
-					if c := 2*j + b - 1; c >= 0 && c < w {
-						out[j] = src[c]
-					}
-				}
-			}
-		}
+	for p := range 4 {
+		clear(dst[p*stride:][:ps])
+	}
+	for r := range h {
+		a, i := (r+1)%2, (r+1)/2
+		b1 := dst[(2*a+1)*stride+i*pf:][:wq]
+		b0 := dst[2*a*stride+i*pf+1:][:wq-1]
+		deinterleave(x[r*w:(r+1)*w], b1, b0)
 	}
 }
 
@@ -186,29 +178,26 @@ func (pl *convPlan) wgrad3s2(x, dy, dw []float32, n0, n1 int, scratch []float32)
 func (pl *convPlan) dx3s2(dy, wpkT, dx []float32, n0, n1 int, scratch []float32) {
 	g := pl.geom3s2()
 	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
-	dp, out := scratch[:OC*g.sd], scratch[OC*g.sd:][:g.c4*g.qvd]
+	dp := scratch[:OC*g.sd]
+	out := [2][]float32{scratch[OC*g.sd:][:g.c4*g.qvd], scratch[OC*g.sd+g.c4*g.qvd:][:g.c4*g.qvd]}
 	offs := [6]int{0, g.pd * 4}
 	ks := [4]*fwdKernels{&fwdS2dx00, &fwdS2dx01, &fwdS2dx10, &fwdS2dx11}
 	for n := n0; n < n1; n++ {
 		pad3(dy[n*OC*OH*OW:], 1, OC, OH, OW, g.pd, g.sd, dp)
 		dxn := dx[n*C*H*W : (n+1)*C*H*W]
-		for p, taps := range s2dxTaps {
-			a, b := p/2, p%2
-			wp := wpkT[s2dxAt[p]*g.c4*OC:][:len(taps)*g.c4*OC]
-			fwdTiles(ks[p], dp, wp, out, OC, g.sd, g.c4, g.qvd, g.qvd, &offs)
+		for a := range 2 {
+			// Phases (a, 0) and (a, 1) give the odd and even columns of
+			// the rows of dx of parity a+1.
+			for b := range 2 {
+				p := 2*a + b
+				wp := wpkT[s2dxAt[p]*g.c4*OC:][:len(s2dxTaps[p])*g.c4*OC]
+				fwdTiles(ks[p], dp, wp, out[b], OC, g.sd, g.c4, g.qvd, g.qvd, &offs)
+			}
 			for c := range C {
-				src := out[c*g.qvd:]
 				for i := range g.hq {
-					r := 2*i + a - 1
-					if r < 0 || r >= H {
-						continue
-					}
-					drow := dxn[(c*H+r)*W : (c*H+r+1)*W]
-					srow := src[i*g.pd : i*g.pd+g.wq]
-					for j, v := range srow {
-						if col := 2*j + b - 1; col >= 0 && col < W {
-							drow[col] = v
-						}
+					if r := 2*i + a - 1; r >= 0 && r < H {
+						o := c*g.qvd + i*g.pd
+						interleave(out[1][o:o+g.wq], out[0][o+1:o+g.wq], dxn[(c*H+r)*W:(c*H+r+1)*W])
 					}
 				}
 			}

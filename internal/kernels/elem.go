@@ -73,3 +73,51 @@ func Copy(dst, src []float32) {
 	need("src", src, len(dst))
 	mapElems(len(dst), 1, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
 }
+
+// deinterleave sets even[j] = src[2j] for j < (len(src)+1)/2 and odd[j] =
+// src[2j+1] for j < len(src)/2.
+func deinterleave(src, even, odd []float32) {
+	w := len(src)
+	if w == 0 {
+		return
+	}
+	ev, od := even[:(w+1)/2], odd[:w/2]
+	if haveElem16 && useElem16 {
+		op := &ev[0] // any valid pointer when there are no odd elements
+		if len(od) > 0 {
+			op = &od[0]
+		}
+		deinterleave32(&src[0], &ev[0], op, w)
+		return
+	}
+	for j := range ev {
+		ev[j] = src[2*j]
+	}
+	for j := range od {
+		od[j] = src[2*j+1]
+	}
+}
+
+// interleave is the inverse of deinterleave: dst[2j] = even[j] and
+// dst[2j+1] = odd[j] for the indices inside dst.
+func interleave(even, odd, dst []float32) {
+	w := len(dst)
+	if w == 0 {
+		return
+	}
+	ev, od := even[:(w+1)/2], odd[:w/2]
+	if haveElem16 && useElem16 {
+		op := &ev[0]
+		if len(od) > 0 {
+			op = &od[0]
+		}
+		interleave32(&ev[0], op, &dst[0], w)
+		return
+	}
+	for j, v := range ev {
+		dst[2*j] = v
+	}
+	for j, v := range od {
+		dst[2*j+1] = v
+	}
+}

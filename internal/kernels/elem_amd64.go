@@ -4,7 +4,7 @@ package kernels
 
 import "golang.org/x/sys/cpu"
 
-func init() { haveElem16 = cpu.X86.HasAVX512F }
+func init() { haveElem16 = cpu.X86.HasAVX512F && cpu.X86.HasBMI2 }
 
 // The loops in elem_amd64.s; n is a positive multiple of 16.
 
@@ -25,3 +25,9 @@ func reluGrad16(x, dy, dx *float32, n int)
 
 //go:noescape
 func copyRows16(src, dst *float32, rows, w, sp, dp int)
+
+//go:noescape
+func deinterleave32(src, even, odd *float32, w int)
+
+//go:noescape
+func interleave32(even, odd, dst *float32, w int)

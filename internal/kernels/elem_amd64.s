@@ -247,3 +247,191 @@ crnext:
 	JNZ crrow
 	VZEROUPPER
 	RET
+
+DATA deintEven<>+0(SB)/4, $0
+DATA deintEven<>+4(SB)/4, $2
+DATA deintEven<>+8(SB)/4, $4
+DATA deintEven<>+12(SB)/4, $6
+DATA deintEven<>+16(SB)/4, $8
+DATA deintEven<>+20(SB)/4, $10
+DATA deintEven<>+24(SB)/4, $12
+DATA deintEven<>+28(SB)/4, $14
+DATA deintEven<>+32(SB)/4, $16
+DATA deintEven<>+36(SB)/4, $18
+DATA deintEven<>+40(SB)/4, $20
+DATA deintEven<>+44(SB)/4, $22
+DATA deintEven<>+48(SB)/4, $24
+DATA deintEven<>+52(SB)/4, $26
+DATA deintEven<>+56(SB)/4, $28
+DATA deintEven<>+60(SB)/4, $30
+GLOBL deintEven<>(SB), RODATA|NOPTR, $64
+
+DATA intLo<>+0(SB)/4, $0
+DATA intLo<>+4(SB)/4, $16
+DATA intLo<>+8(SB)/4, $1
+DATA intLo<>+12(SB)/4, $17
+DATA intLo<>+16(SB)/4, $2
+DATA intLo<>+20(SB)/4, $18
+DATA intLo<>+24(SB)/4, $3
+DATA intLo<>+28(SB)/4, $19
+DATA intLo<>+32(SB)/4, $4
+DATA intLo<>+36(SB)/4, $20
+DATA intLo<>+40(SB)/4, $5
+DATA intLo<>+44(SB)/4, $21
+DATA intLo<>+48(SB)/4, $6
+DATA intLo<>+52(SB)/4, $22
+DATA intLo<>+56(SB)/4, $7
+DATA intLo<>+60(SB)/4, $23
+GLOBL intLo<>(SB), RODATA|NOPTR, $64
+
+// func deinterleave32(src, even, odd *float32, w int)
+// even[j] = src[2j] for j < (w+1)/2 and odd[j] = src[2j+1] for j < w/2;
+// nothing else is read or written.
+TEXT ·deinterleave32(SB), NOSPLIT, $0-32
+	MOVQ src+0(FP), SI
+	MOVQ even+8(FP), DI
+	MOVQ odd+16(FP), DX
+	MOVQ w+24(FP), CX
+	VMOVDQU32 deintEven<>(SB), Z30
+	VPBROADCASTD one<>(SB), Z31
+	VPADDD Z31, Z30, Z31
+deintloop:
+	CMPQ CX, $32
+	JLT deinttail
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVDQA32 Z30, Z2
+	VPERMI2PS Z1, Z0, Z2
+	VMOVDQA32 Z31, Z3
+	VPERMI2PS Z1, Z0, Z3
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z3, (DX)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	ADDQ $64, DX
+	SUBQ $32, CX
+	JMP deintloop
+deinttail:
+	TESTQ CX, CX
+	JZ deintdone
+	// load masks: min(w,16) and max(w−16,0) lanes
+	MOVQ CX, BX
+	CMPQ BX, $16
+	JLE deintlo
+	MOVQ $16, BX
+deintlo:
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K1
+	MOVQ CX, BX
+	SUBQ $16, BX
+	JGE deinthi
+	XORQ BX, BX
+deinthi:
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K2
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMOVDQA32 Z30, Z2
+	VPERMI2PS Z1, Z0, Z2
+	VMOVDQA32 Z31, Z3
+	VPERMI2PS Z1, Z0, Z3
+	// store (w+1)/2 evens and w/2 odds
+	LEAQ 1(CX), BX
+	SHRQ $1, BX
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K3
+	VMOVUPS Z2, K3, (DI)
+	MOVQ CX, BX
+	SHRQ $1, BX
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K4
+	VMOVUPS Z3, K4, (DX)
+deintdone:
+	VZEROUPPER
+	RET
+
+DATA one<>+0(SB)/4, $1
+GLOBL one<>(SB), RODATA|NOPTR, $4
+
+// func interleave32(even, odd, dst *float32, w int)
+// dst[2j] = even[j] for 2j < w and dst[2j+1] = odd[j] for 2j+1 < w;
+// nothing else is read or written.
+TEXT ·interleave32(SB), NOSPLIT, $0-32
+	MOVQ even+0(FP), SI
+	MOVQ odd+8(FP), DX
+	MOVQ dst+16(FP), DI
+	MOVQ w+24(FP), CX
+	VMOVDQU32 intLo<>(SB), Z30
+	VPBROADCASTD eight<>(SB), Z31
+	VPADDD Z31, Z30, Z31
+intloop:
+	CMPQ CX, $32
+	JLT inttail
+	VMOVUPS (SI), Z0
+	VMOVUPS (DX), Z1
+	VMOVDQA32 Z30, Z2
+	VPERMI2PS Z1, Z0, Z2
+	VMOVDQA32 Z31, Z3
+	VPERMI2PS Z1, Z0, Z3
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z3, 64(DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP intloop
+inttail:
+	TESTQ CX, CX
+	JZ intdone
+	LEAQ 1(CX), BX
+	SHRQ $1, BX
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K1
+	MOVQ CX, BX
+	SHRQ $1, BX
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K2
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K2, Z1
+	VMOVDQA32 Z30, Z2
+	VPERMI2PS Z1, Z0, Z2
+	VMOVDQA32 Z31, Z3
+	VPERMI2PS Z1, Z0, Z3
+	MOVQ CX, BX
+	CMPQ BX, $16
+	JLE intlo
+	MOVQ $16, BX
+intlo:
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K3
+	MOVQ CX, BX
+	SUBQ $16, BX
+	JGE inthi
+	XORQ BX, BX
+inthi:
+	MOVL $1, AX
+	SHLXL BX, AX, AX
+	DECL AX
+	KMOVW AX, K4
+	VMOVUPS Z2, K3, (DI)
+	VMOVUPS Z3, K4, 64(DI)
+intdone:
+	VZEROUPPER
+	RET
+
+DATA eight<>+0(SB)/4, $8
+GLOBL eight<>(SB), RODATA|NOPTR, $4

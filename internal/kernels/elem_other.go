@@ -14,3 +14,6 @@ func bnDx16(x, dy, dx *float32, n int, c *[6]float32, relu bool) { panic("unreac
 func reluGrad16(x, dy, dx *float32, n int)                       { panic("unreachable") }
 
 func copyRows16(src, dst *float32, rows, w, sp, dp int) { panic("unreachable") }
+
+func deinterleave32(src, even, odd *float32, w int) { panic("unreachable") }
+func interleave32(even, odd, dst *float32, w int)   { panic("unreachable") }
