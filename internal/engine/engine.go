@@ -427,9 +427,12 @@ func softmaxCE(rows, cols int, x []float32, labels []int32, grad []float32) floa
 	return total / float64(rows)
 }
 
-// fuse returns g's nodes with every BatchNormalization whose output only a Relu reads
-// replaced by one fused node producing the Relu's output (one pass over the data instead of
-// two, and one buffer fewer). The graph itself is not changed.
+// fusedWithRelu names the fused op of each op that fuse merges with a following Relu.
+var fusedWithRelu = map[string]string{"BatchNormalization": fusedBNRelu, "Add": fusedAddRelu}
+
+// fuse returns g's nodes with every BatchNormalization or Add whose output only a Relu
+// reads replaced by one fused node producing the Relu's output (one pass over the data
+// instead of two, and one buffer fewer). The graph itself is not changed.
 func fuse(g *graph.Graph) []*graph.Node {
 	consumers := g.Consumers()
 	skip := map[*graph.Node]bool{}
@@ -438,10 +441,11 @@ func fuse(g *graph.Graph) []*graph.Node {
 		if skip[n] {
 			continue
 		}
-		if n.Op == "BatchNormalization" && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
+		fused := fusedWithRelu[n.Op]
+		if fused != "" && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
 			if cs := consumers[n.Outputs[0]]; len(cs) == 1 && cs[0].Op == "Relu" {
 				f := *n
-				f.Op, f.Outputs = fusedBNRelu, []string{cs[0].Outputs[0]}
+				f.Op, f.Outputs = fused, []string{cs[0].Outputs[0]}
 				skip[cs[0]] = true
 				out = append(out, &f)
 				continue

@@ -23,6 +23,9 @@ type gradCase struct {
 	train  bool
 	then   string // a unary op applied to the output (exercises the engine's fusions)
 	covers string // the op this case checks, when not op (a fused op)
+	// neg, when set, says which elements j of input i are negative (the rest are
+	// positive), so that sums of inputs stay clear of a following Relu's kink.
+	neg func(i, j int) bool
 }
 
 func ints(v ...int64) *graph.Attr  { return &graph.Attr{Kind: graph.AttrInts, Ints: v} }
@@ -75,6 +78,10 @@ var gradCases = []gradCase{
 	{name: "matmul", op: "MatMul", inputs: [][]int{{2, 3, 5}}, params: map[int][]int{1: {5, 4}}},
 	{name: "add", op: "Add", inputs: [][]int{{2, 3, 4}, {2, 3, 4}}},
 	{name: "add broadcast", op: "Add", inputs: [][]int{{2, 3, 4}, {3, 1}}},
+	{name: "add relu", op: "Add", inputs: [][]int{{2, 3, 5}, {2, 3, 5}}, then: "Relu", covers: "qnas.Add+Relu",
+		neg: func(_, j int) bool { return j%3 == 0 }},
+	{name: "add relu broadcast", op: "Add", inputs: [][]int{{2, 3, 4}, {3, 1}}, then: "Relu", covers: "qnas.Add+Relu",
+		neg: func(i, j int) bool { return [2]int{j / 4 % 3, j}[i] == 0 }}, // by channel
 	{name: "sub broadcast", op: "Sub", inputs: [][]int{{2, 1, 4}, {2, 3, 1}}},
 	{name: "mul se", op: "Mul", inputs: [][]int{{2, 3, 2, 2}, {2, 3, 1, 1}}},
 	{name: "div", op: "Div", inputs: [][]int{{2, 3}, {2, 3}}},
@@ -162,12 +169,12 @@ func TestGradients(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, in := range g.Inputs {
+			for i, in := range g.Inputs {
 				v := p.Value(in)
 				for j := range v.Data {
 					// Keep away from the kinks of ReLU-like ops and from ties.
 					x := 0.2 + 0.8*r.Float64()
-					if r.IntN(2) == 0 {
+					if c.neg != nil && c.neg(i, j) || c.neg == nil && r.IntN(2) == 0 {
 						x = -x
 					}
 					v.Data[j] = float32(x * 2)

@@ -169,7 +169,52 @@ func sameGradB(op byte, dy, a, b, db []float32) {
 	}
 }
 
+// fusedAddRelu is the engine-internal op of an Add whose only reader is a Relu (the
+// residual connection of a ResNet block): one pass forward, one backward (see fuse).
+const fusedAddRelu = "qnas.Add+Relu"
+
+// addRelu runs fusedAddRelu: the Add's kernel writes the Relu's output.
+type addRelu struct{ add *binary }
+
+func buildAddRelu(bd *Build) (Kernel, error) {
+	k, err := buildBinary('+')(bd)
+	if err != nil {
+		return nil, err
+	}
+	return &addRelu{add: k.(*binary)}, nil
+}
+
+func (k *addRelu) Forward(train bool) {
+	b := k.add
+	if b.same {
+		kernels.AddReLU(b.a.Data, b.b.Data, b.y.Data)
+		return
+	}
+	b.Forward(train)
+	kernels.ReLU(b.y.Data, b.y.Data)
+}
+
+func (k *addRelu) Backward() {
+	b := k.add
+	y, dy := b.y.Data, b.y.Grad
+	if b.same {
+		var da, db []float32
+		if b.da != nil {
+			da = b.da.Buf
+		}
+		if b.db != nil {
+			db = b.db.Buf
+		}
+		kernels.ReLUBackward2(y, dy, da, db)
+		return
+	}
+	// The output gradient is this op's own: mask it in place, then the Add's backward.
+	kernels.ReLUBackward(y, dy, dy)
+	b.Backward()
+}
+
 func init() {
+	Register(fusedAddRelu, buildAddRelu)
 	Register("Add", buildBinary('+'))
 	Register("Sub", buildBinary('-'))
 	Register("Mul", buildBinary('*'))

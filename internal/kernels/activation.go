@@ -186,3 +186,50 @@ func HardSwishBackward(x, dy, dx []float32) {
 		}
 	})
 }
+
+// AddReLU computes y = max(a + b, 0), the residual connection of a ResNet
+// block in one pass. y may alias a or b.
+func AddReLU(a, b, y []float32) {
+	need("b", b, len(a))
+	need("y", y, len(a))
+	mapElems(len(a), 1, func(lo, hi int) {
+		a, b, y := a[lo:hi], b[lo:hi], y[lo:hi]
+		if n := bulk16(len(a)); n > 0 {
+			addReLU16(&a[0], &b[0], &y[0], n)
+			a, b, y = a[n:], b[n:], y[n:]
+		}
+		for i, v := range a {
+			y[i] = relu32(v + b[i])
+		}
+	})
+}
+
+// ReLUBackward2 is ReLUBackward writing the same gradient to two outputs
+// (the two inputs of AddReLU); either may be nil. The forward output y may
+// be passed for x.
+func ReLUBackward2(x, dy, d1, d2 []float32) {
+	switch {
+	case d1 == nil && d2 == nil:
+		return
+	case d1 == nil:
+		ReLUBackward(x, dy, d2)
+		return
+	case d2 == nil:
+		ReLUBackward(x, dy, d1)
+		return
+	}
+	need("dy", dy, len(x))
+	need("d1", d1, len(x))
+	need("d2", d2, len(x))
+	mapElems(len(x), 1, func(lo, hi int) {
+		x, dy, d1, d2 := x[lo:hi], dy[lo:hi], d1[lo:hi], d2[lo:hi]
+		if n := bulk16(len(x)); n > 0 {
+			reluGrad2x16(&x[0], &dy[0], &d1[0], &d2[0], n)
+			x, dy, d1, d2 = x[n:], dy[n:], d1[n:], d2[n:]
+		}
+		for i, v := range x {
+			g := maskf(dy[i], posMask(v))
+			d1[i], d2[i] = g, g
+		}
+	})
+}

@@ -31,3 +31,9 @@ func deinterleave32(src, even, odd *float32, w int)
 
 //go:noescape
 func interleave32(even, odd, dst *float32, w int)
+
+//go:noescape
+func addReLU16(a, b, y *float32, n int)
+
+//go:noescape
+func reluGrad2x16(x, dy, d1, d2 *float32, n int)

@@ -435,3 +435,50 @@ intdone:
 
 DATA eight<>+0(SB)/4, $8
 GLOBL eight<>(SB), RODATA|NOPTR, $4
+
+// func addReLU16(a, b, y *float32, n int)
+// y = max(a + b, 0).
+TEXT ·addReLU16(SB), NOSPLIT, $0-32
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DX
+	MOVQ y+16(FP), DI
+	MOVQ n+24(FP), CX
+	VPXORD Z31, Z31, Z31
+	SHRQ $4, CX
+ar:
+	VMOVUPS (SI), Z0
+	VADDPS (DX), Z0, Z0
+	VMAXPS Z31, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ ar
+	VZEROUPPER
+	RET
+
+// func reluGrad2x16(x, dy, d1, d2 *float32, n int)
+// d1 = d2 = dy where x > 0, else 0.
+TEXT ·reluGrad2x16(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), DI
+	MOVQ d1+16(FP), R8
+	MOVQ d2+24(FP), R9
+	MOVQ n+32(FP), CX
+	VPXORD Z31, Z31, Z31
+	SHRQ $4, CX
+rg2:
+	VMOVUPS (SI), Z0
+	VCMPPS $0x1e, Z31, Z0, K1
+	VMOVUPS.Z (DI), K1, Z1
+	VMOVUPS Z1, (R8)
+	VMOVUPS Z1, (R9)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	ADDQ $64, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ rg2
+	VZEROUPPER
+	RET

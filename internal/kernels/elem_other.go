@@ -17,3 +17,6 @@ func copyRows16(src, dst *float32, rows, w, sp, dp int) { panic("unreachable") }
 
 func deinterleave32(src, even, odd *float32, w int) { panic("unreachable") }
 func interleave32(even, odd, dst *float32, w int)   { panic("unreachable") }
+
+func addReLU16(a, b, y *float32, n int)          { panic("unreachable") }
+func reluGrad2x16(x, dy, d1, d2 *float32, n int) { panic("unreachable") }
