@@ -14,7 +14,8 @@ type batchNorm struct {
 	y                      *Value
 	mean, invStd           []float32 // batch statistics saved for backward
 	dx, dgamma, dbeta      *GradDst
-	trained                bool // the last forward used batch statistics
+	trained                bool             // the last forward used batch statistics
+	moments                *kernels.Moments // the producing Conv's statistics of x (shareMoments)
 }
 
 // fusedBNRelu is the engine-internal op of a BatchNormalization whose only reader is a Relu:
@@ -59,7 +60,7 @@ func buildBatchNorm(b *Build) (Kernel, error) {
 func (k *batchNorm) Forward(train bool) {
 	k.trained = train
 	if train {
-		kernels.BatchNormTrain(k.p, k.x.Data, k.gamma.Data, k.beta.Data, k.y.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data)
+		kernels.BatchNormTrainMoments(k.p, k.moments, k.x.Data, k.gamma.Data, k.beta.Data, k.y.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data)
 		return
 	}
 	kernels.BatchNormInfer(k.p, k.x.Data, k.gamma.Data, k.beta.Data, k.mu.Data, k.vr.Data, k.y.Data)

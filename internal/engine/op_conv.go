@@ -9,6 +9,7 @@ type conv struct {
 	x, w, bias, y *Value
 	dx, dw, db    *GradDst
 	scratch       int
+	moments       *kernels.Moments // shared with the BatchNormalization reading y (shareMoments)
 }
 
 func init() {
@@ -42,10 +43,14 @@ func init() {
 	})
 }
 
-func (k *conv) Forward(bool) {
+func (k *conv) Forward(train bool) {
 	var bias []float32
 	if k.bias != nil {
 		bias = k.bias.Data
+	}
+	if train && k.moments != nil {
+		kernels.Conv2DMoments(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.moments)
+		return
 	}
 	kernels.Conv2D(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch))
 }

@@ -53,6 +53,26 @@ func relu32(v float32) float32 {
 // run ← (1 − m)·run + m·batch, with the unbiased variance for runVar.
 // beta may be nil (zero).
 func BatchNormTrain(p BNParams, x, gamma, beta, y, mean, invStd, runMean, runVar []float32) {
+	batchNormTrain(p, nil, x, gamma, beta, y, mean, invStd, runMean, runVar)
+}
+
+// BatchNormTrainMoments is BatchNormTrain taking the batch statistics from
+// m when m.Valid (as Conv2DMoments leaves them for its output x) instead
+// of a pass over x. It clears m.Valid.
+func BatchNormTrainMoments(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, runMean, runVar []float32) {
+	if m != nil && !m.Valid {
+		m = nil
+	}
+	if m != nil {
+		m.Valid = false
+		if len(m.Mean) != p.C {
+			panic("kernels: Moments for the wrong number of channels")
+		}
+	}
+	batchNormTrain(p, m, x, gamma, beta, y, mean, invStd, runMean, runVar)
+}
+
+func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, runMean, runVar []float32) {
 	p.check(x, y, gamma, beta)
 	need("y", y, len(x))
 	need("mean", mean, p.C)
@@ -63,18 +83,22 @@ func BatchNormTrain(p BNParams, x, gamma, beta, y, mean, invStd, runMean, runVar
 	M := float64(p.N * HW)
 	parFor(C, 2*p.N*HW, func(lo, hi int) {
 		for c := lo; c < hi; c++ {
-			// One pass over the data, shifted by its first value so the
-			// float64 sums of squares do not cancel.
-			k := float64(x[c*HW])
-			var s, ss float64
-			for n := range p.N {
-				a, b := sumSq(x[(n*C+c)*HW:][:HW], float32(k))
-				s += a
-				ss += b
+			var mu, v float64
+			if m != nil {
+				mu, v = m.Mean[c], max(m.M2[c]/M, 0)
+			} else {
+				// One pass over the data, shifted by its first value so
+				// the float64 sums of squares do not cancel.
+				k := float64(x[c*HW])
+				var s, ss float64
+				for n := range p.N {
+					a, b := sumSq(x[(n*C+c)*HW:][:HW], float32(k))
+					s += a
+					ss += b
+				}
+				d := s / M
+				mu, v = k+d, max(ss/M-d*d, 0)
 			}
-			d := s / M
-			mu := k + d
-			v := max(ss/M-d*d, 0)
 			is := 1 / math.Sqrt(v+float64(p.Eps))
 			mean[c], invStd[c] = float32(mu), float32(is)
 			if runMean != nil {

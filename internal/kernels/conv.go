@@ -286,7 +286,11 @@ func (pl *convPlan) gemm(tA, tB blas.Transpose, a, b blas32.General, beta float3
 // Conv2D computes y = conv(x, w) + b. b may be nil. The general case is
 // im2col followed by one GEMM per group and chunk of samples; depthwise
 // convolutions use a direct kernel.
-func Conv2D(s ConvShape, x, w, b, y, scratch []float32) {
+func Conv2D(s ConvShape, x, w, b, y, scratch []float32) { conv2D(s, x, w, b, y, scratch, nil) }
+
+// conv2D is Conv2D, gathering the output's moments into m (when not nil)
+// on the direct paths.
+func conv2D(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
 	pl := s.plan()
 	pl.check(x, w, b, y, scratch)
 	if pl.Depthwise() {
@@ -297,13 +301,24 @@ func Conv2D(s ConvShape, x, w, b, y, scratch []float32) {
 	if s1, s2 := pl.isConv3x3(), pl.isConv3x3s2(); s1 || s2 {
 		wpk := scratch[:pl.preLen()]
 		pl.pack3(w, wpk)
-		pl.split(W, scratch[len(wpk):], func(_ bool, _, n0, n1 int, scr []float32) {
+		if m != nil {
+			W = min(W, len(m.part))
+		}
+		pl.split(W, scratch[len(wpk):], func(_ bool, i, n0, n1 int, scr []float32) {
+			var acc *momAcc
+			if m != nil {
+				acc = &m.part[i]
+				acc.reset()
+			}
 			if s1 {
-				pl.fwd3(x, wpk, b, y, n0, n1, scr)
+				pl.fwd3(x, wpk, b, y, n0, n1, scr, acc)
 			} else {
-				pl.fwd3s2(x, wpk, b, y, n0, n1, scr)
+				pl.fwd3s2(x, wpk, b, y, n0, n1, scr, acc)
 			}
 		})
+		if m != nil {
+			m.finish(W)
+		}
 		return
 	}
 	pl.split(W, scratch[pl.preLen():], func(serial bool, _, n0, n1 int, scr []float32) {

@@ -111,7 +111,7 @@ func phases(x []float32, h, w, hq, wq, pf, ps, stride int, dst []float32) {
 
 // fwd3s2 computes samples n0…n1 of y = conv(x, w) + b from the weights
 // pack3 wrote.
-func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32) {
+func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32, acc *momAcc) {
 	g := pl.geom3s2()
 	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
 	xp, out := scratch[:C*4*g.ps], scratch[C*4*g.ps:][:g.oc4*g.qv]
@@ -131,6 +131,9 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 				for i := range yc {
 					yc[i] += bv
 				}
+			}
+			if acc != nil {
+				acc.add(oc, yc)
 			}
 		}
 	}
