@@ -74,6 +74,10 @@ func (p *Plan) allocGradients(needGrad map[string]bool) {
 			v.Grad = make([]float32, len(v.Data))
 		}
 	}
+	// A BatchNormalization whose input gradient its Conv computes lazily (linkConvBN)
+	// still has its output gradient read by the Conv's backward, one step later: free it
+	// only after that step's gradients are placed.
+	var pending [][]float32
 	for i := len(p.steps) - 1; i >= 0; i-- {
 		s := p.steps[i]
 		if !s.backward {
@@ -84,9 +88,18 @@ func (p *Plan) allocGradients(needGrad map[string]bool) {
 				v.Grad = pl.get(len(v.Data))
 			}
 		}
+		for _, g := range pending {
+			pl.put(g)
+		}
+		pending = pending[:0]
+		lazy := p.convBN[i-1] != nil && p.convBN[i-1].lazy
 		for _, o := range s.node.Outputs {
 			if v := p.Values[o]; v != nil && v.Grad != nil && v.Kind == Activation && !p.Graph.IsOutput(o) && producer[o] == i {
-				pl.put(v.Grad)
+				if lazy {
+					pending = append(pending, v.Grad)
+				} else {
+					pl.put(v.Grad)
+				}
 			}
 		}
 	}

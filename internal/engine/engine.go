@@ -150,6 +150,7 @@ type Plan struct {
 	scratchLen int
 	gradDst    map[gradKey]*GradDst
 	gradTemp   []float32
+	convBN     map[int]*convBN // by the Conv's step index (see linkConvBN)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
 	// Backward (gradient additions included).
 	Times OpTimes
@@ -246,6 +247,9 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		}
 		p.steps = append(p.steps, step{node: nd, backward: back})
 	}
+	if !opts.Inference {
+		p.linkConvBN()
+	}
 	p.allocActivations(opts.Inference)
 	p.allocGradients(needGrad)
 	p.planGradients()
@@ -268,9 +272,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		}
 		p.steps[i].kernel = k
 	}
-	if !opts.Inference {
-		p.shareMoments()
-	}
+	p.attachConvBN()
 	p.scratch = make([]float32, p.scratchLen)
 	for _, d := range p.gradDst {
 		if d.target != nil {
@@ -278,34 +280,6 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		}
 	}
 	return p, nil
-}
-
-// shareMoments links each Conv whose output only a BatchNormalization (fused or not)
-// reads, and is not a graph output, to that BatchNormalization: in training the Conv
-// gathers its output's batch statistics while writing it, and the BatchNormalization
-// uses them instead of a pass of its own.
-func (p *Plan) shareMoments() {
-	producer := map[string]*conv{}
-	readers := map[string]int{}
-	for _, s := range p.steps {
-		if c, ok := s.kernel.(*conv); ok {
-			producer[s.node.Outputs[0]] = c
-		}
-		for _, in := range s.node.Inputs {
-			readers[in]++
-		}
-	}
-	for _, s := range p.steps {
-		bn, ok := s.kernel.(*batchNorm)
-		if !ok {
-			continue
-		}
-		x := s.node.Inputs[0]
-		if c := producer[x]; c != nil && readers[x] == 1 && !p.Graph.IsOutput(x) {
-			m := kernels.NewMoments(c.s.OC)
-			c.moments, bn.moments = m, m
-		}
-	}
 }
 
 // planGradients decides, for every (node, input) that receives a gradient, whether the

@@ -14,8 +14,8 @@ type batchNorm struct {
 	y                      *Value
 	mean, invStd           []float32 // batch statistics saved for backward
 	dx, dgamma, dbeta      *GradDst
-	trained                bool             // the last forward used batch statistics
-	moments                *kernels.Moments // the producing Conv's statistics of x (shareMoments)
+	trained                bool    // the last forward used batch statistics
+	link                   *convBN // shared with the Conv producing x (linkConvBN)
 }
 
 // fusedBNRelu is the engine-internal op of a BatchNormalization whose only reader is a Relu:
@@ -60,13 +60,23 @@ func buildBatchNorm(b *Build) (Kernel, error) {
 func (k *batchNorm) Forward(train bool) {
 	k.trained = train
 	if train {
-		kernels.BatchNormTrainMoments(k.p, k.moments, k.x.Data, k.gamma.Data, k.beta.Data, k.y.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data)
+		var m *kernels.Moments
+		if k.link != nil {
+			m = k.link.moments
+		}
+		kernels.BatchNormTrainMoments(k.p, m, k.x.Data, k.gamma.Data, k.beta.Data, k.y.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data)
 		return
 	}
 	kernels.BatchNormInfer(k.p, k.x.Data, k.gamma.Data, k.beta.Data, k.mu.Data, k.vr.Data, k.y.Data)
 }
 
 func (k *batchNorm) Backward() {
+	if l := k.link; k.trained && l != nil && l.lazy && k.dx != nil && k.dx.target == nil {
+		kernels.BatchNormBackwardTo(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
+			l.grad, buf(k.dgamma), buf(k.dbeta))
+		l.gradReady = true
+		return
+	}
 	if k.trained {
 		kernels.BatchNormBackward(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
 			buf(k.dx), buf(k.dgamma), buf(k.dbeta))

@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/qnas/qnas/internal/kernels"
+import (
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/kernels"
+)
 
 // conv runs Conv through im2col + GEMM (direct for depthwise).
 type conv struct {
@@ -9,21 +12,30 @@ type conv struct {
 	x, w, bias, y *Value
 	dx, dw, db    *GradDst
 	scratch       int
-	moments       *kernels.Moments // shared with the BatchNormalization reading y (shareMoments)
+	link          *convBN // shared with the BatchNormalization reading y (linkConvBN)
+}
+
+// convShape returns the kernel shape of Conv node n of g on an input of shape x.
+func convShape(g *graph.Graph, n *graph.Node, x []int) (kernels.ConvShape, graph.ConvInfo, error) {
+	ci, err := g.ConvGeometry(n)
+	if err != nil {
+		return kernels.ConvShape{}, ci, err
+	}
+	return kernels.ConvShape{
+		N: x[0], C: x[1], H: x[2], W: x[3],
+		OC: ci.OutC, KH: ci.KH, KW: ci.KW, SH: ci.SH, SW: ci.SW,
+		PT: ci.PadT, PL: ci.PadL, PB: ci.PadB, PR: ci.PadR, DH: ci.DH, DW: ci.DW, Groups: ci.Group,
+	}, ci, nil
 }
 
 func init() {
 	Register("Conv", func(b *Build) (Kernel, error) {
-		ci, err := b.Graph.ConvGeometry(b.Node)
+		x := b.In[0]
+		s, ci, err := convShape(b.Graph, b.Node, x.Shape)
 		if err != nil {
 			return nil, err
 		}
-		x := b.In[0]
-		k := &conv{b: b, x: x, w: b.In[1], y: b.Out[0], s: kernels.ConvShape{
-			N: x.Shape[0], C: x.Shape[1], H: x.Shape[2], W: x.Shape[3],
-			OC: ci.OutC, KH: ci.KH, KW: ci.KW, SH: ci.SH, SW: ci.SW,
-			PT: ci.PadT, PL: ci.PadL, PB: ci.PadB, PR: ci.PadR, DH: ci.DH, DW: ci.DW, Groups: ci.Group,
-		}}
+		k := &conv{b: b, x: x, w: b.In[1], y: b.Out[0], s: s}
 		if len(b.In) > 2 {
 			k.bias = b.In[2]
 		}
@@ -48,14 +60,19 @@ func (k *conv) Forward(train bool) {
 	if k.bias != nil {
 		bias = k.bias.Data
 	}
-	if train && k.moments != nil {
-		kernels.Conv2DMoments(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.moments)
+	if train && k.link != nil {
+		kernels.Conv2DMoments(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.link.moments)
 		return
 	}
 	kernels.Conv2D(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch))
 }
 
 func (k *conv) Backward() {
+	if l := k.link; l != nil && l.gradReady {
+		l.gradReady = false
+		kernels.Conv2DBackwardBN(k.s, k.x.Data, k.w.Data, l.grad, buf(k.dx), buf(k.dw), k.b.Plan.Scratch(k.scratch))
+		return
+	}
 	kernels.Conv2DBackward(k.s, k.x.Data, k.w.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch))
 }
 

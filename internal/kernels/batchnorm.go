@@ -178,6 +178,65 @@ func BatchNormInfer(p BNParams, x, gamma, beta, runMean, runVar, y []float32) {
 // mask of the fused ReLU from x, gamma and beta (beta may be nil, as in the
 // forward pass). dx, dgamma and dbeta may each be nil.
 func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma, dbeta []float32) {
+	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, nil, dx, dgamma, dbeta)
+}
+
+// BNInputGrad is the input gradient of a training-mode BatchNorm held as
+// what it is computed from (the BatchNorm's input and output gradient and
+// per-channel coefficients), so that its consumer can compute it plane by
+// plane where it needs it (Conv2DBackwardBN) instead of reading it back
+// from memory.
+type BNInputGrad struct {
+	p     BNParams
+	x, dy []float32
+	coef  [][6]float32 // per channel: mu, a, b, k, m1, m2 (see plane)
+}
+
+// NewBNInputGrad returns a BNInputGrad for c channels.
+func NewBNInputGrad(c int) *BNInputGrad { return &BNInputGrad{coef: make([][6]float32, c)} }
+
+// BatchNormBackwardTo is BatchNormBackward leaving the input gradient to
+// g: it computes dgamma and dbeta (either may be nil) and keeps in g what dx
+// is computed from. x and dy must not change until g has been used.
+func BatchNormBackwardTo(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g *BNInputGrad, dgamma, dbeta []float32) {
+	if len(g.coef) != p.C {
+		panic("kernels: BNInputGrad for the wrong number of channels")
+	}
+	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, g, nil, dgamma, dbeta)
+}
+
+// plane writes the input gradient of sample n, channel c to dst (p.HW
+// floats).
+func (g *BNInputGrad) plane(n, c int, dst []float32) {
+	o := (n*g.p.C + c) * g.p.HW
+	bnDxPlane(g.x[o:o+g.p.HW], g.dy[o:o+g.p.HW], dst, &g.coef[c], g.p.ReLU)
+}
+
+// bnDxPlane writes to dx the input gradient of one plane of x with output
+// gradient dy: dx = k·(g − m1 − (x − μ)·m2), with g = dy masked by the
+// fused ReLU (x·a + b > 0) when relu, and cf = {μ, a, b, k, m1, m2}: k =
+// γ·is, m1 = Σg/M and m2 = Σg·(x − μ)·is²/M.
+func bnDxPlane(x, dy, dx []float32, cf *[6]float32, relu bool) {
+	dy, dx = dy[:len(x)], dx[:len(x)]
+	mu, a, b, k, m1, m2 := cf[0], cf[1], cf[2], cf[3], cf[4], cf[5]
+	if j := bulk16(len(x)); j > 0 {
+		bnDx16(&x[0], &dy[0], &dx[0], j, cf, relu)
+		x, dy, dx = x[j:], dy[j:], dx[j:]
+	}
+	if !relu {
+		for i, v := range x {
+			dx[i] = k * (dy[i] - m1 - (v-mu)*m2)
+		}
+		return
+	}
+	for i, v := range x {
+		dx[i] = k * (maskf(dy[i], posMask(v*a+b)) - m1 - (v-mu)*m2)
+	}
+}
+
+// batchNormBackward computes dgamma and dbeta and fills g (when not nil);
+// with dx not nil it also writes the input gradient there.
+func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g *BNInputGrad, dx, dgamma, dbeta []float32) {
 	p.check(x, dy, gamma, beta)
 	need("dy", dy, len(x))
 	need("mean", mean, p.C)
@@ -185,6 +244,9 @@ func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma,
 	needOpt("dx", dx, len(x))
 	needOpt("dgamma", dgamma, p.C)
 	needOpt("dbeta", dbeta, p.C)
+	if g != nil {
+		g.p, g.x, g.dy = p, x, dy
+	}
 	C, HW := p.C, p.HW
 	M := float32(p.N * HW)
 	parFor(C, 3*p.N*HW, func(lo, hi int) {
@@ -205,29 +267,18 @@ func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma,
 			if dgamma != nil {
 				dgamma[c] = float32(sdx) * is
 			}
-			if dx == nil {
+			if g == nil && dx == nil {
 				continue
 			}
 			// dx = γ·is·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − μ)·is.
-			k := a
-			m1 := float32(sd) / M
-			m2 := float32(sdx) * is * is / M
-			for n := range p.N {
-				o := (n*C + c) * HW
-				xs, ds, gs := x[o:o+HW], dy[o:o+HW], dx[o:o+HW]
-				if j := bulk16(HW); j > 0 {
-					c6 := [6]float32{mu, a, b, k, m1, m2}
-					bnDx16(&xs[0], &ds[0], &gs[0], j, &c6, p.ReLU)
-					xs, ds, gs = xs[j:], ds[j:], gs[j:]
-				}
-				if !p.ReLU {
-					for i, v := range xs {
-						gs[i] = k * (ds[i] - m1 - (v-mu)*m2)
-					}
-					continue
-				}
-				for i, v := range xs {
-					gs[i] = k * (maskf(ds[i], posMask(v*a+b)) - m1 - (v-mu)*m2)
+			cf := [6]float32{mu, a, b, a, float32(sd) / M, float32(sdx) * is * is / M}
+			if g != nil {
+				g.coef[c] = cf
+			}
+			if dx != nil {
+				for n := range p.N {
+					o := (n*C + c) * HW
+					bnDxPlane(x[o:o+HW], dy[o:o+HW], dx[o:o+HW], &cf, p.ReLU)
 				}
 			}
 		}

@@ -375,18 +375,52 @@ func (pl *convPlan) forward(x, w, b, y []float32, n0, n1 int, scratch []float32)
 // kernel; otherwise as a GEMM into columns followed by col2im.
 func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 	pl := s.plan()
-	pl.check(x, w, db, nil, scratch)
 	need("dy", dy, pl.YLen())
-	needOpt("dx", dx, pl.XLen())
-	needOpt("dw", dw, pl.WLen())
 	if db != nil {
 		biasGrad(pl.N, pl.OC, pl.p, dy, db)
 	}
+	pl.backward(x, w, dySrc{dy: dy, c: pl.OC, hw: pl.p}, dx, dw, db, scratch)
+}
+
+// Direct reports whether the convolution takes one of the direct paths (3×3
+// with pads of 1 and stride 1 or 2, on CPUs with AVX-512), which
+// Conv2DBackwardBN requires.
+func (s ConvShape) Direct() bool {
+	if s.Validate() != nil {
+		return false
+	}
+	pl := s.plan()
+	return pl.isConv3x3() || pl.isConv3x3s2()
+}
+
+// Conv2DBackwardBN is Conv2DBackward for a convolution without bias whose
+// output gradient is the input gradient g of the BatchNorm it feeds,
+// computed plane by plane as the backward pass reads it instead of stored.
+// s must be Direct.
+func Conv2DBackwardBN(s ConvShape, x, w []float32, g *BNInputGrad, dx, dw, scratch []float32) {
+	pl := s.plan()
+	if !pl.isConv3x3() && !pl.isConv3x3s2() {
+		panic("kernels: Conv2DBackwardBN on a convolution without a direct path")
+	}
+	if g.p.C != pl.OC || g.p.N != pl.N || g.p.HW != pl.p {
+		panic("kernels: BNInputGrad of the wrong shape")
+	}
+	pl.backward(x, w, dySrc{bn: g, c: pl.OC, hw: pl.p}, dx, dw, nil, scratch)
+}
+
+// backward computes dx and dw (either may be nil) from the output gradient dy.
+func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []float32) {
+	pl.check(x, w, db, nil, scratch)
+	needOpt("dx", dx, pl.XLen())
+	needOpt("dw", dw, pl.WLen())
 	if dx == nil && dw == nil {
 		return
 	}
+	if dy.bn != nil && !pl.isConv3x3() && !pl.isConv3x3s2() {
+		panic("kernels: lazy output gradient on a convolution without a direct path")
+	}
 	if pl.Depthwise() {
-		depthwiseBackward(&pl, x, w, dy, dx, dw)
+		depthwiseBackward(pl, x, w, dy.dy, dx, dw)
 		return
 	}
 	W, pre, cl, WL := pl.workers(len(scratch)), pl.preLen(), pl.chunkLen(), pl.WLen()
@@ -431,14 +465,14 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 			if i > 0 {
 				dwi = parts[(i-1)*WL : i*WL]
 			}
-			q.weightGrad(x, dy, dwi, n0, n1, scr)
+			q.weightGrad(x, dy.dy, dwi, n0, n1, scr)
 		}
 		if dx != nil && pl.dxConv {
 			t := tp
 			t.serial = serial
-			t.forward(dy, wt, nil, dx, n0, n1, scr)
+			t.forward(dy.dy, wt, nil, dx, n0, n1, scr)
 		} else if dx != nil {
-			q.inputGrad(w, dy, dx, n0, n1, scr)
+			q.inputGrad(w, dy.dy, dx, n0, n1, scr)
 		}
 	})
 	pl.sumParts(dw, parts, W)

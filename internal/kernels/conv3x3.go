@@ -97,11 +97,11 @@ func (pl *convPlan) geom3() c3 {
 func roundUp(n, k int) int { return (n + k - 1) / k * k }
 
 // chunkLen3 is the scratch of one batch worker: a chunk of padded inputs
-// and of padded output gradients, an output tile and the weight-gradient
-// kernel's sums.
+// and of padded output gradients, an output tile, the weight-gradient
+// kernel's sums and one plane of output gradient.
 func (pl *convPlan) chunkLen3() int {
 	g := pl.geom3()
-	return (pl.C+pl.OC)*g.row + max(g.oc4, g.c4)*g.qv + pl.C*g.nb3*27
+	return (pl.C+pl.OC)*g.row + max(g.oc4, g.c4)*g.qv + pl.C*g.nb3*27 + pl.H*pl.W
 }
 
 // preLen3 is the shared scratch for the packed weights.
@@ -163,19 +163,43 @@ func (pl *convPlan) pack3T(w, wpk []float32) {
 // channel ch at dst[ch·row:], sample i at offset i·(h+1)·wp, writing each
 // float once: the rows, the zero gap after each row, and zeros around.
 func pad3(x []float32, m, c, h, w, wp, row int, dst []float32) {
+	pad3Planes(func(i, ch int) []float32 { return x[(i*c+ch)*h*w:][:h*w] }, m, c, h, w, wp, row, dst)
+}
+
+// pad3Planes is pad3 reading plane (sample i, channel ch) from get.
+func pad3Planes(get func(i, ch int) []float32, m, c, h, w, wp, row int, dst []float32) {
 	sp := (h + 1) * wp
 	for ch := range c {
 		r := dst[ch*row : (ch+1)*row]
 		for i := range m {
 			base := i * sp
 			clear(r[base : base+wp+1])
-			copyRows(x[(i*c+ch)*h*w:], r[base+wp+1:], h, w, w, wp)
+			copyRows(get(i, ch), r[base+wp+1:], h, w, w, wp)
 			for k := range h - 1 {
 				r[base+(k+2)*wp] = 0
 			}
 		}
 		clear(r[m*sp:])
 	}
+}
+
+// dySrc is where a backward pass reads the output gradient (c channels of
+// hw values per sample): stored in dy, or computed plane by plane from a
+// BatchNorm's input gradient bn.
+type dySrc struct {
+	dy    []float32
+	bn    *BNInputGrad
+	c, hw int
+}
+
+// plane returns the output gradient of sample n, channel ch, computing it
+// into tmp (hw floats) when it is not stored.
+func (d dySrc) plane(n, ch int, tmp []float32) []float32 {
+	if d.bn == nil {
+		return d.dy[(n*d.c+ch)*d.hw:][:d.hw]
+	}
+	d.bn.plane(n, ch, tmp)
+	return tmp[:d.hw]
 }
 
 // unpad3 copies the valid positions of an output tile (c channels of
@@ -219,13 +243,14 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 // back3 computes, for samples n0…n1, the weight gradient dw (when not nil)
 // and the input gradient dx (when not nil) from the weights pack3T wrote
 // to wpkT, padding each chunk of x and dy once.
-func (pl *convPlan) back3(x, dy, wpkT, dx, dw []float32, n0, n1 int, scratch []float32) {
+func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 int, scratch []float32) {
 	g := pl.geom3()
 	C, OC, H, W := pl.C, pl.OC, pl.H, pl.W
 	xp := scratch[:C*g.row]
 	dp := scratch[C*g.row:][:OC*g.row]
 	out := scratch[(C+OC)*g.row:][:g.c4*g.qv]
 	acc := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv:][:C*g.nb3*27]
+	tmp := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27:][:H*W]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	if dw != nil {
 		clear(acc)
@@ -233,7 +258,7 @@ func (pl *convPlan) back3(x, dy, wpkT, dx, dw []float32, n0, n1 int, scratch []f
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		qv := roundUp(m*g.sp, 16)
-		pad3(dy[c0*OC*H*W:], m, OC, H, W, g.wp, g.row, dp)
+		pad3Planes(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, H, W, g.wp, g.row, dp)
 		if dw != nil {
 			pad3(x[c0*C*H*W:], m, C, H, W, g.wp, g.row, xp)
 			// The output gradient at position q, as the forward pass

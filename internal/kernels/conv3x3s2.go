@@ -53,7 +53,7 @@ func (pl *convPlan) geom3s2() c3s2 {
 func (pl *convPlan) chunkLen3s2() int {
 	g := pl.geom3s2()
 	return max(pl.C*4*g.ps+g.oc4*g.qv, pl.OC*g.sd+2*g.c4*g.qvd,
-		pl.C*g.row+pl.OC*g.rdy+pl.C*g.nb3*27)
+		pl.C*g.row+pl.OC*g.rdy+pl.C*g.nb3*27) + pl.oh*pl.ow
 }
 
 // s2dxTaps lists, for each phase (a, b) of the padded input, the taps
@@ -140,12 +140,13 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 }
 
 // wgrad3s2 sets dw to the weight gradient of samples n0…n1.
-func (pl *convPlan) wgrad3s2(x, dy, dw []float32, n0, n1 int, scratch []float32) {
+func (pl *convPlan) wgrad3s2(x []float32, dy dySrc, dw []float32, n0, n1 int, scratch []float32) {
 	g := pl.geom3s2()
 	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
 	xr := scratch[:C*g.row]
 	dr := scratch[C*g.row:][:OC*g.rdy]
 	acc := scratch[C*g.row+OC*g.rdy:][:C*g.nb3*27]
+	tmp := scratch[C*g.row+OC*g.rdy+C*g.nb3*27:][:OH*OW]
 	clear(acc)
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
@@ -162,7 +163,7 @@ func (pl *convPlan) wgrad3s2(x, dy, dw []float32, n0, n1 int, scratch []float32)
 			for i := range m {
 				plane := row[i*g.ps : (i+1)*g.ps]
 				clear(plane)
-				copyRows(dy[((c0+i)*OC+o)*OH*OW:], plane, OH, OW, OW, g.pf)
+				copyRows(dy.plane(c0+i, o, tmp), plane, OH, OW, OW, g.pf)
 			}
 		}
 		offs := [6]int{0, P * 4, 2 * P * 4, 3 * P * 4, g.pf * 4, P*4 + g.pf*4}
@@ -178,15 +179,16 @@ func (pl *convPlan) wgrad3s2(x, dy, dw []float32, n0, n1 int, scratch []float32)
 }
 
 // dx3s2 sets dx for samples n0…n1 from the weights pack3s2T wrote.
-func (pl *convPlan) dx3s2(dy, wpkT, dx []float32, n0, n1 int, scratch []float32) {
+func (pl *convPlan) dx3s2(dy dySrc, wpkT, dx []float32, n0, n1 int, scratch []float32) {
 	g := pl.geom3s2()
 	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
 	dp := scratch[:OC*g.sd]
 	out := [2][]float32{scratch[OC*g.sd:][:g.c4*g.qvd], scratch[OC*g.sd+g.c4*g.qvd:][:g.c4*g.qvd]}
+	tmp := scratch[OC*g.sd+2*g.c4*g.qvd:][:OH*OW]
 	offs := [6]int{0, g.pd * 4}
 	ks := [4]*fwdKernels{&fwdS2dx00, &fwdS2dx01, &fwdS2dx10, &fwdS2dx11}
 	for n := n0; n < n1; n++ {
-		pad3(dy[n*OC*OH*OW:], 1, OC, OH, OW, g.pd, g.sd, dp)
+		pad3Planes(func(_, ch int) []float32 { return dy.plane(n, ch, tmp) }, 1, OC, OH, OW, g.pd, g.sd, dp)
 		dxn := dx[n*C*H*W : (n+1)*C*H*W]
 		for a := range 2 {
 			// Phases (a, 0) and (a, 1) give the odd and even columns of

@@ -52,3 +52,50 @@ func TestConvMomentsFeedBatchNorm(t *testing.T) {
 		}
 	}
 }
+
+// TestConvBackwardBN checks that a convolution's backward pass reading the
+// gradient of the BatchNorm it feeds plane by plane (Conv2DBackwardBN)
+// gives what the stored gradient gives, on both direct paths, with and
+// without a fused ReLU.
+func TestConvBackwardBN(t *testing.T) {
+	if !haveConv3x3 {
+		t.Skip("no direct convolution path in this build or on this CPU")
+	}
+	shapes := []ConvShape{
+		{N: 5, C: 3, H: 9, W: 8, OC: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 4, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+	}
+	r := rand.New(rand.NewPCG(8, 8))
+	for _, s := range shapes {
+		for _, relu := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/relu=%v", s, relu), func(t *testing.T) {
+				if !s.Direct() {
+					t.Fatal("shape not Direct")
+				}
+				x, w, dz := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
+				y := make([]float32, s.YLen())
+				scratch := make([]float32, s.ScratchLen())
+				Conv2D(s, x, w, nil, y, scratch)
+				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: relu}
+				gamma, beta := randn(r, s.OC), randn(r, s.OC)
+				z, mean, invStd := make([]float32, len(y)), make([]float32, s.OC), make([]float32, s.OC)
+				BatchNormTrain(p, y, gamma, beta, z, mean, invStd, nil, nil)
+
+				dy, dg, db := make([]float32, len(y)), make([]float32, s.OC), make([]float32, s.OC)
+				BatchNormBackward(p, y, dz, gamma, beta, mean, invStd, dy, dg, db)
+				dx, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
+				Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+
+				g := NewBNInputGrad(s.OC)
+				dg2, db2 := make([]float32, s.OC), make([]float32, s.OC)
+				BatchNormBackwardTo(p, y, dz, gamma, beta, mean, invStd, g, dg2, db2)
+				dx2, dw2 := make([]float32, s.XLen()), make([]float32, s.WLen())
+				Conv2DBackwardBN(s, x, w, g, dx2, dw2, scratch)
+				closeTo(t, "dgamma", dg2, f64(dg), 0)
+				closeTo(t, "dbeta", db2, f64(db), 0)
+				closeTo(t, "dx", dx2, f64(dx), 0)
+				closeTo(t, "dw", dw2, f64(dw), 0)
+			})
+		}
+	}
+}

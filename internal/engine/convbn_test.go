@@ -1,0 +1,73 @@
+package engine
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/testenv"
+)
+
+// TestConvBNLinkSameGradients trains ResNet-20 (BatchNorm kept) one step with and
+// without the Conv → BatchNormalization links (shared moments, lazy input gradients) and
+// checks that the loss and every parameter gradient agree.
+func TestConvBNLinkSameGradients(t *testing.T) {
+	g, err := graph.Load(testenv.Path("testdata", "models", "resnet20_bn.onnx"), graph.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Canonicalize(graph.CanonicalOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const batch = 6
+	run := func(link bool) (float64, map[string][]float32, int) {
+		old := linkConvBNEnabled
+		linkConvBNEnabled = link
+		defer func() { linkConvBNEnabled = old }()
+		p, err := Compile(g, batch, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lazy := 0
+		for _, l := range p.convBN {
+			if l.lazy {
+				lazy++
+			}
+		}
+		r := rand.New(rand.NewPCG(1, 1))
+		for _, v := range p.Values {
+			if v.Kind == Input {
+				for i := range v.Data {
+					v.Data[i] = float32(r.NormFloat64())
+				}
+			}
+		}
+		labels := []int32{0, 1, 2, 3, 4, 5}
+		p.Forward(true)
+		loss, _ := p.SoftmaxCrossEntropy(g.Outputs[0], labels)
+		p.Backward()
+		grads := map[string][]float32{}
+		for _, v := range p.Params {
+			grads[v.Name] = append([]float32(nil), v.Grad...)
+		}
+		return loss, grads, lazy
+	}
+	l1, g1, lazy := run(true)
+	l0, g0, none := run(false)
+	if lazy < 15 || none != 0 {
+		t.Fatalf("%d lazy links with linking on (want all 3×3 Conv → BN pairs), %d with it off", lazy, none)
+	}
+	if math.Abs(l1-l0) > 1e-5 {
+		t.Errorf("loss %g linked, %g unlinked", l1, l0)
+	}
+	for name, a := range g0 {
+		b := g1[name]
+		for i := range a {
+			if d := math.Abs(float64(a[i] - b[i])); d > 1e-4*(1+math.Abs(float64(a[i]))) {
+				t.Errorf("%s[%d]: %g linked, %g unlinked", name, i, b[i], a[i])
+				break
+			}
+		}
+	}
+}
