@@ -113,10 +113,12 @@ func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, run
 				runVar[c] = float32((1-m)*float64(runVar[c]) + m*uv)
 			}
 			a, b := bnScaleShift(gamma, beta, c, float32(mu), float32(is))
-			for n := range p.N {
+			planes(p.N, C*HW, HW, func(_, np int) {
+				affinePlanes(&x[c*HW], &y[c*HW], HW, np, C*HW, a, b, p.ReLU)
+			}, func(n int) {
 				o := (n*C + c) * HW
 				bnAffine(x[o:o+HW], y[o:o+HW], a, b, p.ReLU)
-			}
+			})
 		}
 	})
 }
@@ -208,8 +210,14 @@ func BatchNormBackwardTo(p BNParams, x, dy, gamma, beta, mean, invStd []float32,
 // plane writes the input gradient of sample n, channel c to dst (p.HW
 // floats).
 func (g *BNInputGrad) plane(n, c int, dst []float32) {
-	o := (n*g.p.C + c) * g.p.HW
-	bnDxPlane(g.x[o:o+g.p.HW], g.dy[o:o+g.p.HW], dst, &g.coef[c], g.p.ReLU)
+	HW := g.p.HW
+	o := (n*g.p.C + c) * HW
+	x, dy, dx := g.x[o:o+HW], g.dy[o:o+HW], dst[:HW]
+	if haveElem16 && useElem16 {
+		bnDxPlanes(&x[0], &dy[0], &dx[0], HW, 1, HW, &g.coef[c], g.p.ReLU)
+		return
+	}
+	bnDxPlane(x, dy, dx, &g.coef[c], g.p.ReLU)
 }
 
 // bnDxPlane writes to dx the input gradient of one plane of x with output
@@ -255,12 +263,19 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 			a, b := bnScaleShift(gamma, beta, c, mu, is)
 			// Σdy and Σdy·(x − μ), over the pixels the ReLU let through.
 			var sd, sdx float64
-			for n := range p.N {
+			planes(p.N, C*HW, HW, func(_, np int) {
+				var acc [32]float64
+				gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, np, C*HW, &[3]float32{mu, a, b}, p.ReLU, &acc)
+				for i := range 16 {
+					sd += acc[i]
+					sdx += acc[16+i]
+				}
+			}, func(n int) {
 				o := (n*C + c) * HW
 				s1, s2 := bnGradSums(x[o:o+HW], dy[o:o+HW], mu, a, b, p.ReLU)
 				sd += s1
 				sdx += s2
-			}
+			})
 			if dbeta != nil {
 				dbeta[c] = float32(sd)
 			}
@@ -276,10 +291,12 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 				g.coef[c] = cf
 			}
 			if dx != nil {
-				for n := range p.N {
+				planes(p.N, C*HW, HW, func(_, np int) {
+					bnDxPlanes(&x[c*HW], &dy[c*HW], &dx[c*HW], HW, np, C*HW, &cf, p.ReLU)
+				}, func(n int) {
 					o := (n*C + c) * HW
 					bnDxPlane(x[o:o+HW], dy[o:o+HW], dx[o:o+HW], &cf, p.ReLU)
-				}
+				})
 			}
 		}
 	})

@@ -121,3 +121,20 @@ func interleave(even, odd, dst []float32) {
 		dst[2*j+1] = v
 	}
 }
+
+// planes runs over the np planes of hw floats, stride apart, of one
+// channel: all at once through the AVX-512 loop fast(0, np) where it can
+// run, else plane by plane through slow(n). fast is only called with at
+// least one plane, and the callers' slices hold them all.
+func planes(np, stride, hw int, fast func(n0, np int), slow func(n int)) {
+	if np < 1 || hw < 1 {
+		return
+	}
+	if haveElem16 && useElem16 {
+		fast(0, np)
+		return
+	}
+	for n := range np {
+		slow(n)
+	}
+}

@@ -482,3 +482,238 @@ rg2:
 	JNZ rg2
 	VZEROUPPER
 	RET
+
+// The *Planes loops run over np planes of hw floats each, stride floats
+// apart (a channel of an N×C×H×W tensor), the last hw mod 16 floats of a
+// plane under a mask.
+
+// func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[3]float32, relu bool, acc *[32]float64)
+// With c = {mu, a, b} and g = dy, or dy where x·a + b > 0 when relu:
+// acc[0:16] += Σg and acc[16:32] += Σg·(x − mu), lane by lane, summed in
+// float32 within a plane and in float64 across planes.
+TEXT ·gradSumsPlanes(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), DI
+	MOVQ hw+16(FP), BX
+	MOVQ np+24(FP), R8
+	MOVQ stride+32(FP), R9
+	SHLQ $2, R9
+	MOVQ c+40(FP), DX
+	VBROADCASTSS 0(DX), Z28
+	VBROADCASTSS 4(DX), Z30
+	VBROADCASTSS 8(DX), Z31
+	MOVBLZX relu+48(FP), R12
+	MOVQ acc+56(FP), R13
+	VPXORD Z29, Z29, Z29
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLXL CX, AX, AX
+	DECL AX
+	KMOVW AX, K2
+	SHRQ $4, BX
+gsp:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ BX, CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ gsptail
+gspvec:
+	VMOVUPS (R10), Z2
+	VMOVUPS (R11), Z3
+	TESTQ R12, R12
+	JZ gspv1
+	VMOVAPS Z2, Z4
+	VFMADD213PS Z31, Z30, Z4
+	VCMPPS $0x1e, Z29, Z4, K1
+	VMOVAPS.Z Z3, K1, Z3
+gspv1:
+	VSUBPS Z28, Z2, Z2
+	VADDPS Z3, Z0, Z0
+	VFMADD231PS Z3, Z2, Z1
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ CX
+	JNZ gspvec
+gsptail:
+	KORTESTW K2, K2
+	JZ gspflush
+	VMOVUPS.Z (R10), K2, Z2
+	VMOVUPS.Z (R11), K2, Z3
+	TESTQ R12, R12
+	JZ gspt1
+	VMOVAPS Z2, Z4
+	VFMADD213PS Z31, Z30, Z4
+	VCMPPS $0x1e, Z29, Z4, K1
+	VMOVAPS.Z Z3, K1, Z3
+gspt1:
+	VSUBPS Z28, Z2, Z2
+	VADDPS Z3, Z0, Z0
+	VFMADD231PS Z3, Z2, Z1
+gspflush:
+	VCVTPS2PD Y0, Z4
+	VEXTRACTF64X4 $1, Z0, Y5
+	VCVTPS2PD Y5, Z5
+	VADDPD Z4, Z20, Z20
+	VADDPD Z5, Z21, Z21
+	VCVTPS2PD Y1, Z4
+	VEXTRACTF64X4 $1, Z1, Y5
+	VCVTPS2PD Y5, Z5
+	VADDPD Z4, Z22, Z22
+	VADDPD Z5, Z23, Z23
+	ADDQ R9, SI
+	ADDQ R9, DI
+	DECQ R8
+	JNZ gsp
+	VADDPD (R13), Z20, Z20
+	VADDPD 64(R13), Z21, Z21
+	VADDPD 128(R13), Z22, Z22
+	VADDPD 192(R13), Z23, Z23
+	VMOVUPD Z20, (R13)
+	VMOVUPD Z21, 64(R13)
+	VMOVUPD Z22, 128(R13)
+	VMOVUPD Z23, 192(R13)
+	VZEROUPPER
+	RET
+
+// func affinePlanes(x, y *float32, hw, np, stride int, a, b float32, relu bool)
+// y = x·a + b, then max(·, 0) when relu.
+TEXT ·affinePlanes(SB), NOSPLIT, $0-49
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ hw+16(FP), BX
+	MOVQ np+24(FP), R8
+	MOVQ stride+32(FP), R9
+	SHLQ $2, R9
+	VBROADCASTSS a+40(FP), Z30
+	VBROADCASTSS b+44(FP), Z31
+	MOVBLZX relu+48(FP), R12
+	VPXORD Z29, Z29, Z29
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLXL CX, AX, AX
+	DECL AX
+	KMOVW AX, K2
+	SHRQ $4, BX
+afp:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ afptail
+afpvec:
+	VMOVUPS (R10), Z0
+	VFMADD213PS Z31, Z30, Z0
+	TESTQ R12, R12
+	JZ afpv1
+	VMAXPS Z29, Z0, Z0
+afpv1:
+	VMOVUPS Z0, (R11)
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ CX
+	JNZ afpvec
+afptail:
+	KORTESTW K2, K2
+	JZ afpnext
+	VMOVUPS.Z (R10), K2, Z0
+	VFMADD213PS Z31, Z30, Z0
+	TESTQ R12, R12
+	JZ afpt1
+	VMAXPS Z29, Z0, Z0
+afpt1:
+	VMOVUPS Z0, K2, (R11)
+afpnext:
+	ADDQ R9, SI
+	ADDQ R9, DI
+	DECQ R8
+	JNZ afp
+	VZEROUPPER
+	RET
+
+// func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[6]float32, relu bool)
+// With c = {mu, a, b, k, m1, m2} and g as in gradSumsPlanes:
+// dx = k·(g − m1 − (x − mu)·m2).
+TEXT ·bnDxPlanes(SB), NOSPLIT, $0-57
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), DI
+	MOVQ dx+16(FP), R14
+	MOVQ hw+24(FP), BX
+	MOVQ np+32(FP), R8
+	MOVQ stride+40(FP), R9
+	SHLQ $2, R9
+	MOVQ c+48(FP), DX
+	VBROADCASTSS 0(DX), Z26
+	VBROADCASTSS 4(DX), Z27
+	VBROADCASTSS 8(DX), Z28
+	VBROADCASTSS 12(DX), Z29
+	VBROADCASTSS 16(DX), Z30
+	VBROADCASTSS 20(DX), Z31
+	VPXORD Z25, Z25, Z25
+	MOVBLZX relu+56(FP), R12
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLXL CX, AX, AX
+	DECL AX
+	KMOVW AX, K2
+	SHRQ $4, BX
+dxp2:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ R14, R13
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ dxptail
+dxpvec:
+	VMOVUPS (R10), Z0
+	VMOVUPS (R11), Z1
+	TESTQ R12, R12
+	JZ dxpv1
+	VMOVAPS Z0, Z2
+	VFMADD213PS Z28, Z27, Z2
+	VCMPPS $0x1e, Z25, Z2, K1
+	VMOVAPS.Z Z1, K1, Z1
+dxpv1:
+	VSUBPS Z26, Z0, Z0
+	VSUBPS Z30, Z1, Z1
+	VFNMADD231PS Z31, Z0, Z1
+	VMULPS Z29, Z1, Z1
+	VMOVUPS Z1, (R13)
+	ADDQ $64, R10
+	ADDQ $64, R11
+	ADDQ $64, R13
+	DECQ CX
+	JNZ dxpvec
+dxptail:
+	KORTESTW K2, K2
+	JZ dxpnext
+	VMOVUPS.Z (R10), K2, Z0
+	VMOVUPS.Z (R11), K2, Z1
+	TESTQ R12, R12
+	JZ dxpt1
+	VMOVAPS Z0, Z2
+	VFMADD213PS Z28, Z27, Z2
+	VCMPPS $0x1e, Z25, Z2, K1
+	VMOVAPS.Z Z1, K1, Z1
+dxpt1:
+	VSUBPS Z26, Z0, Z0
+	VSUBPS Z30, Z1, Z1
+	VFNMADD231PS Z31, Z0, Z1
+	VMULPS Z29, Z1, Z1
+	VMOVUPS Z1, K2, (R13)
+dxpnext:
+	ADDQ R9, SI
+	ADDQ R9, DI
+	ADDQ R9, R14
+	DECQ R8
+	JNZ dxp2
+	VZEROUPPER
+	RET
