@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test suite: installs what the tests need (scripts/deps.sh), then vets and tests the
-# default (OpenBLAS, cgo) build and the pure-Go build. Missing test data fails the run.
+# default (OpenBLAS, cgo) build, the packages that run goroutines over shared buffers under
+# the race detector, and the pure-Go build. Missing test data fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test
 export QNAS_REQUIRE_TESTDATA=1
 go vet ./...
 go test -count=1 ./...
+go test -count=1 -race ./internal/kernels ./internal/engine
 CGO_ENABLED=0 go test -count=1 -tags purego ./...

@@ -34,9 +34,9 @@ func binary(x, dy, dx []float32, cost int, f func(x, dy, dx []float32)) {
 func ReLU(x, y []float32) {
 	unary(x, y, 1, func(x, y []float32) {
 		y = y[:len(x)]
-		if n := bulk16(len(x)); n > 0 {
-			affine16(&x[0], &y[0], n, 1, 0, true)
-			x, y = x[n:], y[n:]
+		if haveElem16 && useElem16 && len(x) > 0 {
+			affinePlanes(&x[0], &y[0], len(x), 1, len(x), 1, 0, true)
+			return
 		}
 		for i, v := range x {
 			y[i] = relu32(v)

@@ -24,9 +24,9 @@ func (p BNParams) check(x, y, gamma, beta []float32) {
 // recomputes the ReLU mask through the same expression.
 func bnAffine(x, y []float32, a, b float32, relu bool) {
 	y = y[:len(x)]
-	if n := bulk16(len(x)); n > 0 {
-		affine16(&x[0], &y[0], n, a, b, relu)
-		x, y = x[n:], y[n:]
+	if haveElem16 && useElem16 && len(x) > 0 {
+		affinePlanes(&x[0], &y[0], len(x), 1, len(x), a, b, relu)
+		return
 	}
 	if relu {
 		for i, v := range x {
@@ -227,10 +227,6 @@ func (g *BNInputGrad) plane(n, c int, dst []float32) {
 func bnDxPlane(x, dy, dx []float32, cf *[6]float32, relu bool) {
 	dy, dx = dy[:len(x)], dx[:len(x)]
 	mu, a, b, k, m1, m2 := cf[0], cf[1], cf[2], cf[3], cf[4], cf[5]
-	if j := bulk16(len(x)); j > 0 {
-		bnDx16(&x[0], &dy[0], &dx[0], j, cf, relu)
-		x, dy, dx = x[j:], dy[j:], dx[j:]
-	}
 	if !relu {
 		for i, v := range x {
 			dx[i] = k * (dy[i] - m1 - (v-mu)*m2)
@@ -306,12 +302,6 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 // ReLU when relu is set.
 func bnGradSums(x, dy []float32, mu, a, b float32, relu bool) (sd, sdx float64) {
 	dy = dy[:len(x)]
-	if n := bulk16(len(x)); n > 0 {
-		var acc [32]float32
-		gradSums16(&x[0], &dy[0], n, mu, a, b, relu, &acc[0])
-		sd, sdx = lanes(&acc)
-		x, dy = x[n:], dy[n:]
-	}
 	var s0, s1 float32
 	if !relu {
 		for i, v := range x {
@@ -319,12 +309,12 @@ func bnGradSums(x, dy []float32, mu, a, b float32, relu bool) (sd, sdx float64) 
 			s0 += g
 			s1 += g * (v - mu)
 		}
-		return sd + float64(s0), sdx + float64(s1)
+		return float64(s0), float64(s1)
 	}
 	for i, v := range x {
 		g := maskf(dy[i], posMask(v*a+b))
 		s0 += g
 		s1 += g * (v - mu)
 	}
-	return sd + float64(s0), sdx + float64(s1)
+	return float64(s0), float64(s1)
 }

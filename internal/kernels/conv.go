@@ -458,7 +458,7 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 		pl.flipKernel(w, wt)
 	}
 	pl.split(W, chunks, func(serial bool, i, n0, n1 int, scr []float32) {
-		q := pl
+		q := *pl
 		q.serial = serial
 		if dw != nil {
 			dwi := dw

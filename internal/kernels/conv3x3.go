@@ -110,53 +110,45 @@ func (pl *convPlan) preLen3() int {
 	return max(g.oc4*pl.C, g.c4*pl.OC) * 9
 }
 
-// pack3 writes the weights of the forward kernel: for each block of 4
-// output channels, [C][9][4] floats, zero beyond OC.
-func (pl *convPlan) pack3(w, wpk []float32) {
-	C, OC := pl.C, pl.OC
-	g := pl.geom3()
-	wpk = wpk[:g.oc4*C*9]
-	for oc := range g.oc4 {
-		b, j := oc/4, oc%4
-		for c := range C {
-			d := wpk[(b*C+c)*36+j:]
-			if oc >= OC {
-				for t := range 9 {
-					d[t*4] = 0
+// taps3 and flip3 list the 9 taps of a 3×3 kernel in order and reversed.
+var (
+	taps3 = []int{0, 1, 2, 3, 4, 5, 6, 7, 8}
+	flip3 = []int{8, 7, 6, 5, 4, 3, 2, 1, 0}
+)
+
+// packTiles writes the weights of a forward kernel family to wpk: for each
+// block of 4 kernel outputs o (zero for o ≥ nout), [nin][len(taps)][4]
+// floats, tap t of output o and input i being w[at(o, i) + taps[t]].
+func packTiles(w, wpk []float32, nout, nin int, at func(o, i int) int, taps []int) {
+	nt := len(taps)
+	for o := range roundUp(nout, 4) {
+		b, j := o/4, o%4
+		for i := range nin {
+			d := wpk[((b*nin+i)*nt)*4+j:]
+			for t, k := range taps {
+				v := float32(0)
+				if o < nout {
+					v = w[at(o, i)+k]
 				}
-				continue
-			}
-			src := w[(oc*C+c)*9:][:9]
-			for t, v := range src {
 				d[t*4] = v
 			}
 		}
 	}
 }
 
+// pack3 writes the weights of the forward kernel: for each block of 4
+// output channels, [C][9][4] floats.
+func (pl *convPlan) pack3(w, wpk []float32) {
+	C := pl.C
+	packTiles(w, wpk, pl.OC, C, func(o, c int) int { return (o*C + c) * 9 }, taps3)
+}
+
 // pack3T writes the weights of the input-gradient kernel (a convolution
 // from OC to C channels with the flipped kernel): for each block of 4 input
 // channels c, [OC][9][4] floats holding w[o][c][8−t].
 func (pl *convPlan) pack3T(w, wpk []float32) {
-	C, OC := pl.C, pl.OC
-	g := pl.geom3()
-	wpk = wpk[:g.c4*OC*9]
-	for c := range g.c4 {
-		b, j := c/4, c%4
-		for o := range OC {
-			d := wpk[(b*OC+o)*36+j:]
-			if c >= C {
-				for t := range 9 {
-					d[t*4] = 0
-				}
-				continue
-			}
-			src := w[(o*C+c)*9:][:9]
-			for t, v := range src {
-				d[(8-t)*4] = v
-			}
-		}
-	}
+	C := pl.C
+	packTiles(w, wpk, C, pl.OC, func(c, o int) int { return (o*C + c) * 9 }, flip3)
 }
 
 // pad3 writes samples x (m of c channels, h×w each) in the padded layout:

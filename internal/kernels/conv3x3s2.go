@@ -56,17 +56,13 @@ func (pl *convPlan) chunkLen3s2() int {
 		pl.C*g.row+pl.OC*g.rdy+pl.C*g.nb3*27) + pl.oh*pl.ow
 }
 
-// s2dxTaps lists, for each phase (a, b) of the padded input, the taps
-// (kh, kw) that reach it in the order the S2dx kernels take them, and
-// s2dxAt where each phase's packed weights start (in units of c4·OC).
+// s2dxTaps lists, for each phase (a, b) of the padded input, the taps kh·3
+// + kw that reach it (kh ≡ a, kw ≡ b mod 2) in the order the S2dx kernels
+// take them, and s2dxAt where each phase's packed weights start (in units
+// of c4·OC).
 var (
-	s2dxTaps = [4][][2]int{
-		{{0, 0}, {0, 2}, {2, 0}, {2, 2}},
-		{{0, 1}, {2, 1}},
-		{{1, 0}, {1, 2}},
-		{{1, 1}},
-	}
-	s2dxAt = [4]int{0, 4, 6, 8}
+	s2dxTaps = [4][]int{{0, 2, 6, 8}, {1, 7}, {3, 5}, {4}}
+	s2dxAt   = [4]int{0, 4, 6, 8}
 )
 
 // pack3s2T writes the weights of the four input-gradient kernels: for phase
@@ -75,20 +71,7 @@ func (pl *convPlan) pack3s2T(w, wpk []float32) {
 	C, OC := pl.C, pl.OC
 	c4 := roundUp(C, 4)
 	for p, taps := range s2dxTaps {
-		d := wpk[s2dxAt[p]*c4*OC:][:len(taps)*c4*OC]
-		nt := len(taps)
-		for c := range c4 {
-			b, j := c/4, c%4
-			for o := range OC {
-				for t, k := range taps {
-					v := float32(0)
-					if c < C {
-						v = w[(o*C+c)*9+k[0]*3+k[1]]
-					}
-					d[((b*OC+o)*nt+t)*4+j] = v
-				}
-			}
-		}
+		packTiles(w, wpk[s2dxAt[p]*c4*OC:], C, OC, func(c, o int) int { return (o*C + c) * 9 }, taps)
 	}
 }
 

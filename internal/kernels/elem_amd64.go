@@ -12,15 +12,6 @@ func init() { haveElem16 = cpu.X86.HasAVX512F && cpu.X86.HasBMI2 }
 func sumSq16(x *float32, n int, k float32, acc *float32)
 
 //go:noescape
-func affine16(x, y *float32, n int, a, b float32, relu bool)
-
-//go:noescape
-func gradSums16(x, dy *float32, n int, mu, a, b float32, relu bool, acc *float32)
-
-//go:noescape
-func bnDx16(x, dy, dx *float32, n int, c *[6]float32, relu bool)
-
-//go:noescape
 func reluGrad16(x, dy, dx *float32, n int)
 
 //go:noescape

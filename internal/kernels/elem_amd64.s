@@ -2,6 +2,14 @@
 
 #include "textflag.h"
 
+// MASKLOW sets mask register k to the low n bits (0 ≤ n ≤ 16, n in a
+// register); it clobbers AX.
+#define MASKLOW(n, k) MOVL $1, AX; SHLXL n, AX, AX; DECL AX; KMOVW AX, k
+
+// RELUMASK zeroes the lanes of g where x·a + b ≤ 0 (zero holds 0s); it
+// clobbers tmp and K1.
+#define RELUMASK(x, g, a, b, zero, tmp) VMOVAPS x, tmp; VFMADD213PS b, a, tmp; VCMPPS $0x1e, zero, tmp, K1; VMOVAPS.Z g, K1, g
+
 // AVX-512 loops of the BatchNorm and ReLU kernels (see elem.go). Each
 // handles n elements, n a positive multiple of 16; the callers do the rest.
 
@@ -39,145 +47,6 @@ sumsqdone:
 	VADDPS 64(DX), Z1, Z1
 	VMOVUPS Z0, (DX)
 	VMOVUPS Z1, 64(DX)
-	VZEROUPPER
-	RET
-
-// func affine16(x, y *float32, n int, a, b float32, relu bool)
-// y = x·a + b, then max(·, 0) when relu.
-TEXT ·affine16(SB), NOSPLIT, $0-33
-	MOVQ x+0(FP), SI
-	MOVQ y+8(FP), DI
-	MOVQ n+16(FP), CX
-	VBROADCASTSS a+24(FP), Z30
-	VBROADCASTSS b+28(FP), Z31
-	VPXORD Z29, Z29, Z29
-	SHRQ $4, CX
-	MOVBLZX relu+32(FP), AX
-	TESTQ AX, AX
-	JNZ affrelu
-aff:
-	VMOVUPS (SI), Z0
-	VFMADD213PS Z31, Z30, Z0
-	VMOVUPS Z0, (DI)
-	ADDQ $64, SI
-	ADDQ $64, DI
-	DECQ CX
-	JNZ aff
-	VZEROUPPER
-	RET
-affrelu:
-	VMOVUPS (SI), Z0
-	VFMADD213PS Z31, Z30, Z0
-	VMAXPS Z29, Z0, Z0
-	VMOVUPS Z0, (DI)
-	ADDQ $64, SI
-	ADDQ $64, DI
-	DECQ CX
-	JNZ affrelu
-	VZEROUPPER
-	RET
-
-// func gradSums16(x, dy *float32, n int, mu, a, b float32, relu bool, acc *float32)
-// With g = dy, or dy where x·a + b > 0 when relu: acc[0:16] += g,
-// acc[16:32] += g·(x − mu).
-TEXT ·gradSums16(SB), NOSPLIT, $0-48
-	MOVQ x+0(FP), SI
-	MOVQ dy+8(FP), DI
-	MOVQ n+16(FP), CX
-	VBROADCASTSS mu+24(FP), Z28
-	VBROADCASTSS a+28(FP), Z30
-	VBROADCASTSS b+32(FP), Z31
-	MOVBLZX relu+36(FP), AX
-	MOVQ acc+40(FP), DX
-	VPXORD Z29, Z29, Z29
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	SHRQ $4, CX
-	TESTQ AX, AX
-	JNZ gsrelu
-gs:
-	VMOVUPS (SI), Z2
-	VMOVUPS (DI), Z3
-	VSUBPS Z28, Z2, Z2
-	VADDPS Z3, Z0, Z0
-	VFMADD231PS Z3, Z2, Z1
-	ADDQ $64, SI
-	ADDQ $64, DI
-	DECQ CX
-	JNZ gs
-	JMP gsdone
-gsrelu:
-	VMOVUPS (SI), Z2
-	VMOVAPS Z2, Z4
-	VFMADD213PS Z31, Z30, Z4
-	VCMPPS $0x1e, Z29, Z4, K1
-	VMOVUPS.Z (DI), K1, Z3
-	VSUBPS Z28, Z2, Z2
-	VADDPS Z3, Z0, Z0
-	VFMADD231PS Z3, Z2, Z1
-	ADDQ $64, SI
-	ADDQ $64, DI
-	DECQ CX
-	JNZ gsrelu
-gsdone:
-	VADDPS (DX), Z0, Z0
-	VADDPS 64(DX), Z1, Z1
-	VMOVUPS Z0, (DX)
-	VMOVUPS Z1, 64(DX)
-	VZEROUPPER
-	RET
-
-// func bnDx16(x, dy, dx *float32, n int, c *[6]float32, relu bool)
-// With c = {mu, a, b, k, m1, m2} and g as in gradSums16:
-// dx = k·(g − m1 − (x − mu)·m2).
-TEXT ·bnDx16(SB), NOSPLIT, $0-41
-	MOVQ x+0(FP), SI
-	MOVQ dy+8(FP), DI
-	MOVQ dx+16(FP), R8
-	MOVQ n+24(FP), CX
-	MOVQ c+32(FP), DX
-	VBROADCASTSS 0(DX), Z26
-	VBROADCASTSS 4(DX), Z27
-	VBROADCASTSS 8(DX), Z28
-	VBROADCASTSS 12(DX), Z29
-	VBROADCASTSS 16(DX), Z30
-	VBROADCASTSS 20(DX), Z31
-	VPXORD Z25, Z25, Z25
-	MOVBLZX relu+40(FP), AX
-	SHRQ $4, CX
-	TESTQ AX, AX
-	JNZ dxrelu
-dxp:
-	VMOVUPS (SI), Z0
-	VMOVUPS (DI), Z1
-	VSUBPS Z26, Z0, Z0
-	VSUBPS Z30, Z1, Z1
-	VFNMADD231PS Z31, Z0, Z1
-	VMULPS Z29, Z1, Z1
-	VMOVUPS Z1, (R8)
-	ADDQ $64, SI
-	ADDQ $64, DI
-	ADDQ $64, R8
-	DECQ CX
-	JNZ dxp
-	VZEROUPPER
-	RET
-dxrelu:
-	VMOVUPS (SI), Z0
-	VMOVAPS Z0, Z2
-	VFMADD213PS Z28, Z27, Z2
-	VCMPPS $0x1e, Z25, Z2, K1
-	VMOVUPS.Z (DI), K1, Z1
-	VSUBPS Z26, Z0, Z0
-	VSUBPS Z30, Z1, Z1
-	VFNMADD231PS Z31, Z0, Z1
-	VMULPS Z29, Z1, Z1
-	VMOVUPS Z1, (R8)
-	ADDQ $64, SI
-	ADDQ $64, DI
-	ADDQ $64, R8
-	DECQ CX
-	JNZ dxrelu
 	VZEROUPPER
 	RET
 
@@ -320,19 +189,13 @@ deinttail:
 	JLE deintlo
 	MOVQ $16, BX
 deintlo:
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K1
+	MASKLOW(BX, K1)
 	MOVQ CX, BX
 	SUBQ $16, BX
 	JGE deinthi
 	XORQ BX, BX
 deinthi:
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K2
+	MASKLOW(BX, K2)
 	VMOVUPS.Z (SI), K1, Z0
 	VMOVUPS.Z 64(SI), K2, Z1
 	VMOVDQA32 Z30, Z2
@@ -342,17 +205,11 @@ deinthi:
 	// store (w+1)/2 evens and w/2 odds
 	LEAQ 1(CX), BX
 	SHRQ $1, BX
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K3
+	MASKLOW(BX, K3)
 	VMOVUPS Z2, K3, (DI)
 	MOVQ CX, BX
 	SHRQ $1, BX
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K4
+	MASKLOW(BX, K4)
 	VMOVUPS Z3, K4, (DX)
 deintdone:
 	VZEROUPPER
@@ -393,16 +250,10 @@ inttail:
 	JZ intdone
 	LEAQ 1(CX), BX
 	SHRQ $1, BX
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K1
+	MASKLOW(BX, K1)
 	MOVQ CX, BX
 	SHRQ $1, BX
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K2
+	MASKLOW(BX, K2)
 	VMOVUPS.Z (SI), K1, Z0
 	VMOVUPS.Z (DX), K2, Z1
 	VMOVDQA32 Z30, Z2
@@ -414,19 +265,13 @@ inttail:
 	JLE intlo
 	MOVQ $16, BX
 intlo:
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K3
+	MASKLOW(BX, K3)
 	MOVQ CX, BX
 	SUBQ $16, BX
 	JGE inthi
 	XORQ BX, BX
 inthi:
-	MOVL $1, AX
-	SHLXL BX, AX, AX
-	DECL AX
-	KMOVW AX, K4
+	MASKLOW(BX, K4)
 	VMOVUPS Z2, K3, (DI)
 	VMOVUPS Z3, K4, 64(DI)
 intdone:
@@ -511,10 +356,7 @@ TEXT ·gradSumsPlanes(SB), NOSPLIT, $0-64
 	VPXORD Z23, Z23, Z23
 	MOVQ BX, CX
 	ANDQ $15, CX
-	MOVL $1, AX
-	SHLXL CX, AX, AX
-	DECL AX
-	KMOVW AX, K2
+	MASKLOW(CX, K2)
 	SHRQ $4, BX
 gsp:
 	MOVQ SI, R10
@@ -529,10 +371,7 @@ gspvec:
 	VMOVUPS (R11), Z3
 	TESTQ R12, R12
 	JZ gspv1
-	VMOVAPS Z2, Z4
-	VFMADD213PS Z31, Z30, Z4
-	VCMPPS $0x1e, Z29, Z4, K1
-	VMOVAPS.Z Z3, K1, Z3
+	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z4)
 gspv1:
 	VSUBPS Z28, Z2, Z2
 	VADDPS Z3, Z0, Z0
@@ -548,10 +387,7 @@ gsptail:
 	VMOVUPS.Z (R11), K2, Z3
 	TESTQ R12, R12
 	JZ gspt1
-	VMOVAPS Z2, Z4
-	VFMADD213PS Z31, Z30, Z4
-	VCMPPS $0x1e, Z29, Z4, K1
-	VMOVAPS.Z Z3, K1, Z3
+	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z4)
 gspt1:
 	VSUBPS Z28, Z2, Z2
 	VADDPS Z3, Z0, Z0
@@ -597,10 +433,7 @@ TEXT ·affinePlanes(SB), NOSPLIT, $0-49
 	VPXORD Z29, Z29, Z29
 	MOVQ BX, CX
 	ANDQ $15, CX
-	MOVL $1, AX
-	SHLXL CX, AX, AX
-	DECL AX
-	KMOVW AX, K2
+	MASKLOW(CX, K2)
 	SHRQ $4, BX
 afp:
 	MOVQ SI, R10
@@ -660,10 +493,7 @@ TEXT ·bnDxPlanes(SB), NOSPLIT, $0-57
 	MOVBLZX relu+56(FP), R12
 	MOVQ BX, CX
 	ANDQ $15, CX
-	MOVL $1, AX
-	SHLXL CX, AX, AX
-	DECL AX
-	KMOVW AX, K2
+	MASKLOW(CX, K2)
 	SHRQ $4, BX
 dxp2:
 	MOVQ SI, R10
@@ -677,10 +507,7 @@ dxpvec:
 	VMOVUPS (R11), Z1
 	TESTQ R12, R12
 	JZ dxpv1
-	VMOVAPS Z0, Z2
-	VFMADD213PS Z28, Z27, Z2
-	VCMPPS $0x1e, Z25, Z2, K1
-	VMOVAPS.Z Z1, K1, Z1
+	RELUMASK(Z0, Z1, Z27, Z28, Z25, Z2)
 dxpv1:
 	VSUBPS Z26, Z0, Z0
 	VSUBPS Z30, Z1, Z1
@@ -699,10 +526,7 @@ dxptail:
 	VMOVUPS.Z (R11), K2, Z1
 	TESTQ R12, R12
 	JZ dxpt1
-	VMOVAPS Z0, Z2
-	VFMADD213PS Z28, Z27, Z2
-	VCMPPS $0x1e, Z25, Z2, K1
-	VMOVAPS.Z Z1, K1, Z1
+	RELUMASK(Z0, Z1, Z27, Z28, Z25, Z2)
 dxpt1:
 	VSUBPS Z26, Z0, Z0
 	VSUBPS Z30, Z1, Z1
