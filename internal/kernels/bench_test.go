@@ -30,6 +30,18 @@ var resnet20Convs = []struct {
 	{"64x7x7", ConvShape{N: 128, C: 64, H: 7, W: 7, OC: 64, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}},
 }
 
+// resnet20Down are ResNet-20's downsampling convolutions at batch 128: the
+// 3×3 stride-2 ones and the 1×1 stride-2 shortcuts.
+var resnet20Down = []struct {
+	name string
+	s    ConvShape
+}{
+	{"16to32x28x28s2", ConvShape{N: 128, C: 16, H: 28, W: 28, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1}},
+	{"32to64x14x14s2", ConvShape{N: 128, C: 32, H: 14, W: 14, OC: 64, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1}},
+	{"1x1:16to32x28x28s2", ConvShape{N: 128, C: 16, H: 28, W: 28, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2}},
+	{"1x1:32to64x14x14s2", ConvShape{N: 128, C: 32, H: 14, W: 14, OC: 64, KH: 1, KW: 1, SH: 2, SW: 2}},
+}
+
 // threadModes are the ways two cores can be used: one pipeline over a BLAS
 // that threads each call itself (blas), or batch workers over
 // single-threaded BLAS calls (batch, the default).
@@ -86,11 +98,12 @@ func BenchmarkConvBackward(b *testing.B) {
 }
 
 // BenchmarkConv times the ResNet-20 convolutions forward alone and forward
-// plus backward (dx, dw, db) in each thread mode. GFLOP/s counts 2 flops
+// plus backward (dx, dw, db) in each thread mode, on each path this build
+// and CPU have. GFLOP/s counts 2 flops
 // per multiply-add, and three GEMM-sized products for forward plus
 // backward.
 func BenchmarkConv(b *testing.B) {
-	for _, c := range resnet20Convs {
+	for _, c := range append(resnet20Convs[:len(resnet20Convs):len(resnet20Convs)], resnet20Down...) {
 		s := c.s
 		r := rand.New(rand.NewPCG(1, 2))
 		x, w, bias := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC)
@@ -214,4 +227,33 @@ func BenchmarkBatchNormReLU(b *testing.B) {
 			b.ReportMetric(float64(5*4*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})
 	}
+}
+
+// BenchmarkMicroKernel times the direct path's two main micro-kernels on one
+// core with their data in L1: the 3×3 stride-1 forward tile (4 output
+// channels × 96 positions, 16 input channels) and the weight-gradient tile
+// (3 output channels × 9 taps over 2400 positions). Against the core's
+// peak (2 AVX-512 FMAs per cycle, 64 flops) this says how much of the
+// convolutions' time is arithmetic and how much the data movement around it.
+func BenchmarkMicroKernel(b *testing.B) {
+	if !haveConv3x3 {
+		b.Skip("no AVX-512 micro-kernels in this build or on this CPU")
+	}
+	const nc, wp, cs = 16, 30, 2560 // cs: floats per channel, above what either kernel reads
+	x, w, y := make([]float32, nc*cs), make([]float32, nc*9*4), make([]float32, 4*128)
+	offs := [6]int{0, wp * 4, 2 * wp * 4}
+	b.Run("fwd4x6", func(b *testing.B) {
+		for b.Loop() {
+			fwdS1[6](&x[0], &w[0], &y[0], nc, cs*4, 128*4, &offs[0])
+		}
+		b.ReportMetric(float64(b.N)*4*96*9*nc*2/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
+	b.Run("wgrad3", func(b *testing.B) {
+		const nv = 150
+		dy, acc := make([]float32, 3*cs), make([]float32, 27)
+		for b.Loop() {
+			wgradS1[3](&x[0], &dy[0], &acc[0], nv, cs*4, &offs[0])
+		}
+		b.ReportMetric(float64(b.N)*nv*16*27*2/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
 }

@@ -105,20 +105,7 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 			phases(x[(n*C+c)*H*W:][:H*W], H, W, g.hq, g.wq, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
 		}
 		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs)
-		yn := y[n*OC*OH*OW:]
-		for oc := range OC {
-			yc := yn[oc*OH*OW : (oc+1)*OH*OW]
-			copyRows(out[oc*g.qv:], yc, OH, OW, g.pf, OW)
-			if b != nil {
-				bv := b[oc]
-				for i := range yc {
-					yc[i] += bv
-				}
-			}
-			if acc != nil {
-				acc.add(oc, yc)
-			}
-		}
+		unpad3(out, 1, OC, OH, OW, g.pf, g.qv, b, y[n*OC*OH*OW:], acc)
 	}
 }
 
