@@ -110,6 +110,9 @@ func BenchmarkConv(b *testing.B) {
 		y, dy := make([]float32, s.YLen()), randn(r, s.YLen())
 		dx, dw, db := make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
 		for _, path := range convPaths() {
+			if path == "direct" && !s.Direct() {
+				continue
+			}
 			for _, m := range threadModes {
 				for _, bwd := range []bool{false, true} {
 					mode, passes := "fwd", 1
