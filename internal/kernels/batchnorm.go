@@ -113,8 +113,8 @@ func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, run
 				runVar[c] = float32((1-m)*float64(runVar[c]) + m*uv)
 			}
 			a, b := bnScaleShift(gamma, beta, c, float32(mu), float32(is))
-			planes(p.N, C*HW, HW, func(_, np int) {
-				affinePlanes(&x[c*HW], &y[c*HW], HW, np, C*HW, a, b, p.ReLU)
+			planes(p.N, HW, func() {
+				affinePlanes(&x[c*HW], &y[c*HW], HW, p.N, C*HW, a, b, p.ReLU)
 			}, func(n int) {
 				o := (n*C + c) * HW
 				bnAffine(x[o:o+HW], y[o:o+HW], a, b, p.ReLU)
@@ -259,9 +259,9 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 			a, b := bnScaleShift(gamma, beta, c, mu, is)
 			// Σdy and Σdy·(x − μ), over the pixels the ReLU let through.
 			var sd, sdx float64
-			planes(p.N, C*HW, HW, func(_, np int) {
+			planes(p.N, HW, func() {
 				var acc [32]float64
-				gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, np, C*HW, &[3]float32{mu, a, b}, p.ReLU, &acc)
+				gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, p.N, C*HW, &[3]float32{mu, a, b}, p.ReLU, &acc)
 				for i := range 16 {
 					sd += acc[i]
 					sdx += acc[16+i]
@@ -287,8 +287,8 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 				g.coef[c] = cf
 			}
 			if dx != nil {
-				planes(p.N, C*HW, HW, func(_, np int) {
-					bnDxPlanes(&x[c*HW], &dy[c*HW], &dx[c*HW], HW, np, C*HW, &cf, p.ReLU)
+				planes(p.N, HW, func() {
+					bnDxPlanes(&x[c*HW], &dy[c*HW], &dx[c*HW], HW, p.N, C*HW, &cf, p.ReLU)
 				}, func(n int) {
 					o := (n*C + c) * HW
 					bnDxPlane(x[o:o+HW], dy[o:o+HW], dx[o:o+HW], &cf, p.ReLU)

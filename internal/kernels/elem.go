@@ -1,9 +1,9 @@
 package kernels
 
 // haveElem16 is set by init where the AVX-512 loops of elem_amd64.s can
-// run; the functions below then hand them the largest multiple of 16
-// elements and finish the rest in Go. useElem16 lets tests compare with the
-// plain Go loops.
+// run; the functions below then hand them whole planes (the loops mask the
+// last partial vector) or the largest multiple of 16 elements (the rest
+// done in Go). useElem16 lets tests compare with the plain Go loops.
 var (
 	haveElem16 bool
 	useElem16  = true
@@ -122,16 +122,15 @@ func interleave(even, odd, dst []float32) {
 	}
 }
 
-// planes runs over the np planes of hw floats, stride apart, of one
-// channel: all at once through the AVX-512 loop fast(0, np) where it can
-// run, else plane by plane through slow(n). fast is only called with at
-// least one plane, and the callers' slices hold them all.
-func planes(np, stride, hw int, fast func(n0, np int), slow func(n int)) {
+// planes runs over the np planes of hw floats of one channel: all at once
+// through the AVX-512 loop fast where it can run, else plane by plane
+// through slow(n).
+func planes(np, hw int, fast func(), slow func(n int)) {
 	if np < 1 || hw < 1 {
 		return
 	}
 	if haveElem16 && useElem16 {
-		fast(0, np)
+		fast()
 		return
 	}
 	for n := range np {
