@@ -19,6 +19,7 @@ type benchOptions struct {
 	Threads int
 	Steps   int
 	JSON    bool
+	Ops     bool
 }
 
 // benchResult is bench's JSON (design.md §9).
@@ -30,6 +31,8 @@ type benchResult struct {
 	Batch        int     `json:"batch"`
 	Threads      int     `json:"threads"`
 	Steps        int     `json:"steps"`
+	// OpMS is the wall time per step of each op type and pass, with --ops.
+	OpMS map[string]float64 `json:"op_ms,omitempty"`
 }
 
 func newBenchCmd() *cobra.Command {
@@ -52,6 +55,7 @@ after three warm-up steps. Modes qat and search arrive with the search.`,
 	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
 	f.IntVar(&o.Steps, "steps", 20, "timed steps")
 	f.BoolVar(&o.JSON, "json", false, `print {"mode", "images_per_sec", "step_ms", "peak_rss_mb"} to stdout`)
+	f.BoolVar(&o.Ops, "ops", false, `after the timed steps, time each op type over as many more steps (table, or "op_ms" in the JSON)`)
 	return cmd
 }
 
@@ -115,10 +119,54 @@ func runBench(stdout io.Writer, path string, o benchOptions) error {
 	med := times[len(times)/2]
 	res := benchResult{Mode: o.Mode, ImagesPerSec: float64(o.Batch) / med, StepMS: med * 1000, PeakRSSMB: peakRSSMB(),
 		Batch: o.Batch, Threads: o.Threads, Steps: o.Steps}
+	if o.Ops {
+		// Timing each op adds a clock read per op; it runs apart from the timed steps.
+		p.Times = engine.OpTimes{}
+		for range o.Steps {
+			step()
+		}
+		res.OpMS = map[string]float64{}
+		for op, d := range p.Times {
+			res.OpMS[op] = d.Seconds() * 1000 / float64(o.Steps)
+		}
+	}
 	if o.JSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	_, err = fmt.Fprintf(stdout, "%s step, batch %d, %d threads: %.1f images/s (%.1f ms/step median of %d), peak RSS %.0f MiB\n",
-		res.Mode, res.Batch, res.Threads, res.ImagesPerSec, res.StepMS, res.Steps, res.PeakRSSMB)
+	if _, err := fmt.Fprintf(stdout, "%s step, batch %d, %d threads: %.1f images/s (%.1f ms/step median of %d), peak RSS %.0f MiB\n",
+		res.Mode, res.Batch, res.Threads, res.ImagesPerSec, res.StepMS, res.Steps, res.PeakRSSMB); err != nil {
+		return err
+	}
+	return writeOpTable(stdout, res.OpMS)
+}
+
+// writeOpTable prints the per-op times, largest first (nothing when there are none).
+func writeOpTable(w io.Writer, opMS map[string]float64) error {
+	ops := make([]string, 0, len(opMS))
+	total := 0.0
+	for op, ms := range opMS {
+		ops = append(ops, op)
+		total += ms
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	sort.Slice(ops, func(i, j int) bool {
+		if opMS[ops[i]] != opMS[ops[j]] {
+			return opMS[ops[i]] > opMS[ops[j]]
+		}
+		return ops[i] < ops[j]
+	})
+	width := len("total")
+	for _, op := range ops {
+		width = max(width, len(op))
+	}
+	if _, err := fmt.Fprintf(w, "%-*s  %8s  %6s\n", width, "op", "ms/step", "share"); err != nil {
+		return err
+	}
+	for _, op := range ops {
+		fmt.Fprintf(w, "%-*s  %8.2f  %5.1f%%\n", width, op, opMS[op], 100*opMS[op]/total)
+	}
+	_, err := fmt.Fprintf(w, "%-*s  %8.2f\n", width, "total", total)
 	return err
 }
