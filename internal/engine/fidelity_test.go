@@ -3,6 +3,7 @@ package engine_test
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +27,16 @@ func fixtureModels(t *testing.T) []string {
 	if len(out) == 0 {
 		t.Fatal("no fixture models under testdata/models")
 	}
+	// QNAS_EXTRA_MODELS names a folder of further models to check, such as the
+	// torchvision exports of scripts/import_coverage.sh (not in CI, which has no
+	// torchvision).
+	if dir := os.Getenv("QNAS_EXTRA_MODELS"); dir != "" {
+		extra, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
+		if len(extra) == 0 {
+			t.Fatalf("QNAS_EXTRA_MODELS=%s holds no .onnx files", dir)
+		}
+		out = append(out, extra...)
+	}
 	return out
 }
 
@@ -45,8 +56,11 @@ func loadCanonical(t testing.TB, path string, foldBN bool) *graph.Graph {
 // logits), with BatchNorm kept and folded.
 func TestFixturesMatchONNXRuntime(t *testing.T) {
 	ortrun.RequireORT(t)
-	const batch = 16
 	for _, path := range fixtureModels(t) {
+		batch := 16
+		if os.Getenv("QNAS_EXTRA_MODELS") != "" && !strings.HasPrefix(path, testenv.Path("testdata")) {
+			batch = 2 // ImageNet-sized
+		}
 		for _, fold := range []bool{false, true} {
 			g := loadCanonical(t, path, fold)
 			p, err := engine.Compile(g, batch, engine.Options{Inference: true})
