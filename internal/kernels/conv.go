@@ -161,13 +161,36 @@ func (pl *convPlan) sizes() (col, stage int) {
 	return col, stage
 }
 
+// Which of the paths with our own micro-kernels a plan takes.
+const (
+	viaBLAS = iota // none: im2col (or depthwise) and BLAS
+	via3x3         // 3×3 stride 1 (conv3x3.go)
+	via3x3s2       // 3×3 stride 2 (conv3x3s2.go)
+	via1x1         // pointwise, stride 1 or 2 (conv1x1.go)
+)
+
+// path returns the plan's micro-kernel path, or viaBLAS.
+func (pl *convPlan) path() int {
+	switch {
+	case pl.isConv3x3():
+		return via3x3
+	case pl.isConv3x3s2():
+		return via3x3s2
+	case pl.isConv1x1():
+		return via1x1
+	}
+	return viaBLAS
+}
+
 // chunkLen is the scratch one batch worker needs.
 func (pl *convPlan) chunkLen() int {
-	if pl.isConv3x3() {
+	switch pl.path() {
+	case via3x3:
 		return pl.chunkLen3()
-	}
-	if pl.isConv3x3s2() {
+	case via3x3s2:
 		return pl.chunkLen3s2()
+	case via1x1:
+		return pl.geom1().chunkLen
 	}
 	c, o := pl.sizes()
 	return c + o
@@ -192,8 +215,11 @@ func (pl *convPlan) batchWorkers() int {
 // first.
 
 func (pl *convPlan) preLen() int {
-	if pl.isConv3x3() || pl.isConv3x3s2() {
+	switch pl.path() {
+	case via3x3, via3x3s2:
 		return pl.preLen3()
+	case via1x1:
+		return max(roundUp(pl.OC, 4)*pl.C, roundUp(pl.C, 4)*pl.OC)
 	}
 	if pl.dxConv {
 		return pl.WLen()
@@ -298,9 +324,14 @@ func conv2D(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
 		return
 	}
 	W := pl.workers(len(scratch))
-	if s1, s2 := pl.isConv3x3(), pl.isConv3x3s2(); s1 || s2 {
+	if path := pl.path(); path != viaBLAS {
 		wpk := scratch[:pl.preLen()]
-		pl.pack3(w, wpk)
+		if path == via1x1 {
+			C := pl.C
+			packTiles(w, wpk, pl.OC, C, func(o, c int) int { return o*C + c }, taps1)
+		} else {
+			pl.pack3(w, wpk)
+		}
 		if m != nil {
 			W = min(W, len(m.part))
 		}
@@ -310,10 +341,13 @@ func conv2D(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
 				acc = &m.part[i]
 				acc.reset()
 			}
-			if s1 {
+			switch path {
+			case via3x3:
 				pl.fwd3(x, wpk, b, y, n0, n1, scr, acc)
-			} else {
+			case via3x3s2:
 				pl.fwd3s2(x, wpk, b, y, n0, n1, scr, acc)
+			case via1x1:
+				pl.fwd1(x, wpk, b, y, n0, n1, scr, acc)
 			}
 		})
 		if m != nil {
@@ -382,15 +416,15 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 	pl.backward(x, w, dySrc{dy: dy, c: pl.OC, hw: pl.p}, dx, dw, db, scratch)
 }
 
-// Direct reports whether the convolution takes one of the direct paths (3×3
-// with pads of 1 and stride 1 or 2, on CPUs with AVX-512), which
-// Conv2DBackwardBN requires.
+// Direct reports whether the convolution takes one of the direct paths (on
+// CPUs with AVX-512: 3×3 with pads of 1 and stride 1 or 2, and 1×1 without
+// pads with stride 1 or 2, one group), which Conv2DBackwardBN requires.
 func (s ConvShape) Direct() bool {
 	if s.Validate() != nil {
 		return false
 	}
 	pl := s.plan()
-	return pl.isConv3x3() || pl.isConv3x3s2()
+	return pl.path() != viaBLAS
 }
 
 // Conv2DBackwardBN is Conv2DBackward for a convolution without bias whose
@@ -399,7 +433,7 @@ func (s ConvShape) Direct() bool {
 // s must be Direct.
 func Conv2DBackwardBN(s ConvShape, x, w []float32, g *BNInputGrad, dx, dw, scratch []float32) {
 	pl := s.plan()
-	if !pl.isConv3x3() && !pl.isConv3x3s2() {
+	if pl.path() == viaBLAS {
 		panic("kernels: Conv2DBackwardBN on a convolution without a direct path")
 	}
 	if g.p.C != pl.OC || g.p.N != pl.N || g.p.HW != pl.p {
@@ -416,7 +450,7 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 	if dx == nil && dw == nil {
 		return
 	}
-	if dy.bn != nil && !pl.isConv3x3() && !pl.isConv3x3s2() {
+	if dy.bn != nil && pl.path() == viaBLAS {
 		panic("kernels: lazy output gradient on a convolution without a direct path")
 	}
 	if pl.Depthwise() {
@@ -425,27 +459,36 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 	}
 	W, pre, cl, WL := pl.workers(len(scratch)), pl.preLen(), pl.chunkLen(), pl.WLen()
 	chunks, parts := scratch[pre:], scratch[pre+W*cl:]
-	if s1, s2 := pl.isConv3x3(), pl.isConv3x3s2(); s1 || s2 {
+	if path := pl.path(); path != viaBLAS {
 		wpkT := scratch[:pre]
-		if dx != nil && s1 {
-			pl.pack3T(w, wpkT)
-		} else if dx != nil {
-			pl.pack3s2T(w, wpkT)
+		if dx != nil {
+			switch path {
+			case via3x3:
+				pl.pack3T(w, wpkT)
+			case via3x3s2:
+				pl.pack3s2T(w, wpkT)
+			case via1x1:
+				C := pl.C
+				packTiles(w, wpkT, C, pl.OC, func(c, o int) int { return o*C + c }, taps1)
+			}
 		}
 		pl.split(W, chunks, func(_ bool, i, n0, n1 int, scr []float32) {
 			dwi := dw
 			if dw != nil && i > 0 {
 				dwi = parts[(i-1)*WL : i*WL]
 			}
-			if s1 {
+			switch path {
+			case via3x3:
 				pl.back3(x, dy, wpkT, dx, dwi, n0, n1, scr)
-				return
-			}
-			if dw != nil {
-				pl.wgrad3s2(x, dy, dwi, n0, n1, scr)
-			}
-			if dx != nil {
-				pl.dx3s2(dy, wpkT, dx, n0, n1, scr)
+			case via1x1:
+				pl.back1(x, dy, wpkT, dx, dwi, n0, n1, scr)
+			case via3x3s2:
+				if dw != nil {
+					pl.wgrad3s2(x, dy, dwi, n0, n1, scr)
+				}
+				if dx != nil {
+					pl.dx3s2(dy, wpkT, dx, n0, n1, scr)
+				}
 			}
 		})
 		pl.sumParts(dw, parts, W)

@@ -31,9 +31,10 @@ var (
 	useConv3x3  = true
 
 	// The micro-kernels by family (conv3x3_decl_amd64.go fills them in):
-	// stride 1; stride 2; the four phases of the stride-2 input gradient.
-	fwdS1, fwdS2, fwdS2dx00, fwdS2dx01, fwdS2dx10, fwdS2dx11 fwdKernels
-	wgradS1, wgradS2                                         wgradKernels
+	// stride 1; stride 2; the four phases of the stride-2 input gradient;
+	// pointwise.
+	fwdS1, fwdS2, fwdS2dx00, fwdS2dx01, fwdS2dx10, fwdS2dx11, fwdP1 fwdKernels
+	wgradS1, wgradS2                                                wgradKernels
 )
 
 // fwdKernels are one family's forward kernels by the number of 16-wide
@@ -110,10 +111,12 @@ func (pl *convPlan) preLen3() int {
 	return max(g.oc4*pl.C, g.c4*pl.OC) * 9
 }
 
-// taps3 and flip3 list the 9 taps of a 3×3 kernel in order and reversed.
+// taps3 and flip3 list the 9 taps of a 3×3 kernel in order and reversed;
+// taps1 the one tap of a 1×1 kernel.
 var (
 	taps3 = []int{0, 1, 2, 3, 4, 5, 6, 7, 8}
 	flip3 = []int{8, 7, 6, 5, 4, 3, 2, 1, 0}
+	taps1 = []int{0}
 )
 
 // packTiles writes the weights of a forward kernel family to wpk: for each

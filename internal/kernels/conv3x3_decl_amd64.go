@@ -7,6 +7,7 @@ package kernels
 func init() {
 	fwdS1 = fwdKernels{nil, conv3x3FwdS1x1, conv3x3FwdS1x2, conv3x3FwdS1x3, conv3x3FwdS1x4, conv3x3FwdS1x5, conv3x3FwdS1x6}
 	fwdS2 = fwdKernels{nil, conv3x3FwdS2x1, conv3x3FwdS2x2, conv3x3FwdS2x3, conv3x3FwdS2x4, conv3x3FwdS2x5, conv3x3FwdS2x6}
+	fwdP1 = fwdKernels{nil, conv3x3FwdP1x1, conv3x3FwdP1x2, conv3x3FwdP1x3, conv3x3FwdP1x4, conv3x3FwdP1x5, conv3x3FwdP1x6}
 	fwdS2dx00 = fwdKernels{nil, conv3x3FwdS2dx00x1, conv3x3FwdS2dx00x2, conv3x3FwdS2dx00x3, conv3x3FwdS2dx00x4, conv3x3FwdS2dx00x5, conv3x3FwdS2dx00x6}
 	fwdS2dx01 = fwdKernels{nil, conv3x3FwdS2dx01x1, conv3x3FwdS2dx01x2, conv3x3FwdS2dx01x3, conv3x3FwdS2dx01x4, conv3x3FwdS2dx01x5, conv3x3FwdS2dx01x6}
 	fwdS2dx10 = fwdKernels{nil, conv3x3FwdS2dx10x1, conv3x3FwdS2dx10x2, conv3x3FwdS2dx10x3, conv3x3FwdS2dx10x4, conv3x3FwdS2dx10x5, conv3x3FwdS2dx10x6}
@@ -50,6 +51,24 @@ func conv3x3FwdS2x5(x, w, y *float32, nc, xcs, ycs int, offs *int)
 
 //go:noescape
 func conv3x3FwdS2x6(x, w, y *float32, nc, xcs, ycs int, offs *int)
+
+//go:noescape
+func conv3x3FwdP1x1(x, w, y *float32, nc, xcs, ycs int, offs *int)
+
+//go:noescape
+func conv3x3FwdP1x2(x, w, y *float32, nc, xcs, ycs int, offs *int)
+
+//go:noescape
+func conv3x3FwdP1x3(x, w, y *float32, nc, xcs, ycs int, offs *int)
+
+//go:noescape
+func conv3x3FwdP1x4(x, w, y *float32, nc, xcs, ycs int, offs *int)
+
+//go:noescape
+func conv3x3FwdP1x5(x, w, y *float32, nc, xcs, ycs int, offs *int)
+
+//go:noescape
+func conv3x3FwdP1x6(x, w, y *float32, nc, xcs, ycs int, offs *int)
 
 //go:noescape
 func conv3x3FwdS2dx00x1(x, w, y *float32, nc, xcs, ycs int, offs *int)

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// TestConv3x3MatchesIm2col checks the direct 3×3 paths (strides 1 and 2)
-// against the im2col
+// TestConv3x3MatchesIm2col checks the direct paths (3×3 with strides 1 and
+// 2, and pointwise) against the im2col
 // path (itself checked against the reference convolution and finite
 // differences) on shapes that reach every tile size, channel counts that
 // are not multiples of the tiles, one-pixel rows and columns, and
@@ -22,11 +22,17 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 		{1, 1, 1, 1, 2}, {2, 3, 4, 2, 2}, {3, 16, 32, 28, 2}, {2, 32, 64, 14, 2}, {2, 5, 7, 9, 2},
 		{3, 4, 5, 7, 2}, {2, 2, 3, 31, 2},
 	}
+	pointwise := [][5]int{ // N, C, OC, H, stride, as above, with a 1×1 kernel and no pads
+		{1, 1, 1, 1, 1}, {3, 16, 32, 28, 2}, {2, 32, 64, 14, 2}, {4, 5, 7, 9, 2}, {3, 6, 5, 7, 1}, {2, 24, 144, 14, 1},
+	}
 	r := rand.New(rand.NewPCG(3, 3))
 	for _, l2 := range []int{conv3x3L2, 1} {
-		for i, sh := range shapes {
+		for i, sh := range append(shapes, pointwise...) {
 			s := ConvShape{N: sh[0], C: sh[1], OC: sh[2], H: sh[3], W: sh[3] + i%3, KH: 3, KW: 3,
 				SH: sh[4], SW: sh[4], PT: 1, PL: 1, PB: 1, PR: 1}
+			if i >= len(shapes) {
+				s.KH, s.KW, s.PT, s.PL, s.PB, s.PR = 1, 1, 0, 0, 0, 0
+			}
 			t.Run(fmt.Sprintf("%s/l2=%d", s, l2), func(t *testing.T) {
 				old := conv3x3L2
 				conv3x3L2 = l2
@@ -36,7 +42,7 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 					old := useConv3x3
 					useConv3x3 = direct
 					defer func() { useConv3x3 = old }()
-					if pl := s.plan(); (pl.isConv3x3() || pl.isConv3x3s2()) != direct {
+					if pl := s.plan(); (pl.path() != viaBLAS) != direct {
 						t.Fatalf("isConv3x3 = %v with useConv3x3 = %v", !direct, direct)
 					}
 					scratch := make([]float32, s.ScratchLen())

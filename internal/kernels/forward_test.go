@@ -61,9 +61,9 @@ func TestConvShape(t *testing.T) {
 	if d := (ConvShape{N: 1, C: 4, H: 3, W: 3, OC: 8, KH: 3, KW: 3, Groups: 4}); !d.Depthwise() || d.ScratchLen() != 0 {
 		t.Errorf("depthwise: %v, scratch %d", d.Depthwise(), d.ScratchLen())
 	}
-	oldC, oldS := convMinCols, splitByCaller
-	defer func() { convMinCols, splitByCaller = oldC, oldS }()
-	convMinCols, splitByCaller = 1, func() bool { return false }
+	oldC, oldS, oldU := convMinCols, splitByCaller, useConv3x3
+	defer func() { convMinCols, splitByCaller, useConv3x3 = oldC, oldS, oldU }()
+	convMinCols, splitByCaller, useConv3x3 = 1, func() bool { return false }, false // the BLAS path
 	if d := (ConvShape{N: 3, C: 4, H: 3, W: 3, OC: 8, KH: 1, KW: 1}); d.ScratchLen() != (min(runtime.GOMAXPROCS(0), 3)-1)*d.WLen() {
 		t.Errorf("1×1 conv, one sample a chunk: scratch %d, want only weight-gradient partials", d.ScratchLen())
 	}

@@ -99,7 +99,7 @@ func Conv2DMoments(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
 	if len(m.Mean) != pl.OC {
 		panic("kernels: Moments for the wrong number of channels")
 	}
-	if !pl.isConv3x3() && !pl.isConv3x3s2() {
+	if pl.path() == viaBLAS {
 		Conv2D(s, x, w, b, y, scratch)
 		momentsOf(m, y, pl.N, pl.OC, pl.oh*pl.ow)
 		return

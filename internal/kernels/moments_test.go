@@ -14,7 +14,8 @@ func TestConvMomentsFeedBatchNorm(t *testing.T) {
 	shapes := []ConvShape{
 		{N: 5, C: 3, H: 9, W: 8, OC: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},                // direct, stride 1
 		{N: 4, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1}, // direct, stride 2
-		{N: 3, C: 4, H: 6, W: 6, OC: 8, KH: 1, KW: 1, SH: 2, SW: 2},                              // im2col
+		{N: 3, C: 4, H: 6, W: 6, OC: 8, KH: 1, KW: 1, SH: 2, SW: 2},                              // direct, pointwise
+		{N: 3, C: 4, H: 7, W: 6, OC: 5, KH: 3, KW: 2, SW: 2, PT: 1, PB: 1},                       // im2col
 		{N: 3, C: 4, H: 6, W: 5, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},     // depthwise
 	}
 	r := rand.New(rand.NewPCG(7, 7))
@@ -64,6 +65,8 @@ func TestConvBackwardBN(t *testing.T) {
 	shapes := []ConvShape{
 		{N: 5, C: 3, H: 9, W: 8, OC: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 4, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, C: 5, H: 9, W: 7, OC: 6, KH: 1, KW: 1, SH: 2, SW: 2},
+		{N: 3, C: 5, H: 4, W: 6, OC: 7, KH: 1, KW: 1},
 	}
 	r := rand.New(rand.NewPCG(8, 8))
 	for _, s := range shapes {

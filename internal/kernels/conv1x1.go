@@ -1,0 +1,148 @@
+package kernels
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// Pointwise (1×1) convolutions with stride 1 or 2 and no padding have a
+// direct path too. A chunk of samples is laid out channel by channel, each
+// channel one row of the chunk's output positions (the input subsampled for
+// stride 2), so that the convolution is a product of the OC×C weight with
+// a C×(positions) matrix: the forward and input-gradient products run on
+// the P1 micro-kernels (the same 4-channel × 96-position register tile as
+// the 3×3 kernels, with one tap), and the weight gradient, a product with
+// a long inner dimension, on the BLAS. No lane is wasted but the last
+// vector's tail.
+
+// isConv1x1 reports whether the pointwise direct path applies.
+func (pl *convPlan) isConv1x1() bool {
+	return haveConv3x3 && useConv3x3 && pl.Groups == 1 && pl.KH == 1 && pl.KW == 1 &&
+		pl.SH == pl.SW && (pl.SH == 1 || pl.SH == 2) &&
+		pl.PT == 0 && pl.PL == 0 && pl.PB == 0 && pl.PR == 0
+}
+
+// c1 is the geometry of the pointwise path.
+type c1 struct {
+	m        int // samples per chunk
+	qv       int // positions per channel row: m·OH·OW rounded up to 16
+	oc4, c4  int
+	tileLen  int // the output tile: max(oc4, c4) rows of qv
+	chunkLen int
+}
+
+func (pl *convPlan) geom1() c1 {
+	g := c1{}
+	g.m = max(1, min(pl.N, conv3x3L2/((pl.C+pl.OC)*pl.p*4)))
+	g.qv = roundUp(g.m*pl.p, 16)
+	g.oc4, g.c4 = roundUp(pl.OC, 4), roundUp(pl.C, 4)
+	g.tileLen = max(g.oc4, g.c4) * g.qv
+	// inputs, output gradients, the tile, a plane of output gradient and
+	// the odd columns a stride-2 subsampling discards
+	g.chunkLen = (pl.C+pl.OC)*g.qv + g.tileLen + pl.p + pl.W
+	return g
+}
+
+// pack1 writes samples n0…n0+m of x (c channels of h×w) subsampled by
+// stride s into rows of qv floats (channel ch at dst[ch·qv:], sample i at
+// i·oh·ow), zero after the last sample; odd is scratch of w floats.
+func pack1(get func(i, ch int) []float32, m, c, h, w, s, qv int, dst, odd []float32) {
+	oh, ow := (h-1)/s+1, (w-1)/s+1
+	for ch := range c {
+		row := dst[ch*qv : (ch+1)*qv]
+		for i := range m {
+			src, out := get(i, ch), row[i*oh*ow:(i+1)*oh*ow]
+			if s == 1 {
+				copy(out, src)
+				continue
+			}
+			for r := range oh {
+				deinterleave(src[2*r*w:(2*r+1)*w], out[r*ow:(r+1)*ow], odd)
+			}
+		}
+		clear(row[m*oh*ow:])
+	}
+}
+
+// fwd1 computes samples n0…n1 of y = conv(x, w) + b from the weights
+// packTiles wrote to wpk.
+func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, acc *momAcc) {
+	g := pl.geom1()
+	C, OC, HW, P := pl.C, pl.OC, pl.H*pl.W, pl.p
+	xs := scratch[:C*g.qv]
+	out := scratch[(C+OC)*g.qv:][:g.oc4*g.qv]
+	odd := scratch[(C+OC)*g.qv+g.tileLen+P:][:pl.W]
+	var offs [6]int
+	for c0 := n0; c0 < n1; c0 += g.m {
+		m := min(g.m, n1-c0)
+		pack1(func(i, ch int) []float32 { return x[((c0+i)*C+ch)*HW:][:HW] }, m, C, pl.H, pl.W, pl.SH, g.qv, xs, odd)
+		fwdTiles(&fwdP1, xs, wpk[:g.oc4*C], out, C, g.qv, g.oc4, roundUp(m*P, 16), g.qv, &offs)
+		for i := range m {
+			for oc := range OC {
+				yc := y[((c0+i)*OC+oc)*P:][:P]
+				copy(yc, out[oc*g.qv+i*P:][:P])
+				if b != nil {
+					bv := b[oc]
+					for j := range yc {
+						yc[j] += bv
+					}
+				}
+				if acc != nil {
+					acc.add(oc, yc)
+				}
+			}
+		}
+	}
+}
+
+// back1 computes, for samples n0…n1, the weight gradient dw and the input
+// gradient dx (either may be nil) from the weights packTiles wrote to wpkT
+// (the transposed weight).
+func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 int, scratch []float32) {
+	g := pl.geom1()
+	C, OC, H, W, P := pl.C, pl.OC, pl.H, pl.W, pl.p
+	xs := scratch[:C*g.qv]
+	ds := scratch[C*g.qv:][:OC*g.qv]
+	out := scratch[(C+OC)*g.qv:][:g.c4*g.qv]
+	tmp := scratch[(C+OC)*g.qv+g.tileLen:][:P]
+	odd := scratch[(C+OC)*g.qv+g.tileLen+P:][:W]
+	var offs [6]int
+	for c0 := n0; c0 < n1; c0 += g.m {
+		m := min(g.m, n1-c0)
+		pack1(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, pl.oh, pl.ow, 1, g.qv, ds, odd)
+		if dw != nil {
+			pack1(func(i, ch int) []float32 { return x[((c0+i)*C+ch)*H*W:][:H*W] }, m, C, H, W, pl.SH, g.qv, xs, odd)
+			beta := float32(1)
+			if c0 == n0 {
+				beta = 0
+			}
+			blas32.Gemm(blas.NoTrans, blas.Trans, 1,
+				general(OC, m*P, g.qv, ds), general(C, m*P, g.qv, xs), beta, general(OC, C, C, dw))
+		}
+		if dx == nil {
+			continue
+		}
+		clear(odd) // the odd columns of a stride-2 dx
+		fwdTiles(&fwdP1, ds, wpkT[:g.c4*OC], out, OC, g.qv, g.c4, roundUp(m*P, 16), g.qv, &offs)
+		for i := range m {
+			for c := range C {
+				src := out[c*g.qv+i*P:][:P]
+				d := dx[((c0+i)*C+c)*H*W:][:H*W]
+				if pl.SH == 1 {
+					copy(d, src)
+					continue
+				}
+				// Stride 2: the even rows get the values at even columns, the
+				// rest of dx is 0.
+				for r := range H {
+					drow := d[r*W : (r+1)*W]
+					if r%2 == 1 {
+						clear(drow)
+						continue
+					}
+					interleave(src[r/2*pl.ow:(r/2+1)*pl.ow], odd, drow)
+				}
+			}
+		}
+	}
+}
