@@ -163,10 +163,10 @@ func (pl *convPlan) sizes() (col, stage int) {
 
 // Which of the paths with our own micro-kernels a plan takes.
 const (
-	viaBLAS = iota // none: im2col (or depthwise) and BLAS
-	via3x3         // 3×3 stride 1 (conv3x3.go)
-	via3x3s2       // 3×3 stride 2 (conv3x3s2.go)
-	via1x1         // pointwise, stride 1 or 2 (conv1x1.go)
+	viaBLAS  = iota // none: im2col (or depthwise) and BLAS
+	via3x3          // 3×3 stride 1 (conv3x3.go)
+	via3x3s2        // 3×3 stride 2 (conv3x3s2.go)
+	via1x1          // pointwise, stride 1 or 2 (conv1x1.go)
 )
 
 // path returns the plan's micro-kernel path, or viaBLAS.
