@@ -59,7 +59,7 @@ func (p *Plan) attachConvBN() {
 		if !ok1 || !ok2 {
 			continue
 		}
-		l.moments = kernels.NewMoments(c.s.OC)
+		l.moments = kernels.NewMoments(c.s.N, c.s.OC)
 		if l.lazy {
 			l.grad = kernels.NewBNInputGrad(c.s.OC)
 		}

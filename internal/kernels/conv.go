@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -228,19 +229,81 @@ func (pl *convPlan) preLen() int {
 }
 
 func (pl *convPlan) scratchFor(w int) int {
+	if pl.path() != viaBLAS {
+		nc, _ := pl.sched()
+		return pl.preLen() + w*pl.chunkLen() + (nc-1)*pl.WLen()
+	}
 	return pl.preLen() + w*pl.chunkLen() + (w-1)*pl.WLen()
 }
 
-// ScratchLen returns the scratch length Conv2D and Conv2DBackward need: per
-// batch worker, the im2col matrix of a chunk of samples (sized so that the
-// GEMM sees at least 512 columns) and, when a chunk holds
-// several samples, a staging matrix for its output; batch workers after the
-// first also keep a weight-gradient partial, and stride-1 convolutions a
-// transposed copy of the weight. It provides for GOMAXPROCS batch workers
-// (as of the call) whatever blas.SplitByCaller says, so blas.SetThreads
-// may still change afterwards; a shorter scratch (at least one worker's
-// share) just means fewer workers. Depthwise and single-sample 1×1
-// convolutions need none.
+// maxParts bounds the weight-gradient partials the direct paths keep, in
+// floats.
+const maxParts = 4 << 20
+
+// sched returns how the direct paths cut the batch: nc chunks of mc
+// samples (the last one shorter), which runChunks hands to the batch
+// workers as they become free, so a worker that starts late or is slowed
+// down by another process does not hold the others up. Each chunk's weight
+// gradient is a partial of its own, and the partials are summed in chunk
+// order: the result depends neither on which worker took which chunk nor
+// on the number of workers. Chunks hold at most the path's cache-sized
+// chunk and about a sixteenth of the batch, and grow when needed to keep
+// the partials within maxParts.
+func (pl *convPlan) sched() (nc, mc int) {
+	var m int
+	switch pl.path() {
+	case via3x3:
+		m = pl.geom3().m
+	case via3x3s2:
+		m = pl.geom3s2().m
+	default:
+		m = pl.geom1().m
+	}
+	mc = max(1, min(m, pl.N/16))
+	if WL := pl.WLen(); WL*((pl.N+mc-1)/mc-1) > maxParts {
+		p := maxParts/WL + 1 // chunks the partials allow
+		mc = (pl.N + p - 1) / p
+	}
+	return (pl.N + mc - 1) / mc, mc
+}
+
+// runChunks runs f over the nc chunks of mc samples of the batch, handed
+// out in order to W workers (the caller and W−1 goroutines) as they become
+// free; f gets the chunk index, its samples and the worker's scratch.
+func (pl *convPlan) runChunks(W, nc, mc int, chunks []float32, f func(k, n0, n1 int, scr []float32)) {
+	cl := pl.chunkLen()
+	var next atomic.Int64
+	work := func(w int) {
+		scr := chunks[w*cl : (w+1)*cl]
+		for {
+			k := int(next.Add(1) - 1)
+			if k >= nc {
+				return
+			}
+			f(k, k*mc, min((k+1)*mc, pl.N), scr)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < W; w++ {
+		wg.Go(func() { work(w) })
+	}
+	work(0)
+	wg.Wait()
+}
+
+// ScratchLen returns the scratch length Conv2D and Conv2DBackward need.
+// On the im2col path: per batch worker, the im2col matrix of a chunk of
+// samples (sized so that the GEMM sees at least 512 columns) and, when a
+// chunk holds several samples, a staging matrix for its output; batch
+// workers after the first also keep a weight-gradient partial, and
+// stride-1 convolutions a transposed copy of the weight. On the direct
+// paths: packed weights, per batch worker the padded copies of a chunk and
+// an output tile, and a weight-gradient partial per chunk but the first.
+// It provides for GOMAXPROCS batch workers (as of the call) whatever
+// blas.SplitByCaller says, so blas.SetThreads may still change afterwards;
+// a shorter scratch (at least one worker's share) just means fewer
+// workers. Depthwise and single-sample 1×1 convolutions on the im2col path
+// need none.
 func (s ConvShape) ScratchLen() int {
 	pl := s.plan()
 	if pl.Depthwise() {
@@ -332,26 +395,19 @@ func conv2D(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
 		} else {
 			pl.pack3(w, wpk)
 		}
-		if m != nil {
-			W = min(W, len(m.part))
-		}
-		pl.split(W, scratch[len(wpk):], func(_ bool, i, n0, n1 int, scr []float32) {
-			var acc *momAcc
-			if m != nil {
-				acc = &m.part[i]
-				acc.reset()
-			}
+		nc, mc := pl.sched()
+		pl.runChunks(W, nc, mc, scratch[len(wpk):], func(_, n0, n1 int, scr []float32) {
 			switch path {
 			case via3x3:
-				pl.fwd3(x, wpk, b, y, n0, n1, scr, acc)
+				pl.fwd3(x, wpk, b, y, n0, n1, scr, m)
 			case via3x3s2:
-				pl.fwd3s2(x, wpk, b, y, n0, n1, scr, acc)
+				pl.fwd3s2(x, wpk, b, y, n0, n1, scr, m)
 			case via1x1:
-				pl.fwd1(x, wpk, b, y, n0, n1, scr, acc)
+				pl.fwd1(x, wpk, b, y, n0, n1, scr, m)
 			}
 		})
 		if m != nil {
-			m.finish(W)
+			m.finish()
 		}
 		return
 	}
@@ -472,10 +528,11 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 				packTiles(w, wpkT, C, pl.OC, func(c, o int) int { return o*C + c }, taps1)
 			}
 		}
-		pl.split(W, chunks, func(_ bool, i, n0, n1 int, scr []float32) {
+		nc, mc := pl.sched()
+		pl.runChunks(W, nc, mc, chunks, func(k, n0, n1 int, scr []float32) {
 			dwi := dw
-			if dw != nil && i > 0 {
-				dwi = parts[(i-1)*WL : i*WL]
+			if dw != nil && k > 0 {
+				dwi = parts[(k-1)*WL : k*WL]
 			}
 			switch path {
 			case via3x3:
@@ -491,7 +548,7 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 				}
 			}
 		})
-		pl.sumParts(dw, parts, W)
+		pl.sumParts(dw, parts, nc)
 		return
 	}
 	var tp convPlan
@@ -521,8 +578,8 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 	pl.sumParts(dw, parts, W)
 }
 
-// sumParts adds the weight-gradient partials of batch workers 1…W−1 into
-// dw (nil when not wanted).
+// sumParts adds the weight-gradient partials 1…W−1 (of batch workers, or
+// of chunks on the direct paths), in order, into dw (nil when not wanted).
 func (pl *convPlan) sumParts(dw, parts []float32, W int) {
 	WL := pl.WLen()
 	if dw != nil && W > 1 {

@@ -66,7 +66,7 @@ func pack1(get func(i, ch int) []float32, m, c, h, w, s, qv int, dst, odd []floa
 
 // fwd1 computes samples n0…n1 of y = conv(x, w) + b from the weights
 // packTiles wrote to wpk.
-func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, acc *momAcc) {
+func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, mom *Moments) {
 	g := pl.geom1()
 	C, OC, HW, P := pl.C, pl.OC, pl.H*pl.W, pl.p
 	xs := scratch[:C*g.qv]
@@ -87,8 +87,8 @@ func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 						yc[j] += bv
 					}
 				}
-				if acc != nil {
-					acc.add(oc, yc)
+				if mom != nil {
+					mom.addPlane(c0+i, oc, yc)
 				}
 			}
 		}

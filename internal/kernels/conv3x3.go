@@ -199,8 +199,9 @@ func (d dySrc) plane(n, ch int, tmp []float32) []float32 {
 
 // unpad3 copies the valid positions of an output tile (c channels of
 // rows qv, positions as in pad3 without the offset) to samples y, adds
-// the bias b (nil for none) and merges each plane into acc (nil for none).
-func unpad3(out []float32, m, c, h, w, wp, qv int, b, y []float32, acc *momAcc) {
+// the bias b (nil for none) and records each plane's statistics in mom
+// (nil for none) as those of sample n0 + i.
+func unpad3(out []float32, m, c, h, w, wp, qv int, b, y []float32, mom *Moments, n0 int) {
 	sp := (h + 1) * wp
 	for i := range m {
 		for ch := range c {
@@ -212,8 +213,8 @@ func unpad3(out []float32, m, c, h, w, wp, qv int, b, y []float32, acc *momAcc) 
 					yc[j] += bv
 				}
 			}
-			if acc != nil {
-				acc.add(ch, yc)
+			if mom != nil {
+				mom.addPlane(n0+i, ch, yc)
 			}
 		}
 	}
@@ -221,7 +222,7 @@ func unpad3(out []float32, m, c, h, w, wp, qv int, b, y []float32, acc *momAcc) 
 
 // fwd3 computes samples n0…n1 of y = conv(x, w) + b for a plan whose input
 // has C channels and output OC, from the packed weights wpk.
-func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, acc *momAcc) {
+func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, mom *Moments) {
 	g := pl.geom3()
 	C, OC, H, W := pl.C, pl.OC, pl.H, pl.W
 	xp := scratch[:C*g.row]
@@ -231,7 +232,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		m := min(g.m, n1-c0)
 		pad3(x[c0*C*H*W:], m, C, H, W, g.wp, g.row, xp)
 		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, roundUp(m*g.sp, 16), g.qv, &offs)
-		unpad3(out, m, OC, H, W, g.wp, g.qv, b, y[c0*OC*H*W:], acc)
+		unpad3(out, m, OC, H, W, g.wp, g.qv, b, y[c0*OC*H*W:], mom, c0)
 	}
 }
 
@@ -267,7 +268,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		if dx != nil {
 			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs)
-			unpad3(out, m, C, H, W, g.wp, g.qv, nil, dx[c0*C*H*W:], nil)
+			unpad3(out, m, C, H, W, g.wp, g.qv, nil, dx[c0*C*H*W:], nil, 0)
 		}
 	}
 	if dw != nil {

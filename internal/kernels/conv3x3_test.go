@@ -68,3 +68,42 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectConvIndependentOfThreads checks that the direct paths give the
+// same bits on one and two batch workers: output, moments, input and weight
+// gradients (chunks do not depend on the worker count, and partials are
+// summed in chunk order).
+func TestDirectConvIndependentOfThreads(t *testing.T) {
+	if !haveConv3x3 {
+		t.Skip("no AVX-512 micro-kernels in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, s := range []ConvShape{
+		{N: 37, C: 5, H: 9, W: 8, OC: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 33, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 35, C: 5, H: 9, W: 7, OC: 6, KH: 1, KW: 1, SH: 2, SW: 2},
+	} {
+		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
+		run := func(procs int) [][]float32 {
+			var out [][]float32
+			withThreads(procs, func() {
+				scratch := make([]float32, s.ScratchLen())
+				y := make([]float32, s.YLen())
+				m := NewMoments(s.N, s.OC)
+				Conv2DMoments(s, x, w, nil, y, scratch, m)
+				dx, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
+				Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+				mom := make([]float32, 0, 2*s.OC)
+				for c := range s.OC {
+					mom = append(mom, float32(m.Mean[c]), float32(m.M2[c]))
+				}
+				out = [][]float32{y, mom, dx, dw}
+			})
+			return out
+		}
+		one, two := run(1), run(2)
+		for i := range one {
+			closeTo(t, fmt.Sprintf("%s result %d", s, i), two[i], f64(one[i]), 0)
+		}
+	}
+}

@@ -94,7 +94,7 @@ func phases(x []float32, h, w, hq, wq, pf, ps, stride int, dst []float32) {
 
 // fwd3s2 computes samples n0…n1 of y = conv(x, w) + b from the weights
 // pack3 wrote.
-func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32, acc *momAcc) {
+func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32, mom *Moments) {
 	g := pl.geom3s2()
 	C, OC, H, W, OH, OW := pl.C, pl.OC, pl.H, pl.W, pl.oh, pl.ow
 	xp, out := scratch[:C*4*g.ps], scratch[C*4*g.ps:][:g.oc4*g.qv]
@@ -105,7 +105,7 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 			phases(x[(n*C+c)*H*W:][:H*W], H, W, g.hq, g.wq, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
 		}
 		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs)
-		unpad3(out, 1, OC, OH, OW, g.pf, g.qv, b, y[n*OC*OH*OW:], acc)
+		unpad3(out, 1, OC, OH, OW, g.pf, g.qv, b, y[n*OC*OH*OW:], mom, n)
 	}
 }
 

@@ -69,7 +69,7 @@ func TestKernelsStayInBounds(t *testing.T) {
 					xs, ws, dzs := g(x), g(w), g(dz)
 					ga, be := g(gamma), g(beta)
 					y, scratch := mk(s.YLen()), mk(s.ScratchLen())
-					m := NewMoments(s.OC)
+					m := NewMoments(s.N, s.OC)
 					Conv2DMoments(s, xs, ws, nil, y, scratch, m)
 					z, mean, is := mk(s.YLen()), mk(s.OC), mk(s.OC)
 					BatchNormTrainMoments(p, m, y, ga, be, z, mean, is, nil, nil)

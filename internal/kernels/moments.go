@@ -1,77 +1,59 @@
 package kernels
 
-import "runtime"
-
 // Moments are the per-channel batch statistics of an N×C×H×W tensor as
 // BatchNorm needs them: the mean and the sum of squared deviations from it
 // (M2), over N·H·W values per channel. Conv2DMoments gathers them while
 // its output is still in cache, sparing BatchNormTrainMoments a pass over
 // the data. Each plane's statistics are taken with a shift (its first
-// value) and planes are merged with Chan et al.'s pairwise formula in
-// float64, so large means do not cancel the variance.
+// value) and kept; the planes of a channel are then merged in sample order
+// with Chan et al.'s pairwise formula in float64, so large means do not
+// cancel the variance and the result does not depend on which worker saw
+// which plane.
 type Moments struct {
 	Mean, M2 []float64
 	// Valid is set by Conv2DMoments and cleared by BatchNormTrainMoments:
 	// statistics are used once, for the output they were taken of.
 	Valid bool
-	part  []momAcc // one per batch worker
+	n, c  int
+	plane []float64 // per (sample, channel): count, mean, M2
 }
 
-// momAcc accumulates the moments of one batch worker's planes.
-type momAcc struct{ n, mean, m2 []float64 }
-
-// NewMoments returns Moments for c channels with room for the batch
-// workers of the current GOMAXPROCS.
-func NewMoments(c int) *Moments {
-	m := &Moments{Mean: make([]float64, c), M2: make([]float64, c)}
-	m.part = make([]momAcc, max(1, runtime.GOMAXPROCS(0)))
-	for i := range m.part {
-		m.part[i] = momAcc{n: make([]float64, c), mean: make([]float64, c), m2: make([]float64, c)}
-	}
-	return m
+// NewMoments returns Moments for n samples of c channels.
+func NewMoments(n, c int) *Moments {
+	return &Moments{Mean: make([]float64, c), M2: make([]float64, c), n: n, c: c, plane: make([]float64, 3*n*c)}
 }
 
-func (a *momAcc) reset() {
-	clear(a.n)
-	clear(a.mean)
-	clear(a.m2)
-}
-
-// add merges the values of one plane into channel c.
-func (a *momAcc) add(c int, plane []float32) {
+// addPlane records the statistics of plane (sample n, channel c).
+func (m *Moments) addPlane(n, c int, plane []float32) {
+	r := m.plane[3*(n*m.c+c):][:3]
 	if len(plane) == 0 {
+		r[0], r[1], r[2] = 0, 0, 0
 		return
 	}
 	k := plane[0]
 	s, ss := sumSq(plane, k)
 	nb := float64(len(plane))
-	mb := float64(k) + s/nb
-	a.merge(c, nb, mb, max(ss-s*s/nb, 0))
+	r[0], r[1], r[2] = nb, float64(k)+s/nb, max(ss-s*s/nb, 0)
 }
 
-// merge adds nb values of mean mb and sum of squared deviations m2b to
-// channel c.
-func (a *momAcc) merge(c int, nb, mb, m2b float64) {
-	na := a.n[c]
-	n := na + nb
-	if n == 0 {
-		return
-	}
-	d := mb - a.mean[c]
-	a.mean[c] += d * nb / n
-	a.m2[c] += m2b + d*d*na*nb/n
-	a.n[c] = n
-}
-
-// finish merges the first w partials into Mean and M2 and marks them valid.
-func (m *Moments) finish(w int) {
-	for c := range m.Mean {
-		t := momAcc{n: []float64{0}, mean: []float64{0}, m2: []float64{0}}
-		for i := range w {
-			p := &m.part[i]
-			t.merge(0, p.n[c], p.mean[c], p.m2[c])
+// finish merges the planes of each channel in sample order into Mean and
+// M2 and marks them valid.
+func (m *Moments) finish() {
+	for c := range m.c {
+		var n, mean, m2 float64
+		for i := range m.n {
+			r := m.plane[3*(i*m.c+c):][:3]
+			nb, mb, m2b := r[0], r[1], r[2]
+			t := n + nb
+			if t == 0 {
+				continue
+			}
+			d := mb - mean
+			mean += d * nb / t
+			m2 += m2b + d*d*n*nb/t
+			n = t
 		}
-		m.Mean[c], m.M2[c] = t.mean[0], t.m2[0]
+		m.Mean[c], m.M2[c] = mean, m2
 	}
 	m.Valid = true
 }
@@ -80,24 +62,20 @@ func (m *Moments) finish(w int) {
 // values) by a separate pass, for the convolution paths that do not gather
 // them on the way.
 func momentsOf(m *Moments, y []float32, n, c, hw int) {
-	a := &m.part[0]
-	a.reset()
-	parFor(c, n*hw, func(lo, hi int) {
-		for ch := lo; ch < hi; ch++ {
-			for i := range n {
-				a.add(ch, y[(i*c+ch)*hw:(i*c+ch+1)*hw])
-			}
+	parFor(n*c, hw, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			m.addPlane(t/c, t%c, y[t*hw:(t+1)*hw])
 		}
 	})
-	m.finish(1)
+	m.finish()
 }
 
 // Conv2DMoments is Conv2D that also sets m to the moments of y (m must
-// have been made by NewMoments for OC channels).
+// have been made by NewMoments for N samples of OC channels).
 func Conv2DMoments(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
 	pl := s.plan()
-	if len(m.Mean) != pl.OC {
-		panic("kernels: Moments for the wrong number of channels")
+	if m.c != pl.OC || m.n != pl.N {
+		panic("kernels: Moments of the wrong shape")
 	}
 	if pl.path() == viaBLAS {
 		Conv2D(s, x, w, b, y, scratch)

@@ -29,7 +29,7 @@ func TestConvMomentsFeedBatchNorm(t *testing.T) {
 				}
 				y := make([]float32, s.YLen())
 				scratch := make([]float32, s.ScratchLen())
-				m := NewMoments(s.OC)
+				m := NewMoments(s.N, s.OC)
 				Conv2DMoments(s, x, w, b, y, scratch, m)
 				if !m.Valid {
 					t.Fatal("Conv2DMoments left the moments invalid")
