@@ -121,22 +121,31 @@ var (
 
 // packTiles writes the weights of a forward kernel family to wpk: for each
 // block of 4 kernel outputs o (zero for o ≥ nout), [nin][len(taps)][4]
-// floats, tap t of output o and input i being w[at(o, i) + taps[t]].
+// floats, tap t of output o and input i being w[at(o, i) + taps[t]]. The
+// blocks are packed in parallel.
 func packTiles(w, wpk []float32, nout, nin int, at func(o, i int) int, taps []int) {
 	nt := len(taps)
-	for o := range roundUp(nout, 4) {
-		b, j := o/4, o%4
-		for i := range nin {
-			d := wpk[((b*nin+i)*nt)*4+j:]
-			for t, k := range taps {
-				v := float32(0)
-				if o < nout {
-					v = w[at(o, i)+k]
+	parFor(roundUp(nout, 4)/4, 4*nin*nt, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			blk := wpk[b*nin*nt*4 : (b+1)*nin*nt*4]
+			for j := range 4 {
+				o := 4*b + j
+				if o >= nout {
+					for k := j; k < len(blk); k += 4 {
+						blk[k] = 0
+					}
+					continue
 				}
-				d[t*4] = v
+				for i := range nin {
+					src := w[at(o, i):]
+					d := blk[i*nt*4+j:]
+					for t, k := range taps {
+						d[t*4] = src[k]
+					}
+				}
 			}
 		}
-	}
+	})
 }
 
 // pack3 writes the weights of the forward kernel: for each block of 4

@@ -31,15 +31,20 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // parGrain is the least work, in rough multiply-adds, worth a goroutine.
 // Tests set it to 0 to force every parallel path.
 var parGrain = 1 << 15
 
-// parFor splits the tasks [0, n) into contiguous ranges, one per worker, and
-// runs fn on them concurrently; cost is the rough work of one task. Small
-// jobs run on the calling goroutine.
+// parFor runs fn over the tasks [0, n) on up to GOMAXPROCS goroutines (the
+// caller among them), in contiguous ranges of about a quarter of a
+// worker's share handed out as the goroutines become free, so that one
+// that starts late (a sleeping thread takes tens of microseconds to wake)
+// or is slowed down does not hold the others up. cost is the rough work of
+// one task; small jobs run on the calling goroutine. The tasks must be
+// independent: which goroutine runs which range varies from call to call.
 func parFor(n, cost int, fn func(lo, hi int)) {
 	w := min(runtime.GOMAXPROCS(0), n)
 	if parGrain > 0 {
@@ -51,11 +56,22 @@ func parFor(n, cost int, fn func(lo, hi int)) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
-	for i := 1; i < w; i++ {
-		wg.Go(func() { fn(i*n/w, (i+1)*n/w) })
+	blk := (n + 4*w - 1) / (4 * w)
+	var next atomic.Int64
+	work := func() {
+		for {
+			lo := int(next.Add(int64(blk))) - blk
+			if lo >= n {
+				return
+			}
+			fn(lo, min(lo+blk, n))
+		}
 	}
-	fn(0, n/w)
+	var wg sync.WaitGroup
+	for range w - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
 }
 
