@@ -3,6 +3,9 @@
 # CIFAR-style ResNet-20 at 1×28×28, batch 128, float training step, both on 2 threads (or
 # $THREADS). Run by hand on a quiet machine; prints both JSON results and the ratios.
 #   scripts/bench_engine.sh [runs]        (default 3 runs each, alternating; medians reported)
+# It also compares the fastest single steps of all runs: other load on a shared machine slows
+# PyTorch's OpenMP threads (which spin at barriers) far more than qnas, so the ratio of medians
+# measures what a user of such a machine gets and the ratio of fastest steps the engines alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
@@ -24,6 +27,9 @@ med = lambda xs, k: statistics.median(x[k] for x in xs)
 for name, xs in (("qnas", q), ("pytorch", t)):
     print(f"{name:8s} images/s {med(xs,'images_per_sec'):8.1f}  step {med(xs,'step_ms'):7.1f} ms  peak RSS {med(xs,'peak_rss_mb'):6.0f} MiB"
           "   (runs: " + ", ".join("%.0f" % x["images_per_sec"] for x in xs) + ")")
-print(f"speed ratio qnas/pytorch {med(q,'images_per_sec')/med(t,'images_per_sec'):.2f}  (target >= 1.3)")
+best = lambda xs: min(x['best_step_ms'] for x in xs)
+print(f"fastest step: qnas {best(q):.1f} ms, pytorch {best(t):.1f} ms")
+print(f"speed ratio qnas/pytorch {med(q,'images_per_sec')/med(t,'images_per_sec'):.2f}  (target >= 1.3; medians)")
+print(f"speed ratio of the fastest steps {best(t)/best(q):.2f}  (the least disturbed by other load)")
 print(f"RSS ratio   qnas/pytorch {med(q,'peak_rss_mb')/med(t,'peak_rss_mb'):.2f}  (target <= 0.8)")
 PY

@@ -26,7 +26,7 @@ func TestBenchJSON(t *testing.T) {
 	if res["mode"] != "float" {
 		t.Errorf("mode %v", res["mode"])
 	}
-	for _, k := range []string{"images_per_sec", "step_ms", "peak_rss_mb"} {
+	for _, k := range []string{"images_per_sec", "step_ms", "best_step_ms", "peak_rss_mb"} {
 		if v, ok := res[k].(float64); !ok || v <= 0 {
 			t.Errorf("%s = %v, want a positive number", k, res[k])
 		}
