@@ -8,6 +8,18 @@
 
 // RELUMASK zeroes the lanes of g where x·a + b ≤ 0 (zero holds 0s); it
 // clobbers tmp and K1.
+// PERMUTE2 sets Z2 and Z3 to lanes of the 32-float table lo:hi picked by
+// the index vectors in Z30 and Z31.
+#define PERMUTE2(lo, hi) VMOVDQA32 Z30, Z2; VPERMI2PS hi, lo, Z2; VMOVDQA32 Z31, Z3; VPERMI2PS hi, lo, Z3
+
+// SPLITMASKS sets K1 to the low min(n, 16) bits and K2 to the low
+// max(n − 16, 0) bits, for n in CX (0 ≤ n < 32); it clobbers AX and BX.
+#define SPLITMASKS MOVQ CX, BX; CMPQ BX, $16; JLE 2(PC); MOVQ $16, BX; MASKLOW(BX, K1); MOVQ CX, BX; SUBQ $16, BX; JGE 2(PC); XORQ BX, BX; MASKLOW(BX, K2)
+
+// HALFMASKS sets K3 to the low (n+1)/2 bits and K4 to the low n/2 bits,
+// for n in CX; it clobbers AX and BX.
+#define HALFMASKS LEAQ 1(CX), BX; SHRQ $1, BX; MASKLOW(BX, K3); MOVQ CX, BX; SHRQ $1, BX; MASKLOW(BX, K4)
+
 #define RELUMASK(x, g, a, b, zero, tmp) VMOVAPS x, tmp; VFMADD213PS b, a, tmp; VCMPPS $0x1e, zero, tmp, K1; VMOVAPS.Z g, K1, g
 
 // AVX-512 loops of the BatchNorm and ReLU kernels (see elem.go). Each
@@ -169,10 +181,7 @@ deintloop:
 	JLT deinttail
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
-	VMOVDQA32 Z30, Z2
-	VPERMI2PS Z1, Z0, Z2
-	VMOVDQA32 Z31, Z3
-	VPERMI2PS Z1, Z0, Z3
+	PERMUTE2(Z0, Z1)
 	VMOVUPS Z2, (DI)
 	VMOVUPS Z3, (DX)
 	ADDQ $128, SI
@@ -183,33 +192,13 @@ deintloop:
 deinttail:
 	TESTQ CX, CX
 	JZ deintdone
-	// load masks: min(w,16) and max(w−16,0) lanes
-	MOVQ CX, BX
-	CMPQ BX, $16
-	JLE deintlo
-	MOVQ $16, BX
-deintlo:
-	MASKLOW(BX, K1)
-	MOVQ CX, BX
-	SUBQ $16, BX
-	JGE deinthi
-	XORQ BX, BX
-deinthi:
-	MASKLOW(BX, K2)
+	SPLITMASKS
 	VMOVUPS.Z (SI), K1, Z0
 	VMOVUPS.Z 64(SI), K2, Z1
-	VMOVDQA32 Z30, Z2
-	VPERMI2PS Z1, Z0, Z2
-	VMOVDQA32 Z31, Z3
-	VPERMI2PS Z1, Z0, Z3
+	PERMUTE2(Z0, Z1)
 	// store (w+1)/2 evens and w/2 odds
-	LEAQ 1(CX), BX
-	SHRQ $1, BX
-	MASKLOW(BX, K3)
+	HALFMASKS
 	VMOVUPS Z2, K3, (DI)
-	MOVQ CX, BX
-	SHRQ $1, BX
-	MASKLOW(BX, K4)
 	VMOVUPS Z3, K4, (DX)
 deintdone:
 	VZEROUPPER
@@ -234,10 +223,7 @@ intloop:
 	JLT inttail
 	VMOVUPS (SI), Z0
 	VMOVUPS (DX), Z1
-	VMOVDQA32 Z30, Z2
-	VPERMI2PS Z1, Z0, Z2
-	VMOVDQA32 Z31, Z3
-	VPERMI2PS Z1, Z0, Z3
+	PERMUTE2(Z0, Z1)
 	VMOVUPS Z2, (DI)
 	VMOVUPS Z3, 64(DI)
 	ADDQ $64, SI
@@ -248,32 +234,14 @@ intloop:
 inttail:
 	TESTQ CX, CX
 	JZ intdone
-	LEAQ 1(CX), BX
-	SHRQ $1, BX
-	MASKLOW(BX, K1)
-	MOVQ CX, BX
-	SHRQ $1, BX
-	MASKLOW(BX, K2)
-	VMOVUPS.Z (SI), K1, Z0
-	VMOVUPS.Z (DX), K2, Z1
-	VMOVDQA32 Z30, Z2
-	VPERMI2PS Z1, Z0, Z2
-	VMOVDQA32 Z31, Z3
-	VPERMI2PS Z1, Z0, Z3
-	MOVQ CX, BX
-	CMPQ BX, $16
-	JLE intlo
-	MOVQ $16, BX
-intlo:
-	MASKLOW(BX, K3)
-	MOVQ CX, BX
-	SUBQ $16, BX
-	JGE inthi
-	XORQ BX, BX
-inthi:
-	MASKLOW(BX, K4)
-	VMOVUPS Z2, K3, (DI)
-	VMOVUPS Z3, K4, 64(DI)
+	// load (w+1)/2 evens and w/2 odds, store min(w,16) and max(w−16,0) lanes
+	HALFMASKS
+	VMOVUPS.Z (SI), K3, Z0
+	VMOVUPS.Z (DX), K4, Z1
+	PERMUTE2(Z0, Z1)
+	SPLITMASKS
+	VMOVUPS Z2, K1, (DI)
+	VMOVUPS Z3, K2, 64(DI)
 intdone:
 	VZEROUPPER
 	RET

@@ -97,6 +97,17 @@ func write(name, text string) {
 	}
 }
 
+// prologue writes the header of function name (Go signature sig, every
+// argument 8 bytes) and loads the arguments into registers: argReg holds
+// argument names and their registers in pairs, in frame order.
+func prologue(name, sig string, argReg ...string) {
+	fmt.Fprintf(&out, "\n// func %s(%s)\n", name, sig)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", name, 8*len(argReg)/2)
+	for i := 0; i < len(argReg); i += 2 {
+		p("MOVQ %s+%d(FP), %s", argReg[i], 8*(i/2), argReg[i+1])
+	}
+}
+
 // loadPtrs sets the family's pointer registers to SI plus their offsets.
 func loadPtrs(f family) {
 	for i := range f.ptrs {
@@ -115,15 +126,8 @@ func loadPtrs(f family) {
 func fwd(f family, nv int) string {
 	acc := func(j, v int) int { return j*nv + v }
 	name := fmt.Sprintf("conv3x3Fwd%sx%d", f.name, nv)
-	fmt.Fprintf(&out, "\n// func %s(x, w, y *float32, nc, xcs, ycs int, offs *int)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
-	p("MOVQ x+0(FP), SI")
-	p("MOVQ w+8(FP), DI")
-	p("MOVQ y+16(FP), DX")
-	p("MOVQ nc+24(FP), CX")
-	p("MOVQ xcs+32(FP), R8")
-	p("MOVQ ycs+40(FP), R9")
-	p("MOVQ offs+48(FP), R15")
+	prologue(name, "x, w, y *float32, nc, xcs, ycs int, offs *int",
+		"x", "SI", "w", "DI", "y", "DX", "nc", "CX", "xcs", "R8", "ycs", "R9", "offs", "R15")
 	for i := 0; i < 4*nv; i++ {
 		p("VPXORD Z%d, Z%d, Z%d", i, i, i)
 	}
@@ -170,14 +174,8 @@ func wgrad(f family, ocb int) string {
 	nt := len(f.taps)
 	acc := func(j, t int) int { return j*nt + t }
 	name := fmt.Sprintf("conv3x3Wgrad%sx%d", f.name, ocb)
-	fmt.Fprintf(&out, "\n// func %s(x, dy, acc *float32, nv, dycs int, offs *int)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
-	p("MOVQ x+0(FP), SI")
-	p("MOVQ dy+8(FP), DI")
-	p("MOVQ acc+16(FP), DX")
-	p("MOVQ nv+24(FP), CX")
-	p("MOVQ dycs+32(FP), R8")
-	p("MOVQ offs+40(FP), R15")
+	prologue(name, "x, dy, acc *float32, nv, dycs int, offs *int",
+		"x", "SI", "dy", "DI", "acc", "DX", "nv", "CX", "dycs", "R8", "offs", "R15")
 	loadPtrs(f)
 	p("LEAQ (DI)(R8*1), R9")
 	p("LEAQ (R9)(R8*1), R10")
