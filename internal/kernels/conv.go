@@ -375,12 +375,11 @@ func (pl *convPlan) gemm(tA, tB blas.Transpose, a, b blas32.General, beta float3
 // Conv2D computes y = conv(x, w) + b. b may be nil. The general case is
 // im2col followed by one GEMM per group and chunk of samples; depthwise
 // convolutions use a direct kernel.
-func Conv2D(s ConvShape, x, w, b, y, scratch []float32) { conv2D(s, x, w, b, y, scratch, nil) }
+func Conv2D(s ConvShape, x, w, b, y, scratch []float32) { conv2D(s.plan(), x, w, b, y, scratch, nil) }
 
 // conv2D is Conv2D, gathering the output's moments into m (when not nil)
 // on the direct paths.
-func conv2D(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
-	pl := s.plan()
+func conv2D(pl convPlan, x, w, b, y, scratch []float32, m *Moments) {
 	pl.check(x, w, b, y, scratch)
 	if pl.Depthwise() {
 		depthwiseForward(&pl, x, w, b, y)

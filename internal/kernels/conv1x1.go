@@ -77,21 +77,7 @@ func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		m := min(g.m, n1-c0)
 		pack1(func(i, ch int) []float32 { return x[((c0+i)*C+ch)*HW:][:HW] }, m, C, pl.H, pl.W, pl.SH, g.qv, xs, odd)
 		fwdTiles(&fwdP1, xs, wpk[:g.oc4*C], out, C, g.qv, g.oc4, roundUp(m*P, 16), g.qv, &offs)
-		for i := range m {
-			for oc := range OC {
-				yc := y[((c0+i)*OC+oc)*P:][:P]
-				copy(yc, out[oc*g.qv+i*P:][:P])
-				if b != nil {
-					bv := b[oc]
-					for j := range yc {
-						yc[j] += bv
-					}
-				}
-				if mom != nil {
-					mom.addPlane(c0+i, oc, yc)
-				}
-			}
-		}
+		unpad3(out, m, OC, pl.oh, pl.ow, pl.ow, P, g.qv, b, y[c0*OC*P:], mom, c0)
 	}
 }
 
@@ -122,18 +108,18 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		if dx == nil {
 			continue
 		}
-		clear(odd) // the odd columns of a stride-2 dx
 		fwdTiles(&fwdP1, ds, wpkT[:g.c4*OC], out, OC, g.qv, g.c4, roundUp(m*P, 16), g.qv, &offs)
+		if pl.SH == 1 {
+			unpad3(out, m, C, H, W, W, P, g.qv, nil, dx[c0*C*P:], nil, 0)
+			continue
+		}
+		clear(odd) // the odd columns of dx
+		// Stride 2: the even rows get the values at even columns, the rest
+		// of dx is 0.
 		for i := range m {
 			for c := range C {
 				src := out[c*g.qv+i*P:][:P]
 				d := dx[((c0+i)*C+c)*H*W:][:H*W]
-				if pl.SH == 1 {
-					copy(d, src)
-					continue
-				}
-				// Stride 2: the even rows get the values at even columns, the
-				// rest of dx is 0.
 				for r := range H {
 					drow := d[r*W : (r+1)*W]
 					if r%2 == 1 {

@@ -206,12 +206,11 @@ func (d dySrc) plane(n, ch int, tmp []float32) []float32 {
 	return tmp[:d.hw]
 }
 
-// unpad3 copies the valid positions of an output tile (c channels of
-// rows qv, positions as in pad3 without the offset) to samples y, adds
-// the bias b (nil for none) and records each plane's statistics in mom
-// (nil for none) as those of sample n0 + i.
-func unpad3(out []float32, m, c, h, w, wp, qv int, b, y []float32, mom *Moments, n0 int) {
-	sp := (h + 1) * wp
+// unpad3 copies the valid positions of an output tile to samples y: c
+// channels of rows qv, sample i at i·sp, its h rows of w values at pitch
+// wp. It adds the bias b (nil for none) and records each plane's
+// statistics in mom (nil for none) as those of sample n0 + i.
+func unpad3(out []float32, m, c, h, w, wp, sp, qv int, b, y []float32, mom *Moments, n0 int) {
 	for i := range m {
 		for ch := range c {
 			yc := y[(i*c+ch)*h*w : (i*c+ch+1)*h*w]
@@ -241,7 +240,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		m := min(g.m, n1-c0)
 		pad3(x[c0*C*H*W:], m, C, H, W, g.wp, g.row, xp)
 		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, roundUp(m*g.sp, 16), g.qv, &offs)
-		unpad3(out, m, OC, H, W, g.wp, g.qv, b, y[c0*OC*H*W:], mom, c0)
+		unpad3(out, m, OC, H, W, g.wp, g.sp, g.qv, b, y[c0*OC*H*W:], mom, c0)
 	}
 }
 
@@ -277,7 +276,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		if dx != nil {
 			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs)
-			unpad3(out, m, C, H, W, g.wp, g.qv, nil, dx[c0*C*H*W:], nil, 0)
+			unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], nil, 0)
 		}
 	}
 	if dw != nil {

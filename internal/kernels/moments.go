@@ -78,9 +78,9 @@ func Conv2DMoments(s ConvShape, x, w, b, y, scratch []float32, m *Moments) {
 		panic("kernels: Moments of the wrong shape")
 	}
 	if pl.path() == viaBLAS {
-		Conv2D(s, x, w, b, y, scratch)
+		conv2D(pl, x, w, b, y, scratch, nil)
 		momentsOf(m, y, pl.N, pl.OC, pl.oh*pl.ow)
 		return
 	}
-	conv2D(s, x, w, b, y, scratch, m)
+	conv2D(pl, x, w, b, y, scratch, m)
 }
