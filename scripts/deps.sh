@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what qnas needs, skipping what is already there. Needs root (or sudo) for apt;
 # safe to run again.
-#   scripts/deps.sh build   Debian libopenblas-dev (the default BLAS; cgo links it)
+#   scripts/deps.sh build   Debian libopenblas-dev (the default BLAS; cgo links it) and the C
+#                           toolchain cgo and the race detector need (gcc, libc6-dev)
 #   scripts/deps.sh test    the above, plus what the tests use:
 #     Debian: libonnx-testdata (ONNX conformance models), dataset-fashion-mnist (full data
 #             set), python3-onnx (the ONNX checker)
@@ -10,7 +11,7 @@ set -euo pipefail
 mode="${1:-test}"
 case "$mode" in build|test) ;; *) echo "usage: scripts/deps.sh [build|test]" >&2; exit 2;; esac
 
-apt_pkgs=(libopenblas-dev)
+apt_pkgs=(gcc libc6-dev libopenblas-dev)
 [ "$mode" = test ] && apt_pkgs+=(libonnx-testdata dataset-fashion-mnist python3-onnx)
 missing=()
 for p in "${apt_pkgs[@]}"; do
