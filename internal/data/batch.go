@@ -167,10 +167,12 @@ func (d *Dataset) Batch(idx []int, norm Normalize, aug *Augment, rng *rand.Rand,
 				} else {
 					buildLUT(t, norm, c)
 				}
-				planeBytes(dst, d.Pixels[off:off+plane], d.H, d.W, dy, dx, flip, t)
+				// Bytes go through the table; t[0] is the padding value.
+				shiftPlane(dst, d.Pixels[off:off+plane], d.H, d.W, dy, dx, flip, t[0], func(p uint8) float32 { return t[p] })
 			} else {
 				m, sd := norm.at(c)
-				planeFloats(dst, d.Floats[off:off+plane], d.H, d.W, dy, dx, flip, m, sd)
+				// Floats map v ↦ (v − m)/s, padding (0 − m)/s.
+				shiftPlane(dst, d.Floats[off:off+plane], d.H, d.W, dy, dx, flip, (0-m)/sd, func(v float32) float32 { return (v - m) / sd })
 			}
 		}
 		if y != nil {
@@ -195,17 +197,16 @@ func span(w, dx int, flip bool) (lo, hi int) {
 	return max(0, -dx), min(w, w-dx)
 }
 
-// planeBytes writes one h×w channel of raw bytes, shifted by (dy, dx) and optionally
-// mirrored, through the table t; t[0] is the padding value.
-func planeBytes(dst []float32, src []uint8, h, w, dy, dx int, flip bool, t *[256]float32) {
+// shiftPlane writes one h×w channel of src to dst, shifted by (dy, dx) and optionally
+// mirrored, mapping each value through conv; pad fills what no source pixel reaches.
+func shiftPlane[T uint8 | float32](dst []float32, src []T, h, w, dy, dx int, flip bool, pad float32, conv func(T) float32) {
 	if dy == 0 && dx == 0 && !flip {
 		dst = dst[:len(src)]
-		for i, p := range src {
-			dst[i] = t[p]
+		for i, v := range src {
+			dst[i] = conv(v)
 		}
 		return
 	}
-	pad := t[0]
 	lo, hi := span(w, dx, flip)
 	for r := range h {
 		row := dst[r*w : (r+1)*w]
@@ -222,51 +223,13 @@ func planeBytes(dst []float32, src []uint8, h, w, dy, dx int, flip bool, t *[256
 			in := srow[w-hi+dx : w-lo+dx]
 			in = in[:len(out)]
 			for j := range out {
-				out[j] = t[in[len(in)-1-j]]
-			}
-		} else {
-			in := srow[lo+dx : hi+dx]
-			in = in[:len(out)]
-			for j, p := range in {
-				out[j] = t[p]
-			}
-		}
-	}
-}
-
-// planeFloats is planeBytes for float data: v ↦ (v − m)/s, padding (0 − m)/s.
-func planeFloats(dst, src []float32, h, w, dy, dx int, flip bool, m, s float32) {
-	if dy == 0 && dx == 0 && !flip {
-		dst = dst[:len(src)]
-		for i, v := range src {
-			dst[i] = (v - m) / s
-		}
-		return
-	}
-	pad := (0 - m) / s
-	lo, hi := span(w, dx, flip)
-	for r := range h {
-		row := dst[r*w : (r+1)*w]
-		sr := r + dy
-		if sr < 0 || sr >= h || lo >= hi {
-			fill(row, pad)
-			continue
-		}
-		srow := src[sr*w : (sr+1)*w]
-		fill(row[:lo], pad)
-		fill(row[hi:], pad)
-		out := row[lo:hi]
-		if flip {
-			in := srow[w-hi+dx : w-lo+dx]
-			in = in[:len(out)]
-			for j := range out {
-				out[j] = (in[len(in)-1-j] - m) / s
+				out[j] = conv(in[len(in)-1-j])
 			}
 		} else {
 			in := srow[lo+dx : hi+dx]
 			in = in[:len(out)]
 			for j, v := range in {
-				out[j] = (v - m) / s
+				out[j] = conv(v)
 			}
 		}
 	}
