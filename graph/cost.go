@@ -23,6 +23,7 @@ func (l Layer) BOPs(wb, ab int) int64 { return satMul(l.MACs, int64(wb)*int64(ab
 func (g *Graph) Layers() []Layer {
 	var out []Layer
 	seen := map[string]bool{} // a weight shared by several nodes counts once
+	producers := g.Producers()
 	for _, n := range g.Nodes {
 		d, ok := Lookup(n.Op)
 		if !ok || (d.Cost == nil && len(d.Weights) == 0) {
@@ -31,9 +32,18 @@ func (g *Graph) Layers() []Layer {
 		c := g.ctx(n)
 		l := Layer{Name: n.Name, Op: n.Op, OutputShape: g.Shapes[n.Outputs[0]]}
 		for _, i := range d.Weights {
-			if i < len(n.Inputs) && c.Const[i] != nil && !seen[n.Inputs[i]] && c.Const[i].DType == Float32 {
-				seen[n.Inputs[i]] = true
-				l.Params += int64(c.Const[i].Len())
+			if i >= len(n.Inputs) {
+				continue
+			}
+			name, t := n.Inputs[i], c.Const[i]
+			if t == nil { // a quantized weight: the integers a DequantizeLinear reads
+				if dq := producers[name]; dq != nil && dq.Op == "DequantizeLinear" {
+					name, t = dq.Inputs[0], g.Consts[dq.Inputs[0]]
+				}
+			}
+			if t != nil && !seen[name] && t.DType != Int64 { // float or quantized, not a shape vector
+				seen[name] = true
+				l.Params += int64(t.Len())
 			}
 		}
 		if d.Cost != nil && l.OutputShape != nil {

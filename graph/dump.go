@@ -24,7 +24,7 @@ func (g *Graph) Dump(w io.Writer) error {
 		t := g.Consts[k]
 		fmt.Fprintf(&b, "const  %s: %s%v", k, t.DType, t.Shape)
 		if t.Len() <= 8 {
-			if t.DType == Int64 {
+			if t.DType.IsInt() {
 				fmt.Fprintf(&b, " = %v", fmtInts(t.I))
 			} else {
 				fmt.Fprintf(&b, " = %v", t.F)
@@ -33,7 +33,11 @@ func (g *Graph) Dump(w io.Writer) error {
 		b.WriteByte('\n')
 	}
 	for _, n := range g.Nodes {
-		fmt.Fprintf(&b, "node   %s: %s(%s)", n.Name, n.Op, strings.Join(n.Inputs, ", "))
+		op := n.Op
+		if n.Domain != "" {
+			op = n.Domain + "::" + op
+		}
+		fmt.Fprintf(&b, "node   %s: %s(%s)", n.Name, op, strings.Join(n.Inputs, ", "))
 		keys := make([]string, 0, len(n.Attrs))
 		for k := range n.Attrs {
 			keys = append(keys, k)

@@ -64,6 +64,7 @@ func (s Shape) Elems() int64 {
 type Node struct {
 	Name    string
 	Op      string
+	Domain  string   // operator set domain; "" for the default ONNX domain
 	Inputs  []string // "" marks an omitted optional input
 	Outputs []string
 	Attrs   map[string]*Attr
@@ -154,7 +155,7 @@ func (g *Graph) Clone() *Graph {
 		c.Meta[k] = v
 	}
 	for _, n := range g.Nodes {
-		m := &Node{Name: n.Name, Op: n.Op, Inputs: slices.Clone(n.Inputs), Outputs: slices.Clone(n.Outputs), Doc: n.Doc,
+		m := &Node{Name: n.Name, Op: n.Op, Domain: n.Domain, Inputs: slices.Clone(n.Inputs), Outputs: slices.Clone(n.Outputs), Doc: n.Doc,
 			Attrs: make(map[string]*Attr, len(n.Attrs))}
 		for k, a := range n.Attrs {
 			m.Attrs[k] = a.clone()

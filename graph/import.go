@@ -157,10 +157,19 @@ func tensorFromONNX(t *onnxpb.TensorProto, dir string, lim onnxio.Limits) (*Tens
 		if err != nil {
 			return nil, err
 		}
-		return NewInt(shape, v), nil
+		it, ok := narrowTypes[dt]
+		if !ok {
+			it = Int64
+		}
+		return NewInts(it, shape, v), nil
 	}
 	return nil, fmt.Errorf("element type %s is not supported", onnxio.DataTypeName(dt))
 }
+
+// narrowTypes maps the ONNX integer types whose width quantized models rely on to theirs;
+// every other integer type is read as Int64.
+var narrowTypes = map[int32]DType{onnxio.TypeInt8: Int8, onnxio.TypeUint8: Uint8, onnxio.TypeInt4: Int4,
+	onnxio.TypeUint4: Uint4}
 
 func inputShape(vi *onnxpb.ValueInfoProto, fixed bool) (Shape, error) {
 	tt := vi.GetType().GetTensorType()
@@ -195,11 +204,11 @@ func nodeFromONNX(np *onnxpb.NodeProto, index int, dir string, lim onnxio.Limits
 	if n.Name == "" {
 		n.Name = fmt.Sprintf("%s_%d", n.Op, index)
 	}
-	if d := np.GetDomain(); d != "" && d != "ai.onnx" {
-		return nil, &UnsupportedError{Node: n.Name, Op: n.Op, Domain: d}
+	if d := np.GetDomain(); d != "ai.onnx" {
+		n.Domain = d
 	}
-	if _, ok := Lookup(n.Op); !ok {
-		return nil, &UnsupportedError{Node: n.Name, Op: n.Op}
+	if def, ok := Lookup(n.Op); !ok || def.Domain != n.Domain {
+		return nil, &UnsupportedError{Node: n.Name, Op: n.Op, Domain: n.Domain}
 	}
 	for _, ap := range np.GetAttribute() {
 		a, err := attrFromONNX(ap, dir, lim)

@@ -12,8 +12,9 @@ import (
 // unsupported op — reads this table; later stages register their own ops (the supernet's
 // mixed ops, the engine's kernels) through Register.
 type OpDef struct {
-	Op  string // ONNX op_type
-	Doc string // one line, for `qnas ops` and error messages
+	Op     string // ONNX op_type
+	Domain string // operator set domain ("" : the default ONNX domain)
+	Doc    string // one line, for `qnas ops` and error messages
 
 	// MinInputs and MaxInputs bound the input count (MaxInputs < 0: no bound); likewise
 	// for outputs. Omitted optional inputs count as present ("" names).

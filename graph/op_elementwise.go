@@ -212,8 +212,8 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 		}
 		return []*Tensor{NewInt(shape, out)}, nil
 	}
-	if a.DType != b.DType {
-		return nil, c.Errorf("operands have types %s and %s", a.DType, b.DType)
+	if a.DType != b.DType || a.DType != Float32 {
+		return nil, c.Errorf("operands have types %s and %s; constant arithmetic takes float or int64", a.DType, b.DType)
 	}
 	af, bf := a.F, b.F
 	out := make([]float32, total)

@@ -174,7 +174,7 @@ func init() {
 					if outer == 0 {
 						chunk = 0
 					}
-					if t.DType == Int64 {
+					if t.DType.IsInt() {
 						out.I = append(out.I, t.I[o*chunk:(o+1)*chunk]...)
 					} else {
 						out.F = append(out.F, t.F[o*chunk:(o+1)*chunk]...)
@@ -580,7 +580,7 @@ func gatherConst(c *Ctx) (*Tensor, error) {
 	for o := 0; o < outer; o++ {
 		for _, i := range pos {
 			base := (o*dim + i) * inner
-			if data.DType == Int64 {
+			if data.DType.IsInt() {
 				out.I = append(out.I, data.I[base:base+inner]...)
 			} else {
 				out.F = append(out.F, data.F[base:base+inner]...)
@@ -691,12 +691,12 @@ func constantOfShape(c *Ctx) (*Tensor, error) {
 	if err != nil {
 		return nil, c.Errorf("%v", err)
 	}
-	if val.DType == Int64 {
+	if val.DType.IsInt() {
 		v := make([]int64, n)
 		for i := range v {
 			v[i] = val.I[0]
 		}
-		return NewInt(shape, v), nil
+		return &Tensor{DType: val.DType, Shape: shape, I: v}, nil
 	}
 	v := make([]float32, n)
 	for i := range v {
@@ -751,7 +751,7 @@ func transposeConst(t *Tensor, perm []int) *Tensor {
 		for i, p := range perm {
 			src += coord[i] * inStride[p]
 		}
-		if t.DType == Int64 {
+		if t.DType.IsInt() {
 			out.I = append(out.I, t.I[src])
 		} else {
 			out.F = append(out.F, t.F[src])
@@ -875,7 +875,7 @@ func sliceConst(t *Tensor, sl sliceRange) *Tensor {
 		for d := range rank {
 			src += (sl.starts[d] + coord[d]*sl.steps[d]) * stride[d]
 		}
-		if t.DType == Int64 {
+		if t.DType.IsInt() {
 			out.I = append(out.I, t.I[src])
 		} else {
 			out.F = append(out.F, t.F[src])

@@ -2,16 +2,23 @@ package graph
 
 import (
 	"fmt"
+	"math"
 	"slices"
 )
 
 // DType is the element type of a constant tensor. Activations are always float32.
 type DType uint8
 
-// Element types of constants.
+// Element types of constants. Integer tensors hold their values in Tensor.I whatever their
+// width; the narrow types exist so that quantized weights and zero points keep the ONNX type
+// they are read with or written as.
 const (
 	Float32 DType = iota + 1
 	Int64
+	Int8
+	Uint8
+	Int4
+	Uint4
 )
 
 // String names the type as ONNX does.
@@ -21,8 +28,34 @@ func (d DType) String() string {
 		return "float"
 	case Int64:
 		return "int64"
+	case Int8:
+		return "int8"
+	case Uint8:
+		return "uint8"
+	case Int4:
+		return "int4"
+	case Uint4:
+		return "uint4"
 	}
 	return fmt.Sprintf("dtype(%d)", d)
+}
+
+// IsInt reports whether tensors of the type hold integers (in Tensor.I).
+func (d DType) IsInt() bool { return d >= Int64 && d <= Uint4 }
+
+// Range returns the smallest and largest value of an integer type.
+func (d DType) Range() (lo, hi int64) {
+	switch d {
+	case Int8:
+		return -128, 127
+	case Uint8:
+		return 0, 255
+	case Int4:
+		return -8, 7
+	case Uint4:
+		return 0, 15
+	}
+	return math.MinInt64, math.MaxInt64
 }
 
 // Tensor is a constant: weights, biases, BatchNorm parameters, or shape vectors. Float
@@ -48,9 +81,14 @@ func NewInt(shape []int, data []int64) *Tensor {
 	return &Tensor{DType: Int64, Shape: slices.Clone(shape), I: data}
 }
 
+// NewInts returns an integer tensor of type dt (Int8, Uint8, …); data is not copied.
+func NewInts(dt DType, shape []int, data []int64) *Tensor {
+	return &Tensor{DType: dt, Shape: slices.Clone(shape), I: data}
+}
+
 // Len returns the number of elements.
 func (t *Tensor) Len() int {
-	if t.DType == Int64 {
+	if t.DType.IsInt() {
 		return len(t.I)
 	}
 	return len(t.F)
@@ -63,7 +101,7 @@ func (t *Tensor) Clone() *Tensor {
 
 // Ints returns the values as int64, converting floats (used for shape-like inputs).
 func (t *Tensor) Ints() []int64 {
-	if t.DType == Int64 {
+	if t.DType.IsInt() {
 		return t.I
 	}
 	out := make([]int64, len(t.F))

@@ -48,6 +48,9 @@ func (g *Graph) ToONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
 		if n.Doc != "" {
 			np.DocString = proto.String(n.Doc)
 		}
+		if n.Domain != "" {
+			np.Domain = proto.String(n.Domain)
+		}
 		keys := make([]string, 0, len(n.Attrs))
 		for k := range n.Attrs {
 			keys = append(keys, k)
@@ -64,6 +67,13 @@ func (g *Graph) ToONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
 		ProducerVersion: proto.String(opts.ProducerVersion),
 		OpsetImport:     []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(int64(g.Opset))}},
 		Graph:           gp,
+	}
+	domains := map[string]bool{}
+	for _, n := range g.Nodes {
+		if n.Domain != "" && !domains[n.Domain] {
+			domains[n.Domain] = true
+			m.OpsetImport = append(m.OpsetImport, &onnxpb.OperatorSetIdProto{Domain: proto.String(n.Domain), Version: proto.Int64(1)})
+		}
 	}
 	keys := make([]string, 0, len(g.Meta))
 	for k := range g.Meta {
@@ -96,8 +106,27 @@ func tensorToONNX(name string, t *Tensor) *onnxpb.TensorProto {
 	for i, d := range t.Shape {
 		dims[i] = int64(d)
 	}
-	if t.DType == Int64 {
+	switch t.DType {
+	case Int64:
 		return onnxio.NewInt64Tensor(name, dims, t.I)
+	case Int8, Int4:
+		v := make([]int8, len(t.I))
+		for i, x := range t.I {
+			v[i] = int8(x)
+		}
+		if t.DType == Int4 {
+			return onnxio.NewInt4Tensor(name, dims, v)
+		}
+		return onnxio.NewInt8Tensor(name, dims, v)
+	case Uint8, Uint4:
+		v := make([]uint8, len(t.I))
+		for i, x := range t.I {
+			v[i] = uint8(x)
+		}
+		if t.DType == Uint4 {
+			return onnxio.NewUint4Tensor(name, dims, v)
+		}
+		return onnxio.NewUint8Tensor(name, dims, v)
 	}
 	return onnxio.NewFloat32Tensor(name, dims, t.F)
 }

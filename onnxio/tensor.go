@@ -351,3 +351,23 @@ func NewInt8Tensor(name string, dims []int64, data []int8) *onnxpb.TensorProto {
 func NewUint8Tensor(name string, dims []int64, data []uint8) *onnxpb.TensorProto {
 	return newTensor(name, TypeUint8, dims, len(data), append([]byte{}, data...))
 }
+
+// NewInt4Tensor returns an INT4 tensor holding data packed two values to a byte of
+// raw_data, the first in the low nibble (the ONNX layout). Values must lie in [-8, 7].
+func NewInt4Tensor(name string, dims []int64, data []int8) *onnxpb.TensorProto {
+	raw := make([]byte, (len(data)+1)/2)
+	for i, v := range data {
+		raw[i/2] |= byte(v&0xf) << (4 * uint(i%2))
+	}
+	return newTensor(name, TypeInt4, dims, len(data), raw)
+}
+
+// NewUint4Tensor returns a UINT4 tensor packed like NewInt4Tensor. Values must lie in
+// [0, 15].
+func NewUint4Tensor(name string, dims []int64, data []uint8) *onnxpb.TensorProto {
+	raw := make([]byte, (len(data)+1)/2)
+	for i, v := range data {
+		raw[i/2] |= (v & 0xf) << (4 * uint(i%2))
+	}
+	return newTensor(name, TypeUint4, dims, len(data), raw)
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -231,8 +232,46 @@ func TestGradients(t *testing.T) {
 		}
 	}
 	for _, op := range engine.Ops() {
-		if !covered[op] {
+		if !covered[op] && !inferenceOnly[op] {
 			t.Errorf("op %s has no gradient check case", op)
+		}
+	}
+}
+
+// inferenceOnly are the ops that refuse to pass a gradient (TestInferenceOnlyOps).
+var inferenceOnly = map[string]bool{"QuantizeLinear": true, "DequantizeLinear": true}
+
+// An inference-only op on a path that needs a gradient is refused when the plan is
+// compiled, naming the node; on a constant (a quantized weight) it runs in training too.
+func TestInferenceOnlyOps(t *testing.T) {
+	for op := range inferenceOnly {
+		g := graph.New(op)
+		g.Opset = 13
+		g.Inputs = []string{"x"}
+		g.Shapes["x"] = graph.Shape{2, 3}
+		g.Consts["s"] = graph.NewFloat(nil, []float32{0.5})
+		g.Consts["z"] = graph.NewInts(graph.Uint8, nil, []int64{3})
+		g.Consts["w"] = graph.NewInts(graph.Uint8, []int{2, 3}, []int64{0, 1, 2, 3, 4, 255})
+		g.Nodes = []*graph.Node{
+			{Name: "q", Op: op, Inputs: []string{"x", "s", "z"}, Outputs: []string{"y"}},
+			{Name: "dq", Op: "DequantizeLinear", Inputs: []string{"w", "s", "z"}, Outputs: []string{"wf"}},
+			{Name: "add", Op: "Add", Inputs: []string{"y", "wf"}, Outputs: []string{"out"}},
+		}
+		g.Outputs = []string{"out"}
+		if err := g.InferShapes(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := engine.Compile(g, 2, engine.Options{InputGrads: true})
+		if err == nil || !strings.Contains(err.Error(), `"q"`) || !strings.Contains(err.Error(), "inference only") {
+			t.Errorf("%s in a training plan: %v", op, err)
+		}
+		p, err := engine.Compile(g, 2, engine.Options{})
+		if err != nil {
+			t.Fatalf("%s on constants in a training plan: %v", op, err)
+		}
+		p.Forward(true)
+		if got := p.Value("wf").Data; got[0] != -1.5 || got[5] != 126 {
+			t.Errorf("DequantizeLinear of uint8 [0 … 255] with scale 0.5, zero point 3: %v", got)
 		}
 	}
 }

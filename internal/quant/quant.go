@@ -1,0 +1,116 @@
+// Package quant is the arithmetic of qnas's quantizers: integer grids, scales and rounding.
+// Fake quantization in training, the engine's QuantizeLinear and DequantizeLinear kernels and
+// the exporter all call it, so a value quantized in training is, to the bit, the value ONNX
+// Runtime computes from the exported model.
+//
+// The conventions (docs/method.md):
+//   - weights: symmetric per output channel, integers in [−(2^(b−1)−1), 2^(b−1)−1] (the
+//     narrow range, so the grid is symmetric), scale = max|W_c| / (2^(b−1)−1);
+//   - activations: clipped to [0, clip] (unsigned, after ReLU-like ops) with 2^b−1 steps, or to
+//     [−clip, clip] (signed) with the weights' grid; zero point 0 either way;
+//   - x/scale is a float32 division and rounding is half to even, as ONNX QuantizeLinear
+//     specifies and ONNX Runtime computes it.
+//
+// A bitwidth of Float (32) means "not quantized": the functions pass values through.
+package quant
+
+import "math"
+
+// Float is the bitwidth that leaves a tensor in floating point.
+const Float = 32
+
+// MinBits and MaxBits bound the quantized bitwidths qnas searches and exports (8-bit
+// containers hold every grid).
+const (
+	MinBits = 2
+	MaxBits = 8
+)
+
+// ValidBits reports whether b is a bitwidth qnas can train and export: 2..8, or Float.
+func ValidBits(b int) bool { return b == Float || b >= MinBits && b <= MaxBits }
+
+// WeightMax is the largest integer of a b-bit symmetric weight grid, 2^(b−1) − 1.
+func WeightMax(bits int) int { return 1<<(bits-1) - 1 }
+
+// ActMax is the largest integer of a b-bit activation grid: 2^b − 1 unsigned, 2^(b−1) − 1
+// signed (symmetric, like the weights).
+func ActMax(bits int, signed bool) int {
+	if signed {
+		return WeightMax(bits)
+	}
+	return 1<<bits - 1
+}
+
+// Round rounds half to even.
+func Round(x float32) float32 { return float32(math.RoundToEven(float64(x))) }
+
+// Quantize returns round(x/scale) clamped to [lo, hi], the integer QuantizeLinear computes
+// (with zero point 0), as a float32.
+func Quantize(x, scale, lo, hi float32) float32 {
+	return min(max(Round(x/scale), lo), hi)
+}
+
+// WeightScale is the per-channel scale of a b-bit weight grid for a channel whose largest
+// magnitude is maxAbs. An all-zero channel gets scale 1 (its integers are 0 whatever it is).
+func WeightScale(maxAbs float32, bits int) float32 {
+	if !(maxAbs > 0) {
+		return 1
+	}
+	return maxAbs / float32(WeightMax(bits))
+}
+
+// ActScale is the scale of a b-bit activation grid clipped at clip.
+func ActScale(clip float32, bits int, signed bool) float32 {
+	return clip / float32(ActMax(bits, signed))
+}
+
+// MaxAbs returns the largest magnitude in v.
+func MaxAbs(v []float32) float32 {
+	var m float32
+	for _, x := range v {
+		m = max(m, x, -x)
+	}
+	return m
+}
+
+// FakeQuantWeights quantizes w row by row: row c (len(w)/len(bits) values, an output
+// channel) onto its bits[c]-bit grid with scale WeightScale(max|row|, bits[c]), writing
+// q·scale to out (which may alias w) and the scale to scales[c]. Rows at Float bits are
+// copied, with scale 0.
+func FakeQuantWeights(w []float32, bits []int, scales, out []float32) {
+	per := len(w) / len(bits)
+	for c, b := range bits {
+		row, dst := w[c*per:(c+1)*per], out[c*per:(c+1)*per]
+		if b == Float {
+			copy(dst, row)
+			scales[c] = 0
+			continue
+		}
+		s := WeightScale(MaxAbs(row), b)
+		hi := float32(WeightMax(b))
+		for i, x := range row {
+			dst[i] = Quantize(x, s, -hi, hi) * s
+		}
+		scales[c] = s
+	}
+}
+
+// FakeQuantAct quantizes x onto the b-bit activation grid clipped at clip: values are first
+// clipped to [0, clip] (or [−clip, clip] when signed), then rounded to multiples of
+// ActScale(clip, bits, signed). y may alias x. At Float bits x is copied.
+func FakeQuantAct(x, y []float32, clip float32, bits int, signed bool) {
+	if bits == Float {
+		copy(y, x)
+		return
+	}
+	s := ActScale(clip, bits, signed)
+	hi := float32(ActMax(bits, signed))
+	lo, qlo := float32(0), float32(0)
+	if signed {
+		lo, qlo = -clip, -hi
+	}
+	for i, v := range x {
+		v = min(max(v, lo), clip)
+		y[i] = Quantize(v, s, qlo, hi) * s
+	}
+}
