@@ -169,7 +169,7 @@ func tensorFromONNX(t *onnxpb.TensorProto, dir string, lim onnxio.Limits) (*Tens
 // narrowTypes maps the ONNX integer types whose width quantized models rely on to theirs;
 // every other integer type is read as Int64.
 var narrowTypes = map[int32]DType{onnxio.TypeInt8: Int8, onnxio.TypeUint8: Uint8, onnxio.TypeInt4: Int4,
-	onnxio.TypeUint4: Uint4}
+	onnxio.TypeUint4: Uint4, onnxio.TypeInt32: Int32}
 
 func inputShape(vi *onnxpb.ValueInfoProto, fixed bool) (Shape, error) {
 	tt := vi.GetType().GetTensorType()

@@ -189,7 +189,7 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 		return nil, err
 	}
 	total := int(shape.Elems())
-	if a.DType == Int64 && b.DType == Int64 {
+	if a.DType.IsInt() && a.DType == b.DType {
 		out := make([]int64, total)
 		for k, p := range broadcastPairs(a.Shape, b.Shape, shape) {
 			x, y := a.I[p[0]], b.I[p[1]]
@@ -210,7 +210,7 @@ func evalBinary(c *Ctx, op string) ([]*Tensor, error) {
 			}
 			out[k] = arith(op, x, y)
 		}
-		return []*Tensor{NewInt(shape, out)}, nil
+		return []*Tensor{NewInts(a.DType, shape, out)}, nil
 	}
 	if a.DType != b.DType || a.DType != Float32 {
 		return nil, c.Errorf("operands have types %s and %s; constant arithmetic takes float or int64", a.DType, b.DType)

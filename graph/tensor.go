@@ -19,6 +19,7 @@ const (
 	Uint8
 	Int4
 	Uint4
+	Int32
 )
 
 // String names the type as ONNX does.
@@ -36,12 +37,14 @@ func (d DType) String() string {
 		return "int4"
 	case Uint4:
 		return "uint4"
+	case Int32:
+		return "int32"
 	}
 	return fmt.Sprintf("dtype(%d)", d)
 }
 
 // IsInt reports whether tensors of the type hold integers (in Tensor.I).
-func (d DType) IsInt() bool { return d >= Int64 && d <= Uint4 }
+func (d DType) IsInt() bool { return d >= Int64 && d <= Int32 }
 
 // Range returns the smallest and largest value of an integer type.
 func (d DType) Range() (lo, hi int64) {
@@ -54,6 +57,8 @@ func (d DType) Range() (lo, hi int64) {
 		return -8, 7
 	case Uint4:
 		return 0, 15
+	case Int32:
+		return math.MinInt32, math.MaxInt32
 	}
 	return math.MinInt64, math.MaxInt64
 }

@@ -109,6 +109,12 @@ func tensorToONNX(name string, t *Tensor) *onnxpb.TensorProto {
 	switch t.DType {
 	case Int64:
 		return onnxio.NewInt64Tensor(name, dims, t.I)
+	case Int32:
+		v := make([]int32, len(t.I))
+		for i, x := range t.I {
+			v[i] = int32(x)
+		}
+		return onnxio.NewInt32Tensor(name, dims, v)
 	case Int8, Int4:
 		v := make([]int8, len(t.I))
 		for i, x := range t.I {

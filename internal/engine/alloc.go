@@ -22,7 +22,7 @@ func (p *bufPool) put(b []float32) {
 // allocActivations gives every node output its buffer. A training plan keeps every
 // activation (backward reads them); an inference plan reuses a buffer once the last reader
 // of its value has run, so memory follows the widest point of the graph, not its depth.
-func (p *Plan) allocActivations(inference bool) {
+func (p *Plan) allocActivations(inference bool, keep map[string]bool) {
 	var pl bufPool
 	lastUse := map[string]int{}
 	for i, s := range p.steps {
@@ -41,14 +41,14 @@ func (p *Plan) allocActivations(inference bool) {
 		}
 		for _, in := range s.node.Inputs {
 			v := p.Values[in]
-			if v != nil && v.Kind == Activation && lastUse[in] == i && !p.Graph.IsOutput(in) {
+			if v != nil && v.Kind == Activation && lastUse[in] == i && !p.Graph.IsOutput(in) && !keep[in] {
 				pl.put(v.Data)
 				lastUse[in] = -1 // an input listed twice is returned once
 			}
 		}
 		for _, o := range s.node.Outputs { // outputs nobody reads
 			if v := p.Values[o]; v != nil && o != "" {
-				if _, read := lastUse[o]; !read && !p.Graph.IsOutput(o) {
+				if _, read := lastUse[o]; !read && !p.Graph.IsOutput(o) && !keep[o] {
 					pl.put(v.Data)
 				}
 			}

@@ -137,6 +137,9 @@ type Options struct {
 	Frozen map[string]bool
 	// InputGrads also computes the gradient of the loss with respect to the graph inputs.
 	InputGrads bool
+	// Keep lists activations an inference plan must not reuse the memory of, so the
+	// caller can read them after Forward (as it can every activation of a training plan).
+	Keep map[string]bool
 }
 
 // Plan is a graph compiled for one batch size.
@@ -250,7 +253,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	if !opts.Inference {
 		p.linkConvBN()
 	}
-	p.allocActivations(opts.Inference)
+	p.allocActivations(opts.Inference, opts.Keep)
 	p.allocGradients(needGrad)
 	p.planGradients()
 	for i := range p.steps {
@@ -352,6 +355,21 @@ func (p *Plan) Forward(train bool) {
 // OpTimes is wall time by op type and pass ("Conv forward", "Conv backward"), which a
 // plan accumulates while its Times is set.
 type OpTimes map[string]time.Duration
+
+// SetStatsMomentum sets the weight m of the batch statistics with which training-mode
+// BatchNormalizations update their running statistics (run ← (1−m)·run + m·batch): 0 leaves
+// them alone, 1/(k+1) at the k-th batch makes them the average over the batches. A negative
+// m restores each node's own momentum.
+func (p *Plan) SetStatsMomentum(m float32) {
+	for _, s := range p.steps {
+		if bn, ok := s.kernel.(*batchNorm); ok {
+			bn.p.Momentum = bn.momentum
+			if m >= 0 {
+				bn.p.Momentum = m
+			}
+		}
+	}
+}
 
 // ZeroGrad clears every gradient buffer.
 func (p *Plan) ZeroGrad() {

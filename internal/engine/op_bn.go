@@ -15,6 +15,7 @@ type batchNorm struct {
 	mean, invStd           []float32 // batch statistics saved for backward
 	dx, dgamma, dbeta      *GradDst
 	trained                bool    // the last forward used batch statistics
+	momentum               float32 // the node's own weight of batch statistics (p.Momentum may be overridden)
 	link                   *convBN // shared with the Conv producing x (linkConvBN)
 }
 
@@ -53,6 +54,7 @@ func buildBatchNorm(b *Build) (Kernel, error) {
 			dx: b.InGrad(0), dgamma: b.InGrad(1), dbeta: b.InGrad(2),
 		}
 		k.p.ReLU = b.Node.Op == fusedBNRelu
+		k.momentum = k.p.Momentum
 		return k, nil
 	}
 }

@@ -56,6 +56,9 @@ type Options struct {
 	GraphOptimization OptLevel
 	// Threads is the number of intra-op threads; 0 or less means 1.
 	Threads int
+	// OptimizedModelPath, when set, is where ONNX Runtime saves the graph it runs after its
+	// optimizations (to see, e.g., which QDQ groups it fused).
+	OptimizedModelPath string
 }
 
 // errNoCgo is what every entry point returns in a build without cgo.

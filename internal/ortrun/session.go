@@ -146,6 +146,12 @@ func sessionOptions(opts Options) (*ort.SessionOptions, error) {
 		// from the rest of a test run.
 		func() error { return so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0") },
 		func() error { return so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0") },
+		func() error {
+			if opts.OptimizedModelPath == "" {
+				return nil
+			}
+			return so.SetOptimizedModelFilePath(opts.OptimizedModelPath)
+		},
 	} {
 		if err := set(); err != nil {
 			so.Destroy()

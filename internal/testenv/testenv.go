@@ -4,7 +4,9 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -38,4 +40,28 @@ func RepoRoot() string {
 // Path joins parts onto the repository root.
 func Path(parts ...string) string {
 	return filepath.Join(append([]string{RepoRoot()}, parts...)...)
+}
+
+// DebianPython is the interpreter Debian's python3-onnx (the ONNX checker) is installed for;
+// the python3 first on PATH may be another one.
+const DebianPython = "/usr/bin/python3"
+
+// CheckONNX runs onnx.checker.check_model(full_check=True) of Debian's python3-onnx on the
+// model file and returns what it reported, or nil when it accepts the model. A missing
+// checker skips the test, or fails it when QNAS_REQUIRE_TESTDATA=1.
+func CheckONNX(t testing.TB, path string) error {
+	t.Helper()
+	if err := exec.Command(DebianPython, "-c", "import onnx").Run(); err != nil {
+		msg := "the ONNX checker (apt python3-onnx) is missing; run scripts/deps.sh"
+		if os.Getenv("QNAS_REQUIRE_TESTDATA") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	out, err := exec.Command(DebianPython, "-c",
+		"import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)", path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
 }

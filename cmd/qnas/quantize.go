@@ -1,0 +1,360 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/qnas/qnas/export"
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/train"
+	"github.com/qnas/qnas/onnxio"
+	"github.com/qnas/qnas/search"
+	"github.com/qnas/qnas/supernet"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// quantFlags are the flags quantize and optimize share: fine-tuning, data, cost and output.
+type quantFlags struct {
+	data       dataFlags
+	Out        string
+	Calib      int
+	Batch      int
+	LR         float64
+	Momentum   float64
+	WD         float64
+	Seed       uint64
+	LimitTrain int
+	LimitTest  int
+	Augment    bool
+	Threads    int
+	Cost       string
+	Target     string
+	Format     string
+	Pack       bool
+	IR         int64
+	Report     string
+	Resume     string
+	JSON       bool
+}
+
+func (q *quantFlags) register(f *pflag.FlagSet) {
+	q.data.register(f)
+	f.StringVarP(&q.Out, "output", "o", "", "output model (required); NAME.encodings.json and NAME.arch.json are written beside it")
+	f.IntVar(&q.Calib, "calib", 16, "batches that calibrate the activation clips and re-estimate BatchNorm statistics")
+	f.IntVar(&q.Batch, "batch", 128, "batch size")
+	f.Float64Var(&q.LR, "lr", 0.01, "base learning rate of the fine-tuning (cosine schedule)")
+	f.Float64Var(&q.Momentum, "momentum", 0.9, "SGD momentum")
+	f.Float64Var(&q.WD, "wd", 5e-4, "weight decay on convolution and Gemm weights")
+	f.Uint64Var(&q.Seed, "seed", 0, "seed for data order and augmentation")
+	f.IntVar(&q.LimitTrain, "limit-train", 0, "train on N training samples spread over the training split (0: all)")
+	f.IntVar(&q.LimitTest, "limit-test", 0, "evaluate on N test samples spread over the test split (0: all)")
+	f.BoolVar(&q.Augment, "augment", false, "random crop (padding 2) and horizontal flip while fine-tuning")
+	f.IntVar(&q.Threads, "threads", 2, "CPU threads")
+	f.StringVar(&q.Cost, "cost", "bops", "cost model: bops, bops-acc or size")
+	f.StringVar(&q.Target, "target", "", "device profile (a file, or a shipped one: "+joinNames(supernet.ShippedTargets())+") as the cost model")
+	f.StringVar(&q.Format, "format", export.FormatQDQ, "output format: qdq or qonnx")
+	f.BoolVar(&q.Pack, "pack", false, "store weights of layers at ≤ 4 bits as INT4 (opset 21, IR 10)")
+	f.Int64Var(&q.IR, "ir", 8, "ONNX IR version of the output (10 also writes per-node metadata_props)")
+	f.StringVar(&q.Report, "report", "", "write a JSON report to this file")
+	f.StringVar(&q.Resume, "resume", "", "continue the fine-tuning saved in this checkpoint (OUT.ckpt is written every epoch and on SIGINT/SIGTERM)")
+	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
+}
+
+func joinNames(v []string) string {
+	s := ""
+	for i, x := range v {
+		if i > 0 {
+			s += ", "
+		}
+		s += x
+	}
+	return s
+}
+
+// check validates the flags every run needs, before any work.
+func (q *quantFlags) check(model string) error {
+	if q.Out == "" {
+		return usageError{fmt.Errorf("-o/--output is required")}
+	}
+	if q.Format != export.FormatQDQ && q.Format != export.FormatQONNX {
+		return usageError{fmt.Errorf("--format %q: want qdq or qonnx", q.Format)}
+	}
+	if q.Pack && q.Format != export.FormatQDQ {
+		return usageError{fmt.Errorf("--pack applies to --format qdq")}
+	}
+	if q.IR < 8 || q.IR > 11 {
+		return usageError{fmt.Errorf("--ir %d: want 8 to 11", q.IR)}
+	}
+	if q.Calib < 1 || q.Batch < 1 || q.LimitTrain < 0 || q.LimitTest < 0 {
+		return usageError{fmt.Errorf("--calib and --batch must be positive, --limit-train and --limit-test not negative")}
+	}
+	if !(q.LR > 0) {
+		return usageError{fmt.Errorf("--lr must be positive")}
+	}
+	files := export.OutputFiles(q.Out)
+	for _, f := range []string{files.Model, files.Encodings, files.Arch, q.Report, q.Out + ".ckpt"} {
+		if f == "" {
+			continue
+		}
+		if err := onnxio.CheckNotSameFile(f, model); err != nil {
+			return usageError{err}
+		}
+	}
+	if files.Encodings == files.Model {
+		return usageError{fmt.Errorf("-o %s: give the output an extension such as .onnx", q.Out)}
+	}
+	return setThreads(q.Threads)
+}
+
+// quantizeOptions are quantize's flags.
+type quantizeOptions struct {
+	quantFlags
+	WBits, ABits int
+	Arch         string
+	Epochs       int
+}
+
+func newQuantizeCmd() *cobra.Command {
+	var o quantizeOptions
+	cmd := &cobra.Command{
+		Use:   "quantize MODEL (--wbits B --abits B | --arch FILE) --data DIR -o OUT.onnx",
+		Short: "Quantize (and prune) a model to a given architecture, fine-tune it and write ONNX",
+		Long: `quantize applies an architecture to MODEL — uniform bits (--wbits, --abits; the network
+input stays at 8 bits) or a qnas.arch/1 file (--arch: bits per layer, per filter group or per
+filter, kept filters) — calibrates the activation clips on --calib batches of the training
+data, fine-tunes with quantization in the loop for --epochs (0: post-training quantization),
+re-estimates the BatchNorm statistics, and writes OUT.onnx (QDQ by default), with
+OUT.encodings.json and OUT.arch.json beside it.`,
+		Args: exactArgs(1, "MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQuantize(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	o.register(f)
+	f.IntVar(&o.WBits, "wbits", 0, "weight bits of every layer (2..8)")
+	f.IntVar(&o.ABits, "abits", 0, "input activation bits of every layer but the first (2..8)")
+	f.StringVar(&o.Arch, "arch", "", "architecture file (qnas.arch/1)")
+	f.IntVar(&o.Epochs, "epochs", 0, "quantization-aware fine-tuning epochs (0: post-training quantization)")
+	return cmd
+}
+
+// quantReport is the report of quantize (design: the command-line contract).
+type quantReport struct {
+	Model         string        `json:"model"`
+	Output        string        `json:"output"`
+	CostModel     string        `json:"cost_model"`
+	CostUnit      string        `json:"cost_unit"`
+	Cost          float64       `json:"cost"`
+	ReferenceCost float64       `json:"reference_cost"`
+	CostRatio     float64       `json:"cost_ratio"`
+	Accuracy      float64       `json:"accuracy"`
+	FloatAccuracy float64       `json:"float_accuracy"`
+	TestSamples   int           `json:"test_samples"`
+	Epochs        int           `json:"epochs"`
+	Seed          uint64        `json:"seed"`
+	Layers        []layerReport `json:"layers"`
+	Phases        []phase       `json:"phases"`
+}
+
+type layerReport struct {
+	Name        string  `json:"name"`
+	WBits       []int   `json:"wbits"` // per kept filter
+	ABits       int     `json:"abits"`
+	Filters     int     `json:"filters"`
+	KeptFilters int     `json:"kept_filters"`
+	MACs        int64   `json:"macs"`
+	Cost        float64 `json:"cost"`
+}
+
+type phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error {
+	if err := o.check(path); err != nil {
+		return err
+	}
+	var arch *supernet.Arch
+	switch {
+	case o.Arch != "" && (o.WBits != 0 || o.ABits != 0):
+		return usageError{fmt.Errorf("give --arch or --wbits/--abits, not both")}
+	case o.Arch != "":
+		a, err := supernet.ReadArch(o.Arch)
+		if err != nil {
+			return err
+		}
+		arch = a
+	case o.WBits == 0 || o.ABits == 0:
+		return usageError{fmt.Errorf("give --wbits and --abits, or --arch FILE")}
+	default:
+		for _, b := range []struct {
+			flag string
+			v    int
+		}{{"--wbits", o.WBits}, {"--abits", o.ABits}} {
+			if b.v < 2 || b.v > 8 {
+				return usageError{fmt.Errorf("%s %d: want 2..8", b.flag, b.v)}
+			}
+		}
+		arch = &supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{o.WBits}, ABits: o.ABits}, Layers: map[string]supernet.LayerSpec{}}
+	}
+	if o.Epochs < 0 {
+		return usageError{fmt.Errorf("--epochs must not be negative")}
+	}
+	cm, err := supernet.NewCostModel(o.Cost, o.Target)
+	if err != nil {
+		return usageError{err}
+	}
+	g, err := loadModel(path, false)
+	if err != nil {
+		return err
+	}
+	space, err := supernet.NewSpace(g)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r, err := space.Resolve(arch)
+	if err != nil {
+		if o.Arch != "" {
+			return fmt.Errorf("%s: %w", o.Arch, err)
+		}
+		return err
+	}
+	rep, err := o.run(stderr, path, g, r, cm, o.Epochs)
+	if err != nil {
+		return err
+	}
+	return o.finish(stdout, rep, rep)
+}
+
+// run trains, evaluates and writes the architecture r of the float graph g.
+func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *supernet.Resolved, cm supernet.CostModel, epochs int) (*quantReport, error) {
+	rep := &quantReport{Model: path, Output: q.Out, CostModel: cm.String(), CostUnit: cm.Unit(), Epochs: epochs, Seed: q.Seed}
+	costs, err := cm.LayerCosts(r)
+	if err != nil {
+		return nil, err
+	}
+	rep.ReferenceCost = cm.Reference(r.Space)
+	for _, l := range r.Space.Layers {
+		rep.Cost += costs[l.Index]
+		rep.Layers = append(rep.Layers, layerReport{Name: l.Name, WBits: r.KeptBits(l), ABits: r.Choices[l.Index].ABits,
+			Filters: l.Filters, KeptFilters: r.Kept(l), MACs: l.MACs(r.KeptIn(l), r.Kept(l)), Cost: costs[l.Index]})
+	}
+	rep.CostRatio = rep.Cost / rep.ReferenceCost
+	trainSet, testSet, norm, err := q.openData(g, stderr)
+	if err != nil {
+		return nil, err
+	}
+	clock := time.Now()
+	lap := func(name string) {
+		rep.Phases = append(rep.Phases, phase{name, time.Since(clock).Seconds()})
+		clock = time.Now()
+	}
+	ev, err := train.Evaluate(g, testSet, norm, 256, stderr)
+	if err != nil {
+		return nil, err
+	}
+	rep.FloatAccuracy = ev.Accuracy
+	lap("evaluate float")
+	ckpt := q.Out + ".ckpt"
+	if q.Resume != "" && q.Resume != ckpt {
+		return nil, usageError{fmt.Errorf("--resume %s: this run's checkpoint is %s", q.Resume, ckpt)}
+	}
+	var aug *data.Augment
+	if q.Augment {
+		aug = &data.Augment{PadCrop: 2, HFlip: true}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	qg, _, err := search.Quantize(r, trainSet, search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
+		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
+		Checkpoint: ckpt, Resume: q.Resume != "", Context: ctx})
+	if err != nil {
+		return nil, err
+	}
+	stop() // from here on a signal ends the process: outputs are written atomically
+	lap("fine-tune")
+	m, err := export.Freeze(qg, r)
+	if err != nil {
+		return nil, err
+	}
+	// The accuracy reported is the written model's, as qnas's engine computes it (ONNX
+	// Runtime agrees): integer biases and folded BatchNorms included.
+	ev, err = train.Evaluate(m.Graph, testSet, norm, 256, stderr)
+	if err != nil {
+		return nil, err
+	}
+	rep.Accuracy, rep.TestSamples = ev.Accuracy, ev.Samples
+	lap("evaluate quantized")
+	m.Graph.Meta["qnas.mean"], m.Graph.Meta["qnas.std"] = joinFloats(norm.Mean), joinFloats(norm.Std)
+	if _, err := m.Write(q.Out, path, export.WriteOptions{Format: q.Format, Pack: q.Pack, IRVersion: q.IR, ProducerVersion: version}); err != nil {
+		return nil, err
+	}
+	os.Remove(ckpt)
+	lap("export")
+	return rep, nil
+}
+
+// openData opens the training and test splits and the normalization.
+func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testSet *data.Dataset, norm data.Normalize, err error) {
+	if trainSet, err = q.data.open(data.Train); err != nil {
+		return
+	}
+	if q.LimitTrain > 0 {
+		trainSet = data.Subset(trainSet, q.LimitTrain)
+	}
+	if testSet, err = q.data.open(data.Test); err != nil {
+		return
+	}
+	if q.LimitTest > 0 {
+		testSet = data.Subset(testSet, q.LimitTest)
+	}
+	norm, err = q.data.normalization(g, stderr)
+	if err != nil {
+		err = usageError{err}
+	}
+	return
+}
+
+// finish writes the report file and prints the summary r (or, with --json, the report).
+func (q *quantFlags) finish(stdout io.Writer, rep any, r *quantReport) error {
+	b, err := json.MarshalIndent(rep, "", " ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if q.Report != "" {
+		if err := onnxio.WriteFileAtomic(q.Report, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+			return err
+		}
+	}
+	if q.JSON {
+		_, err = stdout.Write(b)
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s: accuracy %.2f%% (float %.2f%%), cost %s %s = %.4f of w8a8 (%s)\n", r.Output,
+		100*r.Accuracy, 100*r.FloatAccuracy, humanF(r.Cost), r.CostUnit, r.CostRatio, humanF(r.ReferenceCost))
+	return err
+}
+
+// humanF formats a cost with a k/M/G/T suffix.
+func humanF(v float64) string {
+	for _, u := range []struct {
+		div float64
+		s   string
+	}{{1e12, "T"}, {1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if v >= u.div {
+			return fmt.Sprintf("%.4g%s", v/u.div, u.s)
+		}
+	}
+	return fmt.Sprintf("%.4g", v)
+}

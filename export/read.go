@@ -1,0 +1,167 @@
+package export
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/quant"
+)
+
+// ErrNotQNAS is returned (wrapped) by Read for a model qnas did not write.
+var ErrNotQNAS = fmt.Errorf("not a model qnas wrote (no %s metadata)", MetaLayers)
+
+// Read reads back a model qnas wrote, in any format (QDQ, packed QDQ, QONNX), from the file
+// alone, into its canonical QDQ form. Errors name the file.
+func Read(path string, opts graph.ImportOptions) (*Model, error) {
+	g, err := graph.Load(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	m, err := FromGraph(g)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// FromGraph recovers the Model of an imported graph of a model qnas wrote.
+func FromGraph(g *graph.Graph) (*Model, error) {
+	raw, ok := g.Meta[MetaLayers]
+	if !ok {
+		return nil, ErrNotQNAS
+	}
+	m := &Model{Graph: g, Arch: []byte(g.Meta[MetaArch] + "\n")}
+	if err := json.Unmarshal([]byte(raw), &m.Layers); err != nil {
+		return nil, fmt.Errorf("metadata %s: %v", MetaLayers, err)
+	}
+	for _, k := range []string{MetaLayers, MetaArch, MetaFormat} {
+		delete(g.Meta, k)
+	}
+	if err := fromQONNX(g, m.Layers); err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers { // unpack 4-bit containers
+		if w := g.Consts[l.Weight]; w != nil && w.DType == graph.Int4 {
+			w.DType = graph.Int8
+			for _, n := range g.Nodes {
+				if n.Op == "DequantizeLinear" && n.Inputs[0] == l.Weight && len(n.Inputs) > 2 {
+					if z := g.Consts[n.Inputs[2]]; z != nil {
+						z.DType = graph.Int8
+					}
+				}
+			}
+		}
+	}
+	if v, ok := g.Meta[MetaOpset]; ok { // a packed model was raised to opset 21
+		var o int
+		if _, err := fmt.Sscan(v, &o); err != nil || o < 13 || o > g.Opset {
+			return nil, fmt.Errorf("metadata %s = %q: want an opset from 13 to %d", MetaOpset, v, g.Opset)
+		}
+		g.Opset = o
+		delete(g.Meta, MetaOpset)
+	}
+	return m, m.check()
+}
+
+// check verifies that every layer the metadata lists is in the graph with the quantizers it
+// claims.
+func (m *Model) check() error {
+	producers := m.Graph.Producers()
+	for _, l := range m.Layers {
+		var n *graph.Node
+		for _, c := range m.Graph.Nodes {
+			if c.Name == l.Name {
+				n = c
+			}
+		}
+		if n == nil {
+			return fmt.Errorf("metadata names layer %q, which the graph lacks", l.Name)
+		}
+		if len(l.WBits) == 0 || slices.ContainsFunc(l.WBits, func(b int) bool { return !quant.ValidBits(b) }) || !quant.ValidBits(l.ABits) {
+			return fmt.Errorf("metadata of layer %q: invalid bits", l.Name)
+		}
+		if l.Weight != "" {
+			dq := producers[n.Input(1)]
+			if dq == nil || dq.Op != "DequantizeLinear" || dq.Inputs[0] != l.Weight || m.Graph.Consts[l.Weight] == nil {
+				return fmt.Errorf("layer %q: weight %q is not read through a DequantizeLinear", l.Name, l.Weight)
+			}
+		}
+	}
+	return nil
+}
+
+// fromQONNX rewrites the Quant nodes of the layers' weights and inputs into the canonical
+// QDQ form in place (the inverse of toQONNX); a graph without them is left alone.
+func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
+	producers := g.Producers()
+	replace := map[*graph.Node][]*graph.Node{}
+	for _, l := range layers {
+		var layer *graph.Node
+		for _, n := range g.Nodes {
+			if n.Name == l.Name {
+				layer = n
+			}
+		}
+		if layer == nil {
+			continue // check reports it
+		}
+		if q := producers[layer.Input(1)]; l.Weight != "" && q != nil && q.Op == "Quant" {
+			w, scale := g.Consts[q.Inputs[0]], g.Consts[q.Inputs[1]]
+			if w == nil || scale == nil || w.DType != graph.Float32 || len(w.Shape) < 2 || scale.Len() != w.Shape[l.WAxis] {
+				return fmt.Errorf("layer %q: Quant %q does not hold a per-channel weight", l.Name, q.Name)
+			}
+			ints := make([]int64, len(w.F))
+			rows := filterRows(w, l.WAxis)
+			for c := 0; c < scale.Len(); c++ {
+				hi := float32(quant.WeightMax(l.WBits[c]))
+				for _, i := range rows(c) {
+					ints[i] = int64(quant.Quantize(w.F[i], scale.F[c], -hi, hi))
+				}
+			}
+			base := trimSuffix(l.Weight, sufQuantized)
+			for _, in := range q.Inputs {
+				delete(g.Consts, in)
+			}
+			g.Consts[l.Weight] = graph.NewInts(graph.Int8, w.Shape, ints)
+			g.Consts[base+sufScale] = graph.NewFloat([]int{scale.Len()}, scale.F)
+			g.Consts[base+sufZero] = graph.NewInts(graph.Int8, []int{scale.Len()}, make([]int64, scale.Len()))
+			dq := &graph.Node{Name: base + sufDQ, Op: "DequantizeLinear",
+				Inputs: []string{l.Weight, base + sufScale, base + sufZero}, Outputs: []string{base + sufDQ + sufOutput}}
+			dq.SetInt("axis", int64(l.WAxis))
+			layer.Inputs[1] = dq.Outputs[0]
+			replace[q] = []*graph.Node{dq}
+		}
+		if q := producers[layer.Input(0)]; l.ABits != quant.Float && q != nil && q.Op == "Quant" {
+			x := q.Inputs[0]
+			for _, in := range q.Inputs[1:] {
+				delete(g.Consts, in)
+			}
+			nodes := actQDQ(g, l.Name+"/input", x, l.AClip, l.ABits, l.ASigned)
+			layer.Inputs[0] = nodes[len(nodes)-1].Outputs[0]
+			replace[q] = nodes
+		}
+	}
+	if len(replace) == 0 {
+		return nil
+	}
+	var out []*graph.Node
+	for _, n := range g.Nodes {
+		if r, ok := replace[n]; ok {
+			out = append(out, r...)
+			continue
+		}
+		out = append(out, n)
+	}
+	g.Nodes = out
+	for k := range g.Shapes {
+		if !slices.Contains(g.Inputs, k) {
+			delete(g.Shapes, k)
+		}
+	}
+	if err := g.RemoveDeadCode(); err != nil {
+		return err
+	}
+	return g.InferShapes()
+}

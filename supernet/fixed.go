@@ -1,0 +1,96 @@
+package supernet
+
+import (
+	"slices"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/quant"
+)
+
+// Names of what Apply adds for a layer L: the nodes L/QuantWeight and L/QuantAct, their
+// outputs L/weight_quant and L/input_quant, and the clip constant L/input_clip.
+const (
+	SuffixQuantWeight = "/QuantWeight"
+	SuffixQuantAct    = "/QuantAct"
+	SuffixWeightQuant = "/weight_quant"
+	SuffixInputQuant  = "/input_quant"
+	SuffixInputClip   = "/input_clip"
+)
+
+// Apply returns the training graph of the architecture: the graph pruned to the kept
+// filters, every quantized layer's weight read through a QuantWeight (the bits of its kept
+// filters) and its input through its own QuantAct, whose clip starts at 1 until calibrated.
+// Float layers (32 bits) get no quantizer.
+func (r *Resolved) Apply() (*graph.Graph, error) {
+	keep := map[*Group][]int{}
+	for _, gr := range r.Space.Groups {
+		if k := r.GroupKeep(gr); k != nil {
+			keep[gr] = k
+		}
+	}
+	g, err := r.Space.Prune(keep)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*graph.Node{}
+	for _, n := range g.Nodes {
+		byName[n.Name] = n
+	}
+	var out []*graph.Node
+	added := map[*graph.Node][]*graph.Node{}
+	for _, l := range r.Space.Layers {
+		n := byName[l.Name]
+		c := r.Choices[l.Index]
+		bits := r.KeptBits(l)
+		if slices.ContainsFunc(bits, func(b int) bool { return b != quant.Float }) {
+			q := &graph.Node{Name: l.Name + SuffixQuantWeight, Op: OpQuantWeight, Domain: Domain,
+				Inputs: []string{n.Inputs[1]}, Outputs: []string{l.Name + SuffixWeightQuant}}
+			q.SetInts("bits", toInt64s(bits))
+			q.SetInt("axis", int64(l.WAxis))
+			n.Inputs[1] = q.Outputs[0]
+			added[n] = append(added[n], q)
+		}
+		if c.ABits != quant.Float {
+			clip := l.Name + SuffixInputClip
+			g.Consts[clip] = graph.NewFloat([]int{1}, []float32{1})
+			q := &graph.Node{Name: l.Name + SuffixQuantAct, Op: OpQuantAct, Domain: Domain,
+				Inputs: []string{n.Inputs[0], clip}, Outputs: []string{l.Name + SuffixInputQuant}}
+			q.SetInt("bits", int64(c.ABits))
+			if l.SignedInput {
+				q.SetInt("signed", 1)
+			}
+			n.Inputs[0] = q.Outputs[0]
+			added[n] = append(added[n], q)
+		}
+	}
+	for _, n := range g.Nodes {
+		out = append(out, added[n]...)
+		out = append(out, n)
+	}
+	g.Nodes = out
+	if err := g.InferShapes(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// KeptBits returns the weight bits of layer l's kept filters, in order.
+func (r *Resolved) KeptBits(l *Layer) []int {
+	c := r.Choices[l.Index]
+	if c.Keep == nil {
+		return slices.Clone(c.WBits)
+	}
+	bits := make([]int, len(c.Keep))
+	for i, f := range c.Keep {
+		bits[i] = c.WBits[f]
+	}
+	return bits
+}
+
+func toInt64s(v []int) []int64 {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = int64(x)
+	}
+	return out
+}

@@ -1,0 +1,220 @@
+package supernet
+
+import (
+	"fmt"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/quant"
+)
+
+// Domain is the operator set domain of qnas's own ops in graphs it writes.
+const Domain = "qnas"
+
+// The fake quantizers of a fixed architecture (quantization-aware training):
+//
+//	QuantWeight(W) → Ŵ   attributes bits (one per output channel, or one for all), axis
+//	QuantAct(x, clip) → x̂ attributes bits, signed
+//
+// Both round with package quant, so their outputs are what the exported QDQ model computes,
+// and pass gradients straight through (STE): dW = dŴ; dx = dx̂ inside the clipping range and
+// 0 outside, and the clip learns PACT's gradient, the sum of dx̂ over the clipped inputs
+// (signed: minus those clipped below −clip).
+const (
+	OpQuantWeight = "QuantWeight"
+	OpQuantAct    = "QuantAct"
+)
+
+func init() {
+	graph.Register(&graph.OpDef{
+		Op: OpQuantWeight, Domain: Domain, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
+		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
+		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
+			if _, _, err := weightQuantAttrs(c.Node, c.In[0]); err != nil {
+				return nil, err
+			}
+			return []graph.Shape{c.In[0]}, nil
+		},
+	})
+	graph.Register(&graph.OpDef{
+		Op: OpQuantAct, Domain: Domain, Doc: "fake quantization of an activation clipped at a learned bound (PACT)",
+		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
+		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
+			if _, _, err := actQuantAttrs(c.Node); err != nil {
+				return nil, err
+			}
+			if graph.Shape(c.In[1]).Elems() != 1 {
+				return nil, c.Errorf("clip %q has shape %v, want one value", c.Node.Inputs[1], c.In[1])
+			}
+			return []graph.Shape{c.In[0]}, nil
+		},
+	})
+	engine.Register(OpQuantWeight, buildQuantWeight)
+	engine.Register(OpQuantAct, buildQuantAct)
+}
+
+// weightQuantAttrs returns the bits of every output channel (along axis) of a weight of
+// shape w.
+func weightQuantAttrs(n *graph.Node, w graph.Shape) (bits []int, axis int, err error) {
+	a, err := n.Int("axis", 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(w) < 2 || a < 0 || int(a) >= 2 {
+		return nil, 0, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: fmt.Sprintf("axis %d of a weight of shape %v: want 0 or 1 of a weight of rank ≥ 2", a, w)}
+	}
+	axis = int(a)
+	if axis == 1 && len(w) != 2 {
+		return nil, 0, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "axis 1 is for 2-D (Gemm) weights"}
+	}
+	b, err := n.Ints("bits", nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	ch := w[axis]
+	switch len(b) {
+	case 1:
+		bits = make([]int, ch)
+		for i := range bits {
+			bits[i] = int(b[0])
+		}
+	case ch:
+		bits = make([]int, ch)
+		for i, v := range b {
+			bits[i] = int(v)
+		}
+	default:
+		return nil, 0, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: fmt.Sprintf("bits has %d values for %d channels", len(b), ch)}
+	}
+	for _, v := range bits {
+		if !quant.ValidBits(v) {
+			return nil, 0, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: fmt.Sprintf("bitwidth %d: want %d..%d or %d (float)", v, quant.MinBits, quant.MaxBits, quant.Float)}
+		}
+	}
+	return bits, axis, nil
+}
+
+// actQuantAttrs returns a QuantAct node's bits and signedness.
+func actQuantAttrs(n *graph.Node) (bits int, signed bool, err error) {
+	b, err := n.Int("bits", 8)
+	if err != nil {
+		return 0, false, err
+	}
+	s, err := n.Int("signed", 0)
+	if err != nil {
+		return 0, false, err
+	}
+	if !quant.ValidBits(int(b)) {
+		return 0, false, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: fmt.Sprintf("bitwidth %d: want %d..%d or %d (float)", b, quant.MinBits, quant.MaxBits, quant.Float)}
+	}
+	return int(b), s != 0, nil
+}
+
+type quantWeight struct {
+	w, y   *engine.Value
+	dw     *engine.GradDst
+	bits   []int
+	axis   int
+	scales []float32
+	t      []float32 // axis 1: the weight transposed to rows of output channels
+}
+
+func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
+	bits, axis, err := weightQuantAttrs(b.Node, b.In[0].Shape)
+	if err != nil {
+		return nil, err
+	}
+	k := &quantWeight{w: b.In[0], y: b.Out[0], dw: b.InGrad(0), bits: bits, axis: axis, scales: make([]float32, len(bits))}
+	if axis == 1 {
+		k.t = make([]float32, b.In[0].Len())
+	}
+	return k, nil
+}
+
+func (k *quantWeight) Forward(bool) {
+	if k.axis == 0 {
+		quant.FakeQuantWeights(k.w.Data, k.bits, k.scales, k.y.Data)
+		return
+	}
+	// [in, out] → rows of out channels, quantize, and back.
+	rows, cols := k.w.Shape[0], k.w.Shape[1]
+	transpose(k.w.Data, k.t, rows, cols)
+	quant.FakeQuantWeights(k.t, k.bits, k.scales, k.t)
+	transpose(k.t, k.y.Data, cols, rows)
+}
+
+func (k *quantWeight) Backward() {
+	if k.dw != nil {
+		copy(k.dw.Buf, k.y.Grad)
+	}
+}
+
+// transpose writes the rows×cols matrix a transposed into t.
+func transpose(a, t []float32, rows, cols int) {
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			t[c*rows+r] = a[r*cols+c]
+		}
+	}
+}
+
+type quantAct struct {
+	x, clip, y *engine.Value
+	dx, dclip  *engine.GradDst
+	bits       int
+	signed     bool
+}
+
+func buildQuantAct(b *engine.Build) (engine.Kernel, error) {
+	bits, signed, err := actQuantAttrs(b.Node)
+	if err != nil {
+		return nil, err
+	}
+	return &quantAct{x: b.In[0], clip: b.In[1], y: b.Out[0], dx: b.InGrad(0), dclip: b.InGrad(1), bits: bits, signed: signed}, nil
+}
+
+func (k *quantAct) Forward(bool) {
+	quant.FakeQuantAct(k.x.Data, k.y.Data, k.clipValue(), k.bits, k.signed)
+}
+
+// clipValue is the clip in use: a learned bound can be pushed to or below zero by a bad
+// step, which would make the grid empty; it is kept at a small positive value.
+func (k *quantAct) clipValue() float32 { return max(k.clip.Data[0], 1e-6) }
+
+func (k *quantAct) Backward() {
+	if k.bits == quant.Float {
+		if k.dx != nil {
+			copy(k.dx.Buf, k.y.Grad)
+		}
+		if k.dclip != nil {
+			k.dclip.Buf[0] = 0
+		}
+		return
+	}
+	hi := k.clipValue()
+	lo := float32(0)
+	if k.signed {
+		lo = -hi
+	}
+	var dc float64
+	dy := k.y.Grad
+	for i, x := range k.x.Data {
+		g := dy[i]
+		switch {
+		case x >= hi:
+			dc += float64(g)
+			g = 0
+		case x <= lo:
+			if k.signed {
+				dc -= float64(g)
+			}
+			g = 0
+		}
+		if k.dx != nil {
+			k.dx.Buf[i] = g
+		}
+	}
+	if k.dclip != nil {
+		k.dclip.Buf[0] = float32(dc)
+	}
+}
