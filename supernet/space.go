@@ -39,10 +39,10 @@ type Layer struct {
 	Filters int    // output channels
 	// FanIn is the multiply-accumulates of one filter at one output position:
 	// (C_in/groups)·k_h·k_w for a Conv, the input width for a Gemm.
-	FanIn   int64
-	Spatial int64 // output positions per sample (1 for a Gemm)
-	InC     int   // input channels (Gemm: input columns)
-	ConvGroups int // the Conv's group attribute (1 for a Gemm)
+	FanIn      int64
+	Spatial    int64 // output positions per sample (1 for a Gemm)
+	InC        int   // input channels (Gemm: input columns)
+	ConvGroups int   // the Conv's group attribute (1 for a Gemm)
 	Depthwise  bool
 	Input      string // the activation the layer reads
 	// First is set when the layer reads the network input (through no other layer), Last

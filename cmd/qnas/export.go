@@ -52,4 +52,3 @@ func runExport(stdout io.Writer, path string, o exportOptions) error {
 	_, err = fmt.Fprintf(stdout, "wrote %s (%s), %s, %s\n", files.Model, o.Format, files.Encodings, files.Arch)
 	return err
 }
-
