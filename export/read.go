@@ -165,3 +165,51 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 	}
 	return g.InferShapes()
 }
+
+// StoredBytes returns the bytes a constant takes in an ONNX file's raw data.
+func StoredBytes(t *graph.Tensor) int64 {
+	n := int64(t.Len())
+	switch t.DType {
+	case graph.Int8, graph.Uint8:
+		return n
+	case graph.Int4, graph.Uint4:
+		return (n + 1) / 2
+	case graph.Int64:
+		return 8 * n
+	}
+	return 4 * n
+}
+
+// WeightBytes returns, per node that has weights (by name), the bytes its weight and bias
+// take as stored: the constants it reads directly, or through a DequantizeLinear or a QONNX
+// Quant (integers at their container width, scales, zero points and bit widths included).
+func WeightBytes(g *graph.Graph) map[string]int64 {
+	producers := g.Producers()
+	out := map[string]int64{}
+	for _, n := range g.Nodes {
+		d, ok := graph.Lookup(n.Op)
+		if !ok || len(d.Weights) == 0 {
+			continue
+		}
+		var total int64
+		for _, i := range d.Weights {
+			in := n.Input(i)
+			if t := g.Consts[in]; t != nil {
+				total += StoredBytes(t)
+				continue
+			}
+			if p := producers[in]; p != nil && (p.Op == "DequantizeLinear" || p.Op == "Quant") {
+				if g.Consts[p.Inputs[0]] == nil {
+					continue // an activation, not a weight
+				}
+				for _, c := range p.Inputs {
+					if t := g.Consts[c]; t != nil {
+						total += StoredBytes(t)
+					}
+				}
+			}
+		}
+		out[n.Name] = total
+	}
+	return out
+}

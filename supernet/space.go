@@ -50,7 +50,10 @@ type Layer struct {
 	First, Last bool
 	// SignedInput is set when the input can be negative (no ReLU-like op bounds it below).
 	SignedInput bool
-	Out         *Group // the group of the output channels
+	// Biased is set when the layer has a bias, or a BatchNormalization that export folds
+	// into one.
+	Biased bool
+	Out    *Group // the group of the output channels
 	In          *Group // the group of the input channels; nil for the network input
 	InFactor    int    // columns per input channel (a Gemm after a Flatten of C×H×W)
 }
@@ -59,6 +62,16 @@ type Layer struct {
 // InC) and keptOut filters.
 func (l *Layer) MACs(keptIn, keptOut int) int64 {
 	return l.Spatial * int64(keptOut) * l.FanInKept(keptIn)
+}
+
+// Params returns the layer's weights and biases with keptIn input channels and keptOut
+// filters, as export writes them (a BatchNormalization folded into a bias).
+func (l *Layer) Params(keptIn, keptOut int) int64 {
+	p := int64(keptOut) * l.FanInKept(keptIn)
+	if l.Biased {
+		p += int64(keptOut)
+	}
+	return p
 }
 
 // FanInKept is FanIn with keptIn of the InC input channels kept.
@@ -142,6 +155,7 @@ func NewSpace(g *graph.Graph) (*Space, error) {
 	}
 	ref := func(v string) chanRef { return s.chans[v] }
 	nonNeg := nonNegative(g)
+	consumers := g.Consumers()
 	fromInput := map[string]bool{}
 	for _, in := range g.Inputs {
 		fromInput[in] = true
@@ -154,6 +168,8 @@ func NewSpace(g *graph.Graph) (*Space, error) {
 		if l != nil {
 			l.Index = len(s.Layers)
 			l.First = fromInput[l.Input]
+			cs := consumers[n.Outputs[0]]
+			l.Biased = l.Bias != "" || len(cs) == 1 && cs[0].Op == "BatchNormalization"
 			l.SignedInput = !nonNeg[l.Input]
 			in := ref(l.Input)
 			switch {

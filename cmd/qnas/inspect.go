@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/qnas/qnas/export"
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/quant"
+	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/cobra"
 )
 
@@ -14,16 +18,25 @@ type inspectOptions struct {
 	JSON      bool
 	FoldBN    bool
 	DumpAfter string
+	Arch      string
+	Cost      string
+	Target    string
 }
 
 func newInspectCmd() *cobra.Command {
 	var o inspectOptions
 	cmd := &cobra.Command{
-		Use:   "inspect MODEL",
-		Short: "Print the per-layer table: output shape, params, MACs and cost at 8/8 bits",
+		Use:   "inspect MODEL [--arch FILE]",
+		Short: "Print the per-layer table: output shape, params, MACs, cost at 8/8 bits, weight bytes",
 		Long: `inspect prints one row per layer with parameters or multiply-accumulates (Conv,
-Gemm, MatMul, BatchNormalization): output shape per sample, params, MACs per sample, and
-BOPs at 8-bit weights and activations (MACs·64).`,
+Gemm, MatMul, BatchNormalization): output shape per sample, params, MACs per sample, BOPs at
+8-bit weights and activations (MACs·64) and the bytes its weights take in the file. For a
+model qnas wrote it adds each layer's bits (weights per filter group, input activation) and
+kept filters.
+
+With --arch FILE it prices an architecture (qnas.arch/1) before anything is trained: per
+layer the bits, kept filters, MACs, params and cost under --cost or --target, and the cost
+ratio to the unpruned model at 8-bit weights and activations.`,
 		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
@@ -33,10 +46,42 @@ BOPs at 8-bit weights and activations (MACs·64).`,
 	f.BoolVar(&o.JSON, "json", false, "print JSON to stdout instead of the table")
 	f.BoolVar(&o.FoldBN, "fold-bn", false, "fold BatchNormalization into convolutions first")
 	f.StringVar(&o.DumpAfter, "dump-after", "", "print the graph as text after this pass (or * for all): "+strings.Join(graph.PassNames(), ", "))
+	f.StringVar(&o.Arch, "arch", "", "price this architecture file (qnas.arch/1) on the model")
+	f.StringVar(&o.Cost, "cost", "bops", "cost model for --arch: bops, bops-acc or size")
+	f.StringVar(&o.Target, "target", "", "device profile for --arch (a file or a shipped name) as the cost model")
 	return cmd
 }
 
+// inspectSummary is inspect's JSON: graph.Summary plus the bytes of the weights and, for a
+// model qnas wrote, each layer's quantization.
+type inspectSummary struct {
+	Params      int64                `json:"params"`
+	MACs        int64                `json:"macs"`
+	BOPsW8A8    int64                `json:"bops_w8a8"`
+	WeightBytes int64                `json:"weight_bytes"`
+	Inputs      []graph.ValueSummary `json:"inputs"`
+	Outputs     []graph.ValueSummary `json:"outputs"`
+	Layers      []inspectLayer       `json:"layers"`
+}
+
+type inspectLayer struct {
+	graph.LayerSummary
+	WeightBytes int64 `json:"weight_bytes"`
+	// For a model qnas wrote: bits per kept filter, input bits, filter counts.
+	WBits       []int `json:"wbits,omitempty"`
+	ABits       int   `json:"abits,omitempty"`
+	Filters     int   `json:"filters,omitempty"`
+	KeptFilters int   `json:"kept_filters,omitempty"`
+}
+
 func runInspect(stdout, stderr io.Writer, path string, o inspectOptions) error {
+	if o.Arch != "" && (o.FoldBN || o.DumpAfter != "") {
+		return usageError{fmt.Errorf("--arch prices an architecture; it does not combine with --fold-bn or --dump-after")}
+	}
+	cm, err := supernet.NewCostModel(o.Cost, o.Target)
+	if err != nil {
+		return usageError{err}
+	}
 	g, err := graph.Load(path, limits.importOptions())
 	if err != nil {
 		return err
@@ -56,45 +101,195 @@ func runInspect(stdout, stderr io.Writer, path string, o inspectOptions) error {
 		}
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if o.Arch != "" {
+		return inspectArch(stdout, path, g, o, cm)
+	}
 	s := graph.Summarize(g)
+	bytes := export.WeightBytes(g)
+	var q map[string]export.LayerInfo
+	if m, err := export.FromGraph(g.Clone()); err == nil {
+		q = map[string]export.LayerInfo{}
+		for _, l := range m.Layers {
+			q[l.Name] = l
+		}
+	} else if !errors.Is(err, export.ErrNotQNAS) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	sum := inspectSummary{Params: s.Params, MACs: s.MACs, BOPsW8A8: s.BOPsW8A8, Inputs: s.Inputs, Outputs: s.Outputs, Layers: []inspectLayer{}}
+	for _, l := range s.Layers {
+		il := inspectLayer{LayerSummary: l, WeightBytes: bytes[l.Name]}
+		if info, ok := q[l.Name]; ok {
+			il.WBits, il.ABits, il.Filters, il.KeptFilters = info.WBits, info.ABits, info.Filters, info.KeptFilters()
+		}
+		sum.WeightBytes += il.WeightBytes
+		sum.Layers = append(sum.Layers, il)
+	}
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		return enc.Encode(sum)
 	}
-	return writeInspectTable(stdout, path, g, s)
+	return writeInspectTable(stdout, path, g, sum, q != nil)
 }
 
-func writeInspectTable(w io.Writer, path string, g *graph.Graph, s graph.Summary) error {
+func writeInspectTable(w io.Writer, path string, g *graph.Graph, s inspectSummary, quantized bool) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "model     %s\n", path)
-	prod := strings.TrimSpace(g.Source.ProducerName + " " + g.Source.ProducerVersion)
-	if prod == "" {
-		prod = "unknown producer"
-	}
-	fmt.Fprintf(&b, "format    ONNX IR %d, opset %d, %s\n", g.Source.IRVersion, g.Opset, prod)
-	for _, in := range g.Inputs {
-		fmt.Fprintf(&b, "input     %s: %s\n", in, g.Shapes[in])
-	}
-	for _, out := range g.Outputs {
-		fmt.Fprintf(&b, "output    %s: %s\n", out, g.Shapes[out])
-	}
-	b.WriteByte('\n')
+	writeHeader(&b, path, g)
 	nameW := len("layer")
 	for _, l := range s.Layers {
 		nameW = max(nameW, len(l.Name))
 	}
-	row := func(idx, name, op, shape, params, macs, bops string) {
-		fmt.Fprintf(&b, "%4s  %-*s  %-18s  %-12s  %12s  %15s  %17s\n", idx, nameW, name, op, shape, params, macs, bops)
+	row := func(idx, name, op, shape, params, macs, bops, wbytes, bits, kept string) {
+		fmt.Fprintf(&b, "%4s  %-*s  %-18s  %-12s  %12s  %15s  %17s  %12s", idx, nameW, name, op, shape, params, macs, bops, wbytes)
+		if quantized {
+			fmt.Fprintf(&b, "  %-16s  %9s", bits, kept)
+		}
+		b.WriteString("\n")
 	}
-	row("#", "layer", "op", "output", "params", "MACs", "BOPs w8a8")
+	row("#", "layer", "op", "output", "params", "MACs", "BOPs w8a8", "weight bytes", "bits w/a", "filters")
 	for i, l := range s.Layers {
-		row(fmt.Sprint(i+1), l.Name, l.Op, graph.Shape(l.OutputShape).String(), commas(l.Params), commas(l.MACs), commas(l.BOPsW8A8))
+		bits, kept := "", ""
+		if l.WBits != nil {
+			bits = fmt.Sprintf("%s/%s", bitsString(l.WBits), bitString(l.ABits))
+			kept = fmt.Sprint(l.Filters)
+			if l.KeptFilters < l.Filters {
+				kept = fmt.Sprintf("%d/%d", l.KeptFilters, l.Filters)
+			}
+		}
+		row(fmt.Sprint(i+1), l.Name, l.Op, graph.Shape(l.OutputShape).String(), commas(l.Params), commas(l.MACs), commas(l.BOPsW8A8),
+			commas(l.WeightBytes), bits, kept)
 	}
-	row("", "total", "", "", commas(s.Params), commas(s.MACs), commas(s.BOPsW8A8))
-	fmt.Fprintf(&b, "\n%d layers, %s params, %s MACs per sample, %s BOPs at w8a8\n",
-		len(s.Layers), human(s.Params), human(s.MACs), human(s.BOPsW8A8))
+	row("", "total", "", "", commas(s.Params), commas(s.MACs), commas(s.BOPsW8A8), commas(s.WeightBytes), "", "")
+	fmt.Fprintf(&b, "\n%d layers, %s params, %s MACs per sample, %s BOPs at w8a8, %s bytes of weights\n",
+		len(s.Layers), human(s.Params), human(s.MACs), human(s.BOPsW8A8), human(s.WeightBytes))
 	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeHeader(b *strings.Builder, path string, g *graph.Graph) {
+	fmt.Fprintf(b, "model     %s\n", path)
+	prod := strings.TrimSpace(g.Source.ProducerName + " " + g.Source.ProducerVersion)
+	if prod == "" {
+		prod = "unknown producer"
+	}
+	fmt.Fprintf(b, "format    ONNX IR %d, opset %d, %s\n", g.Source.IRVersion, g.Opset, prod)
+	for _, in := range g.Inputs {
+		fmt.Fprintf(b, "input     %s: %s\n", in, g.Shapes[in])
+	}
+	for _, out := range g.Outputs {
+		fmt.Fprintf(b, "output    %s: %s\n", out, g.Shapes[out])
+	}
+	b.WriteByte('\n')
+}
+
+// bitString writes a bitwidth, "f" for float.
+func bitString(b int) string {
+	if b == quant.Float {
+		return "f"
+	}
+	return fmt.Sprint(b)
+}
+
+// bitsString writes per-filter bits compactly: "4", or the distinct widths "2,4,8".
+func bitsString(bits []int) string {
+	seen := map[int]bool{}
+	var ws []int
+	for _, b := range bits {
+		if !seen[b] {
+			seen[b] = true
+			ws = append(ws, b)
+		}
+	}
+	parts := make([]string, len(ws))
+	for i := range ws {
+		for j := i + 1; j < len(ws); j++ {
+			if ws[j] < ws[i] {
+				ws[i], ws[j] = ws[j], ws[i]
+			}
+		}
+		parts[i] = bitString(ws[i])
+	}
+	return strings.Join(parts, ",")
+}
+
+// archSummary is inspect --arch's JSON.
+type archSummary struct {
+	CostModel     string      `json:"cost_model"`
+	CostUnit      string      `json:"cost_unit"`
+	Cost          float64     `json:"cost"`
+	ReferenceCost float64     `json:"reference_cost"`
+	CostRatio     float64     `json:"cost_ratio"`
+	MACs          int64       `json:"macs"`
+	Params        int64       `json:"params"`
+	Layers        []archLayer `json:"layers"`
+}
+
+type archLayer struct {
+	Name        string  `json:"name"`
+	Op          string  `json:"op"`
+	WBits       []int   `json:"wbits"` // per kept filter
+	ABits       int     `json:"abits"`
+	Filters     int     `json:"filters"`
+	KeptFilters int     `json:"kept_filters"`
+	MACs        int64   `json:"macs"`
+	Params      int64   `json:"params"`
+	Cost        float64 `json:"cost"`
+}
+
+func inspectArch(w io.Writer, path string, g *graph.Graph, o inspectOptions, cm supernet.CostModel) error {
+	a, err := supernet.ReadArch(o.Arch)
+	if err != nil {
+		return err
+	}
+	space, err := supernet.NewSpace(g)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r, err := space.Resolve(a)
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.Arch, err)
+	}
+	costs, err := cm.LayerCosts(r)
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.Arch, err)
+	}
+	s := archSummary{CostModel: cm.String(), CostUnit: cm.Unit(), ReferenceCost: cm.Reference(space)}
+	for _, l := range space.Layers {
+		kept, keptIn := r.Kept(l), r.KeptIn(l)
+		al := archLayer{Name: l.Name, Op: l.Op, WBits: r.KeptBits(l), ABits: r.Choices[l.Index].ABits, Filters: l.Filters,
+			KeptFilters: kept, MACs: l.MACs(keptIn, kept), Params: l.Params(keptIn, kept), Cost: costs[l.Index]}
+		s.Layers = append(s.Layers, al)
+		s.Cost += al.Cost
+		s.MACs += al.MACs
+		s.Params += al.Params
+	}
+	s.CostRatio = s.Cost / s.ReferenceCost
+	if o.JSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	var b strings.Builder
+	writeHeader(&b, path, g)
+	fmt.Fprintf(&b, "arch      %s, cost model %s (%s)\n\n", o.Arch, s.CostModel, s.CostUnit)
+	nameW := len("layer")
+	for _, l := range s.Layers {
+		nameW = max(nameW, len(l.Name))
+	}
+	row := func(idx, name, op, bits, filters, macs, params, cost string) {
+		fmt.Fprintf(&b, "%4s  %-*s  %-5s  %-14s  %9s  %15s  %10s  %15s\n", idx, nameW, name, op, bits, filters, macs, params, cost)
+	}
+	row("#", "layer", "op", "bits w/a", "filters", "MACs", "params", "cost")
+	for i, l := range s.Layers {
+		f := fmt.Sprint(l.Filters)
+		if l.KeptFilters < l.Filters {
+			f = fmt.Sprintf("%d/%d", l.KeptFilters, l.Filters)
+		}
+		row(fmt.Sprint(i+1), l.Name, l.Op, bitsString(l.WBits)+"/"+bitString(l.ABits), f, commas(l.MACs), commas(l.Params), humanF(l.Cost))
+	}
+	row("", "total", "", "", "", commas(s.MACs), commas(s.Params), humanF(s.Cost))
+	fmt.Fprintf(&b, "\ncost %s %s = %.4f of the unpruned model at w8a8 (%s %s)\n", humanF(s.Cost), s.CostUnit, s.CostRatio, humanF(s.ReferenceCost), s.CostUnit)
+	_, err = io.WriteString(w, b.String())
 	return err
 }
 
