@@ -52,10 +52,10 @@ type Layer struct {
 	SignedInput bool
 	// Biased is set when the layer has a bias, or a BatchNormalization that export folds
 	// into one.
-	Biased bool
-	Out    *Group // the group of the output channels
-	In          *Group // the group of the input channels; nil for the network input
-	InFactor    int    // columns per input channel (a Gemm after a Flatten of C×H×W)
+	Biased   bool
+	Out      *Group // the group of the output channels
+	In       *Group // the group of the input channels; nil for the network input
+	InFactor int    // columns per input channel (a Gemm after a Flatten of C×H×W)
 }
 
 // MACs returns the layer's multiply-accumulates per sample with keptIn input channels (of
