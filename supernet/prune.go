@@ -151,3 +151,46 @@ func sliceAxis(t *graph.Tensor, axis int, idx []int) (*graph.Tensor, error) {
 	}
 	return out, nil
 }
+
+// Masked returns a copy of the space's graph in which the channels each group does not keep
+// are multiplied by zero where their producers write them (after the BatchNormalization
+// that follows a producer, if any): the model pruning must reproduce. keep is as for Prune.
+func (s *Space) Masked(keep map[*Group][]int) (*graph.Graph, error) {
+	g := s.Graph.Clone()
+	consumers := g.Consumers()
+	var out []*graph.Node
+	after := map[string][]*graph.Node{} // nodes to insert after the node producing a value
+	for gr, k := range keep {
+		mask := make([]float32, gr.Channels)
+		for _, c := range k {
+			mask[c] = 1
+		}
+		for _, l := range gr.Producers {
+			v := l.Node.Outputs[0]
+			if cs := consumers[v]; len(cs) == 1 && cs[0].Op == "BatchNormalization" {
+				v = cs[0].Outputs[0]
+			}
+			shape := []int{1, gr.Channels}
+			for range g.Shapes[v][2:] {
+				shape = append(shape, 1)
+			}
+			m := &graph.Node{Name: v + "/mask", Op: "Mul", Inputs: []string{v + "/masked_in", v + "/mask"}, Outputs: []string{v}}
+			g.Consts[v+"/mask"] = graph.NewFloat(shape, mask)
+			after[v] = append(after[v], m)
+		}
+	}
+	for _, n := range g.Nodes {
+		out = append(out, n)
+		for i, o := range n.Outputs {
+			if ms := after[o]; len(ms) > 0 {
+				n.Outputs[i] = o + "/masked_in"
+				out = append(out, ms...)
+			}
+		}
+	}
+	g.Nodes = out
+	if err := g.InferShapes(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qnas/qnas/internal/testenv"
+)
+
+func quantizeArgs(model, out string, extra ...string) []string {
+	args := []string{"quantize", model, "--data", "embedded", "--limit-train", "512", "--limit-test", "200", "--calib", "2",
+		"--batch", "64", "--seed", "5", "--threads", "2", "-o", out}
+	return append(args, extra...)
+}
+
+// quantize writes the model, its encodings and its architecture; its report follows the
+// command-line contract; applying the written architecture with --arch gives the same
+// bytes; qnas eval of the output gives the reported accuracy; qnas export converts it.
+func TestQuantizeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	out := filepath.Join(dir, "q.onnx")
+	report := filepath.Join(dir, "report.json")
+	status, stdout, stderr := runCLI(t, quantizeArgs(model, out, "--wbits", "4", "--abits", "4", "--epochs", "1", "--report", report)...)
+	if status != 0 {
+		t.Fatalf("quantize: %s", stderr)
+	}
+	if !strings.Contains(stdout, "wrote "+out) || !strings.Contains(stdout, "of w8a8") {
+		t.Errorf("stdout: %q", stdout)
+	}
+	for _, f := range []string{out, filepath.Join(dir, "q.encodings.json"), filepath.Join(dir, "q.arch.json"), report} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+	if _, err := os.Stat(out + ".ckpt"); err == nil {
+		t.Errorf("the checkpoint %s.ckpt is left behind", out)
+	}
+	var rep map[string]any
+	b, _ := os.ReadFile(report)
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"cost_model", "cost", "reference_cost", "cost_ratio", "accuracy", "float_accuracy", "seed", "layers"} {
+		if _, ok := rep[k]; !ok {
+			t.Errorf("report lacks %q", k)
+		}
+	}
+	layers := rep["layers"].([]any)
+	for _, k := range []string{"name", "wbits", "abits", "filters", "kept_filters", "cost"} {
+		if _, ok := layers[0].(map[string]any)[k]; !ok {
+			t.Errorf("report layer lacks %q", k)
+		}
+	}
+	// w4a4 with the network input at 8 bits: 0.25 plus a quarter of the first layer's share.
+	if r := rep["cost_ratio"].(float64); r < 0.25 || r > 0.26 {
+		t.Errorf("cost_ratio %.4f for w4a4", r)
+	}
+	// The written architecture reproduces the model to the byte.
+	out2 := filepath.Join(dir, "q2.onnx")
+	status, _, stderr = runCLI(t, quantizeArgs(model, out2, "--arch", filepath.Join(dir, "q.arch.json"), "--epochs", "1")...)
+	if status != 0 {
+		t.Fatalf("quantize --arch: %s", stderr)
+	}
+	b1, _ := os.ReadFile(out)
+	b2, _ := os.ReadFile(out2)
+	if !bytes.Equal(b1, b2) {
+		t.Errorf("--arch of the written architecture gave other bytes (%d vs %d)", len(b1), len(b2))
+	}
+	// qnas eval of the output reproduces the reported accuracy.
+	status, stdout, stderr = runCLI(t, "eval", out, "--data", "embedded", "--limit", "200", "--json")
+	if status != 0 {
+		t.Fatal(stderr)
+	}
+	var ev struct{ Accuracy float64 }
+	json.Unmarshal([]byte(stdout), &ev)
+	if math.Abs(ev.Accuracy-rep["accuracy"].(float64)) > 1e-9 {
+		t.Errorf("qnas eval %.4f, report %.4f", ev.Accuracy, rep["accuracy"].(float64))
+	}
+	// export to QONNX and back reproduces the file; inspect shows the bits.
+	qonnx := filepath.Join(dir, "q.qonnx.onnx")
+	if status, _, stderr := runCLI(t, "export", out, "--format", "qonnx", "-o", qonnx); status != 0 {
+		t.Fatal(stderr)
+	}
+	back := filepath.Join(dir, "back.onnx")
+	if status, _, stderr := runCLI(t, "export", qonnx, "--format", "qdq", "-o", back); status != 0 {
+		t.Fatal(stderr)
+	}
+	b3, _ := os.ReadFile(back)
+	if !bytes.Equal(b1, b3) {
+		t.Errorf("export qdq → qonnx → qdq changed the model")
+	}
+	status, stdout, stderr = runCLI(t, "inspect", qonnx)
+	if status != 0 || !strings.Contains(stdout, "4/4") || !strings.Contains(stdout, "4/8") {
+		t.Errorf("inspect of the QONNX export (status %d, %s):\n%s", status, stderr, stdout)
+	}
+}
+
+// Usage mistakes exit 2 and architecture or data problems exit 1, each with one line naming
+// the flag, file or layer at fault, and nothing is written.
+func TestQuantizeBadInput(t *testing.T) {
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	out := filepath.Join(dir, "q.onnx")
+	arch := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		args   []string
+		status int
+		want   []string
+	}{
+		{[]string{"--wbits", "4"}, 2, []string{"--abits"}},
+		{[]string{"--wbits", "9", "--abits", "4"}, 2, []string{"--wbits 9"}},
+		{[]string{"--wbits", "4", "--abits", "4", "--arch", "x.json"}, 2, []string{"--arch"}},
+		{[]string{"--wbits", "4", "--abits", "4", "--format", "tflite"}, 2, []string{"--format"}},
+		{[]string{"--wbits", "4", "--abits", "4", "--format", "qonnx", "--pack"}, 2, []string{"--pack"}},
+		{[]string{"--wbits", "4", "--abits", "4", "--cost", "flops"}, 2, []string{"--cost"}},
+		{[]string{"--wbits", "4", "--abits", "4", "--target", "no-such-device"}, 2, []string{"--target", "npu-int8-int4"}},
+		{[]string{"--arch", arch("unknown.json", `{"format": "qnas.arch/1", "default": {"wbits": 4, "abits": 4}, "layers": {"/nope/Conv": {"wbits": 2}}}`)},
+			1, []string{"unknown.json", `"/nope/Conv"`}},
+		{[]string{"--arch", arch("list.json", `{"format": "qnas.arch/1", "default": {"wbits": 4, "abits": 4}, "layers": {"/conv1/Conv": {"wbits": [2, 4, 8]}}}`)},
+			1, []string{"list.json", `"/conv1/Conv"`, "3 values for 16 filters"}},
+		{[]string{"--arch", arch("conflict.json", `{"format": "qnas.arch/1", "default": {"wbits": 4, "abits": 4}, "layers": {"/conv1/Conv": {"keep": 8}, "/layer1/layer1.0/conv2/Conv": {"keep": 12}}}`)},
+			1, []string{"conflict.json", "/conv1/Conv", "/layer1/layer1.0/conv2/Conv", "dependency group"}},
+		{[]string{"--arch", arch("fc.json", `{"format": "qnas.arch/1", "default": {"wbits": 4, "abits": 4}, "layers": {"/fc/Gemm": {"keep": 5}}}`)},
+			1, []string{"fc.json", "/fc/Gemm", "graph output"}},
+		{[]string{"--arch", arch("typo.json", `{"format": "qnas.arch/1", "default": {"wbits": 4, "abits": 4}, "layers": {"/fc/Gemm": {"wbit": 5}}}`)},
+			1, []string{"typo.json", "/fc/Gemm", `"wbit"`}},
+		{[]string{"--arch", arch("fmt.json", `{"layers": {}}`)}, 1, []string{"fmt.json", "qnas.arch/1"}},
+	}
+	for _, c := range cases {
+		status, _, stderr := runCLI(t, quantizeArgs(model, out, c.args...)...)
+		expectFailure(t, status, stderr, c.status, c.want...)
+	}
+	status, _, stderr := runCLI(t, quantizeArgs(model, model, "--wbits", "4", "--abits", "4")...)
+	expectFailure(t, status, stderr, 2, "refusing to overwrite")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "q.") {
+			t.Errorf("a failed run left %s", e.Name())
+		}
+	}
+}
+
+// inspect --arch prices an architecture: the cost ratio of uniform w4a4 and of a pruned,
+// mixed one, and a target profile's pairs.
+func TestInspectArch(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.json")
+	os.WriteFile(p, []byte(`{"format": "qnas.arch/1", "default": {"wbits": 4, "abits": 4}, "layers": {}}`), 0o644)
+	m := testenv.Path("testdata", "models", "resnet8_bn.onnx")
+	status, stdout, stderr := runCLI(t, "inspect", m, "--arch", p, "--json")
+	if status != 0 {
+		t.Fatal(stderr)
+	}
+	var s archSummary
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	first := float64(s.Layers[0].MACs) / float64(s.MACs)
+	if want := 0.25 + 0.25*first; math.Abs(s.CostRatio-want) > 1e-9 {
+		t.Errorf("w4a4 cost ratio %.6f, want %.6f", s.CostRatio, want)
+	}
+	status, _, stderr = runCLI(t, "inspect", m, "--arch", p, "--target", "tensorcore-int8-int4")
+	expectFailure(t, status, stderr, 1, "a.json", "/conv1/Conv", "w8a8, w4a4")
+	status, stdout, stderr = runCLI(t, "inspect", m, "--arch", p, "--target", "npu-int8-int4")
+	if status != 0 || !strings.Contains(stdout, "w8a8-MACs") {
+		t.Errorf("npu target: %d %s %s", status, stderr, stdout)
+	}
+}

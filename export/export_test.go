@@ -1,0 +1,299 @@
+package export_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qnas/qnas/export"
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/ortrun"
+	"github.com/qnas/qnas/internal/quant"
+	"github.com/qnas/qnas/onnxio"
+	"github.com/qnas/qnas/supernet"
+)
+
+// A pruned export has exactly the MACs and params the architecture promises (what
+// `qnas inspect --arch` prints), layer by layer.
+func TestPrunedExportHasPromisedCost(t *testing.T) {
+	for _, e := range allExports(t) {
+		if e.arch != "pruned" {
+			continue
+		}
+		got := map[string]graph.LayerSummary{}
+		for _, l := range graph.Summarize(e.m.Graph).Layers {
+			got[l.Name] = l
+		}
+		pruned := 0
+		for _, l := range e.res.Space.Layers {
+			kept, keptIn := e.res.Kept(l), e.res.KeptIn(l)
+			if kept < l.Filters {
+				pruned++
+			}
+			g := got[l.Name]
+			if g.MACs != l.MACs(keptIn, kept) || g.Params != l.Params(keptIn, kept) {
+				t.Errorf("%s %s: export has %d MACs, %d params; the architecture promised %d, %d",
+					e.model, l.Name, g.MACs, g.Params, l.MACs(keptIn, kept), l.Params(keptIn, kept))
+			}
+		}
+		if pruned < 3 {
+			t.Errorf("%s: only %d layers pruned; the case should exercise pruning", e.model, pruned)
+		}
+	}
+}
+
+// Before quantization, the physically pruned model computes what the model with the pruned
+// channels masked to zero computes (logits within 1e-4), residual groups and depthwise
+// convolutions included.
+func TestPruningEqualsMasking(t *testing.T) {
+	for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx", "resnet8.onnx"} {
+		g := load(t, model)
+		s, err := supernet.NewSpace(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(3, 4))
+		keep := map[*supernet.Group][]int{}
+		for _, gr := range s.Groups {
+			if !gr.Prunable {
+				continue
+			}
+			perm := r.Perm(gr.Channels)[:max(1, gr.Channels*(3+r.IntN(6))/10)]
+			keep[gr] = sortedInts(perm)
+		}
+		pruned, err := s.Prune(keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		masked, err := s.Masked(keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := logits(t, pruned, 8), logits(t, masked, 8)
+		d := 0.0
+		for i := range a {
+			d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+		}
+		t.Logf("%s: %d of %d groups pruned; max |pruned − masked| = %.2g", model, len(keep), len(s.Groups), d)
+		if d > 1e-4 {
+			t.Errorf("%s: pruned and masked logits differ by %.3g", model, d)
+		}
+		full, fp := graph.Summarize(g), graph.Summarize(pruned)
+		if fp.MACs >= full.MACs || fp.Params >= full.Params {
+			t.Errorf("%s: pruning left %d MACs, %d params of %d, %d", model, fp.MACs, fp.Params, full.MACs, full.Params)
+		}
+	}
+}
+
+func sortedInts(v []int) []int {
+	out := append([]int{}, v...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// logits runs g in inference on n seeded random inputs.
+func logits(t *testing.T, g *graph.Graph, n int) []float32 {
+	t.Helper()
+	p, err := engine.Compile(g, n, engine.Options{Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i, x := range p.Value(g.Inputs[0]).Data {
+		_ = x
+		p.Value(g.Inputs[0]).Data[i] = float32(r.NormFloat64())
+	}
+	p.Forward(false)
+	return append([]float32{}, p.Value(g.Outputs[0]).Data...)
+}
+
+// --pack stores the weights of a w4a4 model in INT4 containers: at most 0.55 of the bytes,
+// and ONNX Runtime predicts the same at every optimization level.
+func TestPackHalvesWeights(t *testing.T) {
+	ortrun.RequireORT(t)
+	test, err := data.Embedded(data.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test = data.Subset(test, 500)
+	for _, e := range allExports(t) {
+		if e.arch != "w4a4" {
+			continue
+		}
+		packed := strings.TrimSuffix(e.path, ".onnx") + "_packed.onnx"
+		if _, err := e.m.Write(packed, e.path, export.WriteOptions{Pack: true}); err != nil {
+			t.Fatal(err)
+		}
+		total := func(path string) int64 {
+			g, err := graph.Load(path, graph.ImportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			for _, b := range export.WeightBytes(g) {
+				n += b
+			}
+			return n
+		}
+		before, after := total(e.path), total(packed)
+		fi1, _ := os.Stat(e.path)
+		fi2, _ := os.Stat(packed)
+		t.Logf("%s: weight bytes %d → %d (%.3f); file %d → %d bytes", e.model, before, after, float64(after)/float64(before), fi1.Size(), fi2.Size())
+		// On a ResNet the filters are large and the per-filter scales, zero points and
+		// int32 biases (13 bytes a filter) small beside them. A depthwise filter holds 9
+		// weights, so on MobileNetV2 that overhead keeps the ratio near 0.6.
+		limit := 0.55
+		if strings.HasPrefix(e.model, "mbv2") {
+			limit = 0.65
+		}
+		if float64(after) > limit*float64(before) {
+			t.Errorf("%s: packed weights take %d bytes, %.2f of %d (limit %.2f)", e.model, after, float64(after)/float64(before), before, limit)
+		}
+		want := predict(t, e.m.Graph, test)
+		for _, level := range levels {
+			got := ortPredict(t, packed, test, level)
+			if agree, _, _ := agreement(want, got, test.Labels); agree != 1 {
+				t.Errorf("%s packed at %s: ONNX Runtime agrees with the unpacked model on %.3f", e.model, level, agree)
+			}
+		}
+	}
+}
+
+// A model qnas wrote converts to every format and back, from the file alone, to the same
+// bytes: QDQ → QDQ, QDQ → QONNX → QDQ, QDQ → packed → QDQ.
+func TestFormatsRoundTrip(t *testing.T) {
+	for _, e := range allExports(t) {
+		orig, err := os.ReadFile(e.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		via := func(name string, opts export.WriteOptions) {
+			mid := filepath.Join(dir, name+".onnx")
+			m, err := export.Read(e.path, graph.ImportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Write(mid, e.path, opts); err != nil {
+				t.Fatalf("%s %s → %s: %v", e.model, e.arch, name, err)
+			}
+			back, err := export.Read(mid, graph.ImportOptions{})
+			if err != nil {
+				t.Fatalf("%s %s: reading the %s file: %v", e.model, e.arch, name, err)
+			}
+			out := filepath.Join(dir, name+"_back.onnx")
+			if _, err := back.Write(out, mid, export.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, orig) {
+				t.Errorf("%s %s: QDQ → %s → QDQ changed the file (%d → %d bytes)", e.model, e.arch, name, len(orig), len(b))
+			}
+		}
+		via("qdq", export.WriteOptions{})
+		via("qonnx", export.WriteOptions{Format: export.FormatQONNX})
+		via("packed", export.WriteOptions{Pack: true})
+		via("ir10", export.WriteOptions{IRVersion: 10})
+	}
+}
+
+// The bits travel three ways: each layer's doc_string, the model's metadata (and, at IR 10,
+// the node's metadata_props), and the encodings sidecar, which agree with the integers
+// and scales in the graph.
+func TestBitsAreRecorded(t *testing.T) {
+	for _, e := range allExports(t) {
+		if e.arch != "mixed" && e.arch != "pruned" {
+			continue
+		}
+		mp, err := onnxio.Load(e.path, onnxio.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs := map[string]string{}
+		for _, n := range mp.Proto.GetGraph().GetNode() {
+			docs[n.GetName()] = n.GetDocString()
+		}
+		meta := map[string]string{}
+		for _, p := range mp.Proto.GetMetadataProps() {
+			meta[p.GetKey()] = p.GetValue()
+		}
+		var layers []export.LayerInfo
+		if err := json.Unmarshal([]byte(meta[export.MetaLayers]), &layers); err != nil {
+			t.Fatalf("%s: metadata %s: %v", e.path, export.MetaLayers, err)
+		}
+		if _, err := supernet.ParseArch([]byte(meta[export.MetaArch])); err != nil {
+			t.Errorf("%s: metadata %s: %v", e.path, export.MetaArch, err)
+		}
+		b, err := os.ReadFile(export.OutputFiles(e.path).Encodings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var enc export.Encodings
+		if err := json.Unmarshal(b, &enc); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range layers {
+			if !strings.HasPrefix(docs[l.Name], "qnas: ") {
+				t.Errorf("%s: node %s has doc_string %q", e.path, l.Name, docs[l.Name])
+			}
+			w, ok := enc.Params[l.Weight]
+			if !ok || len(w.Bitwidth) != l.KeptFilters() || len(w.Scale) != l.KeptFilters() {
+				t.Errorf("%s: encodings of %s: %+v", e.path, l.Weight, w)
+				continue
+			}
+			ints := e.m.Graph.Consts[l.Weight]
+			per := ints.Len() / l.KeptFilters()
+			for c, bits := range w.Bitwidth {
+				if bits != l.WBits[c] {
+					t.Errorf("%s: %s filter %d: encodings say %d bits, metadata %d", e.path, l.Name, c, bits, l.WBits[c])
+				}
+				lim := int64(quant.WeightMax(bits))
+				for i := c * per; i < (c+1)*per && l.WAxis == 0; i++ {
+					if ints.I[i] < -lim || ints.I[i] > lim {
+						t.Fatalf("%s: %s filter %d: integer %d outside its %d-bit grid", e.path, l.Name, c, ints.I[i], bits)
+					}
+				}
+			}
+			if a, ok := enc.Activations[l.Input]; l.ABits != quant.Float && (!ok || a.Bitwidth != l.ABits || a.Signed != l.ASigned) {
+				t.Errorf("%s: activation encoding of %s: %+v, metadata %d bits signed %v", e.path, l.Name, a, l.ABits, l.ASigned)
+			}
+		}
+	}
+	// IR 10: node metadata_props.
+	e := allExports(t)[2]
+	p := filepath.Join(t.TempDir(), "ir10.onnx")
+	if _, err := e.m.Write(p, e.path, export.WriteOptions{IRVersion: 10}); err != nil {
+		t.Fatal(err)
+	}
+	mp, err := onnxio.Load(p, onnxio.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, node := range mp.Proto.GetGraph().GetNode() {
+		for _, kv := range node.GetMetadataProps() {
+			if kv.GetKey() == "qnas.wbits" {
+				n++
+			}
+		}
+	}
+	if n != len(e.m.Layers) || mp.Proto.GetIrVersion() != 10 {
+		t.Errorf("IR %d: %d nodes carry qnas.wbits, want %d", mp.Proto.GetIrVersion(), n, len(e.m.Layers))
+	}
+}
