@@ -5,6 +5,7 @@ import (
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/kernels"
 	"github.com/qnas/qnas/internal/quant"
 )
 
@@ -163,18 +164,38 @@ type quantAct struct {
 	dx, dclip  *engine.GradDst
 	bits       int
 	signed     bool
+	partial    []float64 // per chunk: its share of the clip's gradient
 }
+
+// actChunk is the number of elements one task of a QuantAct kernel handles; fixed, so the
+// clip's gradient sums in the same order whatever the thread count.
+const actChunk = 1 << 14
 
 func buildQuantAct(b *engine.Build) (engine.Kernel, error) {
 	bits, signed, err := actQuantAttrs(b.Node)
 	if err != nil {
 		return nil, err
 	}
-	return &quantAct{x: b.In[0], clip: b.In[1], y: b.Out[0], dx: b.InGrad(0), dclip: b.InGrad(1), bits: bits, signed: signed}, nil
+	n := (b.In[0].Len() + actChunk - 1) / actChunk
+	return &quantAct{x: b.In[0], clip: b.In[1], y: b.Out[0], dx: b.InGrad(0), dclip: b.InGrad(1), bits: bits, signed: signed,
+		partial: make([]float64, n)}, nil
+}
+
+// chunks runs fn over the kernel's chunks [lo, hi) of the activation in parallel.
+func (k *quantAct) chunks(fn func(c, lo, hi int)) {
+	n := k.x.Len()
+	kernels.ParFor(len(k.partial), actChunk, func(c0, c1 int) {
+		for c := c0; c < c1; c++ {
+			fn(c, c*actChunk, min((c+1)*actChunk, n))
+		}
+	})
 }
 
 func (k *quantAct) Forward(bool) {
-	quant.FakeQuantAct(k.x.Data, k.y.Data, k.clipValue(), k.bits, k.signed)
+	clip := k.clipValue()
+	k.chunks(func(_, lo, hi int) {
+		quant.FakeQuantAct(k.x.Data[lo:hi], k.y.Data[lo:hi], clip, k.bits, k.signed)
+	})
 }
 
 // clipValue is the clip in use: a learned bound can be pushed to or below zero by a bad
@@ -191,30 +212,19 @@ func (k *quantAct) Backward() {
 		}
 		return
 	}
-	hi := k.clipValue()
-	lo := float32(0)
-	if k.signed {
-		lo = -hi
-	}
-	var dc float64
-	dy := k.y.Grad
-	for i, x := range k.x.Data {
-		g := dy[i]
-		switch {
-		case x >= hi:
-			dc += float64(g)
-			g = 0
-		case x <= lo:
-			if k.signed {
-				dc -= float64(g)
-			}
-			g = 0
-		}
+	clip := k.clipValue()
+	k.chunks(func(c, a, b int) {
+		var dx []float32
 		if k.dx != nil {
-			k.dx.Buf[i] = g
+			dx = k.dx.Buf[a:b]
 		}
-	}
+		k.partial[c] = quant.ActGrad(k.x.Data[a:b], k.y.Grad[a:b], dx, clip, k.signed)
+	})
 	if k.dclip != nil {
+		dc := 0.0
+		for _, p := range k.partial {
+			dc += p
+		}
 		k.dclip.Buf[0] = float32(dc)
 	}
 }

@@ -42,6 +42,11 @@ func TestBenchJSON(t *testing.T) {
 	if status != 0 || !strings.Contains(out, "images/s") || !strings.Contains(out, "Conv backward") {
 		t.Errorf("text output (exit %d, stderr %q):\n%s", status, stderr, out)
 	}
+	// --mode qat times the fake-quantized w4a4 step: its quantizers show up in the ops.
+	status, out, stderr = runCLI(t, "bench", model, "--mode", "qat", "--batch", "2", "--steps", "1", "--ops", "--json")
+	if status != 0 || !strings.Contains(out, `"mode":"qat"`) || !strings.Contains(out, "QuantAct backward") || !strings.Contains(out, "QuantWeight forward") {
+		t.Errorf("--mode qat (exit %d, stderr %q):\n%s", status, stderr, out)
+	}
 }
 
 func TestBenchUsage(t *testing.T) {
@@ -50,7 +55,7 @@ func TestBenchUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bench", model, "--mode", "qat"}, "--mode qat"},
+		{[]string{"bench", model, "--mode", "search"}, "--mode search"},
 		{[]string{"bench", model, "--mode", "fast"}, "--mode"},
 		{[]string{"bench", model, "--batch", "0"}, "--batch"},
 		{[]string{"bench", model, "--steps", "-1"}, "--steps"},

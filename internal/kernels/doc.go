@@ -101,3 +101,8 @@ func span(out, n, stride, off int) (lo, hi int) {
 	hi = min((n-1-off)/stride+1, out)
 	return min(lo, hi), hi
 }
+
+// ParFor runs fn over the tasks [0, n) on up to GOMAXPROCS goroutines, as the kernels
+// themselves split their work (cost is the rough work of one task in multiply-adds). The
+// tasks must be independent; which goroutine runs which range varies from call to call.
+func ParFor(n, cost int, fn func(lo, hi int)) { parFor(n, cost, fn) }

@@ -42,12 +42,29 @@ func ActMax(bits int, signed bool) int {
 }
 
 // Round rounds half to even.
-func Round(x float32) float32 { return float32(math.RoundToEven(float64(x))) }
+func Round(x float32) float32 {
+	// Adding and subtracting 1.5·2^23 rounds to an integer in float32's own (half to
+	// even) rounding, exactly for |x| < 2^22; it is several times faster than the float64
+	// path, which handles the rest.
+	const magic, limit = 12582912, 1 << 22
+	if x > -limit && x < limit {
+		return (x + magic) - magic
+	}
+	return float32(math.RoundToEven(float64(x)))
+}
 
 // Quantize returns round(x/scale) clamped to [lo, hi], the integer QuantizeLinear computes
-// (with zero point 0), as a float32.
+// (with zero point 0), as a float32. lo and hi must be integers: clamping before rounding
+// then gives the same result, and keeps the value in Round's fast range.
 func Quantize(x, scale, lo, hi float32) float32 {
-	return min(max(Round(x/scale), lo), hi)
+	q := x / scale
+	if q < lo {
+		q = lo
+	}
+	if q > hi {
+		q = hi
+	}
+	return Round(q)
 }
 
 // WeightScale is the per-channel scale of a b-bit weight grid for a channel whose largest
@@ -105,12 +122,83 @@ func FakeQuantAct(x, y []float32, clip float32, bits int, signed bool) {
 	}
 	s := ActScale(clip, bits, signed)
 	hi := float32(ActMax(bits, signed))
-	lo, qlo := float32(0), float32(0)
+	lo := float32(0)
 	if signed {
-		lo, qlo = -clip, -hi
+		lo = -hi
 	}
-	for i, v := range x {
-		v = min(max(v, lo), clip)
-		y[i] = Quantize(v, s, qlo, hi) * s
+	// Clipping x to [lo·s, clip] first, as the exported Clip does, changes nothing: x/s is
+	// monotonic in x and clip/s rounds to hi, so clamping x/s to [lo, hi] is the same.
+	y = y[:len(x)]
+	n := 0
+	if haveAVX512 && useAVX512 {
+		if n = len(x) &^ 15; n > 0 {
+			fakeQuant16(&x[0], &y[0], n, s, lo, hi) // the same operations, 16 lanes at a time
+		}
 	}
+	for i := n; i < len(x); i++ {
+		y[i] = Quantize(x[i], s, lo, hi) * s
+	}
+}
+
+// haveAVX512 is set where the AVX-512 loops run; useAVX512 lets tests compare them with
+// the portable loops.
+var haveAVX512, useAVX512 = false, true
+
+// ActGrad is the straight-through gradient of FakeQuantAct: it writes dx = dy where the
+// input lies strictly inside the clipping range and 0 elsewhere (dx may be nil), and returns
+// PACT's gradient of the clip, the sum of dy over the inputs at or above it (minus the sum
+// over those at or below −clip, when signed).
+func ActGrad(x, dy, dx []float32, clip float32, signed bool) float64 {
+	lo := float32(0)
+	if signed {
+		lo = -clip
+	}
+	dy = dy[:len(x)]
+	if dx != nil {
+		dx = dx[:len(x)]
+	}
+	n := 0
+	var dc float32
+	if haveAVX512 && useAVX512 {
+		if n = len(x) &^ 15; n > 0 {
+			var acc [16]float32
+			flags := 0
+			var dxp *float32
+			if signed {
+				flags |= 1
+			}
+			if dx != nil {
+				flags |= 2
+				dxp = &dx[0]
+			}
+			actGrad16(&x[0], &dy[0], dxp, n, lo, clip, flags, &acc)
+			for _, v := range acc {
+				dc += v
+			}
+		}
+	}
+	// Bit masks, each set by its own comparison, rather than branches: after a ReLU about
+	// half the inputs are 0, in no order a branch predictor could learn.
+	var keepUnder uint32
+	if signed {
+		keepUnder = ^uint32(0)
+	}
+	for i := n; i < len(x); i++ {
+		v, g := x[i], math.Float32bits(dy[i])
+		var in, over, under uint32
+		if v > lo {
+			in = ^uint32(0)
+		}
+		if v <= lo {
+			under = keepUnder
+		}
+		if v >= clip {
+			over = ^uint32(0)
+		}
+		dc += math.Float32frombits(g&over) - math.Float32frombits(g&under)
+		if dx != nil {
+			dx[i] = math.Float32frombits(g & (in &^ over))
+		}
+	}
+	return float64(dc)
 }
