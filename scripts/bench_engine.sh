@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Training speed of qnas's engine against PyTorch 1.13 CPU (Debian python3-torch) on the same
-# CIFAR-style ResNet-20 at 1×28×28, batch 128, float training step, both on 2 threads (or
-# $THREADS). Run by hand on a quiet machine; prints both JSON results and the ratios.
-#   scripts/bench_engine.sh [runs]        (default 3 runs each, alternating; medians reported)
+# CIFAR-style ResNet-20 at 1×28×28, batch 128, both on 2 threads (or $THREADS). Run by hand
+# on a quiet machine; prints both JSON results and the ratios.
+#   scripts/bench_engine.sh [runs] [mode]  (default 3 runs each, alternating; medians reported)
+# mode: float (a plain training step, the default) or qat (a fake-quantized w4a4 step; see
+# scripts/torch/bench_torch.py for the PyTorch side).
 # It also compares the fastest single steps of all runs: other load on a shared machine slows
 # PyTorch's OpenMP threads (which spin at barriers) far more than qnas, so the ratio of medians
 # measures what a user of such a machine gets and the ratio of fastest steps the engines alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
+mode="${2:-float}"
 threads="${THREADS:-2}"
 go build -o /tmp/qnas-bench ./cmd/qnas
 model=testdata/models/resnet20_bn.onnx
 q=(); t=()
 for i in $(seq "$runs"); do
-  q+=("$(/tmp/qnas-bench bench "$model" --mode float --batch 128 --threads "$threads" --steps 20 --json)")
-  t+=("$(/usr/bin/python3 scripts/torch/bench_torch.py --threads "$threads" --batch 128 --steps 20)")
+  q+=("$(/tmp/qnas-bench bench "$model" --mode "$mode" --batch 128 --threads "$threads" --steps 20 --json)")
+  t+=("$(/usr/bin/python3 scripts/torch/bench_torch.py --mode "$mode" --threads "$threads" --batch 128 --steps 20)")
 done
 printf '%s\n' "${q[@]}" > /tmp/bench_qnas.jsonl
 printf '%s\n' "${t[@]}" > /tmp/bench_torch.jsonl
@@ -29,7 +32,7 @@ for name, xs in (("qnas", q), ("pytorch", t)):
           "   (runs: " + ", ".join("%.0f" % x["images_per_sec"] for x in xs) + ")")
 best = lambda xs: min(x['best_step_ms'] for x in xs)
 print(f"fastest step: qnas {best(q):.1f} ms, pytorch {best(t):.1f} ms")
-print(f"speed ratio qnas/pytorch {med(q,'images_per_sec')/med(t,'images_per_sec'):.2f}  (target >= 1.3; medians)")
+print(f"mode {q[0]['mode']}: speed ratio qnas/pytorch {med(q,'images_per_sec')/med(t,'images_per_sec'):.2f}  (medians)")
 print(f"speed ratio of the fastest steps {best(t)/best(q):.2f}  (the least disturbed by other load)")
 print(f"RSS ratio   qnas/pytorch {med(q,'peak_rss_mb')/med(t,'peak_rss_mb'):.2f}  (target <= 0.8)")
 PY

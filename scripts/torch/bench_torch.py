@@ -7,6 +7,12 @@ the reference that `qnas bench` is compared with. Self-contained; run by hand:
 Modes:
     float   one plain training step: forward, softmax cross-entropy, backward, SGD update
             (momentum 0.9, weight decay 5e-4), BatchNorm in training mode.
+    qat     the same step with every conv and the linear layer quantization-aware at w4a4,
+            as `qnas bench --mode qat`: weights fake-quantized per output channel,
+            symmetric, scale max|W_c|/7 (torch.fake_quantize_per_channel_affine); each
+            layer's input clipped at a learned PACT bound and fake-quantized onto 15 steps
+            (signed onto ±127 steps at 8 bits for the network input), straight-through
+            gradients.
 
 Data are random (seeded) tensors of the input shape, as in `qnas bench`. The step time is the
 median over --steps timed steps after --warmup untimed ones; images_per_sec = batch / median
@@ -47,6 +53,67 @@ class Block(nn.Module):
         return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
+class FakeQuant(nn.Module):
+    """PACT activation quantizer: clip at a learned bound, fake-quantize, straight through."""
+
+    def __init__(self, bits, signed=False):
+        super().__init__()
+        self.bits, self.signed = bits, signed
+        self.clip = nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, x):
+        if self.signed:
+            x = torch.maximum(torch.minimum(x, self.clip), -self.clip)
+            qmax = 2 ** (self.bits - 1) - 1
+            return torch.fake_quantize_per_tensor_affine(x, self.clip.detach() / qmax, torch.tensor(0), -qmax, qmax)
+        x = torch.minimum(F.relu(x), self.clip)
+        qmax = 2 ** self.bits - 1
+        return torch.fake_quantize_per_tensor_affine(x, self.clip.detach() / qmax, torch.tensor(0), 0, qmax)
+
+
+def quant_weight(w, bits):
+    qmax = 2 ** (bits - 1) - 1
+    scale = (w.detach().abs().amax(dim=tuple(range(1, w.dim()))) / qmax).clamp_min(1e-12)
+    return torch.fake_quantize_per_channel_affine(w, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -qmax, qmax)
+
+
+class QConv2d(nn.Conv2d):
+    def __init__(self, *a, abits=4, wbits=4, signed=False, **k):
+        super().__init__(*a, **k)
+        self.wbits, self.aq = wbits, FakeQuant(abits, signed)
+
+    def forward(self, x):
+        return self._conv_forward(self.aq(x), quant_weight(self.weight, self.wbits), self.bias)
+
+
+class QLinear(nn.Linear):
+    def __init__(self, *a, abits=4, wbits=4, **k):
+        super().__init__(*a, **k)
+        self.wbits, self.aq = wbits, FakeQuant(abits)
+
+    def forward(self, x):
+        return F.linear(self.aq(x), quant_weight(self.weight, self.wbits), self.bias)
+
+
+def quantize_model(model):
+    """Replaces every Conv2d and Linear by its w4a4 quantization-aware version (the network
+    input at 8 bits, signed), keeping the weights."""
+    first = True
+    for name, m in list(model.named_modules()):
+        for cname, c in list(m.named_children()):
+            if isinstance(c, nn.Conv2d):
+                q = QConv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+                            bias=c.bias is not None, abits=8 if first else 4, signed=first)
+                first = False
+            elif isinstance(c, nn.Linear):
+                q = QLinear(c.in_features, c.out_features, bias=c.bias is not None)
+            else:
+                continue
+            q.load_state_dict(c.state_dict(), strict=False)
+            setattr(m, cname, q)
+    return model
+
+
 class ResNet20(nn.Module):
     def __init__(self, in_ch=1, classes=10, n=3, widths=(16, 32, 64)):
         super().__init__()
@@ -67,7 +134,7 @@ class ResNet20(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", default="float", choices=["float"])
+    ap.add_argument("--mode", default="float", choices=["float", "qat"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
@@ -82,6 +149,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = ResNet20()
+    if args.mode == "qat":
+        model = quantize_model(model)
     x = torch.randn(args.batch, 1, 28, 28)
     y = torch.randint(0, 10, (args.batch,))
     if args.channels_last:
