@@ -111,10 +111,12 @@ type GradDst struct {
 	Buf    []float32 // write here
 	target []float32 // the value's Grad, when Buf is a temporary to add into it
 	offset int       // Buf's offset in the plan's temporary gradient buffer
+	off    bool      // the parameter is not being trained (Plan.SetTrainable)
+	live   []float32 // Buf while off
 }
 
 func (d *GradDst) flush() {
-	if d.target == nil {
+	if d.target == nil || d.off {
 		return
 	}
 	kernels.AddTo(d.target[:len(d.Buf)], d.Buf)

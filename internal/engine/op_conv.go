@@ -78,7 +78,7 @@ func (k *conv) Backward() {
 
 // buf returns d's buffer, or nil when no gradient is wanted.
 func buf(d *GradDst) []float32 {
-	if d == nil {
+	if !d.Active() {
 		return nil
 	}
 	return d.Buf

@@ -87,14 +87,21 @@ type Adam struct {
 	t            int
 }
 
-// Step implements Optimizer.
-func (o *Adam) Step(lr float64) {
+// Moments returns the first and second moment buffers, one per parameter in Params order
+// (allocated zero on first use), and the step count: checkpoints save and restore them.
+func (o *Adam) Moments() (m, v [][]float32, t *int) {
 	if o.m == nil {
 		o.m, o.v = make([][]float32, len(o.Params)), make([][]float32, len(o.Params))
 		for i, p := range o.Params {
 			o.m[i], o.v[i] = make([]float32, len(p.Data)), make([]float32, len(p.Data))
 		}
 	}
+	return o.m, o.v, &o.t
+}
+
+// Step implements Optimizer.
+func (o *Adam) Step(lr float64) {
+	o.Moments()
 	b1, b2, eps := o.Beta1, o.Beta2, o.Eps
 	if b1 == 0 {
 		b1 = 0.9

@@ -202,3 +202,107 @@ func ActGrad(x, dy, dx []float32, clip float32, signed bool) float64 {
 	}
 	return float64(dc)
 }
+
+// MixParam is one option of a mixed activation quantizer, the search's composite input
+// Σ_j w_j·Q_j(x) (NewMixParam fills it). Its layout is read by the AVX-512 loops.
+type MixParam struct {
+	Scale, Lo, Hi float32 // the grid: integers Lo..Hi times Scale
+	Weight        float32 // the option's weight (its sampled probability)
+	Clip, Low     float32 // gradient passes for Low < x < Clip
+	_             [2]float32
+}
+
+// NewMixParam returns the option that quantizes onto the bits-bit grid clipped at clip,
+// weighted w.
+func NewMixParam(clip float32, bits int, signed bool, w float32) MixParam {
+	p := MixParam{Scale: ActScale(clip, bits, signed), Hi: float32(ActMax(bits, signed)), Weight: w, Clip: clip}
+	if signed {
+		p.Lo, p.Low = -p.Hi, -clip
+	}
+	return p
+}
+
+// MixAct writes y = Σ_j p[j].Weight·FakeQuantAct(x) at option j's grid; y may not alias x.
+func MixAct(x, y []float32, p []MixParam) {
+	y = y[:len(x)]
+	n := 0
+	if haveAVX512 && useAVX512 && len(p) > 0 {
+		if n = len(x) &^ 15; n > 0 {
+			mixQuant16(&x[0], &y[0], n, len(p), &p[0])
+		}
+	}
+	for i := n; i < len(x); i++ {
+		var s float32
+		for _, o := range p {
+			s += o.Weight * (Quantize(x[i], o.Scale, o.Lo, o.Hi) * o.Scale)
+		}
+		y[i] = s
+	}
+}
+
+// MixGrad is MixAct's straight-through gradient: it writes dx = Σ_j w_j·dy over
+// Low_j < x < Clip_j (when dx is not nil), adds to clipSum[j] the sum of dy over x ≥ Clip_j
+// (minus that over x ≤ Low_j when signed; when clipSum is not nil), and adds to wSum[j] the
+// sum of dy times option j's quantized x, the gradient of its weight (when wSum is not nil).
+func MixGrad(x, dy, dx []float32, p []MixParam, signed bool, clipSum, wSum []float64) {
+	dy = dy[:len(x)]
+	if dx != nil {
+		dx = dx[:len(x)]
+	}
+	n := 0
+	if haveAVX512 && useAVX512 && len(p) > 0 {
+		if n = len(x) &^ 15; n > 0 {
+			flags := 0
+			if clipSum != nil {
+				flags |= 1
+			}
+			if wSum != nil {
+				flags |= 2
+			}
+			var dxp *float32
+			if dx != nil {
+				flags |= 4
+				dxp = &dx[0]
+			}
+			if signed {
+				flags |= 8
+			}
+			acc := make([]float32, 32*len(p))
+			mixGrad16(&x[0], &dy[0], dxp, n, len(p), &p[0], flags, &acc[0])
+			for j := range p {
+				for l := 0; l < 16; l++ {
+					if clipSum != nil {
+						clipSum[j] += float64(acc[32*j+l])
+					}
+					if wSum != nil {
+						wSum[j] += float64(acc[32*j+16+l])
+					}
+				}
+			}
+		}
+	}
+	for i := n; i < len(x); i++ {
+		v, g := x[i], dy[i]
+		var d float32
+		for j, o := range p {
+			switch {
+			case v >= o.Clip:
+				if clipSum != nil {
+					clipSum[j] += float64(g)
+				}
+			case v <= o.Low:
+				if clipSum != nil && signed {
+					clipSum[j] -= float64(g)
+				}
+			default:
+				d += o.Weight * g
+			}
+			if wSum != nil {
+				wSum[j] += float64(g * (Quantize(v, o.Scale, o.Lo, o.Hi) * o.Scale))
+			}
+		}
+		if dx != nil {
+			dx[i] = d
+		}
+	}
+}

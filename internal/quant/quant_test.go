@@ -98,3 +98,85 @@ func TestActGradLoopsAgree(t *testing.T) {
 		}
 	}
 }
+
+// MixAct and MixGrad: the AVX-512 loops equal the portable ones, a one-hot mix equals
+// FakeQuantAct and ActGrad, and the weight gradient is Σ dy·Q_j(x).
+func TestMixAgreesWithSingle(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, signed := range []bool{false, true} {
+		n := 1000 + 37
+		x, dy := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 1.5)
+			if !signed && x[i] < 0 {
+				x[i] = 0
+			}
+			dy[i] = float32(r.NormFloat64())
+		}
+		bits := []int{2, 3, 4, 6, 8}
+		ps := make([]MixParam, len(bits))
+		for j, b := range bits {
+			ps[j] = NewMixParam(float32(0.5+0.4*float64(j)), b, signed, float32(r.Float64()))
+		}
+		type result struct {
+			y, dx     []float32
+			clips, ws []float64
+		}
+		var res [2]result
+		for k, avx := range []bool{true, false} {
+			useAVX512 = avx
+			rr := result{y: make([]float32, n), dx: make([]float32, n), clips: make([]float64, len(ps)), ws: make([]float64, len(ps))}
+			MixAct(x, rr.y, ps)
+			MixGrad(x, dy, rr.dx, ps, signed, rr.clips, rr.ws)
+			res[k] = rr
+		}
+		useAVX512 = true
+		for i := range x {
+			if d := math.Abs(float64(res[0].y[i] - res[1].y[i])); d > 1e-5 {
+				t.Fatalf("signed %v: y[%d] %v vs %v", signed, i, res[0].y[i], res[1].y[i])
+			}
+			if d := math.Abs(float64(res[0].dx[i] - res[1].dx[i])); d > 1e-5 {
+				t.Fatalf("signed %v: dx[%d] %v vs %v", signed, i, res[0].dx[i], res[1].dx[i])
+			}
+		}
+		for j := range ps {
+			want := 0.0
+			q := make([]float32, n)
+			FakeQuantAct(x, q, ps[j].Clip, bits[j], signed)
+			for i := range x {
+				want += float64(dy[i] * q[i])
+			}
+			for k := range res {
+				if math.Abs(res[k].ws[j]-want) > 1e-3 || math.Abs(res[k].clips[j]-res[1-k].clips[j]) > 1e-3 {
+					t.Errorf("signed %v option %d: weight grad %v (want %v), clip grad %v vs %v", signed, j, res[k].ws[j], want, res[k].clips[j], res[1-k].clips[j])
+				}
+			}
+			// One-hot: the mix is the single quantizer, to the bit.
+			one := make([]MixParam, len(ps))
+			copy(one, ps)
+			for i := range one {
+				one[i].Weight = 0
+			}
+			one[j].Weight = 1
+			y := make([]float32, n)
+			MixAct(x, y, one)
+			for i := range x {
+				if y[i] != q[i] {
+					t.Fatalf("signed %v option %d: one-hot mix %v, FakeQuantAct %v", signed, j, y[i], q[i])
+				}
+			}
+			dx1, dx2 := make([]float32, n), make([]float32, n)
+			cs := make([]float64, len(ps))
+			MixGrad(x, dy, dx1, one, signed, cs, nil)
+			c2 := ActGrad(x, dy, dx2, ps[j].Clip, signed)
+			for i := range x {
+				if dx1[i] != dx2[i] {
+					t.Fatalf("signed %v option %d: one-hot dx %v, ActGrad %v", signed, j, dx1[i], dx2[i])
+				}
+			}
+			if math.Abs(cs[j]-c2) > 1e-3 {
+				t.Errorf("signed %v option %d: one-hot clip grad %v, ActGrad %v", signed, j, cs[j], c2)
+			}
+		}
+	}
+}
