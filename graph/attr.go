@@ -117,6 +117,15 @@ func (n *Node) Ints(name string, def []int64) ([]int64, error) {
 	return a.Ints, nil
 }
 
+// Floats returns a float-list attribute, or def when absent.
+func (n *Node) Floats(name string, def []float32) ([]float32, error) {
+	a, err := n.attr(name, AttrFloats)
+	if a == nil || err != nil {
+		return def, err
+	}
+	return a.Floats, nil
+}
+
 // Has reports whether the attribute is present.
 func (n *Node) Has(name string) bool { _, ok := n.Attrs[name]; return ok }
 
@@ -125,6 +134,9 @@ func (n *Node) SetInt(name string, v int64) { n.setAttr(name, &Attr{Kind: AttrIn
 
 // SetInts sets an integer-list attribute.
 func (n *Node) SetInts(name string, v []int64) { n.setAttr(name, &Attr{Kind: AttrInts, Ints: v}) }
+
+// SetFloats sets a float-list attribute.
+func (n *Node) SetFloats(name string, v []float32) { n.setAttr(name, &Attr{Kind: AttrFloats, Floats: v}) }
 
 // SetFloat sets a float attribute.
 func (n *Node) SetFloat(name string, v float32) { n.setAttr(name, &Attr{Kind: AttrFloat, F: v}) }

@@ -71,35 +71,36 @@ func NewCostModel(kind, target string) (CostModel, error) {
 // per kept filter), its input at abits, and keptIn input channels.
 func (m CostModel) LayerCost(l *Layer, wbits []int, abits, keptIn int) (float64, error) {
 	fan := float64(l.FanInKept(keptIn))
-	macs := float64(l.Spatial) * fan // per filter
 	total := 0.0
-	switch m.Kind {
-	case "bops":
-		for _, b := range wbits {
-			total += macs * float64(b) * float64(abits)
+	for _, b := range wbits {
+		c, ok := m.FilterCost(l, b, abits, fan)
+		if !ok {
+			return 0, fmt.Errorf("layer %q: target %s does not run %d-bit weights with %d-bit activations (it runs %s)",
+				l.Name, m.Target.Name, b, abits, m.Target.pairList())
 		}
-	case "bops-acc":
-		acc := math.Ceil(math.Log2(max(fan, 1)))
-		for _, b := range wbits {
-			total += macs*float64(b)*float64(abits) + float64(l.Spatial)*(float64(b)+float64(abits)+acc)
-		}
-	case "size":
-		for _, b := range wbits {
-			total += fan * float64(b)
-		}
-	case "target":
-		for _, b := range wbits {
-			c, ok := m.Target.cost(b, abits)
-			if !ok {
-				return 0, fmt.Errorf("layer %q: target %s does not run %d-bit weights with %d-bit activations (it runs %s)",
-					l.Name, m.Target.Name, b, abits, m.Target.pairList())
-			}
-			total += macs * c
-		}
-	default:
-		return 0, fmt.Errorf("unknown cost model %q", m.Kind)
+		total += c
 	}
 	return total, nil
+}
+
+// FilterCost returns the cost of one filter of layer l at weight bits wb with its input at
+// ab bits and a fan-in of fan multiply-accumulates per output position (fractional for the
+// search's expected widths). ok is false for a pair a target profile does not run.
+func (m CostModel) FilterCost(l *Layer, wb, ab int, fan float64) (cost float64, ok bool) {
+	macs := float64(l.Spatial) * fan
+	switch m.Kind {
+	case "bops":
+		return macs * float64(wb) * float64(ab), true
+	case "bops-acc":
+		acc := math.Ceil(math.Log2(max(fan, 1)))
+		return macs*float64(wb)*float64(ab) + float64(l.Spatial)*(float64(wb)+float64(ab)+acc), true
+	case "size":
+		return fan * float64(wb), true
+	case "target":
+		c, ok := m.Target.cost(wb, ab)
+		return macs * c, ok
+	}
+	return 0, false
 }
 
 // Reference returns the cost of the unpruned model with every layer at 8-bit weights and

@@ -156,6 +156,7 @@ type Plan struct {
 	gradDst    map[gradKey]*GradDst
 	gradTemp   []float32
 	convBN     map[int]*convBN // by the Conv's step index (see linkConvBN)
+	shared     map[string]any  // state kernels share (Build.Shared)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
 	// Backward (gradient additions included).
 	Times OpTimes

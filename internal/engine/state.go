@@ -5,6 +5,9 @@ import "math/rand/v2"
 // StepState is what stateful kernels (the search's mixed ops) read before a forward pass: the
 // temperature of their Gumbel-softmax relaxations and the source of their noise.
 type StepState struct {
+	// Step identifies the sample: kernels that share one sample (several masks of one
+	// channel group) draw it once per Step.
+	Step        uint64
 	Temperature float64
 	// Noise draws the Gumbel noise; nil means none (the probabilities are the softmax of
 	// the logits at the temperature).
@@ -65,4 +68,19 @@ func (d *GradDst) setOff(off bool) {
 		d.Buf = d.live
 	}
 	d.off = off
+}
+
+// Shared returns the plan-wide value stored under key, made by mk on first use: state that
+// several kernels of one plan share (the search's masks of one channel group share one
+// sample of their choice).
+func (b *Build) Shared(key string, mk func() any) any {
+	if b.Plan.shared == nil {
+		b.Plan.shared = map[string]any{}
+	}
+	v, ok := b.Plan.shared[key]
+	if !ok {
+		v = mk()
+		b.Plan.shared[key] = v
+	}
+	return v
 }

@@ -1,0 +1,493 @@
+package supernet
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Derivation is a discrete architecture of a supernet: an option index for every choice.
+type Derivation struct {
+	sn *Supernet
+	m  CostModel
+	W  [][]int // per layer, per unit: index into WBits
+	A  []int   // per layer: index into ABits
+	G  []int   // per searched group: index into Widths
+
+	pw   [][][]float64 // probabilities (softmax of the logits) of every option
+	pa   [][]float64
+	pg   [][]float64
+	cost []float64 // per layer, at the current choices
+}
+
+// Derive takes the most probable option of every choice, then repairs toward the budget
+// (docs/method.md, "Derivation"): while the cost is above it, it lowers the choice that
+// saves the most cost per probability lost; then, while a raise still fits, it raises the
+// choice that gains the most probability per cost added. Under a target profile no step
+// leaves a pair the device does not run. The result costs at most budget; it is an error
+// when even the cheapest architecture does not fit.
+func (sn *Supernet) Derive(m CostModel, logits map[string][]float32, budget float64) (*Derivation, error) {
+	d := sn.Argmax(m, logits)
+	if min := sn.MinCost(m); budget < min*(1-1e-9) {
+		return nil, &BudgetError{Budget: budget, Min: min}
+	}
+	if !d.lower(budget, nil) {
+		return nil, &BudgetError{Budget: budget, Min: sn.MinCost(m)}
+	}
+	d.raise(budget)
+	// Single raises may all overshoot while a raise paid for by lowerings elsewhere fits (a
+	// group's width up, some bits down): below 0.98 of the budget, try the overshooting
+	// raises, best first, each followed by lowering (never that choice) and raising again,
+	// and keep the first that ends closer to the budget.
+	for round := 0; round < 100 && d.Cost() < 0.98*budget; round++ {
+		improved := false
+		for _, mv := range d.overshooting(budget) {
+			snap, before := d.snapshot(), d.Cost()
+			d.apply(mv)
+			if d.lower(budget, &mv) {
+				d.raise(budget)
+				if d.Cost() > before*(1+1e-12) {
+					improved = true
+					break
+				}
+			}
+			d.restore(snap)
+		}
+		if !improved {
+			break
+		}
+	}
+	return d, nil
+}
+
+// lower makes the best lowering step until the cost fits (never the choice of keep, when
+// not nil); false when no step is left.
+func (d *Derivation) lower(budget float64, keep *move) bool {
+	for d.Cost() > budget {
+		mv, ok := d.best(false, budget, keep)
+		if !ok {
+			return false
+		}
+		d.apply(mv)
+	}
+	return true
+}
+
+// raise makes the best raising step while one fits.
+func (d *Derivation) raise(budget float64) {
+	for {
+		mv, ok := d.best(true, budget, nil)
+		if !ok {
+			return
+		}
+		d.apply(mv)
+	}
+}
+
+// overshooting returns the raises that do not fit, best score first (at most 30).
+func (d *Derivation) overshooting(budget float64) []move {
+	cost := d.Cost()
+	var out []move
+	var scores []float64
+	for _, mv := range d.candidates(true) {
+		delta, ok := d.try(mv)
+		if !ok || delta <= 0 || cost+delta <= budget {
+			continue
+		}
+		out = append(out, mv)
+		scores = append(scores, (1+mv.dp)/delta)
+	}
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		switch {
+		case scores[a] > scores[b]:
+			return -1
+		case scores[a] < scores[b]:
+			return 1
+		}
+		return 0
+	})
+	var sorted []move
+	for _, i := range idx[:min(len(idx), 30)] {
+		sorted = append(sorted, out[i])
+	}
+	return sorted
+}
+
+type snapshot struct {
+	w    [][]int
+	a, g []int
+	cost []float64
+}
+
+func (d *Derivation) snapshot() snapshot {
+	s := snapshot{a: slices.Clone(d.A), g: slices.Clone(d.G), cost: slices.Clone(d.cost)}
+	for _, w := range d.W {
+		s.w = append(s.w, slices.Clone(w))
+	}
+	return s
+}
+
+func (d *Derivation) restore(s snapshot) {
+	d.W, d.A, d.G, d.cost = s.w, s.a, s.g, s.cost
+}
+
+// Argmax returns the architecture of the most probable option of every choice (under a
+// target profile, moved to pairs the device runs), before any repair toward a budget.
+func (sn *Supernet) Argmax(m CostModel, logits map[string][]float32) *Derivation {
+	d := &Derivation{sn: sn, m: m}
+	for _, lc := range sn.Layers {
+		var units [][]float64
+		for u := 0; u < lc.Units; u++ {
+			p := []float64{1}
+			if lc.WLogits != "" {
+				k := len(lc.WBits)
+				p = softmax(logits[lc.WLogits][u*k : (u+1)*k])
+			}
+			units = append(units, p)
+		}
+		d.pw = append(d.pw, units)
+		pa := []float64{1}
+		if lc.ALogits != "" {
+			pa = softmax(logits[lc.ALogits])
+		}
+		d.pa = append(d.pa, pa)
+	}
+	for _, gc := range sn.Groups {
+		d.pg = append(d.pg, softmax(logits[gc.Logits]))
+	}
+	argmax := func(p []float64) int {
+		best := 0
+		for i, v := range p {
+			if v > p[best] {
+				best = i
+			}
+		}
+		return best
+	}
+	d.W = make([][]int, len(sn.Layers))
+	d.A = make([]int, len(sn.Layers))
+	for i := range sn.Layers {
+		d.W[i] = make([]int, len(d.pw[i]))
+		for u, p := range d.pw[i] {
+			d.W[i][u] = argmax(p)
+		}
+		d.A[i] = argmax(d.pa[i])
+	}
+	d.G = make([]int, len(sn.Groups))
+	for i, p := range d.pg {
+		d.G[i] = argmax(p)
+	}
+	d.legalize()
+	d.cost = make([]float64, len(sn.Layers))
+	for i := range sn.Layers {
+		d.cost[i] = d.layerCost(i)
+	}
+	return d
+}
+
+// BudgetError is a budget below the cheapest architecture of the search space.
+type BudgetError struct{ Budget, Min float64 }
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("the budget %.4g is below the cheapest architecture of the search space (%.4g)", e.Budget, e.Min)
+}
+
+// Cost returns the derivation's cost.
+func (d *Derivation) Cost() float64 {
+	t := 0.0
+	for _, c := range d.cost {
+		t += c
+	}
+	return t
+}
+
+// move is one step of one choice: kind 'w' (layer i, unit u), 'a' (layer i) or 'g' (group
+// i), to option to.
+type move struct {
+	kind  byte
+	i, u  int
+	to    int
+	delta float64 // cost change
+	dp    float64 // probability change
+}
+
+// layersOf returns the layers whose cost a move changes.
+func (d *Derivation) layersOf(mv move) []int {
+	if mv.kind != 'g' {
+		return []int{mv.i}
+	}
+	g := d.sn.Groups[mv.i].Group
+	var out []int
+	for li, lc := range d.sn.Layers {
+		if lc.Layer.Out == g || lc.Layer.In == g {
+			out = append(out, li)
+		}
+	}
+	return out
+}
+
+func (d *Derivation) set(mv move) (undo move) {
+	switch mv.kind {
+	case 'w':
+		undo = move{kind: 'w', i: mv.i, u: mv.u, to: d.W[mv.i][mv.u]}
+		d.W[mv.i][mv.u] = mv.to
+	case 'a':
+		undo = move{kind: 'a', i: mv.i, to: d.A[mv.i]}
+		d.A[mv.i] = mv.to
+	case 'g':
+		undo = move{kind: 'g', i: mv.i, to: d.G[mv.i]}
+		d.G[mv.i] = mv.to
+	}
+	return undo
+}
+
+// try returns the cost change of a move, and false when it leaves a pair a target does not
+// run.
+func (d *Derivation) try(mv move) (float64, bool) {
+	undo := d.set(mv)
+	defer d.set(undo)
+	delta := 0.0
+	for _, li := range d.layersOf(mv) {
+		c := d.layerCost(li)
+		if math.IsInf(c, 1) {
+			return 0, false
+		}
+		delta += c - d.cost[li]
+	}
+	return delta, true
+}
+
+func (d *Derivation) apply(mv move) {
+	d.set(mv)
+	for _, li := range d.layersOf(mv) {
+		d.cost[li] = d.layerCost(li)
+	}
+}
+
+// candidates lists every one-step raise (up) or lowering of a choice with its probability
+// change.
+func (d *Derivation) candidates(up bool) []move {
+	step := -1
+	if up {
+		step = 1
+	}
+	var out []move
+	add := func(kind byte, i, u, from, n int, p []float64) {
+		to := from + step
+		if to < 0 || to >= n {
+			return
+		}
+		out = append(out, move{kind: kind, i: i, u: u, to: to, dp: p[to] - p[from]})
+	}
+	for i, lc := range d.sn.Layers {
+		for u := range d.W[i] {
+			add('w', i, u, d.W[i][u], len(lc.WBits), d.pw[i][u])
+		}
+		add('a', i, 0, d.A[i], len(lc.ABits), d.pa[i])
+	}
+	for i, gc := range d.sn.Groups {
+		add('g', i, 0, d.G[i], len(gc.Widths), d.pg[i])
+	}
+	return out
+}
+
+// best returns the move to make (never one of the choice of keep, when not nil): raising
+// (up), the fitting raise with the most (1 + probability gained) per cost added; lowering,
+// the one with the most cost saved per (1 + probability lost).
+func (d *Derivation) best(up bool, budget float64, keep *move) (move, bool) {
+	cost := d.Cost()
+	var best move
+	bestScore, found := math.Inf(-1), false
+	for _, mv := range d.candidates(up) {
+		if keep != nil && mv.kind == keep.kind && mv.i == keep.i && mv.u == keep.u {
+			continue
+		}
+		delta, ok := d.try(mv)
+		if !ok {
+			continue
+		}
+		var score float64
+		if up {
+			if delta <= 0 || cost+delta > budget {
+				continue
+			}
+			score = (1 + mv.dp) / delta
+		} else {
+			if delta >= 0 {
+				continue
+			}
+			score = -delta / (1 - mv.dp)
+		}
+		if score > bestScore {
+			best, bestScore, found = mv, score, true
+			best.delta = delta
+		}
+	}
+	return best, found
+}
+
+// legalize moves, under a target profile, every unit whose pair the device does not run to
+// the nearest weight bits it runs with the layer's input bits, or else the input to the
+// bits with which most units' weight bits run.
+func (d *Derivation) legalize() {
+	if d.m.Kind != "target" {
+		return
+	}
+	for i, lc := range d.sn.Layers {
+		runs := func(w, a int) bool { _, ok := d.m.Target.cost(w, a); return ok }
+		for {
+			bad := false
+			for u := range d.W[i] {
+				if runs(lc.WBits[d.W[i][u]], lc.ABits[d.A[i]]) {
+					continue
+				}
+				bad = true
+				best, dist := -1, 0
+				for k, w := range lc.WBits {
+					if runs(w, lc.ABits[d.A[i]]) && (best < 0 || abs(k-d.W[i][u]) < dist) {
+						best, dist = k, abs(k-d.W[i][u])
+					}
+				}
+				if best >= 0 {
+					d.W[i][u] = best
+				}
+			}
+			if !bad {
+				break
+			}
+			// Some unit has no partner at this input width: take the input width with the
+			// most partners and try again (it exists: every profile runs some pair).
+			bestA, most := d.A[i], -1
+			for k, a := range lc.ABits {
+				n := 0
+				for _, w := range lc.WBits {
+					if runs(w, a) {
+						n++
+					}
+				}
+				if n > most {
+					bestA, most = k, n
+				}
+			}
+			if bestA == d.A[i] {
+				break
+			}
+			d.A[i] = bestA
+		}
+	}
+}
+
+func abs(x int) int { return max(x, -x) }
+
+// keep returns the kept channels of searched group i at width option k (nil: all).
+func (d *Derivation) keep(i, k int) []int {
+	gc := d.sn.Groups[i]
+	n := gc.Keep[k]
+	if n >= gc.Group.Channels {
+		return nil
+	}
+	kept := slices.Clone(gc.Order[:n])
+	slices.Sort(kept)
+	return kept
+}
+
+// layerCost is the exact cost of layer i under the current choices (+Inf for a pair a
+// target does not run).
+func (d *Derivation) layerCost(i int) float64 {
+	lc := d.sn.Layers[i]
+	l := lc.Layer
+	kept := func(g *Group) int {
+		for gi, gc := range d.sn.Groups {
+			if gc.Group == g {
+				return gc.Keep[d.G[gi]]
+			}
+		}
+		return g.Channels
+	}
+	keptOut := kept(l.Out)
+	keptIn := l.InC
+	if l.In != nil && !l.Depthwise {
+		keptIn = kept(l.In) * l.InFactor
+	}
+	// The kept filters are the group's most important; their bits are their units'.
+	bits := make([]int, 0, keptOut)
+	per := l.Filters / lc.Units
+	order := d.orderOf(l.Out)
+	for _, f := range order[:keptOut] {
+		bits = append(bits, lc.WBits[d.W[i][f/per]])
+	}
+	c, err := d.m.LayerCost(l, bits, lc.ABits[d.A[i]], keptIn)
+	if err != nil {
+		return math.Inf(1)
+	}
+	return c
+}
+
+// orderOf returns a group's channels by importance (identity for a group not searched).
+func (d *Derivation) orderOf(g *Group) []int {
+	for _, gc := range d.sn.Groups {
+		if gc.Group == g {
+			return gc.Order
+		}
+	}
+	order := make([]int, g.Channels)
+	for i := range order {
+		order[i] = i
+	}
+	return order
+}
+
+// Resolved returns the derivation as a resolved architecture of the space.
+func (d *Derivation) Resolved() *Resolved {
+	s := d.sn.Space
+	r := &Resolved{Space: s, Choices: make([]Choice, len(s.Layers))}
+	keeps := map[*Group][]int{}
+	for gi, gc := range d.sn.Groups {
+		keeps[gc.Group] = d.keep(gi, d.G[gi])
+	}
+	for i, lc := range d.sn.Layers {
+		l := lc.Layer
+		c := Choice{WBits: make([]int, l.Filters), ABits: lc.ABits[d.A[i]], Keep: keeps[l.Out]}
+		per := l.Filters / lc.Units
+		for f := range c.WBits {
+			c.WBits[f] = lc.WBits[d.W[i][f/per]]
+		}
+		r.Choices[l.Index] = c
+	}
+	return r
+}
+
+// MinCost returns the cost of the cheapest architecture of the search space: every choice
+// at its cheapest option (under a target profile, each layer at its cheapest pair it runs).
+func (sn *Supernet) MinCost(m CostModel) float64 {
+	total := 0.0
+	for _, lc := range sn.Layers {
+		l := lc.Layer
+		kept := func(g *Group) int {
+			for _, gc := range sn.Groups {
+				if gc.Group == g {
+					return gc.Keep[0]
+				}
+			}
+			return g.Channels
+		}
+		keptOut, keptIn := kept(l.Out), l.InC
+		if l.In != nil && !l.Depthwise {
+			keptIn = kept(l.In) * l.InFactor
+		}
+		best := math.Inf(1)
+		for _, wb := range lc.WBits {
+			for _, ab := range lc.ABits {
+				if c, ok := m.FilterCost(l, wb, ab, float64(l.FanInKept(keptIn))); ok {
+					best = min(best, c*float64(keptOut))
+				}
+			}
+		}
+		total += best
+	}
+	return total
+}

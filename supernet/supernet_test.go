@@ -1,0 +1,186 @@
+package supernet
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/testenv"
+)
+
+func loadSpace(t testing.TB, name string) *Space {
+	t.Helper()
+	g, err := graph.Load(testenv.Path("testdata", "models", name), graph.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Canonicalize(graph.CanonicalOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSpace(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func randomLogits(sn *Supernet, r *rand.Rand) map[string][]float32 {
+	logits := map[string][]float32{}
+	for _, name := range sn.ArchParams() {
+		v := make([]float32, sn.Graph.Consts[name].Len())
+		for i := range v {
+			v[i] = float32(r.NormFloat64() * 2)
+		}
+		logits[name] = v
+	}
+	return logits
+}
+
+// The expected cost's gradient matches central differences, for every cost model, with
+// width choices and per-group bits.
+func TestExpectedCostGradient(t *testing.T) {
+	s := loadSpace(t, "mbv2_bn.onnx")
+	opts := DefaultSearchOptions()
+	opts.Prune = true
+	sn, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, kind := range []string{"bops", "bops-acc", "size", "target"} {
+		m := CostModel{Kind: kind}
+		if kind == "target" {
+			tg, err := LoadTarget("npu-int8-int4")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m = CostModel{Kind: "target", Target: tg}
+		}
+		logits := randomLogits(sn, r)
+		grads := map[string][]float32{}
+		for k, v := range logits {
+			grads[k] = make([]float32, len(v))
+		}
+		ref := m.Reference(s)
+		sn.ExpectedCost(m, logits, grads, 1/ref)
+		for name, v := range logits {
+			for _, i := range []int{0, len(v) - 1, len(v) / 2} {
+				old := v[i]
+				const h = 1e-2
+				v[i] = old + h
+				cp := sn.ExpectedCost(m, logits, nil, 0) / ref
+				v[i] = old - h
+				cm := sn.ExpectedCost(m, logits, nil, 0) / ref
+				v[i] = old
+				num := (cp - cm) / (2 * h)
+				if math.Abs(num-float64(grads[name][i])) > 1e-3*math.Max(1e-2, math.Abs(num)) {
+					t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", kind, name, i, grads[name][i], num)
+				}
+			}
+		}
+	}
+}
+
+// Derivation lands in [0.98, 1] × budget whenever the space allows, for bits alone and
+// bits with widths, at every granularity, and its cost is what the resolved architecture
+// costs.
+func TestDeriveFillsBudget(t *testing.T) {
+	s := loadSpace(t, "resnet8_bn.onnx")
+	m := CostModel{Kind: "bops"}
+	ref := m.Reference(s)
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, prune := range []bool{false, true} {
+		for _, gran := range []string{"layer", "group:4", "filter"} {
+			opts := DefaultSearchOptions()
+			opts.Prune, opts.Granularity = prune, gran
+			sn, err := s.NewSupernet(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ratio := range []float64{0.08, 0.125, 0.25, 0.5} {
+				budget := ratio * ref
+				d, err := sn.Derive(m, randomLogits(sn, r), budget)
+				if err != nil {
+					t.Fatalf("prune %v %s %.3f: %v", prune, gran, ratio, err)
+				}
+				res := d.Resolved()
+				c, err := m.Cost(res)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if math.Abs(c-d.Cost()) > 1e-6*c {
+					t.Errorf("derivation says %v, the resolved architecture costs %v", d.Cost(), c)
+				}
+				if c > budget || c < 0.98*budget {
+					t.Errorf("prune %v %s: cost %.4f of the reference for a budget of %.4f", prune, gran, c/ref, ratio)
+				}
+			}
+		}
+	}
+	sn, _ := s.NewSupernet(DefaultSearchOptions())
+	if _, err := sn.Derive(m, randomLogits(sn, r), 0.01*ref); err == nil {
+		t.Error("a budget below the cheapest architecture was accepted")
+	} else if be, ok := err.(*BudgetError); !ok || be.Min/ref < 0.0625 {
+		t.Errorf("error %v", err)
+	}
+}
+
+// With every choice at its argmax the supernet computes what the derived architecture's
+// training graph computes. (With widths searched the two differ by design: the supernet's
+// weight scales still see the masked input channels, the pruned model's do not.)
+func TestSupernetArgmaxIsDerivedArchitecture(t *testing.T) {
+	s := loadSpace(t, "resnet8_bn.onnx")
+	opts := DefaultSearchOptions()
+	opts.Granularity = "filter"
+	sn, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(6, 6))
+	logits := randomLogits(sn, r)
+	for k, v := range logits {
+		copy(sn.Graph.Consts[k].F, v)
+	}
+	// The supernet at argmax and the pruned, quantized model of those choices agree.
+	res := sn.Argmax(CostModel{Kind: "bops"}, logits).Resolved()
+	fixed, err := res.Apply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Clips: the same value for every option and the fixed quantizers.
+	for _, lc := range sn.Layers {
+		for i := range sn.Graph.Consts[lc.Clips].F {
+			sn.Graph.Consts[lc.Clips].F[i] = 1.5
+		}
+	}
+	for _, n := range fixed.Nodes {
+		if n.Op == OpQuantAct {
+			fixed.Consts[n.Inputs[1]].F[0] = 1.5
+		}
+	}
+	run := func(g *graph.Graph, argmax bool) []float32 {
+		p, err := engine.Compile(g, 4, engine.Options{Inference: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr := rand.New(rand.NewPCG(1, 1))
+		for i := range p.Value(g.Inputs[0]).Data {
+			p.Value(g.Inputs[0]).Data[i] = float32(rr.NormFloat64())
+		}
+		if argmax {
+			p.SetState(&engine.StepState{Argmax: true, Temperature: 1})
+		}
+		p.Forward(false)
+		return p.Value(g.Outputs[0]).Data
+	}
+	a, b := run(sn.Graph, true), run(fixed, false)
+	diff := 0.0
+	for i := range a {
+		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
+	}
+	if diff > 1e-3 {
+		t.Errorf("supernet at argmax and the derived architecture differ by %.3g in the logits", diff)
+	}
+}
