@@ -20,15 +20,17 @@ import (
 // calibSample is the number of values kept per quantizer and batch for choosing its clip.
 const calibSample = 1 << 14
 
-// Calibrate sets the clip of every QuantAct in g from the values its input takes on the
-// first batches×batch samples of d (inference mode, weights quantized, activations not):
-// for each quantizer, the clip among 100 evenly spaced fractions of the largest magnitude
-// seen that minimizes the mean squared error of quantizing a sample of those values at its
-// bits. Unsigned quantizers look at x ≥ 0, signed ones at |x|.
+// Calibrate sets the clip of every QuantAct in g (and of every option of every MixedAct)
+// from the values its input takes on batches×batch samples spread over d (inference mode,
+// weights quantized, activations not): for each quantizer and bitwidth, the clip among 100
+// evenly spaced fractions of the largest magnitude seen that minimizes the mean squared
+// error of quantizing a sample of those values at those bits. Unsigned quantizers look at
+// x ≥ 0, signed ones at |x|.
 func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) error {
 	type quantizer struct {
 		node   *graph.Node
-		bits   int
+		bits   []int
+		clips  string // the constant that holds one clip per bitwidth
 		signed bool
 		values []float32
 	}
@@ -36,15 +38,31 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 	calib := g.Clone()
 	keep := map[string]bool{}
 	for _, n := range calib.Nodes {
-		if n.Op != supernet.OpQuantAct {
+		q := &quantizer{node: n}
+		switch n.Op {
+		case supernet.OpQuantAct:
+			b, _ := n.Int("bits", 8)
+			if b == quant.Float {
+				continue
+			}
+			q.bits, q.clips = []int{int(b)}, n.Inputs[1]
+		case supernet.OpMixedAct:
+			bs, _ := n.Ints("bits", nil)
+			for _, b := range bs {
+				q.bits = append(q.bits, int(b))
+			}
+			q.clips = n.Inputs[2]
+			// Observe through a pass-through QuantAct.
+			one := "calibrate" + n.Name + "/clip"
+			calib.Consts[one] = graph.NewFloat([]int{1}, []float32{1})
+			n.Op, n.Inputs = supernet.OpQuantAct, []string{n.Inputs[0], one}
+			delete(n.Attrs, "bits")
+		default:
 			continue
 		}
-		b, _ := n.Int("bits", 8)
 		s, _ := n.Int("signed", 0)
-		if b == quant.Float {
-			continue
-		}
-		qs = append(qs, &quantizer{node: n, bits: int(b), signed: s != 0})
+		q.signed = s != 0
+		qs = append(qs, q)
 		keep[n.Inputs[0]] = true
 		n.SetInt("bits", quant.Float) // pass the float value through while observing it
 	}
@@ -79,8 +97,15 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 	}
 	bar.Done(fmt.Sprintf("%d quantizers", len(qs)))
 	for _, q := range qs {
-		clip := bestClip(q.values, q.bits, q.signed)
-		g.Consts[q.node.Inputs[1]] = graph.NewFloat([]int{1}, []float32{clip})
+		clips := make([]float32, len(q.bits))
+		for i, b := range q.bits {
+			clips[i] = bestClip(q.values, b, q.signed)
+		}
+		if t := g.Consts[q.clips]; t != nil && len(t.F) == len(clips) {
+			copy(t.F, clips) // in place: a plan compiled on g sees them
+		} else {
+			g.Consts[q.clips] = graph.NewFloat([]int{len(clips)}, clips)
+		}
 	}
 	return nil
 }

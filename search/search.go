@@ -1,0 +1,316 @@
+package search
+
+import (
+	"context"
+	"encoding/gob"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/qnas/qnas/internal/blas"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/optim"
+	"github.com/qnas/qnas/internal/progress"
+	"github.com/qnas/qnas/internal/train"
+	"github.com/qnas/qnas/onnxio"
+	"github.com/qnas/qnas/supernet"
+)
+
+// SearchConfig is one run of Search (docs/method.md, "Search").
+type SearchConfig struct {
+	Cost   supernet.CostModel
+	Budget float64 // in the cost model's unit
+	Epochs int     // passes over the weights' share of the training data
+	// Warmup is the fraction of the first epoch that trains the weights alone.
+	Warmup float64
+	Batch  int
+	// LR, Momentum and WeightDecay are the weights' SGD (cosine schedule); ArchLR is the
+	// logits' Adam learning rate.
+	LR, Momentum, WeightDecay float64
+	ArchLR                    float64
+	// DualLR is the step of the budget's multiplier λ: λ ← max(0, λ + DualLR·(E[cost]/budget − 1))
+	// after every architecture step.
+	DualLR float64
+	// TauStart and TauEnd bound the Gumbel-softmax temperature, annealed exponentially.
+	TauStart, TauEnd float64
+	HoldOut          float64 // the share of the training data the logits learn on
+	CalibBatches     int
+	Seed             uint64
+	Norm             data.Normalize
+	Augment          *data.Augment
+	Log              io.Writer
+	Checkpoint       string
+	Resume           bool
+	Context          context.Context
+}
+
+// DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
+func DefaultSearchConfig(cm supernet.CostModel, budget float64) SearchConfig {
+	return SearchConfig{Cost: cm, Budget: budget, Epochs: 2, Warmup: 0.2, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4,
+		ArchLR: 0.01, DualLR: 0.5, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
+}
+
+// SearchEpoch summarizes one epoch of the search.
+type SearchEpoch struct {
+	Epoch        int     `json:"epoch"`
+	Loss         float64 `json:"loss"`          // weights' mean training loss
+	ArchLoss     float64 `json:"arch_loss"`     // the logits' mean loss on the held-out share
+	ExpectedCost float64 `json:"expected_cost"` // E[cost]/budget at the end of the epoch
+	Lambda       float64 `json:"lambda"`
+	Temperature  float64 `json:"temperature"`
+	Seconds      float64 `json:"seconds"`
+}
+
+// SearchResult is what Search found: the logits of every choice.
+type SearchResult struct {
+	Logits map[string][]float32
+	Epochs []SearchEpoch
+}
+
+// Search trains the supernet: its weights (SGD, from the float model's) on the training
+// data but a held-out share, and its logits (Adam) on that share, alternating batch by
+// batch after a warm-up of the weights alone, with the Lagrangian budget term
+// λ·(E[cost]/budget − 1) on the logits and dual ascent on λ. The supernet's graph holds the
+// trained values afterwards. Checkpoint, Resume and Context work as in train.Train.
+func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*SearchResult, error) {
+	if cfg.Epochs < 1 || cfg.Batch < 1 {
+		return nil, fmt.Errorf("--search-epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	}
+	if !(cfg.Budget > 0) {
+		return nil, fmt.Errorf("the budget must be positive")
+	}
+	g := sn.Graph
+	wData, aData, err := data.Holdout(trainSet, cfg.HoldOut, cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	if err := Calibrate(g, wData, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
+		return nil, err
+	}
+	p, err := engine.Compile(g, cfg.Batch, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	isArch := map[string]bool{}
+	for _, name := range sn.ArchParams() {
+		isArch[name] = true
+	}
+	var wParams, aParams []optim.Param
+	noDecay := map[string]bool{}
+	for _, v := range p.Params {
+		prm := optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad}
+		if isArch[v.Name] {
+			aParams = append(aParams, prm)
+			continue
+		}
+		wParams = append(wParams, prm)
+		if len(v.Shape) < 2 {
+			noDecay[v.Name] = true
+		}
+	}
+	sgd := &optim.SGD{Params: wParams, Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	adam := &optim.Adam{Params: aParams}
+	wl, err := data.NewLoader(wData, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true, DropLast: true, Seed: cfg.Seed, Norm: cfg.Norm, Aug: cfg.Augment})
+	if err != nil {
+		return nil, err
+	}
+	al, err := data.NewLoader(aData, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true, DropLast: true, Seed: cfg.Seed ^ 0x5eed, Norm: cfg.Norm})
+	if err != nil {
+		return nil, fmt.Errorf("the held-out share (%d samples) is smaller than a batch: use more data or a smaller --batch", aData.N)
+	}
+	steps := wl.Len()
+	total := steps * cfg.Epochs
+	warm := int(math.Ceil(cfg.Warmup * float64(steps)))
+	sched := optim.Cosine{Base: cfg.LR}
+	st := &searchState{Tensors: map[string][]float32{}, Velocity: map[string][]float32{}}
+	for name, v := range p.Values {
+		if v.Kind == engine.Param || v.Kind == engine.State {
+			st.Tensors[name] = v.Data
+		}
+	}
+	for i, v := range sgd.Velocity() {
+		st.Velocity[wParams[i].Name] = v
+	}
+	am, av, at := adam.Moments()
+	st.AdamM, st.AdamV = map[string][]float32{}, map[string][]float32{}
+	for i := range am {
+		st.AdamM[aParams[i].Name], st.AdamV[aParams[i].Name] = am[i], av[i]
+	}
+	fp := cfg.fingerprint(sn)
+	if cfg.Resume {
+		if err := st.load(cfg.Checkpoint, fp); err != nil {
+			return nil, err
+		}
+		*at = st.AdamT
+	}
+	ctx := cfg.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	save := func() error {
+		if cfg.Checkpoint == "" {
+			return nil
+		}
+		st.AdamT = *at
+		st.Fingerprint = fp
+		return onnxio.WriteFileAtomic(cfg.Checkpoint, func(w io.Writer) error { return gob.NewEncoder(w).Encode(st) })
+	}
+	x, ax := p.Value(g.Inputs[0]).Data, make([]float32, p.Value(g.Inputs[0]).Len())
+	y, ay := make([]int32, cfg.Batch), make([]int32, cfg.Batch)
+	out := g.Outputs[0]
+	logits := map[string][]float32{}
+	grads := map[string][]float32{}
+	for _, prm := range aParams {
+		logits[prm.Name], grads[prm.Name] = prm.Data, prm.Grad
+	}
+	state := &engine.StepState{}
+	for e := st.Epoch; e < cfg.Epochs; e++ {
+		start := time.Now()
+		bar := progress.New(cfg.Log, fmt.Sprintf("search %d/%d", e+1, cfg.Epochs), steps)
+		s0 := 0
+		if e == st.Epoch {
+			s0 = st.Step
+		}
+		wl.Seek(e, s0)
+		for s := s0; s < steps; s++ {
+			select {
+			case <-ctx.Done():
+				if cfg.Checkpoint == "" {
+					return nil, fmt.Errorf("interrupted at search epoch %d step %d (no checkpoint file)", e+1, s+1)
+				}
+				st.Epoch, st.Step = e, s
+				if err := save(); err != nil {
+					return nil, err
+				}
+				bar.Done("interrupted")
+				return nil, &train.InterruptedError{Checkpoint: cfg.Checkpoint}
+			default:
+			}
+			t := e*steps + s
+			tau := cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64(t)/float64(max(total-1, 1)))
+			// Weight step.
+			wl.Next(x, y)
+			p.SetTrainable(func(name string) bool { return !isArch[name] })
+			*state = engine.StepState{Step: uint64(2 * t), Temperature: tau, Noise: rand.New(rand.NewPCG(cfg.Seed, uint64(2*t)))}
+			p.SetState(state)
+			p.Forward(true)
+			loss, c := p.SoftmaxCrossEntropy(out, y)
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return nil, fmt.Errorf("search epoch %d step %d: the loss is %v; lower --lr", e+1, s+1, loss)
+			}
+			p.Backward()
+			sgd.Step(sched.LR(t, total))
+			st.LossSum += loss * float64(cfg.Batch)
+			st.Correct += c
+			st.Seen += cfg.Batch
+			// Architecture step, after the warm-up: the held-out batch's loss plus the
+			// budget term, BatchNorm on batch statistics but its running ones untouched.
+			if t >= warm {
+				al.Seek(t/al.Len(), t%al.Len())
+				al.Next(ax, ay)
+				copy(x, ax)
+				p.SetTrainable(func(name string) bool { return isArch[name] })
+				p.SetStatsMomentum(0)
+				*state = engine.StepState{Step: uint64(2*t + 1), Temperature: tau, Noise: rand.New(rand.NewPCG(cfg.Seed, uint64(2*t+1)))}
+				p.SetState(state)
+				p.Forward(true)
+				aloss, _ := p.SoftmaxCrossEntropy(out, ay)
+				p.Backward()
+				p.SetStatsMomentum(-1)
+				ec := sn.ExpectedCost(cfg.Cost, logits, grads, st.Lambda/cfg.Budget)
+				st.Lambda = max(0, st.Lambda+cfg.DualLR*(ec/cfg.Budget-1))
+				adam.Step(cfg.ArchLR)
+				st.ArchLossSum += aloss
+				st.ArchSteps++
+				st.LastCost = ec / cfg.Budget
+			}
+			bar.Update(s+1, fmt.Sprintf("loss %.3f acc %.1f%% E[cost]/budget %.3f λ %.2f τ %.2f",
+				st.LossSum/float64(st.Seen), 100*float64(st.Correct)/float64(st.Seen), st.LastCost, st.Lambda, tau))
+		}
+		ep := SearchEpoch{Epoch: e + 1, Loss: st.LossSum / float64(max(st.Seen, 1)), ArchLoss: st.ArchLossSum / float64(max(st.ArchSteps, 1)),
+			ExpectedCost: st.LastCost, Lambda: st.Lambda, Temperature: cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64((e+1)*steps-1)/float64(max(total-1, 1))),
+			Seconds: time.Since(start).Seconds()}
+		bar.Done(fmt.Sprintf("loss %.3f, E[cost]/budget %.3f, λ %.2f", ep.Loss, ep.ExpectedCost, ep.Lambda))
+		st.History = append(st.History, ep)
+		st.LossSum, st.Correct, st.Seen, st.ArchLossSum, st.ArchSteps = 0, 0, 0, 0, 0
+		st.Epoch, st.Step = e+1, 0
+		if err := save(); err != nil {
+			return nil, err
+		}
+	}
+	p.SetTrainable(nil)
+	res := &SearchResult{Logits: map[string][]float32{}, Epochs: st.History}
+	for name, v := range logits {
+		res.Logits[name] = slices.Clone(v)
+	}
+	return res, nil
+}
+
+// searchState is a search's whole state between two steps (its checkpoint).
+type searchState struct {
+	Version      int
+	Fingerprint  string
+	Epoch, Step  int
+	Tensors      map[string][]float32 // weights, BatchNorm statistics, clips, logits
+	Velocity     map[string][]float32 // SGD momentum
+	AdamM, AdamV map[string][]float32
+	AdamT        int
+	Lambda       float64
+	LastCost     float64
+	LossSum      float64
+	Correct      int
+	Seen         int
+	ArchLossSum  float64
+	ArchSteps    int
+	History      []SearchEpoch
+}
+
+const searchStateVersion = 1
+
+// fingerprint lists what a resumed search must share with the interrupted one.
+func (c SearchConfig) fingerprint(sn *supernet.Supernet) string {
+	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g dual=%g tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v space=%+v threads=%d blas=%s",
+		searchStateVersion, c.Cost, c.Budget, c.Epochs, c.Warmup, c.Batch, c.LR, c.Momentum, c.WeightDecay, c.ArchLR, c.DualLR, c.TauStart, c.TauEnd,
+		c.HoldOut, c.CalibBatches, c.Seed, c.Norm.Mean, c.Norm.Std, c.Augment != nil, sn.Opts, runtime.GOMAXPROCS(0), blas.Name())
+}
+
+// load restores the state saved in path into st's live tensors.
+func (st *searchState) load(path, fingerprint string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--resume: %w", err)
+	}
+	defer f.Close()
+	var saved searchState
+	if err := gob.NewDecoder(io.LimitReader(f, 8<<30)).Decode(&saved); err != nil {
+		return fmt.Errorf("%s: not a qnas search checkpoint: %v", path, err)
+	}
+	if saved.Fingerprint != fingerprint {
+		return fmt.Errorf("%s was saved by a search with other settings (saved: %s; now: %s)", path, saved.Fingerprint, fingerprint)
+	}
+	for _, m := range []struct {
+		live, saved map[string][]float32
+		what        string
+	}{{st.Tensors, saved.Tensors, "tensor"}, {st.Velocity, saved.Velocity, "momentum buffer"}, {st.AdamM, saved.AdamM, "Adam moment"}, {st.AdamV, saved.AdamV, "Adam moment"}} {
+		if len(m.live) != len(m.saved) {
+			return fmt.Errorf("%s: has %d %ss, the search %d", path, len(m.saved), m.what, len(m.live))
+		}
+		for name, dst := range m.live {
+			src, ok := m.saved[name]
+			if !ok || len(src) != len(dst) {
+				return fmt.Errorf("%s: %s %q is missing or has another size", path, m.what, name)
+			}
+			copy(dst, src)
+		}
+	}
+	tensors, vel, am, av := st.Tensors, st.Velocity, st.AdamM, st.AdamV
+	*st = saved
+	st.Tensors, st.Velocity, st.AdamM, st.AdamV = tensors, vel, am, av
+	return nil
+}
