@@ -34,9 +34,6 @@ type SearchConfig struct {
 	// logits' Adam learning rate.
 	LR, Momentum, WeightDecay float64
 	ArchLR                    float64
-	// DualLR is the step of the budget's multiplier λ: λ ← max(0, λ + DualLR·(E[cost]/budget − 1))
-	// after every architecture step.
-	DualLR float64
 	// TauStart and TauEnd bound the Gumbel-softmax temperature, annealed exponentially.
 	TauStart, TauEnd float64
 	HoldOut          float64 // the share of the training data the logits learn on
@@ -53,7 +50,7 @@ type SearchConfig struct {
 // DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
 func DefaultSearchConfig(cm supernet.CostModel, budget float64) SearchConfig {
 	return SearchConfig{Cost: cm, Budget: budget, Epochs: 2, Warmup: 0.2, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4,
-		ArchLR: 0.01, DualLR: 0.5, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
+		ArchLR: 0.01, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
 }
 
 // SearchEpoch summarizes one epoch of the search.
@@ -62,7 +59,7 @@ type SearchEpoch struct {
 	Loss         float64 `json:"loss"`          // weights' mean training loss
 	ArchLoss     float64 `json:"arch_loss"`     // the logits' mean loss on the held-out share
 	ExpectedCost float64 `json:"expected_cost"` // E[cost]/budget at the end of the epoch
-	Lambda       float64 `json:"lambda"`
+	Tilt         float64 `json:"tilt"`          // the last budget projection's μ
 	Temperature  float64 `json:"temperature"`
 	Seconds      float64 `json:"seconds"`
 }
@@ -71,13 +68,23 @@ type SearchEpoch struct {
 type SearchResult struct {
 	Logits map[string][]float32
 	Epochs []SearchEpoch
+	// Phases are the seconds spent calibrating, warming up the weights and searching (in
+	// this process: a resumed search counts from its resumption).
+	Phases []Phase
+}
+
+// Phase is a named span of a run.
+type Phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Search trains the supernet: its weights (SGD, from the float model's) on the training
 // data but a held-out share, and its logits (Adam) on that share, alternating batch by
-// batch after a warm-up of the weights alone, with the Lagrangian budget term
-// λ·(E[cost]/budget − 1) on the logits and dual ascent on λ. The supernet's graph holds the
-// trained values afterwards. Checkpoint, Resume and Context work as in train.Train.
+// batch after a warm-up of the weights alone. After every logits step the logits are
+// projected back onto the budget (supernet.Project: E[cost] = budget), so the loss decides
+// where the bits go and the budget how many. The supernet's graph holds the trained values
+// afterwards. Checkpoint, Resume and Context work as in train.Train.
 func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*SearchResult, error) {
 	if cfg.Epochs < 1 || cfg.Batch < 1 {
 		return nil, fmt.Errorf("--search-epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
@@ -90,9 +97,12 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	if err := Calibrate(g, wData, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
 		return nil, err
 	}
+	calibrated := time.Since(t0).Seconds()
+	var warmSec, searchSec float64
 	p, err := engine.Compile(g, cfg.Batch, engine.Options{})
 	if err != nil {
 		return nil, err
@@ -165,9 +175,8 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	y, ay := make([]int32, cfg.Batch), make([]int32, cfg.Batch)
 	out := g.Outputs[0]
 	logits := map[string][]float32{}
-	grads := map[string][]float32{}
 	for _, prm := range aParams {
-		logits[prm.Name], grads[prm.Name] = prm.Data, prm.Grad
+		logits[prm.Name] = prm.Data
 	}
 	state := &engine.StepState{}
 	for e := st.Epoch; e < cfg.Epochs; e++ {
@@ -193,6 +202,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			default:
 			}
 			t := e*steps + s
+			stepStart := time.Now()
 			tau := cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64(t)/float64(max(total-1, 1)))
 			// Weight step.
 			wl.Next(x, y)
@@ -223,20 +233,24 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 				aloss, _ := p.SoftmaxCrossEntropy(out, ay)
 				p.Backward()
 				p.SetStatsMomentum(-1)
-				ec := sn.ExpectedCost(cfg.Cost, logits, grads, st.Lambda/cfg.Budget)
-				st.Lambda = max(0, st.Lambda+cfg.DualLR*(ec/cfg.Budget-1))
 				adam.Step(cfg.ArchLR)
+				mu, ec := sn.Project(cfg.Cost, logits, cfg.Budget)
+				st.Tilt, st.LastCost = mu, ec/cfg.Budget
 				st.ArchLossSum += aloss
 				st.ArchSteps++
-				st.LastCost = ec / cfg.Budget
 			}
-			bar.Update(s+1, fmt.Sprintf("loss %.3f acc %.1f%% E[cost]/budget %.3f λ %.2f τ %.2f",
-				st.LossSum/float64(st.Seen), 100*float64(st.Correct)/float64(st.Seen), st.LastCost, st.Lambda, tau))
+			if t < warm {
+				warmSec += time.Since(stepStart).Seconds()
+			} else {
+				searchSec += time.Since(stepStart).Seconds()
+			}
+			bar.Update(s+1, fmt.Sprintf("loss %.3f acc %.1f%% held-out loss %.3f E[cost]/budget %.3f τ %.2f",
+				st.LossSum/float64(st.Seen), 100*float64(st.Correct)/float64(st.Seen), st.ArchLossSum/float64(max(st.ArchSteps, 1)), st.LastCost, tau))
 		}
 		ep := SearchEpoch{Epoch: e + 1, Loss: st.LossSum / float64(max(st.Seen, 1)), ArchLoss: st.ArchLossSum / float64(max(st.ArchSteps, 1)),
-			ExpectedCost: st.LastCost, Lambda: st.Lambda, Temperature: cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64((e+1)*steps-1)/float64(max(total-1, 1))),
+			ExpectedCost: st.LastCost, Tilt: st.Tilt, Temperature: cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64((e+1)*steps-1)/float64(max(total-1, 1))),
 			Seconds: time.Since(start).Seconds()}
-		bar.Done(fmt.Sprintf("loss %.3f, E[cost]/budget %.3f, λ %.2f", ep.Loss, ep.ExpectedCost, ep.Lambda))
+		bar.Done(fmt.Sprintf("loss %.3f, held-out loss %.3f, E[cost]/budget %.3f", ep.Loss, ep.ArchLoss, ep.ExpectedCost))
 		st.History = append(st.History, ep)
 		st.LossSum, st.Correct, st.Seen, st.ArchLossSum, st.ArchSteps = 0, 0, 0, 0, 0
 		st.Epoch, st.Step = e+1, 0
@@ -245,7 +259,8 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 		}
 	}
 	p.SetTrainable(nil)
-	res := &SearchResult{Logits: map[string][]float32{}, Epochs: st.History}
+	res := &SearchResult{Logits: map[string][]float32{}, Epochs: st.History,
+		Phases: []Phase{{"calibrate", calibrated}, {"warm-up", warmSec}, {"search", searchSec}}}
 	for name, v := range logits {
 		res.Logits[name] = slices.Clone(v)
 	}
@@ -261,7 +276,7 @@ type searchState struct {
 	Velocity     map[string][]float32 // SGD momentum
 	AdamM, AdamV map[string][]float32
 	AdamT        int
-	Lambda       float64
+	Tilt         float64
 	LastCost     float64
 	LossSum      float64
 	Correct      int
@@ -275,8 +290,8 @@ const searchStateVersion = 1
 
 // fingerprint lists what a resumed search must share with the interrupted one.
 func (c SearchConfig) fingerprint(sn *supernet.Supernet) string {
-	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g dual=%g tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v space=%+v threads=%d blas=%s",
-		searchStateVersion, c.Cost, c.Budget, c.Epochs, c.Warmup, c.Batch, c.LR, c.Momentum, c.WeightDecay, c.ArchLR, c.DualLR, c.TauStart, c.TauEnd,
+	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v space=%+v threads=%d blas=%s",
+		searchStateVersion, c.Cost, c.Budget, c.Epochs, c.Warmup, c.Batch, c.LR, c.Momentum, c.WeightDecay, c.ArchLR, c.TauStart, c.TauEnd,
 		c.HoldOut, c.CalibBatches, c.Seed, c.Norm.Mean, c.Norm.Std, c.Augment != nil, sn.Opts, runtime.GOMAXPROCS(0), blas.Name())
 }
 

@@ -22,8 +22,8 @@ type Derivation struct {
 
 // Derive takes the most probable option of every choice, then repairs toward the budget
 // (docs/method.md, "Derivation"): while the cost is above it, it lowers the choice that
-// saves the most cost per probability lost; then, while a raise still fits, it raises the
-// choice that gains the most probability per cost added. Under a target profile no step
+// loses the least log-probability per cost saved; then, while a raise still fits, it
+// raises the choice that gains the most log-probability per cost added. Under a target profile no step
 // leaves a pair the device does not run. The result costs at most budget; it is an error
 // when even the cheapest architecture does not fit.
 func (sn *Supernet) Derive(m CostModel, logits map[string][]float32, budget float64) (*Derivation, error) {
@@ -95,7 +95,7 @@ func (d *Derivation) overshooting(budget float64) []move {
 			continue
 		}
 		out = append(out, mv)
-		scores = append(scores, (1+mv.dp)/delta)
+		scores = append(scores, mv.dlogp/delta)
 	}
 	idx := make([]int, len(out))
 	for i := range idx {
@@ -212,7 +212,7 @@ type move struct {
 	i, u  int
 	to    int
 	delta float64 // cost change
-	dp    float64 // probability change
+	dlogp float64 // change of the log-probability of the choice's option
 }
 
 // layersOf returns the layers whose cost a move changes.
@@ -268,8 +268,8 @@ func (d *Derivation) apply(mv move) {
 	}
 }
 
-// candidates lists every one-step raise (up) or lowering of a choice with its probability
-// change.
+// candidates lists every one-step raise (up) or lowering of a choice with the change of
+// its log-probability.
 func (d *Derivation) candidates(up bool) []move {
 	step := -1
 	if up {
@@ -281,7 +281,7 @@ func (d *Derivation) candidates(up bool) []move {
 		if to < 0 || to >= n {
 			return
 		}
-		out = append(out, move{kind: kind, i: i, u: u, to: to, dp: p[to] - p[from]})
+		out = append(out, move{kind: kind, i: i, u: u, to: to, dlogp: math.Log(p[to]+1e-12) - math.Log(p[from]+1e-12)})
 	}
 	for i, lc := range d.sn.Layers {
 		for u := range d.W[i] {
@@ -295,9 +295,11 @@ func (d *Derivation) candidates(up bool) []move {
 	return out
 }
 
-// best returns the move to make (never one of the choice of keep, when not nil): raising
-// (up), the fitting raise with the most (1 + probability gained) per cost added; lowering,
-// the one with the most cost saved per (1 + probability lost).
+// best returns the move to make (never one of the choice of keep, when not nil): the one
+// with the largest change of log-probability per cost moved, raising (up) among the raises
+// that fit, lowering among all. Both are the greedy steps of the knapsack that maximizes
+// the architecture's log-probability under the budget: a raise gaining probability comes
+// first, a lowering losing none; ties in loss go to the larger cost.
 func (d *Derivation) best(up bool, budget float64, keep *move) (move, bool) {
 	cost := d.Cost()
 	var best move
@@ -315,12 +317,12 @@ func (d *Derivation) best(up bool, budget float64, keep *move) (move, bool) {
 			if delta <= 0 || cost+delta > budget {
 				continue
 			}
-			score = (1 + mv.dp) / delta
+			score = mv.dlogp / delta
 		} else {
 			if delta >= 0 {
 				continue
 			}
-			score = -delta / (1 - mv.dp)
+			score = mv.dlogp / -delta
 		}
 		if score > bestScore {
 			best, bestScore, found = mv, score, true

@@ -305,6 +305,22 @@ func softmaxGrad(p, dp []float64, da []float32) {
 // expected fraction of channels a group keeps. Pairs a target profile does not run are
 // priced at its most expensive pair.
 func (sn *Supernet) ExpectedCost(m CostModel, logits map[string][]float32, grads map[string][]float32, scale float64) float64 {
+	var sink func(name string, off int, p, dp []float64)
+	if grads != nil {
+		sink = func(name string, off int, p, dp []float64) {
+			for i := range dp {
+				dp[i] *= scale
+			}
+			softmaxGrad(p, dp, grads[name][off:off+len(p)])
+		}
+	}
+	return sn.expectedCost(m, logits, sink)
+}
+
+// expectedCost computes the expected cost and, when sink is not nil, calls it for every
+// choice (a row of a logits constant: its name, the row's offset) with the choice's
+// probabilities and the cost's derivatives with respect to them.
+func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink func(name string, off int, p, dp []float64)) float64 {
 	frac := map[*Group]float64{}    // expected kept fraction
 	dfrac := map[*Group]float64{}   // ∂cost/∂fraction
 	probs := map[*Group][]float64{} // width probabilities
@@ -360,12 +376,8 @@ func (sn *Supernet) ExpectedCost(m CostModel, logits map[string][]float32, grads
 		}
 		per := float64(l.Filters) / float64(lc.Units)
 		var wl []float32
-		var dw []float32
 		if lc.WLogits != "" {
 			wl = logits[lc.WLogits]
-			if grads != nil {
-				dw = grads[lc.WLogits]
-			}
 		}
 		dq := make([]float64, len(q))
 		layer, dfan := 0.0, 0.0
@@ -384,18 +396,12 @@ func (sn *Supernet) ExpectedCost(m CostModel, logits map[string][]float32, grads
 					dfan += p[i] * q[j] * per * fout * dc[i][j]
 				}
 			}
-			if dw != nil {
-				for i := range dp {
-					dp[i] *= scale
-				}
-				softmaxGrad(p, dp, dw[u*len(lc.WBits):(u+1)*len(lc.WBits)])
+			if sink != nil && wl != nil {
+				sink(lc.WLogits, u*len(lc.WBits), p, dp)
 			}
 		}
-		if grads != nil && lc.ALogits != "" {
-			for j := range dq {
-				dq[j] *= scale
-			}
-			softmaxGrad(q, dq, grads[lc.ALogits])
+		if sink != nil && lc.ALogits != "" {
+			sink(lc.ALogits, 0, q, dq)
 		}
 		if fout > 0 {
 			dfrac[l.Out] += layer / fout
@@ -405,17 +411,68 @@ func (sn *Supernet) ExpectedCost(m CostModel, logits map[string][]float32, grads
 		}
 		total += layer
 	}
-	if grads != nil {
+	if sink != nil {
 		for _, gc := range sn.Groups {
 			p := probs[gc.Group]
 			dp := make([]float64, len(p))
 			for k, n := range gc.Keep {
-				dp[k] = scale * dfrac[gc.Group] * float64(n) / float64(gc.Group.Channels)
+				dp[k] = dfrac[gc.Group] * float64(n) / float64(gc.Group.Channels)
 			}
-			softmaxGrad(p, dp, grads[gc.Logits])
+			sink(gc.Logits, 0, p, dp)
 		}
 	}
 	return total
+}
+
+// Project tilts the logits so that the expected cost equals the budget: every choice's
+// logits move by −μ times the cost's derivative with respect to each of its options'
+// probabilities (divided by the budget), with the one scalar μ that makes the expected
+// cost equal the budget (bisection, |μ| ≤ 100). Of the distributions that meet the budget
+// this is, to first order, the closest to the current one, and expensive choices give up
+// the most. It returns μ and the expected cost after the tilt.
+func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget float64) (mu, cost float64) {
+	type row struct {
+		name string
+		off  int
+		c    []float64
+	}
+	var rows []row
+	sn.expectedCost(m, logits, func(name string, off int, p, dp []float64) {
+		c := make([]float64, len(dp))
+		for i, v := range dp {
+			c[i] = v / budget
+		}
+		rows = append(rows, row{name, off, c})
+	})
+	base := map[string][]float32{}
+	for k, v := range logits {
+		base[k] = slices.Clone(v)
+	}
+	at := func(mu float64) float64 {
+		for _, r := range rows {
+			b, v := base[r.name][r.off:], logits[r.name][r.off:]
+			for i, c := range r.c {
+				v[i] = b[i] - float32(mu*c)
+			}
+		}
+		return sn.expectedCost(m, logits, nil)
+	}
+	lo, hi := -100.0, 100.0
+	if at(lo) <= budget { // even the most expensive tilt fits
+		return lo, at(lo)
+	}
+	if at(hi) >= budget { // the cheapest tilt does not fit: as close as it gets
+		return hi, at(hi)
+	}
+	for range 60 {
+		mid := (lo + hi) / 2
+		if at(mid) > budget {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi, at(hi)
 }
 
 // ArchParams lists the logits constants of the supernet.

@@ -149,20 +149,20 @@ OUT.encodings.json and OUT.arch.json beside it.`,
 
 // quantReport is the report of quantize (design: the command-line contract).
 type quantReport struct {
-	Model         string        `json:"model"`
-	Output        string        `json:"output"`
-	CostModel     string        `json:"cost_model"`
-	CostUnit      string        `json:"cost_unit"`
-	Cost          float64       `json:"cost"`
-	ReferenceCost float64       `json:"reference_cost"`
-	CostRatio     float64       `json:"cost_ratio"`
-	Accuracy      float64       `json:"accuracy"`
-	FloatAccuracy float64       `json:"float_accuracy"`
-	TestSamples   int           `json:"test_samples"`
-	Epochs        int           `json:"epochs"`
-	Seed          uint64        `json:"seed"`
-	Layers        []layerReport `json:"layers"`
-	Phases        []phase       `json:"phases"`
+	Model         string         `json:"model"`
+	Output        string         `json:"output"`
+	CostModel     string         `json:"cost_model"`
+	CostUnit      string         `json:"cost_unit"`
+	Cost          float64        `json:"cost"`
+	ReferenceCost float64        `json:"reference_cost"`
+	CostRatio     float64        `json:"cost_ratio"`
+	Accuracy      float64        `json:"accuracy"`
+	FloatAccuracy float64        `json:"float_accuracy"`
+	TestSamples   int            `json:"test_samples"`
+	Epochs        int            `json:"epochs"`
+	Seed          uint64         `json:"seed"`
+	Layers        []layerReport  `json:"layers"`
+	Phases        []search.Phase `json:"phases"`
 }
 
 type layerReport struct {
@@ -173,11 +173,6 @@ type layerReport struct {
 	KeptFilters int     `json:"kept_filters"`
 	MACs        int64   `json:"macs"`
 	Cost        float64 `json:"cost"`
-}
-
-type phase struct {
-	Name    string  `json:"name"`
-	Seconds float64 `json:"seconds"`
 }
 
 func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error {
@@ -229,15 +224,21 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 		}
 		return err
 	}
-	rep, err := o.run(stderr, path, g, r, cm, o.Epochs)
+	trainSet, testSet, norm, err := o.openData(g, stderr)
+	if err != nil {
+		return err
+	}
+	rep, err := o.run(stderr, path, g, r, cm, o.Epochs, trainSet, testSet, norm)
 	if err != nil {
 		return err
 	}
 	return o.finish(stdout, rep, rep)
 }
 
-// run trains, evaluates and writes the architecture r of the float graph g.
-func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *supernet.Resolved, cm supernet.CostModel, epochs int) (*quantReport, error) {
+// run trains the architecture r of the float graph g (read from path) for epochs, evaluates
+// the frozen model on testSet, and writes it to q.Out (when not empty).
+func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *supernet.Resolved, cm supernet.CostModel, epochs int,
+	trainSet, testSet *data.Dataset, norm data.Normalize) (*quantReport, error) {
 	rep := &quantReport{Model: path, Output: q.Out, CostModel: cm.String(), CostUnit: cm.Unit(), Epochs: epochs, Seed: q.Seed}
 	costs, err := cm.LayerCosts(r)
 	if err != nil {
@@ -250,13 +251,9 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 			Filters: l.Filters, KeptFilters: r.Kept(l), MACs: l.MACs(r.KeptIn(l), r.Kept(l)), Cost: costs[l.Index]})
 	}
 	rep.CostRatio = rep.Cost / rep.ReferenceCost
-	trainSet, testSet, norm, err := q.openData(g, stderr)
-	if err != nil {
-		return nil, err
-	}
 	clock := time.Now()
 	lap := func(name string) {
-		rep.Phases = append(rep.Phases, phase{name, time.Since(clock).Seconds()})
+		rep.Phases = append(rep.Phases, search.Phase{Name: name, Seconds: time.Since(clock).Seconds()})
 		clock = time.Now()
 	}
 	ev, err := train.Evaluate(g, testSet, norm, 256, stderr)
@@ -265,9 +262,17 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	}
 	rep.FloatAccuracy = ev.Accuracy
 	lap("evaluate float")
-	ckpt := q.Out + ".ckpt"
-	if q.Resume != "" && q.Resume != ckpt {
-		return nil, usageError{fmt.Errorf("--resume %s: this run's checkpoint is %s", q.Resume, ckpt)}
+	ckpt := "" // a run that writes no model (optimize's later seeds, baselines) keeps none
+	if q.Out != "" {
+		ckpt = q.Out + ".ckpt"
+	}
+	resume := false
+	if q.Resume != "" && ckpt != "" {
+		if _, err := os.Stat(ckpt); err == nil {
+			resume = true
+		} else if q.Resume == ckpt {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
 	}
 	var aug *data.Augment
 	if q.Augment {
@@ -277,7 +282,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	defer stop()
 	qg, _, err := search.Quantize(r, trainSet, search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
 		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: q.Resume != "", Context: ctx})
+		Checkpoint: ckpt, Resume: resume, Context: ctx})
 	if err != nil {
 		return nil, err
 	}
@@ -295,6 +300,9 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	}
 	rep.Accuracy, rep.TestSamples = ev.Accuracy, ev.Samples
 	lap("evaluate quantized")
+	if q.Out == "" {
+		return rep, nil
+	}
 	m.Graph.Meta["qnas.mean"], m.Graph.Meta["qnas.std"] = joinFloats(norm.Mean), joinFloats(norm.Std)
 	if _, err := m.Write(q.Out, path, export.WriteOptions{Format: q.Format, Pack: q.Pack, IRVersion: q.IR, ProducerVersion: version}); err != nil {
 		return nil, err
