@@ -103,29 +103,12 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	}
 	calibrated := time.Since(t0).Seconds()
 	var warmSec, searchSec float64
-	p, err := engine.Compile(g, cfg.Batch, engine.Options{})
+	tr, err := NewTrainer(sn, cfg)
 	if err != nil {
 		return nil, err
 	}
-	isArch := map[string]bool{}
-	for _, name := range sn.ArchParams() {
-		isArch[name] = true
-	}
-	var wParams, aParams []optim.Param
-	noDecay := map[string]bool{}
-	for _, v := range p.Params {
-		prm := optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad}
-		if isArch[v.Name] {
-			aParams = append(aParams, prm)
-			continue
-		}
-		wParams = append(wParams, prm)
-		if len(v.Shape) < 2 {
-			noDecay[v.Name] = true
-		}
-	}
-	sgd := &optim.SGD{Params: wParams, Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
-	adam := &optim.Adam{Params: aParams}
+	p, sgd, adam := tr.Plan, tr.sgd, tr.adam
+	wParams, aParams := sgd.Params, adam.Params
 	wl, err := data.NewLoader(wData, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true, DropLast: true, Seed: cfg.Seed, Norm: cfg.Norm, Aug: cfg.Augment})
 	if err != nil {
 		return nil, err
@@ -171,14 +154,8 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 		st.Fingerprint = fp
 		return onnxio.WriteFileAtomic(cfg.Checkpoint, func(w io.Writer) error { return gob.NewEncoder(w).Encode(st) })
 	}
-	x, ax := p.Value(g.Inputs[0]).Data, make([]float32, p.Value(g.Inputs[0]).Len())
+	x := tr.Input()
 	y, ay := make([]int32, cfg.Batch), make([]int32, cfg.Batch)
-	out := g.Outputs[0]
-	logits := map[string][]float32{}
-	for _, prm := range aParams {
-		logits[prm.Name] = prm.Data
-	}
-	state := &engine.StepState{}
 	for e := st.Epoch; e < cfg.Epochs; e++ {
 		start := time.Now()
 		bar := progress.New(cfg.Log, fmt.Sprintf("search %d/%d", e+1, cfg.Epochs), steps)
@@ -204,37 +181,19 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			t := e*steps + s
 			stepStart := time.Now()
 			tau := cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64(t)/float64(max(total-1, 1)))
-			// Weight step.
 			wl.Next(x, y)
-			p.SetTrainable(func(name string) bool { return !isArch[name] })
-			*state = engine.StepState{Step: uint64(2 * t), Temperature: tau, Noise: rand.New(rand.NewPCG(cfg.Seed, uint64(2*t)))}
-			p.SetState(state)
-			p.Forward(true)
-			loss, c := p.SoftmaxCrossEntropy(out, y)
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return nil, fmt.Errorf("search epoch %d step %d: the loss is %v; lower --lr", e+1, s+1, loss)
+			loss, c, err := tr.WeightStep(y, t, tau, sched.LR(t, total))
+			if err != nil {
+				return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
 			}
-			p.Backward()
-			sgd.Step(sched.LR(t, total))
 			st.LossSum += loss * float64(cfg.Batch)
 			st.Correct += c
 			st.Seen += cfg.Batch
-			// Architecture step, after the warm-up: the held-out batch's loss plus the
-			// budget term, BatchNorm on batch statistics but its running ones untouched.
+			// Architecture step, after the warm-up, on a held-out batch.
 			if t >= warm {
 				al.Seek(t/al.Len(), t%al.Len())
-				al.Next(ax, ay)
-				copy(x, ax)
-				p.SetTrainable(func(name string) bool { return isArch[name] })
-				p.SetStatsMomentum(0)
-				*state = engine.StepState{Step: uint64(2*t + 1), Temperature: tau, Noise: rand.New(rand.NewPCG(cfg.Seed, uint64(2*t+1)))}
-				p.SetState(state)
-				p.Forward(true)
-				aloss, _ := p.SoftmaxCrossEntropy(out, ay)
-				p.Backward()
-				p.SetStatsMomentum(-1)
-				adam.Step(cfg.ArchLR)
-				mu, ec := sn.Project(cfg.Cost, logits, cfg.Budget)
+				al.Next(x, ay)
+				aloss, mu, ec := tr.ArchStep(ay, t, tau)
 				st.Tilt, st.LastCost = mu, ec/cfg.Budget
 				st.ArchLossSum += aloss
 				st.ArchSteps++
@@ -261,7 +220,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	p.SetTrainable(nil)
 	res := &SearchResult{Logits: map[string][]float32{}, Epochs: st.History,
 		Phases: []Phase{{"calibrate", calibrated}, {"warm-up", warmSec}, {"search", searchSec}}}
-	for name, v := range logits {
+	for name, v := range tr.logits {
 		res.Logits[name] = slices.Clone(v)
 	}
 	return res, nil
@@ -328,4 +287,92 @@ func (st *searchState) load(path, fingerprint string) error {
 	*st = saved
 	st.Tensors, st.Velocity, st.AdamM, st.AdamV = tensors, vel, am, av
 	return nil
+}
+
+// Trainer runs the search's two kinds of steps on one compiled plan of a supernet.
+type Trainer struct {
+	Plan   *engine.Plan
+	sn     *supernet.Supernet
+	cfg    SearchConfig
+	sgd    *optim.SGD
+	adam   *optim.Adam
+	isArch map[string]bool
+	logits map[string][]float32
+	state  engine.StepState
+}
+
+// NewTrainer compiles the supernet at cfg.Batch and sets up its two optimizers: SGD
+// (Nesterov momentum, weight decay on weights of rank ≥ 2) for the weights, clips and
+// BatchNorms, Adam for the logits.
+func NewTrainer(sn *supernet.Supernet, cfg SearchConfig) (*Trainer, error) {
+	p, err := engine.Compile(sn.Graph, cfg.Batch, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{Plan: p, sn: sn, cfg: cfg, isArch: map[string]bool{}, logits: map[string][]float32{}}
+	for _, name := range sn.ArchParams() {
+		t.isArch[name] = true
+	}
+	var wParams, aParams []optim.Param
+	noDecay := map[string]bool{}
+	for _, v := range p.Params {
+		prm := optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad}
+		if t.isArch[v.Name] {
+			aParams = append(aParams, prm)
+			t.logits[v.Name] = v.Data
+			continue
+		}
+		wParams = append(wParams, prm)
+		if len(v.Shape) < 2 {
+			noDecay[v.Name] = true
+		}
+	}
+	t.sgd = &optim.SGD{Params: wParams, Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	t.adam = &optim.Adam{Params: aParams}
+	return t, nil
+}
+
+// Input returns the plan's input buffer: the batch of the next step goes there.
+func (t *Trainer) Input() []float32 { return t.Plan.Value(t.sn.Graph.Inputs[0]).Data }
+
+// sample sets the step's Gumbel noise: stream 2·step (+1 for the logits' step) of the
+// seed, so a resumed search draws what the uninterrupted one drew.
+func (t *Trainer) sample(step uint64, tau float64) {
+	t.state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(t.cfg.Seed, step))}
+	t.Plan.SetState(&t.state)
+}
+
+// WeightStep trains the weights on the batch in Input with labels y at iteration it:
+// forward with freshly sampled relaxations, backward without the logits' gradients, an SGD
+// step at lr. It returns the loss and the correct predictions.
+func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, correct int, err error) {
+	p := t.Plan
+	p.SetTrainable(func(name string) bool { return !t.isArch[name] })
+	t.sample(uint64(2*it), tau)
+	p.Forward(true)
+	loss, correct = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, correct, fmt.Errorf("the loss is %v; lower --lr", loss)
+	}
+	p.Backward()
+	t.sgd.Step(lr)
+	return loss, correct, nil
+}
+
+// ArchStep trains the logits on the batch in Input with labels y: forward with BatchNorm on
+// batch statistics but its running ones untouched, backward to the logits alone, an Adam
+// step, then the projection onto the budget. It returns the loss, the projection's tilt
+// and the expected cost after it.
+func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float64) {
+	p := t.Plan
+	p.SetTrainable(func(name string) bool { return t.isArch[name] })
+	p.SetStatsMomentum(0)
+	t.sample(uint64(2*it+1), tau)
+	p.Forward(true)
+	loss, _ = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
+	p.Backward()
+	p.SetStatsMomentum(-1)
+	t.adam.Step(t.cfg.ArchLR)
+	mu, cost = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget)
+	return loss, mu, cost
 }

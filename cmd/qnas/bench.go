@@ -11,6 +11,7 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/optim"
+	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/cobra"
 )
@@ -41,20 +42,22 @@ type benchResult struct {
 func newBenchCmd() *cobra.Command {
 	var o benchOptions
 	cmd := &cobra.Command{
-		Use:   "bench MODEL --mode float",
+		Use:   "bench MODEL --mode float|qat|search",
 		Short: "Time training steps on random data of the model's input shape",
 		Long: `bench times training steps on random data: --mode float is a plain training step
 (forward, softmax cross-entropy, backward, SGD update with momentum 0.9 and weight decay,
-BatchNorm in training mode). images_per_sec is the batch size over the median step time,
-after three warm-up steps; best_step_ms is the fastest step, the one least disturbed by other
-load on the machine. Modes qat and search arrive with the search.`,
+BatchNorm in training mode); --mode qat the same step with every layer fake-quantized at
+w4a4 (network input at 8 bits); --mode search one search iteration of the default space (a
+weight step on one batch and an architecture step on another, with the budget projection).
+images_per_sec is the batch size over the median step (iteration) time, after three warm-up
+steps; best_step_ms is the fastest step, the one least disturbed by other load.`,
 		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBench(cmd.OutOrStdout(), args[0], o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Mode, "mode", "float", "what to time: float, or qat (a fake-quantized w4a4 step)")
+	f.StringVar(&o.Mode, "mode", "float", "what to time: float, qat (a fake-quantized w4a4 step) or search (a weight step and an architecture step of the default search space)")
 	f.IntVar(&o.Batch, "batch", 128, "batch size")
 	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
 	f.IntVar(&o.Steps, "steps", 20, "timed steps")
@@ -65,9 +68,7 @@ load on the machine. Modes qat and search arrive with the search.`,
 
 func runBench(stdout io.Writer, path string, o benchOptions) error {
 	switch o.Mode {
-	case "float", "qat":
-	case "search":
-		return usageError{fmt.Errorf("--mode %s is not available yet (it comes with the search); use float or qat", o.Mode)}
+	case "float", "qat", "search":
 	default:
 		return usageError{fmt.Errorf("--mode %q: want float, qat or search", o.Mode)}
 	}
@@ -81,39 +82,9 @@ func runBench(stdout io.Writer, path string, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.Mode == "qat" {
-		if g, err = benchQAT(g); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	p, err := engine.Compile(g, o.Batch, engine.Options{})
+	p, step, err := benchStep(g, o)
 	if err != nil {
-		return err
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, v := range p.Values {
-		if v.Kind == engine.Input {
-			for i := range v.Data {
-				v.Data[i] = float32(r.NormFloat64())
-			}
-		}
-	}
-	out := p.Value(g.Outputs[0])
-	classes := out.Len() / o.Batch
-	labels := make([]int32, o.Batch)
-	for i := range labels {
-		labels[i] = int32(r.IntN(classes))
-	}
-	var params []optim.Param
-	for _, v := range p.Params {
-		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
-	}
-	opt := &optim.SGD{Params: params, Momentum: 0.9, WeightDecay: 5e-4} // as the training loop
-	step := func() {
-		p.Forward(true)
-		p.SoftmaxCrossEntropy(g.Outputs[0], labels)
-		p.Backward()
-		opt.Step(1e-3)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	for range 3 {
 		step()
@@ -201,4 +172,76 @@ func benchQAT(g *graph.Graph) (*graph.Graph, error) {
 		}
 	}
 	return q, nil
+}
+
+// benchStep returns the plan and the step to time: a float or fake-quantized training step,
+// or a search iteration (a weight step and an architecture step), on seeded random data.
+func benchStep(g *graph.Graph, o benchOptions) (*engine.Plan, func(), error) {
+	r := rand.New(rand.NewPCG(1, 2))
+	randomize := func(p *engine.Plan) []int32 {
+		for _, v := range p.Values {
+			if v.Kind == engine.Input {
+				for i := range v.Data {
+					v.Data[i] = float32(r.NormFloat64())
+				}
+			}
+		}
+		labels := make([]int32, o.Batch)
+		classes := p.Value(g.Outputs[0]).Len() / o.Batch
+		for i := range labels {
+			labels[i] = int32(r.IntN(classes))
+		}
+		return labels
+	}
+	if o.Mode == "search" {
+		s, err := supernet.NewSpace(g)
+		if err != nil {
+			return nil, nil, err
+		}
+		sn, err := s.NewSupernet(supernet.DefaultSearchOptions())
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, lc := range sn.Layers {
+			for i := range sn.Graph.Consts[lc.Clips].F {
+				sn.Graph.Consts[lc.Clips].F[i] = 3
+			}
+		}
+		cm := supernet.CostModel{Kind: "bops"}
+		cfg := search.DefaultSearchConfig(cm, 0.25*cm.Reference(s))
+		cfg.Batch = o.Batch
+		tr, err := search.NewTrainer(sn, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		labels := randomize(tr.Plan)
+		it := 0
+		return tr.Plan, func() {
+			tr.WeightStep(labels, it, 2, 1e-3)
+			tr.ArchStep(labels, it, 2)
+			it++
+		}, nil
+	}
+	if o.Mode == "qat" {
+		var err error
+		if g, err = benchQAT(g); err != nil {
+			return nil, nil, err
+		}
+	}
+	p, err := engine.Compile(g, o.Batch, engine.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	labels := randomize(p)
+	var params []optim.Param
+	for _, v := range p.Params {
+		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
+	}
+	opt := &optim.SGD{Params: params, Momentum: 0.9, WeightDecay: 5e-4} // as the training loop
+	return p, func() {
+		p.Forward(true)
+		p.SoftmaxCrossEntropy(g.Outputs[0], labels)
+		p.Backward()
+		opt.Step(1e-3)
+	}, nil
 }

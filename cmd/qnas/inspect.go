@@ -10,6 +10,7 @@ import (
 	"github.com/qnas/qnas/export"
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/quant"
+	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/cobra"
 )
@@ -21,6 +22,9 @@ type inspectOptions struct {
 	Arch      string
 	Cost      string
 	Target    string
+	Supernet  bool
+	space     spaceFlags
+	Out       string
 }
 
 func newInspectCmd() *cobra.Command {
@@ -36,7 +40,12 @@ kept filters.
 
 With --arch FILE it prices an architecture (qnas.arch/1) before anything is trained: per
 layer the bits, kept filters, MACs, params and cost under --cost or --target, and the cost
-ratio to the unpruned model at 8-bit weights and activations.`,
+ratio to the unpruned model at 8-bit weights and activations.
+
+With --supernet it rewrites the model for the search (the search-space flags of optimize
+apply) and writes the rewritten graph with -o as ONNX — mixed ops as nodes of the "qnas"
+domain carrying their choices as attributes, names traceable to the model's — for a graph
+viewer such as Netron; --dump-after supernet prints it as text.`,
 		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
@@ -49,6 +58,9 @@ ratio to the unpruned model at 8-bit weights and activations.`,
 	f.StringVar(&o.Arch, "arch", "", "price this architecture file (qnas.arch/1) on the model")
 	f.StringVar(&o.Cost, "cost", "bops", "cost model for --arch: bops, bops-acc or size")
 	f.StringVar(&o.Target, "target", "", "device profile for --arch (a file or a shipped name) as the cost model")
+	f.BoolVar(&o.Supernet, "supernet", false, "rewrite the model for the search (with optimize's search-space flags)")
+	o.space.register(f)
+	f.StringVarP(&o.Out, "output", "o", "", "with --supernet: write the rewritten graph to this ONNX file")
 	return cmd
 }
 
@@ -77,6 +89,12 @@ type inspectLayer struct {
 func runInspect(stdout, stderr io.Writer, path string, o inspectOptions) error {
 	if o.Arch != "" && (o.FoldBN || o.DumpAfter != "") {
 		return usageError{fmt.Errorf("--arch prices an architecture; it does not combine with --fold-bn or --dump-after")}
+	}
+	if o.Supernet {
+		return inspectSupernet(stdout, path, o)
+	}
+	if o.Out != "" || o.DumpAfter == "supernet" {
+		return usageError{fmt.Errorf("-o and --dump-after supernet go with --supernet")}
 	}
 	cm, err := supernet.NewCostModel(o.Cost, o.Target)
 	if err != nil {
@@ -323,4 +341,57 @@ func human(n int64) string {
 		}
 	}
 	return fmt.Sprint(n)
+}
+
+// inspectSupernet writes (with -o) and dumps (with --dump-after supernet) the search's
+// rewrite of the model.
+func inspectSupernet(stdout io.Writer, path string, o inspectOptions) error {
+	if o.Arch != "" || o.FoldBN || o.JSON {
+		return usageError{fmt.Errorf("--supernet does not combine with --arch, --fold-bn or --json")}
+	}
+	if o.DumpAfter != "" && o.DumpAfter != "supernet" {
+		return usageError{fmt.Errorf("--dump-after %q: with --supernet the pass to dump is supernet", o.DumpAfter)}
+	}
+	if o.Out == "" && o.DumpAfter == "" {
+		return usageError{fmt.Errorf("--supernet needs -o SUPER.onnx or --dump-after supernet")}
+	}
+	if o.Out != "" {
+		if err := onnxio.CheckNotSameFile(o.Out, path); err != nil {
+			return usageError{err}
+		}
+	}
+	opts, err := o.space.options()
+	if err != nil {
+		return usageError{err}
+	}
+	g, err := loadModel(path, false)
+	if err != nil {
+		return err
+	}
+	space, err := supernet.NewSpace(g)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	sn, err := space.NewSupernet(opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if o.DumpAfter == "supernet" {
+		fmt.Fprintln(stdout, "== after supernet ==")
+		if err := sn.Graph.Dump(stdout); err != nil {
+			return err
+		}
+	}
+	if o.Out == "" {
+		return nil
+	}
+	m, err := sn.Graph.ToONNX(graphWriteOptions())
+	if err != nil {
+		return err
+	}
+	if err := onnxio.SaveChecked(o.Out, path, m); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s: %d layers, %d searched groups, %d choices\n", o.Out, len(sn.Layers), len(sn.Groups), len(sn.ArchParams()))
+	return err
 }
