@@ -136,7 +136,9 @@ func (n *Node) SetInt(name string, v int64) { n.setAttr(name, &Attr{Kind: AttrIn
 func (n *Node) SetInts(name string, v []int64) { n.setAttr(name, &Attr{Kind: AttrInts, Ints: v}) }
 
 // SetFloats sets a float-list attribute.
-func (n *Node) SetFloats(name string, v []float32) { n.setAttr(name, &Attr{Kind: AttrFloats, Floats: v}) }
+func (n *Node) SetFloats(name string, v []float32) {
+	n.setAttr(name, &Attr{Kind: AttrFloats, Floats: v})
+}
 
 // SetFloat sets a float attribute.
 func (n *Node) SetFloat(name string, v float32) { n.setAttr(name, &Attr{Kind: AttrFloat, F: v}) }
