@@ -14,6 +14,7 @@ import (
 	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/progress"
 	"github.com/qnas/qnas/internal/quant"
+	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/supernet"
 )
 
@@ -27,6 +28,9 @@ const calibSample = 1 << 14
 // error of quantizing a sample of those values at those bits. Unsigned quantizers look at
 // x ≥ 0, signed ones at |x|.
 func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) error {
+	if err := train.CheckData(g, d); err != nil {
+		return err
+	}
 	type quantizer struct {
 		node   *graph.Node
 		bits   []int
@@ -148,6 +152,9 @@ func bestClip(values []float32, bits int, signed bool) float32 {
 // average over the first batches×batch samples of d, computed in training mode by the
 // model as it is (quantizers included); nothing else changes.
 func ReestimateBN(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) error {
+	if err := train.CheckData(g, d); err != nil {
+		return err
+	}
 	has := slices.ContainsFunc(g.Nodes, func(n *graph.Node) bool { return n.Op == "BatchNormalization" })
 	if !has {
 		return nil

@@ -93,6 +93,9 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 		return nil, fmt.Errorf("the budget must be positive")
 	}
 	g := sn.Graph
+	if err := train.CheckData(g, trainSet); err != nil {
+		return nil, err
+	}
 	wData, aData, err := data.Holdout(trainSet, cfg.HoldOut, cfg.Seed)
 	if err != nil {
 		return nil, err

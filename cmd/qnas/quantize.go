@@ -326,6 +326,11 @@ func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testS
 	if q.LimitTest > 0 {
 		testSet = data.Subset(testSet, q.LimitTest)
 	}
+	for _, d := range []*data.Dataset{trainSet, testSet} {
+		if err = train.CheckData(g, d); err != nil {
+			return
+		}
+	}
 	norm, err = q.data.normalization(g, stderr)
 	if err != nil {
 		err = usageError{err}

@@ -71,7 +71,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if cfg.Epochs < 1 || cfg.Batch < 1 {
 		return nil, fmt.Errorf("--epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
 	}
-	if err := checkData(g, d); err != nil {
+	if err := CheckData(g, d); err != nil {
 		return nil, err
 	}
 	sched, err := optim.ParseSchedule(orDefault(cfg.Schedule, "cosine"), cfg.LR)
@@ -231,7 +231,7 @@ func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, l
 	if batch < 1 {
 		return Eval{}, fmt.Errorf("--batch must be positive, got %d", batch)
 	}
-	if err := checkData(g, d); err != nil {
+	if err := CheckData(g, d); err != nil {
 		return Eval{}, err
 	}
 	if err := norm.Check(d.C); err != nil {
@@ -276,9 +276,9 @@ func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, l
 	return res, nil
 }
 
-// checkData verifies that d fits g: one input of shape N×C×H×W and one output with at least
+// CheckData verifies that d fits g: one input of shape N×C×H×W and one output with at least
 // as many classes as the labels use.
-func checkData(g *graph.Graph, d *data.Dataset) error {
+func CheckData(g *graph.Graph, d *data.Dataset) error {
 	if len(g.Inputs) != 1 || len(g.Outputs) < 1 {
 		return fmt.Errorf("model has %d inputs and %d outputs; qnas trains single-input classifiers", len(g.Inputs), len(g.Outputs))
 	}

@@ -13,6 +13,13 @@ Modes:
             layer's input clipped at a learned PACT bound and fake-quantized onto 15 steps
             (signed onto ±127 steps at 8 bits for the network input), straight-through
             gradients.
+    search  one iteration of a differentiable mixed-precision search built as qnas builds
+            it (`qnas bench --mode search`): every layer but the first reads its weight as
+            the composite Σ_i p_i·Q_{b_i}(W) per group of filters (4 groups) and its input as
+            Σ_j q_j·Q_{b_j}(x) with a clip per bitwidth, b in {2,3,4,6,8}, p and q
+            Gumbel-softmax samples of learned logits, one convolution per layer; a weight step
+            (SGD) on one batch, then an architecture step (Adam on the logits, the expected
+            BOPs as a penalty, BatchNorm running statistics frozen) on another.
 
 Data are random (seeded) tensors of the input shape, as in `qnas bench`. The step time is the
 median over --steps timed steps after --warmup untimed ones; images_per_sec = batch / median
@@ -114,6 +121,65 @@ def quantize_model(model):
     return model
 
 
+BITS = (2, 3, 4, 6, 8)
+
+
+def fq_act(x, clip, bits, signed):
+    if signed:
+        qmax = 2 ** (bits - 1) - 1
+        x = torch.maximum(torch.minimum(x, clip), -clip)
+        return torch.fake_quantize_per_tensor_affine(x, clip.detach() / qmax, torch.tensor(0), -qmax, qmax)
+    qmax = 2 ** bits - 1
+    x = torch.minimum(F.relu(x), clip)
+    return torch.fake_quantize_per_tensor_affine(x, clip.detach() / qmax, torch.tensor(0), 0, qmax)
+
+
+class MixedConv2d(nn.Conv2d):
+    """A conv whose weight and input are Gumbel-softmax mixtures over BITS."""
+
+    def __init__(self, *a, units=4, signed=False, fixed_input_bits=None, **k):
+        super().__init__(*a, **k)
+        self.units, self.signed, self.fixed = units, signed, fixed_input_bits
+        self.alpha_w = nn.Parameter(torch.zeros(units, len(BITS)))
+        self.alpha_a = nn.Parameter(torch.zeros(len(BITS)))
+        self.clips = nn.Parameter(torch.full((len(BITS),), 3.0))
+        self.tau = 1.0
+
+    def arch_parameters(self):
+        return [self.alpha_w, self.alpha_a]
+
+    def forward(self, x):
+        p = F.gumbel_softmax(self.alpha_w, tau=self.tau)                       # units × K
+        pc = p.repeat_interleave(self.out_channels // self.units, dim=0)      # filters × K
+        w = sum(pc[:, i].view(-1, 1, 1, 1) * quant_weight(self.weight, b) for i, b in enumerate(BITS))
+        if self.fixed:
+            xin = fq_act(x, self.clips[-1], self.fixed, self.signed)
+        else:
+            q = F.gumbel_softmax(self.alpha_a, tau=self.tau)
+            xin = sum(q[j] * fq_act(x, self.clips[j], b, self.signed) for j, b in enumerate(BITS))
+        return self._conv_forward(xin, w, self.bias)
+
+    def expected_bops(self, hw):
+        p, q = F.softmax(self.alpha_w, -1), F.softmax(self.alpha_a, -1)
+        bits = torch.tensor(BITS, dtype=torch.float32)
+        eb = (p @ bits).mean() * (8.0 if self.fixed else q @ bits)
+        return eb * self.weight.numel() * hw
+
+
+def searchify(model):
+    """Replaces every Conv2d by a MixedConv2d (the first one's input fixed at 8 bits)."""
+    first = True
+    for m in list(model.modules()):
+        for cname, c in list(m.named_children()):
+            if isinstance(c, nn.Conv2d):
+                q = MixedConv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+                                bias=c.bias is not None, signed=first, fixed_input_bits=8 if first else None)
+                first = False
+                q.load_state_dict(c.state_dict(), strict=False)
+                setattr(m, cname, q)
+    return model
+
+
 class ResNet20(nn.Module):
     def __init__(self, in_ch=1, classes=10, n=3, widths=(16, 32, 64)):
         super().__init__()
@@ -134,7 +200,7 @@ class ResNet20(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", default="float", choices=["float", "qat"])
+    ap.add_argument("--mode", default="float", choices=["float", "qat", "search"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
@@ -165,6 +231,41 @@ def main():
         loss.backward()
         opt.step()
         return loss
+
+    if args.mode == "search":
+        model = searchify(model)
+        mixed = [m for m in model.modules() if isinstance(m, MixedConv2d)]
+        arch = [p for m in mixed for p in m.arch_parameters()]
+        arch_ids = {id(p) for p in arch}
+        weights = [p for p in model.parameters() if id(p) not in arch_ids]
+        wopt = torch.optim.SGD(weights, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        aopt = torch.optim.Adam(arch, lr=0.01)
+        x2 = torch.randn_like(x)
+        hws = {}
+
+        def record(mod, inp, out):
+            hws[mod] = out.shape[2] * out.shape[3]
+        hooks = [m.register_forward_hook(record) for m in mixed]
+        model(x)
+        for h in hooks:
+            h.remove()
+        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+        def step():
+            loss = F.cross_entropy(model(x), y)
+            wopt.zero_grad(set_to_none=True)
+            loss.backward()
+            wopt.step()
+            for b in bns:
+                b.momentum = 0.0
+            aloss = F.cross_entropy(model(x2), y)
+            cost = sum(m.expected_bops(hws[m]) for m in mixed)
+            aopt.zero_grad(set_to_none=True)
+            (aloss + 1e-10 * cost).backward(inputs=arch)
+            aopt.step()
+            for b in bns:
+                b.momentum = 0.1
+            return loss
 
     for _ in range(args.warmup):
         step()

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qnas/qnas/internal/testenv"
+)
+
+func optimizeArgs(model, out string, extra ...string) []string {
+	args := []string{"optimize", model, "--budget", "0.25", "--data", "embedded", "--limit-train", "800", "--limit-test", "200",
+		"--calib", "2", "--batch", "32", "--search-epochs", "1", "--ft-epochs", "1", "--seed", "3", "--threads", "2", "--mean", "0.286", "--std", "0.353", "-o", out}
+	return append(args, extra...)
+}
+
+// optimize lands in [0.98, 1] × budget, writes the model and its sidecars, reports what the
+// contract lists, is reproducible to the byte, and its architecture file reproduces its
+// cost through quantize --arch.
+func TestOptimizeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	out := filepath.Join(dir, "o.onnx")
+	report := filepath.Join(dir, "report.json")
+	status, stdout, stderr := runCLI(t, optimizeArgs(model, out, "--report", report)...)
+	if status != 0 {
+		t.Fatalf("optimize: %s", stderr)
+	}
+	if !strings.Contains(stdout, "wrote "+out) {
+		t.Errorf("stdout %q", stdout)
+	}
+	var rep map[string]any
+	b, _ := os.ReadFile(report)
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"cost_model", "cost", "reference_cost", "cost_ratio", "accuracy", "float_accuracy", "seed", "layers", "budget", "phases"} {
+		if _, ok := rep[k]; !ok {
+			t.Errorf("report lacks %q", k)
+		}
+	}
+	if r := rep["cost_ratio"].(float64); r > 0.25 || r < 0.245 {
+		t.Errorf("cost ratio %.4f for a budget of 0.25", r)
+	}
+	names := map[string]bool{}
+	for _, p := range rep["phases"].([]any) {
+		names[p.(map[string]any)["name"].(string)] = true
+	}
+	for _, n := range []string{"calibrate", "warm-up", "search", "derive", "fine-tune", "export"} {
+		if !names[n] {
+			t.Errorf("no phase %q in %v", n, rep["phases"])
+		}
+	}
+	for _, f := range []string{out, filepath.Join(dir, "o.encodings.json"), filepath.Join(dir, "o.arch.json")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, f := range []string{out + ".ckpt", out + ".search.ckpt"} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s left behind", f)
+		}
+	}
+	// Same seed, same bytes.
+	out2 := filepath.Join(dir, "o2.onnx")
+	if status, _, stderr := runCLI(t, optimizeArgs(model, out2)...); status != 0 {
+		t.Fatal(stderr)
+	}
+	b1, _ := os.ReadFile(out)
+	b2, _ := os.ReadFile(out2)
+	if !bytes.Equal(b1, b2) {
+		t.Error("two runs with one seed wrote different models")
+	}
+	// The architecture it wrote costs what the report says.
+	status, stdout, stderr = runCLI(t, "inspect", model, "--arch", filepath.Join(dir, "o.arch.json"), "--json")
+	if status != 0 {
+		t.Fatal(stderr)
+	}
+	var s archSummary
+	json.Unmarshal([]byte(stdout), &s)
+	if math.Abs(s.CostRatio-rep["cost_ratio"].(float64)) > 1e-9 {
+		t.Errorf("inspect --arch says %.6f, the report %.6f", s.CostRatio, rep["cost_ratio"].(float64))
+	}
+}
+
+// Per-filter granularity, pruning alone and bits with pruning under one budget each give a
+// model within the budget whose MACs inspect confirms.
+func TestOptimizeGranularityAndPruning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three searches")
+	}
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	for name, extra := range map[string][]string{
+		"filter":     {"--granularity", "filter"},
+		"prune":      {"--prune", "--wbits", "8", "--abits", "8", "--budget", "0.5"},
+		"bits+prune": {"--prune"},
+	} {
+		out := filepath.Join(dir, name+".onnx")
+		report := filepath.Join(dir, name+".json")
+		status, _, stderr := runCLI(t, optimizeArgs(model, out, append(extra, "--report", report, "--ft-epochs", "0")...)...)
+		if status != 0 {
+			t.Fatalf("%s: %s", name, stderr)
+		}
+		var rep struct {
+			Budget    float64 `json:"budget"`
+			CostRatio float64 `json:"cost_ratio"`
+			Layers    []struct {
+				Name        string `json:"name"`
+				WBits       []int  `json:"wbits"`
+				MACs        int64  `json:"macs"`
+				Filters     int    `json:"filters"`
+				KeptFilters int    `json:"kept_filters"`
+			} `json:"layers"`
+		}
+		b, _ := os.ReadFile(report)
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.CostRatio > rep.Budget || rep.CostRatio < 0.98*rep.Budget {
+			t.Errorf("%s: cost ratio %.4f for a budget of %.4f", name, rep.CostRatio, rep.Budget)
+		}
+		status, stdout, stderr := runCLI(t, "inspect", out, "--json")
+		if status != 0 {
+			t.Fatal(stderr)
+		}
+		var ins inspectSummary
+		json.Unmarshal([]byte(stdout), &ins)
+		macs := map[string]int64{}
+		for _, l := range ins.Layers {
+			macs[l.Name] = l.MACs
+		}
+		pruned := 0
+		for _, l := range rep.Layers {
+			if macs[l.Name] != l.MACs {
+				t.Errorf("%s: %s has %d MACs in the file, %d in the report", name, l.Name, macs[l.Name], l.MACs)
+			}
+			if l.KeptFilters < l.Filters {
+				pruned++
+			}
+			if len(l.WBits) != l.KeptFilters {
+				t.Errorf("%s: %s lists %d bits for %d kept filters", name, l.Name, len(l.WBits), l.KeptFilters)
+			}
+		}
+		if name != "filter" && pruned == 0 {
+			t.Errorf("%s: nothing pruned", name)
+		}
+	}
+}
+
+// Bad input: one line naming the flag or file, exit 2 (usage) or 1, nothing written.
+func TestOptimizeBadInput(t *testing.T) {
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	out := filepath.Join(dir, "o.onnx")
+	cifar := filepath.Join(dir, "cifar")
+	os.MkdirAll(cifar, 0o755)
+	batch := make([]byte, 10*(1+3*32*32))
+	for _, f := range []string{"data_batch_1.bin", "test_batch.bin"} {
+		os.WriteFile(filepath.Join(cifar, f), batch, 0o644)
+	}
+	for _, c := range []struct {
+		args   []string
+		status int
+		want   []string
+	}{
+		{[]string{"--budget", "0"}, 2, []string{"--budget"}},
+		{[]string{"--budget", "-0.5"}, 2, []string{"--budget"}},
+		{[]string{"--budget", "1.5"}, 2, []string{"--budget", "unit"}},
+		{[]string{"--budget", "lots"}, 2, []string{"--budget"}},
+		{[]string{"--budget", "0.01"}, 2, []string{"--budget", "cheapest", "0.06"}},
+		{[]string{"--wbits", ""}, 2, []string{"--wbits"}},
+		{[]string{"--wbits", "4,9"}, 2, []string{"--wbits"}},
+		{[]string{"--prune", "--widths", "0.5,1.5"}, 2, []string{"--widths"}},
+		{[]string{"--granularity", "group:x"}, 2, []string{"--granularity"}},
+		{[]string{"--pin", "middle"}, 2, []string{"--pin"}},
+		{[]string{"--data", cifar}, 1, []string{cifar}},
+	} {
+		status, _, stderr := runCLI(t, optimizeArgs(model, out, c.args...)...)
+		expectFailure(t, status, stderr, c.status, c.want...)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "o.") {
+			t.Errorf("a failed run left %s", e.Name())
+		}
+	}
+}
+
+// SIGINT during the search saves its state; --resume ends with the same bytes.
+func TestOptimizeInterruptAndResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several searches")
+	}
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	args := func(out string, extra ...string) []string {
+		return optimizeArgs(model, out, append([]string{"--search-epochs", "3", "--ft-epochs", "0"}, extra...)...)
+	}
+	ref := filepath.Join(dir, "ref.onnx")
+	if b, err := qnasCmd(args(ref)...).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	want, _ := os.ReadFile(ref)
+	out := filepath.Join(dir, "out.onnx")
+	for attempt := 0; attempt < 8; attempt++ {
+		os.Remove(out + ".search.ckpt")
+		cmd := qnasCmd(args(out)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(700+300*attempt) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		if err := cmd.Wait(); err == nil || cmd.ProcessState.ExitCode() == -1 {
+			os.Remove(out)
+			continue // finished before, or died before the handler: try another delay
+		}
+		if last := lastLine(stderr.String()); !strings.Contains(last, "out.onnx.search.ckpt") {
+			continue // interrupted in another phase
+		}
+		if b, err := qnasCmd(args(out, "--resume", out+".search.ckpt")...).CombinedOutput(); err != nil {
+			t.Fatalf("resume: %v\n%s", err, b)
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+			t.Fatal("the resumed run's output differs from the uninterrupted run's")
+		}
+		return
+	}
+	t.Skip("no SIGINT landed inside the search")
+}
+
+// bench --mode search times a weight step and an architecture step; inspect --supernet
+// writes the rewritten graph, whose mixed ops carry their choices.
+func TestSearchBenchAndSupernetView(t *testing.T) {
+	model := testenv.Path("testdata", "models", "resnet8_bn.onnx")
+	status, out, stderr := runCLI(t, "bench", model, "--mode", "search", "--batch", "4", "--steps", "2", "--threads", "1", "--json", "--ops")
+	if status != 0 || !strings.Contains(out, `"mode":"search"`) || !strings.Contains(out, "MixedAct backward") || !strings.Contains(out, "MixedWeight forward") {
+		t.Errorf("bench --mode search (exit %d, %s): %s", status, stderr, out)
+	}
+	super := filepath.Join(t.TempDir(), "super.onnx")
+	status, _, stderr = runCLI(t, "inspect", model, "--supernet", "--prune", "-o", super)
+	if status != 0 {
+		t.Fatal(stderr)
+	}
+	status, out, stderr = runCLI(t, "inspect", model, "--supernet", "--prune", "--granularity", "filter", "--dump-after", "supernet")
+	if status != 0 || !strings.Contains(out, "qnas::MixedWeight(conv1.weight") || !strings.Contains(out, "qnas::WidthMask") || !strings.Contains(out, "units=16") {
+		t.Errorf("--dump-after supernet (exit %d, %s):\n%s", status, stderr, out)
+	}
+	if err := testenv.CheckONNX(t, super); err == nil {
+		t.Log("the ONNX checker accepts the supernet view")
+	} else if !strings.Contains(err.Error(), "qnas") {
+		t.Errorf("the supernet view is malformed beyond its custom ops: %v", err)
+	}
+}
