@@ -11,6 +11,7 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/blas"
 	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/pflag"
 )
 
@@ -67,6 +68,20 @@ func loadModel(path string, foldBN bool) (*graph.Graph, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return g, nil
+}
+
+// loadSpace loads and canonicalizes a model (BatchNorm kept) and finds the layers it offers
+// to quantize and prune.
+func loadSpace(path string) (*graph.Graph, *supernet.Space, error) {
+	g, err := loadModel(path, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := supernet.NewSpace(g)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return g, s, nil
 }
 
 // setThreads uses n cores: n Go threads, and OpenBLAS single-threaded so the kernels split

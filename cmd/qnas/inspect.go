@@ -364,13 +364,9 @@ func inspectSupernet(stdout io.Writer, path string, o inspectOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	g, err := loadModel(path, false)
+	_, space, err := loadSpace(path)
 	if err != nil {
 		return err
-	}
-	space, err := supernet.NewSpace(g)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	sn, err := space.NewSupernet(opts)
 	if err != nil {

@@ -247,13 +247,9 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if err != nil {
 		return usageError{err}
 	}
-	g, err := loadModel(path, false)
+	g, space, err := loadSpace(path)
 	if err != nil {
 		return err
-	}
-	space, err := supernet.NewSpace(g)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	ref := cm.Reference(space)
 	budget := bv

@@ -209,13 +209,9 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 	if err != nil {
 		return usageError{err}
 	}
-	g, err := loadModel(path, false)
+	g, space, err := loadSpace(path)
 	if err != nil {
 		return err
-	}
-	space, err := supernet.NewSpace(g)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	r, err := space.Resolve(arch)
 	if err != nil {
