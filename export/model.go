@@ -154,6 +154,10 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 				before[n] = append(before[n], nodes...)
 			}
 		}
+		if qb := producers[n.Input(2)]; qb != nil && qb.Op == supernet.OpQuantBias {
+			n.Inputs[2] = qb.Inputs[0] // the float bias: quantizeBias rounds it as QuantBias did
+			remove[qb] = true
+		}
 		if info.Weight != "" && info.ABits != quant.Float && n.Input(2) != "" {
 			dq, err := quantizeBias(g, n, info)
 			if err != nil {
@@ -398,9 +402,8 @@ func quantizeBias(g *graph.Graph, n *graph.Node, l LayerInfo) (*graph.Node, erro
 	scale := make([]float32, len(ws.F))
 	ints := make([]int64, len(ws.F))
 	for c, w := range ws.F {
-		scale[c] = xs * w
-		q := float64(quant.Round(b.F[c] / scale[c]))
-		ints[c] = int64(min(max(q, math.MinInt32), math.MaxInt32))
+		scale[c] = quant.BiasScale(xs, w)
+		ints[c] = quant.QuantizeBias(b.F[c], scale[c])
 	}
 	delete(g.Consts, name)
 	g.Consts[name+sufQuantized] = graph.NewInts(graph.Int32, b.Shape, ints)

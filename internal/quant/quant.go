@@ -306,3 +306,14 @@ func MixGrad(x, dy, dx []float32, p []MixParam, signed bool, clipSum, wSum []flo
 		}
 	}
 }
+
+// BiasScale is the grid of a layer's bias: the product of its input's scale and one
+// filter's weight scale (the unit of the integer accumulator the bias is added to).
+func BiasScale(inputScale, weightScale float32) float32 { return inputScale * weightScale }
+
+// QuantizeBias returns the int32 integer of bias b on the grid scale: round(b/scale)
+// clamped to the int32 range.
+func QuantizeBias(b, scale float32) int64 {
+	q := float64(Round(b / scale))
+	return int64(min(max(q, math.MinInt32), math.MaxInt32))
+}
