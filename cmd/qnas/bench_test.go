@@ -55,7 +55,7 @@ func TestBenchUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bench", model, "--mode", "search"}, "--mode search"},
+		{[]string{"bench", model, "--mode", "searching"}, "--mode"},
 		{[]string{"bench", model, "--mode", "fast"}, "--mode"},
 		{[]string{"bench", model, "--batch", "0"}, "--batch"},
 		{[]string{"bench", model, "--steps", "-1"}, "--steps"},
