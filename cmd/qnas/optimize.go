@@ -357,9 +357,7 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 			rep.Summary.Baselines[k] = [2]float64{bm, bs}
 		}
 	}
-	for _, f := range []string{o.Out + ".search.ckpt"} {
-		os.Remove(f)
-	}
+	os.Remove(o.Out + ".search.ckpt") // the run is complete
 	if err := o.finish(stdout, rep, &rep.quantReport); err != nil {
 		return err
 	}
