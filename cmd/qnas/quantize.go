@@ -56,7 +56,7 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.Uint64Var(&q.Seed, "seed", 0, "seed for data order and augmentation")
 	f.IntVar(&q.LimitTrain, "limit-train", 0, "train on N training samples spread over the training split (0: all)")
 	f.IntVar(&q.LimitTest, "limit-test", 0, "evaluate on N test samples spread over the test split (0: all)")
-	f.BoolVar(&q.Augment, "augment", false, "random crop (padding 2) and horizontal flip while fine-tuning")
+	f.BoolVar(&q.Augment, "augment", true, "random crop (padding 2) and horizontal flip while fine-tuning and searching; --augment=false for data whose mirror image is another class (digits, text)")
 	f.IntVar(&q.Threads, "threads", 2, "CPU threads")
 	f.StringVar(&q.Cost, "cost", "bops", "cost model: bops, bops-acc or size")
 	f.StringVar(&q.Target, "target", "", "device profile (a file, or a shipped one: "+joinNames(supernet.ShippedTargets())+") as the cost model")
