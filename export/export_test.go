@@ -17,7 +17,6 @@ import (
 	"github.com/qnas/qnas/internal/ortrun"
 	"github.com/qnas/qnas/internal/quant"
 	"github.com/qnas/qnas/onnxio"
-	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 )
 
@@ -296,52 +295,5 @@ func TestBitsAreRecorded(t *testing.T) {
 	}
 	if n != len(e.m.Layers) || mp.Proto.GetIrVersion() != 10 {
 		t.Errorf("IR %d: %d nodes carry qnas.wbits, want %d", mp.Proto.GetIrVersion(), n, len(e.m.Layers))
-	}
-}
-
-// With two fine-tuning epochs or more, the last trains the model with BatchNorm folded and
-// integer biases: the model trained is the model exported (the same predictions, up to
-// float rounding), at bits where rounding the biases only at export moves several percent.
-func TestTrainedModelIsExportedModel(t *testing.T) {
-	test, err := data.Embedded(data.Test)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trainSet, err := data.Embedded(data.Train)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trainSet = data.Subset(trainSet, 1024)
-	g := load(t, "mbv2_bn.onnx")
-	s, err := supernet.NewSpace(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := s.Resolve(&supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{3}, ABits: 2}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	qat, _, err := search.Quantize(res, trainSet, search.QuantizeConfig{Epochs: 2, CalibBatches: 4, Batch: 64, LR: 0.01, Momentum: 0.9, Norm: fixtureNorm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasBias := false
-	for _, n := range qat.Nodes {
-		hasBias = hasBias || n.Op == supernet.OpQuantBias
-		if n.Op == "BatchNormalization" {
-			t.Errorf("node %s: a BatchNorm after a quantized conv was not folded for the last epoch", n.Name)
-		}
-	}
-	if !hasBias {
-		t.Error("no QuantBias in the trained graph")
-	}
-	m, err := export.Freeze(qat, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agree, accT, accF := agreement(predict(t, qat, test), predict(t, m.Graph, test), test.Labels)
-	t.Logf("w3a2 MobileNetV2: trained vs exported agreement %.4f, accuracy %.4f vs %.4f", agree, accT, accF)
-	if agree < 0.999 {
-		t.Errorf("the exported model agrees with the trained one on %.2f%% of the images", 100*agree)
 	}
 }

@@ -154,10 +154,6 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 				before[n] = append(before[n], nodes...)
 			}
 		}
-		if qb := producers[n.Input(2)]; qb != nil && qb.Op == supernet.OpQuantBias {
-			n.Inputs[2] = qb.Inputs[0] // the float bias: quantizeBias rounds it as QuantBias did
-			remove[qb] = true
-		}
 		if info.Weight != "" && info.ABits != quant.Float && n.Input(2) != "" {
 			dq, err := quantizeBias(g, n, info)
 			if err != nil {
@@ -241,14 +237,11 @@ func bnFold(g *graph.Graph, bn, n *graph.Node) (*foldBN, error) {
 	}
 	f := &foldBN{a: make([]float64, oc), bias: make([]float32, oc)}
 	for c := 0; c < oc; c++ {
-		gamma, beta, mean, variance := float64(p[0].F[c]), float64(p[1].F[c]), float64(p[2].F[c]), float64(p[3].F[c])
-		a := gamma / math.Sqrt(variance+float64(eps))
-		f.a[c] = a
-		cb := 0.0
+		var cb float32
 		if b != nil {
-			cb = float64(b[c])
+			cb = b[c]
 		}
-		f.bias[c] = float32((cb-mean)*a + beta)
+		f.a[c], f.bias[c] = quant.FoldBN(p[0].F[c], p[1].F[c], p[2].F[c], p[3].F[c], cb, eps)
 	}
 	return f, nil
 }
@@ -283,8 +276,8 @@ func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN) (*graph
 			if a < 0 {
 				sign = -1
 			}
-			s = float32(float64(s) * math.Abs(a))
-			if !(s > 0) || math.IsInf(float64(s), 0) {
+			var ok bool
+			if s, ok = quant.FoldedScale(s, a); !ok {
 				s, sign = 1, 0 // a zero BatchNorm scale: the filter contributes nothing
 			}
 		}

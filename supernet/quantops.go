@@ -57,11 +57,6 @@ func init() {
 // weightQuantAttrs returns the bits of every output channel (along axis) of a weight of
 // shape w.
 func weightQuantAttrs(n *graph.Node, w graph.Shape) (bits []int, axis int, err error) {
-	return weightBitsAttrs(n, "bits", w)
-}
-
-// weightBitsAttrs reads the per-channel bits attribute name and the axis of a node.
-func weightBitsAttrs(n *graph.Node, name string, w graph.Shape) (bits []int, axis int, err error) {
 	a, err := n.Int("axis", 0)
 	if err != nil {
 		return nil, 0, err
@@ -73,7 +68,7 @@ func weightBitsAttrs(n *graph.Node, name string, w graph.Shape) (bits []int, axi
 	if axis == 1 && len(w) != 2 {
 		return nil, 0, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "axis 1 is for 2-D (Gemm) weights"}
 	}
-	b, err := n.Ints(name, nil)
+	b, err := n.Ints("bits", nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -102,12 +97,7 @@ func weightBitsAttrs(n *graph.Node, name string, w graph.Shape) (bits []int, axi
 
 // actQuantAttrs returns a QuantAct node's bits and signedness.
 func actQuantAttrs(n *graph.Node) (bits int, signed bool, err error) {
-	return actBitsAttrs(n, "bits")
-}
-
-// actBitsAttrs reads the activation bits attribute name and signed of a node.
-func actBitsAttrs(n *graph.Node, name string) (bits int, signed bool, err error) {
-	b, err := n.Int(name, 8)
+	b, err := n.Int("bits", 8)
 	if err != nil {
 		return 0, false, err
 	}
@@ -236,78 +226,5 @@ func (k *quantAct) Backward() {
 			dc += p
 		}
 		k.dclip.Buf[0] = float32(dc)
-	}
-}
-
-// OpQuantBias is the fake quantizer of a bias whose layer's input and weights are
-// quantized: QuantBias(B, W, clip) → B̂ puts filter c's bias on the grid of its accumulator,
-// ActScale(clip)·WeightScale(W_c) (attributes wbits per filter, axis, abits, signed: those
-// of the layer's QuantWeight and QuantAct), as export rounds it; the gradient passes
-// straight through to B. Training with it (after BatchNorm is folded, see FoldBatchNorms)
-// makes the trained model the exported one. Its attributes are wbits and axis (the layer's
-// QuantWeight's bits and axis), abits and signed (its QuantAct's bits and signed).
-const OpQuantBias = "QuantBias"
-
-func init() {
-	graph.Register(&graph.OpDef{
-		Op: OpQuantBias, Domain: Domain, Doc: "fake quantization of a bias onto its layer's accumulator grid",
-		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
-		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
-			bits, axis, err := weightBitsAttrs(c.Node, "wbits", c.In[1])
-			if err != nil {
-				return nil, err
-			}
-			if len(c.In[0]) != 1 || c.In[0][0] != c.In[1][axis] {
-				return nil, c.Errorf("bias %q has shape %v for %d filters", c.Node.Inputs[0], c.In[0], len(bits))
-			}
-			if _, _, err := actBitsAttrs(c.Node, "abits"); err != nil {
-				return nil, err
-			}
-			return []graph.Shape{c.In[0]}, nil
-		},
-	})
-	engine.Register(OpQuantBias, func(b *engine.Build) (engine.Kernel, error) {
-		wbits, axis, err := weightBitsAttrs(b.Node, "wbits", b.In[1].Shape)
-		if err != nil {
-			return nil, err
-		}
-		abits, signed, err := actBitsAttrs(b.Node, "abits")
-		if err != nil {
-			return nil, err
-		}
-		return &quantBias{b: b.In[0], w: b.In[1], clip: b.In[2], y: b.Out[0], db: b.InGrad(0), wbits: wbits, axis: axis,
-			abits: abits, signed: signed}, nil
-	})
-}
-
-type quantBias struct {
-	b, w, clip, y *engine.Value
-	db            *engine.GradDst
-	wbits         []int
-	axis, abits   int
-	signed        bool
-}
-
-func (k *quantBias) Forward(bool) {
-	xs := quant.ActScale(max(k.clip.Data[0], 1e-6), k.abits, k.signed)
-	n := len(k.wbits)
-	per := k.w.Len() / n
-	for c, bits := range k.wbits {
-		var m float32
-		if k.axis == 0 {
-			m = quant.MaxAbs(k.w.Data[c*per : (c+1)*per])
-		} else {
-			for i := c; i < k.w.Len(); i += n {
-				m = max(m, k.w.Data[i], -k.w.Data[i])
-			}
-		}
-		s := quant.BiasScale(xs, quant.WeightScale(m, bits))
-		k.y.Data[c] = float32(quant.QuantizeBias(k.b.Data[c], s)) * s
-	}
-}
-
-func (k *quantBias) Backward() {
-	if k.db != nil {
-		copy(k.db.Buf, k.y.Grad)
 	}
 }

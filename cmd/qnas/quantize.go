@@ -304,7 +304,6 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 		return nil, err
 	}
 	os.Remove(ckpt)
-	os.Remove(ckpt + ".tail")
 	lap("export")
 	return rep, nil
 }

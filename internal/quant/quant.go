@@ -317,3 +317,18 @@ func QuantizeBias(b, scale float32) int64 {
 	q := float64(Round(b / scale))
 	return int64(min(max(q, math.MinInt32), math.MaxInt32))
 }
+
+// FoldBN returns what folding a BatchNormalization (γ, β, running mean μ and variance σ²,
+// epsilon eps) into the layer before it makes of that layer's bias b: the per-channel
+// factor a = γ/√(σ²+ε), in float64, and the folded bias (b − μ)·a + β.
+func FoldBN(gamma, beta, mean, variance, b, eps float32) (a float64, bias float32) {
+	a = float64(gamma) / math.Sqrt(float64(variance)+float64(eps))
+	return a, float32((float64(b)-float64(mean))*a + float64(beta))
+}
+
+// FoldedScale is a weight scale s after folding a BatchNormalization factor a into it,
+// s·|a|; ok is false when that is no positive finite scale (a = 0: the channel is zero).
+func FoldedScale(s float32, a float64) (scale float32, ok bool) {
+	scale = float32(float64(s) * math.Abs(a))
+	return scale, scale > 0 && !math.IsInf(float64(scale), 0)
+}
