@@ -2,6 +2,7 @@ package export_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -333,5 +334,55 @@ func TestEightBitExportFusesToQLinearConv(t *testing.T) {
 		if ops["QLinearConv"] == 0 {
 			t.Errorf("%s: no QLinearConv in ONNX Runtime's optimized graph (%v)", e.model, ops)
 		}
+	}
+}
+
+// QNAS_EXTRA_EXPORTS names a folder of models qnas wrote (optimize's outputs, say): each
+// must give, in ONNX Runtime at every level and as QONNX, qnas's predictions on ≥ 99.9 % of
+// the test images (the embedded ones, or all of Fashion-MNIST with QNAS_FULL_TEST_DATA=1),
+// normalized as the fixtures are.
+func TestExtraExportsMatchONNXRuntime(t *testing.T) {
+	dir := os.Getenv("QNAS_EXTRA_EXPORTS")
+	if dir == "" {
+		t.Skip("QNAS_EXTRA_EXPORTS is not set")
+	}
+	ortrun.RequireORT(t)
+	test, err := data.Embedded(data.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("QNAS_FULL_TEST_DATA") == "1" {
+		if test, err = data.Open(testenv.Require(t, testenv.FashionMNISTDir, "apt dataset-fashion-mnist"), data.Test); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
+	n := 0
+	for _, path := range files {
+		m, err := export.Read(path, graph.ImportOptions{})
+		if err != nil {
+			continue // not a model qnas wrote
+		}
+		n++
+		want := predict(t, m.Graph, test)
+		check := func(what, file string, level ortrun.OptLevel) {
+			got := ortPredict(t, file, test, level)
+			agree, accQ, accO := agreement(want, got, test.Labels)
+			t.Logf("%s %s: agreement %.4f, accuracy qnas %.4f, ONNX Runtime %.4f (%d images)", filepath.Base(path), what, agree, accQ, accO, len(got))
+			if agree < 0.999 || math.Abs(accQ-accO) > 0.001 {
+				t.Errorf("%s %s: agreement %.4f, accuracy %.4f vs %.4f", filepath.Base(path), what, agree, accQ, accO)
+			}
+		}
+		for _, level := range levels {
+			check("qdq at "+level.String(), path, level)
+		}
+		q := filepath.Join(t.TempDir(), "q.onnx")
+		if _, err := m.Write(q, path, export.WriteOptions{Format: export.FormatQONNX}); err != nil {
+			t.Fatal(err)
+		}
+		check("qonnx at all", q, ortrun.OptAll)
+	}
+	if n == 0 {
+		t.Fatalf("no model qnas wrote in %s", dir)
 	}
 }
