@@ -36,21 +36,27 @@ type SearchConfig struct {
 	ArchLR                    float64
 	// TauStart and TauEnd bound the Gumbel-softmax temperature, annealed exponentially.
 	TauStart, TauEnd float64
-	HoldOut          float64 // the share of the training data the logits learn on
-	CalibBatches     int
-	Seed             uint64
-	Norm             data.Normalize
-	Augment          *data.Augment
-	Log              io.Writer
-	Checkpoint       string
-	Resume           bool
-	Context          context.Context
+	// HardArch and HardWeights make the architecture (weight) steps' samples one-hot in the
+	// forward pass, with the soft sample's gradient (straight-through Gumbel).
+	HardArch, HardWeights bool
+	// ArchSharedScale gives the logits' Adam one second-moment estimate for all logits
+	// (internal/optim.Adam.SharedScale) instead of one per logit.
+	ArchSharedScale bool
+	HoldOut         float64 // the share of the training data the logits learn on
+	CalibBatches    int
+	Seed            uint64
+	Norm            data.Normalize
+	Augment         *data.Augment
+	Log             io.Writer
+	Checkpoint      string
+	Resume          bool
+	Context         context.Context
 }
 
 // DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
 func DefaultSearchConfig(cm supernet.CostModel, budget float64) SearchConfig {
 	return SearchConfig{Cost: cm, Budget: budget, Epochs: 2, Warmup: 0.2, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4,
-		ArchLR: 0.01, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
+		ArchLR: 0.01, ArchSharedScale: true, HardArch: true, HardWeights: true, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
 }
 
 // SearchEpoch summarizes one epoch of the search.
@@ -252,8 +258,8 @@ const searchStateVersion = 1
 
 // fingerprint lists what a resumed search must share with the interrupted one.
 func (c SearchConfig) fingerprint(sn *supernet.Supernet) string {
-	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v space=%+v threads=%d blas=%s",
-		searchStateVersion, c.Cost, c.Budget, c.Epochs, c.Warmup, c.Batch, c.LR, c.Momentum, c.WeightDecay, c.ArchLR, c.TauStart, c.TauEnd,
+	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g shared=%v hard=%v/%v tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v space=%+v threads=%d blas=%s",
+		searchStateVersion, c.Cost, c.Budget, c.Epochs, c.Warmup, c.Batch, c.LR, c.Momentum, c.WeightDecay, c.ArchLR, c.ArchSharedScale, c.HardArch, c.HardWeights, c.TauStart, c.TauEnd,
 		c.HoldOut, c.CalibBatches, c.Seed, c.Norm.Mean, c.Norm.Std, c.Augment != nil, sn.Opts, runtime.GOMAXPROCS(0), blas.Name())
 }
 
@@ -331,7 +337,7 @@ func NewTrainer(sn *supernet.Supernet, cfg SearchConfig) (*Trainer, error) {
 		}
 	}
 	t.sgd = &optim.SGD{Params: wParams, Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
-	t.adam = &optim.Adam{Params: aParams}
+	t.adam = &optim.Adam{Params: aParams, SharedScale: cfg.ArchSharedScale}
 	return t, nil
 }
 
@@ -340,8 +346,8 @@ func (t *Trainer) Input() []float32 { return t.Plan.Value(t.sn.Graph.Inputs[0]).
 
 // sample sets the step's Gumbel noise: stream 2·step (+1 for the logits' step) of the
 // seed, so a resumed search draws what the uninterrupted one drew.
-func (t *Trainer) sample(step uint64, tau float64) {
-	t.state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(t.cfg.Seed, step))}
+func (t *Trainer) sample(step uint64, tau float64, hard bool) {
+	t.state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(t.cfg.Seed, step)), Hard: hard}
 	t.Plan.SetState(&t.state)
 }
 
@@ -351,7 +357,7 @@ func (t *Trainer) sample(step uint64, tau float64) {
 func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, correct int, err error) {
 	p := t.Plan
 	p.SetTrainable(func(name string) bool { return !t.isArch[name] })
-	t.sample(uint64(2*it), tau)
+	t.sample(uint64(2*it), tau, t.cfg.HardWeights)
 	p.Forward(true)
 	loss, correct = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -370,7 +376,7 @@ func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float
 	p := t.Plan
 	p.SetTrainable(func(name string) bool { return t.isArch[name] })
 	p.SetStatsMomentum(0)
-	t.sample(uint64(2*it+1), tau)
+	t.sample(uint64(2*it+1), tau, t.cfg.HardArch)
 	p.Forward(true)
 	loss, _ = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
 	p.Backward()

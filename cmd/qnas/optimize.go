@@ -148,6 +148,7 @@ type optimizeOptions struct {
 	FTEpochs     int
 	ArchLR       float64
 	Warmup       float64
+	Sampling     string
 	Baselines    bool
 	Seeds        int
 }
@@ -179,6 +180,7 @@ seed's) and reports mean ± std.`,
 	f.IntVar(&o.FTEpochs, "ft-epochs", 6, "quantization-aware fine-tuning epochs of the derived architecture")
 	f.Float64Var(&o.ArchLR, "arch-lr", 0.01, "Adam learning rate of the architecture logits")
 	f.Float64Var(&o.Warmup, "warmup", 0.2, "fraction of the first search epoch that trains the weights alone")
+	f.StringVar(&o.Sampling, "sampling", "hard", "Gumbel-softmax samples of the search: hard (one-hot forward, straight-through gradient) or soft (the composite mixture)")
 	f.BoolVar(&o.Baselines, "baselines", false, "also fine-tune uniform models at the nearest costs with the same epochs")
 	f.IntVar(&o.Seeds, "seeds", 1, "repeat the whole run for seeds --seed, --seed+1, …")
 	return cmd
@@ -237,6 +239,9 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if o.SearchEpochs < 1 || o.FTEpochs < 0 || o.Seeds < 1 || !(o.ArchLR > 0) || o.Warmup < 0 || o.Warmup > 1 {
 		return usageError{fmt.Errorf("--search-epochs and --seeds must be positive, --ft-epochs not negative, --arch-lr positive, --warmup in [0, 1]")}
 	}
+	if o.Sampling != "hard" && o.Sampling != "soft" {
+		return usageError{fmt.Errorf("--sampling %q: want hard or soft", o.Sampling)}
+	}
 	if o.Resume != "" && (o.Seeds > 1 || o.Baselines) {
 		return usageError{fmt.Errorf("--resume continues a single run: not with --seeds > 1 or --baselines")}
 	}
@@ -287,6 +292,7 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		cfg := search.DefaultSearchConfig(cm, budget)
 		cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, o.Batch, o.LR, o.Momentum, o.WD
 		cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Augment, cfg.Log, cfg.Context = o.ArchLR, o.Warmup, o.Calib, seed, norm, aug, stderr, ctx
+		cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
 		if k == 0 {
 			cfg.Checkpoint = o.Out + ".search.ckpt"
 			_, statErr := os.Stat(cfg.Checkpoint)

@@ -83,8 +83,13 @@ type Adam struct {
 	Beta1, Beta2 float64 // 0 means the defaults 0.9 and 0.999
 	Eps          float64 // 0 means 1e-8
 	WeightDecay  float64
-	m, v         [][]float32
-	t            int
+	// SharedScale makes the second moment one estimate for all parameters (the mean square
+	// of every gradient element) instead of one per element: steps are normalized as a
+	// whole but keep the parameters' relative gradient magnitudes, so a parameter whose
+	// gradient is small moves little.
+	SharedScale bool
+	m, v        [][]float32
+	t           int
 }
 
 // Moments returns the first and second moment buffers, one per parameter in Params order
@@ -118,6 +123,10 @@ func (o *Adam) Step(lr float64) {
 	step := float32(lr / c1)
 	sq := float32(math.Sqrt(c2))
 	fb1, fb2, feps, wd := float32(b1), float32(b2), float32(eps), float32(o.WeightDecay)
+	if o.SharedScale {
+		o.sharedStep(step, sq, fb1, fb2, feps, wd)
+		return
+	}
 	for i, p := range o.Params {
 		m, v := o.m[i], o.v[i]
 		for j, g := range p.Grad {
@@ -125,6 +134,37 @@ func (o *Adam) Step(lr float64) {
 			m[j] = fb1*m[j] + (1-fb1)*g
 			v[j] = fb2*v[j] + (1-fb2)*g*g
 			p.Data[j] -= step * m[j] / (float32(math.Sqrt(float64(v[j])))/sq + feps)
+		}
+	}
+}
+
+// sharedStep is Step with one second-moment estimate, kept in every element of v.
+func (o *Adam) sharedStep(step, sq, b1, b2, eps, wd float32) {
+	var sum float64
+	n := 0
+	for _, p := range o.Params {
+		for j, g := range p.Grad {
+			g += wd * p.Data[j]
+			sum += float64(g) * float64(g)
+		}
+		n += len(p.Grad)
+	}
+	if n == 0 {
+		return
+	}
+	var v float32
+	if len(o.v) > 0 && len(o.v[0]) > 0 {
+		v = o.v[0][0]
+	}
+	v = b2*v + (1-b2)*float32(sum/float64(n))
+	den := float32(math.Sqrt(float64(v)))/sq + eps
+	for i, p := range o.Params {
+		m := o.m[i]
+		for j, g := range p.Grad {
+			g += wd * p.Data[j]
+			m[j] = b1*m[j] + (1-b1)*g
+			p.Data[j] -= step * m[j] / den
+			o.v[i][j] = v
 		}
 	}
 }

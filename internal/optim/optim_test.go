@@ -56,3 +56,20 @@ func TestSchedules(t *testing.T) {
 		t.Errorf("step: %v %v %v", s.LR(10, 100), s.LR(60, 100), s.LR(80, 100))
 	}
 }
+
+// With SharedScale, Adam's steps keep the gradients' relative sizes: a parameter with a
+// gradient ten times smaller moves ten times less (per-element Adam moves both alike).
+func TestAdamSharedScale(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		a, b := []float32{0}, []float32{0}
+		ga, gb := []float32{1}, []float32{0.1}
+		o := &Adam{Params: []Param{{Name: "a", Data: a, Grad: ga}, {Name: "b", Data: b, Grad: gb}}, SharedScale: shared}
+		for range 10 {
+			o.Step(0.01)
+		}
+		ratio := float64(b[0] / a[0])
+		if shared && (ratio < 0.099 || ratio > 0.101) || !shared && (ratio < 0.99 || ratio > 1.01) {
+			t.Errorf("shared %v: moves %v and %v, ratio %.3f", shared, a[0], b[0], ratio)
+		}
+	}
+}
