@@ -73,7 +73,10 @@ type SearchEpoch struct {
 // SearchResult is what Search found: the logits of every choice.
 type SearchResult struct {
 	Logits map[string][]float32
-	Epochs []SearchEpoch
+	// Weights are the supernet's trained weights and BatchNorm parameters and statistics by
+	// name (the names of the model's constants), the logits and clips excluded.
+	Weights map[string][]float32
+	Epochs  []SearchEpoch
 	// Phases are the seconds spent calibrating, warming up the weights and searching (in
 	// this process: a resumed search counts from its resumption).
 	Phases []Phase
@@ -231,6 +234,12 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 		Phases: []Phase{{"calibrate", calibrated}, {"warm-up", warmSec}, {"search", searchSec}}}
 	for name, v := range tr.logits {
 		res.Logits[name] = slices.Clone(v)
+	}
+	res.Weights = map[string][]float32{}
+	for name, v := range p.Values {
+		if (v.Kind == engine.Param || v.Kind == engine.State) && !tr.isArch[name] {
+			res.Weights[name] = slices.Clone(v.Data)
+		}
 	}
 	return res, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/qnas/qnas/graph"
 	"io"
 	"math"
 	"os"
@@ -149,6 +150,7 @@ type optimizeOptions struct {
 	ArchLR       float64
 	Warmup       float64
 	Sampling     string
+	FTFrom       string
 	Baselines    bool
 	Seeds        int
 }
@@ -180,6 +182,7 @@ seed's) and reports mean ± std.`,
 	f.IntVar(&o.FTEpochs, "ft-epochs", 6, "quantization-aware fine-tuning epochs of the derived architecture")
 	f.Float64Var(&o.ArchLR, "arch-lr", 0.01, "Adam learning rate of the architecture logits")
 	f.Float64Var(&o.Warmup, "warmup", 0.2, "fraction of the first search epoch that trains the weights alone")
+	f.StringVar(&o.FTFrom, "ft-from", "float", "weights the fine-tuning starts from: float (the input model's) or search (the supernet's, trained during the search)")
 	f.StringVar(&o.Sampling, "sampling", "hard", "Gumbel-softmax samples of the search: hard (one-hot forward, straight-through gradient) or soft (the composite mixture)")
 	f.BoolVar(&o.Baselines, "baselines", false, "also fine-tune uniform models at the nearest costs with the same epochs")
 	f.IntVar(&o.Seeds, "seeds", 1, "repeat the whole run for seeds --seed, --seed+1, …")
@@ -241,6 +244,9 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	}
 	if o.Sampling != "hard" && o.Sampling != "soft" {
 		return usageError{fmt.Errorf("--sampling %q: want hard or soft", o.Sampling)}
+	}
+	if o.FTFrom != "float" && o.FTFrom != "search" {
+		return usageError{fmt.Errorf("--ft-from %q: want float or search", o.FTFrom)}
 	}
 	if o.Resume != "" && (o.Seeds > 1 || o.Baselines) {
 		return usageError{fmt.Errorf("--resume continues a single run: not with --seeds > 1 or --baselines")}
@@ -316,7 +322,17 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		if k > 0 { // later seeds are measured, not written
 			q.Out = ""
 		}
-		qr, err := q.run(stderr, path, g, r, cm, o.FTEpochs, trainSet, testSet, norm)
+		ft := r
+		if o.FTFrom == "search" {
+			sp, err := supernet.NewSpace(withWeights(g, res.Weights))
+			if err != nil {
+				return err
+			}
+			if ft, err = sp.Resolve(r.Arch()); err != nil {
+				return err
+			}
+		}
+		qr, err := q.run(stderr, path, g, ft, cm, o.FTEpochs, trainSet, testSet, norm)
 		if err != nil {
 			return err
 		}
@@ -397,6 +413,18 @@ func meanStd(v []float64) (mean, std float64) {
 // or below it when that is another, and the cheapest uniform w=a model above it (the
 // budget's nominal comparison, such as w4a4 for 0.25, whose network input at 8 bits puts
 // it just above).
+// withWeights returns a copy of g whose float constants named in w (of the same size) hold
+// w's values instead.
+func withWeights(g *graph.Graph, w map[string][]float32) *graph.Graph {
+	c := g.Clone()
+	for name, t := range c.Consts {
+		if v, ok := w[name]; ok && t.DType == graph.Float32 && len(v) == len(t.F) {
+			copy(t.F, v)
+		}
+	}
+	return c
+}
+
 func uniformBaselines(space *supernet.Space, cm supernet.CostModel, budget float64, opts supernet.SearchOptions) []baseline {
 	ref := cm.Reference(space)
 	type cand struct {
