@@ -180,6 +180,8 @@ func TestOptimizeBadInput(t *testing.T) {
 		{[]string{"--prune", "--widths", "0.5,1.5"}, 2, []string{"--widths"}},
 		{[]string{"--granularity", "group:x"}, 2, []string{"--granularity"}},
 		{[]string{"--pin", "middle"}, 2, []string{"--pin"}},
+		{[]string{"--sampling", "gumbel"}, 2, []string{"--sampling"}},
+		{[]string{"--ft-from", "scratch"}, 2, []string{"--ft-from"}},
 		{[]string{"--data", cifar}, 1, []string{cifar}},
 	} {
 		status, _, stderr := runCLI(t, optimizeArgs(model, out, c.args...)...)
