@@ -182,7 +182,7 @@ seed's) and reports mean ± std.`,
 	f.IntVar(&o.FTEpochs, "ft-epochs", 6, "quantization-aware fine-tuning epochs of the derived architecture")
 	f.Float64Var(&o.ArchLR, "arch-lr", 0.01, "Adam learning rate of the architecture logits")
 	f.Float64Var(&o.Warmup, "warmup", 0.2, "fraction of the first search epoch that trains the weights alone")
-	f.StringVar(&o.FTFrom, "ft-from", "float", "weights the fine-tuning starts from: float (the input model's) or search (the supernet's, trained during the search)")
+	f.StringVar(&o.FTFrom, "ft-from", "search", "weights the fine-tuning starts from: search (the supernet's, trained during the search) or float (the input model's)")
 	f.StringVar(&o.Sampling, "sampling", "hard", "Gumbel-softmax samples of the search: hard (one-hot forward, straight-through gradient) or soft (the composite mixture)")
 	f.BoolVar(&o.Baselines, "baselines", false, "also fine-tune uniform models at the nearest costs with the same epochs")
 	f.IntVar(&o.Seeds, "seeds", 1, "repeat the whole run for seeds --seed, --seed+1, …")
