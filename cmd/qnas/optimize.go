@@ -279,6 +279,9 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if err != nil {
 		return err
 	}
+	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
+		return err
+	}
 	var aug *data.Augment
 	if o.Augment {
 		aug = &data.Augment{PadCrop: 2, HFlip: true}

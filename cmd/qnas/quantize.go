@@ -224,6 +224,12 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 	if err != nil {
 		return err
 	}
+	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
+		return err
+	}
+	if r, err = space.Resolve(arch); err != nil {
+		return err
+	}
 	rep, err := o.run(stderr, path, g, r, cm, o.Epochs, trainSet, testSet, norm)
 	if err != nil {
 		return err
