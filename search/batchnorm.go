@@ -49,15 +49,8 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 	n := min(batches*batch, d.N)
 	sub := data.Subset(d, n)
 	bar := progress.New(log, "BatchNorm statistics", n)
-	x := p.Value(g.Inputs[0]).Data
-	idx := make([]int, 0, batch)
 	count := make([]float64, len(convs))
-	for start := 0; start+batch <= n; start += batch {
-		idx = idx[:0]
-		for i := start; i < start+batch; i++ {
-			idx = append(idx, i)
-		}
-		sub.Batch(idx, norm, nil, nil, x, nil)
+	forBatches(sub, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
 		p.Forward(false)
 		for i, cv := range convs {
 			v := p.Value(cv.Outputs[0]).Data
@@ -76,8 +69,8 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 			}
 			count[i] += float64(batch * hw)
 		}
-		bar.Update(start+batch, "")
-	}
+		bar.Update(done, "")
+	})
 	bar.Done(fmt.Sprintf("%d convolutions", len(convs)))
 	out := g.Clone()
 	byName := map[string]*graph.Node{}

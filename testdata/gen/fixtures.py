@@ -561,39 +561,11 @@ def make_model(name, data, out_dir, summary, epochs_override=None):
     acc = (predict(model, xte) == yte).float().mean().item()
     print(f"{name}: test accuracy {acc:.4f} after {epochs} epochs ({train_s:.0f}s)", flush=True)
     layers = count_macs(model, xte)
-    torch_params = sum(p.numel() for p in model.parameters())
     files = [(f"{name}.onnx", False), (f"{name}_bn.onnx", True)]
     if name == "resnet20":
         files = files[1:]
     for fname, keep_bn in files:
-        proto, ops, size, undone = export(model, os.path.join(out_dir, fname), keep_bn, xte)
-        table = onnx_layer_table(proto, layers)
-        onnx_acc, diff = check_export(model, proto, xte, yte, fname)
-        entry = {
-            "model": name,
-            "bn": "kept" if keep_bn else "folded",
-            "accuracy": round(acc, 6),
-            "samples": int(xte.shape[0]),
-            "mean": [MEAN],
-            "std": [STD],
-            "input_shape": [1, 28, 28],
-            "params": sum(r["params"] for r in table),
-            "bn_params": bn_param_count(proto),
-            "torch_params": int(torch_params),
-            "macs": sum(r["macs"] for r in table),
-            "epochs": epochs,
-            "is_accuracy_fixture": True,
-            "interpreter_accuracy": round(onnx_acc, 6),
-            "max_abs_logit_diff": float(f"{diff:.3g}"),
-            "file_bytes": size,
-            "dedup_undone": undone,
-            "ops": dict(sorted(ops.items())),
-            "layers": table,
-        }
-        summary[fname] = entry
-        print(f"{fname}: {size} bytes, params {entry['params']}, MACs {entry['macs']}, "
-              f"interpreter accuracy {onnx_acc:.4f}, max |Δlogit| {diff:.2e}, ops {entry['ops']}",
-              flush=True)
+        summary[fname] = export_entry(model, name, fname, out_dir, keep_bn, layers, acc, epochs, xte, yte)
 
 
 def make_folded_twin(name, data, out_dir, summary):
@@ -618,14 +590,19 @@ def make_folded_twin(name, data, out_dir, summary):
     print(f"{name}: {loaded} tensors from {name}_bn.onnx, test accuracy {acc:.4f} "
           f"(recorded for the BN-kept file: {kept.get('accuracy')})", flush=True)
     layers = count_macs(model, xte)
-    fname = f"{name}.onnx"
-    proto, ops, size, undone = export(model, os.path.join(out_dir, fname), False, xte)
+    entry = export_entry(model, name, f"{name}.onnx", out_dir, False, layers, acc, kept.get("epochs"), xte, yte)
+    entry["folded_from"] = f"{name}_bn.onnx"
+    summary[f"{name}.onnx"] = entry
+
+
+def export_entry(model, name, fname, out_dir, keep_bn, layers, acc, epochs, xte, yte):
+    """Exports model to out_dir/fname, checks it, and returns its fixtures.json entry."""
+    proto, ops, size, undone = export(model, os.path.join(out_dir, fname), keep_bn, xte)
     table = onnx_layer_table(proto, layers)
     onnx_acc, diff = check_export(model, proto, xte, yte, fname)
     entry = {
         "model": name,
-        "bn": "folded",
-        "folded_from": f"{name}_bn.onnx",
+        "bn": "kept" if keep_bn else "folded",
         "accuracy": round(acc, 6),
         "samples": int(xte.shape[0]),
         "mean": [MEAN],
@@ -635,7 +612,7 @@ def make_folded_twin(name, data, out_dir, summary):
         "bn_params": bn_param_count(proto),
         "torch_params": int(sum(p.numel() for p in model.parameters())),
         "macs": sum(r["macs"] for r in table),
-        "epochs": kept.get("epochs"),
+        "epochs": epochs,
         "is_accuracy_fixture": True,
         "interpreter_accuracy": round(onnx_acc, 6),
         "max_abs_logit_diff": float(f"{diff:.3g}"),
@@ -644,9 +621,10 @@ def make_folded_twin(name, data, out_dir, summary):
         "ops": dict(sorted(ops.items())),
         "layers": table,
     }
-    summary[fname] = entry
     print(f"{fname}: {size} bytes, params {entry['params']}, MACs {entry['macs']}, "
-          f"interpreter accuracy {onnx_acc:.4f}, max |Δlogit| {diff:.2e}", flush=True)
+          f"interpreter accuracy {onnx_acc:.4f}, max |Δlogit| {diff:.2e}, ops {entry['ops']}",
+          flush=True)
+    return entry
 
 
 def make_grad(out_dir):
