@@ -168,6 +168,8 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	}
 	x := tr.Input()
 	y, ay := make([]int32, cfg.Batch), make([]int32, cfg.Batch)
+	var guard train.Guard // restarts with a resumed search
+	startEpoch := st.Epoch
 	for e := st.Epoch; e < cfg.Epochs; e++ {
 		start := time.Now()
 		bar := progress.New(cfg.Log, fmt.Sprintf("search %d/%d", e+1, cfg.Epochs), steps)
@@ -195,6 +197,13 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			tau := cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64(t)/float64(max(total-1, 1)))
 			wl.Next(x, y)
 			loss, c, err := tr.WeightStep(y, t, tau, sched.LR(t, total))
+			if bad, l0, now := guard.Add(loss); bad {
+				good := ""
+				if cfg.Checkpoint != "" && (e > startEpoch || cfg.Resume) {
+					good = cfg.Checkpoint
+				}
+				return nil, &train.DivergedError{What: "search", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, LR: cfg.LR, Checkpoint: good}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
 			}
@@ -205,7 +214,10 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			if t >= warm {
 				al.Seek(t/al.Len(), t%al.Len())
 				al.Next(x, ay)
-				aloss, mu, ec := tr.ArchStep(ay, t, tau)
+				aloss, mu, ec, err := tr.ArchStep(ay, t, tau)
+				if err != nil {
+					return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
+				}
 				st.Tilt, st.LastCost = mu, ec/cfg.Budget
 				st.ArchLossSum += aloss
 				st.ArchSteps++
@@ -380,17 +392,27 @@ func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, 
 // ArchStep trains the logits on the batch in Input with labels y: forward with BatchNorm on
 // batch statistics but its running ones untouched, backward to the logits alone, an Adam
 // step, then the projection onto the budget. It returns the loss, the projection's tilt
-// and the expected cost after it.
-func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float64) {
+// and the expected cost after it; an error when the loss or a logit is not finite (the
+// logits are then left as they were).
+func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float64, err error) {
 	p := t.Plan
 	p.SetTrainable(func(name string) bool { return t.isArch[name] })
 	p.SetStatsMomentum(0)
 	t.sample(uint64(2*it+1), tau, t.cfg.HardArch)
 	p.Forward(true)
 	loss, _ = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		p.SetStatsMomentum(-1)
+		return loss, 0, 0, fmt.Errorf("the architecture step's loss is %v", loss)
+	}
 	p.Backward()
 	p.SetStatsMomentum(-1)
 	t.adam.Step(t.cfg.ArchLR)
 	mu, cost = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget)
-	return loss, mu, cost
+	for _, name := range t.sn.ArchParams() {
+		if slices.ContainsFunc(t.logits[name], func(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) }) {
+			return loss, mu, cost, fmt.Errorf("the architecture logits %q are not finite", name)
+		}
+	}
+	return loss, mu, cost, nil
 }

@@ -157,6 +157,7 @@ type quantReport struct {
 	ReferenceCost float64        `json:"reference_cost"`
 	CostRatio     float64        `json:"cost_ratio"`
 	Accuracy      float64        `json:"accuracy"`
+	PTQAccuracy   float64        `json:"ptq_accuracy"` // after calibration alone, before fine-tuning
 	FloatAccuracy float64        `json:"float_accuracy"`
 	TestSamples   int            `json:"test_samples"`
 	Epochs        int            `json:"epochs"`
@@ -282,25 +283,60 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	qg, _, err := search.Quantize(r, trainSet, search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
+	qcfg := search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
 		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: resume, Context: ctx})
+		Checkpoint: ckpt, Resume: resume, Context: ctx}
+	qg, err := search.Calibrated(r, trainSet, qcfg)
+	if err != nil {
+		return nil, err
+	}
+	// The accuracy after calibration alone (post-training quantization), to show what
+	// fine-tuning buys and to catch a fine-tuning that destroys the model.
+	frozenAccuracy := func(g *graph.Graph) (*export.Model, train.Eval, error) {
+		m, err := export.Freeze(g, r)
+		if err != nil {
+			return nil, train.Eval{}, err
+		}
+		// The accuracy reported is the written model's, as qnas's engine computes it (ONNX
+		// Runtime agrees): integer biases and folded BatchNorms included.
+		ev, err := train.Evaluate(m.Graph, testSet, norm, 256, stderr)
+		return m, ev, err
+	}
+	if epochs > 0 {
+		ptq := qg.Clone()
+		if err := search.ReestimateBN(ptq, trainSet, norm, q.Calib, q.Batch, stderr); err != nil {
+			return nil, err
+		}
+		_, ev, err := frozenAccuracy(ptq)
+		if err != nil {
+			return nil, err
+		}
+		rep.PTQAccuracy = ev.Accuracy
+		lap("post-training quantization")
+	}
+	tg, _, err := search.FineTune(qg, trainSet, qcfg)
 	if err != nil {
 		return nil, err
 	}
 	stop() // from here on a signal ends the process: outputs are written atomically
 	lap("fine-tune")
-	m, err := export.Freeze(qg, r)
-	if err != nil {
+	if qg, err = supernet.ExportForm(tg); err != nil {
 		return nil, err
 	}
-	// The accuracy reported is the written model's, as qnas's engine computes it (ONNX
-	// Runtime agrees): integer biases and folded BatchNorms included.
-	ev, err = train.Evaluate(m.Graph, testSet, norm, 256, stderr)
+	m, ev, err := frozenAccuracy(qg)
 	if err != nil {
 		return nil, err
 	}
 	rep.Accuracy, rep.TestSamples = ev.Accuracy, ev.Samples
+	if epochs == 0 {
+		rep.PTQAccuracy = rep.Accuracy
+	} else if drop := rep.PTQAccuracy - rep.Accuracy; drop > train.AccuracyDropLimit(rep.PTQAccuracy, ev.Samples) {
+		if ckpt != "" {
+			os.Remove(ckpt) // it holds the diverged state
+		}
+		return nil, fmt.Errorf("fine-tuning lowered the test accuracy from %.2f%% (after calibration alone) to %.2f%%: the run diverged; lower --lr (now %g), or use --epochs 0; nothing was written",
+			100*rep.PTQAccuracy, 100*rep.Accuracy, q.LR)
+	}
 	lap("evaluate quantized")
 	if q.Out == "" {
 		return rep, nil

@@ -202,7 +202,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 			if d != nil && slices.Contains(d.Weights, i) && !opts.Frozen[in] {
 				k = Param
 			}
-			if nd.Op == "BatchNormalization" && (i == 3 || i == 4) {
+			if d != nil && slices.Contains(d.State, i) {
 				k = State
 			}
 			if kindPriority[k] > kindPriority[kinds[in]] {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"runtime"
 	"time"
 
@@ -40,6 +39,11 @@ type Config struct {
 	Context context.Context
 	// AfterStep, when set, is called after every optimizer step (tests use it to interrupt).
 	AfterStep func(epoch, step int)
+	// FrozenBN runs every BatchNormalization on its running statistics, which stay fixed,
+	// while γ, β and the rest train.
+	FrozenBN bool
+	// Frozen names parameters that must not train.
+	Frozen []string
 }
 
 // fingerprint lists the settings a resumed run must share with the interrupted one.
@@ -49,9 +53,16 @@ func (c Config) fingerprint() string {
 		aug = fmt.Sprintf("%+v", *c.Augment)
 	}
 	// The thread count and the BLAS change how sums are split, hence the bits of the result.
-	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s threads=%d blas=%s",
+	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s frozen-bn=%v frozen=%d threads=%d blas=%s",
 		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug,
-		runtime.GOMAXPROCS(0), blas.Name())
+		c.FrozenBN, len(c.Frozen), runtime.GOMAXPROCS(0), blas.Name())
+}
+
+// SavedBy reports whether the checkpoint at path was saved by a run with cfg's settings
+// (so Train with cfg and Resume continues it).
+func SavedBy(path string, cfg Config) bool {
+	c, err := loadCheckpoint(path)
+	return err == nil && c.Fingerprint == cfg.fingerprint()
 }
 
 // EpochStats summarizes one epoch.
@@ -78,7 +89,11 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := engine.Compile(g, cfg.Batch, engine.Options{})
+	frozen := map[string]bool{}
+	for _, name := range cfg.Frozen {
+		frozen[name] = true
+	}
+	p, err := engine.Compile(g, cfg.Batch, engine.Options{Frozen: frozen})
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +162,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	out := g.Outputs[0]
 	steps := ld.Len()
 	total := steps * cfg.Epochs
+	var guard Guard // restarts with a resumed run
 	for e := startEpoch; e < cfg.Epochs; e++ {
 		start := time.Now()
 		bar := progress.New(cfg.Log, fmt.Sprintf("epoch %d/%d", e+1, cfg.Epochs), steps)
@@ -172,14 +188,10 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 			if n == 0 {
 				break
 			}
-			p.Forward(true)
+			p.Forward(!cfg.FrozenBN)
 			loss, c := p.SoftmaxCrossEntropy(out, y)
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				msg := "no checkpoint was written"
-				if cfg.Checkpoint != "" {
-					msg = "the last good state is in " + cfg.Checkpoint
-				}
-				return stats, fmt.Errorf("epoch %d step %d: the loss is %v; lower --lr (%s)", e+1, s+1, loss, msg)
+			if bad, l0, now := guard.Add(loss); bad {
+				return stats, &DivergedError{What: "training", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, LR: cfg.LR, Checkpoint: lastGood(cfg.Checkpoint, e, startEpoch, cfg.Resume)}
 			}
 			p.Backward()
 			opt.Step(sched.LR(e*steps+s, total))
@@ -201,6 +213,15 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 	}
 	return stats, nil
+}
+
+// lastGood is the checkpoint that holds the state before epoch e (0-based) of a run that
+// started at epoch start: "" when none was written.
+func lastGood(ckpt string, e, start int, resumed bool) string {
+	if ckpt == "" || (e == start && !resumed) {
+		return ""
+	}
+	return ckpt
 }
 
 // restore copies saved tensors into the live ones, which must match in names and sizes.
