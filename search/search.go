@@ -168,7 +168,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	}
 	x := tr.Input()
 	y, ay := make([]int32, cfg.Batch), make([]int32, cfg.Batch)
-	var guard train.Guard // restarts with a resumed search
+	guard := train.Guard{Ceiling: train.ChanceLoss(g.Shapes[g.Outputs[0]][1])} // restarts with a resumed search
 	startEpoch := st.Epoch
 	for e := st.Epoch; e < cfg.Epochs; e++ {
 		start := time.Now()
@@ -202,7 +202,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 				if cfg.Checkpoint != "" && (e > startEpoch || cfg.Resume) {
 					good = cfg.Checkpoint
 				}
-				return nil, &train.DivergedError{What: "search", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, LR: cfg.LR, Checkpoint: good}
+				return nil, &train.DivergedError{What: "search", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, Ceiling: guard.Ceiling, LR: cfg.LR, Checkpoint: good}
 			}
 			if err != nil {
 				return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)

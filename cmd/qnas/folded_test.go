@@ -42,29 +42,28 @@ func readReport(t *testing.T, path string) (acc, ptq float64) {
 	return rep.Accuracy, rep.PTQAccuracy
 }
 
-// A model exported with its BatchNorms folded (PyTorch's default) fine-tunes, searches and
-// trains like one exported with them: with the default learning rate, quantize and optimize
-// end above the post-training-quantized accuracy instead of collapsing to chance (11 % and
-// 9.5 % before BatchNorm was restored for training), and their outputs hold no
-// BatchNormalization.
+// A model exported with its BatchNorms folded (PyTorch's default) fine-tunes and searches
+// like one exported with them: on the folded ResNet-20, quantize (one QAT epoch) and
+// optimize (one search epoch, post-training quantization of the result) reach the
+// accuracy of a quantized model instead of chance (23 % and 8 % before BatchNorm was
+// restored for training), and their outputs hold no BatchNormalization.
 func TestFoldedModelsFineTune(t *testing.T) {
+	common := []string{"--data", "embedded", "--limit-test", "200", "--calib", "2", "--seed", "1", "--threads", "2",
+		"--mean", "0.286", "--std", "0.353"}
 	for _, c := range []struct {
 		name string
-		args func(model, out string) []string
+		args []string
 	}{
-		{"quantize", func(model, out string) []string {
-			return quantizeArgs(model, out, "--wbits", "4", "--abits", "4", "--epochs", "1", "--limit-train", "2048", "--mean", "0.286", "--std", "0.353")
-		}},
-		{"optimize", func(model, out string) []string {
-			return optimizeArgs(model, out, "--limit-train", "2048")
-		}},
+		{"quantize", []string{"quantize", "--wbits", "4", "--abits", "4", "--epochs", "1"}},
+		{"optimize", []string{"optimize", "--budget", "0.25", "--limit-train", "2048", "--search-epochs", "1", "--ft-epochs", "0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			model := copyFixture(t, dir, "mbv2.onnx")
+			model := copyFixture(t, dir, "resnet20.onnx")
 			out := filepath.Join(dir, "q.onnx")
 			report := filepath.Join(dir, "r.json")
-			status, _, stderr := runCLI(t, append(c.args(model, out), "--report", report)...)
+			args := append(append([]string{c.args[0], model}, c.args[1:]...), common...)
+			status, _, stderr := runCLI(t, append(args, "-o", out, "--report", report)...)
 			if status != 0 {
 				t.Fatalf("%s of a folded model: %s", c.name, stderr)
 			}
@@ -72,9 +71,9 @@ func TestFoldedModelsFineTune(t *testing.T) {
 				t.Errorf("no note that BatchNorm was restored for training:\n%s", stderr)
 			}
 			acc, ptq := readReport(t, report)
-			t.Logf("%s: post-training %.1f%%, fine-tuned %.1f%%", c.name, 100*ptq, 100*acc)
-			if acc < 0.8 || acc < ptq-0.02 {
-				t.Errorf("fine-tuned accuracy %.3f (after calibration alone %.3f)", acc, ptq)
+			t.Logf("%s: post-training %.1f%%, final %.1f%%", c.name, 100*ptq, 100*acc)
+			if acc < 0.85 {
+				t.Errorf("accuracy %.3f (after calibration alone %.3f)", acc, ptq)
 			}
 			g, err := graph.Load(out, graph.ImportOptions{})
 			if err != nil {

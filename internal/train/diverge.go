@@ -22,6 +22,7 @@ type DivergedError struct {
 	What        string  // "training" or "search"
 	Epoch, Step int     // 1-based, where it was detected
 	Start, Now  float64 // the lowest loss of the first and the mean of the last GuardWindow steps (Now may be NaN)
+	Ceiling     float64 // the limit Now crossed, when the guard had one
 	LR          float64 // the base learning rate of the run
 	Checkpoint  string  // the last good state ("" : none written)
 	// Hint, set by the caller, says what to change (the CLI: "lower --lr").
@@ -34,6 +35,9 @@ func (e *DivergedError) Error() string {
 		what = fmt.Sprintf("the %s loss became %v", e.What, e.Now)
 	} else {
 		what = fmt.Sprintf("the %s loss rose from %.3g to %.3g (mean of the last %d steps)", e.What, e.Start, e.Now, GuardWindow)
+		if e.Ceiling > 0 {
+			what += fmt.Sprintf(", worse than guessing (%.3g)", e.Ceiling)
+		}
 	}
 	msg := fmt.Sprintf("epoch %d step %d: %s: the run diverged at learning rate %g", e.Epoch, e.Step, what, e.LR)
 	if e.Hint != "" {
@@ -47,6 +51,11 @@ func (e *DivergedError) Error() string {
 
 // Guard watches the losses of a run for divergence. The zero value is ready to use.
 type Guard struct {
+	// Ceiling, when positive, is the limit of the mean loss instead of the rise above the
+	// start: a search's losses follow the architectures it samples, and their spread is no
+	// sign of divergence, but a mean above the loss of guessing (ChanceLoss) is.
+	Ceiling float64
+
 	start   float64 // the lowest of the first GuardWindow losses
 	last    [GuardWindow]float64
 	n       int
@@ -76,8 +85,15 @@ func (g *Guard) Add(loss float64) (diverged bool, start, now float64) {
 		return false, 0, 0
 	}
 	now = g.sumLast / GuardWindow
+	if g.Ceiling > 0 {
+		return now > g.Ceiling, g.start, now
+	}
 	return now > max(GuardFactor*g.start, g.start+GuardMargin), g.start, now
 }
+
+// ChanceLoss is the cross-entropy of a uniform guess over classes plus GuardMargin: a model
+// whose mean loss stays above it does worse than guessing, confidently.
+func ChanceLoss(classes int) float64 { return math.Log(float64(max(classes, 2))) + GuardMargin }
 
 // AccuracyDropLimit is how far a fine-tuned model's accuracy may fall below the accuracy
 // ptq the same architecture had before fine-tuning, measured on n samples, before the run
