@@ -61,6 +61,37 @@ func (o SearchOptions) Check() error {
 	return nil
 }
 
+// For returns the options restricted to the bits the cost model runs: weight bits that
+// run with some input option (or the network input's 8 bits), input bits that run with some
+// weight option. It is an error when nothing is left.
+func (o SearchOptions) For(m CostModel) (SearchOptions, error) {
+	abits := append(slices.Clone(o.ABits), 8)
+	var w, a []int
+	for _, wb := range o.WBits {
+		if slices.ContainsFunc(abits, func(ab int) bool { return m.Runs(wb, ab) }) {
+			w = append(w, wb)
+		}
+	}
+	for _, ab := range o.ABits {
+		if slices.ContainsFunc(w, func(wb int) bool { return m.Runs(wb, ab) }) {
+			a = append(a, ab)
+		}
+	}
+	if len(w) == 0 || len(a) == 0 {
+		return o, fmt.Errorf("%s runs none of the pairs of --wbits %s and --abits %s (it runs %s)", m.Name(), joinInts(o.WBits), joinInts(o.ABits), m.pairList())
+	}
+	o.WBits, o.ABits = w, a
+	return o, nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
 // parseGranularity returns the number of choice units of a layer of the given filters.
 func parseGranularity(g string, filters int) (int, error) {
 	switch {
@@ -339,10 +370,6 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 		}
 		return 1
 	}
-	pen := 0.0
-	if m.Kind == "target" {
-		pen = m.Target.dearest().Cost
-	}
 	total := 0.0
 	for _, lc := range sn.Layers {
 		l := lc.Layer
@@ -361,17 +388,8 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 		for i, wb := range lc.WBits {
 			c[i], dc[i] = make([]float64, len(lc.ABits)), make([]float64, len(lc.ABits))
 			for j, ab := range lc.ABits {
-				v, ok := m.FilterCost(l, wb, ab, fan)
-				if !ok {
-					v = float64(l.Spatial) * fan * pen
-				}
-				c[i][j] = v
-				h := math.Max(fan*1e-6, 1e-6)
-				v2, ok2 := m.FilterCost(l, wb, ab, fan+h)
-				if !ok2 {
-					v2 = float64(l.Spatial) * (fan + h) * pen
-				}
-				dc[i][j] = (v2 - v) / h
+				c[i][j], _ = m.FilterCost(l, wb, ab, fan) // a pair the device does not run at its price
+				dc[i][j] = m.FilterCostDFan(l, wb, ab, fan)
 			}
 		}
 		per := float64(l.Filters) / float64(lc.Units)

@@ -49,14 +49,10 @@ func TestExpectedCostGradient(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(4, 4))
-	for _, kind := range []string{"bops", "bops-acc", "size", "target"} {
-		m := CostModel{Kind: kind}
-		if kind == "target" {
-			tg, err := LoadTarget("npu-int8-int4")
-			if err != nil {
-				t.Fatal(err)
-			}
-			m = CostModel{Kind: "target", Target: tg}
+	for _, c := range []struct{ kind, target string }{{"bops", ""}, {"bops-acc", ""}, {"size", ""}, {"", "npu-int8-int4"}} {
+		m, err := NewCostModel(c.kind, c.target)
+		if err != nil {
+			t.Fatal(err)
 		}
 		logits := randomLogits(sn, r)
 		grads := map[string][]float32{}
@@ -76,7 +72,7 @@ func TestExpectedCostGradient(t *testing.T) {
 				v[i] = old
 				num := (cp - cm) / (2 * h)
 				if math.Abs(num-float64(grads[name][i])) > 1e-3*math.Max(1e-2, math.Abs(num)) {
-					t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", kind, name, i, grads[name][i], num)
+					t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", m, name, i, grads[name][i], num)
 				}
 			}
 		}
@@ -88,7 +84,7 @@ func TestExpectedCostGradient(t *testing.T) {
 // costs.
 func TestDeriveFillsBudget(t *testing.T) {
 	s := loadSpace(t, "resnet8_bn.onnx")
-	m := CostModel{Kind: "bops"}
+	m := BOPs()
 	ref := m.Reference(s)
 	r := rand.New(rand.NewPCG(5, 5))
 	for _, prune := range []bool{false, true} {
@@ -144,7 +140,7 @@ func TestSupernetArgmaxIsDerivedArchitecture(t *testing.T) {
 		copy(sn.Graph.Consts[k].F, v)
 	}
 	// The supernet at argmax and the pruned, quantized model of those choices agree.
-	res := sn.Argmax(CostModel{Kind: "bops"}, logits).Resolved()
+	res := sn.Argmax(BOPs(), logits).Resolved()
 	fixed, err := res.Apply()
 	if err != nil {
 		t.Fatal(err)
@@ -182,5 +178,69 @@ func TestSupernetArgmaxIsDerivedArchitecture(t *testing.T) {
 	}
 	if diff > 1e-3 {
 		t.Errorf("supernet at argmax and the derived architecture differ by %.3g in the logits", diff)
+	}
+}
+
+// Under every shipped target profile, on ResNet-20 and MobileNetV2, the derivation lands in
+// [0.98, 1] × budget at 0.6 and 0.8 of the profile's reference (and 0.3 where the
+// profile's cheapest architecture allows it), from random and from peaked (trained-like)
+// logits, moving only over pairs the device runs; the feasibility check (MinCost) and the
+// derivation agree. Profiles whose only pair is w8a8 get there by pruning.
+func TestTargetsLandOnBudget(t *testing.T) {
+	for _, model := range []string{"resnet20_bn.onnx", "mbv2_bn.onnx"} {
+		s := loadSpace(t, model)
+		for _, name := range ShippedTargets() {
+			m, err := NewCostModel("", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, err := DefaultSearchOptions().For(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sn, err := s.NewSupernet(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := m.Reference(s)
+			if sn.MinCost(m) > 0.6*ref {
+				opts.Prune = true // a device of few pairs gets below its full cost by pruning
+				if sn, err = s.NewSupernet(opts); err != nil {
+					t.Fatal(err)
+				}
+			}
+			minRatio := sn.MinCost(m) / ref
+			r := rand.New(rand.NewPCG(7, 7))
+			for _, ratio := range []float64{0.3, 0.6, 0.8} {
+				for _, peaked := range []bool{false, true} {
+					logits := randomLogits(sn, r)
+					if peaked {
+						for _, v := range logits {
+							for i := range v {
+								v[i] *= 6
+							}
+						}
+					}
+					d, err := sn.Derive(m, logits, ratio*ref)
+					if ratio < minRatio {
+						if _, ok := err.(*BudgetError); !ok {
+							t.Errorf("%s %s %.1f: below the cheapest (%.3f): error %v", model, name, ratio, minRatio, err)
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatalf("%s %s %.1f: %v", model, name, ratio, err)
+					}
+					res := d.Resolved()
+					c, err := m.Cost(res) // an error for a pair the device does not run
+					if err != nil {
+						t.Fatalf("%s %s %.1f: %v", model, name, ratio, err)
+					}
+					if c > ratio*ref*(1+1e-9) || c < 0.98*ratio*ref {
+						t.Errorf("%s %s (prune %v), budget %.1f, peaked %v: cost %.4f of the reference", model, name, opts.Prune, ratio, peaked, c/ref)
+					}
+				}
+			}
+		}
 	}
 }

@@ -258,6 +258,9 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if err != nil {
 		return usageError{err}
 	}
+	if opts, err = opts.For(cm); err != nil {
+		return usageError{err}
+	}
 	g, space, err := loadSpace(path)
 	if err != nil {
 		return err
