@@ -408,7 +408,9 @@ func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float
 	p.Backward()
 	p.SetStatsMomentum(-1)
 	t.adam.Step(t.cfg.ArchLR)
-	mu, cost = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget)
+	if mu, cost, err = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget); err != nil {
+		return loss, mu, cost, err
+	}
 	for _, name := range t.sn.ArchParams() {
 		if slices.ContainsFunc(t.logits[name], func(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) }) {
 			return loss, mu, cost, fmt.Errorf("the architecture logits %q are not finite", name)

@@ -445,10 +445,13 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 // Project tilts the logits so that the expected cost equals the budget: every choice's
 // logits move by −μ times the cost's derivative with respect to each of its options'
 // probabilities (divided by the budget), with the one scalar μ that makes the expected
-// cost equal the budget (bisection, |μ| ≤ 100). Of the distributions that meet the budget
-// this is, to first order, the closest to the current one, and expensive choices give up
-// the most. It returns μ and the expected cost after the tilt.
-func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget float64) (mu, cost float64) {
+// cost equal the budget (bisection on a bracket that widens as needed). Of the
+// distributions that meet the budget this is, to first order, the closest to the current
+// one, and expensive choices give up the most. It returns μ and the expected cost after the
+// tilt. A budget above what even the dearest tilt reaches leaves the logits as they are
+// (μ = 0: the budget does not bind); a budget that no tilt gets down to is a
+// *ProjectionError, the logits left as they were.
+func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget float64) (mu, cost float64, err error) {
 	type row struct {
 		name string
 		off  int
@@ -475,12 +478,19 @@ func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget flo
 		}
 		return sn.expectedCost(m, logits, nil)
 	}
+	const widest = 1e6
 	lo, hi := -100.0, 100.0
-	if at(lo) <= budget { // even the most expensive tilt fits
-		return lo, at(lo)
+	for at(lo) <= budget {
+		if lo *= 10; lo < -widest { // the budget is above every reachable expected cost
+			return 0, at(0), nil
+		}
 	}
-	if at(hi) >= budget { // the cheapest tilt does not fit: as close as it gets
-		return hi, at(hi)
+	for at(hi) > budget {
+		if hi *= 10; hi > widest {
+			c := at(hi)
+			at(0)
+			return 0, c, &ProjectionError{Budget: budget, Cheapest: c}
+		}
 	}
 	for range 60 {
 		mid := (lo + hi) / 2
@@ -490,7 +500,15 @@ func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget flo
 			hi = mid
 		}
 	}
-	return hi, at(hi)
+	return hi, at(hi), nil
+}
+
+// ProjectionError is a budget the projection cannot reach: even the strongest tilt toward
+// cheap options leaves the expected cost at Cheapest.
+type ProjectionError struct{ Budget, Cheapest float64 }
+
+func (e *ProjectionError) Error() string {
+	return fmt.Sprintf("the budget projection cannot bring the expected cost (%.4g at its strongest tilt) down to the budget (%.4g): the logits are too far from it", e.Cheapest, e.Budget)
 }
 
 // ArchParams lists the logits constants of the supernet.

@@ -3,6 +3,7 @@ package supernet
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -242,5 +243,51 @@ func TestTargetsLandOnBudget(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The budget projection puts the expected cost on the budget; a budget above every
+// reachable cost leaves the logits alone; a budget no tilt reaches is an error that leaves
+// them alone too.
+func TestProject(t *testing.T) {
+	s := loadSpace(t, "resnet8_bn.onnx")
+	opts := DefaultSearchOptions()
+	opts.Prune = true
+	sn, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := BOPs()
+	ref := m.Reference(s)
+	r := rand.New(rand.NewPCG(8, 8))
+	for _, ratio := range []float64{0.05, 0.125, 0.25, 0.6, 0.9} {
+		logits := randomLogits(sn, r)
+		mu, c, err := sn.Project(m, logits, ratio*ref)
+		if err != nil {
+			t.Fatalf("%.3f: %v", ratio, err)
+		}
+		if e := sn.ExpectedCost(m, logits, nil, 0); math.Abs(e-ratio*ref) > 1e-5*ref || math.Abs(c-e) > 1e-9*ref {
+			t.Errorf("budget %.3f: expected cost %.6f after the projection (μ %.3g, reported %.6f)", ratio, e/ref, mu, c/ref)
+		}
+	}
+	same := func(a, b map[string][]float32) bool {
+		for k := range a {
+			if !slices.Equal(a[k], b[k]) {
+				return false
+			}
+		}
+		return true
+	}
+	logits := randomLogits(sn, r)
+	before := map[string][]float32{}
+	for k, v := range logits {
+		before[k] = slices.Clone(v)
+	}
+	if mu, _, err := sn.Project(m, logits, 2*ref); err != nil || mu != 0 || !same(logits, before) {
+		t.Errorf("a budget above the dearest architecture: μ %v, error %v, logits changed %v", mu, err, !same(logits, before))
+	}
+	_, _, err = sn.Project(m, logits, 1e-6*ref)
+	if _, ok := err.(*ProjectionError); !ok || !same(logits, before) {
+		t.Errorf("an unreachable budget: error %v, logits changed %v", err, !same(logits, before))
 	}
 }
