@@ -26,6 +26,8 @@ type QuantizeConfig struct {
 	Norm         data.Normalize
 	Augment      *data.Augment
 	Log          io.Writer
+	// Distill, when set, distills the fine-tuning from a teacher (train.Distill).
+	Distill *train.Distill
 	// Checkpoint, Resume and Context work as in train.Config.
 	Checkpoint string
 	Resume     bool
@@ -72,7 +74,7 @@ func Calibrated(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig
 func FineTune(g *graph.Graph, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, []train.EpochStats, error) {
 	tc := train.Config{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum, Nesterov: true,
 		WeightDecay: cfg.WeightDecay, Seed: cfg.Seed, Norm: cfg.Norm, Augment: cfg.Augment, Log: cfg.Log,
-		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context}
+		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context, Distill: cfg.Distill}
 	if cfg.Epochs < 2 {
 		var stats []train.EpochStats
 		if cfg.Epochs == 1 {

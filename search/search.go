@@ -43,6 +43,8 @@ type SearchConfig struct {
 	// (internal/optim.Adam.SharedScale) instead of one per logit.
 	ArchSharedScale bool
 	HoldOut         float64 // the share of the training data the logits learn on
+	// Distill, when set, distills the weight steps from a teacher (train.Distill).
+	Distill *train.Distill
 	CalibBatches    int
 	Seed            uint64
 	Norm            data.Normalize
@@ -279,9 +281,9 @@ const searchStateVersion = 1
 
 // fingerprint lists what a resumed search must share with the interrupted one.
 func (c SearchConfig) fingerprint(sn *supernet.Supernet) string {
-	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g shared=%v hard=%v/%v tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v space=%+v threads=%d blas=%s",
+	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g shared=%v hard=%v/%v tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v distill=%s space=%+v threads=%d blas=%s",
 		searchStateVersion, c.Cost, c.Budget, c.Epochs, c.Warmup, c.Batch, c.LR, c.Momentum, c.WeightDecay, c.ArchLR, c.ArchSharedScale, c.HardArch, c.HardWeights, c.TauStart, c.TauEnd,
-		c.HoldOut, c.CalibBatches, c.Seed, c.Norm.Mean, c.Norm.Std, c.Augment != nil, sn.Opts, runtime.GOMAXPROCS(0), blas.Name())
+		c.HoldOut, c.CalibBatches, c.Seed, c.Norm.Mean, c.Norm.Std, c.Augment != nil, c.Distill, sn.Opts, runtime.GOMAXPROCS(0), blas.Name())
 }
 
 // load restores the state saved in path into st's live tensors.
@@ -326,9 +328,10 @@ type Trainer struct {
 	cfg    SearchConfig
 	sgd    *optim.SGD
 	adam   *optim.Adam
-	isArch map[string]bool
-	logits map[string][]float32
-	state  engine.StepState
+	isArch  map[string]bool
+	logits  map[string][]float32
+	state   engine.StepState
+	teacher *train.Teacher
 }
 
 // NewTrainer compiles the supernet at cfg.Batch and sets up its two optimizers: SGD
@@ -357,6 +360,9 @@ func NewTrainer(sn *supernet.Supernet, cfg SearchConfig) (*Trainer, error) {
 			noDecay[v.Name] = true
 		}
 	}
+	if t.teacher, err = train.NewTeacher(cfg.Distill, cfg.Batch); err != nil {
+		return nil, err
+	}
 	t.sgd = &optim.SGD{Params: wParams, Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
 	t.adam = &optim.Adam{Params: aParams, SharedScale: cfg.ArchSharedScale}
 	return t, nil
@@ -380,7 +386,7 @@ func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, 
 	p.SetTrainable(func(name string) bool { return !t.isArch[name] })
 	t.sample(uint64(2*it), tau, t.cfg.HardWeights)
 	p.Forward(true)
-	loss, correct = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
+	loss, correct = t.teacher.Loss(p, t.sn.Graph.Outputs[0], t.Input(), y)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, correct, fmt.Errorf("the loss is %v; lower --lr", loss)
 	}

@@ -305,6 +305,7 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, o.Batch, o.LR, o.Momentum, o.WD
 		cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Augment, cfg.Log, cfg.Context = o.ArchLR, o.Warmup, o.Calib, seed, norm, aug, stderr, ctx
 		cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
+		cfg.Distill = o.distill(g)
 		if k == 0 {
 			cfg.Checkpoint = o.Out + ".search.ckpt"
 			_, statErr := os.Stat(cfg.Checkpoint)

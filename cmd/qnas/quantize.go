@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,6 +44,16 @@ type quantFlags struct {
 	Report     string
 	Resume     string
 	JSON       bool
+	Distill    float64
+	DistillT   float64
+}
+
+// distill returns the distillation settings of the flags with teacher g (nil when off).
+func (q *quantFlags) distill(g *graph.Graph) *train.Distill {
+	if q.Distill == 0 {
+		return nil
+	}
+	return &train.Distill{Teacher: g, Weight: q.Distill, Temperature: q.DistillT}
 }
 
 func (q *quantFlags) register(f *pflag.FlagSet) {
@@ -66,6 +77,8 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&q.Report, "report", "", "write a JSON report to this file")
 	f.StringVar(&q.Resume, "resume", "", "continue the fine-tuning saved in this checkpoint (OUT.ckpt is written every epoch and on SIGINT/SIGTERM)")
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
+	f.Float64Var(&q.Distill, "distill", 0, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
+	f.Float64Var(&q.DistillT, "distill-temp", 4, "temperature of the distillation")
 }
 
 func joinNames(v []string) string {
@@ -98,6 +111,9 @@ func (q *quantFlags) check(model string) error {
 	}
 	if !(q.LR > 0) {
 		return usageError{fmt.Errorf("--lr must be positive")}
+	}
+	if !(q.Distill >= 0 && q.Distill <= 1) || !(q.DistillT > 0) || math.IsInf(q.DistillT, 0) {
+		return usageError{fmt.Errorf("--distill must be in [0, 1] and --distill-temp positive")}
 	}
 	files := export.OutputFiles(q.Out)
 	for _, f := range []string{files.Model, files.Encodings, files.Arch, q.Report, q.Out + ".ckpt"} {
@@ -285,7 +301,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	defer stop()
 	qcfg := search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
 		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: resume, Context: ctx}
+		Checkpoint: ckpt, Resume: resume, Context: ctx, Distill: q.distill(g)}
 	qg, err := search.Calibrated(r, trainSet, qcfg)
 	if err != nil {
 		return nil, err

@@ -44,6 +44,8 @@ type Config struct {
 	FrozenBN bool
 	// Frozen names parameters that must not train.
 	Frozen []string
+	// Distill, when set, adds knowledge distillation from a teacher to the loss.
+	Distill *Distill
 }
 
 // fingerprint lists the settings a resumed run must share with the interrupted one.
@@ -53,9 +55,9 @@ func (c Config) fingerprint() string {
 		aug = fmt.Sprintf("%+v", *c.Augment)
 	}
 	// The thread count and the BLAS change how sums are split, hence the bits of the result.
-	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s frozen-bn=%v frozen=%d threads=%d blas=%s",
+	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s frozen-bn=%v frozen=%d distill=%s threads=%d blas=%s",
 		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug,
-		c.FrozenBN, len(c.Frozen), runtime.GOMAXPROCS(0), blas.Name())
+		c.FrozenBN, len(c.Frozen), c.Distill, runtime.GOMAXPROCS(0), blas.Name())
 }
 
 // SavedBy reports whether the checkpoint at path was saved by a run with cfg's settings
@@ -94,6 +96,10 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		frozen[name] = true
 	}
 	p, err := engine.Compile(g, cfg.Batch, engine.Options{Frozen: frozen})
+	if err != nil {
+		return nil, err
+	}
+	teacher, err := NewTeacher(cfg.Distill, cfg.Batch)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +195,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 				break
 			}
 			p.Forward(!cfg.FrozenBN)
-			loss, c := p.SoftmaxCrossEntropy(out, y)
+			loss, c := teacher.Loss(p, out, x, y)
 			if bad, l0, now := guard.Add(loss); bad {
 				return stats, &DivergedError{What: "training", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, LR: cfg.LR, Checkpoint: lastGood(cfg.Checkpoint, e, startEpoch, cfg.Resume)}
 			}
