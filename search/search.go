@@ -44,15 +44,15 @@ type SearchConfig struct {
 	ArchSharedScale bool
 	HoldOut         float64 // the share of the training data the logits learn on
 	// Distill, when set, distills the weight steps from a teacher (train.Distill).
-	Distill *train.Distill
-	CalibBatches    int
-	Seed            uint64
-	Norm            data.Normalize
-	Augment         *data.Augment
-	Log             io.Writer
-	Checkpoint      string
-	Resume          bool
-	Context         context.Context
+	Distill      *train.Distill
+	CalibBatches int
+	Seed         uint64
+	Norm         data.Normalize
+	Augment      *data.Augment
+	Log          io.Writer
+	Checkpoint   string
+	Resume       bool
+	Context      context.Context
 }
 
 // DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
@@ -323,11 +323,11 @@ func (st *searchState) load(path, fingerprint string) error {
 
 // Trainer runs the search's two kinds of steps on one compiled plan of a supernet.
 type Trainer struct {
-	Plan   *engine.Plan
-	sn     *supernet.Supernet
-	cfg    SearchConfig
-	sgd    *optim.SGD
-	adam   *optim.Adam
+	Plan    *engine.Plan
+	sn      *supernet.Supernet
+	cfg     SearchConfig
+	sgd     *optim.SGD
+	adam    *optim.Adam
 	isArch  map[string]bool
 	logits  map[string][]float32
 	state   engine.StepState
