@@ -89,6 +89,9 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 			idx = append(idx, i)
 		}
 		d.Batch(idx, norm, nil, nil, x, nil)
+		if err := d.Err(); err != nil {
+			return err
+		}
 		p.Forward(false)
 		for _, q := range qs {
 			v := p.Value(q.node.Inputs[0]).Data
@@ -176,6 +179,9 @@ func ReestimateBN(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches,
 			idx = append(idx, i)
 		}
 		d.Batch(idx, norm, nil, nil, x, nil)
+		if err := d.Err(); err != nil {
+			return err
+		}
 		p.SetStatsMomentum(1 / float32(k+1))
 		p.Forward(true)
 		k++

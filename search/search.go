@@ -194,6 +194,9 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			stepStart := time.Now()
 			tau := cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64(t)/float64(max(total-1, 1)))
 			wl.Next(x, y)
+			if err := wl.Err(); err != nil {
+				return nil, err
+			}
 			loss, c, err := tr.WeightStep(y, t, tau, sched.LR(t, total))
 			if err != nil {
 				return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
@@ -205,6 +208,9 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			if t >= warm {
 				al.Seek(t/al.Len(), t%al.Len())
 				al.Next(x, ay)
+				if err := al.Err(); err != nil {
+					return nil, err
+				}
 				aloss, mu, ec := tr.ArchStep(ay, t, tau)
 				st.Tilt, st.LastCost = mu, ec/cfg.Budget
 				st.ArchLossSum += aloss
