@@ -20,10 +20,12 @@ func encodePNG(t *testing.T, img image.Image) []byte {
 	return b.Bytes()
 }
 
-func encodeJPEG(t *testing.T, img image.Image) []byte {
+func encodeJPEG(t *testing.T, img image.Image) []byte { return encodeJPEGQ(t, img, 100) }
+
+func encodeJPEGQ(t testing.TB, img image.Image, quality int) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 100}); err != nil {
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: quality}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -146,16 +146,25 @@ func (st *photoStore) guard(p string, f func() error) (err error) {
 	return f()
 }
 
-// fitted is the size images are brought to before cropping: scaled so that the c×h×w
-// crop covers a crop fraction of them, keeping their aspect ratio.
+// fitted is the size images are brought to before cropping: scaled, keeping their aspect
+// ratio, so that the h×w crop covers the crop fraction of the side that binds; as
+// torchvision's Resize does, that side gets its size rounded and the other one truncated.
 func (st *photoStore) fitted(f *photoFile, h, w int) (fw, fh int) {
-	s := math.Max(float64(h)/float64(f.h), float64(w)/float64(f.w)) / st.crop
-	fw = max(w, int(math.Round(float64(f.w)*s)))
-	fh = max(h, int(math.Round(float64(f.h)*s)))
-	if float64(f.w)*s < float64(w)+0.5 && float64(f.h)*s < float64(h)+0.5 {
-		fw, fh = w, h // rounding: exactly the crop
+	rh, rw := float64(h)/st.crop, float64(w)/st.crop
+	if sh, sw := rh/float64(f.h), rw/float64(f.w); sw >= sh {
+		fw = int(math.Round(rw))
+		fh = int(float64(f.h) * float64(fw) / float64(f.w))
+	} else {
+		fh = int(math.Round(rh))
+		fw = int(float64(f.w) * float64(fh) / float64(f.h))
 	}
-	return fw, fh
+	return max(fw, w), max(fh, h)
+}
+
+// centerCrop returns the h×w crop in the middle of a fw×fh image (offsets rounded half to
+// even, as torchvision's CenterCrop).
+func centerCrop(fw, fh, w, h int) rect {
+	return rect{int(math.RoundToEven(float64(fw-w) / 2)), int(math.RoundToEven(float64(fh-h) / 2)), w, h}
 }
 
 // cacheKey names one decoded image at one fitted size and channel count.
@@ -195,6 +204,9 @@ func (st *photoStore) decode(f *photoFile, c, fw, fh int) (*cachedImage, error) 
 	b := img.Bounds()
 	if b.Dx() != int(f.w) || b.Dy() != int(f.h) {
 		return nil, st.src.errf(f.path, "image decodes to %d×%d but its header says %d×%d", b.Dx(), b.Dy(), f.w, f.h)
+	}
+	if m, ok := img.(*image.YCbCr); ok && (fw != int(f.w) || fh != int(f.h)) {
+		return &cachedImage{pix: resizeYCbCr(m, c, fw, fh), w: fw, h: fh}, nil
 	}
 	pix := planes(img, c)
 	img = nil
@@ -315,7 +327,7 @@ func (p *photoSet) drawCrops(d *Dataset, idx []int, aug *Augment, rng *rand.Rand
 	out := make([]photoCrop, len(idx))
 	for i, s := range idx {
 		fw, fh := p.store.fitted(p.file(s), d.H, d.W)
-		c := rect{(fw - d.W) / 2, (fh - d.H) / 2, d.W, d.H}
+		c := centerCrop(fw, fh, d.W, d.H)
 		if aug.active() {
 			area := float64(fw * fh)
 			for range 10 {

@@ -19,8 +19,9 @@ type taps struct {
 	w     []float32 // n per output position
 }
 
-// makeTaps maps the source span [lo, lo+span) (in pixels, inside [0, limit)) onto out
-// output positions. Source indices are clamped to the span's pixels.
+// makeTaps maps the source span [lo, lo+span) onto out output positions, reading only
+// the pixels first..last: taps that fall outside are dropped and the others renormalized,
+// as if the span were cut out of the image first.
 func makeTaps(lo, span float64, out, first, last int) taps {
 	scale := span / float64(out)
 	r := math.Max(scale, 1)
@@ -42,8 +43,8 @@ func makeTaps(lo, span float64, out, first, last int) taps {
 			if wt <= 0 {
 				continue
 			}
-			j := min(max(i, first), last) - s
-			if j < 0 || j >= t.n {
+			j := i - s
+			if i < first || i > last || j < 0 || j >= t.n {
 				continue
 			}
 			ws[j] += float32(wt)
@@ -66,52 +67,97 @@ type rect struct{ x, y, w, h int }
 // resample writes the crop r of the c planes src (each sw×sh) resized to dw×dh into dst
 // (c planes of dw×dh floats on the 0–255 scale). tmp is reused scratch.
 func resample(src []uint8, c, sw, sh int, r rect, dst []float32, dw, dh int, tmp []float32) []float32 {
+	for ch := range c {
+		tmp = resamplePlane(src[ch*sw*sh:(ch+1)*sw*sh], sw, r, dst[ch*dw*dh:(ch+1)*dw*dh], dw, dh, tmp)
+	}
+	return tmp
+}
+
+// resamplePlane resizes the crop r of one plane of bytes (rows stride apart) to dw×dh
+// floats in dst.
+func resamplePlane(src []uint8, stride int, r rect, dst []float32, dw, dh int, tmp []float32) []float32 {
 	tx := makeTaps(float64(r.x), float64(r.w), dw, r.x, r.x+r.w-1)
 	ty := makeTaps(float64(r.y), float64(r.h), dh, r.y, r.y+r.h-1)
-	rows := r.h
-	if need := rows * dw; cap(tmp) < need {
+	if need := r.h * dw; cap(tmp) < need {
 		tmp = make([]float32, need)
 	}
-	tmp = tmp[:rows*dw]
-	for ch := range c {
-		plane := src[ch*sw*sh : (ch+1)*sw*sh]
-		for y := range rows {
-			row := plane[(r.y+y)*sw : (r.y+y+1)*sw]
-			out := tmp[y*dw : (y+1)*dw]
-			for o := range out {
-				s := tx.start[o]
-				ws := tx.w[o*tx.n : (o+1)*tx.n]
-				in := row[s : s+len(ws)]
-				var acc float32
-				for k, wt := range ws {
-					acc += wt * float32(in[k])
-				}
-				out[o] = acc
-			}
-		}
-		dp := dst[ch*dw*dh : (ch+1)*dw*dh]
-		for o := range dh {
-			out := dp[o*dw : (o+1)*dw]
-			clear(out)
-			ws := ty.w[o*ty.n : (o+1)*ty.n]
+	tmp = tmp[:r.h*dw]
+	for y := range r.h {
+		row := src[(r.y+y)*stride:]
+		out := tmp[y*dw : (y+1)*dw]
+		for o := range out {
+			s := tx.start[o]
+			ws := tx.w[o*tx.n : (o+1)*tx.n]
+			in := row[s : s+len(ws)]
+			var acc float32
 			for k, wt := range ws {
-				if wt == 0 {
-					continue
-				}
-				in := tmp[(ty.start[o]+k-r.y)*dw:][:dw]
-				for x, v := range in {
-					out[x] += wt * v
-				}
+				acc += wt * float32(in[k])
+			}
+			out[o] = acc
+		}
+	}
+	for o := range dh {
+		out := dst[o*dw : (o+1)*dw]
+		clear(out)
+		ws := ty.w[o*ty.n : (o+1)*ty.n]
+		for k, wt := range ws {
+			if wt == 0 {
+				continue
+			}
+			in := tmp[(ty.start[o]+k-r.y)*dw:][:dw]
+			for x, v := range in {
+				out[x] += wt * v
 			}
 		}
 	}
 	return tmp
 }
 
+// resizeYCbCr resizes a decoded JPEG to c planes of fw×fh bytes without converting it
+// to RGB first: the luma and chroma planes are resized from their own resolutions (the
+// chroma of most JPEGs has half the width and height), then converted at the target size.
+func resizeYCbCr(m *image.YCbCr, c, fw, fh int) []uint8 {
+	b := m.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := make([]uint8, c*fw*fh)
+	n := fw * fh
+	y := make([]float32, n)
+	var tmp []float32
+	tmp = resamplePlane(m.Y[m.YOffset(b.Min.X, b.Min.Y):], m.YStride, rect{0, 0, w, h}, y, fw, fh, tmp)
+	if c == 1 {
+		toBytes(y, out)
+		return out
+	}
+	cw, ch := w, h
+	switch m.SubsampleRatio {
+	case image.YCbCrSubsampleRatio422:
+		cw = (w + 1) / 2
+	case image.YCbCrSubsampleRatio420:
+		cw, ch = (w+1)/2, (h+1)/2
+	case image.YCbCrSubsampleRatio440:
+		ch = (h + 1) / 2
+	case image.YCbCrSubsampleRatio411:
+		cw = (w + 3) / 4
+	case image.YCbCrSubsampleRatio410:
+		cw, ch = (w+3)/4, (h+1)/2
+	}
+	cb, cr := make([]float32, n), make([]float32, n)
+	co := m.COffset(b.Min.X, b.Min.Y)
+	tmp = resamplePlane(m.Cb[co:], m.CStride, rect{0, 0, cw, ch}, cb, fw, fh, tmp)
+	resamplePlane(m.Cr[co:], m.CStride, rect{0, 0, cw, ch}, cr, fw, fh, tmp)
+	for i := range n {
+		r, g, bl := color.YCbCrToRGB(byteOf(y[i]), byteOf(cb[i]), byteOf(cr[i]))
+		out[i], out[n+i], out[2*n+i] = r, g, bl
+	}
+	return out
+}
+
+func byteOf(v float32) uint8 { return uint8(min(max(v+0.5, 0), 255)) }
+
 // toBytes rounds 0–255 floats to bytes.
 func toBytes(src []float32, dst []uint8) {
 	for i, v := range src {
-		dst[i] = uint8(min(max(v+0.5, 0), 255))
+		dst[i] = byteOf(v)
 	}
 }
 
