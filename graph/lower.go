@@ -1,6 +1,9 @@
 package graph
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Ops newer than some models' opset: the fold passes introduce them into graphs of any
 // opset (the opset-13 LayerNorm and GELU decompositions become one node each), and
@@ -39,20 +42,24 @@ func (l *lowering) op(op, role string, out string, in ...string) string {
 }
 
 // lowerForOpset returns g's nodes with LayerNormalization (before opset 17) and Gelu
-// (before opset 20) replaced by the decompositions exporters of those opsets write, and
-// the constants the replacements add.
+// (before opset 20) replaced by the decompositions exporters of those opsets write, the
+// other nodes in the form of g's opset (formForOpset), and the constants all this adds.
 func (g *Graph) lowerForOpset() ([]*Node, map[string]*Tensor, error) {
 	consts := map[string]*Tensor{}
 	var names *valueNames
 	var out []*Node
 	for _, n := range g.Nodes {
 		lower := (n.Op == "LayerNormalization" && g.Opset < layerNormOpset) || (n.Op == "Gelu" && g.Opset < geluOpset)
-		if !lower {
-			out = append(out, n)
-			continue
-		}
-		if names == nil {
+		if names == nil && (lower || n.Op == "ReduceMean" || n.Op == "Split") {
 			names = g.valueNames()
+		}
+		if !lower {
+			m, err := g.formForOpset(n, names, consts)
+			if err != nil {
+				return nil, nil, err
+			}
+			out = append(out, m)
+			continue
 		}
 		l := &lowering{g: g, n: n, names: names, consts: consts}
 		var err error
@@ -136,4 +143,68 @@ func (l *lowering) gelu() error {
 	half := l.op("Mul", "Mul_2", "", x, l.op("Add", "Add_1", "", t, l.scalar("one", 1)))
 	l.op("Mul", "Mul_3", n.Outputs[0], half, l.scalar("half", 0.5))
 	return nil
+}
+
+// formForOpset returns n as g's opset spells it, a copy when that differs from how n was
+// read (a graph's opset is raised on export, and passes build nodes in either form):
+// ReduceMean's axes are an attribute before opset 18 and an input from 18 on; an equal
+// Split states num_outputs from 18 on and its sizes before.
+func (g *Graph) formForOpset(n *Node, names *valueNames, consts map[string]*Tensor) (*Node, error) {
+	c := g.ctx(n)
+	switch {
+	case n.Op == "ReduceMean" && g.Opset >= 18 && n.Has("axes"):
+		axes, _ := n.Ints("axes", nil)
+		m := n.copyNode()
+		delete(m.Attrs, "axes")
+		name := names.unique(n.Name + "/axes")
+		consts[name] = NewInt([]int{len(axes)}, slices.Clone(axes))
+		m.Inputs = []string{n.Inputs[0], name}
+		return m, nil
+	case n.Op == "ReduceMean" && g.Opset < 18 && c.Has(1):
+		axes, err := c.ConstInts(1, "axes")
+		if err != nil {
+			return nil, err
+		}
+		m := n.copyNode()
+		m.Inputs = m.Inputs[:1]
+		if len(axes) > 0 {
+			m.SetInts("axes", slices.Clone(axes))
+		}
+		return m, nil
+	case n.Op == "Split" && !c.Has(1) && !n.Has("split") && (g.Opset >= 18) != n.Has("num_outputs"):
+		m := n.copyNode()
+		if g.Opset >= 18 {
+			m.SetInt("num_outputs", int64(len(n.Outputs)))
+			return m, nil
+		}
+		_, sizes, err := splitSizes(c, c.In[0])
+		if err != nil {
+			return nil, err
+		}
+		delete(m.Attrs, "num_outputs")
+		v := make([]int64, len(sizes))
+		for i, s := range sizes {
+			v[i] = int64(s)
+		}
+		if g.Opset < 13 {
+			m.SetInts("split", v)
+			return m, nil
+		}
+		name := names.unique(n.Name + "/split")
+		consts[name] = NewInt([]int{len(v)}, v)
+		m.Inputs = []string{n.Inputs[0], name}
+		return m, nil
+	}
+	return n, nil
+}
+
+// copyNode returns a copy of n whose inputs and attributes can be changed.
+func (n *Node) copyNode() *Node {
+	m := *n
+	m.Inputs = slices.Clone(n.Inputs)
+	m.Attrs = make(map[string]*Attr, len(n.Attrs))
+	for k, a := range n.Attrs {
+		m.Attrs[k] = a.clone()
+	}
+	return &m
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Import coverage beyond our fixtures (run by hand, not in CI; needs Debian's python3-torch
 # and python3-torchvision): exports torchvision's ImageNet CNNs (random weights, perturbed so
-# every layer shows in the logits; 224×224, 299×299 for inception_v3; opset 13, ConvNeXt also
-# at 17) into a folder, runs `qnas inspect --json` on each, runs the engine and ONNX Runtime on
-# the same random batch (internal/engine's TestFixturesMatchONNXRuntime with
-# QNAS_EXTRA_MODELS), and prints a Markdown table: the exported ops, qnas's MACs against the
-# exporter's forward-hook count and the published figures, and the largest logit difference
-# relative to the largest logit.
+# every layer shows in the logits; 224×224, 299×299 for inception_v3, 384×384 for
+# efficientnet_v2_s; opset 13, ConvNeXt also at 17) into a folder, runs `qnas inspect --json`
+# on each, runs the engine and ONNX Runtime on the same random batch (internal/engine's
+# TestFixturesMatchONNXRuntime with QNAS_EXTRA_MODELS), and prints a Markdown table: the
+# exported ops, qnas's MACs against the exporter's forward-hook count and the published
+# figures, and the largest logit difference relative to the largest logit.
 #   scripts/import_coverage.sh [OUTDIR] [MODEL,MODEL@OPSET,...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

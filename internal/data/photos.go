@@ -21,7 +21,7 @@ import (
 // the Loader decodes the next batch in the background while the current one trains.
 
 // DefaultCacheBytes bounds the decoded images a photo folder keeps (Options.CacheBytes).
-const DefaultCacheBytes int64 = 256 << 20
+const DefaultCacheBytes int64 = 128 << 20
 
 // DefaultMaxImagePixels bounds the pixels of one image (Options.MaxImagePixels): larger
 // headers are refused before anything is decoded.
@@ -30,6 +30,9 @@ const DefaultMaxImagePixels int64 = 1 << 26
 // maxUpscale is how much an image may be enlarged to fill the model's input: a shorter
 // side below 1/maxUpscale of the crop it must fill is refused at Fit.
 const maxUpscale = 8
+
+// readers are the buffered readers images are decoded through, reused.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
 
 // photoFile is one image of a folder: its path, class and header facts.
 type photoFile struct {
@@ -94,7 +97,10 @@ func (st *photoStore) scanHeaders(maxPixels int64) error {
 				return st.src.errf(f.path, "%v", fsErr(err))
 			}
 			defer fh.Close()
-			cfg, _, err := image.DecodeConfig(bufio.NewReaderSize(fh, 4096))
+			br := readers.Get().(*bufio.Reader)
+			defer readers.Put(br)
+			br.Reset(fh)
+			cfg, _, err := image.DecodeConfig(br)
 			if err != nil {
 				return st.src.errf(f.path, "cannot read the image header: %v", err)
 			}
@@ -197,7 +203,10 @@ func (st *photoStore) decode(f *photoFile, c, fw, fh int) (*cachedImage, error) 
 		return nil, st.src.errf(f.path, "%v", fsErr(err))
 	}
 	defer fh0.Close()
-	img, _, err := image.Decode(bufio.NewReaderSize(fh0, 1<<16))
+	br := readers.Get().(*bufio.Reader)
+	defer readers.Put(br)
+	br.Reset(fh0)
+	img, _, err := image.Decode(br)
 	if err != nil {
 		return nil, st.src.errf(f.path, "cannot decode image: %v", err)
 	}

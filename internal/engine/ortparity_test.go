@@ -169,3 +169,56 @@ func randFloats(r *rand.Rand, n int) []float32 {
 	}
 	return v
 }
+
+// A graph read at opset 13 (ReduceMean axes as an attribute, an equal Split without
+// num_outputs) and written at opset 18, as exporting with --pack raises it, takes the
+// opset-18 forms: ONNX Runtime loads it and computes what the engine computes.
+func TestFormsFollowOpset(t *testing.T) {
+	ortrun.RequireORT(t)
+	g := graph.New("forms")
+	g.Opset = 13
+	g.Inputs = []string{"x"}
+	g.Shapes["x"] = graph.Shape{graph.Batch, 4, 6}
+	g.Nodes = []*graph.Node{
+		{Name: "mean", Op: "ReduceMean", Inputs: []string{"x"}, Outputs: []string{"m"}, Attrs: map[string]*graph.Attr{"axes": ints(1)}},
+		{Name: "split", Op: "Split", Inputs: []string{"x"}, Outputs: []string{"a", "b"}, Attrs: map[string]*graph.Attr{"axis": intA(1)}},
+		{Name: "sub", Op: "Sub", Inputs: []string{"a", "m"}, Outputs: []string{"y"}},
+	}
+	g.Outputs = []string{"y", "b"}
+	if err := g.InferShapes(); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	p, err := engine.Compile(g, 3, engine.Options{Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := p.Value("x")
+	copy(x.Data, randFloats(r, x.Len()))
+	p.Forward(false)
+	for _, opset := range []int{13, 18} {
+		g.Opset = opset
+		m, err := g.ToONNX(graph.WriteOptions{IRVersion: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range m.GetGraph().GetNode() {
+			if n.GetOpType() == "ReduceMean" && (len(n.GetInput()) == 2) != (opset >= 18) {
+				t.Errorf("opset %d: ReduceMean written with inputs %v", opset, n.GetInput())
+			}
+		}
+		model, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ortrun.RunBytes(model, map[string]ortrun.Tensor{"x": {Shape: []int64{3, 4, 6}, Data: x.Data}}, g.Outputs, ortrun.Options{})
+		if err != nil {
+			t.Fatalf("opset %d: %v", opset, err)
+		}
+		for _, o := range g.Outputs {
+			if d := maxRelDiff(p.Value(o).Data, want[o].Data); d > 1e-6 {
+				t.Errorf("opset %d: output %s differs from ONNX Runtime by %.3g", opset, o, d)
+			}
+		}
+	}
+}

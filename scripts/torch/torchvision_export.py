@@ -5,9 +5,10 @@ architectures (the files are large and are not committed). Run by hand:
     /usr/bin/python3 scripts/torch/torchvision_export.py OUTDIR [--models resnet18,convnext_tiny@17,...]
 
 Each model: weights=None (seeded random init), eval mode, input 1x3x224x224 (299x299 for
-inception_v3) named "input" (batch dimension dynamic, "N"), output "logits", opset 13 unless
+inception_v3, 384x384 for efficientnet_v2_s, the sizes torchvision publishes their
+costs at) named "input" (batch dimension dynamic, "N"), output "logits", opset 13 unless
 the name carries "@OPSET" (the file is then NAME_opsetOPSET.onnx), do_constant_folding=True
-(so BatchNorm is folded into the convs). With --perturb (the default) the parameters that
+(so BatchNorm is folded into the convs). Unless --no-perturb is given, the parameters that
 torchvision initializes to constants are drawn at random first: norm scales and shifts,
 biases and BatchNorm running statistics moved by noise, ConvNeXt's layer scales (1e-6 at
 init) drawn from [0.5, 1], so every path of the network shows in the logits and no two
@@ -40,7 +41,7 @@ MODELS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1",
           "efficientnet_v2_s", "alexnet", "vgg11_bn"]
 
 # Models whose published figures are for another input size.
-INPUT_SIZE = {"inception_v3": 299}
+INPUT_SIZE = {"inception_v3": 299, "efficientnet_v2_s": 384}
 
 
 def count_macs(model, x):
