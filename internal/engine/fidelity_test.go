@@ -53,15 +53,15 @@ func loadCanonical(t testing.TB, path string, foldBN bool) *graph.Graph {
 }
 
 // The float forward pass of every fixture equals ONNX Runtime's within 1e-4 (max abs on the
-// logits; for the models in QNAS_EXTRA_MODELS also within 1e-5 of the largest logit), with
-// BatchNorm kept and folded.
+// logits; for the models in QNAS_EXTRA_MODELS, whose random weights give logits of any
+// magnitude, within 1e-5 of the largest logit), with BatchNorm kept and folded.
 func TestFixturesMatchONNXRuntime(t *testing.T) {
 	ortrun.RequireORT(t)
 	for _, path := range fixtureModels(t) {
 		batch := 16
 		extra := os.Getenv("QNAS_EXTRA_MODELS") != "" && !strings.HasPrefix(path, testenv.Path("testdata"))
 		if extra {
-			batch = 2 // ImageNet-sized; held to 1e-5 of the largest logit
+			batch = 2 // ImageNet-sized
 		}
 		for _, fold := range []bool{false, true} {
 			g := loadCanonical(t, path, fold)
@@ -94,7 +94,7 @@ func TestFixturesMatchONNXRuntime(t *testing.T) {
 			}
 			rel := d / scale
 			t.Logf("%s (fold BN %v): max |qnas − ORT| = %.2g, relative to the largest logit %.2g", filepath.Base(path), fold, d, rel)
-			if d > 1e-4 || extra && rel > 1e-5 {
+			if !extra && d > 1e-4 || extra && rel > 1e-5 {
 				t.Errorf("%s (fold BN %v): logits differ from ONNX Runtime by %.3g (relative %.3g)", filepath.Base(path), fold, d, rel)
 			}
 		}
