@@ -202,8 +202,8 @@ func (g *Graph) FoldLayerNorm() error {
 		}
 		axis := a1[0]
 		norm := xs[axis:]
-		if slices.Contains(norm, Batch) {
-			continue
+		if slices.Contains(norm, Batch) || norm.Elems() > g.limits().MaxConstFoldElems {
+			continue // scale and shift become constants of the normalized shape
 		}
 		// Optional scale, then optional shift.
 		last, y := div, div.Outputs[0]
