@@ -15,10 +15,16 @@ type matcher struct {
 	consumers map[string][]*Node
 	outputs   map[string]bool
 	removed   map[*Node]bool
+	position  map[*Node]int // index in g.Nodes
 }
 
 func (g *Graph) matcher() *matcher {
-	return &matcher{g: g, producers: g.Producers(), consumers: g.Consumers(), outputs: g.outputSet(), removed: map[*Node]bool{}}
+	m := &matcher{g: g, producers: g.Producers(), consumers: g.Consumers(), outputs: g.outputSet(), removed: map[*Node]bool{},
+		position: make(map[*Node]int, len(g.Nodes))}
+	for i, n := range g.Nodes {
+		m.position[n] = i
+	}
+	return m
 }
 
 // producer returns the node of op that produces v, unless v is a graph output or a node
@@ -99,8 +105,7 @@ func (m *matcher) replace(last, n *Node, matched ...*Node) {
 			}
 		}
 	}
-	i := slices.Index(m.g.Nodes, last)
-	m.g.Nodes[i] = n
+	m.g.Nodes[m.position[last]] = n
 }
 
 // finish drops the matched nodes and the constants only they read.
