@@ -316,13 +316,17 @@ func (p *photoSet) fetch(d *Dataset, s int) (*cachedImage, error) {
 func (p *photoSet) prefetch(d *Dataset, idx []int) {
 	idx = slices.Clone(idx)
 	go p.store.parallel(len(idx), func(i int) {
-		if _, err := p.fetch(d, idx[i]); err != nil {
+		err := p.store.guard(p.file(idx[i]).path, func() error {
+			_, err := p.fetch(d, idx[i])
+			return err
+		})
+		if err != nil {
 			p.setErr(err) // reported by the batch that needs the image, or here first
 		}
 	})
 }
 
-// crops are the augmentation draws of one sample of a photo folder.
+// photoCrop is the augmentation draws of one sample of a photo folder.
 type photoCrop struct {
 	r    rect // the region of the fitted image that becomes the sample
 	flip bool
