@@ -15,6 +15,7 @@ var inputRoles = map[string][]string{
 	"Gemm":               {"input", "weight", "bias"},
 	"MatMul":             {"input", "weight"},
 	"BatchNormalization": {"input", "scale", "bias", "mean", "variance"},
+	"LayerNormalization": {"input", "scale", "bias"},
 }
 
 // inputRole names input i of op.

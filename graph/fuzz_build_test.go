@@ -38,9 +38,10 @@ var fuzzFloats = []float32{0, 1, -1, 0.5, 2, 6, float32(math.NaN()), float32(mat
 var fuzzAttrs = []string{"axis", "axes", "perm", "pads", "strides", "dilations", "kernel_shape", "group",
 	"transA", "transB", "allowzero", "starts", "ends", "split", "keepdims", "epsilon", "min", "max", "to",
 	"value", "auto_pad", "ceil_mode", "start", "end", "alpha", "beta", "mode", "value_ints", "value_float",
-	"value_floats", "value_int", "count_include_pad", "noop_with_empty_axes", "num_outputs"}
+	"value_floats", "value_int", "count_include_pad", "noop_with_empty_axes", "num_outputs", "approximate", "stash_type"}
 
-var fuzzStrings = []string{"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID", "constant", "reflect", "edge", "", "x\ny"}
+var fuzzStrings = []string{"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID", "constant", "reflect", "edge", "wrap",
+	"none", "tanh", "", "x\ny"}
 
 // int64v returns a small value most of the time and a hostile one otherwise.
 func (s *byteSource) int64v() int64 {
@@ -87,7 +88,7 @@ func (s *byteSource) tensor(name string) *onnxpb.TensorProto {
 var attrKinds = map[string]int{
 	"axes": 2, "perm": 2, "pads": 2, "strides": 2, "dilations": 2, "kernel_shape": 2, "starts": 2, "ends": 2,
 	"split": 2, "value_ints": 2, "epsilon": 3, "min": 3, "max": 3, "alpha": 3, "beta": 3, "value_float": 3,
-	"value_floats": 6, "auto_pad": 4, "mode": 4, "value": 5,
+	"value_floats": 6, "auto_pad": 4, "mode": 4, "value": 5, "approximate": 4,
 }
 
 func (s *byteSource) attr(name string) *onnxpb.AttributeProto {
@@ -135,6 +136,9 @@ var opAttrs = map[string][]string{
 	"Squeeze":            {"axes"},
 	"Unsqueeze":          {"axes"},
 	"ReduceMean":         {"axes", "keepdims", "noop_with_empty_axes"},
+	"ReduceSum":          {"axes", "keepdims", "noop_with_empty_axes"},
+	"LayerNormalization": {"axis", "epsilon", "stash_type"},
+	"Gelu":               {"approximate"},
 	"Transpose":          {"perm"},
 	"Slice":              {"starts", "ends", "axes"},
 	"Reshape":            {"allowzero"},

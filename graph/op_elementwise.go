@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"slices"
 )
 
 // broadcast returns the numpy-broadcast shape of a and b. The batch dimension broadcasts
@@ -123,6 +124,22 @@ func init() {
 	unary("HardSwish", "x·max(0, min(1, x/6 + 1/2))", func(*Ctx) (func(float32) float32, error) {
 		return func(x float32) float32 { return x * max(0, min(1, x/6+0.5)) }, nil
 	})
+	unary("Sqrt", "√x", func(*Ctx) (func(float32) float32, error) {
+		return func(x float32) float32 { return float32(math.Sqrt(float64(x))) }, nil
+	})
+	unary("Erf", "the error function (GELU's exact form)", func(*Ctx) (func(float32) float32, error) {
+		return func(x float32) float32 { return float32(math.Erf(float64(x))) }, nil
+	})
+	unary("Tanh", "tanh x", func(*Ctx) (func(float32) float32, error) {
+		return func(x float32) float32 { return float32(math.Tanh(float64(x))) }, nil
+	})
+	unary("Gelu", "x·Φ(x), or its tanh approximation (approximate=\"tanh\"; opset 20)", func(c *Ctx) (func(float32) float32, error) {
+		tanh, err := GeluTanh(c.Node)
+		if err != nil {
+			return nil, err
+		}
+		return func(x float32) float32 { return float32(Gelu(float64(x), tanh)) }, nil
+	})
 	Register(&OpDef{
 		Op: "Clip", Doc: "min(max(x, lo), hi); bounds as attributes (opset < 11) or constant inputs",
 		MinInputs: 1, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1,
@@ -166,6 +183,15 @@ func init() {
 			return sameShape(c)
 		}})
 
+	Register(&OpDef{
+		Op: "Pow", Doc: "x^y elementwise with numpy broadcasting",
+		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1,
+		Infer: func(c *Ctx) ([]Shape, error) {
+			s, err := broadcast(c, c.In[0], c.In[1])
+			return []Shape{s}, err
+		},
+		Eval: evalPow,
+	})
 	for _, op := range []string{"Add", "Sub", "Mul", "Div"} {
 		Register(&OpDef{
 			Op: op, Doc: "elementwise " + op + " with numpy broadcasting",
@@ -268,6 +294,67 @@ func broadcastPairs(a, b []int, out Shape) iter.Seq2[int, [2]int] {
 }
 
 var _ = fmt.Sprint
+
+// evalPow evaluates Pow on constants. The result has the base's type; an integer base
+// takes a non-negative integer exponent.
+func evalPow(c *Ctx) ([]*Tensor, error) {
+	a, b := c.Const[0], c.Const[1]
+	shape, err := broadcast(c, Shape(a.Shape), Shape(b.Shape))
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(a.I, SymBatch) || slices.Contains(b.I, SymBatch) {
+		return nil, c.Errorf("computes Pow on the batch size; qnas needs shapes that do not depend on it")
+	}
+	total := int(shape.Elems())
+	if a.DType.IsInt() {
+		bi := b.Ints()
+		out := make([]int64, total)
+		for k, p := range broadcastPairs(a.Shape, b.Shape, shape) {
+			x, e := a.I[p[0]], bi[p[1]]
+			if e < 0 || e > 64 {
+				return nil, c.Errorf("integer power with exponent %d", e)
+			}
+			r := int64(1)
+			for range e {
+				r *= x
+			}
+			out[k] = r
+		}
+		return []*Tensor{NewInts(a.DType, shape, out)}, nil
+	}
+	bf := b.Floats()
+	out := make([]float32, total)
+	for k, p := range broadcastPairs(a.Shape, b.Shape, shape) {
+		out[k] = float32(math.Pow(float64(a.F[p[0]]), float64(bf[p[1]])))
+	}
+	return []*Tensor{NewFloat(shape, out)}, nil
+}
+
+// GeluTanh reads a Gelu node's approximate attribute: false for "none" (the exact
+// x·Φ(x)), true for "tanh".
+func GeluTanh(n *Node) (bool, error) {
+	a, err := n.String("approximate", "none")
+	if err != nil {
+		return false, err
+	}
+	switch a {
+	case "none":
+		return false, nil
+	case "tanh":
+		return true, nil
+	}
+	return false, &AttrError{n.Name, n.Op, "approximate", fmt.Sprintf("%q is not \"none\" or \"tanh\"", a)}
+}
+
+// Gelu is x·Φ(x) = x/2·(1 + erf(x/√2)), or with tanh its approximation
+// x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+func Gelu(x float64, tanh bool) float64 {
+	if tanh {
+		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+	}
+	return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
+}
 
 // arith applies the arithmetic op (Add, Sub, Mul, Div) to x and y.
 func arith[T int64 | float32](op string, x, y T) T {

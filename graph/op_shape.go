@@ -337,7 +337,7 @@ func init() {
 		},
 	})
 	Register(&OpDef{
-		Op: "Pad", Doc: "pad with constant, reflect or edge values (pads attribute before opset 11, input after)",
+		Op: "Pad", Doc: "pad with constant, reflect, edge or wrap values (pads attribute before opset 11, input after; axes from opset 18)",
 		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1,
 		Infer: func(c *Ctx) ([]Shape, error) {
 			pads, err := PadAmounts(c)
@@ -363,81 +363,12 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			if mode != "constant" && mode != "reflect" && mode != "edge" {
-				return nil, c.Errorf("mode %q is not supported (constant, reflect, edge)", mode)
+			if mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap" {
+				return nil, c.Errorf("mode %q is not supported (constant, reflect, edge, wrap)", mode)
 			}
 			return []Shape{out}, nil
 		},
 	})
-	Register(&OpDef{
-		Op: "ReduceMean", Doc: "mean over axes (spatial means in CNN heads)",
-		MinInputs: 1, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1,
-		Infer: func(c *Ctx) ([]Shape, error) {
-			x := c.In[0]
-			axes, ok, err := c.IntsAttrOrInput("axes", 1)
-			if err != nil {
-				return nil, err
-			}
-			keep, err := c.Node.Int("keepdims", 1)
-			if err != nil {
-				return nil, err
-			}
-			red := make([]bool, len(x))
-			if !ok || len(axes) == 0 {
-				if noop, _ := c.Node.Int("noop_with_empty_axes", 0); noop != 0 {
-					return []Shape{x}, nil
-				}
-				for i := range red {
-					red[i] = true
-				}
-			}
-			for _, a := range axes {
-				i, err := normAxis(c, a, len(x))
-				if err != nil {
-					return nil, err
-				}
-				red[i] = true
-			}
-			var out Shape
-			for i, d := range x {
-				switch {
-				case !red[i]:
-					out = append(out, d)
-				case d == Batch:
-					return nil, c.Errorf("reduces over the batch dimension")
-				case keep != 0:
-					out = append(out, 1)
-				}
-			}
-			return []Shape{out}, nil
-		},
-	})
-}
-
-// ReduceAxes returns the normalized axes a ReduceMean node of g reduces over.
-func (g *Graph) ReduceAxes(n *Node) ([]int, error) {
-	c := g.ctx(n)
-	axes, ok, err := c.IntsAttrOrInput("axes", 1)
-	if err != nil {
-		return nil, err
-	}
-	rank := len(c.In[0])
-	var out []int
-	if !ok || len(axes) == 0 {
-		for i := range rank {
-			out = append(out, i)
-		}
-		return out, nil
-	}
-	for _, a := range axes {
-		i, err := normAxis(c, a, rank)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, i)
-	}
-	slices.Sort(out)
-	return out, nil
 }
 
 // PadAmounts returns a Pad node's begin and end amounts per axis (begins first, as ONNX).
@@ -891,8 +822,9 @@ func sliceConst(t *Tensor, sl sliceRange) *Tensor {
 	return out
 }
 
-// splitSizes returns Split's axis and part sizes (attribute before opset 13, input after,
-// num_outputs or equal parts otherwise).
+// splitSizes returns Split's axis and part sizes (attribute before opset 13, input after;
+// otherwise parts of ⌈dim/outputs⌉, the last one smaller, which opset 18 states as
+// num_outputs).
 func splitSizes(c *Ctx, x Shape) (int, []int, error) {
 	axis, err := c.Node.Int("axis", 0)
 	if err != nil {
@@ -911,6 +843,22 @@ func splitSizes(c *Ctx, x Shape) (int, []int, error) {
 	}
 	n := len(c.Node.Outputs)
 	var sizes []int
+	if c.Node.Has("num_outputs") { // opset 18: parts of ⌈dim/k⌉, the last one smaller
+		k, err := c.Node.Int("num_outputs", 0)
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			return 0, nil, c.Errorf("has both split sizes and num_outputs")
+		}
+		if k != int64(n) {
+			return 0, nil, c.Errorf("num_outputs is %d but the node has %d outputs", k, n)
+		}
+		each := (x[a] + n - 1) / n
+		if last := x[a] - each*(n-1); last <= 0 {
+			return 0, nil, c.Errorf("dimension %d of %v does not split into %d parts of %d", a, x, n, each)
+		}
+	}
 	if ok {
 		if len(parts) != n {
 			return 0, nil, c.Errorf("split %v has %d parts for %d outputs", parts, len(parts), n)

@@ -16,13 +16,15 @@ type Pass struct {
 
 // Passes is the table of graph passes, in the order Canonicalize runs them: check-finite
 // (refuse NaN or ±Inf weights, naming the node), fold-constants, remove-identity,
-// dead-code, canonical-reshape, fold-bn (only with CanonicalOptions.FoldBN) and
-// infer-shapes.
+// dead-code, fold-layernorm, fold-gelu, canonical-reshape, fold-bn (only with
+// CanonicalOptions.FoldBN) and infer-shapes.
 var Passes = []Pass{
 	{"check-finite", "refuse NaN or ±Inf in float constants and attributes, naming the node and the value", (*Graph).CheckFinite},
 	{"fold-constants", "evaluate nodes whose inputs are all constant (Constant, shape chains, …)", (*Graph).FoldConstants},
 	{"remove-identity", "drop Identity, inference Dropout and float-to-float Cast", (*Graph).RemoveIdentity},
 	{"dead-code", "drop nodes and constants no output depends on", (*Graph).RemoveDeadCode},
+	{"fold-layernorm", "replace the opset-13 LayerNorm decomposition (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) by LayerNormalization", (*Graph).FoldLayerNorm},
+	{"fold-gelu", "replace GELU's erf form x·(1 + erf(x/√2))/2 by Gelu", (*Graph).FoldGelu},
 	{"canonical-reshape", "rewrite Reshape targets as [-1, per-sample dims…] when they keep the batch first", (*Graph).CanonicalReshape},
 	{"fold-bn", "fold inference BatchNormalization into the preceding Conv (optional)", (*Graph).FoldBatchNorm},
 	{"infer-shapes", "infer every value's shape and check every node", (*Graph).InferShapes},

@@ -18,6 +18,8 @@ type WriteOptions struct {
 // ToONNX converts g to an ONNX model: nodes in order with their attributes and doc strings,
 // constants as initializers (float32 or int64, sorted by name), inputs and outputs with the
 // batch as the symbolic dimension "N", the source opset, and g.Meta as metadata_props.
+// LayerNormalization and Gelu nodes in a graph of an opset that predates them are written
+// as their decompositions (see lowerForOpset).
 func (g *Graph) ToONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
 	ir := opts.IRVersion
 	if ir == 0 {
@@ -34,15 +36,26 @@ func (g *Graph) ToONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
 		}
 		gp.Output = append(gp.Output, valueInfo(o, s))
 	}
-	names := make([]string, 0, len(g.Consts))
+	nodes, extra, err := g.lowerForOpset()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(g.Consts)+len(extra))
 	for k := range g.Consts {
+		names = append(names, k)
+	}
+	for k := range extra {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		gp.Initializer = append(gp.Initializer, tensorToONNX(k, g.Consts[k]))
+		t := g.Consts[k]
+		if t == nil {
+			t = extra[k]
+		}
+		gp.Initializer = append(gp.Initializer, tensorToONNX(k, t))
 	}
-	for _, n := range g.Nodes {
+	for _, n := range nodes {
 		np := &onnxpb.NodeProto{Name: proto.String(n.Name), OpType: proto.String(n.Op),
 			Input: append([]string{}, n.Inputs...), Output: append([]string{}, n.Outputs...)}
 		if n.Doc != "" {

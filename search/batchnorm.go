@@ -50,7 +50,7 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 	sub := data.Subset(d, n)
 	bar := progress.New(log, "BatchNorm statistics", n)
 	count := make([]float64, len(convs))
-	forBatches(sub, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
+	err = forBatches(sub, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
 		p.Forward(false)
 		for i, cv := range convs {
 			v := p.Value(cv.Outputs[0]).Data
@@ -71,6 +71,9 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 		}
 		bar.Update(done, "")
 	})
+	if err != nil {
+		return nil, nil, err
+	}
 	bar.Done(fmt.Sprintf("%d convolutions", len(convs)))
 	out := g.Clone()
 	byName := map[string]*graph.Node{}

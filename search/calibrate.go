@@ -81,7 +81,7 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 	n := min(batches*batch, d.N)
 	d = data.Subset(d, n) // spread over the data: files stored class by class stay balanced
 	bar := progress.New(log, "calibrate", n)
-	forBatches(d, norm, n, batch, p.Value(calib.Inputs[0]).Data, func(done int) {
+	err = forBatches(d, norm, n, batch, p.Value(calib.Inputs[0]).Data, func(done int) {
 		p.Forward(false)
 		for _, q := range qs {
 			v := p.Value(q.node.Inputs[0]).Data
@@ -92,6 +92,9 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 		}
 		bar.Update(done, "")
 	})
+	if err != nil {
+		return err
+	}
 	bar.Done(fmt.Sprintf("%d quantizers", len(qs)))
 	for _, q := range qs {
 		clips := make([]float32, len(q.bits))
@@ -161,19 +164,23 @@ func ReestimateBN(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches,
 	d = data.Subset(d, n)
 	bar := progress.New(log, "BN statistics", n)
 	k := 0
-	forBatches(d, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
+	err = forBatches(d, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
 		p.SetStatsMomentum(1 / float32(k+1))
 		p.Forward(true)
 		k++
 		bar.Update(done, "")
 	})
+	if err != nil {
+		return err
+	}
 	bar.Done(fmt.Sprintf("%d batches", k))
 	return nil
 }
 
 // forBatches loads the first n samples of d (n/batch whole batches, in order) into x one
-// batch at a time and calls step after each with the number of samples loaded so far.
-func forBatches(d *data.Dataset, norm data.Normalize, n, batch int, x []float32, step func(done int)) {
+// batch at a time and calls step after each with the number of samples loaded so far; it
+// stops at the first sample the data set cannot read (Dataset.Err).
+func forBatches(d *data.Dataset, norm data.Normalize, n, batch int, x []float32, step func(done int)) error {
 	idx := make([]int, 0, batch)
 	for start := 0; start+batch <= n; start += batch {
 		idx = idx[:0]
@@ -181,6 +188,10 @@ func forBatches(d *data.Dataset, norm data.Normalize, n, batch int, x []float32,
 			idx = append(idx, i)
 		}
 		d.Batch(idx, norm, nil, nil, x, nil)
+		if err := d.Err(); err != nil {
+			return err
+		}
 		step(start + batch)
 	}
+	return nil
 }

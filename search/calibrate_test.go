@@ -106,7 +106,7 @@ func TestReestimateBN(t *testing.T) {
 	sub := data.Subset(trainSet, batches*batch)
 	ch := g.Shapes[bn.Inputs[0]][1]
 	want := make([]float64, ch)
-	forBatches(sub, norm, batches*batch, batch, p.Value(before.Inputs[0]).Data, func(int) {
+	err = forBatches(sub, norm, batches*batch, batch, p.Value(before.Inputs[0]).Data, func(int) {
 		p.Forward(false)
 		v := p.Value(bn.Inputs[0]).Data
 		hw := len(v) / (batch * ch)
@@ -118,6 +118,9 @@ func TestReestimateBN(t *testing.T) {
 			}
 		}
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := g.Consts[bn.Inputs[3]].F
 	for c := range want {
 		if math.Abs(float64(got[c])-want[c]) > 1e-4*(1+math.Abs(want[c])) {

@@ -198,6 +198,9 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			stepStart := time.Now()
 			tau := cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64(t)/float64(max(total-1, 1)))
 			wl.Next(x, y)
+			if err := wl.Err(); err != nil {
+				return nil, err
+			}
 			loss, c, err := tr.WeightStep(y, t, tau, sched.LR(t, total))
 			if bad, l0, now := guard.Add(loss); bad {
 				good := ""
@@ -216,6 +219,9 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			if t >= warm {
 				al.Seek(t/al.Len(), t%al.Len())
 				al.Next(x, ay)
+				if err := al.Err(); err != nil {
+					return nil, err
+				}
 				aloss, mu, ec, err := tr.ArchStep(ay, t, tau)
 				if err != nil {
 					return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)

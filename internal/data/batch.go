@@ -104,17 +104,32 @@ func (n Normalize) at(c int) (mean, std float32) {
 // Per sample, in order: dy, dx (when PadCrop > 0), then the flip (when HFlip). The
 // draws use only the generator's Uint64 stream, so a seeded PCG gives the same result
 // on every run and Go release.
+//
+// On an image folder whose photos are not all of the model's size (Dataset.Fit), an active
+// augmentation is instead a random-resized crop — a region of MinScale to 100 % of the
+// resized photo's area with aspect ratio 3/4 to 4/3, resized to the model's size — and the
+// flip (per sample: the crop's draws, then the flip).
 type Augment struct {
-	PadCrop int
-	HFlip   bool
+	PadCrop  int
+	HFlip    bool
+	MinScale float64 // 0: 0.08, torchvision's default
 }
 
 func (a *Augment) active() bool { return a != nil && (a.PadCrop > 0 || a.HFlip) }
 
+func (a *Augment) minScale() float64 {
+	if a.MinScale <= 0 || a.MinScale > 1 {
+		return 0.08
+	}
+	return a.MinScale
+}
+
 // Batch writes the samples idx into x (len(idx)*C*H*W values, sample after sample,
 // each CHW) and their labels into y (len(idx) values; y may be nil). Raw pixels are
 // scaled by 1/255, then normalized by norm; aug, when non-nil, is applied with draws
-// from rng. Batch does not allocate.
+// from rng. Batch does not allocate, except on image folders, whose photos it decodes
+// (in parallel, through a bounded cache): an image that fails to decode there becomes
+// zero pixels and its error is kept for Err, which callers check after their batches.
 //
 // Batch panics when norm does not fit the channel count (see Normalize.Check), when x
 // or y is too short, or when aug is active and rng is nil.
@@ -129,16 +144,31 @@ func (d *Dataset) Batch(idx []int, norm Normalize, aug *Augment, rng *rand.Rand,
 	if y != nil && len(y) < len(idx) {
 		panic(fmt.Sprintf("data: Batch: y has %d values for %d samples", len(y), len(idx)))
 	}
-	augment := aug.active()
-	if augment && rng == nil {
+	if aug.active() && rng == nil {
 		panic("data: Batch: augmentation needs a random generator")
 	}
+	if d.photos != nil {
+		d.photos.batch(d, idx, norm, aug, rng, x, y)
+		return
+	}
+	var sample func(i int) []uint8
+	if d.Pixels != nil {
+		sample = func(i int) []uint8 { s := idx[i]; return d.Pixels[s*size : (s+1)*size] }
+	}
+	d.batchFrom(idx, norm, aug, rng, x, y, sample)
+}
+
+// batchFrom is Batch over samples whose bytes sample(i) returns (nil: a sample that
+// could not be read, written as zero pixels), or over d.Floats when sample is nil.
+func (d *Dataset) batchFrom(idx []int, norm Normalize, aug *Augment, rng *rand.Rand, x []float32, y []int32, sample func(i int) []uint8) {
+	size := d.SampleSize()
+	augment := aug.active()
 
 	// Per-channel lookup tables from pixel byte to normalized value, computed exactly as
 	// (p/255 − mean)/std. Up to 4 channels are tabulated once per call; beyond that the
 	// table of a channel is rebuilt per sample.
 	var lut [4][256]float32
-	tabulated := d.Pixels != nil && d.C <= len(lut)
+	tabulated := sample != nil && d.C <= len(lut)
 	if tabulated {
 		for c := range d.C {
 			buildLUT(&lut[c], norm, c)
@@ -157,10 +187,14 @@ func (d *Dataset) Batch(idx []int, norm Normalize, aug *Augment, rng *rand.Rand,
 			}
 		}
 		out := x[i*size : (i+1)*size]
+		var src []uint8
+		if sample != nil {
+			src = sample(i)
+		}
 		for c := range d.C {
 			dst := out[c*plane : (c+1)*plane]
 			off := s*size + c*plane
-			if d.Pixels != nil {
+			if sample != nil {
 				t := &lut[0]
 				if tabulated {
 					t = &lut[c]
@@ -168,7 +202,11 @@ func (d *Dataset) Batch(idx []int, norm Normalize, aug *Augment, rng *rand.Rand,
 					buildLUT(t, norm, c)
 				}
 				// Bytes go through the table; t[0] is the padding value.
-				shiftPlane(dst, d.Pixels[off:off+plane], d.H, d.W, dy, dx, flip, t[0], func(p uint8) float32 { return t[p] })
+				if src == nil {
+					fill(dst, t[0])
+					continue
+				}
+				shiftPlane(dst, src[c*plane:(c+1)*plane], d.H, d.W, dy, dx, flip, t[0], func(p uint8) float32 { return t[p] })
 			} else {
 				m, sd := norm.at(c)
 				// Floats map v ↦ (v − m)/s, padding (0 − m)/s.

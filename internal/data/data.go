@@ -50,9 +50,10 @@ const (
 
 // Dataset holds N samples of C×H×W values with one integer label each.
 //
-// Exactly one of Pixels and Floats is set. Pixels holds raw 0..255 bytes, scaled by
-// 1/255 when batched; Floats holds values used as they are (no 1/255 scaling), as
-// stored by a float NPZ file. Both are laid out sample by sample, each sample CHW.
+// Pixels holds raw 0..255 bytes, scaled by 1/255 when batched; Floats holds values used
+// as they are (no 1/255 scaling), as stored by a float NPZ file. Both are laid out sample
+// by sample, each sample CHW. Exactly one of them is set, except for image folders, which
+// hold neither: their images are decoded when batched (Fit, Err).
 type Dataset struct {
 	N, C, H, W int
 	Classes    int       // labels are in [0, Classes)
@@ -63,6 +64,8 @@ type Dataset struct {
 	ClassNames []string // class names when the layout has them (image folders), else nil
 	Source     string   // where the data came from (a directory or "embedded"), for messages
 	Layout     Layout
+
+	photos *photoSet // an image folder's files, decoded on demand
 }
 
 // SampleSize returns C*H*W, the number of values of one sample.
@@ -80,6 +83,9 @@ func (d *Dataset) Validate(c, h, w int) error {
 func (d *Dataset) check() error {
 	want := d.N * d.SampleSize()
 	switch {
+	case d.photos != nil && (d.Pixels != nil || d.Floats != nil || len(d.photos.idx) != d.N):
+		return fmt.Errorf("%s: internal error: an image folder holds %d of %d files and pixel buffers", d.Source, len(d.photos.idx), d.N)
+	case d.photos != nil:
 	case (d.Pixels == nil) == (d.Floats == nil):
 		return fmt.Errorf("%s: internal error: exactly one of Pixels and Floats must be set", d.Source)
 	case d.Pixels != nil && len(d.Pixels) != want, d.Floats != nil && len(d.Floats) != want:
@@ -102,7 +108,20 @@ type Options struct {
 	Classes int
 	// MaxBytes bounds the in-memory size of the loaded samples; file headers that
 	// claim more are refused before anything is allocated. Zero means DefaultMaxBytes.
+	// Image folders, decoded on demand, are bounded by CacheBytes instead.
 	MaxBytes int64
+
+	// Image folders only. CacheBytes bounds the decoded images kept between batches
+	// (0: DefaultCacheBytes; a loader raises it to three of its batches). MaxImagePixels
+	// bounds one image's pixels, checked on its header before decoding (0:
+	// DefaultMaxImagePixels). CropFraction is the part of the resized image the center
+	// crop keeps (0: 1, the crop fills the shorter side; ImageNet models are usually
+	// evaluated at 0.875, 224 of 256). Workers is the number of images decoded at once
+	// (0: GOMAXPROCS).
+	CacheBytes     int64
+	MaxImagePixels int64
+	CropFraction   float64
+	Workers        int
 }
 
 func (o Options) maxBytes() int64 {

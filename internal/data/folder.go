@@ -1,23 +1,21 @@
 package data
 
 import (
-	"bytes"
-	"image"
-	"image/color"
 	_ "image/jpeg" // register the JPEG decoder
 	_ "image/png"  // register the PNG decoder
 	"io/fs"
 	"path"
-	"runtime"
+	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 // Image folders: DIR/train/<class>/*.png|jpg|jpeg and DIR/test/<class>/... . Classes are
 // the sorted names of train's subfolders; names starting with "." are ignored, as are
-// files with other extensions. The first image decides the channel count (1 for
-// grayscale, else 3); the others are converted to it. All images must have the same size.
+// files with other extensions; a class folder without images is an error. Images may have
+// any size and color model (gray, RGB, paletted, CMYK, 8 or 16 bits, with alpha): opening
+// the folder reads only their headers, and Batch decodes them on demand (see photos.go),
+// converted to the data set's channel count (1 when every image is gray, else 3, until Fit
+// sets the model's) and resized and cropped to its size (the first image's, until Fit).
 
 // isImageFile reports whether name has a PNG or JPEG extension.
 func isImageFile(name string) bool {
@@ -59,12 +57,6 @@ func hasFolder(fsys fs.FS) bool {
 	return false
 }
 
-// imageFile is one image and its class.
-type imageFile struct {
-	path  string
-	label int32
-}
-
 // loadFolder loads a split of an image folder.
 func loadFolder(fsys fs.FS, src source, split Split, opt Options) (*Dataset, error) {
 	dir := split.String()
@@ -103,150 +95,49 @@ func loadFolder(fsys fs.FS, src source, split Split, opt Options) (*Dataset, err
 		}
 	}
 
-	var files []imageFile
+	var files []photoFile
 	for _, c := range present {
-		entries, err := fs.ReadDir(fsys, path.Join(dir, c))
+		classPath := path.Join(dir, c)
+		entries, err := fs.ReadDir(fsys, classPath)
 		if err != nil {
-			return nil, src.errf(path.Join(dir, c), "%v", fsErr(err))
+			return nil, src.errf(classPath, "%v", fsErr(err))
 		}
+		n := len(files)
 		for _, e := range entries {
 			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") && isImageFile(e.Name()) {
-				files = append(files, imageFile{path.Join(dir, c, e.Name()), index[c]})
+				files = append(files, photoFile{path: path.Join(classPath, e.Name()), label: index[c]})
 			}
+		}
+		if len(files) == n {
+			return nil, src.errf(classPath, "class folder has no .png/.jpg/.jpeg images")
 		}
 	}
 	if len(files) == 0 {
 		return nil, src.errf(dir, "no .png/.jpg/.jpeg images: the %s split is empty", split)
 	}
-
-	first, err := fs.ReadFile(fsys, files[0].path)
-	if err != nil {
-		return nil, src.errf(files[0].path, "%v", fsErr(err))
+	st := newPhotoStore(fsys, src, files, opt)
+	maxPixels := opt.MaxImagePixels
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxImagePixels
 	}
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(first))
-	if err != nil {
-		return nil, src.errf(files[0].path, "cannot decode image: %v", err)
-	}
-	c := 3
-	if cfg.ColorModel == color.GrayModel || cfg.ColorModel == color.Gray16Model {
-		c = 1
-	}
-	h, w := cfg.Height, cfg.Width
-	if h <= 0 || w <= 0 {
-		return nil, src.errf(files[0].path, "image has size %d×%d", w, h)
-	}
-	n := len(files)
-	if err := src.checkSize(dir, n, c, h, w, 1, opt.maxBytes()); err != nil {
+	if err := st.scanHeaders(maxPixels); err != nil {
 		return nil, err
 	}
-	d := &Dataset{N: n, C: c, H: h, W: w, Classes: nclass, Layout: LayoutFolder,
-		Pixels: make([]uint8, n*c*h*w), Labels: make([]int32, n), ClassNames: classes}
+	// Until Fit sets the model's size: the first image's size, one channel when every
+	// image is gray.
+	c := 1
+	if slices.ContainsFunc(files, func(f photoFile) bool { return !f.gray }) {
+		c = 3
+	}
+	d := &Dataset{N: len(files), C: c, H: int(files[0].h), W: int(files[0].w), Classes: nclass, Layout: LayoutFolder,
+		Labels: make([]int32, len(files)), ClassNames: classes,
+		photos: &photoSet{store: st, idx: make([]int32, len(files))}}
 	for i, f := range files {
 		d.Labels[i] = f.label
+		d.photos.idx[i] = int32(i)
 	}
-
-	// Decode in parallel; report the error of the first failing file in sorted order.
-	errs := make([]error, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				errs[i] = decodeInto(fsys, src, files[i].path, files[0].path, c, h, w, d.Pixels[i*c*h*w:(i+1)*c*h*w])
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := d.Fit(c, d.H, d.W); err != nil {
+		return nil, err
 	}
 	return d, nil
-}
-
-// decodeInto decodes image p into dst as c×h×w bytes; ref names the image that set the
-// expected size.
-func decodeInto(fsys fs.FS, src source, p, ref string, c, h, w int, dst []uint8) error {
-	b, err := fs.ReadFile(fsys, p)
-	if err != nil {
-		return src.errf(p, "%v", fsErr(err))
-	}
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
-	if err != nil {
-		return src.errf(p, "cannot decode image: %v", err)
-	}
-	if cfg.Width != w || cfg.Height != h {
-		return src.errf(p, "image is %d×%d but %s is %d×%d; all images must have the same size", cfg.Width, cfg.Height, src.name(ref), w, h)
-	}
-	img, _, err := image.Decode(bytes.NewReader(b))
-	if err != nil {
-		return src.errf(p, "cannot decode image: %v", err)
-	}
-	if sz := img.Bounds().Size(); sz.X != w || sz.Y != h {
-		return src.errf(p, "image is %d×%d but %s is %d×%d; all images must have the same size", sz.X, sz.Y, src.name(ref), w, h)
-	}
-	toCHW(img, c, dst)
-	return nil
-}
-
-// toCHW writes img into dst as c planes (1: gray, 3: red, green, blue). Alpha is
-// composited onto black; color becomes gray with the ITU-R BT.601 luma weights.
-func toCHW(img image.Image, c int, dst []uint8) {
-	b := img.Bounds()
-	w, h := b.Dx(), b.Dy()
-	plane := w * h
-	switch m := img.(type) {
-	case *image.Gray:
-		for y := range h {
-			row := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):][:w]
-			for ch := range c {
-				copy(dst[ch*plane+y*w:], row)
-			}
-		}
-		return
-	case *image.YCbCr:
-		for y := range h {
-			for x := range w {
-				yi := m.YOffset(b.Min.X+x, b.Min.Y+y)
-				if c == 1 {
-					dst[y*w+x] = m.Y[yi]
-					continue
-				}
-				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
-				r, g, bl := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
-				dst[y*w+x], dst[plane+y*w+x], dst[2*plane+y*w+x] = r, g, bl
-			}
-		}
-		return
-	case *image.RGBA:
-		for y := range h {
-			row := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):][:4*w]
-			for x := range w {
-				putRGB(dst, c, plane, y*w+x, uint32(row[4*x])*0x101, uint32(row[4*x+1])*0x101, uint32(row[4*x+2])*0x101)
-			}
-		}
-		return
-	}
-	for y := range h {
-		for x := range w {
-			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
-			putRGB(dst, c, plane, y*w+x, r, g, bl)
-		}
-	}
-}
-
-// putRGB stores one pixel given as 16-bit premultiplied r, g, b.
-func putRGB(dst []uint8, c, plane, i int, r, g, b uint32) {
-	if c == 1 {
-		dst[i] = uint8((19595*r + 38470*g + 7471*b + 1<<15) >> 24)
-		return
-	}
-	dst[i], dst[plane+i], dst[2*plane+i] = uint8(r>>8), uint8(g>>8), uint8(b>>8)
 }

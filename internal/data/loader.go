@@ -48,6 +48,10 @@ func NewLoader(d *Dataset, opt LoaderOptions) (*Loader, error) {
 	if d.N == 0 || opt.DropLast && d.N < opt.BatchSize {
 		return nil, fmt.Errorf("%s: %d samples make no full batch of %d", d.Source, d.N, opt.BatchSize)
 	}
+	if d.photos != nil { // room for the batch being used and the next one being decoded
+		per := float64(d.SampleSize()) / (d.photos.store.crop * d.photos.store.crop) * 1.5
+		d.photos.store.cache.reserve(int64(3 * float64(opt.BatchSize) * per))
+	}
 	l := &Loader{d: d, opt: opt, order: make([]int, d.N)}
 	l.orderRng = rand.New(&l.orderSrc)
 	l.augRng = rand.New(&l.augSrc)
@@ -92,8 +96,15 @@ func (l *Loader) Next(x []float32, y []int32) int {
 	l.d.Batch(idx, l.opt.Norm, l.opt.Aug, rng, x, y)
 	l.batch++
 	l.last = idx
+	if l.d.photos != nil && l.batch < l.Len() { // decode the next batch while this one trains
+		l.d.photos.prefetch(l.d, l.order[l.batch*bs:min((l.batch+1)*bs, l.d.N)])
+	}
 	return len(idx)
 }
+
+// Err returns the first error met decoding the data set's images (see Dataset.Err);
+// training loops check it after each batch.
+func (l *Loader) Err() error { return l.d.Err() }
 
 // Indices returns the sample indices of the batch Next wrote last (nil after an
 // epoch's end). The slice is valid until the next call to Next or Seek.
@@ -165,10 +176,19 @@ func Subset(d *Dataset, n int) *Dataset {
 	return d.take(idx)
 }
 
-// take returns a new Dataset of the samples idx of d (copied).
+// take returns a new Dataset of the samples idx of d (copied; an image folder's new
+// view shares the files and the cache).
 func (d *Dataset) take(idx []int) *Dataset {
 	out := *d
 	out.N = len(idx)
+	if d.photos != nil {
+		out.photos = d.photos.subset(idx)
+		out.Labels = make([]int32, len(idx))
+		for i, s := range idx {
+			out.Labels[i] = d.Labels[s]
+		}
+		return &out
+	}
 	size := d.SampleSize()
 	out.Labels = make([]int32, len(idx))
 	out.Pixels, out.Floats = nil, nil

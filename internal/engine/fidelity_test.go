@@ -53,12 +53,14 @@ func loadCanonical(t testing.TB, path string, foldBN bool) *graph.Graph {
 }
 
 // The float forward pass of every fixture equals ONNX Runtime's within 1e-4 (max abs on the
-// logits), with BatchNorm kept and folded.
+// logits; for the models in QNAS_EXTRA_MODELS, whose random weights give logits of any
+// magnitude, within 1e-5 of the largest logit), with BatchNorm kept and folded.
 func TestFixturesMatchONNXRuntime(t *testing.T) {
 	ortrun.RequireORT(t)
 	for _, path := range fixtureModels(t) {
 		batch := 16
-		if os.Getenv("QNAS_EXTRA_MODELS") != "" && !strings.HasPrefix(path, testenv.Path("testdata")) {
+		extra := os.Getenv("QNAS_EXTRA_MODELS") != "" && !strings.HasPrefix(path, testenv.Path("testdata"))
+		if extra {
 			batch = 2 // ImageNet-sized
 		}
 		for _, fold := range []bool{false, true} {
@@ -85,13 +87,15 @@ func TestFixturesMatchONNXRuntime(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("%s: %d logits, ONNX Runtime %d", path, len(got), len(want))
 			}
-			d := 0.0
+			d, scale := 0.0, 0.0
 			for i := range got {
 				d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+				scale = math.Max(scale, math.Abs(float64(want[i])))
 			}
-			t.Logf("%s (fold BN %v): max |qnas − ORT| = %.2g", filepath.Base(path), fold, d)
-			if d > 1e-4 {
-				t.Errorf("%s (fold BN %v): logits differ from ONNX Runtime by %.3g", filepath.Base(path), fold, d)
+			rel := d / scale
+			t.Logf("%s (fold BN %v): max |qnas − ORT| = %.2g, relative to the largest logit %.2g", filepath.Base(path), fold, d, rel)
+			if !extra && d > 1e-4 || extra && rel > 1e-5 {
+				t.Errorf("%s (fold BN %v): logits differ from ONNX Runtime by %.3g (relative %.3g)", filepath.Base(path), fold, d, rel)
 			}
 		}
 	}

@@ -33,6 +33,10 @@ func ints(v ...int64) *graph.Attr  { return &graph.Attr{Kind: graph.AttrInts, In
 func intA(v int64) *graph.Attr     { return &graph.Attr{Kind: graph.AttrInt, I: v} }
 func floatA(v float32) *graph.Attr { return &graph.Attr{Kind: graph.AttrFloat, F: v} }
 func i64(v ...int64) *graph.Tensor { return graph.NewInt([]int{len(v)}, v) }
+func strA(v string) *graph.Attr    { return &graph.Attr{Kind: graph.AttrString, S: v} }
+
+// positive makes every input element positive (Sqrt, Pow's base).
+func positive(_, _ int) bool { return false }
 func f32(v ...float32) *graph.Tensor {
 	return graph.NewFloat(nil, v)
 }
@@ -100,6 +104,33 @@ var gradCases = []gradCase{
 		consts: map[int]*graph.Tensor{1: i64(1, 0), 2: i64(3, 6), 3: i64(0, 1), 4: i64(1, 2)}},
 	{name: "pad", op: "Pad", inputs: [][]int{{2, 3}}, consts: map[int]*graph.Tensor{1: i64(0, 1, 1, 2)}},
 	{name: "softmax", op: "Softmax", inputs: [][]int{{3, 5}}},
+	{name: "sqrt", op: "Sqrt", inputs: [][]int{{2, 7}}, neg: positive},
+	{name: "erf", op: "Erf", inputs: [][]int{{3, 7}}},
+	{name: "tanh", op: "Tanh", inputs: [][]int{{3, 7}}},
+	{name: "gelu", op: "Gelu", inputs: [][]int{{3, 7}}},
+	{name: "gelu tanh", op: "Gelu", inputs: [][]int{{3, 7}}, attrs: map[string]*graph.Attr{"approximate": strA("tanh")}},
+	{name: "pow", op: "Pow", inputs: [][]int{{2, 3}, {2, 3}}, neg: positive},
+	{name: "pow broadcast exponent", op: "Pow", inputs: [][]int{{2, 3, 4}, {4}}, neg: positive},
+	{name: "pow square", op: "Pow", inputs: [][]int{{2, 3, 4}}, consts: map[int]*graph.Tensor{1: f32(2)}},
+	{name: "layernorm last axis", op: "LayerNormalization", inputs: [][]int{{2, 3, 5}}, params: map[int][]int{1: {5}, 2: {5}},
+		attrs: map[string]*graph.Attr{"epsilon": floatA(1e-3)}},
+	{name: "layernorm two axes no bias", op: "LayerNormalization", inputs: [][]int{{2, 3, 4}}, params: map[int][]int{1: {3, 4}},
+		attrs: map[string]*graph.Attr{"axis": intA(1)}},
+	{name: "layernorm scalar scale", op: "LayerNormalization", inputs: [][]int{{3, 6}}, params: map[int][]int{1: {1}, 2: {1}}},
+	{name: "reduce mean last axis", op: "ReduceMean", inputs: [][]int{{2, 3, 4}}, attrs: map[string]*graph.Attr{"axes": ints(-1)}},
+	{name: "reduce mean middle no keepdims", op: "ReduceMean", inputs: [][]int{{2, 3, 4, 2}},
+		attrs: map[string]*graph.Attr{"axes": ints(1, 3), "keepdims": intA(0)}},
+	{name: "reduce sum axes input", op: "ReduceSum", inputs: [][]int{{2, 3, 4}}, consts: map[int]*graph.Tensor{1: i64(1)}},
+	{name: "reduce sum all", op: "ReduceSum", inputs: [][]int{{3, 4}}, consts: map[int]*graph.Tensor{1: i64(1)},
+		attrs: map[string]*graph.Attr{"keepdims": intA(0)}},
+	{name: "pad reflect", op: "Pad", inputs: [][]int{{2, 4}}, consts: map[int]*graph.Tensor{1: i64(0, 2, 0, 3)},
+		attrs: map[string]*graph.Attr{"mode": strA("reflect")}},
+	{name: "pad edge", op: "Pad", inputs: [][]int{{2, 3}}, consts: map[int]*graph.Tensor{1: i64(1, 2, 0, 1)},
+		attrs: map[string]*graph.Attr{"mode": strA("edge")}},
+	{name: "pad wrap crop", op: "Pad", inputs: [][]int{{2, 5}}, consts: map[int]*graph.Tensor{1: i64(0, -1, 0, 3)},
+		attrs: map[string]*graph.Attr{"mode": strA("wrap")}},
+	{name: "split num_outputs", op: "Split", inputs: [][]int{{2, 5}}, nOut: 2,
+		attrs: map[string]*graph.Attr{"axis": intA(1), "num_outputs": intA(2)}},
 	{name: "outside op", op: "TestScaleShift", inputs: [][]int{{2, 3}}, params: map[int][]int{1: {1}}},
 }
 
@@ -147,6 +178,21 @@ func (c gradCase) build(r *rand.Rand) (*graph.Graph, error) {
 	return g, g.InferShapes()
 }
 
+// fill sets the plan's inputs to random values of magnitude 0.4 to 2 (away from the kinks
+// of ReLU-like ops and from ties), with the signs c.neg asks for, else random.
+func (c gradCase) fill(r *rand.Rand, g *graph.Graph, p *engine.Plan) {
+	for i, in := range g.Inputs {
+		v := p.Value(in)
+		for j := range v.Data {
+			x := 0.2 + 0.8*r.Float64()
+			if c.neg != nil && c.neg(i, j) || c.neg == nil && r.IntN(2) == 0 {
+				x = -x
+			}
+			v.Data[j] = float32(x * 2)
+		}
+	}
+}
+
 func prodInts(s []int) int {
 	n := 1
 	for _, d := range s {
@@ -170,17 +216,7 @@ func TestGradients(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, in := range g.Inputs {
-				v := p.Value(in)
-				for j := range v.Data {
-					// Keep away from the kinks of ReLU-like ops and from ties.
-					x := 0.2 + 0.8*r.Float64()
-					if c.neg != nil && c.neg(i, j) || c.neg == nil && r.IntN(2) == 0 {
-						x = -x
-					}
-					v.Data[j] = float32(x * 2)
-				}
-			}
+			c.fill(r, g, p)
 			weights := make([][]float32, len(g.Outputs))
 			for i, o := range g.Outputs {
 				weights[i] = make([]float32, p.Value(o).Len())

@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 
+	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/kernels"
 )
 
@@ -54,6 +55,20 @@ func init() {
 		be, err := b.Node.Float("beta", 0.5)
 		return func(x, y []float32) { kernels.HardSigmoid(x, y, a, be) },
 			func(x, _, dy, dx []float32) { kernels.HardSigmoidBackward(x, dy, dx, a, be) }, err
+	})
+	registerElementwise("Sqrt", func(*Build) (func(x, y []float32), func(x, y, dy, dx []float32), error) {
+		return kernels.Sqrt, func(_, y, dy, dx []float32) { kernels.SqrtBackward(y, dy, dx) }, nil
+	})
+	registerElementwise("Tanh", func(*Build) (func(x, y []float32), func(x, y, dy, dx []float32), error) {
+		return kernels.Tanh, func(_, y, dy, dx []float32) { kernels.TanhBackward(y, dy, dx) }, nil
+	})
+	registerElementwise("Erf", func(*Build) (func(x, y []float32), func(x, y, dy, dx []float32), error) {
+		return kernels.Erf, func(x, _, dy, dx []float32) { kernels.ErfBackward(x, dy, dx) }, nil
+	})
+	registerElementwise("Gelu", func(b *Build) (func(x, y []float32), func(x, y, dy, dx []float32), error) {
+		tanh, err := graph.GeluTanh(b.Node)
+		return func(x, y []float32) { kernels.Gelu(x, y, tanh) },
+			func(x, _, dy, dx []float32) { kernels.GeluBackward(x, dy, dx, tanh) }, err
 	})
 	registerElementwise("Clip", func(b *Build) (func(x, y []float32), func(x, y, dy, dx []float32), error) {
 		lo, hi, err := b.Graph.ClipBoundsOf(b.Node)

@@ -1,10 +1,14 @@
 package engine
 
-import "github.com/qnas/qnas/internal/kernels"
+import (
+	"math"
 
-// binary runs Add, Sub, Mul and Div with numpy broadcasting.
+	"github.com/qnas/qnas/internal/kernels"
+)
+
+// binary runs Add, Sub, Mul, Div and Pow with numpy broadcasting.
 type binary struct {
-	op      byte // '+', '-', '*', '/'
+	op      byte // '+', '-', '*', '/', '^'
 	a, b, y *Value
 	da, db  *GradDst
 	same    bool  // a, b and y have one shape
@@ -52,8 +56,38 @@ func (k *binary) apply(x, y float32) float32 {
 		return x - y
 	case '*':
 		return x * y
+	case '^':
+		return pow32(x, y)
 	}
 	return x / y
+}
+
+// pow32 is x^e, with the exponents models use (LayerNorm's square) computed exactly.
+func pow32(x, e float32) float32 {
+	switch e {
+	case 2:
+		return x * x
+	case 1:
+		return x
+	case 3:
+		return x * x * x
+	case 0.5:
+		return float32(math.Sqrt(float64(x)))
+	}
+	return float32(math.Pow(float64(x), float64(e)))
+}
+
+// powGrads returns the gradients of x^e with respect to x and e for upstream gradient g
+// and output y, as PyTorch defines them: 0 for x where e = 0, 0 for e where x = 0 and
+// e ≥ 0 (NaN for e where x < 0).
+func powGrads(g, x, e, y float32) (gx, ge float32) {
+	if e != 0 {
+		gx = g * e * pow32(x, e-1)
+	}
+	if x != 0 || e < 0 {
+		ge = g * y * float32(math.Log(float64(x)))
+	}
+	return gx, ge
 }
 
 func (k *binary) Forward(bool) {
@@ -69,6 +103,10 @@ func (k *binary) Forward(bool) {
 		case '*':
 			for i := range y {
 				y[i] = a[i] * b[i]
+			}
+		case '^':
+			for i := range y {
+				y[i] = pow32(a[i], b[i])
 			}
 		default:
 			for i := range y {
@@ -86,6 +124,10 @@ func (k *binary) Forward(bool) {
 
 func (k *binary) Backward() {
 	dy, a, b := k.y.Grad, k.a.Data, k.b.Data
+	if k.op == '^' {
+		k.powBackward()
+		return
+	}
 	if k.same {
 		if k.da != nil {
 			sameGradA(k.op, dy, b, k.da.Buf)
@@ -121,6 +163,33 @@ func (k *binary) Backward() {
 			}
 			if k.db != nil {
 				k.db.Buf[ib+t*bs] += gb
+			}
+		}
+	}
+}
+
+// powBackward writes Pow's gradients, broadcast or not.
+func (k *binary) powBackward() {
+	dy, a, b, y := k.y.Grad, k.a.Data, k.b.Data, k.y.Data
+	if k.da != nil {
+		clear(k.da.Buf)
+	}
+	if k.db != nil {
+		clear(k.db.Buf)
+	}
+	runs := k.runs
+	if k.same {
+		runs = []run{{n: len(y), as: 1, bs: 1}}
+	}
+	for _, r := range runs {
+		for t := 0; t < r.n; t++ {
+			ia, ib := r.ai+t*r.as, r.bi+t*r.bs
+			ga, gb := powGrads(dy[r.o+t], a[ia], b[ib], y[r.o+t])
+			if k.da != nil {
+				k.da.Buf[ia] += ga
+			}
+			if k.db != nil {
+				k.db.Buf[ib] += gb
 			}
 		}
 	}
@@ -219,4 +288,5 @@ func init() {
 	Register("Sub", buildBinary('-'))
 	Register("Mul", buildBinary('*'))
 	Register("Div", buildBinary('/'))
+	Register("Pow", buildBinary('^'))
 }

@@ -68,7 +68,7 @@ func (k *pool) Backward() {
 }
 
 // globalPool averages (or takes the max of) each channel's plane: GlobalAveragePool,
-// GlobalMaxPool, and ReduceMean over the trailing spatial axes.
+// GlobalMaxPool, and ReduceMean over the trailing spatial axes (see buildReduce).
 type globalPool struct {
 	hw   int
 	max  bool
@@ -116,16 +116,6 @@ func buildGlobal(b *Build) (Kernel, error) {
 	if len(x.Shape) < 3 {
 		return nil, b.Errorf("input has shape %v, want N×C×spatial", x.Shape)
 	}
-	if b.Node.Op == "ReduceMean" {
-		axes, err := b.Graph.ReduceAxes(b.Node)
-		if err != nil {
-			return nil, err
-		}
-		// Supported: the trailing axes from 2 on (a spatial mean).
-		if len(axes) != len(x.Shape)-2 || axes[0] != 2 {
-			return nil, b.Errorf("ReduceMean over axes %v is not supported (only over all spatial axes)", axes)
-		}
-	}
 	hw := 1
 	for _, d := range x.Shape[2:] {
 		hw *= d
@@ -138,5 +128,4 @@ func init() {
 	Register("AveragePool", buildPool)
 	Register("GlobalAveragePool", buildGlobal)
 	Register("GlobalMaxPool", buildGlobal)
-	Register("ReduceMean", buildGlobal)
 }

@@ -1,5 +1,7 @@
 package engine
 
+import "slices"
+
 // copyOp runs ops that only reinterpret the shape (Flatten, Reshape, Squeeze, Unsqueeze,
 // Identity, Dropout at inference): a copy forward and backward.
 type copyOp struct {
@@ -249,28 +251,122 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		if mode != "constant" {
-			return nil, b.Errorf("pad mode %q is not supported by the engine (constant only)", mode)
-		}
 		pads, err := b.Graph.PadAmountsOf(b.Node)
 		if err != nil {
 			return nil, err
 		}
-		k := &pad{x: x, y: y, dx: b.InGrad(0)}
+		var value float32
 		if v, err := b.Node.Float("value", 0); err == nil {
-			k.value = v
+			value = v
 		}
 		if len(b.In) > 2 && b.In[2] != nil && b.In[2].Len() > 0 {
-			k.value = b.In[2].Data[0]
+			value = b.In[2].Data[0]
 		}
+		if mode != "constant" || slices.ContainsFunc(pads, func(p int64) bool { return p < 0 }) {
+			return buildPadIndexed(b, mode, pads, value)
+		}
+		k := &pad{x: x, y: y, dx: b.InGrad(0), value: value}
 		ys := rowMajorStrides(y.Shape)
 		k.win = strided{shape: x.Shape, strides: ys}
 		for i := range x.Shape {
-			if pads[i] < 0 || pads[i+len(x.Shape)] < 0 {
-				return nil, b.Errorf("negative pads are not supported by the engine")
-			}
 			k.win.base += int(pads[i]) * ys[i]
 		}
 		return k, nil
+	})
+}
+
+// padIndexed runs Pad in the reflect, edge and wrap modes, and with negative pads (which
+// crop): per axis, a map from output to input position (−1: the constant value).
+type padIndexed struct {
+	x, y  *Value
+	dx    *GradDst
+	src   [][]int // per axis, the input index of each output index
+	value float32
+}
+
+func buildPadIndexed(b *Build, mode string, pads []int64, value float32) (Kernel, error) {
+	x, y := b.In[0], b.Out[0]
+	r := len(x.Shape)
+	k := &padIndexed{x: x, y: y, dx: b.InGrad(0), value: value, src: make([][]int, r)}
+	for a := range r {
+		n, begin := x.Shape[a], int(pads[a])
+		m := make([]int, y.Shape[a])
+		for c := range m {
+			j := c - begin
+			switch {
+			case j >= 0 && j < n:
+			case mode == "constant":
+				j = -1
+			case mode == "edge":
+				j = min(max(j, 0), n-1)
+			case mode == "wrap":
+				j = ((j % n) + n) % n
+			case mode == "reflect":
+				if n == 1 {
+					j = 0
+					break
+				}
+				period := 2 * (n - 1)
+				j = ((j % period) + period) % period
+				if j >= n {
+					j = period - j
+				}
+			default:
+				return nil, b.Errorf("pad mode %q is not supported", mode)
+			}
+			m[c] = j
+		}
+		k.src[a] = m
+	}
+	return k, nil
+}
+
+// each calls f(out, in) for every output element, in = −1 where the constant applies.
+func (k *padIndexed) each(f func(o, i int)) {
+	r := len(k.src)
+	xs := rowMajorStrides(k.x.Shape)
+	coord := make([]int, r)
+	for o := range k.y.Data {
+		in := 0
+		for a, c := range coord {
+			j := k.src[a][c]
+			if j < 0 {
+				in = -1
+				break
+			}
+			in += j * xs[a]
+		}
+		f(o, in)
+		for a := r - 1; a >= 0; a-- {
+			coord[a]++
+			if coord[a] < len(k.src[a]) {
+				break
+			}
+			coord[a] = 0
+		}
+	}
+}
+
+func (k *padIndexed) Forward(bool) {
+	x, y := k.x.Data, k.y.Data
+	k.each(func(o, i int) {
+		if i < 0 {
+			y[o] = k.value
+		} else {
+			y[o] = x[i]
+		}
+	})
+}
+
+func (k *padIndexed) Backward() {
+	if k.dx == nil {
+		return
+	}
+	dx, dy := k.dx.Buf, k.y.Grad
+	clear(dx)
+	k.each(func(o, i int) {
+		if i >= 0 {
+			dx[i] += dy[o]
+		}
 	})
 }

@@ -194,6 +194,12 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 			if n == 0 {
 				break
 			}
+			if err := ld.Err(); err != nil { // an image that did not decode
+				if cerr := save(e, s); cerr != nil {
+					return stats, cerr
+				}
+				return stats, err
+			}
 			p.Forward(!cfg.FrozenBN)
 			loss, c := teacher.Loss(p, out, x, y)
 			if bad, l0, now := guard.Add(loss); bad {
@@ -290,6 +296,9 @@ func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, l
 		}
 		y := make([]int32, n)
 		d.Batch(idx, norm, nil, nil, p.Value(g.Inputs[0]).Data, y)
+		if err := d.Err(); err != nil {
+			return Eval{}, err
+		}
 		p.Forward(false)
 		loss, c := p.SoftmaxCrossEntropy(g.Outputs[0], y)
 		lossSum += loss * float64(n)
@@ -303,8 +312,9 @@ func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, l
 	return res, nil
 }
 
-// CheckData verifies that d fits g: one input of shape N×C×H×W and one output with at least
-// as many classes as the labels use.
+// CheckData verifies that d fits g: one input of shape N×C×H×W (to which an image folder's
+// photos are then resized, data.Dataset.Fit) and one output with at least as many classes
+// as the labels use.
 func CheckData(g *graph.Graph, d *data.Dataset) error {
 	if len(g.Inputs) != 1 || len(g.Outputs) < 1 {
 		return fmt.Errorf("model has %d inputs and %d outputs; qnas trains single-input classifiers", len(g.Inputs), len(g.Outputs))
@@ -313,7 +323,7 @@ func CheckData(g *graph.Graph, d *data.Dataset) error {
 	if len(s) != 4 {
 		return fmt.Errorf("model input %q has shape %v, want N×C×H×W", g.Inputs[0], s)
 	}
-	if err := d.Validate(s[1], s[2], s[3]); err != nil {
+	if err := d.Fit(s[1], s[2], s[3]); err != nil {
 		return err
 	}
 	o := g.Shapes[g.Outputs[0]]

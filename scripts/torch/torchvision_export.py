@@ -2,15 +2,22 @@
 """Exports torchvision ImageNet CNNs with random weights to ONNX, for trying qnas on real
 architectures (the files are large and are not committed). Run by hand:
 
-    /usr/bin/python3 scripts/torch/torchvision_export.py OUTDIR [--models resnet18,...]
+    /usr/bin/python3 scripts/torch/torchvision_export.py OUTDIR [--models resnet18,convnext_tiny@17,...]
 
-Each model: weights=None (seeded random init), eval mode, input 1x3x224x224 named "input"
-(batch dimension dynamic, "N"), output "logits", opset 13, do_constant_folding=True (so
-BatchNorm is folded into the convs). Checked with onnx.checker. Prints per model the MACs per
-sample counted by forward hooks on nn.Conv2d (H_out*W_out*C_out*(C_in/groups)*k_h*k_w) and
-nn.Linear (in*out), the torch parameter count, and the Conv/Gemm weight+bias elements of the
-exported graph; writes the same as OUTDIR/summary.json. A model that fails to export is
-reported with the error and the others continue.
+Each model: weights=None (seeded random init), eval mode, input 1x3x224x224 (299x299 for
+inception_v3, 384x384 for efficientnet_v2_s, the sizes torchvision publishes their
+costs at) named "input" (batch dimension dynamic, "N"), output "logits", opset 13 unless
+the name carries "@OPSET" (the file is then NAME_opsetOPSET.onnx), do_constant_folding=True
+(so BatchNorm is folded into the convs). Unless --no-perturb is given, the parameters that
+torchvision initializes to constants are drawn at random first: norm scales and shifts,
+biases and BatchNorm running statistics moved by noise, ConvNeXt's layer scales (1e-6 at
+init) drawn from [0.5, 1], so every path of the network shows in the logits and no two
+initializers are equal. Checked with onnx.checker. Prints per model the MACs per sample
+counted by forward hooks on nn.Conv2d (H_out*W_out*C_out*(C_in/groups)*k_h*k_w) and
+nn.Linear (in*out per position: a Linear over channels-last B×H×W×C counts H*W times), the
+torch parameter count, and the Conv/Gemm/MatMul weight+bias elements of the exported graph;
+writes the same as OUTDIR/summary.json. A model that fails to export is reported with the
+error and the others continue.
 """
 
 import argparse
@@ -28,7 +35,13 @@ import torch.nn as nn
 import torchvision
 
 MODELS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1",
-          "shufflenet_v2_x1_0", "efficientnet_b0"]
+          "shufflenet_v2_x1_0", "efficientnet_b0", "convnext_tiny", "convnext_tiny@17",
+          "regnet_x_400mf", "regnet_y_400mf", "mnasnet1_0", "mobilenet_v3_large", "resnet50",
+          "resnext50_32x4d", "wide_resnet50_2", "densenet121", "googlenet", "inception_v3",
+          "efficientnet_v2_s", "alexnet", "vgg11_bn"]
+
+# Models whose published figures are for another input size.
+INPUT_SIZE = {"inception_v3": 299, "efficientnet_v2_s": 384}
 
 
 def count_macs(model, x):
@@ -41,7 +54,7 @@ def count_macs(model, x):
             _, c, h, w = out.shape
             total += h * w * c * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
         else:
-            total += m.in_features * m.out_features
+            total += m.in_features * m.out_features * (out.numel() // out.shape[-1])
         layers += 1
 
     for m in model.modules():
@@ -92,17 +105,41 @@ def undo_dedup(proto):
     return undone
 
 
-def export_one(name, out_dir, seed, keep_identity):
+def perturb(model, seed):
+    """Draws the parameters torchvision initializes to constants at random (see the module
+    doc), so that the logits depend on every layer and no initializers are equal."""
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_scale" in name:
+                p.copy_(0.5 + 0.5 * torch.rand(p.shape, generator=g))
+            elif p.dim() == 1:
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.add_(0.1 * torch.randn(b.shape, generator=g))
+            elif name.endswith("running_var"):
+                b.mul_(0.5 + torch.rand(b.shape, generator=g))
+
+
+def export_one(spec, out_dir, seed, keep_identity, do_perturb):
+    name, _, opset = spec.partition("@")
+    opset = int(opset or 13)
     torch.manual_seed(seed)
     model = getattr(torchvision.models, name)(weights=None).eval()
-    x = torch.randn(1, 3, 224, 224)
+    if do_perturb:
+        perturb(model, seed)
+    size = INPUT_SIZE.get(name, 224)
+    x = torch.randn(1, 3, size, size)
     macs, layers = count_macs(model, x)
     params = sum(p.numel() for p in model.parameters())
-    path = os.path.join(out_dir, f"{name}.onnx")
-    row = {"model": name, "macs": macs, "params": int(params), "hooked_layers": layers}
+    base = name if opset == 13 else f"{name}_opset{opset}"
+    path = os.path.join(out_dir, f"{base}.onnx")
+    row = {"model": base, "torchvision": name, "opset": opset, "input": [1, 3, size, size],
+           "macs": macs, "params": int(params), "hooked_layers": layers}
     try:
         t0 = time.time()
-        torch.onnx.export(model, x, path, opset_version=13, input_names=["input"],
+        torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"],
                           output_names=["logits"],
                           dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                           do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
@@ -135,6 +172,9 @@ def main():
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-perturb", dest="perturb", action="store_false",
+                    help="keep torchvision's initialization (constant norm parameters, "
+                         "ConvNeXt layer scales of 1e-6)")
     ap.add_argument("--keep-identity", action="store_true",
                     help="keep the exporter's Identity nodes for equal-valued initializers "
                          "(default: give each consumer its own initializer)")
@@ -142,16 +182,16 @@ def main():
     torch.set_num_threads(args.threads)
     os.makedirs(args.outdir, exist_ok=True)
 
-    rows = [export_one(m, args.outdir, args.seed, args.keep_identity)
+    rows = [export_one(m, args.outdir, args.seed, args.keep_identity, args.perturb)
             for m in args.models.split(",") if m]
-    print(f"{'model':<22}{'MACs':>15}{'params':>12}{'onnx params':>13}{'undone':>8}  result")
+    print(f"{'model':<26}{'MACs':>15}{'params':>12}{'onnx params':>13}{'undone':>8}  result")
     for r in rows:
         res = "ok" if r["ok"] else "FAILED: " + r["error"].splitlines()[0]
-        print(f"{r['model']:<22}{r['macs']:>15,}{r['params']:>12,}"
+        print(f"{r['model']:<26}{r['macs']:>15,}{r['params']:>12,}"
               f"{r.get('onnx_conv_gemm_params', 0):>13,}{r.get('dedup_undone', 0):>8}  {res}")
     with open(os.path.join(args.outdir, "summary.json"), "w") as f:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__,
-                   "input": [1, 3, 224, 224], "opset": 13, "models": rows}, f, indent=1)
+                   "perturbed": args.perturb, "models": rows}, f, indent=1)
         f.write("\n")
     sys.exit(0 if all(r["ok"] for r in rows) else 1)
 
