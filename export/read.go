@@ -154,16 +154,7 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 		}
 		out = append(out, n)
 	}
-	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.RemoveDeadCode(); err != nil {
-		return err
-	}
-	return g.InferShapes()
+	return g.Rebuild(out)
 }
 
 // StoredBytes returns the bytes a constant takes in an ONNX file's raw data.
@@ -187,7 +178,7 @@ func WeightBytes(g *graph.Graph) map[string]int64 {
 	producers := g.Producers()
 	out := map[string]int64{}
 	for _, n := range g.Nodes {
-		d, ok := graph.Lookup(n.Op)
+		d, ok := graph.LookupNode(n)
 		if !ok || len(d.Weights) == 0 {
 			continue
 		}

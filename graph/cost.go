@@ -25,7 +25,7 @@ func (g *Graph) Layers() []Layer {
 	seen := map[string]bool{} // a weight shared by several nodes counts once
 	producers := g.Producers()
 	for _, n := range g.Nodes {
-		d, ok := Lookup(n.Op)
+		d, ok := LookupNode(n)
 		if !ok || (d.Cost == nil && len(d.Weights) == 0) {
 			continue
 		}

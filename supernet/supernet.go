@@ -274,13 +274,7 @@ func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 			}
 		}
 	}
-	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.InferShapes(); err != nil {
+	if err := g.Rebuild(out); err != nil {
 		return nil, fmt.Errorf("supernet: %w", err)
 	}
 	return sn, nil
