@@ -46,6 +46,7 @@ type quantFlags struct {
 	JSON       bool
 	Distill    float64
 	DistillT   float64
+	Exported   bool
 }
 
 // distill returns the distillation settings of the flags with teacher g (nil when off).
@@ -79,6 +80,7 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
 	f.Float64Var(&q.Distill, "distill", 0, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
 	f.Float64Var(&q.DistillT, "distill-temp", 4, "temperature of the distillation")
+	f.BoolVar(&q.Exported, "train-exported", true, "with 2 fine-tuning epochs or more, the last trains the model as it is exported (integer biases, BatchNorm on fixed statistics)")
 }
 
 func joinNames(v []string) string {
@@ -301,7 +303,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	defer stop()
 	qcfg := search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
 		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: resume, Context: ctx, Distill: q.distill(g)}
+		Checkpoint: ckpt, Resume: resume, Context: ctx, Distill: q.distill(g), PlainLastEpoch: !q.Exported}
 	qg, err := search.Calibrated(r, trainSet, qcfg)
 	if err != nil {
 		return nil, err

@@ -46,6 +46,10 @@ type Config struct {
 	Frozen []string
 	// Distill, when set, adds knowledge distillation from a teacher to the loss.
 	Distill *Distill
+	// From and Until, when set, make this run the epochs [From, Until) of a schedule of
+	// Epochs epochs (learning rate and data order as in the whole run): a run in parts,
+	// each with its own settings.
+	From, Until int
 }
 
 // fingerprint lists the settings a resumed run must share with the interrupted one.
@@ -55,9 +59,17 @@ func (c Config) fingerprint() string {
 		aug = fmt.Sprintf("%+v", *c.Augment)
 	}
 	// The thread count and the BLAS change how sums are split, hence the bits of the result.
-	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s frozen-bn=%v frozen=%d distill=%s threads=%d blas=%s",
-		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug,
+	return fmt.Sprintf("epochs=%d part=%d..%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s frozen-bn=%v frozen=%d distill=%s threads=%d blas=%s",
+		c.Epochs, c.From, c.until(), c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug,
 		c.FrozenBN, len(c.Frozen), c.Distill, runtime.GOMAXPROCS(0), blas.Name())
+}
+
+// until is the epoch the run stops before.
+func (c Config) until() int {
+	if c.Until > 0 {
+		return c.Until
+	}
+	return c.Epochs
 }
 
 // SavedBy reports whether the checkpoint at path was saved by a run with cfg's settings
@@ -83,6 +95,9 @@ type EpochStats struct {
 func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if cfg.Epochs < 1 || cfg.Batch < 1 {
 		return nil, fmt.Errorf("--epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	}
+	if cfg.From < 0 || cfg.From >= cfg.until() || cfg.until() > cfg.Epochs {
+		return nil, fmt.Errorf("epochs %d..%d are not a part of a %d-epoch run", cfg.From, cfg.until(), cfg.Epochs)
 	}
 	if err := CheckData(g, d); err != nil {
 		return nil, err
@@ -135,7 +150,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	var stats []EpochStats
 	var lossSum float64
 	var correct, seen int
-	startEpoch, startStep := 0, 0
+	startEpoch, startStep := cfg.From, 0
 	if cfg.Resume {
 		if cfg.Checkpoint == "" {
 			return nil, fmt.Errorf("--resume needs a checkpoint file")
@@ -169,7 +184,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	steps := ld.Len()
 	total := steps * cfg.Epochs
 	var guard Guard // restarts with a resumed run
-	for e := startEpoch; e < cfg.Epochs; e++ {
+	for e := startEpoch; e < cfg.until(); e++ {
 		start := time.Now()
 		bar := progress.New(cfg.Log, fmt.Sprintf("epoch %d/%d", e+1, cfg.Epochs), steps)
 		s0 := 0
