@@ -188,18 +188,7 @@ func CheckNotSameFile(outPath, inputPath string) error {
 	if inputPath == "" {
 		return nil
 	}
-	same := false
-	fo, errO := os.Stat(outPath)
-	fi, errI := os.Stat(inputPath)
-	switch {
-	case errO == nil && errI == nil:
-		same = os.SameFile(fo, fi)
-	default:
-		ao, e1 := filepath.Abs(outPath)
-		ai, e2 := filepath.Abs(inputPath)
-		same = e1 == nil && e2 == nil && ao == ai
-	}
-	if same {
+	if SameFile(outPath, inputPath) {
 		return &Error{File: outPath, Msg: fmt.Sprintf("refusing to overwrite the input model %s (output %s is the same file)", inputPath, outPath)}
 	}
 	return nil
@@ -210,16 +199,18 @@ func CheckNotSameFile(outPath, inputPath string) error {
 // in path's folder, which is flushed, fsynced, closed and renamed to path; then the
 // folder is fsynced. On any error, or a panic in write, the temporary file is removed
 // and path is left untouched. The new file keeps the permissions of the file it
-// replaces, or gets 0644. Errors are *Error naming path.
+// replaces, or gets 0644. Only a regular file is replaced: a path that is a directory, a
+// device, a FIFO, a socket or a symbolic link is refused (CheckOutputPath). Errors are
+// *Error naming path.
 func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	fail := func(what string, e error) error {
 		return &Error{File: path, Msg: what + ": " + e.Error(), Err: e}
 	}
+	if err := CheckOutputPath(path); err != nil {
+		return err
+	}
 	perm := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		if fi.IsDir() {
-			return &Error{File: path, Msg: "is a directory"}
-		}
+	if fi, err := os.Lstat(path); err == nil {
 		perm = fi.Mode().Perm()
 	}
 	dir, base := filepath.Split(path)
