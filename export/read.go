@@ -32,9 +32,16 @@ func FromGraph(g *graph.Graph) (*Model, error) {
 	if !ok {
 		return nil, ErrNotQNAS
 	}
-	m := &Model{Graph: g, Arch: []byte(g.Meta[MetaArch] + "\n")}
+	arch, ok := g.Meta[MetaArch]
+	if !ok {
+		return nil, fmt.Errorf("metadata %s is missing", MetaArch)
+	}
+	m := &Model{Graph: g, Arch: []byte(arch + "\n")}
 	if err := json.Unmarshal([]byte(raw), &m.Layers); err != nil {
 		return nil, fmt.Errorf("metadata %s: %v", MetaLayers, err)
+	}
+	if err := checkLayers(g, m.Layers); err != nil {
+		return nil, err
 	}
 	for _, k := range []string{MetaLayers, MetaArch, MetaFormat} {
 		delete(g.Meta, k)
@@ -65,33 +72,6 @@ func FromGraph(g *graph.Graph) (*Model, error) {
 	return m, m.check()
 }
 
-// check verifies that every layer the metadata lists is in the graph with the quantizers it
-// claims.
-func (m *Model) check() error {
-	producers := m.Graph.Producers()
-	for _, l := range m.Layers {
-		var n *graph.Node
-		for _, c := range m.Graph.Nodes {
-			if c.Name == l.Name {
-				n = c
-			}
-		}
-		if n == nil {
-			return fmt.Errorf("metadata names layer %q, which the graph lacks", l.Name)
-		}
-		if len(l.WBits) == 0 || slices.ContainsFunc(l.WBits, func(b int) bool { return !quant.ValidBits(b) }) || !quant.ValidBits(l.ABits) {
-			return fmt.Errorf("metadata of layer %q: invalid bits", l.Name)
-		}
-		if l.Weight != "" {
-			dq := producers[n.Input(1)]
-			if dq == nil || dq.Op != "DequantizeLinear" || dq.Inputs[0] != l.Weight || m.Graph.Consts[l.Weight] == nil {
-				return fmt.Errorf("layer %q: weight %q is not read through a DequantizeLinear", l.Name, l.Weight)
-			}
-		}
-	}
-	return nil
-}
-
 // fromQONNX rewrites the Quant nodes of the layers' weights and inputs into the canonical
 // QDQ form in place (the inverse of toQONNX); a graph without them is left alone.
 func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
@@ -112,11 +92,17 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 			if w == nil || scale == nil || w.DType != graph.Float32 || len(w.Shape) < 2 || scale.Len() != w.Shape[l.WAxis] {
 				return fmt.Errorf("layer %q: Quant %q does not hold a per-channel weight", l.Name, q.Name)
 			}
+			if err := checkQuant(g, q, l.WBits, scale.F, true); err != nil {
+				return graphError(l, "weight %v", err)
+			}
 			ints := make([]int64, len(w.F))
 			rows := filterRows(w, l.WAxis)
 			for c := 0; c < scale.Len(); c++ {
 				hi := float32(quant.WeightMax(l.WBits[c]))
 				for _, i := range rows(c) {
+					if v := w.F[i] / scale.F[c]; !(v >= -hi-0.5 && v <= hi+0.5) {
+						return graphError(l, "filter %d holds %g·scale, outside the %d-bit range ±%g its wbits give", c, v, l.WBits[c], hi)
+					}
 					ints[i] = int64(quant.Quantize(w.F[i], scale.F[c], -hi, hi))
 				}
 			}
@@ -134,6 +120,9 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 			replace[q] = []*graph.Node{dq}
 		}
 		if q := producers[layer.Input(0)]; l.ABits != quant.Float && q != nil && q.Op == "Quant" {
+			if err := checkQuant(g, q, []int{l.ABits}, []float32{quant.ActScale(l.AClip, l.ABits, l.ASigned)}, l.ASigned); err != nil {
+				return graphError(l, "input %v", err)
+			}
 			x := q.Inputs[0]
 			for _, in := range q.Inputs[1:] {
 				delete(g.Consts, in)

@@ -52,3 +52,30 @@ func TestReadFileLimited(t *testing.T) {
 	wantError(t, func() error { _, err := ReadFileLimited(dir, 10); return err }(), "directory")
 	wantError(t, func() error { _, err := ReadFileLimited(filepath.Join(dir, "none"), 10); return err }(), "none")
 }
+
+// WriteFilesAtomic writes all files or, when one cannot be written, none.
+func TestWriteFilesAllOrNone(t *testing.T) {
+	dir := t.TempDir()
+	content := func(s string) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+	}
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.onnx")
+	os.WriteFile(a, []byte("old"), 0o644)
+	fail := func(io.Writer) error { return os.ErrInvalid }
+	wantError(t, WriteFilesAtomic([]FileContent{{a, content("new")}, {b, fail}}), "b.onnx", "write failed")
+	if got, _ := os.ReadFile(a); string(got) != "old" {
+		t.Errorf("a.json holds %q after a failed set", got)
+	}
+	if names := entries(t, dir); strings.Join(names, ",") != "a.json" {
+		t.Errorf("left %v", names)
+	}
+	if err := WriteFilesAtomic([]FileContent{{a, content("new")}, {b, content("model")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(a); string(got) != "new" {
+		t.Errorf("a.json holds %q", got)
+	}
+	if got, _ := os.ReadFile(b); string(got) != "model" {
+		t.Errorf("b.onnx holds %q", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/supernet"
@@ -26,10 +27,11 @@ type QuantizeConfig struct {
 	Norm         data.Normalize
 	Augment      *data.Augment
 	Log          io.Writer
-	// Checkpoint, Resume and Context work as in train.Config.
+	// Checkpoint, Resume, Context and Depends work as in train.Config.
 	Checkpoint string
 	Resume     bool
 	Context    context.Context
+	Depends    ckpt.Settings
 }
 
 // Quantize builds the training graph of the architecture r from its float model, calibrates
@@ -41,6 +43,11 @@ func Quantize(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) 
 	if cfg.CalibBatches < 1 || cfg.Batch < 1 {
 		return nil, nil, fmt.Errorf("--calib and --batch must be positive (got %d, %d)", cfg.CalibBatches, cfg.Batch)
 	}
+	if cfg.Resume {
+		if err := cfg.CheckResume(trainSet); err != nil {
+			return nil, nil, err
+		}
+	}
 	g, err := r.Apply()
 	if err != nil {
 		return nil, nil, err
@@ -50,9 +57,7 @@ func Quantize(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) 
 	}
 	var stats []train.EpochStats
 	if cfg.Epochs > 0 {
-		stats, err = train.Train(g, trainSet, train.Config{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR,
-			Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, Seed: cfg.Seed, Norm: cfg.Norm,
-			Augment: cfg.Augment, Log: cfg.Log, Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context})
+		stats, err = train.Train(g, trainSet, cfg.trainConfig())
 		if err != nil {
 			return nil, stats, err
 		}

@@ -49,6 +49,10 @@ func runExport(stdout io.Writer, path string, o exportOptions) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "wrote %s (%s), %s, %s\n", files.Model, o.Format, files.Encodings, files.Arch)
+	format := o.Format
+	if o.Pack {
+		format += ", INT4 weights where ≤ 4 bits"
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s (%s), %s, %s\n", files.Model, format, files.Encodings, files.Arch)
 	return err
 }

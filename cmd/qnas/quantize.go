@@ -43,6 +43,12 @@ type quantFlags struct {
 	Report     string
 	Resume     string
 	JSON       bool
+
+	// Set by the command before check: the checkpoints it keeps, the files it reads
+	// besides the model (--arch); and, once computed, the model's hash.
+	ckpt      checkpointPlan
+	reads     []namedFile
+	modelHash string
 }
 
 func (q *quantFlags) register(f *pflag.FlagSet) {
@@ -64,7 +70,7 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&q.Pack, "pack", false, "store weights of layers at ≤ 4 bits as INT4 (opset 21, IR 10)")
 	f.Int64Var(&q.IR, "ir", 8, "ONNX IR version of the output (10 also writes per-node metadata_props)")
 	f.StringVar(&q.Report, "report", "", "write a JSON report to this file")
-	f.StringVar(&q.Resume, "resume", "", "continue the fine-tuning saved in this checkpoint (OUT.ckpt is written every epoch and on SIGINT/SIGTERM)")
+	f.StringVar(&q.Resume, "resume", "", "continue the run saved in this checkpoint (OUT.onnx.ckpt, written every epoch and on SIGINT/SIGTERM; optimize also keeps OUT.onnx.search.ckpt)")
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
 }
 
@@ -96,22 +102,36 @@ func (q *quantFlags) check(model string) error {
 	if q.Calib < 1 || q.Batch < 1 || q.LimitTrain < 0 || q.LimitTest < 0 {
 		return usageError{fmt.Errorf("--calib and --batch must be positive, --limit-train and --limit-test not negative")}
 	}
-	if !(q.LR > 0) {
-		return usageError{fmt.Errorf("--lr must be positive")}
+	if err := checkFloats(floatFlag{"--lr", q.LR, positive}, floatFlag{"--momentum", q.Momentum, belowOne}, floatFlag{"--wd", q.WD, nonNegative}); err != nil {
+		return err
 	}
-	files := export.OutputFiles(q.Out)
-	for _, f := range []string{files.Model, files.Encodings, files.Arch, q.Report, q.Out + ".ckpt"} {
-		if f == "" {
-			continue
-		}
-		if err := onnxio.CheckNotSameFile(f, model); err != nil {
-			return usageError{err}
-		}
+	if err := q.data.check(); err != nil {
+		return err
 	}
-	if files.Encodings == files.Model {
-		return usageError{fmt.Errorf("-o %s: give the output an extension such as .onnx", q.Out)}
+	if err := q.files(model).check(); err != nil {
+		return err
 	}
 	return setThreads(q.Threads)
+}
+
+// files lists what a run reads and writes: the model, --arch, a --target file; the
+// output model, its sidecars, the report and the checkpoints.
+func (q *quantFlags) files(model string) *runFiles {
+	f := &runFiles{}
+	f.read("the input model", model)
+	for _, r := range q.reads {
+		f.read(r.what, r.path)
+	}
+	if fi, err := os.Stat(q.Target); err == nil && !fi.IsDir() {
+		f.read("--target", q.Target)
+	}
+	out := export.OutputFiles(q.Out)
+	f.write("-o", out.Model)
+	f.write("the encodings sidecar", out.Encodings)
+	f.write("the architecture sidecar", out.Arch)
+	f.write("--report", q.Report)
+	q.ckpt.addTo(f)
+	return f
 }
 
 // quantizeOptions are quantize's flags.
@@ -176,6 +196,13 @@ type layerReport struct {
 }
 
 func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error {
+	if o.Epochs < 0 {
+		return usageError{fmt.Errorf("--epochs must not be negative")}
+	}
+	if err := o.planCheckpoints(); err != nil {
+		return err
+	}
+	o.reads = []namedFile{{"--arch", o.Arch}}
 	if err := o.check(path); err != nil {
 		return err
 	}
@@ -202,9 +229,6 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 		}
 		arch = &supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{o.WBits}, ABits: o.ABits}, Layers: map[string]supernet.LayerSpec{}}
 	}
-	if o.Epochs < 0 {
-		return usageError{fmt.Errorf("--epochs must not be negative")}
-	}
 	cm, err := supernet.NewCostModel(o.Cost, o.Target)
 	if err != nil {
 		return usageError{err}
@@ -224,6 +248,7 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 	if err != nil {
 		return err
 	}
+	o.ckpt.noteStale(stderr)
 	rep, err := o.run(stderr, path, g, r, cm, o.Epochs, trainSet, testSet, norm)
 	if err != nil {
 		return err
@@ -247,6 +272,18 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 			Filters: l.Filters, KeptFilters: r.Kept(l), MACs: l.MACs(r.KeptIn(l), r.Kept(l)), Cost: costs[l.Index]})
 	}
 	rep.CostRatio = rep.Cost / rep.ReferenceCost
+	if err := checkCosts(cm, rep.Cost, rep.ReferenceCost); err != nil {
+		return nil, err
+	}
+	cfg, err := q.quantizeConfig(stderr, path, r, epochs, norm)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Resume { // before any work
+		if err := cfg.CheckResume(trainSet); err != nil {
+			return nil, err
+		}
+	}
 	clock := time.Now()
 	lap := func(name string) {
 		rep.Phases = append(rep.Phases, search.Phase{Name: name, Seconds: time.Since(clock).Seconds()})
@@ -258,27 +295,10 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	}
 	rep.FloatAccuracy = ev.Accuracy
 	lap("evaluate float")
-	ckpt := "" // a run that writes no model (optimize's later seeds, baselines) keeps none
-	if q.Out != "" {
-		ckpt = q.Out + ".ckpt"
-	}
-	resume := false
-	if q.Resume != "" && ckpt != "" {
-		if _, err := os.Stat(ckpt); err == nil {
-			resume = true
-		} else if q.Resume == ckpt {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-	}
-	var aug *data.Augment
-	if q.Augment {
-		aug = &data.Augment{PadCrop: 2, HFlip: true}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	qg, _, err := search.Quantize(r, trainSet, search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
-		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: resume, Context: ctx})
+	cfg.Context = ctx
+	qg, _, err := search.Quantize(r, trainSet, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +323,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	if _, err := m.Write(q.Out, path, export.WriteOptions{Format: q.Format, Pack: q.Pack, IRVersion: q.IR, ProducerVersion: version}); err != nil {
 		return nil, err
 	}
-	os.Remove(ckpt)
+	removeCheckpoint(cfg.Checkpoint)
 	lap("export")
 	return rep, nil
 }
@@ -328,9 +348,6 @@ func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testS
 		}
 	}
 	norm, err = q.data.normalization(g, stderr)
-	if err != nil {
-		err = usageError{err}
-	}
 	return
 }
 

@@ -1,0 +1,194 @@
+// Package ckpt reads and writes the checkpoint files of long runs: a header naming the
+// kind of run and every setting the saved state depends on, then the state itself (gob).
+// The header is read alone and compared first, so a foreign file, a checkpoint of another
+// run or one claiming a huge state is refused before any of its state is read.
+package ckpt
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/gob"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/qnas/qnas/onnxio"
+)
+
+// magic starts every checkpoint file.
+const magic = "qnas checkpoint\n"
+
+// MaxHeaderBytes bounds the header (the settings), checked before it is read.
+const MaxHeaderBytes = 1 << 20
+
+// Setting is one named value a checkpoint must match to be resumed.
+type Setting struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Settings are the values a run's state depends on, in a fixed order.
+type Settings []Setting
+
+// Add appends a setting, formatting its value with fmt.Sprint.
+func (s *Settings) Add(name string, value any) { *s = append(*s, Setting{name, fmt.Sprint(value)}) }
+
+// Header is what a checkpoint says about itself.
+type Header struct {
+	Kind     string   `json:"kind"`    // the kind of run: "training", "search"
+	Version  int      `json:"version"` // the layout of that kind's state
+	Settings Settings `json:"settings"`
+}
+
+// Write saves a checkpoint of the given kind atomically (onnxio.WriteFileAtomic): the
+// header, then state encoded with gob.
+func Write(path string, h Header, state any) error {
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return onnxio.WriteFileAtomic(path, func(w io.Writer) error {
+		var n [4]byte
+		binary.LittleEndian.PutUint32(n[:], uint32(len(hb)))
+		for _, b := range [][]byte{[]byte(magic), n[:], hb} {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		return gob.NewEncoder(w).Encode(state)
+	})
+}
+
+// ReadHeader reads only the header of the checkpoint at path. Errors name the file.
+func ReadHeader(path string) (*Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, unwrap(err))
+	}
+	defer f.Close()
+	h, _, err := readHeader(f, path)
+	return h, err
+}
+
+func readHeader(f *os.File, path string) (*Header, *bufio.Reader, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s: not a regular file, so not a qnas checkpoint", path)
+	}
+	r := bufio.NewReader(f)
+	head := make([]byte, len(magic)+4)
+	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(magic)]) != magic {
+		return nil, nil, fmt.Errorf("%s: not a qnas checkpoint", path)
+	}
+	n := int64(binary.LittleEndian.Uint32(head[len(magic):]))
+	if n > MaxHeaderBytes || n > fi.Size() {
+		return nil, nil, fmt.Errorf("%s: checkpoint header of %d bytes (the file has %d; the limit is %d)", path, n, fi.Size(), MaxHeaderBytes)
+	}
+	hb := make([]byte, n)
+	if _, err := io.ReadFull(r, hb); err != nil {
+		return nil, nil, fmt.Errorf("%s: truncated checkpoint header", path)
+	}
+	var h Header
+	if err := json.Unmarshal(hb, &h); err != nil || h.Kind == "" {
+		return nil, nil, fmt.Errorf("%s: damaged checkpoint header", path)
+	}
+	return &h, r, nil
+}
+
+// Match checks a header against the kind, version and settings of the run that wants to
+// resume it; the error names the file and the first setting that differs.
+func (h *Header) Match(path string, want Header) error {
+	if h.Kind != want.Kind {
+		return fmt.Errorf("%s is a checkpoint of a %s, not of a %s", path, h.Kind, want.Kind)
+	}
+	if h.Version != want.Version {
+		return fmt.Errorf("%s: %s checkpoint version %d, this qnas reads %d", path, h.Kind, h.Version, want.Version)
+	}
+	if d := FirstDifference(h.Settings, want.Settings); d != "" {
+		return fmt.Errorf("%s was saved by another run: %s (resume with the same model, data and flags, or start afresh without --resume)", path, d)
+	}
+	return nil
+}
+
+// FirstDifference describes the first setting in which saved and now differ, or returns
+// "" when they are equal.
+func FirstDifference(saved, now Settings) string {
+	has := func(s Settings, name string) bool {
+		for _, x := range s {
+			if x.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i < max(len(saved), len(now)); i++ {
+		switch {
+		case i < len(now) && (i >= len(saved) || saved[i].Name != now[i].Name && !has(saved, now[i].Name)):
+			return fmt.Sprintf("it does not record %s (now %s)", now[i].Name, short(now[i].Value))
+		case i >= len(now) || saved[i].Name != now[i].Name:
+			return fmt.Sprintf("it records %s, which this run does not have", saved[i].Name)
+		case saved[i].Value != now[i].Value:
+			return fmt.Sprintf("%s was %s, now %s", now[i].Name, short(saved[i].Value), short(now[i].Value))
+		}
+	}
+	return ""
+}
+
+// short keeps a value printable on one line.
+func short(v string) string {
+	v = strings.Join(strings.Fields(v), " ")
+	if len(v) > 120 {
+		v = v[:117] + "…"
+	}
+	if v == "" {
+		return `""`
+	}
+	return v
+}
+
+// Read restores the checkpoint at path into state (a pointer to the type Write was given)
+// after checking its header against want. maxState bounds the encoded state: a file
+// larger is refused before its state is read. Errors name the file.
+func Read(path string, want Header, maxState int64, state any) (err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, unwrap(err))
+	}
+	defer f.Close()
+	h, r, err := readHeader(f, path)
+	if err != nil {
+		return err
+	}
+	if err := h.Match(path, want); err != nil {
+		return err
+	}
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxState+MaxHeaderBytes+int64(len(magic))+4 {
+		return fmt.Errorf("%s: a state of %d bytes is more than this run can hold (%d)", path, fi.Size(), maxState)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: damaged checkpoint state (%v)", path, p)
+		}
+	}()
+	if err := gob.NewDecoder(io.LimitReader(r, maxState)).Decode(state); err != nil {
+		return fmt.Errorf("%s: damaged checkpoint state: %v", path, err)
+	}
+	return nil
+}
+
+// unwrap drops the *os.PathError around err (the caller names the file).
+func unwrap(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// StateBound is a generous bound on the gob encoding of n float32 values spread over
+// tensors named in maps: the maxState to pass to Read.
+func StateBound(floats int64) int64 { return 10*floats + 1<<20 }
