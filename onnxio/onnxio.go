@@ -110,7 +110,7 @@ func encode(w io.Writer, m proto.Message) error {
 // the file.
 func Load(path string, lim Limits) (*Model, error) {
 	lim = lim.orDefault()
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: unwrapPath(err).Error(), Err: err}
 	}

@@ -99,7 +99,7 @@ func SameFile(a, b string) bool {
 // file by its size before reading, anything else (a pipe, a device such as /dev/zero)
 // after max+1 bytes. Errors are *Error naming path.
 func ReadFileLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: unwrapPath(err).Error(), Err: err}
 	}
@@ -121,4 +121,10 @@ func ReadFileLimited(path string, max int64) ([]byte, error) {
 		return nil, withFile(err, path)
 	}
 	return b, nil
+}
+
+// openRead opens a file for reading without blocking in open: a FIFO that no process
+// writes to then reads as empty instead of hanging the command.
+func openRead(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }

@@ -2,6 +2,7 @@ package search
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
@@ -18,26 +19,29 @@ func (cfg QuantizeConfig) trainConfig() train.Config {
 		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context, Depends: depends}
 }
 
-// CheckResume checks, reading only its header, that cfg.Checkpoint holds the fine-tuning
-// that cfg describes on trainSet; the error names the file and the first setting that
-// differs. Quantize checks it before calibrating; a caller may check it before any work.
+// CheckResume checks that cfg.Checkpoint holds, complete, the fine-tuning that cfg
+// describes on trainSet (ckpt.Check); the error names the file and the first setting
+// that differs. Quantize checks it before calibrating; a caller may before any work.
 func (cfg QuantizeConfig) CheckResume(trainSet *data.Dataset) error {
 	if cfg.Epochs < 1 {
 		return fmt.Errorf("--resume %s: a post-training quantization (no fine-tuning epochs) has nothing to continue", cfg.Checkpoint)
 	}
-	h, err := ckpt.ReadHeader(cfg.Checkpoint)
-	if err != nil {
-		return err
-	}
-	return h.Match(cfg.Checkpoint, cfg.trainConfig().Header(trainSet))
+	return ckpt.Check(cfg.Checkpoint, cfg.trainConfig().Header(trainSet))
 }
 
-// CheckResume checks, reading only its header, that cfg.Checkpoint holds a search of sn
-// on trainSet with cfg; the error names the file and the first setting that differs.
+// CheckResume checks that cfg.Checkpoint holds, complete, a search of sn on trainSet with
+// cfg (ckpt.Check); the error names the file and the first setting that differs.
 func (cfg SearchConfig) CheckResume(sn *supernet.Supernet, trainSet *data.Dataset) error {
-	h, err := ckpt.ReadHeader(cfg.Checkpoint)
-	if err != nil {
-		return err
+	return ckpt.Check(cfg.Checkpoint, cfg.Header(sn, trainSet))
+}
+
+// CheckHoldout returns the error Search gives when the share of n training samples it
+// holds out for the architecture steps (HoldOut, rounded as data.Holdout rounds it) is
+// less than one batch: a caller may check it before any work.
+func (cfg SearchConfig) CheckHoldout(n int) error {
+	if held := int(math.Round(cfg.HoldOut * float64(n))); held < cfg.Batch {
+		return fmt.Errorf("the search holds out %g%% of the training data for its architecture steps: %d of %d samples, less than one batch of %d; use at least %d training samples or a smaller --batch",
+			100*cfg.HoldOut, held, n, cfg.Batch, int(math.Ceil(float64(cfg.Batch)/cfg.HoldOut-1e-9)))
 	}
-	return h.Match(cfg.Checkpoint, cfg.Header(sn, trainSet))
+	return nil
 }

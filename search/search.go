@@ -104,13 +104,12 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	if err := train.CheckData(g, trainSet); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckHoldout(trainSet.N); err != nil {
+		return nil, err
+	}
 	wData, aData, err := data.Holdout(trainSet, cfg.HoldOut, cfg.Seed)
 	if err != nil {
 		return nil, err
-	}
-	if aData.N < cfg.Batch {
-		return nil, fmt.Errorf("the search holds out %g%% of the training data for its architecture steps: %d of %d samples, less than one batch of %d; use at least %d training samples or a smaller --batch",
-			100*cfg.HoldOut, aData.N, trainSet.N, cfg.Batch, int(math.Ceil(float64(cfg.Batch)/cfg.HoldOut-1e-9)))
 	}
 	if cfg.Resume {
 		if err := cfg.CheckResume(sn, trainSet); err != nil {
@@ -287,7 +286,14 @@ const (
 func (c SearchConfig) Header(sn *supernet.Supernet, trainSet *data.Dataset) ckpt.Header {
 	s := append(ckpt.Settings{}, c.Depends...)
 	s.Add("training data", train.DataSetting(trainSet))
-	s.Add("search space", fmt.Sprintf("%+v", sn.Opts))
+	o := sn.Opts
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"search wbits", o.WBits}, {"search abits", o.ABits}, {"granularity", o.Granularity}, {"prune", o.Prune}, {"widths", o.Widths},
+		{"pinned", fmt.Sprintf("first=%v last=%v", o.PinFirst, o.PinLast)}} {
+		s.Add(kv.k, kv.v)
+	}
 	for _, kv := range []struct {
 		k string
 		v any

@@ -85,10 +85,13 @@ func (d *dataFlags) normalization(g *graph.Graph, stderr io.Writer) (data.Normal
 		*f.dst = vals
 	}
 	if n.Mean == nil && n.Std == nil {
-		fmt.Fprintln(stderr, "qnas: note: no --mean/--std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]")
+		fmt.Fprintln(stderr, noNormalizationNote)
 	}
 	return n, nil
 }
+
+// noNormalizationNote warns that inputs are not normalized.
+const noNormalizationNote = "qnas: note: no --mean/--std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]"
 
 // parseNormValues reads a comma-separated list of finite numbers (positive ones when
 // positive is set); src names where it came from.

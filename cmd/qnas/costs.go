@@ -37,3 +37,13 @@ func budgetCost(flag string, v float64, ratio bool, ref float64, cm supernet.Cos
 	}
 	return v, nil
 }
+
+// checkArchCost checks, before any work, that the architecture r has a finite cost under
+// cm, as has the model at w8a8 (the reference of every ratio).
+func checkArchCost(cm supernet.CostModel, r *supernet.Resolved) error {
+	cost, err := cm.Cost(r)
+	if err != nil {
+		return err
+	}
+	return checkCosts(cm, cost, cm.Reference(r.Space))
+}

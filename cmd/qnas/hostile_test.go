@@ -15,6 +15,7 @@ import (
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/specialfile"
+	"github.com/qnas/qnas/internal/testenv"
 	"github.com/qnas/qnas/onnxio"
 )
 
@@ -335,5 +336,134 @@ func TestHostileEditedMetadata(t *testing.T) {
 		if status, _, stderr := runCLI(t, "export", p, "-o", out); status != 0 {
 			t.Errorf("export %s: %s", p, stderr)
 		}
+	}
+}
+
+// Every output path that is not a regular file or a new path in an existing folder, and
+// every output that would replace an input, another output, a sidecar, a checkpoint or
+// the report, is refused before any work, by every command that writes.
+func TestHostileOutputPaths(t *testing.T) {
+	f := newHostileFixture(t)
+	inputs := map[string]string{"quantize": f.model, "optimize": f.model, "export": f.qdq, "train": f.model, "inspect": f.model}
+	commands := map[string]func(out string) []string{
+		"quantize": func(out string) []string {
+			return quantizeArgs(f.model, out, "--wbits", "4", "--abits", "4", "--epochs", "1")
+		},
+		"optimize": func(out string) []string { return optimizeArgs(f.model, out) },
+		"export":   func(out string) []string { return []string{"export", f.qdq, "-o", out} },
+		"train":    func(out string) []string { return trainArgs(f.model, out) },
+		"inspect":  func(out string) []string { return []string{"inspect", f.model, "--supernet", "-o", out} },
+	}
+	for cmd, args := range commands {
+		in := inputs[cmd]
+		hard, sym := filepath.Join(f.dir, "hard-"+cmd+".onnx"), filepath.Join(f.dir, "sym-"+cmd+".onnx")
+		if err := os.Link(in, hard); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Base(in), sym); err != nil {
+			t.Fatal(err)
+		}
+		bad := append(slices.Clone(f.specials), specialfile.File{Name: "the input model", Path: in},
+			specialfile.File{Name: "a hard link to the input", Path: hard}, specialfile.File{Name: "a symbolic link to the input", Path: sym},
+			specialfile.File{Name: "a path in a missing folder", Path: filepath.Join(f.dir, "no", "such", "out.onnx")},
+			specialfile.File{Name: "a path under a file", Path: filepath.Join(in, "out.onnx")})
+		for _, b := range bad {
+			f.refuse(t, cmd+" -o "+b.Name, args(b.Path), filepath.Base(b.Path))
+		}
+	}
+	// A sidecar that would land on a special file or the input.
+	out := filepath.Join(f.dir, "fresh.onnx")
+	for _, sidecar := range []string{"fresh.encodings.json", "fresh.arch.json"} {
+		p := filepath.Join(f.dir, sidecar)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, cmd := range []string{"quantize", "optimize", "export"} {
+			f.refuse(t, cmd+": "+sidecar+" is a directory", commands[cmd](out), sidecar)
+		}
+		os.Remove(p)
+	}
+	asSidecar := filepath.Join(f.dir, "s.arch.json") // a model named like the sidecar of -o s.onnx
+	copyFile(t, f.qdq, asSidecar)
+	f.refuse(t, "export over its input as sidecar", []string{"export", asSidecar, "-o", filepath.Join(f.dir, "s.onnx")}, "s.arch.json", "refusing to overwrite")
+	// The report against every other file of the run.
+	for _, cmd := range []string{"quantize", "optimize"} {
+		for name, report := range map[string]string{
+			"-o": out, "the encodings sidecar": filepath.Join(f.dir, "fresh.encodings.json"),
+			"the architecture sidecar": filepath.Join(f.dir, "fresh.arch.json"), "the input model": f.model,
+			"the checkpoint": out + ".ckpt", "a FIFO": f.specials[0].Path,
+		} {
+			f.refuse(t, cmd+" --report = "+name, append(commands[cmd](out), "--report", report), filepath.Base(report))
+		}
+	}
+	f.refuse(t, "optimize --report = its search checkpoint", append(commands["optimize"](out), "--report", out+".search.ckpt"), "fresh.onnx.search.ckpt")
+	f.refuse(t, "quantize --report = --arch", quantizeArgs(f.model, out, "--arch", f.arch, "--report", f.arch), "q.arch.json")
+	// A checkpoint of the run that would be the input: the model named OUT.onnx.ckpt or
+	// OUT.onnx.search.ckpt (optimize once deleted its input so).
+	for _, c := range []struct{ cmd, name string }{{"quantize", "m.onnx.ckpt"}, {"optimize", "m.onnx.search.ckpt"}, {"optimize", "m.onnx.ckpt"}, {"train", "m.onnx.ckpt"}} {
+		in := filepath.Join(f.dir, c.name)
+		copyFile(t, f.model, in)
+		args := map[string][]string{
+			"quantize": quantizeArgs(in, filepath.Join(f.dir, "m.onnx"), "--wbits", "4", "--abits", "4", "--epochs", "1"),
+			"optimize": optimizeArgs(in, filepath.Join(f.dir, "m.onnx")),
+			"train":    trainArgs(in, filepath.Join(f.dir, "m.onnx")),
+		}[c.cmd]
+		f.refuse(t, c.cmd+" with its checkpoint as input", args, c.name, "refusing to overwrite")
+		os.Remove(in)
+	}
+	f.refuse(t, "train --checkpoint FIFO", append(trainArgs(f.model, out), "--checkpoint", f.specials[0].Path), "fifo")
+	f.refuse(t, "train --checkpoint = input", append(trainArgs(f.model, out), "--checkpoint", f.model), "model.onnx")
+	f.refuse(t, "train --checkpoint = -o", append(trainArgs(f.model, out), "--checkpoint", out), "fresh.onnx")
+}
+
+// --resume FILE continues FILE or refuses it: a missing, foreign, garbage or special
+// file, and a checkpoint of another run (other bits, data, flags, model or kind), each
+// with one line naming the file and the first difference, leaving the checkpoint as it
+// was.
+func TestHostileCheckpoints(t *testing.T) {
+	f := newHostileFixture(t)
+	f.makeCheckpoints(t)
+	out := filepath.Join(f.dir, "r.onnx")
+	garbage := filepath.Join(f.dir, "garbage.ckpt")
+	os.WriteFile(garbage, []byte("qnas checkpoint\n\xff\xff\xff\x7fjunk"), 0o644)
+	truncated := filepath.Join(f.dir, "truncated.ckpt")
+	b, _ := os.ReadFile(f.ftCkpt)
+	os.WriteFile(truncated, b[:len(b)/2], 0o644)
+	other := filepath.Join(f.dir, "resnet20.onnx")
+	copyFile(t, testenv.Path("testdata", "models", "resnet20_bn.onnx"), other)
+	q := func(extra ...string) []string {
+		return quantizeArgs(f.model, out, append([]string{"--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt}, extra...)...)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"missing", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", filepath.Join(f.dir, "none.ckpt")), []string{"--resume", "none.ckpt"}},
+		{"a model", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.qdq), []string{"q.onnx", "not a qnas checkpoint"}},
+		{"garbage", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", garbage), []string{"garbage.ckpt"}},
+		{"truncated", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", truncated), []string{"truncated.ckpt"}},
+		{"/dev/zero", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", "/dev/zero"), []string{"/dev/zero"}},
+		{"a FIFO", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.specials[0].Path), []string{"fifo"}},
+		{"other wbits", quantizeArgs(f.model, out, "--wbits", "4", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt", "architecture was"}},
+		{"other limit-train", append(q(), "--limit-train", "256"), []string{"other-run.ckpt", "training data was"}},
+		{"other lr", append(q(), "--lr", "0.02"), []string{"other-run.ckpt", "lr was 0.01, now 0.02"}},
+		{"other epochs", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "7", "--resume", f.ftCkpt), []string{"other-run.ckpt", "epochs was 50, now 7"}},
+		{"other seed", append(q(), "--seed", "9"), []string{"other-run.ckpt", "seed was 5, now 9"}},
+		{"other calib", append(q(), "--calib", "3"), []string{"other-run.ckpt", "calibration batches was 2, now 3"}},
+		{"other threads", append(q(), "--threads", "1"), []string{"other-run.ckpt", "threads was 2, now 1"}},
+		{"other model", quantizeArgs(other, out, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt", "model was"}},
+		{"epochs 0", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "0", "--resume", f.ftCkpt), []string{"--resume", "--epochs 0"}},
+		{"search checkpoint to quantize", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.searchCkpt), []string{"other-search.ckpt", "search"}},
+		{"fine-tuning checkpoint to train", append(trainArgs(f.model, out), "--resume", f.ftCkpt), []string{"other-run.ckpt"}},
+		{"search checkpoint to train", append(trainArgs(f.model, out), "--resume", f.searchCkpt), []string{"other-search.ckpt", "search"}},
+		{"optimize other budget", optimizeArgs(f.model, out, "--search-epochs", "50", "--budget", "0.3", "--resume", f.searchCkpt), []string{"other-search.ckpt", "budget was"}},
+		{"optimize other space", optimizeArgs(f.model, out, "--search-epochs", "50", "--wbits", "2,4,8", "--resume", f.searchCkpt), []string{"other-search.ckpt", "search wbits was [2 3 4 6 8], now [2 4 8]"}},
+		{"optimize other model", optimizeArgs(other, out, "--search-epochs", "50", "--resume", f.searchCkpt), []string{"other-search.ckpt", "model was"}},
+		{"optimize fine-tuning without its search", optimizeArgs(f.model, out, "--resume", f.ftCkpt), []string{"other-run.ckpt", "r.onnx.search.ckpt"}},
+		{"optimize --ft-epochs 0 with a fine-tuning checkpoint", optimizeArgs(f.model, out, "--ft-epochs", "0", "--resume", f.ftCkpt), []string{"other-run.ckpt", "--ft-epochs 0"}},
+		{"resume is -o", quantizeArgs(f.model, f.ftCkpt, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt"}},
+	} {
+		f.refuse(t, c.name, c.args, c.want...)
 	}
 }

@@ -286,10 +286,8 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if err != nil {
 		return err
 	}
-	o.ckpt.noteStale(stderr)
-	var aug *data.Augment
-	if o.Augment {
-		aug = &data.Augment{PadCrop: 2, HFlip: true}
+	if err := o.beforeSearch(stderr, path, cm, budget, probe, trainSet, norm); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -303,13 +301,10 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		if err != nil {
 			return usageError{err}
 		}
-		cfg := search.DefaultSearchConfig(cm, budget)
-		cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, o.Batch, o.LR, o.Momentum, o.WD
-		cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Augment, cfg.Log, cfg.Context = o.ArchLR, o.Warmup, o.Calib, seed, norm, aug, stderr, ctx
-		cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
+		cfg := o.searchConfig(cm, budget, seed, norm, stderr)
+		cfg.Context = ctx
 		if k == 0 {
-			cfg.Checkpoint, cfg.Resume = o.ckpt.search, o.ckpt.resumeSearch
-			if cfg.Depends, err = o.searchDepends(path); err != nil {
+			if err := o.searchCheckpoint(&cfg, path); err != nil {
 				return err
 			}
 		}
@@ -401,6 +396,18 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// searchConfig is the search of one seed.
+func (o *optimizeOptions) searchConfig(cm supernet.CostModel, budget float64, seed uint64, norm data.Normalize, log io.Writer) search.SearchConfig {
+	cfg := search.DefaultSearchConfig(cm, budget)
+	cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, o.Batch, o.LR, o.Momentum, o.WD
+	cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Log = o.ArchLR, o.Warmup, o.Calib, seed, norm, log
+	cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
+	if o.Augment {
+		cfg.Augment = &data.Augment{PadCrop: 2, HFlip: true}
+	}
+	return cfg
 }
 
 func meanStd(v []float64) (mean, std float64) {

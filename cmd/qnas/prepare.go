@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
 	"github.com/qnas/qnas/internal/ckpt"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 )
 
@@ -58,4 +61,61 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// notes tells on stderr, once every check has passed and before the work starts, what
+// the run assumes: no normalization, checkpoints of an earlier run it replaces. A
+// resumed run says nothing of them (its first run did).
+func (q *quantFlags) notes(stderr io.Writer) {
+	if q.Resume != "" {
+		return
+	}
+	if q.normNote {
+		fmt.Fprintln(stderr, noNormalizationNote)
+	}
+	q.ckpt.noteStale(stderr)
+}
+
+// searchCheckpoint gives the (first seed's) search cfg its checkpoint.
+func (o *optimizeOptions) searchCheckpoint(cfg *search.SearchConfig, path string) error {
+	cfg.Checkpoint, cfg.Resume = o.ckpt.search, o.ckpt.resumeSearch
+	h, err := o.modelSetting(path)
+	cfg.Depends = ckpt.Settings{h}
+	return err
+}
+
+// beforeSearch checks what optimize can check once the data is loaded, before any work:
+// that the share of the training data the search holds out fills a batch, and that the
+// checkpoints --resume continues belong to this run (the fine-tuning's architecture is
+// known only after the search, and checked then); then it prints the notes.
+func (o *optimizeOptions) beforeSearch(stderr io.Writer, path string, cm supernet.CostModel, budget float64, sn *supernet.Supernet,
+	trainSet *data.Dataset, norm data.Normalize) error {
+	cfg := o.searchConfig(cm, budget, o.Seed, norm, stderr)
+	if err := cfg.CheckHoldout(trainSet.N); err != nil {
+		if o.LimitTrain > 0 {
+			err = fmt.Errorf("--limit-train %d: %w", o.LimitTrain, err)
+		}
+		return usageError{err}
+	}
+	if o.ckpt.resumeSearch {
+		if err := o.searchCheckpoint(&cfg, path); err != nil {
+			return err
+		}
+		if err := cfg.CheckResume(sn, trainSet); err != nil {
+			return err
+		}
+	}
+	if o.ckpt.resumeFineTune {
+		q := o.quantFlags
+		q.Seed = o.Seed
+		qc, err := q.quantizeConfig(stderr, path, nil, o.FTEpochs, norm)
+		if err != nil {
+			return err
+		}
+		if err := qc.CheckResume(trainSet); err != nil {
+			return err
+		}
+	}
+	o.notes(stderr)
+	return nil
 }

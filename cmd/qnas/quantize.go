@@ -49,6 +49,8 @@ type quantFlags struct {
 	ckpt      checkpointPlan
 	reads     []namedFile
 	modelHash string
+	// normNote is set by openData when no normalization was found (noted by notes).
+	normNote bool
 }
 
 func (q *quantFlags) register(f *pflag.FlagSet) {
@@ -244,11 +246,14 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 		}
 		return err
 	}
+	if err := checkArchCost(cm, r); err != nil {
+		return err
+	}
 	trainSet, testSet, norm, err := o.openData(g, stderr)
 	if err != nil {
 		return err
 	}
-	o.ckpt.noteStale(stderr)
+	o.notes(stderr)
 	rep, err := o.run(stderr, path, g, r, cm, o.Epochs, trainSet, testSet, norm)
 	if err != nil {
 		return err
@@ -347,7 +352,8 @@ func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testS
 			return
 		}
 	}
-	norm, err = q.data.normalization(g, stderr)
+	norm, err = q.data.normalization(g, io.Discard) // notes, after the checks, says it
+	q.normNote = norm.Mean == nil && norm.Std == nil
 	return
 }
 

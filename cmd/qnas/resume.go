@@ -43,7 +43,7 @@ func (o *quantizeOptions) planCheckpoints() error {
 			return err
 		}
 		if h.Kind != train.CheckpointKind {
-			return fmt.Errorf("--resume %s is a checkpoint of a %s; quantize continues a fine-tuning (%s) checkpoint", o.Resume, h.Kind, train.CheckpointKind)
+			return fmt.Errorf("--resume %s holds the state of a %s run; quantize continues a fine-tuning (a %s run)", o.Resume, h.Kind, train.CheckpointKind)
 		}
 		o.ckpt.fineTune, o.ckpt.resumeFineTune = o.Resume, true
 	case o.Epochs > 0 && o.Out != "":
@@ -81,7 +81,7 @@ func (o *optimizeOptions) planCheckpoints() error {
 		}
 		o.ckpt.fineTune, o.ckpt.resumeFineTune, o.ckpt.resumeSearch = o.Resume, true, true
 	default:
-		return fmt.Errorf("--resume %s is a checkpoint of a %s, not of a search or a fine-tuning", o.Resume, h.Kind)
+		return fmt.Errorf("--resume %s holds the state of a %s run, not of a search or a fine-tuning", o.Resume, h.Kind)
 	}
 	return nil
 }
@@ -104,7 +104,8 @@ func (p checkpointPlan) noteStale(stderr io.Writer) {
 
 // quantizeConfig returns the fine-tuning of the architecture r of the model at path (the
 // checkpoint, what it depends on, the flags); a run that writes no model (optimize's
-// later seeds, baselines) keeps no checkpoint.
+// later seeds, baselines) keeps no checkpoint. r may be nil for a check of a checkpoint
+// that skips the architecture.
 func (q *quantFlags) quantizeConfig(stderr io.Writer, path string, r *supernet.Resolved, epochs int, norm data.Normalize) (search.QuantizeConfig, error) {
 	cfg := search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch, LR: q.LR, Momentum: q.Momentum,
 		WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Log: stderr}
@@ -120,7 +121,11 @@ func (q *quantFlags) quantizeConfig(stderr io.Writer, path string, r *supernet.R
 		return cfg, err
 	}
 	cfg.Depends = ckpt.Settings{h}
-	cfg.Depends.Add("architecture", hashBytes(supernet.MarshalArch(r.Arch(), nil)))
+	if r == nil { // not derived yet: a check before the search skips it
+		cfg.Depends = append(cfg.Depends, ckpt.Setting{Name: "architecture", Value: ckpt.Unknown})
+	} else {
+		cfg.Depends.Add("architecture", hashBytes(supernet.MarshalArch(r.Arch(), nil)))
+	}
 	return cfg, nil
 }
 

@@ -127,7 +127,11 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.LimitTest > 0 {
 		testSet = data.Subset(testSet, o.LimitTest)
 	}
-	norm, err := o.data.normalization(g, stderr)
+	noteTo := stderr
+	if o.Resume != "" {
+		noteTo = io.Discard // the run being resumed said it
+	}
+	norm, err := o.data.normalization(g, noteTo)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -35,7 +36,7 @@ func TestRoundTripAndMismatch(t *testing.T) {
 		want string
 	}{
 		{other, "a.ckpt was saved by another run: lr was 0.1, now 0.5"},
-		{Header{Kind: "search", Version: 1, Settings: other.Settings}, "a.ckpt is a checkpoint of a training, not of a search"},
+		{Header{Kind: "search", Version: 1, Settings: other.Settings}, "a.ckpt holds the state of a training run, not of a search run"},
 		{Header{Kind: "training", Version: 2, Settings: other.Settings}, "version 1, this qnas reads 2"},
 		{Header{Kind: "training", Version: 1, Settings: Settings{{"model", "abc"}}}, "it records lr, which this run does not have"},
 		{Header{Kind: "training", Version: 1, Settings: Settings{{"data", "x"}, {"model", "abc"}, {"lr", "0.1"}}}, "it does not record data (now x)"},
@@ -78,8 +79,26 @@ func TestHostileFiles(t *testing.T) {
 			t.Errorf("%s: error %v", name, err)
 		}
 	}
-	if _, err := ReadHeader("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Errorf("/dev/zero: %v", err)
+	for _, p := range []string{"/dev/zero", filepath.Join(dir, "fifo")} {
+		if strings.HasSuffix(p, "fifo") {
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ReadHeader(p); err == nil || !strings.Contains(err.Error(), "not a regular file") { // and does not block
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	// Check reads the whole state: a flipped byte is found before anything is decoded.
+	if err := Check(good, header("1")); err != nil {
+		t.Error(err)
+	}
+	flipped := append([]byte{}, b...)
+	flipped[len(flipped)-5] ^= 1
+	p := filepath.Join(dir, "flipped.ckpt")
+	os.WriteFile(p, flipped, 0o644)
+	if err := Check(p, header("1")); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+		t.Errorf("flipped: %v", err)
 	}
 	if _, err := ReadHeader(filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "none") {
 		t.Errorf("missing: %v", err)
