@@ -74,6 +74,9 @@ func (d *dataFlags) normalization(g *graph.Graph, stderr io.Writer) (data.Normal
 		if err == nil && len(g.Inputs) == 1 && len(g.Shapes[g.Inputs[0]]) == 4 {
 			if c := g.Shapes[g.Inputs[0]][1]; len(vals) > 1 && len(vals) != c {
 				err = fmt.Errorf("%s has %d values for the model's %d input channels; give 1 or %d", src, len(vals), c, c)
+				if c == 1 {
+					err = fmt.Errorf("%s has %d values for the model's 1 input channel; give 1", src, len(vals))
+				}
 			}
 		}
 		if err != nil && src == f.flag {

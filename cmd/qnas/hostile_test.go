@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -112,7 +113,9 @@ func snapshot(t *testing.T, dir string) map[string]string {
 			return err
 		}
 		v := fi.Mode().Type().String()
-		if fi.Mode().IsRegular() {
+		if fi.Mode().IsRegular() && fi.Size() > 64<<20 { // big sparse files: size and time
+			v = fmt.Sprint(fi.Size(), fi.ModTime())
+		} else if fi.Mode().IsRegular() {
 			b, _ := os.ReadFile(p)
 			h := sha256.Sum256(b)
 			v = hex.EncodeToString(h[:8])
@@ -128,7 +131,11 @@ func snapshot(t *testing.T, dir string) map[string]string {
 func (f *hostileFixture) refuse(t *testing.T, name string, args []string, want ...string) {
 	t.Helper()
 	before := snapshot(t, f.dir)
+	start := time.Now()
 	status, stdout, stderr := runCLI(t, args...)
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("%s: refused after %.0f s: the check must come before the work", name, el.Seconds())
+	}
 	if status != 1 && status != 2 {
 		t.Errorf("%s: exit status %d, want 1 or 2 (stderr %q)", name, status, stderr)
 	}
@@ -465,5 +472,132 @@ func TestHostileCheckpoints(t *testing.T) {
 		{"resume is -o", quantizeArgs(f.model, f.ftCkpt, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt"}},
 	} {
 		f.refuse(t, c.name, c.args, c.want...)
+	}
+}
+
+// Side inputs are bounded and checked, and numbers that are not finite, or a budget
+// beyond the model, are refused: each with one line naming the flag or file.
+func TestHostileNumbersAndSideInputs(t *testing.T) {
+	f := newHostileFixture(t)
+	out := filepath.Join(f.dir, "n.onnx")
+	big := filepath.Join(f.dir, "big.json")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 1<<30); err != nil { // sparse: refused by its size, never read
+		t.Fatal(err)
+	}
+	huge := filepath.Join(f.dir, "huge-target.json")
+	os.WriteFile(huge, []byte(`{"format": "qnas.target/1", "name": "huge", "pairs": [{"wbits": 8, "abits": 8, "cost": 1e308}, {"wbits": 4, "abits": 8, "cost": 1e307}, {"wbits": 4, "abits": 4, "cost": 1e307}]}`), 0o644)
+	q := func(extra ...string) []string { return quantizeArgs(f.model, out, append([]string{"--wbits", "4", "--abits", "4"}, extra...)...) }
+	o := func(extra ...string) []string { return optimizeArgs(f.model, out, extra...) }
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"--arch /dev/zero", quantizeArgs(f.model, out, "--arch", "/dev/zero"), []string{"/dev/zero", "limit"}},
+		{"--arch a FIFO", quantizeArgs(f.model, out, "--arch", f.specials[0].Path), []string{"fifo"}},
+		{"--arch a 1 GiB file", quantizeArgs(f.model, out, "--arch", big), []string{"big.json", "limit"}},
+		{"--arch a directory", quantizeArgs(f.model, out, "--arch", f.dir), []string{"directory"}},
+		{"inspect --arch /dev/zero", []string{"inspect", f.model, "--arch", "/dev/zero"}, []string{"/dev/zero"}},
+		{"--target /dev/zero", q("--target", "/dev/zero"), []string{"/dev/zero", "limit"}},
+		{"--target a 1 GiB file", q("--target", big), []string{"big.json", "limit"}},
+		{"inspect --target /dev/zero", []string{"inspect", f.model, "--arch", f.arch, "--target", "/dev/zero"}, []string{"/dev/zero"}},
+		{"quantize --target overflowing", q("--target", huge), []string{"--target huge", "finite"}},
+		{"inspect --target overflowing", []string{"inspect", f.model, "--arch", f.arch, "--target", huge}, []string{"--target huge", "finite"}},
+		{"optimize --target overflowing", o("--target", huge), []string{"--target huge", "finite"}},
+		{"--lr NaN", q("--lr", "NaN"), []string{"--lr"}},
+		{"--lr Inf", q("--lr", "Inf"), []string{"--lr"}},
+		{"--momentum NaN", q("--momentum", "NaN"), []string{"--momentum"}},
+		{"--momentum 1", q("--momentum", "1"), []string{"--momentum"}},
+		{"--wd NaN", q("--wd", "NaN"), []string{"--wd"}},
+		{"--wd -1", q("--wd", "-1"), []string{"--wd"}},
+		{"--mean NaN", q("--mean", "NaN"), []string{"--mean"}},
+		{"--mean abc", q("--mean", "abc"), []string{"--mean"}},
+		{"--mean Inf", q("--mean", "0.5,Inf"), []string{"--mean"}},
+		{"--std 0", q("--std", "0"), []string{"--std"}},
+		{"--std -Inf", q("--std", "-Inf"), []string{"--std"}},
+		{"--mean of 3 for 1 channel", q("--mean", "0.1,0.2,0.3"), []string{"--mean", "channels"}},
+		{"optimize --arch-lr NaN", o("--arch-lr", "NaN"), []string{"--arch-lr"}},
+		{"optimize --warmup NaN", o("--warmup", "NaN"), []string{"--warmup"}},
+		{"optimize --momentum NaN", o("--momentum", "NaN"), []string{"--momentum"}},
+		{"optimize --wd NaN", o("--wd", "NaN"), []string{"--wd"}},
+		{"optimize --budget NaN", o("--budget", "NaN"), []string{"--budget"}},
+		{"optimize --budget Inf", o("--budget", "InfT"), []string{"--budget"}},
+		{"optimize --budget 5T", o("--budget", "5T"), []string{"--budget 5T", "no compression"}},
+		{"optimize --widths NaN", o("--prune", "--widths", "0.5,NaN"), []string{"--widths"}},
+		{"optimize --widths without --prune", o("--widths", "0.5,1"), []string{"--widths", "--prune"}},
+		{"optimize --granularity group:1000", o("--granularity", "group:1000"), []string{"--granularity group:1000", "64"}},
+		{"optimize --limit-train 512", o("--limit-train", "512", "--batch", "128"), []string{"--limit-train 512", "10%", "1280"}},
+		{"train --lr NaN", append(trainArgs(f.model, out), "--lr", "NaN"), []string{"--lr"}},
+		{"train --momentum NaN", append(trainArgs(f.model, out), "--momentum", "NaN"), []string{"--momentum"}},
+		{"train --mean NaN", append(trainArgs(f.model, out), "--mean", "NaN"), []string{"--mean"}},
+		{"eval --mean NaN", []string{"eval", f.model, "--data", "embedded", "--mean", "NaN"}, []string{"--mean"}},
+		{"inspect --supernet --widths without --prune", []string{"inspect", f.model, "--supernet", "--widths", "0.5", "-o", out}, []string{"--widths"}},
+	} {
+		f.refuse(t, c.name, c.args, c.want...)
+	}
+	// --mean abc and --mean NaN are both usage errors.
+	s1, _, _ := runCLI(t, q("--mean", "abc")...)
+	s2, _, _ := runCLI(t, q("--mean", "NaN")...)
+	if s1 != 2 || s2 != 2 {
+		t.Errorf("--mean abc exits %d, --mean NaN %d; want 2 for both", s1, s2)
+	}
+}
+
+// Mutated architecture files (truncated, bit-flipped, edited values) get one line naming
+// the file from quantize --arch and inspect --arch, and write nothing.
+func TestHostileArchFiles(t *testing.T) {
+	f := newHostileFixture(t)
+	good, err := os.ReadFile(f.arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(f.dir, "a.onnx")
+	var files []string
+	add := func(name string, b []byte) {
+		p := filepath.Join(f.dir, name)
+		os.WriteFile(p, b, 0o644)
+		files = append(files, p)
+	}
+	for i := 1; i < 12; i++ {
+		add("cut"+strings.Repeat("x", i)+".json", good[:len(good)*i/12])
+	}
+	for i, edit := range []struct{ from, to string }{
+		{`"wbits": 4`, `"wbits": 9`}, {`"wbits": 4`, `"wbits": [4, 4, 4]`}, {`"wbits": 4`, `"wbits": []`}, {`"abits": 4`, `"abits": 1`},
+		{`"abits": 4`, `"abits": 4.5`}, {`"abits": 4`, `"abits": "4"`}, {`"abits": 4`, `"abits": 1e400`}, {`"wbits": 4`, `"wbits": -4`},
+		{`"wbits": 4`, `"wbits": [4, 32]`}, {`"format": "qnas.arch/1"`, `"format": "qnas.arch/2"`}, {`"layers": {`, `"extra": 1, "layers": {`},
+		{`"/conv1/Conv"`, `"/conv9/Conv"`}, {`"abits": 4}`, `"abits": 4, "keep": 0}`}, {`"abits": 4}`, `"abits": 4, "keep": [0, 0]}`},
+		{`"abits": 4}`, `"abits": 4, "keep": [99]}`}, {`"abits": 4}`, `"abits": 4, "keep": 1e9}`}, {`"abits": 4}`, `"abits": 4, "keep": [-1]}`},
+		{`}}`, `}} trailing`}, {`{"format"`, `[{"format"`},
+	} {
+		b := strings.Replace(string(good), edit.from, edit.to, 1)
+		if b == string(good) {
+			t.Fatalf("edit %d changes nothing", i)
+		}
+		add("edit"+strings.Repeat("x", i)+".json", []byte(b))
+	}
+	for i := 0; i < len(good); i += max(1, len(good)/25) {
+		b := slices.Clone(good)
+		b[i] ^= 0x5a
+		add("flip"+strings.Repeat("x", i%50)+hex.EncodeToString([]byte{byte(i)})+".json", b)
+	}
+	for _, p := range files {
+		name := filepath.Base(p)
+		before := snapshot(t, f.dir)
+		status, _, stderr := runCLI(t, quantizeArgs(f.model, out, "--arch", p, "--mean", "0.286", "--std", "0.353")...)
+		if status == 0 {
+			// A flip that leaves valid JSON of valid values is a valid architecture.
+			os.Remove(out)
+			for _, s := range []string{"a.encodings.json", "a.arch.json"} {
+				os.Remove(filepath.Join(f.dir, s))
+			}
+			continue
+		}
+		_ = before
+		f.refuse(t, "quantize --arch "+name, quantizeArgs(f.model, out, "--arch", p, "--mean", "0.286", "--std", "0.353"), name)
+		f.refuse(t, "inspect --arch "+name, []string{"inspect", f.model, "--arch", p}, name)
+		_ = stderr
 	}
 }

@@ -282,6 +282,9 @@ func inspectArch(w io.Writer, path string, g *graph.Graph, o inspectOptions, cm 
 		s.Params += al.Params
 	}
 	s.CostRatio = s.Cost / s.ReferenceCost
+	if err := checkCosts(cm, s.Cost, s.ReferenceCost); err != nil {
+		return err
+	}
 	if o.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
