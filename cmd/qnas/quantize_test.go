@@ -275,8 +275,7 @@ func TestResumeUsesTheNamedCheckpoint(t *testing.T) {
 		t.Errorf("a resumed run repeats the notes: %s", stderr)
 	}
 	if strings.Contains(stderr, "epoch 1/3") { // the checkpoint was saved after epoch 1 at least
-		t.Errorf("the resumed run trained epoch 1 again:
-%s", stderr)
+		t.Errorf("the resumed run trained epoch 1 again:\n%s", stderr)
 	}
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
 		t.Error("the run resumed from a renamed checkpoint differs from the uninterrupted run")
