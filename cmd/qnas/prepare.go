@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/qnas/qnas/internal/ckpt"
@@ -30,26 +29,32 @@ func (o *optimizeOptions) searchDepends(path string) (ckpt.Settings, error) {
 	return ckpt.Settings{h}, err
 }
 
-// describeSpace says in words what a search searches: the bits of how many layers, with
-// how many filter groups each, and the widths of how many prunable channel groups.
+// describeSpace says in words what a search searches: the bits of how many layers, in how
+// many filter groups (naming the layers with fewer), and the widths of how many prunable
+// channel groups.
 func describeSpace(sn *supernet.Supernet) string {
-	units := map[int]int{} // filter groups → layers with them
+	count := map[int]int{} // filter groups → layers with that many
+	most := 0
 	for _, l := range sn.Layers {
-		units[l.Units]++
-	}
-	var per []string
-	for u, n := range units {
-		per = append(per, fmt.Sprintf("%d with %d", n, u))
-	}
-	slices.Sort(per)
-	s := fmt.Sprintf("the bits of %d layers", len(sn.Layers))
-	if len(units) == 1 {
-		for u := range units {
-			s += fmt.Sprintf(" (%d filter group%s each)", u, plural(u))
+		count[l.Units]++
+		if count[l.Units] > count[most] || count[l.Units] == count[most] && l.Units > most {
+			most = l.Units
 		}
-	} else if len(units) > 1 {
-		s += fmt.Sprintf(" (filter groups: %s)", strings.Join(per, ", "))
 	}
+	var other []string
+	for _, l := range sn.Layers {
+		if l.Units != most {
+			other = append(other, fmt.Sprintf("%s %d", l.Layer.Name, l.Units))
+		}
+	}
+	s := fmt.Sprintf("the bits of %d layers (%d filter group%s per layer", len(sn.Layers), most, plural(most))
+	switch {
+	case len(other) > 3:
+		s += fmt.Sprintf("; %d layers with other counts", len(other))
+	case len(other) > 0:
+		s += "; " + strings.Join(other, ", ")
+	}
+	s += ")"
 	if sn.Opts.Prune {
 		return s + fmt.Sprintf(" and the widths of %d prunable channel group%s", len(sn.Groups), plural(len(sn.Groups)))
 	}
