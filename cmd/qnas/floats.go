@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/qnas/qnas/internal/data"
 )
 
 // floatFlag is a float flag's value and the range it must lie in.
@@ -49,6 +51,15 @@ func checkFloats(flags ...floatFlag) error {
 		if !f.kind.holds(f.v) {
 			return usageError{fmt.Errorf("%s %s: want %s", f.flag, strconv.FormatFloat(f.v, 'g', -1, 64), f.kind)}
 		}
+	}
+	return nil
+}
+
+// checkBatch refuses a --batch larger than the training data: no step would run, and the
+// buffers of a huge batch could exhaust the memory.
+func checkBatch(batch int, train *data.Dataset) error {
+	if batch > train.N {
+		return usageError{fmt.Errorf("--batch %d is more than the %d training samples of %s", batch, train.N, train.Source)}
 	}
 	return nil
 }

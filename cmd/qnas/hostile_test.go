@@ -337,6 +337,14 @@ func TestHostileEditedMetadata(t *testing.T) {
 		f.refuse(t, c.name+" (qonnx)", []string{"export", p, "--format", "qonnx", "-o", out}, want...)
 		f.refuse(t, c.name+" (inspect)", []string{"inspect", p}, c.name+".onnx") // canonicalization may name the node first
 	}
+	// Normalization metadata that is not finite is refused by every command that reads it.
+	for _, v := range []string{"NaN", "1e400", "0.5,x"} {
+		p := f.editModel(t, f.model, "mean-"+v+".onnx", func(g *graph.Graph) { g.Meta["qnas.mean"] = v })
+		f.refuse(t, "eval with qnas.mean "+v, []string{"eval", p, "--data", "embedded", "--limit", "10"}, "mean-"+v+".onnx", "qnas.mean")
+		f.refuse(t, "train with qnas.mean "+v, []string{"train", p, "--data", "embedded", "--limit-train", "64", "--batch", "32", "-o", filepath.Join(f.dir, "t.onnx")},
+			"mean-"+v+".onnx", "qnas.mean")
+		f.refuse(t, "quantize with qnas.mean "+v, quantizeArgs(p, filepath.Join(f.dir, "t.onnx"), "--wbits", "4", "--abits", "4"), "mean-"+v+".onnx", "qnas.mean")
+	}
 	// The unedited models still convert.
 	for _, p := range []string{f.qdq, f.qonnx} {
 		out := filepath.Join(t.TempDir(), "ok.onnx")
@@ -520,7 +528,7 @@ func TestHostileNumbersAndSideInputs(t *testing.T) {
 		{"--mean Inf", q("--mean", "0.5,Inf"), []string{"--mean"}},
 		{"--std 0", q("--std", "0"), []string{"--std"}},
 		{"--std -Inf", q("--std", "-Inf"), []string{"--std"}},
-		{"--mean of 3 for 1 channel", q("--mean", "0.1,0.2,0.3"), []string{"--mean", "channels"}},
+		{"--mean of 3 for 1 channel", q("--mean", "0.1,0.2,0.3"), []string{"--mean", "channel"}},
 		{"optimize --arch-lr NaN", o("--arch-lr", "NaN"), []string{"--arch-lr"}},
 		{"optimize --warmup NaN", o("--warmup", "NaN"), []string{"--warmup"}},
 		{"optimize --momentum NaN", o("--momentum", "NaN"), []string{"--momentum"}},
@@ -532,6 +540,9 @@ func TestHostileNumbersAndSideInputs(t *testing.T) {
 		{"optimize --widths without --prune", o("--widths", "0.5,1"), []string{"--widths", "--prune"}},
 		{"optimize --granularity group:1000", o("--granularity", "group:1000"), []string{"--granularity group:1000", "64"}},
 		{"optimize --limit-train 512", o("--limit-train", "512", "--batch", "128"), []string{"--limit-train 512", "10%", "1280"}},
+		{"quantize --batch 1e9", q("--batch", "1000000000"), []string{"--batch 1000000000"}},
+		{"optimize --batch 1e9", o("--batch", "1000000000"), []string{"--batch 1000000000"}},
+		{"train --batch 1e9", append(trainArgs(f.model, out), "--batch", "1000000000"), []string{"--batch 1000000000"}},
 		{"train --lr NaN", append(trainArgs(f.model, out), "--lr", "NaN"), []string{"--lr"}},
 		{"train --momentum NaN", append(trainArgs(f.model, out), "--momentum", "NaN"), []string{"--momentum"}},
 		{"train --mean NaN", append(trainArgs(f.model, out), "--mean", "NaN"), []string{"--mean"}},

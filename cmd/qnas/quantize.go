@@ -341,6 +341,9 @@ func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testS
 	if q.LimitTrain > 0 {
 		trainSet = data.Subset(trainSet, q.LimitTrain)
 	}
+	if err = checkBatch(q.Batch, trainSet); err != nil {
+		return
+	}
 	if testSet, err = q.data.open(data.Test); err != nil {
 		return
 	}

@@ -120,6 +120,9 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.LimitTrain > 0 {
 		trainSet = data.Subset(trainSet, o.LimitTrain)
 	}
+	if err := checkBatch(o.Batch, trainSet); err != nil {
+		return err
+	}
 	testSet, err := o.data.open(data.Test)
 	if err != nil {
 		return err
