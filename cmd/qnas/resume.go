@@ -86,7 +86,7 @@ func (o *optimizeOptions) planCheckpoints() error {
 	return nil
 }
 
-// addCheckpoints adds the plan's checkpoints to the run's outputs.
+// addTo adds the plan's checkpoints to the run's outputs.
 func (p checkpointPlan) addTo(f *runFiles) {
 	f.write("the search checkpoint", p.search)
 	f.write("the fine-tuning checkpoint", p.fineTune)

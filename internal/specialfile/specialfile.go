@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // File is one special path and what it must stay.
@@ -77,16 +79,11 @@ func Make(t testing.TB, dir string) []File {
 	add("a dangling symbolic link", dangling)
 	if os.Geteuid() == 0 {
 		null := filepath.Join(dir, "fakenull")
-		if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, int(unixMkdev(1, 3))); err == nil {
+		if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err == nil {
 			add("a character device", null)
 		}
 	}
 	return out
-}
-
-// unixMkdev encodes a Linux device number.
-func unixMkdev(major, minor uint64) uint64 {
-	return (major&0xfff)<<8 | (major&^0xfff)<<32 | minor&0xff | (minor&^0xff)<<12
 }
 
 // Check reports on t every special file that is no longer what Make made.
