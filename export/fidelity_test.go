@@ -117,14 +117,26 @@ func allExports(t *testing.T) []*exported {
 			exportsErr = err
 			return
 		}
-		for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx"} {
+		// The BatchNorm-kept fixtures with every case, and their folded twins (trained and
+		// frozen with their BatchNorms restored, as quantize does) with two.
+		for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx", "resnet8.onnx", "mbv2.onnx"} {
 			g := load(t, model)
+			folded := !strings.HasSuffix(model, "_bn.onnx")
+			if folded {
+				if g, _, err = search.RestoreBatchNorm(g, train, fixtureNorm, 4, 128, nil); err != nil {
+					exportsErr = err
+					return
+				}
+			}
 			s, err := supernet.NewSpace(g)
 			if err != nil {
 				exportsErr = err
 				return
 			}
 			for i, c := range archCases {
+				if folded && c.name != "w4a4" && c.name != "pruned" {
+					continue
+				}
 				r := rand.New(rand.NewPCG(uint64(i), 5))
 				res, err := s.Resolve(c.arch(s, r))
 				if err != nil {
@@ -145,6 +157,12 @@ func allExports(t *testing.T) []*exported {
 				if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
 					exportsErr = err
 					return
+				}
+				for _, n := range m.Graph.Nodes {
+					if n.Op == "BatchNormalization" {
+						exportsErr = fmt.Errorf("%s %s: the export keeps BatchNormalization %q", model, c.name, n.Name)
+						return
+					}
 				}
 				exports = append(exports, &exported{model: model, arch: c.name, qat: qat, res: res, m: m, path: path})
 			}

@@ -35,6 +35,9 @@ type OpDef struct {
 
 	// Weights lists the inputs that are learnable parameters when constant (Conv: 1, 2).
 	Weights []int
+	// State lists the inputs that are neither learned nor fixed: statistics the op keeps
+	// (BatchNormalization's running mean and variance), which checkpoints carry.
+	State []int
 }
 
 // Ctx is what an op's rules see of one node: its attributes, the shapes of its inputs, and

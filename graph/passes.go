@@ -320,14 +320,18 @@ func (g *Graph) CanonicalReshape() error {
 // FoldBatchNorm folds every inference BatchNormalization that directly follows a Conv (whose
 // output nothing else reads) into that Conv's weights and bias:
 // W' = W·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β.
-func (g *Graph) FoldBatchNorm() error {
+func (g *Graph) FoldBatchNorm() error { return g.FoldBatchNormIf(nil) }
+
+// FoldBatchNormIf is FoldBatchNorm restricted to the BatchNormalizations for which fold
+// returns true (all when fold is nil).
+func (g *Graph) FoldBatchNormIf(fold func(bn *Node) bool) error {
 	producers, consumers := g.Producers(), g.Consumers()
 	isOutput := g.outputSet()
 	var names *valueNames // built on first use
 	kept := g.Nodes[:0:0]
 	removed := map[*Node]bool{}
 	for _, bn := range g.Nodes {
-		if bn.Op != "BatchNormalization" {
+		if bn.Op != "BatchNormalization" || (fold != nil && !fold(bn)) {
 			continue
 		}
 		conv := producers[bn.Inputs[0]]

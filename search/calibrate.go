@@ -81,14 +81,7 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 	n := min(batches*batch, d.N)
 	d = data.Subset(d, n) // spread over the data: files stored class by class stay balanced
 	bar := progress.New(log, "calibrate", n)
-	x := p.Value(calib.Inputs[0]).Data
-	idx := make([]int, 0, batch)
-	for start := 0; start+batch <= n; start += batch {
-		idx = idx[:0]
-		for i := start; i < start+batch; i++ {
-			idx = append(idx, i)
-		}
-		d.Batch(idx, norm, nil, nil, x, nil)
+	forBatches(d, norm, n, batch, p.Value(calib.Inputs[0]).Data, func(done int) {
 		p.Forward(false)
 		for _, q := range qs {
 			v := p.Value(q.node.Inputs[0]).Data
@@ -97,8 +90,8 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 				q.values = append(q.values, v[i])
 			}
 		}
-		bar.Update(start+batch, "")
-	}
+		bar.Update(done, "")
+	})
 	bar.Done(fmt.Sprintf("%d quantizers", len(qs)))
 	for _, q := range qs {
 		clips := make([]float32, len(q.bits))
@@ -167,20 +160,27 @@ func ReestimateBN(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches,
 	n := min(batches*batch, d.N)
 	d = data.Subset(d, n)
 	bar := progress.New(log, "BN statistics", n)
-	x := p.Value(g.Inputs[0]).Data
-	idx := make([]int, 0, batch)
 	k := 0
+	forBatches(d, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
+		p.SetStatsMomentum(1 / float32(k+1))
+		p.Forward(true)
+		k++
+		bar.Update(done, "")
+	})
+	bar.Done(fmt.Sprintf("%d batches", k))
+	return nil
+}
+
+// forBatches loads the first n samples of d (n/batch whole batches, in order) into x one
+// batch at a time and calls step after each with the number of samples loaded so far.
+func forBatches(d *data.Dataset, norm data.Normalize, n, batch int, x []float32, step func(done int)) {
+	idx := make([]int, 0, batch)
 	for start := 0; start+batch <= n; start += batch {
 		idx = idx[:0]
 		for i := start; i < start+batch; i++ {
 			idx = append(idx, i)
 		}
 		d.Batch(idx, norm, nil, nil, x, nil)
-		p.SetStatsMomentum(1 / float32(k+1))
-		p.Forward(true)
-		k++
-		bar.Update(start+batch, "")
+		step(start + batch)
 	}
-	bar.Done(fmt.Sprintf("%d batches", k))
-	return nil
 }

@@ -27,6 +27,8 @@ type QuantizeConfig struct {
 	Norm         data.Normalize
 	Augment      *data.Augment
 	Log          io.Writer
+	// Distill, when set, distills the fine-tuning from a teacher (train.Distill).
+	Distill *train.Distill
 	// Checkpoint, Resume, Context and Depends work as in train.Config.
 	Checkpoint string
 	Resume     bool
@@ -35,35 +37,90 @@ type QuantizeConfig struct {
 }
 
 // Quantize builds the training graph of the architecture r from its float model, calibrates
-// its activation clips on the training data, fine-tunes it with quantization in the loop for
-// cfg.Epochs (straight-through gradients, learned clips, BatchNorm in training mode), and
-// re-estimates the BatchNorm statistics of the quantized model. It returns the trained
-// fake-quantized graph and the per-epoch statistics.
+// its activation clips on the training data (Calibrated), fine-tunes it with quantization in
+// the loop and re-estimates its BatchNorm statistics (FineTune). It returns the trained
+// fake-quantized graph (in the form FineTune says) and the per-epoch statistics.
 func Quantize(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, []train.EpochStats, error) {
-	if cfg.CalibBatches < 1 || cfg.Batch < 1 {
-		return nil, nil, fmt.Errorf("--calib and --batch must be positive (got %d, %d)", cfg.CalibBatches, cfg.Batch)
-	}
 	if cfg.Resume {
-		if err := cfg.CheckResume(trainSet); err != nil {
+		if err := cfg.CheckResume(r, trainSet); err != nil {
 			return nil, nil, err
 		}
 	}
-	g, err := r.Apply()
+	g, err := Calibrated(r, trainSet, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := Calibrate(g, trainSet, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
-		return nil, nil, err
+	return FineTune(g, trainSet, cfg)
+}
+
+// Calibrated returns the training graph of the architecture r (r.Apply) with its activation
+// clips calibrated on cfg.CalibBatches batches of the training data: the model of
+// post-training quantization, before its BatchNorm statistics are re-estimated.
+func Calibrated(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, error) {
+	if cfg.CalibBatches < 1 || cfg.Batch < 1 {
+		return nil, fmt.Errorf("--calib and --batch must be positive (got %d, %d)", cfg.CalibBatches, cfg.Batch)
 	}
+	g, err := r.Apply()
+	if err != nil {
+		return nil, err
+	}
+	if err := Calibrate(g, trainSet, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// FineTune trains the calibrated graph g for cfg.Epochs with quantization in the loop
+// (straight-through gradients, learned clips, BatchNorm in training mode) and re-estimates
+// the BatchNorm statistics of the quantized model (with 0 epochs, only that). With two
+// epochs or more, the last one trains what the export computes (supernet.TrainAsExported:
+// BatchNorms on fixed statistics with their shifts on the integer grids, biases rounded as
+// export rounds them) at TailLR × the learning rate, so the model trained is the model
+// written. It returns the graph trained (g, or the last epoch's form of it, which
+// supernet.ExportForm turns back for export.Freeze) and the per-epoch statistics.
+func FineTune(g *graph.Graph, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, []train.EpochStats, error) {
+	tc, head, tail := cfg.parts()
+	if cfg.Epochs < 2 {
+		var stats []train.EpochStats
+		if cfg.Epochs == 1 {
+			var err error
+			if stats, err = train.Train(g, trainSet, tc); err != nil {
+				return nil, stats, err
+			}
+		}
+		return g, stats, ReestimateBN(g, trainSet, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log)
+	}
+	// One checkpoint file serves both parts; its settings say which part saved it.
+	inTail := cfg.Resume && cfg.Checkpoint != "" && train.SavedBy(cfg.Checkpoint, tailConfig(g, tail), trainSet)
 	var stats []train.EpochStats
-	if cfg.Epochs > 0 {
-		stats, err = train.Train(g, trainSet, cfg.trainConfig())
-		if err != nil {
+	if !inTail {
+		var err error
+		if stats, err = train.Train(g, trainSet, head); err != nil {
 			return nil, stats, err
 		}
+		if err := ReestimateBN(g, trainSet, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
+			return nil, stats, err
+		}
+		tail.Resume = false
 	}
-	if err := ReestimateBN(g, trainSet, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
+	tg, frozen, err := supernet.TrainAsExported(g)
+	if err != nil {
 		return nil, stats, err
 	}
-	return g, stats, nil
+	tail.Frozen = frozen
+	more, err := train.Train(tg, trainSet, tail)
+	return tg, append(stats, more...), err
+}
+
+// TailLR is the learning rate of the last fine-tuning epoch (the one that trains what the
+// export computes), relative to the run's.
+const TailLR = 0.1
+
+// tailConfig is the tail's train.Config as FineTune completes it, for recognizing its
+// checkpoint before the tail's graph exists.
+func tailConfig(g *graph.Graph, tail train.Config) train.Config {
+	if _, frozen, err := supernet.TrainAsExported(g); err == nil {
+		tail.Frozen = frozen
+	}
+	return tail
 }

@@ -10,23 +10,56 @@ import (
 	"github.com/qnas/qnas/supernet"
 )
 
-// trainConfig is the training run with which Quantize fine-tunes.
-func (cfg QuantizeConfig) trainConfig() train.Config {
+// parts returns the training runs with which FineTune fine-tunes: all of it (one or no
+// epoch), or the head (all epochs but the last) and the tail (the last epoch, which trains
+// what the export computes; its Frozen parameters are set by FineTune from the graph).
+func (cfg QuantizeConfig) parts() (all, head, tail train.Config) {
 	depends := append(ckpt.Settings{}, cfg.Depends...)
 	depends.Add("calibration batches", cfg.CalibBatches)
-	return train.Config{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum, Nesterov: true,
+	all = train.Config{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum, Nesterov: true,
 		WeightDecay: cfg.WeightDecay, Seed: cfg.Seed, Norm: cfg.Norm, Augment: cfg.Augment, Log: cfg.Log,
-		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context, Depends: depends}
+		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context, Distill: cfg.Distill, Depends: depends}
+	head = all
+	head.Epochs = cfg.Epochs - 1
+	tail = all
+	tail.Epochs, tail.LR, tail.FrozenBN = 1, cfg.LR*TailLR, true
+	tail.Seed = cfg.Seed + uint64(head.Epochs) // the tail's data order continues the head's
+	return all, head, tail
 }
 
-// CheckResume checks that cfg.Checkpoint holds, complete, the fine-tuning that cfg
-// describes on trainSet (ckpt.Check); the error names the file and the first setting
-// that differs. Quantize checks it before calibrating; a caller may before any work.
-func (cfg QuantizeConfig) CheckResume(trainSet *data.Dataset) error {
+// CheckResume checks that cfg.Checkpoint holds, complete, a fine-tuning of the
+// architecture r that cfg describes on trainSet (either part of it: see FineTune), with
+// ckpt.Check; the error names the file and the first setting that differs. Quantize checks
+// it before calibrating; a caller may before any work. With r nil (not derived yet) the
+// count of parameters the tail freezes is not compared.
+func (cfg QuantizeConfig) CheckResume(r *supernet.Resolved, trainSet *data.Dataset) error {
 	if cfg.Epochs < 1 {
 		return fmt.Errorf("--resume %s: a post-training quantization (no fine-tuning epochs) has nothing to continue", cfg.Checkpoint)
 	}
-	return ckpt.Check(cfg.Checkpoint, cfg.trainConfig().Header(trainSet))
+	all, head, tail := cfg.parts()
+	if cfg.Epochs == 1 {
+		return ckpt.Check(cfg.Checkpoint, all.Header(trainSet))
+	}
+	wantTail := tail.Header(trainSet)
+	if r != nil {
+		if g, err := r.Apply(); err == nil {
+			wantTail = tailConfig(g, tail).Header(trainSet)
+		}
+	} else {
+		for i, s := range wantTail.Settings {
+			if s.Name == "frozen parameters" {
+				wantTail.Settings[i].Value = ckpt.Unknown
+			}
+		}
+	}
+	h, err := ckpt.ReadHeader(cfg.Checkpoint)
+	if err != nil {
+		return err
+	}
+	if h.Value("frozen BatchNorm") == "true" { // saved by the tail
+		return ckpt.Check(cfg.Checkpoint, wantTail)
+	}
+	return ckpt.Check(cfg.Checkpoint, head.Header(trainSet))
 }
 
 // CheckResume checks that cfg.Checkpoint holds, complete, a search of sn on trainSet with

@@ -39,14 +39,16 @@ type SearchConfig struct {
 	// (internal/optim.Adam.SharedScale) instead of one per logit.
 	ArchSharedScale bool
 	HoldOut         float64 // the share of the training data the logits learn on
-	CalibBatches    int
-	Seed            uint64
-	Norm            data.Normalize
-	Augment         *data.Augment
-	Log             io.Writer
-	Checkpoint      string
-	Resume          bool
-	Context         context.Context
+	// Distill, when set, distills the weight steps from a teacher (train.Distill).
+	Distill      *train.Distill
+	CalibBatches int
+	Seed         uint64
+	Norm         data.Normalize
+	Augment      *data.Augment
+	Log          io.Writer
+	Checkpoint   string
+	Resume       bool
+	Context      context.Context
 	// Depends are the caller's settings a checkpoint must also match (the model); they
 	// come first in its header.
 	Depends ckpt.Settings
@@ -174,6 +176,8 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	}
 	x := tr.Input()
 	y, ay := make([]int32, cfg.Batch), make([]int32, cfg.Batch)
+	guard := train.Guard{Ceiling: train.ChanceLoss(g.Shapes[g.Outputs[0]][1])} // restarts with a resumed search
+	startEpoch := st.Epoch
 	for e := st.Epoch; e < cfg.Epochs; e++ {
 		start := time.Now()
 		bar := progress.New(cfg.Log, fmt.Sprintf("search %d/%d", e+1, cfg.Epochs), steps)
@@ -201,6 +205,13 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			tau := cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64(t)/float64(max(total-1, 1)))
 			wl.Next(x, y)
 			loss, c, err := tr.WeightStep(y, t, tau, sched.LR(t, total))
+			if bad, l0, now := guard.Add(loss); bad {
+				good := ""
+				if cfg.Checkpoint != "" && (e > startEpoch || cfg.Resume) {
+					good = cfg.Checkpoint
+				}
+				return nil, &train.DivergedError{What: "search", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, Ceiling: guard.Ceiling, LR: cfg.LR, Checkpoint: good}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
 			}
@@ -211,7 +222,10 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			if t >= warm {
 				al.Seek(t/al.Len(), t%al.Len())
 				al.Next(x, ay)
-				aloss, mu, ec := tr.ArchStep(ay, t, tau)
+				aloss, mu, ec, err := tr.ArchStep(ay, t, tau)
+				if err != nil {
+					return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
+				}
 				st.Tilt, st.LastCost = mu, ec/cfg.Budget
 				st.ArchLossSum += aloss
 				st.ArchSteps++
@@ -301,7 +315,7 @@ func (c SearchConfig) Header(sn *supernet.Supernet, trainSet *data.Dataset) ckpt
 		{"momentum", c.Momentum}, {"weight decay", c.WeightDecay}, {"arch lr", c.ArchLR}, {"shared scale", c.ArchSharedScale},
 		{"hard samples", fmt.Sprintf("%v/%v", c.HardArch, c.HardWeights)}, {"temperature", fmt.Sprintf("%g..%g", c.TauStart, c.TauEnd)},
 		{"held-out share", c.HoldOut}, {"calibration batches", c.CalibBatches}, {"seed", c.Seed}, {"mean", c.Norm.Mean}, {"std", c.Norm.Std},
-		{"augment", c.Augment != nil}} {
+		{"augment", c.Augment != nil}, {"distillation", c.Distill}} {
 		s.Add(kv.k, kv.v)
 	}
 	return ckpt.Header{Kind: SearchCheckpointKind, Version: SearchCheckpointVersion, Settings: append(s, train.Machine()...)}
@@ -343,14 +357,15 @@ func (st *searchState) load(path string, want ckpt.Header) error {
 
 // Trainer runs the search's two kinds of steps on one compiled plan of a supernet.
 type Trainer struct {
-	Plan   *engine.Plan
-	sn     *supernet.Supernet
-	cfg    SearchConfig
-	sgd    *optim.SGD
-	adam   *optim.Adam
-	isArch map[string]bool
-	logits map[string][]float32
-	state  engine.StepState
+	Plan    *engine.Plan
+	sn      *supernet.Supernet
+	cfg     SearchConfig
+	sgd     *optim.SGD
+	adam    *optim.Adam
+	isArch  map[string]bool
+	logits  map[string][]float32
+	state   engine.StepState
+	teacher *train.Teacher
 }
 
 // NewTrainer compiles the supernet at cfg.Batch and sets up its two optimizers: SGD
@@ -379,6 +394,9 @@ func NewTrainer(sn *supernet.Supernet, cfg SearchConfig) (*Trainer, error) {
 			noDecay[v.Name] = true
 		}
 	}
+	if t.teacher, err = train.NewTeacher(cfg.Distill, cfg.Batch); err != nil {
+		return nil, err
+	}
 	t.sgd = &optim.SGD{Params: wParams, Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
 	t.adam = &optim.Adam{Params: aParams, SharedScale: cfg.ArchSharedScale}
 	return t, nil
@@ -402,7 +420,7 @@ func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, 
 	p.SetTrainable(func(name string) bool { return !t.isArch[name] })
 	t.sample(uint64(2*it), tau, t.cfg.HardWeights)
 	p.Forward(true)
-	loss, correct = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
+	loss, correct = t.teacher.Loss(p, t.sn.Graph.Outputs[0], t.Input(), y)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, correct, fmt.Errorf("the loss is %v; lower --lr", loss)
 	}
@@ -414,17 +432,29 @@ func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, 
 // ArchStep trains the logits on the batch in Input with labels y: forward with BatchNorm on
 // batch statistics but its running ones untouched, backward to the logits alone, an Adam
 // step, then the projection onto the budget. It returns the loss, the projection's tilt
-// and the expected cost after it.
-func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float64) {
+// and the expected cost after it; an error when the loss or a logit is not finite (the
+// logits are then left as they were).
+func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float64, err error) {
 	p := t.Plan
 	p.SetTrainable(func(name string) bool { return t.isArch[name] })
 	p.SetStatsMomentum(0)
 	t.sample(uint64(2*it+1), tau, t.cfg.HardArch)
 	p.Forward(true)
 	loss, _ = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		p.SetStatsMomentum(-1)
+		return loss, 0, 0, fmt.Errorf("the architecture step's loss is %v", loss)
+	}
 	p.Backward()
 	p.SetStatsMomentum(-1)
 	t.adam.Step(t.cfg.ArchLR)
-	mu, cost = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget)
-	return loss, mu, cost
+	if mu, cost, err = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget); err != nil {
+		return loss, mu, cost, err
+	}
+	for _, name := range t.sn.ArchParams() {
+		if slices.ContainsFunc(t.logits[name], func(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) }) {
+			return loss, mu, cost, fmt.Errorf("the architecture logits %q are not finite", name)
+		}
+	}
+	return loss, mu, cost, nil
 }

@@ -15,38 +15,38 @@ import (
 	"github.com/qnas/qnas/onnxio"
 )
 
-// CostModel prices architectures (docs/method.md, "Cost models"). Costs are per sample, in
-// the model's unit: bit operations for bops and bops-acc, bits of weight memory for size,
-// relative MACs (w8a8 = 1) for a target profile.
-type CostModel struct {
-	Kind   string  // "bops", "bops-acc", "size" or "target"
-	Target *Target // the device profile, for Kind "target"
+// Pricer is one way of pricing a layer's filters: a cost model (docs/method.md, "Cost
+// models"). Costs are per sample, in the model's unit.
+type Pricer interface {
+	// Name is the model as reports print it ("bops", "target:npu-int8-int4"); Unit its unit.
+	Name() string
+	Unit() string
+	// FilterCost is the cost of one filter of layer l with wb-bit weights, its input at ab
+	// bits and a fan-in of fan multiply-accumulates per output position (fractional for
+	// the search's expected widths). For a pair the device does not run, ok is false and
+	// cost is what the search prices it at (the dearest pair's cost per MAC).
+	FilterCost(l *Layer, wb, ab int, fan float64) (cost float64, ok bool)
+	// FilterCostDFan is FilterCost's derivative with respect to fan (where it exists: a
+	// step, such as bops-acc's ⌈log2 fan⌉, contributes nothing).
+	FilterCostDFan(l *Layer, wb, ab int, fan float64) float64
+	// Runs reports whether the device runs wb-bit weights with ab-bit inputs.
+	Runs(wb, ab int) bool
+	// ReferencePair is the pair every layer of the reference model runs at: w8a8, or
+	// the dearest pair of a device without it.
+	ReferencePair() (wb, ab int)
 }
+
+// CostModel prices architectures with its Pricer.
+type CostModel struct{ Pricer }
+
+// String names the model as reports print it.
+func (m CostModel) String() string { return m.Name() }
 
 // CostKinds lists the built-in cost models.
 var CostKinds = []string{"bops", "bops-acc", "size"}
 
-// Unit names the model's unit.
-func (m CostModel) Unit() string {
-	switch m.Kind {
-	case "size":
-		return "bits"
-	case "target":
-		return "w8a8-MACs"
-	}
-	return "BOPs"
-}
-
-// String names the model as reports print it.
-func (m CostModel) String() string {
-	if m.Kind == "target" {
-		return "target:" + m.Target.Name
-	}
-	return m.Kind
-}
-
-// NewCostModel returns the model named by --cost, or the profile named by --target (a file,
-// or the name of a shipped profile) when target is not empty.
+// NewCostModel returns the model named by kind (bops when empty), or the profile named by
+// target (a file, or the name of a shipped profile) when target is not empty.
 func NewCostModel(kind, target string) (CostModel, error) {
 	if target != "" {
 		if kind != "" && kind != "bops" {
@@ -56,68 +56,95 @@ func NewCostModel(kind, target string) (CostModel, error) {
 		if err != nil {
 			return CostModel{}, err
 		}
-		return CostModel{Kind: "target", Target: t}, nil
+		return CostModel{t}, nil
 	}
-	if kind == "" {
-		kind = "bops"
-	}
-	for _, k := range CostKinds {
-		if k == kind {
-			return CostModel{Kind: kind}, nil
-		}
+	switch kind {
+	case "", "bops":
+		return CostModel{bopsModel{}}, nil
+	case "bops-acc":
+		return CostModel{bopsAccModel{}}, nil
+	case "size":
+		return CostModel{sizeModel{}}, nil
 	}
 	return CostModel{}, fmt.Errorf("--cost %q: want one of %s (or --target FILE)", kind, strings.Join(CostKinds, ", "))
 }
 
+// BOPs is the default cost model: Σ MACs·b_w·b_a.
+func BOPs() CostModel { return CostModel{bopsModel{}} }
+
+// bopsModel: MACs·b_w·b_a.
+type bopsModel struct{}
+
+func (bopsModel) Name() string              { return "bops" }
+func (bopsModel) Unit() string              { return "BOPs" }
+func (bopsModel) Runs(int, int) bool        { return true }
+func (bopsModel) ReferencePair() (int, int) { return 8, 8 }
+func (bopsModel) FilterCost(l *Layer, wb, ab int, fan float64) (float64, bool) {
+	return float64(l.Spatial) * fan * float64(wb) * float64(ab), true
+}
+func (bopsModel) FilterCostDFan(l *Layer, wb, ab int, _ float64) float64 {
+	return float64(l.Spatial) * float64(wb) * float64(ab)
+}
+
+// bopsAccModel adds each output's accumulation, b_w + b_a + ⌈log2 fan⌉ bits.
+type bopsAccModel struct{}
+
+func (bopsAccModel) Name() string              { return "bops-acc" }
+func (bopsAccModel) Unit() string              { return "BOPs" }
+func (bopsAccModel) Runs(int, int) bool        { return true }
+func (bopsAccModel) ReferencePair() (int, int) { return 8, 8 }
+func (bopsAccModel) FilterCost(l *Layer, wb, ab int, fan float64) (float64, bool) {
+	acc := math.Ceil(math.Log2(max(fan, 1)))
+	return float64(l.Spatial) * (fan*float64(wb)*float64(ab) + float64(wb) + float64(ab) + acc), true
+}
+func (bopsAccModel) FilterCostDFan(l *Layer, wb, ab int, _ float64) float64 {
+	return float64(l.Spatial) * float64(wb) * float64(ab) // the ceiling is a step
+}
+
+// sizeModel: bits of weights, fan·b_w per filter.
+type sizeModel struct{}
+
+func (sizeModel) Name() string              { return "size" }
+func (sizeModel) Unit() string              { return "bits" }
+func (sizeModel) Runs(int, int) bool        { return true }
+func (sizeModel) ReferencePair() (int, int) { return 8, 8 }
+func (sizeModel) FilterCost(_ *Layer, wb, _ int, fan float64) (float64, bool) {
+	return fan * float64(wb), true
+}
+func (sizeModel) FilterCostDFan(_ *Layer, wb, _ int, _ float64) float64 { return float64(wb) }
+
 // LayerCost returns the cost of layer l with the given bits of its kept filters (one entry
-// per kept filter), its input at abits, and keptIn input channels.
+// per kept filter), its input at abits, and keptIn input channels; an error for a pair the
+// device does not run.
 func (m CostModel) LayerCost(l *Layer, wbits []int, abits, keptIn int) (float64, error) {
 	fan := float64(l.FanInKept(keptIn))
 	total := 0.0
 	for _, b := range wbits {
 		c, ok := m.FilterCost(l, b, abits, fan)
 		if !ok {
-			return 0, fmt.Errorf("layer %q: target %s does not run %d-bit weights with %d-bit activations (it runs %s)",
-				l.Name, m.Target.Name, b, abits, m.Target.pairList())
+			return 0, fmt.Errorf("layer %q: %s does not run %d-bit weights with %d-bit activations (it runs %s)",
+				l.Name, m.Name(), b, abits, m.pairList())
 		}
 		total += c
 	}
 	return total, nil
 }
 
-// FilterCost returns the cost of one filter of layer l at weight bits wb with its input at
-// ab bits and a fan-in of fan multiply-accumulates per output position (fractional for the
-// search's expected widths). ok is false for a pair a target profile does not run.
-func (m CostModel) FilterCost(l *Layer, wb, ab int, fan float64) (cost float64, ok bool) {
-	macs := float64(l.Spatial) * fan
-	switch m.Kind {
-	case "bops":
-		return macs * float64(wb) * float64(ab), true
-	case "bops-acc":
-		acc := math.Ceil(math.Log2(max(fan, 1)))
-		return macs*float64(wb)*float64(ab) + float64(l.Spatial)*(float64(wb)+float64(ab)+acc), true
-	case "size":
-		return fan * float64(wb), true
-	case "target":
-		c, ok := m.Target.cost(wb, ab)
-		return macs * c, ok
+// pairList names the (w, a) pairs of 2..8 bits the model runs.
+func (m CostModel) pairList() string {
+	if t, ok := m.Pricer.(*Target); ok {
+		return t.pairList()
 	}
-	return 0, false
+	return "every pair"
 }
 
-// Reference returns the cost of the unpruned model with every layer at 8-bit weights and
-// activations (for a target without that pair, at its most expensive pair): the cost that
-// --budget ratios are fractions of.
+// Reference returns the cost of the unpruned model with every layer at the model's
+// reference pair (w8a8, or a target's dearest pair when it does not run w8a8): the cost
+// that --budget ratios are fractions of.
 func (m CostModel) Reference(s *Space) float64 {
+	wb, ab := m.ReferencePair()
 	total := 0.0
 	for _, l := range s.Layers {
-		wb, ab := 8, 8
-		if m.Kind == "target" {
-			if _, ok := m.Target.cost(8, 8); !ok {
-				p := m.Target.dearest()
-				wb, ab = p.WBits, p.ABits
-			}
-		}
 		bits := make([]int, l.Filters)
 		for i := range bits {
 			bits[i] = wb
@@ -162,9 +189,9 @@ func (m CostModel) Cost(r *Resolved) (float64, error) {
 // Target is a device profile: the (weight bits, activation bits) pairs a device runs and
 // the relative cost of one MAC at each (docs/formats.md, "Target profiles").
 type Target struct {
-	Name  string       `json:"name"`
-	Doc   string       `json:"doc"`
-	Pairs []TargetPair `json:"pairs"`
+	ProfileName string       `json:"name"`
+	Doc         string       `json:"doc"`
+	Pairs       []TargetPair `json:"pairs"`
 }
 
 // TargetPair is one supported pair and its cost per MAC.
@@ -231,7 +258,7 @@ func ParseTarget(b []byte) (*Target, error) {
 		return nil, fmt.Errorf(`"format" must be %q`, TargetFormat)
 	}
 	t := doc.Target
-	if t.Name == "" {
+	if t.ProfileName == "" {
 		return nil, fmt.Errorf(`"name" is missing`)
 	}
 	if len(t.Pairs) == 0 {
@@ -260,6 +287,39 @@ func (t *Target) cost(wb, ab int) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// Name, Unit, FilterCost, FilterCostDFan, Runs and ReferencePair make a profile a Pricer:
+// cost per filter is MACs × the pair's relative cost (w8a8 = 1); a pair the device does
+// not run is priced at the dearest pair's cost.
+func (t *Target) Name() string { return "target:" + t.ProfileName }
+
+func (t *Target) Unit() string { return "w8a8-MACs" }
+
+func (t *Target) Runs(wb, ab int) bool { _, ok := t.cost(wb, ab); return ok }
+
+func (t *Target) ReferencePair() (int, int) {
+	if t.Runs(8, 8) {
+		return 8, 8
+	}
+	p := t.dearest()
+	return p.WBits, p.ABits
+}
+
+func (t *Target) FilterCost(l *Layer, wb, ab int, fan float64) (float64, bool) {
+	c, ok := t.cost(wb, ab)
+	if !ok {
+		c = t.dearest().Cost
+	}
+	return float64(l.Spatial) * fan * c, ok
+}
+
+func (t *Target) FilterCostDFan(l *Layer, wb, ab int, _ float64) float64 {
+	c, ok := t.cost(wb, ab)
+	if !ok {
+		c = t.dearest().Cost
+	}
+	return float64(l.Spatial) * c
 }
 
 // dearest returns the most expensive pair.

@@ -205,50 +205,73 @@ func (d *Derivation) Cost() float64 {
 	return t
 }
 
-// move is one step of one choice: kind 'w' (layer i, unit u), 'a' (layer i) or 'g' (group
-// i), to option to.
+// change sets one choice: kind 'w' (layer i, unit u), 'a' (layer i) or 'g' (group i) to
+// option to.
+type change struct {
+	kind byte
+	i, u int
+	to   int
+}
+
+// move is one step of the repair: one choice moved to its neighbouring option, with the
+// changes that keep its layer on pairs the device runs (under a target profile, lowering a
+// layer's input bits can take weight bits along, and raising a unit's weight bits the
+// input's).
 type move struct {
-	kind  byte
-	i, u  int
-	to    int
-	delta float64 // cost change
-	dlogp float64 // change of the log-probability of the choice's option
+	changes []change
+	delta   float64 // cost change
+	dlogp   float64 // change of the log-probability of the architecture
+}
+
+// same reports whether the move's first change is keep's (the same choice).
+func (mv move) same(keep *move) bool {
+	a, b := mv.changes[0], keep.changes[0]
+	return a.kind == b.kind && a.i == b.i && a.u == b.u
 }
 
 // layersOf returns the layers whose cost a move changes.
 func (d *Derivation) layersOf(mv move) []int {
-	if mv.kind != 'g' {
-		return []int{mv.i}
-	}
-	g := d.sn.Groups[mv.i].Group
 	var out []int
-	for li, lc := range d.sn.Layers {
-		if lc.Layer.Out == g || lc.Layer.In == g {
-			out = append(out, li)
+	for _, c := range mv.changes {
+		if c.kind != 'g' {
+			if !slices.Contains(out, c.i) {
+				out = append(out, c.i)
+			}
+			continue
+		}
+		g := d.sn.Groups[c.i].Group
+		for li, lc := range d.sn.Layers {
+			if (lc.Layer.Out == g || lc.Layer.In == g) && !slices.Contains(out, li) {
+				out = append(out, li)
+			}
 		}
 	}
 	return out
 }
 
-func (d *Derivation) set(mv move) (undo move) {
-	switch mv.kind {
-	case 'w':
-		undo = move{kind: 'w', i: mv.i, u: mv.u, to: d.W[mv.i][mv.u]}
-		d.W[mv.i][mv.u] = mv.to
-	case 'a':
-		undo = move{kind: 'a', i: mv.i, to: d.A[mv.i]}
-		d.A[mv.i] = mv.to
-	case 'g':
-		undo = move{kind: 'g', i: mv.i, to: d.G[mv.i]}
-		d.G[mv.i] = mv.to
+// set makes the changes and returns those that undo them (to apply in reverse order).
+func (d *Derivation) set(cs []change) (undo []change) {
+	for _, c := range cs {
+		switch c.kind {
+		case 'w':
+			undo = append(undo, change{kind: 'w', i: c.i, u: c.u, to: d.W[c.i][c.u]})
+			d.W[c.i][c.u] = c.to
+		case 'a':
+			undo = append(undo, change{kind: 'a', i: c.i, to: d.A[c.i]})
+			d.A[c.i] = c.to
+		case 'g':
+			undo = append(undo, change{kind: 'g', i: c.i, to: d.G[c.i]})
+			d.G[c.i] = c.to
+		}
 	}
+	slices.Reverse(undo)
 	return undo
 }
 
 // try returns the cost change of a move, and false when it leaves a pair a target does not
 // run.
 func (d *Derivation) try(mv move) (float64, bool) {
-	undo := d.set(mv)
+	undo := d.set(mv.changes)
 	defer d.set(undo)
 	delta := 0.0
 	for _, li := range d.layersOf(mv) {
@@ -262,37 +285,117 @@ func (d *Derivation) try(mv move) (float64, bool) {
 }
 
 func (d *Derivation) apply(mv move) {
-	d.set(mv)
+	d.set(mv.changes)
 	for _, li := range d.layersOf(mv) {
 		d.cost[li] = d.layerCost(li)
 	}
 }
 
-// candidates lists every one-step raise (up) or lowering of a choice with the change of
-// its log-probability.
+// candidates lists every one-step raise (up) or lowering of a choice, with the changes
+// that keep its layer on pairs the device runs and the change of log-probability.
 func (d *Derivation) candidates(up bool) []move {
 	step := -1
 	if up {
 		step = 1
 	}
 	var out []move
-	add := func(kind byte, i, u, from, n int, p []float64) {
-		to := from + step
-		if to < 0 || to >= n {
-			return
+	// The nearest option in the step's direction that the layer can take (options its
+	// device does not run at all are stepped over).
+	next := func(c change, from, n int) {
+		for c.to = from + step; c.to >= 0 && c.to < n; c.to += step {
+			if mv, ok := d.legalMove(c, step); ok {
+				out = append(out, mv)
+				return
+			}
 		}
-		out = append(out, move{kind: kind, i: i, u: u, to: to, dlogp: math.Log(p[to]+1e-12) - math.Log(p[from]+1e-12)})
 	}
 	for i, lc := range d.sn.Layers {
 		for u := range d.W[i] {
-			add('w', i, u, d.W[i][u], len(lc.WBits), d.pw[i][u])
+			next(change{kind: 'w', i: i, u: u}, d.W[i][u], len(lc.WBits))
 		}
-		add('a', i, 0, d.A[i], len(lc.ABits), d.pa[i])
+		next(change{kind: 'a', i: i}, d.A[i], len(lc.ABits))
 	}
 	for i, gc := range d.sn.Groups {
-		add('g', i, 0, d.G[i], len(gc.Widths), d.pg[i])
+		if to := d.G[i] + step; to >= 0 && to < len(gc.Widths) {
+			c := change{kind: 'g', i: i, to: to}
+			out = append(out, move{changes: []change{c}, dlogp: d.dlogp(c)})
+		}
 	}
 	return out
+}
+
+// dlogp is the change of log-probability of setting one choice.
+func (d *Derivation) dlogp(c change) float64 {
+	var p []float64
+	var from int
+	switch c.kind {
+	case 'w':
+		p, from = d.pw[c.i][c.u], d.W[c.i][c.u]
+	case 'a':
+		p, from = d.pa[c.i], d.A[c.i]
+	case 'g':
+		p, from = d.pg[c.i], d.G[c.i]
+	}
+	return math.Log(p[c.to]+1e-12) - math.Log(p[from]+1e-12)
+}
+
+// legalMove completes the change of a layer's weight or input bits (in direction step)
+// with the changes its layer needs to stay on pairs the cost model runs: after an input
+// change, every unit whose weight bits do not run with it moves to the nearest that do
+// (in the step's direction first); after a unit's change, the input moves to the nearest
+// bits that run with it, and then the other units as above. ok is false when no such
+// completion exists.
+func (d *Derivation) legalMove(c change, step int) (move, bool) {
+	lc := d.sn.Layers[c.i]
+	runs := func(wi, ai int) bool { return d.m.Runs(lc.WBits[wi], lc.ABits[ai]) }
+	w := slices.Clone(d.W[c.i])
+	a := d.A[c.i]
+	if c.kind == 'a' {
+		a = c.to
+	} else {
+		w[c.u] = c.to
+		if !runs(w[c.u], a) {
+			na, ok := nearest(len(lc.ABits), a, step, func(k int) bool { return runs(w[c.u], k) })
+			if !ok {
+				return move{}, false
+			}
+			a = na
+		}
+	}
+	mv := move{changes: []change{c}}
+	if c.kind == 'w' && a != d.A[c.i] {
+		mv.changes = append(mv.changes, change{kind: 'a', i: c.i, to: a})
+	}
+	for u := range w {
+		if runs(w[u], a) {
+			continue
+		}
+		if c.kind == 'w' && u == c.u {
+			return move{}, false
+		}
+		nw, ok := nearest(len(lc.WBits), w[u], step, func(k int) bool { return runs(k, a) })
+		if !ok {
+			return move{}, false
+		}
+		mv.changes = append(mv.changes, change{kind: 'w', i: c.i, u: u, to: nw})
+	}
+	for _, ch := range mv.changes {
+		mv.dlogp += d.dlogp(ch)
+	}
+	return mv, true
+}
+
+// nearest returns the option nearest to from (of n) for which ok holds, looking in the
+// direction step first on ties.
+func nearest(n, from, step int, ok func(int) bool) (int, bool) {
+	for dist := 0; dist < n; dist++ {
+		for _, k := range []int{from + dist*step, from - dist*step} {
+			if k >= 0 && k < n && ok(k) {
+				return k, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // best returns the move to make (never one of the choice of keep, when not nil): the one
@@ -305,7 +408,7 @@ func (d *Derivation) best(up bool, budget float64, keep *move) (move, bool) {
 	var best move
 	bestScore, found := math.Inf(-1), false
 	for _, mv := range d.candidates(up) {
-		if keep != nil && mv.kind == keep.kind && mv.i == keep.i && mv.u == keep.u {
+		if keep != nil && mv.same(keep) {
 			continue
 		}
 		delta, ok := d.try(mv)
@@ -332,15 +435,12 @@ func (d *Derivation) best(up bool, budget float64, keep *move) (move, bool) {
 	return best, found
 }
 
-// legalize moves, under a target profile, every unit whose pair the device does not run to
-// the nearest weight bits it runs with the layer's input bits, or else the input to the
-// bits with which most units' weight bits run.
+// legalize moves every unit whose pair the cost model does not run to the nearest weight
+// bits it runs with the layer's input bits, or else the input to the bits with which most
+// of the layer's weight options run.
 func (d *Derivation) legalize() {
-	if d.m.Kind != "target" {
-		return
-	}
 	for i, lc := range d.sn.Layers {
-		runs := func(w, a int) bool { _, ok := d.m.Target.cost(w, a); return ok }
+		runs := func(w, a int) bool { return d.m.Runs(w, a) }
 		for {
 			bad := false
 			for u := range d.W[i] {
@@ -348,21 +448,15 @@ func (d *Derivation) legalize() {
 					continue
 				}
 				bad = true
-				best, dist := -1, 0
-				for k, w := range lc.WBits {
-					if runs(w, lc.ABits[d.A[i]]) && (best < 0 || abs(k-d.W[i][u]) < dist) {
-						best, dist = k, abs(k-d.W[i][u])
-					}
-				}
-				if best >= 0 {
-					d.W[i][u] = best
+				if k, ok := nearest(len(lc.WBits), d.W[i][u], -1, func(k int) bool { return runs(lc.WBits[k], lc.ABits[d.A[i]]) }); ok {
+					d.W[i][u] = k
 				}
 			}
 			if !bad {
 				break
 			}
 			// Some unit has no partner at this input width: take the input width with the
-			// most partners and try again (it exists: every profile runs some pair).
+			// most partners and try again.
 			bestA, most := d.A[i], -1
 			for k, a := range lc.ABits {
 				n := 0
@@ -382,8 +476,6 @@ func (d *Derivation) legalize() {
 		}
 	}
 }
-
-func abs(x int) int { return max(x, -x) }
 
 // keep returns the kept channels of searched group i at width option k (nil: all).
 func (d *Derivation) keep(i, k int) []int {

@@ -25,7 +25,14 @@ func FuzzParseArch(f *testing.F) {
 	}
 	r, _ := s.Resolve(&Arch{Default: &LayerSpec{WBits: []int{4}, ABits: 4}})
 	f.Add(MarshalArch(r.Arch(), nil))
-	costs := []CostModel{{Kind: "bops"}, {Kind: "bops-acc"}, {Kind: "size"}}
+	var costs []CostModel
+	for _, kind := range CostKinds {
+		cm, err := NewCostModel(kind, "")
+		if err != nil {
+			f.Fatal(err)
+		}
+		costs = append(costs, cm)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := ParseArch(b)
 		if err != nil {
@@ -50,7 +57,7 @@ func FuzzParseArch(f *testing.F) {
 		}
 		for _, cm := range costs {
 			if _, err := cm.Cost(res); err != nil {
-				t.Fatalf("%s: %v", cm.Kind, err)
+				t.Fatalf("%s: %v", cm.Name(), err)
 			}
 		}
 		// The resolved architecture, written as a file, resolves to itself.

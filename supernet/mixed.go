@@ -172,8 +172,8 @@ type gumbel struct {
 	soft     []float32 // the soft sample, through which gradients flow
 	tau      float32
 	frozen   bool // argmax: no gradient
-	last     *engine.StepState
-	lastStep uint64
+	drawn    bool
+	last     engine.StepState // what the current sample was drawn for
 }
 
 func newGumbel(alpha *engine.Value, units, k int) *gumbel {
@@ -184,12 +184,14 @@ func newGumbel(alpha *engine.Value, units, k int) *gumbel {
 	return g
 }
 
-// sample draws the step's weights, once per state and step.
+// sample draws the step's weights, once per state: kernels sharing the sampler see one
+// sample, and a state that differs in anything (step, temperature, noise, hard, argmax)
+// draws anew.
 func (g *gumbel) sample(s *engine.StepState) {
-	if s == g.last && s.Step == g.lastStep {
+	if g.drawn && *s == g.last {
 		return
 	}
-	g.last, g.lastStep = s, s.Step
+	g.drawn, g.last = true, *s
 	g.tau = float32(max(s.Temperature, 1e-3))
 	g.frozen = s.Argmax
 	a := g.alpha.Data

@@ -3,6 +3,7 @@ package supernet
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -152,5 +153,46 @@ func TestMixedOpsAtArgmax(t *testing.T) {
 		if got := y[c*36]; (got == 1) != kept {
 			t.Errorf("channel %d: mask %v, kept %v", c, got, kept)
 		}
+	}
+}
+
+// The Gumbel sampler draws one sample per step state: the same seed and step give the same
+// sample in any plan, and a state that changes only its temperature within a step is
+// sampled anew (no stale cached sample).
+func TestGumbelSampleIsTheStepState(t *testing.T) {
+	g := mixedCase(t, OpWidthMask, graph.Shape{graph.Batch, 6, 4, 4},
+		map[string]*graph.Tensor{"a": graph.NewFloat([]int{1, 3}, []float32{0.3, -0.2, 0.5})},
+		[]string{"a"}, func(n *graph.Node) {
+			n.SetFloats("widths", []float32{0.34, 0.67, 1})
+			n.SetInts("order", []int64{3, 0, 5, 1, 2, 4})
+		})
+	state := &engine.StepState{} // one state, changed in place, as a trainer does
+	run := func(p *engine.Plan, step uint64, tau float64) []float32 {
+		*state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(11, step))}
+		p.SetState(state)
+		p.Forward(true)
+		return append([]float32(nil), p.Value("y").Data...)
+	}
+	plan := func() *engine.Plan {
+		p, err := engine.Compile(g, 2, engine.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range p.Value("x").Data {
+			p.Value("x").Data[i] = 1
+		}
+		return p
+	}
+	p1, p2 := plan(), plan()
+	a, b := run(p1, 5, 2), run(p2, 5, 2)
+	if !slices.Equal(a, b) {
+		t.Error("two plans sampled step 5 of one seed differently")
+	}
+	hot := run(p1, 5, 0.05)
+	if want := run(plan(), 5, 0.05); !slices.Equal(hot, want) || slices.Equal(hot, a) {
+		t.Error("a new temperature within a step returned the sample drawn at the old one")
+	}
+	if c := run(p1, 6, 2); slices.Equal(a, c) {
+		t.Error("steps 5 and 6 gave the same sample")
 	}
 }

@@ -61,6 +61,37 @@ func (o SearchOptions) Check() error {
 	return nil
 }
 
+// For returns the options restricted to the bits the cost model runs: weight bits that
+// run with some input option (or the network input's 8 bits), input bits that run with some
+// weight option. It is an error when nothing is left.
+func (o SearchOptions) For(m CostModel) (SearchOptions, error) {
+	abits := append(slices.Clone(o.ABits), 8)
+	var w, a []int
+	for _, wb := range o.WBits {
+		if slices.ContainsFunc(abits, func(ab int) bool { return m.Runs(wb, ab) }) {
+			w = append(w, wb)
+		}
+	}
+	for _, ab := range o.ABits {
+		if slices.ContainsFunc(w, func(wb int) bool { return m.Runs(wb, ab) }) {
+			a = append(a, ab)
+		}
+	}
+	if len(w) == 0 || len(a) == 0 {
+		return o, fmt.Errorf("%s runs none of the pairs of --wbits %s and --abits %s (it runs %s)", m.Name(), joinInts(o.WBits), joinInts(o.ABits), m.pairList())
+	}
+	o.WBits, o.ABits = w, a
+	return o, nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
 // parseGranularity returns the number of choice units of a layer of the given filters.
 func parseGranularity(g string, filters int) (int, error) {
 	switch {
@@ -359,10 +390,6 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 		}
 		return 1
 	}
-	pen := 0.0
-	if m.Kind == "target" {
-		pen = m.Target.dearest().Cost
-	}
 	total := 0.0
 	for _, lc := range sn.Layers {
 		l := lc.Layer
@@ -381,17 +408,8 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 		for i, wb := range lc.WBits {
 			c[i], dc[i] = make([]float64, len(lc.ABits)), make([]float64, len(lc.ABits))
 			for j, ab := range lc.ABits {
-				v, ok := m.FilterCost(l, wb, ab, fan)
-				if !ok {
-					v = float64(l.Spatial) * fan * pen
-				}
-				c[i][j] = v
-				h := math.Max(fan*1e-6, 1e-6)
-				v2, ok2 := m.FilterCost(l, wb, ab, fan+h)
-				if !ok2 {
-					v2 = float64(l.Spatial) * (fan + h) * pen
-				}
-				dc[i][j] = (v2 - v) / h
+				c[i][j], _ = m.FilterCost(l, wb, ab, fan) // a pair the device does not run at its price
+				dc[i][j] = m.FilterCostDFan(l, wb, ab, fan)
 			}
 		}
 		per := float64(l.Filters) / float64(lc.Units)
@@ -447,10 +465,13 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 // Project tilts the logits so that the expected cost equals the budget: every choice's
 // logits move by −μ times the cost's derivative with respect to each of its options'
 // probabilities (divided by the budget), with the one scalar μ that makes the expected
-// cost equal the budget (bisection, |μ| ≤ 100). Of the distributions that meet the budget
-// this is, to first order, the closest to the current one, and expensive choices give up
-// the most. It returns μ and the expected cost after the tilt.
-func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget float64) (mu, cost float64) {
+// cost equal the budget (bisection on a bracket that widens as needed). Of the
+// distributions that meet the budget this is, to first order, the closest to the current
+// one, and expensive choices give up the most. It returns μ and the expected cost after the
+// tilt. A budget above what even the dearest tilt reaches leaves the logits as they are
+// (μ = 0: the budget does not bind); a budget that no tilt gets down to is a
+// *ProjectionError, the logits left as they were.
+func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget float64) (mu, cost float64, err error) {
 	type row struct {
 		name string
 		off  int
@@ -477,12 +498,19 @@ func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget flo
 		}
 		return sn.expectedCost(m, logits, nil)
 	}
+	const widest = 1e6
 	lo, hi := -100.0, 100.0
-	if at(lo) <= budget { // even the most expensive tilt fits
-		return lo, at(lo)
+	for at(lo) <= budget {
+		if lo *= 10; lo < -widest { // the budget is above every reachable expected cost
+			return 0, at(0), nil
+		}
 	}
-	if at(hi) >= budget { // the cheapest tilt does not fit: as close as it gets
-		return hi, at(hi)
+	for at(hi) > budget {
+		if hi *= 10; hi > widest {
+			c := at(hi)
+			at(0)
+			return 0, c, &ProjectionError{Budget: budget, Cheapest: c}
+		}
 	}
 	for range 60 {
 		mid := (lo + hi) / 2
@@ -492,7 +520,15 @@ func (sn *Supernet) Project(m CostModel, logits map[string][]float32, budget flo
 			hi = mid
 		}
 	}
-	return hi, at(hi)
+	return hi, at(hi), nil
+}
+
+// ProjectionError is a budget the projection cannot reach: even the strongest tilt toward
+// cheap options leaves the expected cost at Cheapest.
+type ProjectionError struct{ Budget, Cheapest float64 }
+
+func (e *ProjectionError) Error() string {
+	return fmt.Sprintf("the budget projection cannot bring the expected cost (%.4g at its strongest tilt) down to the budget (%.4g): the logits are too far from it", e.Cheapest, e.Budget)
 }
 
 // ArchParams lists the logits constants of the supernet.

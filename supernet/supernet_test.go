@@ -3,6 +3,7 @@ package supernet
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -49,14 +50,10 @@ func TestExpectedCostGradient(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(4, 4))
-	for _, kind := range []string{"bops", "bops-acc", "size", "target"} {
-		m := CostModel{Kind: kind}
-		if kind == "target" {
-			tg, err := LoadTarget("npu-int8-int4")
-			if err != nil {
-				t.Fatal(err)
-			}
-			m = CostModel{Kind: "target", Target: tg}
+	for _, c := range []struct{ kind, target string }{{"bops", ""}, {"bops-acc", ""}, {"size", ""}, {"", "npu-int8-int4"}} {
+		m, err := NewCostModel(c.kind, c.target)
+		if err != nil {
+			t.Fatal(err)
 		}
 		logits := randomLogits(sn, r)
 		grads := map[string][]float32{}
@@ -76,7 +73,7 @@ func TestExpectedCostGradient(t *testing.T) {
 				v[i] = old
 				num := (cp - cm) / (2 * h)
 				if math.Abs(num-float64(grads[name][i])) > 1e-3*math.Max(1e-2, math.Abs(num)) {
-					t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", kind, name, i, grads[name][i], num)
+					t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", m, name, i, grads[name][i], num)
 				}
 			}
 		}
@@ -88,7 +85,7 @@ func TestExpectedCostGradient(t *testing.T) {
 // costs.
 func TestDeriveFillsBudget(t *testing.T) {
 	s := loadSpace(t, "resnet8_bn.onnx")
-	m := CostModel{Kind: "bops"}
+	m := BOPs()
 	ref := m.Reference(s)
 	r := rand.New(rand.NewPCG(5, 5))
 	for _, prune := range []bool{false, true} {
@@ -144,7 +141,7 @@ func TestSupernetArgmaxIsDerivedArchitecture(t *testing.T) {
 		copy(sn.Graph.Consts[k].F, v)
 	}
 	// The supernet at argmax and the pruned, quantized model of those choices agree.
-	res := sn.Argmax(CostModel{Kind: "bops"}, logits).Resolved()
+	res := sn.Argmax(BOPs(), logits).Resolved()
 	fixed, err := res.Apply()
 	if err != nil {
 		t.Fatal(err)
@@ -182,5 +179,115 @@ func TestSupernetArgmaxIsDerivedArchitecture(t *testing.T) {
 	}
 	if diff > 1e-3 {
 		t.Errorf("supernet at argmax and the derived architecture differ by %.3g in the logits", diff)
+	}
+}
+
+// Under every shipped target profile, on ResNet-20 and MobileNetV2, the derivation lands in
+// [0.98, 1] × budget at 0.6 and 0.8 of the profile's reference (and 0.3 where the
+// profile's cheapest architecture allows it), from random and from peaked (trained-like)
+// logits, moving only over pairs the device runs; the feasibility check (MinCost) and the
+// derivation agree. Profiles whose only pair is w8a8 get there by pruning.
+func TestTargetsLandOnBudget(t *testing.T) {
+	for _, model := range []string{"resnet20_bn.onnx", "mbv2_bn.onnx"} {
+		s := loadSpace(t, model)
+		for _, name := range ShippedTargets() {
+			m, err := NewCostModel("", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, err := DefaultSearchOptions().For(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sn, err := s.NewSupernet(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := m.Reference(s)
+			if sn.MinCost(m) > 0.6*ref {
+				opts.Prune = true // a device of few pairs gets below its full cost by pruning
+				if sn, err = s.NewSupernet(opts); err != nil {
+					t.Fatal(err)
+				}
+			}
+			minRatio := sn.MinCost(m) / ref
+			r := rand.New(rand.NewPCG(7, 7))
+			for _, ratio := range []float64{0.3, 0.6, 0.8} {
+				for _, peaked := range []bool{false, true} {
+					logits := randomLogits(sn, r)
+					if peaked {
+						for _, v := range logits {
+							for i := range v {
+								v[i] *= 6
+							}
+						}
+					}
+					d, err := sn.Derive(m, logits, ratio*ref)
+					if ratio < minRatio {
+						if _, ok := err.(*BudgetError); !ok {
+							t.Errorf("%s %s %.1f: below the cheapest (%.3f): error %v", model, name, ratio, minRatio, err)
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatalf("%s %s %.1f: %v", model, name, ratio, err)
+					}
+					res := d.Resolved()
+					c, err := m.Cost(res) // an error for a pair the device does not run
+					if err != nil {
+						t.Fatalf("%s %s %.1f: %v", model, name, ratio, err)
+					}
+					if c > ratio*ref*(1+1e-9) || c < 0.98*ratio*ref {
+						t.Errorf("%s %s (prune %v), budget %.1f, peaked %v: cost %.4f of the reference", model, name, opts.Prune, ratio, peaked, c/ref)
+					}
+				}
+			}
+		}
+	}
+}
+
+// The budget projection puts the expected cost on the budget; a budget above every
+// reachable cost leaves the logits alone; a budget no tilt reaches is an error that leaves
+// them alone too.
+func TestProject(t *testing.T) {
+	s := loadSpace(t, "resnet8_bn.onnx")
+	opts := DefaultSearchOptions()
+	opts.Prune = true
+	sn, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := BOPs()
+	ref := m.Reference(s)
+	r := rand.New(rand.NewPCG(8, 8))
+	for _, ratio := range []float64{0.05, 0.125, 0.25, 0.6, 0.9} {
+		logits := randomLogits(sn, r)
+		mu, c, err := sn.Project(m, logits, ratio*ref)
+		if err != nil {
+			t.Fatalf("%.3f: %v", ratio, err)
+		}
+		if e := sn.ExpectedCost(m, logits, nil, 0); math.Abs(e-ratio*ref) > 1e-5*ref || math.Abs(c-e) > 1e-9*ref {
+			t.Errorf("budget %.3f: expected cost %.6f after the projection (μ %.3g, reported %.6f)", ratio, e/ref, mu, c/ref)
+		}
+	}
+	same := func(a, b map[string][]float32) bool {
+		for k := range a {
+			if !slices.Equal(a[k], b[k]) {
+				return false
+			}
+		}
+		return true
+	}
+	logits := randomLogits(sn, r)
+	before := map[string][]float32{}
+	for k, v := range logits {
+		before[k] = slices.Clone(v)
+	}
+	if mu, _, err := sn.Project(m, logits, 2*ref); err != nil || mu != 0 || !same(logits, before) {
+		t.Errorf("a budget above the dearest architecture: μ %v, error %v, logits changed %v", mu, err, !same(logits, before))
+	}
+	_, _, err = sn.Project(m, logits, 1e-6*ref)
+	if _, ok := err.(*ProjectionError); !ok || !same(logits, before) {
+		t.Errorf("an unreachable budget: error %v, logits changed %v", err, !same(logits, before))
 	}
 }

@@ -24,7 +24,7 @@ func TestUniformBaselines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm := supernet.CostModel{Kind: "bops"}
+	cm := supernet.BOPs()
 	ref := cm.Reference(s)
 	for budget, want := range map[float64]string{
 		0.25:  "w3a3 0.1415, w2a8 0.2500, w4a4 0.2509",

@@ -207,7 +207,7 @@ func benchStep(g *graph.Graph, o benchOptions) (*engine.Plan, func(), error) {
 				sn.Graph.Consts[lc.Clips].F[i] = 3
 			}
 		}
-		cm := supernet.CostModel{Kind: "bops"}
+		cm := supernet.BOPs()
 		cfg := search.DefaultSearchConfig(cm, 0.25*cm.Reference(s))
 		cfg.Batch = o.Batch
 		tr, err := search.NewTrainer(sn, cfg)

@@ -12,6 +12,7 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/blas"
 	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/pflag"
 )
@@ -138,6 +139,22 @@ func loadSpace(path string) (*graph.Graph, *supernet.Space, error) {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return g, s, nil
+}
+
+// restoreBatchNorm gives a model whose convolutions lack BatchNorm (exported folded) its
+// BatchNorms back for training (search.RestoreBatchNorm, statistics from calib batches of
+// the training data) and rebuilds its space; a model with BatchNorms is returned as it is.
+func restoreBatchNorm(g *graph.Graph, space *supernet.Space, trainSet *data.Dataset, norm data.Normalize, calib, batch int, stderr io.Writer) (*graph.Graph, *supernet.Space, error) {
+	rg, added, err := search.RestoreBatchNorm(g, trainSet, norm, calib, batch, stderr)
+	if err != nil || len(added) == 0 {
+		return g, space, err
+	}
+	fmt.Fprintf(stderr, "qnas: %d convolutions have no BatchNorm (a folded export): training with BatchNorm restored after each; the output is folded again\n", len(added))
+	s, err := supernet.NewSpace(rg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rg, s, nil
 }
 
 // setThreads uses n cores: n Go threads, and OpenBLAS single-threaded so the kernels split

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/qnas/qnas/supernet"
 )
@@ -12,9 +13,9 @@ import (
 func checkCosts(cm supernet.CostModel, costs ...float64) error {
 	for _, v := range costs {
 		if !(v > 0) || math.IsInf(v, 0) {
-			what := "--cost " + cm.Kind
-			if cm.Kind == "target" {
-				what = "--target " + cm.Target.Name
+			what := "--cost " + cm.Name()
+			if t, ok := strings.CutPrefix(cm.Name(), "target:"); ok {
+				what = "--target " + t
 			}
 			return fmt.Errorf("%s: the model's cost under this cost model is %g %s; costs must be finite and positive (a target profile's costs must keep the model's total finite)", what, v, cm.Unit())
 		}

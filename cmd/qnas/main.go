@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/qnas/qnas/internal/train"
 )
 
 func main() {
@@ -38,6 +40,10 @@ func run(args []string, stdout, stderr io.Writer) (status int) {
 	err := cmd.Execute()
 	if err == nil {
 		return 0
+	}
+	var de *train.DivergedError
+	if errors.As(err, &de) {
+		de.Hint = "lower --lr"
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	fmt.Fprintln(stderr, "qnas: "+msg)

@@ -265,6 +265,9 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if err != nil {
 		return usageError{err}
 	}
+	if opts, err = opts.For(cm); err != nil {
+		return usageError{err}
+	}
 	g, space, err := loadSpace(path)
 	if err != nil {
 		return err
@@ -286,7 +289,10 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if err != nil {
 		return err
 	}
-	if err := o.beforeSearch(stderr, path, cm, budget, probe, trainSet, norm); err != nil {
+	if err := o.beforeSearch(stderr, path, g, cm, budget, probe, trainSet, norm); err != nil {
+		return err
+	}
+	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -301,7 +307,7 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		if err != nil {
 			return usageError{err}
 		}
-		cfg := o.searchConfig(cm, budget, seed, norm, stderr)
+		cfg := o.searchConfig(cm, budget, seed, norm, stderr, g)
 		cfg.Context = ctx
 		if k == 0 {
 			if err := o.searchCheckpoint(&cfg, path); err != nil {
@@ -398,9 +404,10 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	return nil
 }
 
-// searchConfig is the search of one seed.
-func (o *optimizeOptions) searchConfig(cm supernet.CostModel, budget float64, seed uint64, norm data.Normalize, log io.Writer) search.SearchConfig {
+// searchConfig is the search of one seed (teacher: the distillation teacher, when on).
+func (o *optimizeOptions) searchConfig(cm supernet.CostModel, budget float64, seed uint64, norm data.Normalize, log io.Writer, teacher *graph.Graph) search.SearchConfig {
 	cfg := search.DefaultSearchConfig(cm, budget)
+	cfg.Distill = o.distill(teacher)
 	cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, o.Batch, o.LR, o.Momentum, o.WD
 	cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Log = o.ArchLR, o.Warmup, o.Calib, seed, norm, log
 	cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/search"
@@ -93,9 +94,9 @@ func (o *optimizeOptions) searchCheckpoint(cfg *search.SearchConfig, path string
 // that the share of the training data the search holds out fills a batch, and that the
 // checkpoints --resume continues belong to this run (the fine-tuning's architecture is
 // known only after the search, and checked then); then it prints the notes.
-func (o *optimizeOptions) beforeSearch(stderr io.Writer, path string, cm supernet.CostModel, budget float64, sn *supernet.Supernet,
+func (o *optimizeOptions) beforeSearch(stderr io.Writer, path string, g *graph.Graph, cm supernet.CostModel, budget float64, sn *supernet.Supernet,
 	trainSet *data.Dataset, norm data.Normalize) error {
-	cfg := o.searchConfig(cm, budget, o.Seed, norm, stderr)
+	cfg := o.searchConfig(cm, budget, o.Seed, norm, stderr, g)
 	if err := cfg.CheckHoldout(trainSet.N); err != nil {
 		if o.LimitTrain > 0 {
 			err = fmt.Errorf("--limit-train %d: %w", o.LimitTrain, err)
@@ -110,16 +111,8 @@ func (o *optimizeOptions) beforeSearch(stderr io.Writer, path string, cm superne
 			return err
 		}
 	}
-	if o.ckpt.resumeFineTune {
-		q := o.quantFlags
-		q.Seed = o.Seed
-		qc, err := q.quantizeConfig(stderr, path, nil, o.FTEpochs, norm)
-		if err != nil {
-			return err
-		}
-		if err := qc.CheckResume(trainSet); err != nil {
-			return err
-		}
+	if err := o.checkResume(path, g, nil, o.FTEpochs, trainSet, norm); err != nil {
+		return err
 	}
 	o.notes(stderr)
 	return nil

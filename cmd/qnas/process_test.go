@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/qnas/qnas/graph"
-	"github.com/qnas/qnas/internal/testenv"
 )
 
 // TestMain lets the test binary act as the qnas command (QNAS_RUN_MAIN=1), so process-level
@@ -38,17 +37,7 @@ func trainArgs(model, out string) []string {
 }
 
 // copyModel puts a fixture into dir so that a test sees everything written next to it.
-func copyModel(t *testing.T, dir string) string {
-	b, err := os.ReadFile(testenv.Path("testdata", "models", "resnet8_bn.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "model.onnx")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func copyModel(t *testing.T, dir string) string { return copyFixture(t, dir, "resnet8_bn.onnx") }
 
 // A qnas train killed (SIGKILL) at 20 random moments leaves, next to its output, either
 // nothing or a complete model and checkpoint: no partial file, no temporary file.

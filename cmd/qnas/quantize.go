@@ -43,6 +43,8 @@ type quantFlags struct {
 	Report     string
 	Resume     string
 	JSON       bool
+	Distill    float64
+	DistillT   float64
 
 	// Set by the command before check: the checkpoints it keeps, the files it reads
 	// besides the model (--arch); and, once computed, the model's hash.
@@ -51,6 +53,14 @@ type quantFlags struct {
 	modelHash string
 	// normNote is set by openData when no normalization was found (noted by notes).
 	normNote bool
+}
+
+// distill returns the distillation settings of the flags with teacher g (nil when off).
+func (q *quantFlags) distill(g *graph.Graph) *train.Distill {
+	if q.Distill == 0 {
+		return nil
+	}
+	return &train.Distill{Teacher: g, Weight: q.Distill, Temperature: q.DistillT}
 }
 
 func (q *quantFlags) register(f *pflag.FlagSet) {
@@ -74,6 +84,8 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&q.Report, "report", "", "write a JSON report to this file")
 	f.StringVar(&q.Resume, "resume", "", "continue the run saved in this checkpoint (OUT.onnx.ckpt, written every epoch and on SIGINT/SIGTERM; optimize also keeps OUT.onnx.search.ckpt)")
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
+	f.Float64Var(&q.Distill, "distill", 0, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
+	f.Float64Var(&q.DistillT, "distill-temp", 4, "temperature of the distillation")
 }
 
 func joinNames(v []string) string {
@@ -105,6 +117,9 @@ func (q *quantFlags) check(model string) error {
 		return usageError{fmt.Errorf("--calib and --batch must be positive, --limit-train and --limit-test not negative")}
 	}
 	if err := checkFloats(floatFlag{"--lr", q.LR, positive}, floatFlag{"--momentum", q.Momentum, belowOne}, floatFlag{"--wd", q.WD, nonNegative}); err != nil {
+		return err
+	}
+	if err := checkFloats(floatFlag{"--distill", q.Distill, fraction}, floatFlag{"--distill-temp", q.DistillT, positive}); err != nil {
 		return err
 	}
 	if err := q.data.check(); err != nil {
@@ -179,6 +194,7 @@ type quantReport struct {
 	ReferenceCost float64        `json:"reference_cost"`
 	CostRatio     float64        `json:"cost_ratio"`
 	Accuracy      float64        `json:"accuracy"`
+	PTQAccuracy   float64        `json:"ptq_accuracy"` // after calibration alone, before fine-tuning
 	FloatAccuracy float64        `json:"float_accuracy"`
 	TestSamples   int            `json:"test_samples"`
 	Epochs        int            `json:"epochs"`
@@ -253,7 +269,16 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 	if err != nil {
 		return err
 	}
+	if err := o.checkResume(path, g, nil, o.Epochs, trainSet, norm); err != nil { // before any work
+		return err
+	}
 	o.notes(stderr)
+	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
+		return err
+	}
+	if r, err = space.Resolve(arch); err != nil {
+		return err
+	}
 	rep, err := o.run(stderr, path, g, r, cm, o.Epochs, trainSet, testSet, norm)
 	if err != nil {
 		return err
@@ -280,12 +305,12 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	if err := checkCosts(cm, rep.Cost, rep.ReferenceCost); err != nil {
 		return nil, err
 	}
-	cfg, err := q.quantizeConfig(stderr, path, r, epochs, norm)
+	cfg, err := q.quantizeConfig(stderr, path, g, r, epochs, norm)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Resume { // before any work
-		if err := cfg.CheckResume(trainSet); err != nil {
+		if err := cfg.CheckResume(r, trainSet); err != nil {
 			return nil, err
 		}
 	}
@@ -303,23 +328,55 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg.Context = ctx
-	qg, _, err := search.Quantize(r, trainSet, cfg)
+	qg, err := search.Calibrated(r, trainSet, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The accuracy after calibration alone (post-training quantization), to show what
+	// fine-tuning buys and to catch a fine-tuning that destroys the model.
+	frozenAccuracy := func(g *graph.Graph) (*export.Model, train.Eval, error) {
+		m, err := export.Freeze(g, r)
+		if err != nil {
+			return nil, train.Eval{}, err
+		}
+		// The accuracy reported is the written model's, as qnas's engine computes it (ONNX
+		// Runtime agrees): integer biases and folded BatchNorms included.
+		ev, err := train.Evaluate(m.Graph, testSet, norm, 256, stderr)
+		return m, ev, err
+	}
+	if epochs > 0 {
+		ptq := qg.Clone()
+		if err := search.ReestimateBN(ptq, trainSet, norm, q.Calib, q.Batch, stderr); err != nil {
+			return nil, err
+		}
+		_, ev, err := frozenAccuracy(ptq)
+		if err != nil {
+			return nil, err
+		}
+		rep.PTQAccuracy = ev.Accuracy
+		lap("post-training quantization")
+	}
+	tg, _, err := search.FineTune(qg, trainSet, cfg)
 	if err != nil {
 		return nil, err
 	}
 	stop() // from here on a signal ends the process: outputs are written atomically
 	lap("fine-tune")
-	m, err := export.Freeze(qg, r)
-	if err != nil {
+	if qg, err = supernet.ExportForm(tg); err != nil {
 		return nil, err
 	}
-	// The accuracy reported is the written model's, as qnas's engine computes it (ONNX
-	// Runtime agrees): integer biases and folded BatchNorms included.
-	ev, err = train.Evaluate(m.Graph, testSet, norm, 256, stderr)
+	m, ev, err := frozenAccuracy(qg)
 	if err != nil {
 		return nil, err
 	}
 	rep.Accuracy, rep.TestSamples = ev.Accuracy, ev.Samples
+	if epochs == 0 {
+		rep.PTQAccuracy = rep.Accuracy
+	} else if drop := rep.PTQAccuracy - rep.Accuracy; drop > train.AccuracyDropLimit(rep.PTQAccuracy, ev.Samples) {
+		removeCheckpoint(cfg.Checkpoint) // it holds the diverged state
+		return nil, fmt.Errorf("fine-tuning lowered the test accuracy from %.2f%% (after calibration alone) to %.2f%%: the run diverged; lower --lr (now %g), or use --epochs 0; nothing was written",
+			100*rep.PTQAccuracy, 100*rep.Accuracy, q.LR)
+	}
 	lap("evaluate quantized")
 	if q.Out == "" {
 		return rep, nil

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/train"
@@ -102,13 +103,13 @@ func (p checkpointPlan) noteStale(stderr io.Writer) {
 	}
 }
 
-// quantizeConfig returns the fine-tuning of the architecture r of the model at path (the
-// checkpoint, what it depends on, the flags); a run that writes no model (optimize's
-// later seeds, baselines) keeps no checkpoint. r may be nil for a check of a checkpoint
-// that skips the architecture.
-func (q *quantFlags) quantizeConfig(stderr io.Writer, path string, r *supernet.Resolved, epochs int, norm data.Normalize) (search.QuantizeConfig, error) {
+// quantizeConfig returns the fine-tuning of the architecture r of the model g read from
+// path (the checkpoint, what it depends on, the flags; g is the distillation teacher); a
+// run that writes no model (optimize's later seeds, baselines) keeps no checkpoint. r may
+// be nil for a check of a checkpoint that skips the architecture.
+func (q *quantFlags) quantizeConfig(stderr io.Writer, path string, g *graph.Graph, r *supernet.Resolved, epochs int, norm data.Normalize) (search.QuantizeConfig, error) {
 	cfg := search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch, LR: q.LR, Momentum: q.Momentum,
-		WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Log: stderr}
+		WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Log: stderr, Distill: q.distill(g)}
 	if q.Augment {
 		cfg.Augment = &data.Augment{PadCrop: 2, HFlip: true}
 	}
@@ -149,4 +150,17 @@ func removeCheckpoint(path string) {
 	if _, err := ckpt.ReadHeader(path); err == nil {
 		os.Remove(path)
 	}
+}
+
+// checkResume checks, before any work, that the fine-tuning checkpoint --resume names
+// belongs to this run (r nil: all but the architecture, not known yet).
+func (q *quantFlags) checkResume(path string, g *graph.Graph, r *supernet.Resolved, epochs int, trainSet *data.Dataset, norm data.Normalize) error {
+	if !q.ckpt.resumeFineTune || q.Out == "" {
+		return nil
+	}
+	cfg, err := q.quantizeConfig(nil, path, g, r, epochs, norm)
+	if err != nil {
+		return err
+	}
+	return cfg.CheckResume(r, trainSet)
 }

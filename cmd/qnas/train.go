@@ -7,14 +7,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/onnxio"
+	"github.com/qnas/qnas/search"
 	"github.com/spf13/cobra"
 )
 
@@ -145,6 +148,15 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.Resume == "" {
 		noteStaleCheckpoint(stderr, ckptFile)
 	}
+	// A folded model trains with its BatchNorms restored (docs/method.md) and is written
+	// folded again.
+	g, restored, err := search.RestoreBatchNorm(g, trainSet, norm, 16, o.Batch, stderr)
+	if err != nil {
+		return err
+	}
+	if len(restored) > 0 {
+		fmt.Fprintf(stderr, "qnas: %d convolutions have no BatchNorm (a folded export): training with BatchNorm restored after each; the output is folded again\n", len(restored))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stats, err := train.Train(g, trainSet, train.Config{Epochs: o.Epochs, Batch: o.Batch, LR: o.LR, Schedule: o.Schedule,
@@ -158,10 +170,9 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.FoldBN {
-		if err := g.FoldBatchNorm(); err != nil {
-			return err
-		}
+	fold := func(bn *graph.Node) bool { return o.FoldBN || slices.Contains(restored, bn.Name) }
+	if err := g.FoldBatchNormIf(fold); err != nil {
+		return err
 	}
 	g.Meta["qnas.mean"], g.Meta["qnas.std"] = joinFloats(norm.Mean), joinFloats(norm.Std)
 	m, err := g.ToONNX(graphWriteOptions())

@@ -130,6 +130,16 @@ func readHeader(f io.Reader, size int64, path string) (*Header, *bufio.Reader, e
 	return &h, r, nil
 }
 
+// Value returns the value of the setting named name, or "" when the header has none.
+func (h *Header) Value(name string) string {
+	for _, s := range h.Settings {
+		if s.Name == name {
+			return s.Value
+		}
+	}
+	return ""
+}
+
 // Match checks a header against the kind, version and settings of the run that wants to
 // resume it; the error names the file and the first setting that differs.
 func (h *Header) Match(path string, want Header) error {

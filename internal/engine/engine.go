@@ -202,7 +202,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 			if d != nil && slices.Contains(d.Weights, i) && !opts.Frozen[in] {
 				k = Param
 			}
-			if nd.Op == "BatchNormalization" && (i == 3 || i == 4) {
+			if d != nil && slices.Contains(d.State, i) {
 				k = State
 			}
 			if kindPriority[k] > kindPriority[kinds[in]] {
@@ -480,4 +480,55 @@ func fuse(g *graph.Graph) []*graph.Node {
 		out = append(out, n)
 	}
 	return out
+}
+
+// DistillCrossEntropy is SoftmaxCrossEntropy with knowledge distillation from a teacher's
+// logits (batch × classes, same layout): the loss is (1−alpha)·CE(labels) +
+// alpha·T²·KL(softmax(teacher/T) ‖ softmax(output/T)), whose gradient it stores in the
+// output's Grad. It returns the loss and the number of correct top-1 predictions.
+func (p *Plan) DistillCrossEntropy(output string, labels []int32, teacher []float32, temp, alpha float64) (loss float64, correct int) {
+	loss, correct = p.SoftmaxCrossEntropy(output, labels)
+	v := p.Values[output]
+	rows := p.Batch
+	cols := len(v.Data) / rows
+	loss *= 1 - alpha
+	for i := range v.Grad {
+		v.Grad[i] *= float32(1 - alpha)
+	}
+	ps, pt := make([]float64, cols), make([]float64, cols)
+	for r := 0; r < rows; r++ {
+		softmaxT(v.Data[r*cols:(r+1)*cols], temp, ps)
+		softmaxT(teacher[r*cols:(r+1)*cols], temp, pt)
+		kl := 0.0
+		for j := range ps {
+			if pt[j] > 0 {
+				kl += pt[j] * (math.Log(pt[j]) - math.Log(max(ps[j], 1e-300)))
+			}
+		}
+		loss += alpha * temp * temp * kl / float64(rows)
+		if v.Grad != nil {
+			// d/ds_j of T²·KL = T·(ps_j − pt_j).
+			g := v.Grad[r*cols : (r+1)*cols]
+			for j := range g {
+				g[j] += float32(alpha * temp * (ps[j] - pt[j]) / float64(rows))
+			}
+		}
+	}
+	return loss, correct
+}
+
+// softmaxT writes softmax(x/t) to out.
+func softmaxT(x []float32, t float64, out []float64) {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = max(m, float64(v)/t)
+	}
+	sum := 0.0
+	for j, v := range x {
+		out[j] = math.Exp(float64(v)/t - m)
+		sum += out[j]
+	}
+	for j := range out {
+		out[j] /= sum
+	}
 }

@@ -60,7 +60,7 @@ func (c Config) Header(d *data.Dataset) ckpt.Header {
 		v any
 	}{{"epochs", c.Epochs}, {"batch", c.Batch}, {"lr", c.LR}, {"schedule", orDefault(c.Schedule, "cosine")}, {"momentum", c.Momentum},
 		{"nesterov", c.Nesterov}, {"weight decay", c.WeightDecay}, {"seed", c.Seed}, {"mean", c.Norm.Mean}, {"std", c.Norm.Std},
-		{"augment", aug}} {
+		{"augment", aug}, {"frozen BatchNorm", c.FrozenBN}, {"frozen parameters", len(c.Frozen)}, {"distillation", c.Distill}} {
 		s.Add(kv.k, kv.v)
 	}
 	return ckpt.Header{Kind: CheckpointKind, Version: CheckpointVersion, Settings: append(s, Machine()...)}
@@ -97,4 +97,10 @@ func loadCheckpoint(path string, want ckpt.Header, floats int64) (*checkpoint, e
 		return nil, err
 	}
 	return &c, nil
+}
+
+// SavedBy reports whether the checkpoint at path was saved by a run of cfg on d (so Train
+// with cfg and Resume continues it).
+func SavedBy(path string, cfg Config, d *data.Dataset) bool {
+	return ckpt.Check(path, cfg.Header(d)) == nil
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"time"
 
 	"github.com/qnas/qnas/graph"
@@ -42,6 +41,13 @@ type Config struct {
 	Context context.Context
 	// AfterStep, when set, is called after every optimizer step (tests use it to interrupt).
 	AfterStep func(epoch, step int)
+	// FrozenBN runs every BatchNormalization on its running statistics, which stay fixed,
+	// while γ, β and the rest train.
+	FrozenBN bool
+	// Frozen names parameters that must not train.
+	Frozen []string
+	// Distill, when set, adds knowledge distillation from a teacher to the loss.
+	Distill *Distill
 }
 
 // EpochStats summarizes one epoch.
@@ -68,7 +74,15 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := engine.Compile(g, cfg.Batch, engine.Options{})
+	frozen := map[string]bool{}
+	for _, name := range cfg.Frozen {
+		frozen[name] = true
+	}
+	p, err := engine.Compile(g, cfg.Batch, engine.Options{Frozen: frozen})
+	if err != nil {
+		return nil, err
+	}
+	teacher, err := NewTeacher(cfg.Distill, cfg.Batch)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +153,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	out := g.Outputs[0]
 	steps := ld.Len()
 	total := steps * cfg.Epochs
+	var guard Guard // restarts with a resumed run
 	for e := startEpoch; e < cfg.Epochs; e++ {
 		start, seen0 := time.Now(), seen // a resumed epoch has seen0 samples from before
 		bar := progress.New(cfg.Log, fmt.Sprintf("epoch %d/%d", e+1, cfg.Epochs), steps)
@@ -164,14 +179,10 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 			if n == 0 {
 				break
 			}
-			p.Forward(true)
-			loss, c := p.SoftmaxCrossEntropy(out, y)
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				msg := "no checkpoint was written"
-				if cfg.Checkpoint != "" {
-					msg = "the last good state is in " + cfg.Checkpoint
-				}
-				return stats, fmt.Errorf("epoch %d step %d: the loss is %v; lower --lr (%s)", e+1, s+1, loss, msg)
+			p.Forward(!cfg.FrozenBN)
+			loss, c := teacher.Loss(p, out, x, y)
+			if bad, l0, now := guard.Add(loss); bad {
+				return stats, &DivergedError{What: "training", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, LR: cfg.LR, Checkpoint: lastGood(cfg.Checkpoint, e, startEpoch, cfg.Resume)}
 			}
 			p.Backward()
 			opt.Step(sched.LR(e*steps+s, total))
@@ -193,6 +204,15 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 	}
 	return stats, nil
+}
+
+// lastGood is the checkpoint that holds the state before epoch e (0-based) of a run that
+// started at epoch start: "" when none was written.
+func lastGood(ckpt string, e, start int, resumed bool) string {
+	if ckpt == "" || (e == start && !resumed) {
+		return ""
+	}
+	return ckpt
 }
 
 // restore copies saved tensors into the live ones, which must match in names and sizes.

@@ -4,12 +4,12 @@
 Run from anywhere, by hand (CI never runs it):
 
     /usr/bin/python3 testdata/gen/fixtures.py                 # everything
-    /usr/bin/python3 testdata/gen/fixtures.py --only grad     # one part: fmnist,resnet8,mbv2,resnet20,grad
+    /usr/bin/python3 testdata/gen/fixtures.py --only grad     # one part: fmnist,resnet8,mbv2,resnet20,resnet20-folded,grad
 
 Writes, relative to the repository root:
 
     internal/fmnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   embedded data subset
-    testdata/models/{resnet8,mbv2}{,_bn}.onnx, resnet20_bn.onnx        trained Fashion-MNIST CNNs
+    testdata/models/{resnet8,mbv2,resnet20}{,_bn}.onnx                 trained Fashion-MNIST CNNs
     testdata/models/fixtures.json                                      accuracy, params, MACs, layers
     testdata/grad/small_net.onnx, small_net_grad.json                  gradient golden
 
@@ -561,39 +561,70 @@ def make_model(name, data, out_dir, summary, epochs_override=None):
     acc = (predict(model, xte) == yte).float().mean().item()
     print(f"{name}: test accuracy {acc:.4f} after {epochs} epochs ({train_s:.0f}s)", flush=True)
     layers = count_macs(model, xte)
-    torch_params = sum(p.numel() for p in model.parameters())
     files = [(f"{name}.onnx", False), (f"{name}_bn.onnx", True)]
     if name == "resnet20":
         files = files[1:]
     for fname, keep_bn in files:
-        proto, ops, size, undone = export(model, os.path.join(out_dir, fname), keep_bn, xte)
-        table = onnx_layer_table(proto, layers)
-        onnx_acc, diff = check_export(model, proto, xte, yte, fname)
-        entry = {
-            "model": name,
-            "bn": "kept" if keep_bn else "folded",
-            "accuracy": round(acc, 6),
-            "samples": int(xte.shape[0]),
-            "mean": [MEAN],
-            "std": [STD],
-            "input_shape": [1, 28, 28],
-            "params": sum(r["params"] for r in table),
-            "bn_params": bn_param_count(proto),
-            "torch_params": int(torch_params),
-            "macs": sum(r["macs"] for r in table),
-            "epochs": epochs,
-            "is_accuracy_fixture": True,
-            "interpreter_accuracy": round(onnx_acc, 6),
-            "max_abs_logit_diff": float(f"{diff:.3g}"),
-            "file_bytes": size,
-            "dedup_undone": undone,
-            "ops": dict(sorted(ops.items())),
-            "layers": table,
-        }
-        summary[fname] = entry
-        print(f"{fname}: {size} bytes, params {entry['params']}, MACs {entry['macs']}, "
-              f"interpreter accuracy {onnx_acc:.4f}, max |Δlogit| {diff:.2e}, ops {entry['ops']}",
-              flush=True)
+        summary[fname] = export_entry(model, name, fname, out_dir, keep_bn, layers, acc, epochs, xte, yte)
+
+
+def make_folded_twin(name, data, out_dir, summary):
+    """Exports the BatchNorm-folded twin of an already trained NAME_bn.onnx (the weights read
+    back from that file, whose initializers carry the torch names), as torch.onnx's defaults
+    write it: eval mode, constant folding on. No training."""
+    (_, _), (xte, yte) = data
+    src = onnx.load(os.path.join(out_dir, f"{name}_bn.onnx"))
+    model = build(name)
+    state = model.state_dict()
+    loaded = 0
+    for t in src.graph.initializer:
+        if t.name in state:
+            state[t.name].copy_(torch.from_numpy(numpy_helper.to_array(t).copy()))
+            loaded += 1
+    missing = [k for k in state if not k.endswith("num_batches_tracked")
+               and k not in {t.name for t in src.graph.initializer}]
+    assert not missing, f"{name}_bn.onnx lacks {missing}"
+    model.eval()
+    acc = (predict(model, xte) == yte).float().mean().item()
+    kept = summary.get(f"{name}_bn.onnx", {})
+    print(f"{name}: {loaded} tensors from {name}_bn.onnx, test accuracy {acc:.4f} "
+          f"(recorded for the BN-kept file: {kept.get('accuracy')})", flush=True)
+    layers = count_macs(model, xte)
+    entry = export_entry(model, name, f"{name}.onnx", out_dir, False, layers, acc, kept.get("epochs"), xte, yte)
+    entry["folded_from"] = f"{name}_bn.onnx"
+    summary[f"{name}.onnx"] = entry
+
+
+def export_entry(model, name, fname, out_dir, keep_bn, layers, acc, epochs, xte, yte):
+    """Exports model to out_dir/fname, checks it, and returns its fixtures.json entry."""
+    proto, ops, size, undone = export(model, os.path.join(out_dir, fname), keep_bn, xte)
+    table = onnx_layer_table(proto, layers)
+    onnx_acc, diff = check_export(model, proto, xte, yte, fname)
+    entry = {
+        "model": name,
+        "bn": "kept" if keep_bn else "folded",
+        "accuracy": round(acc, 6),
+        "samples": int(xte.shape[0]),
+        "mean": [MEAN],
+        "std": [STD],
+        "input_shape": [1, 28, 28],
+        "params": sum(r["params"] for r in table),
+        "bn_params": bn_param_count(proto),
+        "torch_params": int(sum(p.numel() for p in model.parameters())),
+        "macs": sum(r["macs"] for r in table),
+        "epochs": epochs,
+        "is_accuracy_fixture": True,
+        "interpreter_accuracy": round(onnx_acc, 6),
+        "max_abs_logit_diff": float(f"{diff:.3g}"),
+        "file_bytes": size,
+        "dedup_undone": undone,
+        "ops": dict(sorted(ops.items())),
+        "layers": table,
+    }
+    print(f"{fname}: {size} bytes, params {entry['params']}, MACs {entry['macs']}, "
+          f"interpreter accuracy {onnx_acc:.4f}, max |Δlogit| {diff:.2e}, ops {entry['ops']}",
+          flush=True)
+    return entry
 
 
 def make_grad(out_dir):
@@ -740,13 +771,13 @@ def make_grad(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="fmnist,resnet8,mbv2,resnet20,grad",
+    ap.add_argument("--only", default="fmnist,resnet8,mbv2,resnet20,resnet20-folded,grad",
                     help="comma-separated parts to (re)generate")
     ap.add_argument("--epochs", type=int, default=None, help="override epochs (smoke tests only)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     parts = [p for p in args.only.split(",") if p]
-    unknown = set(parts) - {"fmnist", "resnet8", "mbv2", "resnet20", "grad"}
+    unknown = set(parts) - {"fmnist", "resnet8", "mbv2", "resnet20", "resnet20-folded", "grad"}
     if unknown:
         ap.error(f"unknown parts {sorted(unknown)}")
 
@@ -761,7 +792,8 @@ def main():
         make_fmnist_subset(train_np, test_np, os.path.join(REPO, "internal", "fmnist"))
 
     model_parts = [p for p in parts if p in HYPER]
-    if model_parts:
+    twins = [p[:-len("-folded")] for p in parts if p.endswith("-folded")]
+    if model_parts or twins:
         data = ((to_tensor(train_np[0]), torch.from_numpy(train_np[1].astype(np.int64))),
                 (to_tensor(test_np[0]), torch.from_numpy(test_np[1].astype(np.int64))))
         json_path = os.path.join(models_dir, "fixtures.json")
@@ -771,6 +803,9 @@ def main():
                 summary = json.load(f).get("models", {})
         for name in model_parts:
             make_model(name, data, models_dir, summary, args.epochs)
+            write_summary(json_path, summary)
+        for name in twins:
+            make_folded_twin(name, data, models_dir, summary)
             write_summary(json_path, summary)
 
     if "grad" in parts:

@@ -1,0 +1,98 @@
+package search
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/progress"
+	"github.com/qnas/qnas/internal/train"
+)
+
+// RestoreBatchNorm returns a copy of g in which every convolution that no BatchNormalization
+// normalizes (graph.UnnormalizedConvs: a model exported with its BatchNorms folded) is
+// followed by one again, initialised from the statistics of the conv's output over
+// batches×batch samples spread over d, so that the copy computes what g computes (in
+// inference mode exactly; in training mode up to the difference between a batch's
+// statistics and those). Fine-tuning and the search then train such a model as stably as
+// one exported with its BatchNorms (docs/method.md, "Models with folded BatchNorm"); the
+// exporter folds the BatchNorms back. It returns g itself and no names when every conv is
+// normalized already, else the copy and the names of the added nodes.
+func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) (*graph.Graph, []string, error) {
+	convs := g.UnnormalizedConvs()
+	if len(convs) == 0 {
+		return g, nil, nil
+	}
+	if err := train.CheckData(g, d); err != nil {
+		return nil, nil, err
+	}
+	keep := map[string]bool{}
+	for _, n := range convs {
+		keep[n.Outputs[0]] = true
+	}
+	batch = min(batch, d.N)
+	p, err := engine.Compile(g, batch, engine.Options{Inference: true, Keep: keep})
+	if err != nil {
+		return nil, nil, err
+	}
+	type moments struct{ sum, sq []float64 }
+	stats := make([]moments, len(convs))
+	for i, n := range convs {
+		c := g.Shapes[n.Outputs[0]]
+		if len(c) != 4 {
+			return nil, nil, fmt.Errorf("node %q: output shape %v, want N×C×H×W", n.Name, c)
+		}
+		stats[i] = moments{make([]float64, c[1]), make([]float64, c[1])}
+	}
+	n := min(batches*batch, d.N)
+	sub := data.Subset(d, n)
+	bar := progress.New(log, "BatchNorm statistics", n)
+	count := make([]float64, len(convs))
+	forBatches(sub, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
+		p.Forward(false)
+		for i, cv := range convs {
+			v := p.Value(cv.Outputs[0]).Data
+			ch := len(stats[i].sum)
+			hw := len(v) / (batch * ch)
+			for b := 0; b < batch; b++ {
+				for c := 0; c < ch; c++ {
+					var s, q float64
+					for _, y := range v[(b*ch+c)*hw : (b*ch+c+1)*hw] {
+						s += float64(y)
+						q += float64(y) * float64(y)
+					}
+					stats[i].sum[c] += s
+					stats[i].sq[c] += q
+				}
+			}
+			count[i] += float64(batch * hw)
+		}
+		bar.Update(done, "")
+	})
+	bar.Done(fmt.Sprintf("%d convolutions", len(convs)))
+	out := g.Clone()
+	byName := map[string]*graph.Node{}
+	for _, nd := range out.Nodes {
+		byName[nd.Name] = nd
+	}
+	var added []string
+	for i, cv := range convs {
+		ch := len(stats[i].sum)
+		mean, variance := make([]float64, ch), make([]float64, ch)
+		for c := range mean {
+			mean[c] = stats[i].sum[c] / count[i]
+			variance[c] = max(stats[i].sq[c]/count[i]-mean[c]*mean[c], 0)
+		}
+		bn, err := out.InsertBatchNorm(byName[cv.Name], mean, variance)
+		if err != nil {
+			return nil, nil, err
+		}
+		added = append(added, bn.Name)
+	}
+	if err := out.InferShapes(); err != nil {
+		return nil, nil, err
+	}
+	return out, added, nil
+}
