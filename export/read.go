@@ -77,6 +77,31 @@ func FromGraph(g *graph.Graph) (*Model, error) {
 func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 	producers := g.Producers()
 	replace := map[*graph.Node][]*graph.Node{}
+	// The names the QDQ form gives must be free: not a value of the model (but those of the
+	// Quant it replaces), nor one given to another layer.
+	used := map[string]bool{}
+	for k := range g.Consts {
+		used[k] = true
+	}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			used[o] = true
+		}
+	}
+	for _, in := range g.Inputs {
+		used[in] = true
+	}
+	claim := func(l LayerInfo, replaced []string, names ...string) error {
+		for _, n := range names {
+			if used[n] && !slices.Contains(replaced, n) {
+				return graphError(l, "its QDQ form would name a value %q, which the model already has", n)
+			}
+		}
+		for _, n := range names {
+			used[n] = true
+		}
+		return nil
+	}
 	for _, l := range layers {
 		var layer *graph.Node
 		for _, n := range g.Nodes {
@@ -106,7 +131,13 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 					ints[i] = int64(quant.Quantize(w.F[i], scale.F[c], -hi, hi))
 				}
 			}
-			base := trimSuffix(l.Weight, sufQuantized)
+			base := q.Inputs[0]
+			if l.Weight != base+sufQuantized {
+				return graphError(l, "weight %q, but its Quant reads %q (the weight is %q)", l.Weight, base, base+sufQuantized)
+			}
+			if err := claim(l, q.Inputs, l.Weight, base+sufScale, base+sufZero, base+sufDQ+sufOutput); err != nil {
+				return err
+			}
 			for _, in := range q.Inputs {
 				delete(g.Consts, in)
 			}
@@ -123,11 +154,15 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 			if err := checkQuant(g, q, []int{l.ABits}, []float32{quant.ActScale(l.AClip, l.ABits, l.ASigned)}, l.ASigned); err != nil {
 				return graphError(l, "input %v", err)
 			}
-			x := q.Inputs[0]
+			x, base := q.Inputs[0], l.Name+"/input"
+			if err := claim(l, q.Inputs[1:], base+"_clip_min", base+"_clip_max", base+sufScale, base+sufZero, base+"_Clip"+sufOutput,
+				base+sufQ+sufOutput, base+sufDQ+sufOutput); err != nil {
+				return err
+			}
 			for _, in := range q.Inputs[1:] {
 				delete(g.Consts, in)
 			}
-			nodes := actQDQ(g, l.Name+"/input", x, l.AClip, l.ABits, l.ASigned)
+			nodes := actQDQ(g, base, x, l.AClip, l.ABits, l.ASigned)
 			layer.Inputs[0] = nodes[len(nodes)-1].Outputs[0]
 			replace[q] = nodes
 		}

@@ -16,6 +16,7 @@ import (
 func (cfg QuantizeConfig) parts() (all, head, tail train.Config) {
 	depends := append(ckpt.Settings{}, cfg.Depends...)
 	depends.Add("calibration batches", cfg.CalibBatches)
+	depends.Add("fine-tuning epochs", cfg.Epochs) // the parts' own epochs follow from it
 	all = train.Config{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum, Nesterov: true,
 		WeightDecay: cfg.WeightDecay, Seed: cfg.Seed, Norm: cfg.Norm, Augment: cfg.Augment, Log: cfg.Log,
 		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context, Distill: cfg.Distill, Depends: depends}

@@ -37,7 +37,7 @@ The model file holds everything needed: weights, scales, clips and the bits of e
 }
 
 func runExport(stdout io.Writer, path string, o exportOptions) error {
-	q := quantFlags{Out: o.Out, Format: o.Format, Pack: o.Pack, IR: o.IR, Calib: 1, Batch: 1, LR: 1, Threads: 1}
+	q := quantFlags{Out: o.Out, Format: o.Format, Pack: o.Pack, IR: o.IR, Calib: 1, Batch: 1, LR: 1, DistillT: 1, Threads: 1}
 	if err := q.check(path); err != nil {
 		return err
 	}

@@ -463,7 +463,7 @@ func TestHostileCheckpoints(t *testing.T) {
 		{"other wbits", quantizeArgs(f.model, out, "--wbits", "4", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt", "architecture was"}},
 		{"other limit-train", append(q(), "--limit-train", "256"), []string{"other-run.ckpt", "training data was"}},
 		{"other lr", append(q(), "--lr", "0.02"), []string{"other-run.ckpt", "lr was 0.01, now 0.02"}},
-		{"other epochs", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "7", "--resume", f.ftCkpt), []string{"other-run.ckpt", "epochs was 50, now 7"}},
+		{"other epochs", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "7", "--resume", f.ftCkpt), []string{"other-run.ckpt", "fine-tuning epochs was 50, now 7"}},
 		{"other seed", append(q(), "--seed", "9"), []string{"other-run.ckpt", "seed was 5, now 9"}},
 		{"other calib", append(q(), "--calib", "3"), []string{"other-run.ckpt", "calibration batches was 2, now 3"}},
 		{"other threads", append(q(), "--threads", "1"), []string{"other-run.ckpt", "threads was 2, now 1"}},
