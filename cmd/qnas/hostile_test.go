@@ -320,6 +320,8 @@ func TestHostileEditedMetadata(t *testing.T) {
 		{"qonnx-wbits-short", f.qonnx, layer1(func(l map[string]any) { l["wbits"] = ints(15, 4) }), []string{conv2}},
 		{"qonnx-waxis-7", f.qonnx, layer1(func(l map[string]any) { l["w_axis"] = 7 }), []string{conv2, "w_axis"}},
 		{"qonnx-bits-below-weights", f.qonnx, layer1(func(l map[string]any) { l["wbits"] = ints(16, 2) }), []string{conv2}},
+		{"qonnx-weight-renamed", f.qonnx, layer1(func(l map[string]any) { l["weight"] = "_quantized" }), []string{conv2, "_quantized"}},
+		{"qonnx-weight-of-another-layer", f.qonnx, layer1(func(l map[string]any) { l["weight"] = "conv1.weight_quantized" }), []string{conv2}},
 		{"qonnx-bitwidth-edited", f.qonnx, func(g *graph.Graph) {
 			g.Consts[strings.TrimSuffix(weightOf(g, conv2), "_quantized")+"_bitwidth"].F[0] = 8
 		}, []string{conv2, "bitwidth"}},
