@@ -398,9 +398,6 @@ func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testS
 	if q.LimitTrain > 0 {
 		trainSet = data.Subset(trainSet, q.LimitTrain)
 	}
-	if err = checkBatch(q.Batch, trainSet); err != nil {
-		return
-	}
 	if testSet, err = q.data.open(data.Test); err != nil {
 		return
 	}
@@ -411,6 +408,9 @@ func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testS
 		if err = train.CheckData(g, d); err != nil {
 			return
 		}
+	}
+	if err = checkBatch(q.Batch, trainSet); err != nil {
+		return
 	}
 	norm, err = q.data.normalization(g, io.Discard) // notes, after the checks, says it
 	q.normNote = norm.Mean == nil && norm.Std == nil

@@ -123,6 +123,9 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.LimitTrain > 0 {
 		trainSet = data.Subset(trainSet, o.LimitTrain)
 	}
+	if err := train.CheckData(g, trainSet); err != nil {
+		return err
+	}
 	if err := checkBatch(o.Batch, trainSet); err != nil {
 		return err
 	}
