@@ -61,11 +61,21 @@ func (f *hostileFixture) makeCheckpoints(t *testing.T) {
 	t.Helper()
 	scratch := t.TempDir()
 	f.ftCkpt = filepath.Join(f.dir, "other-run.ckpt")
-	copyFile(t, killedCheckpoint(t, quantizeArgs(f.model, filepath.Join(scratch, "ft.onnx"), "--wbits", "3", "--abits", "4", "--epochs", "50"),
+	copyFile(t, killedCheckpoint(t, ftArgs(f.model, filepath.Join(scratch, "ft.onnx"), "--wbits", "3", "--abits", "4", "--epochs", "50"),
 		filepath.Join(scratch, "ft.onnx.ckpt")), f.ftCkpt)
 	f.searchCkpt = filepath.Join(f.dir, "other-search.ckpt")
-	copyFile(t, killedCheckpoint(t, optimizeArgs(f.model, filepath.Join(scratch, "s.onnx"), "--search-epochs", "50"),
+	copyFile(t, killedCheckpoint(t, searchArgs(f.model, filepath.Join(scratch, "s.onnx"), "--search-epochs", "50"),
 		filepath.Join(scratch, "s.onnx.search.ckpt")), f.searchCkpt)
+}
+
+// ftArgs and searchArgs are quantize and optimize on less data: the runs whose
+// checkpoints the suite takes, and the runs that try to resume them.
+func ftArgs(model, out string, extra ...string) []string {
+	return quantizeArgs(model, out, append([]string{"--limit-train", "128"}, extra...)...)
+}
+
+func searchArgs(model, out string, extra ...string) []string {
+	return optimizeArgs(model, out, append([]string{"--limit-train", "320"}, extra...)...)
 }
 
 // killedCheckpoint starts a qnas run, waits until it has saved its checkpoint ckpt (after
@@ -449,37 +459,37 @@ func TestHostileCheckpoints(t *testing.T) {
 	other := filepath.Join(f.dir, "resnet20.onnx")
 	copyFile(t, testenv.Path("testdata", "models", "resnet20_bn.onnx"), other)
 	q := func(extra ...string) []string {
-		return quantizeArgs(f.model, out, append([]string{"--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt}, extra...)...)
+		return ftArgs(f.model, out, append([]string{"--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt}, extra...)...)
 	}
 	for _, c := range []struct {
 		name string
 		args []string
 		want []string
 	}{
-		{"missing", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", filepath.Join(f.dir, "none.ckpt")), []string{"--resume", "none.ckpt"}},
-		{"a model", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.qdq), []string{"q.onnx", "not a qnas checkpoint"}},
-		{"garbage", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", garbage), []string{"garbage.ckpt"}},
-		{"truncated", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", truncated), []string{"truncated.ckpt"}},
-		{"/dev/zero", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", "/dev/zero"), []string{"/dev/zero"}},
-		{"a FIFO", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.specials[0].Path), []string{"fifo"}},
-		{"other wbits", quantizeArgs(f.model, out, "--wbits", "4", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt", "architecture was"}},
-		{"other limit-train", append(q(), "--limit-train", "256"), []string{"other-run.ckpt", "training data was"}},
+		{"missing", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", filepath.Join(f.dir, "none.ckpt")), []string{"--resume", "none.ckpt"}},
+		{"a model", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.qdq), []string{"q.onnx", "not a qnas checkpoint"}},
+		{"garbage", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", garbage), []string{"garbage.ckpt"}},
+		{"truncated", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", truncated), []string{"truncated.ckpt"}},
+		{"/dev/zero", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", "/dev/zero"), []string{"/dev/zero"}},
+		{"a FIFO", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.specials[0].Path), []string{"fifo"}},
+		{"other wbits", ftArgs(f.model, out, "--wbits", "4", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt", "architecture was"}},
+		{"other limit-train", append(q(), "--limit-train", "256"), []string{"other-run.ckpt", "training data was 128 samples"}},
 		{"other lr", append(q(), "--lr", "0.02"), []string{"other-run.ckpt", "lr was 0.01, now 0.02"}},
-		{"other epochs", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "7", "--resume", f.ftCkpt), []string{"other-run.ckpt", "fine-tuning epochs was 50, now 7"}},
+		{"other epochs", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "7", "--resume", f.ftCkpt), []string{"other-run.ckpt", "fine-tuning epochs was 50, now 7"}},
 		{"other seed", append(q(), "--seed", "9"), []string{"other-run.ckpt", "seed was 5, now 9"}},
 		{"other calib", append(q(), "--calib", "3"), []string{"other-run.ckpt", "calibration batches was 2, now 3"}},
 		{"other threads", append(q(), "--threads", "1"), []string{"other-run.ckpt", "threads was 2, now 1"}},
-		{"other model", quantizeArgs(other, out, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt", "model was"}},
-		{"epochs 0", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "0", "--resume", f.ftCkpt), []string{"--resume", "--epochs 0"}},
-		{"search checkpoint to quantize", quantizeArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.searchCkpt), []string{"other-search.ckpt", "search"}},
+		{"other model", ftArgs(other, out, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt", "model was"}},
+		{"epochs 0", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "0", "--resume", f.ftCkpt), []string{"--resume", "--epochs 0"}},
+		{"search checkpoint to quantize", ftArgs(f.model, out, "--wbits", "3", "--abits", "4", "--epochs", "2", "--resume", f.searchCkpt), []string{"other-search.ckpt", "search"}},
 		{"fine-tuning checkpoint to train", append(trainArgs(f.model, out), "--resume", f.ftCkpt), []string{"other-run.ckpt"}},
 		{"search checkpoint to train", append(trainArgs(f.model, out), "--resume", f.searchCkpt), []string{"other-search.ckpt", "search"}},
-		{"optimize other budget", optimizeArgs(f.model, out, "--search-epochs", "50", "--budget", "0.3", "--resume", f.searchCkpt), []string{"other-search.ckpt", "budget was"}},
-		{"optimize other space", optimizeArgs(f.model, out, "--search-epochs", "50", "--wbits", "2,4,8", "--resume", f.searchCkpt), []string{"other-search.ckpt", "search wbits was [2 3 4 6 8], now [2 4 8]"}},
-		{"optimize other model", optimizeArgs(other, out, "--search-epochs", "50", "--resume", f.searchCkpt), []string{"other-search.ckpt", "model was"}},
-		{"optimize fine-tuning without its search", optimizeArgs(f.model, out, "--resume", f.ftCkpt), []string{"other-run.ckpt", "r.onnx.search.ckpt"}},
-		{"optimize --ft-epochs 0 with a fine-tuning checkpoint", optimizeArgs(f.model, out, "--ft-epochs", "0", "--resume", f.ftCkpt), []string{"other-run.ckpt", "--ft-epochs 0"}},
-		{"resume is -o", quantizeArgs(f.model, f.ftCkpt, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt"}},
+		{"optimize other budget", searchArgs(f.model, out, "--search-epochs", "50", "--budget", "0.3", "--resume", f.searchCkpt), []string{"other-search.ckpt", "budget was"}},
+		{"optimize other space", searchArgs(f.model, out, "--search-epochs", "50", "--wbits", "2,4,8", "--resume", f.searchCkpt), []string{"other-search.ckpt", "search wbits was [2 3 4 6 8], now [2 4 8]"}},
+		{"optimize other model", searchArgs(other, out, "--search-epochs", "50", "--resume", f.searchCkpt), []string{"other-search.ckpt", "model was"}},
+		{"optimize fine-tuning without its search", searchArgs(f.model, out, "--resume", f.ftCkpt), []string{"other-run.ckpt", "r.onnx.search.ckpt"}},
+		{"optimize --ft-epochs 0 with a fine-tuning checkpoint", searchArgs(f.model, out, "--ft-epochs", "0", "--resume", f.ftCkpt), []string{"other-run.ckpt", "--ft-epochs 0"}},
+		{"resume is -o", ftArgs(f.model, f.ftCkpt, "--wbits", "3", "--abits", "4", "--epochs", "50", "--resume", f.ftCkpt), []string{"other-run.ckpt"}},
 	} {
 		f.refuse(t, c.name, c.args, c.want...)
 	}
