@@ -24,12 +24,6 @@ func (o *optimizeOptions) prepare(path string) error {
 	return o.check(path)
 }
 
-// searchDepends is what optimize's search checkpoint records of the model.
-func (o *optimizeOptions) searchDepends(path string) (ckpt.Settings, error) {
-	h, err := o.modelSetting(path)
-	return ckpt.Settings{h}, err
-}
-
 // describeSpace says in words what a search searches: the bits of how many layers, in how
 // many filter groups (naming the layers with fewer), and the widths of how many prunable
 // channel groups.
