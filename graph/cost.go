@@ -36,8 +36,8 @@ func (g *Graph) Layers() []Layer {
 				continue
 			}
 			name, t := n.Inputs[i], c.Const[i]
-			if t == nil { // a quantized weight: the integers a DequantizeLinear reads
-				if dq := producers[name]; dq != nil && dq.Op == "DequantizeLinear" {
+			if t == nil { // a quantized weight: the integers a DequantizeLinear (or QONNX Quant) reads
+				if dq := producers[name]; dq != nil && (dq.Op == "DequantizeLinear" || dq.Op == "Quant") {
 					name, t = dq.Inputs[0], g.Consts[dq.Inputs[0]]
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/supernet"
@@ -31,10 +32,11 @@ type QuantizeConfig struct {
 	// PlainLastEpoch trains the last epoch like the others instead of as exported (see
 	// FineTune).
 	PlainLastEpoch bool
-	// Checkpoint, Resume and Context work as in train.Config.
+	// Checkpoint, Resume, Context and Depends work as in train.Config.
 	Checkpoint string
 	Resume     bool
 	Context    context.Context
+	Depends    ckpt.Settings
 }
 
 // Quantize builds the training graph of the architecture r from its float model, calibrates
@@ -42,6 +44,11 @@ type QuantizeConfig struct {
 // the loop and re-estimates its BatchNorm statistics (FineTune). It returns the trained
 // fake-quantized graph (in the form FineTune says) and the per-epoch statistics.
 func Quantize(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, []train.EpochStats, error) {
+	if cfg.Resume {
+		if err := cfg.CheckResume(r, trainSet); err != nil {
+			return nil, nil, err
+		}
+	}
 	g, err := Calibrated(r, trainSet, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -77,9 +84,7 @@ func Calibrated(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig
 // epoch's form of it, which supernet.ExportForm turns back for export.Freeze) and the
 // per-epoch statistics.
 func FineTune(g *graph.Graph, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, []train.EpochStats, error) {
-	tc := train.Config{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum, Nesterov: true,
-		WeightDecay: cfg.WeightDecay, Seed: cfg.Seed, Norm: cfg.Norm, Augment: cfg.Augment, Log: cfg.Log,
-		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context, Distill: cfg.Distill}
+	tc, head, tail := cfg.parts()
 	if cfg.Epochs < 2 || cfg.PlainLastEpoch {
 		var stats []train.EpochStats
 		if cfg.Epochs > 0 {
@@ -90,11 +95,8 @@ func FineTune(g *graph.Graph, trainSet *data.Dataset, cfg QuantizeConfig) (*grap
 		}
 		return g, stats, ReestimateBN(g, trainSet, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log)
 	}
-	head, tail := tc, tc
-	head.Until = cfg.Epochs - 1
-	tail.From, tail.FrozenBN = cfg.Epochs-1, true
 	// One checkpoint file serves both parts; its settings say which part saved it.
-	inTail := cfg.Resume && cfg.Checkpoint != "" && train.SavedBy(cfg.Checkpoint, tailConfig(g, tail))
+	inTail := cfg.Resume && cfg.Checkpoint != "" && train.SavedBy(cfg.Checkpoint, tailConfig(g, tail), trainSet)
 	var stats []train.EpochStats
 	if !inTail {
 		var err error
