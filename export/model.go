@@ -23,6 +23,9 @@ type Model struct {
 	Layers []LayerInfo
 	// Arch is the architecture it applies, as a qnas.arch/1 document.
 	Arch []byte
+	// SaturatedBiases names the layers (set by Freeze) whose integer bias did not fit in
+	// int32 on its grid and was clamped to that range.
+	SaturatedBiases []string
 }
 
 // LayerInfo is what the model records of one layer (model metadata "qnas.layers").
@@ -128,8 +131,14 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 			before[n] = append(before[n], dq)
 		}
 		if q := producers[n.Inputs[0]]; q != nil && q.Op == supernet.OpQuantAct {
-			bits, _ := q.Int("bits", 8)
-			signed, _ := q.Int("signed", 0)
+			bits, err := q.Int("bits", 8)
+			if err != nil {
+				return nil, fmt.Errorf("layer %q: %w", l.Name, err)
+			}
+			signed, err := q.Int("signed", 0)
+			if err != nil {
+				return nil, fmt.Errorf("layer %q: %w", l.Name, err)
+			}
 			clip := g.Consts[q.Inputs[1]]
 			if clip == nil || clip.Len() != 1 {
 				return nil, fmt.Errorf("layer %q: clip %q is not a constant", l.Name, q.Inputs[1])
@@ -155,9 +164,12 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 			}
 		}
 		if info.Weight != "" && info.ABits != quant.Float && n.Input(2) != "" {
-			dq, err := quantizeBias(g, n, info)
+			dq, saturated, err := quantizeBias(g, n, info)
 			if err != nil {
 				return nil, fmt.Errorf("layer %q: %v", l.Name, err)
+			}
+			if saturated {
+				m.SaturatedBiases = append(m.SaturatedBiases, l.Name)
 			}
 			before[n] = append(before[n], dq)
 		}
@@ -374,23 +386,27 @@ func layerDoc(l LayerInfo) string {
 // on the grid of the product of the input's scale and each filter's weight scale (what a
 // runtime that fuses the layer into an integer convolution adds to its accumulators, and
 // what ONNX Runtime rounds a float bias to before fusing), read through a
-// DequantizeLinear. It returns that node.
-func quantizeBias(g *graph.Graph, n *graph.Node, l LayerInfo) (*graph.Node, error) {
+// DequantizeLinear. It returns that node, and whether some integer did not fit in int32 and
+// was clamped.
+func quantizeBias(g *graph.Graph, n *graph.Node, l LayerInfo) (*graph.Node, bool, error) {
 	name := n.Inputs[2]
 	b := g.Consts[name]
 	ws := g.Consts[trimSuffix(l.Weight, sufQuantized)+sufScale]
 	if b == nil || b.DType != graph.Float32 || ws == nil {
-		return nil, fmt.Errorf("bias %q is not a float constant", name)
+		return nil, false, fmt.Errorf("bias %q is not a float constant", name)
 	}
 	if b.Len() != len(ws.F) {
-		return nil, fmt.Errorf("bias %q has %d values for %d filters", name, b.Len(), len(ws.F))
+		return nil, false, fmt.Errorf("bias %q has %d values for %d filters", name, b.Len(), len(ws.F))
 	}
 	xs := quant.ActScale(l.AClip, l.ABits, l.ASigned)
 	scale := make([]float32, len(ws.F))
 	ints := make([]int64, len(ws.F))
+	saturated := false
 	for c, w := range ws.F {
 		scale[c] = quant.BiasScale(xs, w)
-		ints[c] = quant.QuantizeBias(b.F[c], scale[c])
+		var sat bool
+		ints[c], sat = quant.QuantizeBiasSaturated(b.F[c], scale[c])
+		saturated = saturated || sat
 	}
 	delete(g.Consts, name)
 	g.Consts[name+sufQuantized] = graph.NewInts(graph.Int32, b.Shape, ints)
@@ -399,7 +415,7 @@ func quantizeBias(g *graph.Graph, n *graph.Node, l LayerInfo) (*graph.Node, erro
 		Outputs: []string{name + sufDQ + sufOutput}}
 	dq.SetInt("axis", 0)
 	n.Inputs[2] = dq.Outputs[0]
-	return dq, nil
+	return dq, saturated, nil
 }
 
 // mergeClip removes a Relu or Clip p whose only reader is the quantizer's Clip c when c's

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
 	"path/filepath"
 	"slices"
@@ -87,10 +88,10 @@ func (m *Model) ONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
 		format = FormatQDQ
 	}
 	if format != FormatQDQ && format != FormatQONNX {
-		return nil, fmt.Errorf("--format %q: want %s or %s", format, FormatQDQ, FormatQONNX)
+		return nil, field.Errorf("WriteOptions.Format", " %q: want %s or %s", format, FormatQDQ, FormatQONNX)
 	}
 	if opts.Pack && format != FormatQDQ {
-		return nil, fmt.Errorf("--pack applies to the QDQ format (QONNX keeps float weights)")
+		return nil, field.Errorf("WriteOptions.Pack", " applies to the QDQ format (QONNX keeps float weights)")
 	}
 	g := m.Graph.Clone()
 	if err := upgradeOpset(g, 13); err != nil {

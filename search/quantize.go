@@ -2,7 +2,7 @@ package search
 
 import (
 	"context"
-	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
 
 	"github.com/qnas/qnas/graph"
@@ -60,8 +60,11 @@ func Quantize(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) 
 // clips calibrated on cfg.CalibBatches batches of the training data: the model of
 // post-training quantization, before its BatchNorm statistics are re-estimated.
 func Calibrated(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, error) {
-	if cfg.CalibBatches < 1 || cfg.Batch < 1 {
-		return nil, fmt.Errorf("--calib and --batch must be positive (got %d, %d)", cfg.CalibBatches, cfg.Batch)
+	if cfg.CalibBatches < 1 {
+		return nil, field.Errorf("QuantizeConfig.CalibBatches", " %d: must be positive", cfg.CalibBatches)
+	}
+	if cfg.Batch < 1 {
+		return nil, field.Errorf("QuantizeConfig.Batch", " %d: must be positive", cfg.Batch)
 	}
 	g, err := r.Apply()
 	if err != nil {

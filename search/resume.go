@@ -1,7 +1,7 @@
 package search
 
 import (
-	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"math"
 
 	"github.com/qnas/qnas/internal/ckpt"
@@ -35,7 +35,7 @@ func (cfg QuantizeConfig) parts() (all, head, tail train.Config) {
 // count of parameters the tail freezes is not compared.
 func (cfg QuantizeConfig) CheckResume(r *supernet.Resolved, trainSet *data.Dataset) error {
 	if cfg.Epochs < 1 {
-		return fmt.Errorf("--resume %s: a post-training quantization (no fine-tuning epochs) has nothing to continue", cfg.Checkpoint)
+		return field.Errorf("QuantizeConfig.Epochs", " 0: a post-training quantization has no fine-tuning to continue from %s", cfg.Checkpoint)
 	}
 	all, head, tail := cfg.parts()
 	if cfg.Epochs == 1 || cfg.PlainLastEpoch {
@@ -74,8 +74,8 @@ func (cfg SearchConfig) CheckResume(sn *supernet.Supernet, trainSet *data.Datase
 // less than one batch: a caller may check it before any work.
 func (cfg SearchConfig) CheckHoldout(n int) error {
 	if held := int(math.Round(cfg.HoldOut * float64(n))); held < cfg.Batch {
-		return fmt.Errorf("the search holds out %g%% of the training data for its architecture steps: %d of %d samples, less than one batch of %d; use at least %d training samples or a smaller --batch",
-			100*cfg.HoldOut, held, n, cfg.Batch, int(math.Ceil(float64(cfg.Batch)/cfg.HoldOut-1e-9)))
+		return field.Errorf("SearchConfig.Batch", " %d: the search holds out %g%% of the training data for its architecture steps, %d of %d samples, less than one batch; use at least %d training samples or a smaller batch",
+			cfg.Batch, 100*cfg.HoldOut, held, n, int(math.Ceil(float64(cfg.Batch)/cfg.HoldOut-1e-9)))
 	}
 	return nil
 }

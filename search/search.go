@@ -3,6 +3,7 @@ package search
 import (
 	"context"
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -21,8 +22,8 @@ import (
 // SearchConfig is one run of Search (docs/method.md, "Search").
 type SearchConfig struct {
 	Cost   supernet.CostModel
-	Budget float64 // in the cost model's unit
-	Epochs int     // passes over the weights' share of the training data
+	Budget supernet.Budget
+	Epochs int // passes over the weights' share of the training data
 	// Warmup is the fraction of the first epoch that trains the weights alone.
 	Warmup float64
 	Batch  int
@@ -55,7 +56,7 @@ type SearchConfig struct {
 }
 
 // DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
-func DefaultSearchConfig(cm supernet.CostModel, budget float64) SearchConfig {
+func DefaultSearchConfig(cm supernet.CostModel, budget supernet.Budget) SearchConfig {
 	return SearchConfig{Cost: cm, Budget: budget, Epochs: 2, Warmup: 0.2, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4,
 		ArchLR: 0.01, ArchSharedScale: true, HardArch: true, HardWeights: true, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
 }
@@ -96,11 +97,14 @@ type Phase struct {
 // where the bits go and the budget how many. The supernet's graph holds the trained values
 // afterwards. Checkpoint, Resume and Context work as in train.Train.
 func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*SearchResult, error) {
-	if cfg.Epochs < 1 || cfg.Batch < 1 {
-		return nil, fmt.Errorf("--search-epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	if cfg.Epochs < 1 {
+		return nil, field.Errorf("SearchConfig.Epochs", " %d: must be positive", cfg.Epochs)
 	}
-	if !(cfg.Budget > 0) {
-		return nil, fmt.Errorf("the budget must be positive")
+	if cfg.Batch < 1 {
+		return nil, field.Errorf("SearchConfig.Batch", " %d: must be positive", cfg.Batch)
+	}
+	if !(cfg.Budget.Cost > 0) {
+		return nil, field.Errorf("SearchConfig.Budget", ": not resolved (supernet.NewBudget)")
 	}
 	g := sn.Graph
 	if err := train.CheckData(g, trainSet); err != nil {
@@ -232,7 +236,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 				if err != nil {
 					return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
 				}
-				st.Tilt, st.LastCost = mu, ec/cfg.Budget
+				st.Tilt, st.LastCost = mu, ec/cfg.Budget.Cost
 				st.ArchLossSum += aloss
 				st.ArchSteps++
 			}
@@ -317,7 +321,7 @@ func (c SearchConfig) Header(sn *supernet.Supernet, trainSet *data.Dataset) ckpt
 	for _, kv := range []struct {
 		k string
 		v any
-	}{{"cost model", c.Cost}, {"budget", c.Budget}, {"search epochs", c.Epochs}, {"warm-up", c.Warmup}, {"batch", c.Batch}, {"lr", c.LR},
+	}{{"cost model", c.Cost}, {"budget", c.Budget.Cost}, {"search epochs", c.Epochs}, {"warm-up", c.Warmup}, {"batch", c.Batch}, {"lr", c.LR},
 		{"momentum", c.Momentum}, {"weight decay", c.WeightDecay}, {"arch lr", c.ArchLR}, {"shared scale", c.ArchSharedScale},
 		{"hard samples", fmt.Sprintf("%v/%v", c.HardArch, c.HardWeights)}, {"temperature", fmt.Sprintf("%g..%g", c.TauStart, c.TauEnd)},
 		{"held-out share", c.HoldOut}, {"calibration batches", c.CalibBatches}, {"seed", c.Seed}, {"mean", c.Norm.Mean}, {"std", c.Norm.Std},
@@ -428,7 +432,7 @@ func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, 
 	p.Forward(true)
 	loss, correct = t.teacher.Loss(p, t.sn.Graph.Outputs[0], t.Input(), y)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, correct, fmt.Errorf("the loss is %v; lower --lr", loss)
+		return loss, correct, fmt.Errorf("the loss is %v", loss)
 	}
 	p.Backward()
 	t.sgd.Step(lr)
@@ -454,7 +458,7 @@ func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float
 	p.Backward()
 	p.SetStatsMomentum(-1)
 	t.adam.Step(t.cfg.ArchLR)
-	if mu, cost, err = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget); err != nil {
+	if mu, cost, err = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget.Cost); err != nil {
 		return loss, mu, cost, err
 	}
 	for _, name := range t.sn.ArchParams() {

@@ -338,7 +338,10 @@ func layerGrid(qw, qa *graph.Node) (attrs *graph.Node, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	signed, _ := qa.Int("signed", 0)
+	signed, err := qa.Int("signed", 0)
+	if err != nil {
+		return nil, false, err
+	}
 	a := &graph.Node{Attrs: map[string]*graph.Attr{}}
 	a.SetInts("wbits", bits)
 	a.SetInt("axis", ax)

@@ -2,6 +2,7 @@ package supernet
 
 import (
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"math"
 	"slices"
 	"sort"
@@ -32,18 +33,18 @@ func DefaultSearchOptions() SearchOptions {
 		Widths: []float64{0.25, 0.5, 0.75, 1}}
 }
 
-// Check validates the options, naming the flag at fault.
+// Check validates the options; errors name the field at fault.
 func (o SearchOptions) Check() error {
 	for _, f := range []struct {
-		flag string
+		name string
 		v    []int
-	}{{"--wbits", o.WBits}, {"--abits", o.ABits}} {
+	}{{"SearchOptions.WBits", o.WBits}, {"SearchOptions.ABits", o.ABits}} {
 		if len(f.v) == 0 {
-			return fmt.Errorf("%s is empty: give at least one bitwidth", f.flag)
+			return field.Errorf(f.name, " is empty: give at least one bitwidth")
 		}
 		for _, b := range f.v {
 			if b < quant.MinBits || b > quant.MaxBits {
-				return fmt.Errorf("%s %d: bitwidths are %d..%d", f.flag, b, quant.MinBits, quant.MaxBits)
+				return field.Errorf(f.name, " %d: bitwidths are %d..%d", b, quant.MinBits, quant.MaxBits)
 			}
 		}
 	}
@@ -51,11 +52,11 @@ func (o SearchOptions) Check() error {
 		return err
 	}
 	if o.Prune && len(o.Widths) == 0 {
-		return fmt.Errorf("--widths is empty: give at least one width in (0, 1]")
+		return field.Errorf("SearchOptions.Widths", " is empty: give at least one width in (0, 1]")
 	}
 	for _, w := range o.Widths {
 		if !(w > 0 && w <= 1) {
-			return fmt.Errorf("--widths %g: a width is a fraction of the filters in (0, 1]", w)
+			return field.Errorf("SearchOptions.Widths", " %g: a width is a fraction of the filters in (0, 1]", w)
 		}
 	}
 	return nil
@@ -78,7 +79,7 @@ func (o SearchOptions) For(m CostModel) (SearchOptions, error) {
 		}
 	}
 	if len(w) == 0 || len(a) == 0 {
-		return o, fmt.Errorf("%s runs none of the pairs of --wbits %s and --abits %s (it runs %s)", m.Name(), joinInts(o.WBits), joinInts(o.ABits), m.pairList())
+		return o, field.Errorf("SearchOptions.WBits", " %s: %s runs none of these weight bits with any of the input bits %s (it runs %s)", joinInts(o.WBits), m.Name(), joinInts(o.ABits), m.pairList())
 	}
 	o.WBits, o.ABits = w, a
 	return o, nil
@@ -102,7 +103,7 @@ func parseGranularity(g string, filters int) (int, error) {
 	case strings.HasPrefix(g, "group:"):
 		n, err := strconv.Atoi(g[len("group:"):])
 		if err != nil || n < 1 {
-			return 0, fmt.Errorf("--granularity %q: want layer, group:G (G ≥ 1) or filter", g)
+			return 0, field.Errorf("SearchOptions.Granularity", " %q: want layer, group:G (G ≥ 1) or filter", g)
 		}
 		// The largest divisor of the filter count not above G.
 		for d := min(n, filters); d >= 1; d-- {
@@ -111,7 +112,7 @@ func parseGranularity(g string, filters int) (int, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("--granularity %q: want layer, group:G or filter", g)
+	return 0, field.Errorf("SearchOptions.Granularity", " %q: want layer, group:G or filter", g)
 }
 
 // checkGroups refuses a group:G granularity whose G exceeds every layer's filter count:
@@ -126,7 +127,7 @@ func (s *Space) checkGroups(g string) error {
 		most = max(most, l.Filters)
 	}
 	if most > 0 && n > most {
-		return fmt.Errorf("--granularity %s: no layer of the model has more than %d filters; give G ≤ %d, or filter for one choice per filter", g, most, most)
+		return field.Errorf("SearchOptions.Granularity", " %s: no layer of the model has more than %d filters; give G ≤ %d, or filter for one choice per filter", g, most, most)
 	}
 	return nil
 }

@@ -2,8 +2,8 @@ package main
 
 import (
 	"fmt"
+	"github.com/qnas/qnas"
 	"io"
-	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -12,13 +12,9 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/blas"
 	"github.com/qnas/qnas/internal/data"
-	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/pflag"
 )
-
-// embeddedData is the --data value that selects the embedded Fashion-MNIST subset.
-const embeddedData = "embedded"
 
 // dataFlags are the flags every command that reads a data set shares.
 type dataFlags struct {
@@ -32,24 +28,28 @@ func (d *dataFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&d.Std, "std", "", "normalization std, one value or one per channel (default: model metadata qnas.std)")
 }
 
-// check refuses, as usage errors, --mean and --std values that are not finite numbers
-// (positive for --std), before any work.
+// values parses --mean and --std (nil when not given), as usage errors naming the flag.
+func (d *dataFlags) values() (mean, std []float32, err error) {
+	if mean, err = parseNormFlag("--mean", d.Mean, false); err != nil {
+		return nil, nil, err
+	}
+	std, err = parseNormFlag("--std", d.Std, true)
+	return mean, std, err
+}
+
+// check refuses, before any work, --mean and --std values that are not finite numbers
+// (positive for --std).
 func (d *dataFlags) check() error {
-	if _, err := parseNormValues("--mean", d.Mean, false); err != nil {
-		return usageError{err}
-	}
-	if _, err := parseNormValues("--std", d.Std, true); err != nil {
-		return usageError{err}
-	}
-	return nil
+	_, _, err := d.values()
+	return err
 }
 
 // open loads a split of the data set named by --data.
 func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
 	if d.Dir == "" {
-		return nil, usageError{fmt.Errorf("--data is required (a folder, or %q)", embeddedData)}
+		return nil, usageError{fmt.Errorf("--data is required (a folder, or %q)", qnas.EmbeddedData)}
 	}
-	if d.Dir == embeddedData {
+	if d.Dir == qnas.EmbeddedData {
 		return data.Embedded(split)
 	}
 	return data.Open(d.Dir, split)
@@ -57,62 +57,24 @@ func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
 
 // normalization takes --mean/--std, else the model's qnas.mean/qnas.std metadata, else
 // none (pixels in [0, 1]), which it warns about on stderr since a model trained on
-// normalized inputs then scores far below its accuracy. A flag that is not a list of
-// finite numbers (positive for --std), or of one value or one per channel of the model's
-// input, is a usage error naming it; metadata that is not is an error naming the model.
+// normalized inputs then scores far below its accuracy (data.ModelNormalization).
 func (d *dataFlags) normalization(g *graph.Graph, stderr io.Writer) (data.Normalize, error) {
-	var n data.Normalize
-	for _, f := range []struct {
-		flag, meta, value string
-		dst               *[]float32
-		std               bool
-	}{{"--mean", "qnas.mean", d.Mean, &n.Mean, false}, {"--std", "qnas.std", d.Std, &n.Std, true}} {
-		src, v := f.flag, f.value
-		if v == "" {
-			src, v = g.Source.Path+": metadata "+f.meta, g.Meta[f.meta]
-		}
-		vals, err := parseNormValues(src, v, f.std)
-		if err == nil && len(g.Inputs) == 1 && len(g.Shapes[g.Inputs[0]]) == 4 {
-			if c := g.Shapes[g.Inputs[0]][1]; len(vals) > 1 && len(vals) != c {
-				err = fmt.Errorf("%s has %d values for the model's %d input channels; give 1 or %d", src, len(vals), c, c)
-				if c == 1 {
-					err = fmt.Errorf("%s has %d values for the model's 1 input channel; give 1", src, len(vals))
-				}
-			}
-		}
-		if err != nil && src == f.flag {
-			return n, usageError{err}
-		}
-		if err != nil {
-			return n, err
-		}
-		*f.dst = vals
+	mean, std, err := d.values()
+	if err != nil {
+		return data.Normalize{}, err
+	}
+	channels := 0
+	if len(g.Inputs) == 1 && len(g.Shapes[g.Inputs[0]]) == 4 {
+		channels = g.Shapes[g.Inputs[0]][1]
+	}
+	n, err := data.ModelNormalization(mean, std, g.Meta, g.Source.Path, channels)
+	if err != nil {
+		return n, err
 	}
 	if n.Mean == nil && n.Std == nil {
-		fmt.Fprintln(stderr, noNormalizationNote)
+		cliProgress{stderr}.Note(qnas.NoNormalizationNote)
 	}
 	return n, nil
-}
-
-// noNormalizationNote warns that inputs are not normalized.
-const noNormalizationNote = "qnas: note: no --mean/--std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]"
-
-// parseNormValues reads a comma-separated list of finite numbers (positive ones when
-// positive is set); src names where it came from.
-func parseNormValues(src, s string, positive bool) ([]float32, error) {
-	var out []float32
-	for _, p := range splitList(s) {
-		v, err := strconv.ParseFloat(p, 32)
-		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || positive && !(v > 0) {
-			want := "finite numbers"
-			if positive {
-				want = "positive finite numbers"
-			}
-			return nil, fmt.Errorf("%s %q: want %s, one or one per channel", src, s, want)
-		}
-		out = append(out, float32(v))
-	}
-	return out, nil
 }
 
 // loadModel imports and canonicalizes a model.
@@ -139,22 +101,6 @@ func loadSpace(path string) (*graph.Graph, *supernet.Space, error) {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return g, s, nil
-}
-
-// restoreBatchNorm gives a model whose convolutions lack BatchNorm (exported folded) its
-// BatchNorms back for training (search.RestoreBatchNorm, statistics from calib batches of
-// the training data) and rebuilds its space; a model with BatchNorms is returned as it is.
-func restoreBatchNorm(g *graph.Graph, space *supernet.Space, trainSet *data.Dataset, norm data.Normalize, calib, batch int, stderr io.Writer) (*graph.Graph, *supernet.Space, error) {
-	rg, added, err := search.RestoreBatchNorm(g, trainSet, norm, calib, batch, stderr)
-	if err != nil || len(added) == 0 {
-		return g, space, err
-	}
-	fmt.Fprintf(stderr, "qnas: %d convolutions have no BatchNorm (a folded export): training with BatchNorm restored after each; the output is folded again\n", len(added))
-	s, err := supernet.NewSpace(rg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return rg, s, nil
 }
 
 // setThreads uses n cores: n Go threads, and OpenBLAS single-threaded so the kernels split

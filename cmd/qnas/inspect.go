@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/qnas/qnas/internal/outputs"
 	"io"
 	"strings"
 
@@ -282,7 +283,7 @@ func inspectArch(w io.Writer, path string, g *graph.Graph, o inspectOptions, cm 
 		s.Params += al.Params
 	}
 	s.CostRatio = s.Cost / s.ReferenceCost
-	if err := checkCosts(cm, s.Cost, s.ReferenceCost); err != nil {
+	if err := supernet.CheckCosts(cm, s.Cost, s.ReferenceCost); err != nil {
 		return err
 	}
 	if o.JSON {
@@ -306,10 +307,10 @@ func inspectArch(w io.Writer, path string, g *graph.Graph, o inspectOptions, cm 
 		if l.KeptFilters < l.Filters {
 			f = fmt.Sprintf("%d/%d", l.KeptFilters, l.Filters)
 		}
-		row(fmt.Sprint(i+1), l.Name, l.Op, bitsString(l.WBits)+"/"+bitString(l.ABits), f, commas(l.MACs), commas(l.Params), humanF(l.Cost))
+		row(fmt.Sprint(i+1), l.Name, l.Op, bitsString(l.WBits)+"/"+bitString(l.ABits), f, commas(l.MACs), commas(l.Params), supernet.FormatCost(l.Cost))
 	}
-	row("", "total", "", "", "", commas(s.MACs), commas(s.Params), humanF(s.Cost))
-	fmt.Fprintf(&b, "\ncost %s %s = %.4f of the unpruned model at w8a8 (%s %s)\n", humanF(s.Cost), s.CostUnit, s.CostRatio, humanF(s.ReferenceCost), s.CostUnit)
+	row("", "total", "", "", "", commas(s.MACs), commas(s.Params), supernet.FormatCost(s.Cost))
+	fmt.Fprintf(&b, "\ncost %s %s = %.4f of the unpruned model at w8a8 (%s %s)\n", supernet.FormatCost(s.Cost), s.CostUnit, s.CostRatio, supernet.FormatCost(s.ReferenceCost), s.CostUnit)
 	_, err = io.WriteString(w, b.String())
 	return err
 }
@@ -358,10 +359,10 @@ func inspectSupernet(stdout io.Writer, path string, o inspectOptions) error {
 	if o.Out == "" && o.DumpAfter == "" {
 		return usageError{fmt.Errorf("--supernet needs -o SUPER.onnx or --dump-after supernet")}
 	}
-	files := &runFiles{}
-	files.read("the input model", path)
-	files.write("-o", o.Out)
-	if err := files.check(); err != nil {
+	files := &outputs.Files{}
+	files.Read("the input model", path)
+	files.Write("-o", o.Out)
+	if err := files.Check(); err != nil {
 		return err
 	}
 	opts, err := o.space.options()

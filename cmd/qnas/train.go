@@ -15,6 +15,8 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/field"
+	"github.com/qnas/qnas/internal/outputs"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/search"
@@ -79,7 +81,8 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.Out == "" {
 		return usageError{fmt.Errorf("-o/--output is required")}
 	}
-	if err := checkFloats(floatFlag{"--lr", o.LR, positive}, floatFlag{"--momentum", o.Momentum, belowOne}, floatFlag{"--wd", o.WD, nonNegative}); err != nil {
+	if err := checkFloats(field.Float{Name: "--lr", Value: o.LR, Range: field.Positive}, field.Float{Name: "--momentum", Value: o.Momentum, Range: field.BelowOne},
+		field.Float{Name: "--wd", Value: o.WD, Range: field.NonNegative}); err != nil {
 		return err
 	}
 	if err := o.data.check(); err != nil {
@@ -91,18 +94,18 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 			return usageError{fmt.Errorf("--checkpoint and --resume name different files")}
 		}
 		ckptFile = o.Resume
-		if _, err := resumeHeader(o.Resume); err != nil {
-			return err
+		if _, err := ckpt.ReadHeader(o.Resume); err != nil {
+			return fmt.Errorf("--resume %w", err)
 		}
 	}
 	if ckptFile == "" {
 		ckptFile = o.Out + ".ckpt"
 	}
-	files := &runFiles{}
-	files.read("the input model", path)
-	files.write("-o", o.Out)
-	files.write("the checkpoint", ckptFile)
-	if err := files.check(); err != nil {
+	files := &outputs.Files{}
+	files.Read("the input model", path)
+	files.Write("-o", o.Out)
+	files.Write("the checkpoint", ckptFile)
+	if err := files.Check(); err != nil {
 		return err
 	}
 	if err := setThreads(o.Threads); err != nil {
@@ -112,7 +115,7 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if err != nil {
 		return err
 	}
-	modelHash, err := fileHash(path)
+	modelHash, err := ckpt.FileHash(path)
 	if err != nil {
 		return err
 	}
@@ -126,8 +129,8 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if err := train.CheckData(g, trainSet); err != nil {
 		return err
 	}
-	if err := checkBatch(o.Batch, trainSet); err != nil {
-		return err
+	if o.Batch > trainSet.N { // no step would run, and a huge batch's buffers could exhaust the memory
+		return usageError{fmt.Errorf("--batch %d is more than the %d training samples of %s", o.Batch, trainSet.N, trainSet.Source)}
 	}
 	testSet, err := o.data.open(data.Test)
 	if err != nil {
@@ -148,8 +151,8 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.Augment {
 		aug = &data.Augment{PadCrop: 2, HFlip: true}
 	}
-	if o.Resume == "" {
-		noteStaleCheckpoint(stderr, ckptFile)
+	if o.Resume == "" && ckpt.Left(ckptFile) {
+		fmt.Fprintf(stderr, "qnas: note: %s is left from an earlier run; this run starts afresh and replaces it (to continue that run instead, add --resume %s)\n", ckptFile, ckptFile)
 	}
 	// A folded model trains with its BatchNorms restored (docs/method.md) and is written
 	// folded again.
@@ -185,7 +188,7 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if err := onnxio.SaveChecked(o.Out, path, m); err != nil {
 		return err
 	}
-	removeCheckpoint(ckptFile) // the run is complete; its state is in the output
+	ckpt.Remove(ckptFile) // the run is complete; its state is in the output
 	if o.JSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{"epochs": stats, "test": res, "output": o.Out})
 	}

@@ -150,7 +150,7 @@ func (h *Header) Match(path string, want Header) error {
 		return fmt.Errorf("%s: %s checkpoint version %d, this qnas reads %d", path, h.Kind, h.Version, want.Version)
 	}
 	if d := FirstDifference(h.Settings, want.Settings); d != "" {
-		return fmt.Errorf("%s was saved by another run: %s (resume with the same model, data and flags, or start afresh without --resume)", path, d)
+		return fmt.Errorf("%s was saved by another run: %s (resume with the same model, data and settings, or start afresh)", path, d)
 	}
 	return nil
 }
@@ -265,3 +265,41 @@ func unwrap(err error) error {
 // StateBound is a generous bound on the gob encoding of n float32 values spread over
 // named tensors: the maxState to pass to Read.
 func StateBound(floats int64) int64 { return 10*floats + 1<<20 }
+
+// HashBytes returns a short SHA-256 of b, as checkpoint settings record content.
+func HashBytes(b []byte) string {
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:])[:16]
+}
+
+// FileHash returns a short SHA-256 of a file's content, which checkpoints record of the
+// model they were made from.
+func FileHash(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// Remove deletes a finished run's checkpoint, and only a file that is one.
+func Remove(path string) {
+	if path == "" {
+		return
+	}
+	if _, err := ReadHeader(path); err == nil {
+		os.Remove(path)
+	}
+}
+
+// Left reports whether a regular file is at path: a checkpoint an earlier run left, which
+// a run starting afresh replaces.
+func Left(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode().IsRegular()
+}

@@ -37,10 +37,18 @@ const (
 var ErrInterrupted = errors.New("interrupted")
 
 // InterruptedError names the checkpoint an interrupted run saved.
-type InterruptedError struct{ Checkpoint string }
+type InterruptedError struct {
+	Checkpoint string
+	// Hint, set by the caller, says how to continue (the CLI: "continue with --resume FILE").
+	Hint string
+}
 
 func (e *InterruptedError) Error() string {
-	return fmt.Sprintf("interrupted; the training state is saved in %s (continue with --resume %s)", e.Checkpoint, e.Checkpoint)
+	msg := "interrupted; the training state is saved in " + e.Checkpoint
+	if e.Hint != "" {
+		msg += " (" + e.Hint + ")"
+	}
+	return msg
 }
 
 // Unwrap lets errors.Is(err, ErrInterrupted) match.

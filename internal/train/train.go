@@ -5,6 +5,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
 	"time"
 
@@ -76,8 +77,11 @@ type EpochStats struct {
 // cancelled, before returning an *InterruptedError; with Resume it continues from that state
 // and ends with the same parameters, to the bit, as an uninterrupted run.
 func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
-	if cfg.Epochs < 1 || cfg.Batch < 1 {
-		return nil, fmt.Errorf("--epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	if cfg.Epochs < 1 {
+		return nil, field.Errorf("Config.Epochs", " %d: must be positive", cfg.Epochs)
+	}
+	if cfg.Batch < 1 {
+		return nil, field.Errorf("Config.Batch", " %d: must be positive", cfg.Batch)
 	}
 	if cfg.From < 0 || cfg.From >= cfg.until() || cfg.until() > cfg.Epochs {
 		return nil, fmt.Errorf("epochs %d..%d are not a part of a %d-epoch run", cfg.From, cfg.until(), cfg.Epochs)
@@ -89,32 +93,17 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	frozen := map[string]bool{}
-	for _, name := range cfg.Frozen {
-		frozen[name] = true
-	}
-	p, err := engine.Compile(g, cfg.Batch, engine.Options{Frozen: frozen})
+	st, err := NewStepper(g, cfg)
 	if err != nil {
 		return nil, err
 	}
-	teacher, err := NewTeacher(cfg.Distill, cfg.Batch)
-	if err != nil {
-		return nil, err
-	}
+	p, opt := st.Plan, st.SGD
 	ld, err := data.NewLoader(d, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true, DropLast: true,
 		Seed: cfg.Seed, Norm: cfg.Norm, Aug: cfg.Augment})
 	if err != nil {
 		return nil, err
 	}
-	var params []optim.Param
-	noDecay := map[string]bool{}
-	for _, v := range p.Params {
-		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
-		if len(v.Shape) < 2 {
-			noDecay[v.Name] = true
-		}
-	}
-	opt := &optim.SGD{Params: params, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	params := opt.Params
 	ctx := cfg.Context
 	if ctx == nil {
 		ctx = context.Background()
@@ -142,7 +131,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	startEpoch, startStep := cfg.From, 0
 	if cfg.Resume {
 		if cfg.Checkpoint == "" {
-			return nil, fmt.Errorf("--resume needs a checkpoint file")
+			return nil, field.Errorf("Config.Resume", ": needs Config.Checkpoint, the file to continue")
 		}
 		c, err := loadCheckpoint(cfg.Checkpoint, header, floats)
 		if err != nil {
@@ -163,9 +152,8 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 		return saveCheckpoint(cfg.Checkpoint, header, &checkpoint{Epoch: e, Step: s, Stats: stats, LossSum: lossSum, Correct: correct, Seen: seen, Tensors: tensors, Velocity: velocity})
 	}
-	x := p.Value(g.Inputs[0]).Data
+	x := st.Input()
 	y := make([]int32, cfg.Batch)
-	out := g.Outputs[0]
 	steps := ld.Len()
 	total := steps * cfg.Epochs
 	var guard Guard // restarts with a resumed run
@@ -200,13 +188,11 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 				}
 				return stats, err
 			}
-			p.Forward(!cfg.FrozenBN)
-			loss, c := teacher.Loss(p, out, x, y)
+			loss, c := st.Loss(y)
 			if bad, l0, now := guard.Add(loss); bad {
 				return stats, &DivergedError{What: "training", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, LR: cfg.LR, Checkpoint: lastGood(cfg.Checkpoint, e, startEpoch, cfg.Resume)}
 			}
-			p.Backward()
-			opt.Step(sched.LR(e*steps+s, total))
+			st.Update(sched.LR(e*steps+s, total))
 			lossSum += loss * float64(n)
 			correct += c
 			seen += n
@@ -262,7 +248,7 @@ type Eval struct {
 // inference mode, in batches of at most batch.
 func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, log io.Writer) (Eval, error) {
 	if batch < 1 {
-		return Eval{}, fmt.Errorf("--batch must be positive, got %d", batch)
+		return Eval{}, field.Errorf("Batch", " %d: must be positive", batch)
 	}
 	if err := CheckData(g, d); err != nil {
 		return Eval{}, err
@@ -341,4 +327,58 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// Stepper is the training step Train runs, for callers that feed their own batches (qnas
+// bench): forward, loss (with distillation when set), backward and an SGD update with
+// momentum and weight decay on weights of rank ≥ 2 only.
+type Stepper struct {
+	Plan     *engine.Plan
+	SGD      *optim.SGD
+	teacher  *Teacher
+	output   string
+	frozenBN bool
+}
+
+// NewStepper compiles g for batches of cfg.Batch with cfg's optimizer, frozen parameters,
+// frozen BatchNorm and distillation.
+func NewStepper(g *graph.Graph, cfg Config) (*Stepper, error) {
+	frozen := map[string]bool{}
+	for _, name := range cfg.Frozen {
+		frozen[name] = true
+	}
+	p, err := engine.Compile(g, cfg.Batch, engine.Options{Frozen: frozen})
+	if err != nil {
+		return nil, err
+	}
+	teacher, err := NewTeacher(cfg.Distill, cfg.Batch)
+	if err != nil {
+		return nil, err
+	}
+	var params []optim.Param
+	noDecay := map[string]bool{}
+	for _, v := range p.Params {
+		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
+		if len(v.Shape) < 2 {
+			noDecay[v.Name] = true
+		}
+	}
+	opt := &optim.SGD{Params: params, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	return &Stepper{Plan: p, SGD: opt, teacher: teacher, output: g.Outputs[0], frozenBN: cfg.FrozenBN}, nil
+}
+
+// Input returns the buffer of the model's input batch, which the caller fills.
+func (st *Stepper) Input() []float32 { return st.Plan.Value(st.Plan.Graph.Inputs[0]).Data }
+
+// Loss runs the forward pass on the input buffer and returns the batch's mean loss against
+// labels and the count of correct predictions.
+func (st *Stepper) Loss(labels []int32) (loss float64, correct int) {
+	st.Plan.Forward(!st.frozenBN)
+	return st.teacher.Loss(st.Plan, st.output, st.Input(), labels)
+}
+
+// Update backpropagates the last Loss and takes an SGD step at learning rate lr.
+func (st *Stepper) Update(lr float64) {
+	st.Plan.Backward()
+	st.SGD.Step(lr)
 }
