@@ -69,10 +69,12 @@ const (
 // Model: weights rounded onto their grids and stored as integers with per-channel scales,
 // a BatchNormalization that follows a quantized Conv folded into its scales and a bias (so
 // the integers are the ones training rounded to), the remaining BatchNormalizations folded
-// into float convs, and every activation quantizer written as Clip → QuantizeLinear →
-// DequantizeLinear with its clip and bits. The input graph is not changed.
+// into float convs, every activation quantizer written as Clip → QuantizeLinear →
+// DequantizeLinear with its clip and bits, and the channel parameters it learned (a
+// MatMul's bias Add, a layer scale) read directly. The input graph is not changed.
 func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 	g := qat.Clone()
+	supernet.InlineLearned(g)
 	m := &Model{Graph: g, Arch: supernet.MarshalArch(r.Arch(), layerOrder(r))}
 	producers, consumers := g.Producers(), g.Consumers()
 	remove := map[*graph.Node]bool{}

@@ -184,18 +184,18 @@ func (r *Resolved) Kept(l *Layer) int {
 	return l.Filters
 }
 
-// KeptIn returns the number of input channels (Gemm: columns) layer l reads after pruning.
+// KeptIn returns the number of input channels (Gemm, MatMul: columns) layer l reads after
+// pruning.
 func (r *Resolved) KeptIn(l *Layer) int {
-	switch {
-	case l.Depthwise:
+	if l.Depthwise {
 		return r.Kept(l)
-	case l.In == nil:
-		return l.InC
 	}
-	if k := r.GroupKeep(l.In); k != nil {
-		return len(k) * l.InFactor
-	}
-	return l.InC
+	return l.keptInputs(func(g *Group) int {
+		if k := r.GroupKeep(g); k != nil {
+			return len(k)
+		}
+		return g.Channels
+	})
 }
 
 // GroupKeep returns the kept channels of a group (nil: all).
