@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,10 +52,10 @@ func TestPrunedExportHasPromisedCost(t *testing.T) {
 }
 
 // Before quantization, the physically pruned model computes what the model with the pruned
-// channels masked to zero computes (logits within 1e-4), residual groups and depthwise
-// convolutions included.
+// channels masked to zero computes (logits within 1e-4), residual groups, depthwise
+// convolutions, concatenated branches and channels-last MatMul layers included.
 func TestPruningEqualsMasking(t *testing.T) {
-	for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx", "resnet8.onnx"} {
+	for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx", "resnet8.onnx", "inception_bn.onnx", "inception.onnx", "cnx.onnx"} {
 		g := load(t, model)
 		s, err := supernet.NewSpace(g)
 		if err != nil {
@@ -303,7 +304,9 @@ func TestBitsAreRecorded(t *testing.T) {
 // (BatchNorms on fixed statistics with their shifts on the integer grids, biases rounded as
 // export rounds them): the model trained is the model exported, to the prediction, at bits
 // where rounding the biases only at export moves several percent of them — on the
-// BatchNorm-kept MobileNetV2 and on its folded twin (BatchNorms restored for training).
+// BatchNorm-kept MobileNetV2, on its folded twin (BatchNorms restored for training) and on
+// the ConvNeXt-style net, whose MatMul layers' biases (separate Adds) train with the
+// weights. ONNX Runtime predicts what qnas predicts of each export.
 func TestTrainedModelIsExportedModel(t *testing.T) {
 	test, err := data.Embedded(data.Test)
 	if err != nil {
@@ -314,7 +317,7 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	trainSet = data.Subset(trainSet, 1024)
-	for _, model := range []string{"mbv2_bn.onnx", "mbv2.onnx"} {
+	for _, model := range []string{"mbv2_bn.onnx", "mbv2.onnx", "cnx.onnx"} {
 		t.Run(model, func(t *testing.T) {
 			g := load(t, model)
 			if g, _, err = search.RestoreBatchNorm(g, trainSet, fixtureNorm, 4, 128, nil); err != nil {
@@ -323,6 +326,13 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 			s, err := supernet.NewSpace(g)
 			if err != nil {
 				t.Fatal(err)
+			}
+			before := map[string][]float32{}
+			for _, c := range s.ChannelParams {
+				before[c] = slices.Clone(g.Consts[c].F)
+			}
+			if model == "cnx.onnx" && len(before) == 0 {
+				t.Fatal("no channel parameters (MatMul biases) in the space")
 			}
 			res, err := s.Resolve(mixedArch(s, rand.New(rand.NewPCG(2, 5))))
 			if err != nil {
@@ -353,10 +363,28 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			agree, accT, accF := agreement(predict(t, trained, test), predict(t, m.Graph, test), test.Labels)
+			for c, v := range before {
+				if slices.Equal(trained.Consts[c].F, v) {
+					t.Errorf("channel parameter %s did not train", c)
+				}
+				if !slices.Equal(m.Graph.Consts[c].F, trained.Consts[c].F) {
+					t.Errorf("channel parameter %s: the export does not hold the trained values", c)
+				}
+			}
+			want := predict(t, m.Graph, test)
+			agree, accT, accF := agreement(predict(t, trained, test), want, test.Labels)
 			t.Logf("mixed-precision %s: trained vs exported agreement %.4f, accuracy %.4f vs %.4f", model, agree, accT, accF)
 			if agree < 0.999 {
 				t.Errorf("the exported model agrees with the trained one on %.2f%% of the images", 100*agree)
+			}
+			path := filepath.Join(t.TempDir(), "m.onnx")
+			if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
+				if agree, _, _ := agreement(want, ortPredict(t, path, test, level), test.Labels); agree < 0.999 {
+					t.Errorf("ONNX Runtime at %s agrees with qnas on %.2f%% of the images", level, 100*agree)
+				}
 			}
 		})
 	}

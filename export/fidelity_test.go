@@ -103,7 +103,17 @@ var (
 	exportsErr  error
 )
 
-// allExports quantizes resnet8_bn and mbv2_bn to every archCase once per test binary.
+// exportModels are the fixtures allExports quantizes to every archCase (their folded twins
+// to w4a4 and pruned): a ResNet and a MobileNetV2, an Inception-style net whose blocks
+// concatenate their branches, and a ConvNeXt-style net whose pointwise layers are MatMuls
+// over N×H×W×C.
+var exportModels = []struct {
+	file   string
+	folded bool // BatchNorms folded away: restored for quantization, as quantize does
+}{{"resnet8_bn.onnx", false}, {"mbv2_bn.onnx", false}, {"resnet8.onnx", true}, {"mbv2.onnx", true},
+	{"inception_bn.onnx", false}, {"cnx.onnx", false}}
+
+// allExports quantizes the exportModels to the archCases once per test binary.
 func allExports(t *testing.T) []*exported {
 	t.Helper()
 	exportsOnce.Do(func() {
@@ -117,11 +127,9 @@ func allExports(t *testing.T) []*exported {
 			exportsErr = err
 			return
 		}
-		// The BatchNorm-kept fixtures with every case, and their folded twins (trained and
-		// frozen with their BatchNorms restored, as quantize does) with two.
-		for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx", "resnet8.onnx", "mbv2.onnx"} {
+		for _, em := range exportModels {
+			model, folded := em.file, em.folded
 			g := load(t, model)
-			folded := !strings.HasSuffix(model, "_bn.onnx")
 			if folded {
 				if g, _, err = search.RestoreBatchNorm(g, train, fixtureNorm, 4, 128, nil); err != nil {
 					exportsErr = err
@@ -264,7 +272,7 @@ var levels = []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptBasic, ortrun.OptExt
 
 // ONNX Runtime, at every optimization level, predicts what qnas's own evaluation of the
 // quantized model predicts on ≥ 99.9 % of the test images, and the accuracies differ by ≤ 0.1 point, for
-// uniform, per-filter mixed and pruned architectures of a ResNet and a MobileNetV2; the
+// uniform, per-filter mixed and pruned architectures of the exportModels; the
 // QONNX export gives the same predictions. QNAS_FULL_TEST_DATA=1 uses all 10 000 images of
 // Fashion-MNIST instead of the embedded 1 000.
 func TestExportMatchesONNXRuntime(t *testing.T) {

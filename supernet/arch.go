@@ -212,7 +212,7 @@ func (r *Resolved) GroupKeep(g *Group) []int {
 func (s *Space) Resolve(a *Arch) (*Resolved, error) {
 	for name := range a.Layers {
 		if s.byName[name] == nil {
-			return nil, fmt.Errorf("layer %q is not a Conv or Gemm of the model (%s)", name, s.layerList())
+			return nil, fmt.Errorf("layer %q is not a Conv, Gemm or MatMul layer of the model (%s)", name, s.layerList())
 		}
 	}
 	r := &Resolved{Space: s, Choices: make([]Choice, len(s.Layers))}
