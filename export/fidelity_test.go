@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -329,8 +330,11 @@ func TestCheckerAcceptsExports(t *testing.T) {
 	}
 }
 
-// With 8-bit grids ONNX Runtime fuses the quantized convolutions into QLinearConv.
-func TestEightBitExportFusesToQLinearConv(t *testing.T) {
+// With 8-bit grids ONNX Runtime runs the quantized layers on integers: convolutions as
+// QLinearConv, and the ConvNeXt-style net's MatMul layers as MatMulIntegerToFloat (its
+// convolutions, like its MatMuls, feed float LayerNorms and GELUs, so ONNX Runtime keeps
+// them float: no QuantizeLinear follows them).
+func TestEightBitExportRunsOnIntegers(t *testing.T) {
 	ortrun.RequireORT(t)
 	for _, e := range allExports(t) {
 		if e.arch != "w8a8" {
@@ -350,14 +354,20 @@ func TestEightBitExportFusesToQLinearConv(t *testing.T) {
 		for _, n := range m.Proto.GetGraph().GetNode() {
 			ops[n.GetOpType()]++
 		}
-		convs := 0
+		convs, matmuls := 0, 0
 		for _, n := range e.m.Graph.Nodes {
-			if n.Op == "Conv" {
+			switch n.Op {
+			case "Conv":
 				convs++
+			case "MatMul":
+				matmuls++
 			}
 		}
-		t.Logf("%s: %d convs; ONNX Runtime's optimized graph: %v", e.model, convs, ops)
-		if ops["QLinearConv"] == 0 {
+		t.Logf("%s: %d convs, %d MatMuls; ONNX Runtime's optimized graph: %v", e.model, convs, matmuls, ops)
+		switch {
+		case matmuls > 0 && ops["MatMulIntegerToFloat"] != matmuls:
+			t.Errorf("%s: %d of %d MatMul layers run as MatMulIntegerToFloat (%v)", e.model, ops["MatMulIntegerToFloat"], matmuls, ops)
+		case matmuls == 0 && ops["QLinearConv"] == 0:
 			t.Errorf("%s: no QLinearConv in ONNX Runtime's optimized graph (%v)", e.model, ops)
 		}
 	}
@@ -366,7 +376,8 @@ func TestEightBitExportFusesToQLinearConv(t *testing.T) {
 // QNAS_EXTRA_EXPORTS names a folder of models qnas wrote (optimize's outputs, say): each
 // must give, in ONNX Runtime at every level and as QONNX, qnas's predictions on ≥ 99.9 % of
 // the test images (the embedded ones, or all of Fashion-MNIST with QNAS_FULL_TEST_DATA=1),
-// normalized as the fixtures are.
+// normalized as the fixtures are. A model of another input size (an ImageNet CNN qnas
+// quantized) runs on seeded random inputs instead (extraExportOnRandomInputs).
 func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 	dir := os.Getenv("QNAS_EXTRA_EXPORTS")
 	if dir == "" {
@@ -390,6 +401,10 @@ func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 			continue // not a model qnas wrote
 		}
 		n++
+		if in := m.Graph.Shapes[m.Graph.Inputs[0]]; len(in) != 4 || in[1] != test.C || in[2] != test.H || in[3] != test.W {
+			extraExportOnRandomInputs(t, path, m.Graph)
+			continue
+		}
 		want := predict(t, m.Graph, test)
 		check := func(what, file string, level ortrun.OptLevel) {
 			got := ortPredict(t, file, test, level)
@@ -410,5 +425,44 @@ func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatalf("no model qnas wrote in %s", dir)
+	}
+}
+
+// extraExportOnRandomInputs runs a model qnas wrote on 4 seeded standard-normal inputs in
+// qnas's engine and in ONNX Runtime (at disable and all): the top-1 classes must agree; the
+// largest logit difference relative to the largest logit is logged.
+func extraExportOnRandomInputs(t *testing.T, path string, g *graph.Graph) {
+	const n = 4
+	p, err := engine.Compile(g, n, engine.Options{Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := p.Value(g.Inputs[0])
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range x.Data {
+		x.Data[i] = float32(r.NormFloat64())
+	}
+	p.Forward(false)
+	want := p.Value(g.Outputs[0]).Data
+	shape := make([]int64, len(x.Shape))
+	for i, d := range x.Shape {
+		shape[i] = int64(d)
+	}
+	for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
+		out, err := ortrun.Run(path, map[string]ortrun.Tensor{g.Inputs[0]: {Shape: shape, Data: x.Data}}, g.Outputs, ortrun.Options{GraphOptimization: level, Threads: 2})
+		if err != nil {
+			t.Fatalf("%s at %s: %v", filepath.Base(path), level, err)
+		}
+		got := out[g.Outputs[0]].Data
+		d, scale := 0.0, 0.0
+		for i := range want {
+			d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+			scale = math.Max(scale, math.Abs(float64(want[i])))
+		}
+		a, b := argmax(want, n), argmax(got, n)
+		t.Logf("%s at %s: top-1 %v (ONNX Runtime %v), largest logit difference %.2g of the largest logit", filepath.Base(path), level, a, b, d/scale)
+		if !slices.Equal(a, b) {
+			t.Errorf("%s at %s: top-1 %v, ONNX Runtime %v", filepath.Base(path), level, a, b)
+		}
 	}
 }

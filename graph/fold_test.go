@@ -201,6 +201,19 @@ func TestLoweredForOldOpsets(t *testing.T) {
 	if back := canonical(t, m, false); !slices.Equal(opsOf(back), []string{"Gelu"}) {
 		t.Errorf("Gelu re-imported: %v", opsOf(back))
 	}
+	// A ReduceMean read at opset 18 (axes as an input) and written at 13 (axes as an
+	// attribute) leaves no initializer behind: what a model qnas packed at opset 21 and
+	// writes back at its own opset must be the file it packed.
+	r18 := canonical(t, newModel(18).input("x", -1, 3, 4).ints("axes", -1).
+		node("ReduceMean", "rm", []string{"x", "axes"}, []string{"y"}).output("y").build(), false)
+	r18.Opset = 13
+	m, err = r18.ToONNX(graph.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetGraph().GetNode()[0]; len(n.GetInput()) != 1 || len(m.GetGraph().GetInitializer()) != 0 {
+		t.Errorf("ReduceMean at opset 13: inputs %v, initializers %d", n.GetInput(), len(m.GetGraph().GetInitializer()))
+	}
 }
 
 // layerScaleModel writes a channels-last pointwise layer as torch.onnx writes ConvNeXt's:
