@@ -21,12 +21,11 @@ const (
 )
 
 func init() {
-	graph.Register(&graph.OpDef{
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpLearned, Domain: Domain, Doc: "a constant that trains with the weights: y = c",
 		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) { return []graph.Shape{c.In[0]}, nil },
-	})
-	engine.Register(OpLearned, buildLearned)
+	}, buildLearned)
 }
 
 type learned struct {
