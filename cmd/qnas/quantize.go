@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/qnas/qnas/export"
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/quant"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/search"
@@ -203,6 +205,29 @@ type quantReport struct {
 	Seed          uint64         `json:"seed"`
 	Layers        []layerReport  `json:"layers"`
 	Phases        []search.Phase `json:"phases"`
+
+	// What runs on integers in the written model: the layers whose weights and inputs are
+	// both quantized, and their MACs; the other layers (a float weight or input) and the
+	// MACs of ops that are no layer (a MatMul of two activations) stay float.
+	QuantizedLayers int   `json:"quantized_layers"`
+	FloatLayers     int   `json:"float_layers"`
+	QuantizedMACs   int64 `json:"quantized_macs"`
+	FloatMACs       int64 `json:"float_macs"`
+}
+
+// countQuantized fills the report's quantized and float layer and MAC counts of the written
+// model m.
+func (r *quantReport) countQuantized(m *graph.Graph) {
+	r.QuantizedLayers, r.FloatLayers, r.QuantizedMACs = 0, 0, 0
+	for _, l := range r.Layers {
+		if l.ABits != quant.Float && !slices.Contains(l.WBits, quant.Float) {
+			r.QuantizedLayers++
+			r.QuantizedMACs += l.MACs
+		} else {
+			r.FloatLayers++
+		}
+	}
+	r.FloatMACs = graph.Summarize(m).MACs - r.QuantizedMACs
 }
 
 type layerReport struct {
@@ -372,6 +397,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 		return nil, err
 	}
 	rep.Accuracy, rep.TestSamples = ev.Accuracy, ev.Samples
+	rep.countQuantized(m.Graph)
 	if epochs == 0 {
 		rep.PTQAccuracy = rep.Accuracy
 	} else if drop := rep.PTQAccuracy - rep.Accuracy; drop > train.AccuracyDropLimit(rep.PTQAccuracy, ev.Samples) {
@@ -437,6 +463,13 @@ func (q *quantFlags) finish(stdout io.Writer, rep any, r *quantReport) error {
 	}
 	_, err = fmt.Fprintf(stdout, "wrote %s: accuracy %.2f%% (float %.2f%%), cost %s %s = %.4f of w8a8 (%s)\n", r.Output,
 		100*r.Accuracy, 100*r.FloatAccuracy, humanF(r.Cost), r.CostUnit, r.CostRatio, humanF(r.ReferenceCost))
+	if err != nil {
+		return err
+	}
+	total := r.QuantizedMACs + r.FloatMACs
+	_, err = fmt.Fprintf(stdout, "quantized: %d of %d layers, %s of %s MACs per sample (%.1f%%); left float: %s MACs\n",
+		r.QuantizedLayers, r.QuantizedLayers+r.FloatLayers, human(r.QuantizedMACs), human(total),
+		100*float64(r.QuantizedMACs)/float64(max(total, 1)), human(r.FloatMACs))
 	return err
 }
 
