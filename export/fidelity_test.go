@@ -16,6 +16,7 @@ import (
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/ortrun"
+	"github.com/qnas/qnas/internal/quant"
 	"github.com/qnas/qnas/internal/testenv"
 	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/onnxio/onnxpb"
@@ -344,19 +345,9 @@ func TestEightBitExportRunsOnIntegers(t *testing.T) {
 		if e.arch != "w8a8" {
 			continue
 		}
-		opt := filepath.Join(t.TempDir(), "optimized.onnx")
-		s, err := ortrun.NewSession(e.path, []string{"input"}, []string{"logits"}, ortrun.Options{GraphOptimization: ortrun.OptExtended, OptimizedModelPath: opt})
+		ops, err := optimizedOps(t, e.path)
 		if err != nil {
 			t.Fatal(err)
-		}
-		s.Close()
-		m, err := onnxio.Load(opt, onnxio.DefaultLimits())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ops := map[string]int{}
-		for _, n := range m.Proto.GetGraph().GetNode() {
-			ops[n.GetOpType()]++
 		}
 		convs, matmuls := 0, 0
 		for _, n := range e.m.Graph.Nodes {
@@ -373,6 +364,107 @@ func TestEightBitExportRunsOnIntegers(t *testing.T) {
 			t.Errorf("%s: %d of %d MatMul layers run as MatMulIntegerToFloat (%v)", e.model, ops["MatMulIntegerToFloat"], matmuls, ops)
 		case matmuls == 0 && ops["QLinearConv"] == 0:
 			t.Errorf("%s: no QLinearConv in ONNX Runtime's optimized graph (%v)", e.model, ops)
+		}
+	}
+}
+
+// optimizedOps counts the ops of the graph ONNX Runtime runs, at its extended level, for
+// the model at path.
+func optimizedOps(t *testing.T, path string) (map[string]int, error) {
+	opt := filepath.Join(t.TempDir(), "optimized.onnx")
+	s, err := ortrun.NewSession(path, []string{"input"}, []string{"logits"}, ortrun.Options{GraphOptimization: ortrun.OptExtended, OptimizedModelPath: opt})
+	if err != nil {
+		return nil, err
+	}
+	s.Close()
+	m, err := onnxio.Load(opt, onnxio.DefaultLimits())
+	if err != nil {
+		return nil, err
+	}
+	ops := map[string]int{}
+	for _, n := range m.Proto.GetGraph().GetNode() {
+		ops[n.GetOpType()]++
+	}
+	return ops, nil
+}
+
+// An input Clip's bounds are the ends of its QuantizeLinear's grid, scale·(2^b−1) (signed:
+// ±scale·(2^(b−1)−1)) to the last bit, whatever the clip: with every clip of the 8-bit ResNet
+// and Inception-style exports moved to a value just below a power of two whose grid top
+// rounds above it, or below it, the written files say so, and ONNX Runtime loads them at its extended level.
+// (Bounds one rounding inside the grid made ONNX Runtime 1.30 refuse torchvision's
+// densenet121 at that level, "two nodes with same node name"; on the grid's ends it loads.)
+func TestInputClipsAreGridEnds(t *testing.T) {
+	ortrun.RequireORT(t)
+	for _, e := range allExports(t) {
+		if e.arch != "w8a8" || e.model != "resnet8_bn.onnx" && e.model != "inception_bn.onnx" {
+			continue
+		}
+		for _, c := range []struct {
+			name string
+			keep func(v, top float32) bool // whether clip v, whose grid top is top, will do
+		}{{"inside", func(v, top float32) bool { return top > v }}, {"outside", func(v, top float32) bool { return top < v }}} {
+			g := e.qat.Clone()
+			for _, l := range e.res.Space.Layers {
+				name := l.Name + supernet.SuffixInputClip
+				t0 := g.Consts[name]
+				if t0 == nil {
+					t.Fatalf("%s: no clip %s", e.model, name)
+				}
+				// x/255·255 rounds back to x except near the top of a binade: search down
+				// from the power of two above the clip.
+				v := float32(math.Exp2(math.Ceil(math.Log2(float64(t0.F[0])))))
+				levels := float32(quant.ActMax(8, l.SignedInput))
+				for i := 0; i < 1000 && (i == 0 || !c.keep(v, quant.ActScale(v, 8, l.SignedInput)*levels)); i++ {
+					v = math.Nextafter32(v, 0)
+				}
+				g.Consts[name] = graph.NewFloat(t0.Shape, []float32{v})
+			}
+			m, err := export.Freeze(g, e.res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), c.name+".onnx")
+			if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			back, err := export.Read(path, graph.ImportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := back.Graph
+			producers := w.Producers()
+			clips := 0
+			for _, n := range w.Nodes {
+				if n.Op != "QuantizeLinear" || w.Consts[n.Inputs[0]] != nil {
+					continue
+				}
+				clip := producers[n.Inputs[0]]
+				p, err := w.QDQ(n)
+				if err != nil || clip == nil || clip.Op != "Clip" {
+					t.Fatalf("%s: %s does not read a Clip (%v)", e.model, n.Name, err)
+				}
+				lo, hi, err := w.ClipBoundsOf(clip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				levels := float32(255)
+				wantLo := float32(0)
+				if p.Type == graph.Int8 {
+					levels, wantLo = 127, -p.Scale[0]*127
+				}
+				if hi != p.Scale[0]*levels || lo != wantLo {
+					t.Errorf("%s, clips %s: %s is [%g, %g], the grid of scale %g ends at [%g, %g]",
+						e.model, c.name, clip.Name, lo, hi, p.Scale[0], wantLo, p.Scale[0]*levels)
+				}
+				clips++
+			}
+			if clips != len(e.res.Space.Layers) {
+				t.Errorf("%s: %d input Clips for %d layers", e.model, clips, len(e.res.Space.Layers))
+			}
+			if _, err := optimizedOps(t, path); err != nil {
+				t.Errorf("%s, clips %s: %v", e.model, c.name, err)
+			}
 		}
 	}
 }
