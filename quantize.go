@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/field"
+	"github.com/qnas/qnas/internal/quant"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/search"
@@ -38,6 +40,13 @@ type QuantizeReport struct {
 	Seed          uint64         `json:"seed"`
 	Layers        []LayerReport  `json:"layers"`
 	Phases        []search.Phase `json:"phases"`
+	// What runs on integers in the written model: the layers whose weights and inputs are
+	// both quantized, and their MACs; the other layers (a float weight or input) and the
+	// MACs of ops that are no layer (a MatMul of two activations) stay float.
+	QuantizedLayers int   `json:"quantized_layers"`
+	FloatLayers     int   `json:"float_layers"`
+	QuantizedMACs   int64 `json:"quantized_macs"`
+	FloatMACs       int64 `json:"float_macs"`
 	// SaturatedBiases lists the layers whose integer biases (bias / (input scale × weight
 	// scale)) did not fit in int32 and were clipped to its range.
 	SaturatedBiases []string `json:"saturated_biases,omitempty"`
@@ -204,6 +213,7 @@ func (s *session) fineTune(ctx context.Context, r *supernet.Resolved, epochs int
 	}
 	rep.Accuracy, rep.TestSamples = ev.Accuracy, ev.Samples
 	rep.SaturatedBiases = m.SaturatedBiases
+	rep.countQuantized(m.Graph)
 	if epochs == 0 {
 		rep.PTQAccuracy = rep.Accuracy
 	} else if drop := rep.PTQAccuracy - rep.Accuracy; drop > train.AccuracyDropLimit(rep.PTQAccuracy, ev.Samples) {
@@ -228,6 +238,21 @@ func (s *session) fineTune(ctx context.Context, r *supernet.Resolved, epochs int
 	ckpt.Remove(cfg.Checkpoint)
 	lap("export")
 	return rep, nil
+}
+
+// countQuantized fills the report's quantized and float layer and MAC counts of the written
+// model m.
+func (r *QuantizeReport) countQuantized(m *graph.Graph) {
+	r.QuantizedLayers, r.FloatLayers, r.QuantizedMACs = 0, 0, 0
+	for _, l := range r.Layers {
+		if l.ABits != quant.Float && !slices.Contains(l.WBits, quant.Float) {
+			r.QuantizedLayers++
+			r.QuantizedMACs += l.MACs
+		} else {
+			r.FloatLayers++
+		}
+	}
+	r.FloatMACs = graph.Summarize(m).MACs - r.QuantizedMACs
 }
 
 // writeReport writes a report as indented JSON to path (atomically; "" writes nothing).

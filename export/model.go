@@ -72,10 +72,12 @@ const (
 // Model: weights rounded onto their grids and stored as integers with per-channel scales,
 // a BatchNormalization that follows a quantized Conv folded into its scales and a bias (so
 // the integers are the ones training rounded to), the remaining BatchNormalizations folded
-// into float convs, and every activation quantizer written as Clip → QuantizeLinear →
-// DequantizeLinear with its clip and bits. The input graph is not changed.
+// into float convs, every activation quantizer written as Clip → QuantizeLinear →
+// DequantizeLinear with its clip and bits, and the channel parameters it learned (a
+// MatMul's bias Add, a layer scale) read directly. The input graph is not changed.
 func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 	g := qat.Clone()
+	supernet.InlineLearned(g)
 	m := &Model{Graph: g, Arch: supernet.MarshalArch(r.Arch(), layerOrder(r))}
 	producers, consumers := g.Producers(), g.Consumers()
 	remove := map[*graph.Node]bool{}
@@ -320,16 +322,23 @@ func filterRows(w *graph.Tensor, axis int) func(c int) []int {
 }
 
 // actQDQ returns the Clip → QuantizeLinear → DequantizeLinear nodes that put x on the
-// b-bit grid clipped at clip, adding their constants to g; base names them.
+// b-bit grid clipped at clip, adding their constants to g; base names them. The Clip's
+// bounds are the grid's ends, scale·(±2^(b−1)−1 or 2^b−1), which are the clip to within a
+// float rounding and give the same integers: so they are exactly the QuantizeLinear's range,
+// and ONNX Runtime removes the Clip and fuses the layer (a bound one rounding inside that
+// range keeps the Clip, and ONNX Runtime 1.30 then refuses some models at its extended
+// level, naming two nodes of one name).
 func actQDQ(g *graph.Graph, base, x string, clip float32, bits int, signed bool) []*graph.Node {
+	scale := quant.ActScale(clip, bits, signed)
+	hi := scale * float32(quant.ActMax(bits, signed))
 	lo := float32(0)
 	zt := graph.Uint8
 	if signed {
-		lo, zt = -clip, graph.Int8
+		lo, zt = -hi, graph.Int8
 	}
 	g.Consts[base+"_clip_min"] = graph.NewFloat(nil, []float32{lo})
-	g.Consts[base+"_clip_max"] = graph.NewFloat(nil, []float32{clip})
-	g.Consts[base+sufScale] = graph.NewFloat(nil, []float32{quant.ActScale(clip, bits, signed)})
+	g.Consts[base+"_clip_max"] = graph.NewFloat(nil, []float32{hi})
+	g.Consts[base+sufScale] = graph.NewFloat(nil, []float32{scale})
 	g.Consts[base+sufZero] = graph.NewInts(zt, nil, []int64{0})
 	clipN := &graph.Node{Name: base + "_Clip", Op: "Clip", Inputs: []string{x, base + "_clip_min", base + "_clip_max"},
 		Outputs: []string{base + "_Clip" + sufOutput}}

@@ -16,7 +16,7 @@ type Pass struct {
 
 // Passes is the table of graph passes, in the order Canonicalize runs them: check-finite
 // (refuse NaN or ±Inf weights, naming the node), fold-constants, remove-identity,
-// dead-code, fold-layernorm, fold-gelu, canonical-reshape, fold-bn (only with
+// dead-code, fold-layernorm, fold-gelu, fold-scale, canonical-reshape, fold-bn (only with
 // CanonicalOptions.FoldBN) and infer-shapes.
 var Passes = []Pass{
 	{"check-finite", "refuse NaN or ±Inf in float constants and attributes, naming the node and the value", (*Graph).CheckFinite},
@@ -25,6 +25,7 @@ var Passes = []Pass{
 	{"dead-code", "drop nodes and constants no output depends on", (*Graph).RemoveDeadCode},
 	{"fold-layernorm", "replace the opset-13 LayerNorm decomposition (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) by LayerNormalization", (*Graph).FoldLayerNorm},
 	{"fold-gelu", "replace GELU's erf form x·(1 + erf(x/√2))/2 by Gelu", (*Graph).FoldGelu},
+	{"fold-scale", "fold a Mul by a per-channel constant (a layer scale) into the Conv, Gemm or MatMul before it", (*Graph).FoldScale},
 	{"canonical-reshape", "rewrite Reshape targets as [-1, per-sample dims…] when they keep the batch first", (*Graph).CanonicalReshape},
 	{"fold-bn", "fold inference BatchNormalization into the preceding Conv (optional)", (*Graph).FoldBatchNorm},
 	{"infer-shapes", "infer every value's shape and check every node", (*Graph).InferShapes},

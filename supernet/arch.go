@@ -188,18 +188,18 @@ func (r *Resolved) Kept(l *Layer) int {
 	return l.Filters
 }
 
-// KeptIn returns the number of input channels (Gemm: columns) layer l reads after pruning.
+// KeptIn returns the number of input channels (Gemm, MatMul: columns) layer l reads after
+// pruning.
 func (r *Resolved) KeptIn(l *Layer) int {
-	switch {
-	case l.Depthwise:
+	if l.Depthwise {
 		return r.Kept(l)
-	case l.In == nil:
-		return l.InC
 	}
-	if k := r.GroupKeep(l.In); k != nil {
-		return len(k) * l.InFactor
-	}
-	return l.InC
+	return l.keptInputs(func(g *Group) int {
+		if k := r.GroupKeep(g); k != nil {
+			return len(k)
+		}
+		return g.Channels
+	})
 }
 
 // GroupKeep returns the kept channels of a group (nil: all).
@@ -216,7 +216,7 @@ func (r *Resolved) GroupKeep(g *Group) []int {
 func (s *Space) Resolve(a *Arch) (*Resolved, error) {
 	for name := range a.Layers {
 		if s.byName[name] == nil {
-			return nil, fmt.Errorf("layer %q is not a Conv or Gemm of the model (%s)", name, s.layerList())
+			return nil, fmt.Errorf("layer %q is not a Conv, Gemm or MatMul layer of the model (%s)", name, s.layerList())
 		}
 	}
 	r := &Resolved{Space: s, Choices: make([]Choice, len(s.Layers))}

@@ -231,7 +231,7 @@ func (d *Derivation) layersOf(mv move) []int {
 		}
 		g := d.sn.Groups[c.i].Group
 		for li, lc := range d.sn.Layers {
-			if (lc.Layer.Out == g || lc.Layer.In == g) && !slices.Contains(out, li) {
+			if (lc.Layer.Out == g || slices.Contains(lc.Layer.In, g)) && !slices.Contains(out, li) {
 				out = append(out, li)
 			}
 		}
@@ -492,11 +492,7 @@ func (d *Derivation) layerCost(i int) float64 {
 		}
 		return g.Channels
 	}
-	keptOut := kept(l.Out)
-	keptIn := l.InC
-	if l.In != nil && !l.Depthwise {
-		keptIn = kept(l.In) * l.InFactor
-	}
+	keptOut, keptIn := kept(l.Out), l.keptInputs(kept)
 	// The kept filters are the group's most important; their bits are their units'.
 	bits := make([]int, 0, keptOut)
 	per := l.Filters / lc.Units
@@ -559,10 +555,7 @@ func (sn *Supernet) MinCost(m CostModel) float64 {
 			}
 			return g.Channels
 		}
-		keptOut, keptIn := kept(l.Out), l.InC
-		if l.In != nil && !l.Depthwise {
-			keptIn = kept(l.In) * l.InFactor
-		}
+		keptOut, keptIn := kept(l.Out), l.keptInputs(kept)
 		best := math.Inf(1)
 		for _, wb := range lc.WBits {
 			for _, ab := range lc.ABits {

@@ -174,8 +174,9 @@ const (
 
 // NewSupernet rewrites the space's graph for the search: every layer's weight read through
 // a MixedWeight over its unit's weight-bit options, its input through a MixedAct over the
-// input-bit options (each with its own clip, 1 until calibrated), and, with Prune, a
-// WidthMask after every producer of each prunable group. Logits start at 0 (uniform).
+// input-bit options (each with its own clip, 1 until calibrated), every channel parameter
+// through a Learned node, and, with Prune, a WidthMask after every producer of each
+// prunable group. Logits start at 0 (uniform).
 func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 	if err := opts.Check(); err != nil {
 		return nil, err
@@ -266,19 +267,20 @@ func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 			}
 			g.Consts[gc.Logits] = graph.NewFloat([]int{1, len(gc.Widths)}, make([]float32, len(gc.Widths)))
 			for _, p := range gr.Producers {
-				v := byName[p.Name].Outputs[0]
-				// After the BatchNormalization that follows, and after a ReLU that alone
-				// reads that (the mask is non-negative, so it commutes with the ReLU and
-				// the engine's BatchNorm+ReLU fusion survives).
-				for _, op := range []string{"BatchNormalization", "Relu"} {
-					if cs := consumers[v]; len(cs) == 1 && cs[0].Op == op && !g.IsOutput(v) {
-						v = cs[0].Outputs[0]
-					}
+				// After the BatchNormalization or bias Add that follows (maskPoint), and
+				// after a ReLU that alone reads that (the mask is non-negative, so it
+				// commutes with the ReLU and the engine's BatchNorm+ReLU fusion survives).
+				v := s.maskPoint(p, consumers)
+				if cs := consumers[v]; len(cs) == 1 && cs[0].Op == "Relu" && !g.IsOutput(v) {
+					v = cs[0].Outputs[0]
 				}
 				m := &graph.Node{Name: v + "/WidthMask", Op: OpWidthMask, Domain: Domain, Inputs: []string{v + "/unmasked", gc.Logits},
 					Outputs: []string{v}}
 				m.SetFloats("widths", toFloat32s(gc.Widths))
 				m.SetInts("order", toInt64s(gc.Order))
+				if axis := s.chans[v].axis; axis != 1 {
+					m.SetInt("axis", int64(axis))
+				}
 				after[v] = m
 			}
 			sn.Groups = append(sn.Groups, gc)
@@ -295,7 +297,9 @@ func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 			}
 		}
 	}
-	if err := g.Rebuild(out); err != nil {
+	g.Nodes = out
+	s.learnChannelParams(g)
+	if err := g.Rebuild(g.Nodes); err != nil {
 		return nil, fmt.Errorf("supernet: %w", err)
 	}
 	return sn, nil
@@ -390,7 +394,7 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 		l := lc.Layer
 		fin, fout := 1.0, fracOf(l.Out)
 		if !l.Depthwise && l.In != nil {
-			fin = fracOf(l.In)
+			fin = l.inFraction(fracOf)
 		}
 		fan := float64(l.FanIn) * fin
 		q := []float64{1}
@@ -440,7 +444,11 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 			dfrac[l.Out] += layer / fout
 		}
 		if !l.Depthwise && l.In != nil {
-			dfrac[l.In] += dfan * float64(l.FanIn)
+			// fin is Σ C_g·frac_g / Σ C_g over the input's groups.
+			all := float64(l.inChannels())
+			for _, g := range l.In {
+				dfrac[g] += dfan * float64(l.FanIn) * float64(g.Channels) / all
+			}
 		}
 		total += layer
 	}

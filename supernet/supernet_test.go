@@ -57,26 +57,33 @@ func TestExpectedCostGradient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logits := randomLogits(sn, r)
-		grads := map[string][]float32{}
-		for k, v := range logits {
-			grads[k] = make([]float32, len(v))
-		}
-		ref := m.Reference(s)
-		sn.ExpectedCost(m, logits, grads, 1/ref)
-		for name, v := range logits {
-			for _, i := range []int{0, len(v) - 1, len(v) / 2} {
-				old := v[i]
-				const h = 1e-2
-				v[i] = old + h
-				cp := sn.ExpectedCost(m, logits, nil, 0) / ref
-				v[i] = old - h
-				cm := sn.ExpectedCost(m, logits, nil, 0) / ref
-				v[i] = old
-				num := (cp - cm) / (2 * h)
-				if math.Abs(num-float64(grads[name][i])) > 1e-3*math.Max(1e-2, math.Abs(num)) {
-					t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", m, name, i, grads[name][i], num)
-				}
+		checkCostGradient(t, sn, m, r)
+	}
+}
+
+// checkCostGradient compares the expected cost's gradient at random logits with central
+// differences.
+func checkCostGradient(t *testing.T, sn *Supernet, m CostModel, r *rand.Rand) {
+	t.Helper()
+	logits := randomLogits(sn, r)
+	grads := map[string][]float32{}
+	for k, v := range logits {
+		grads[k] = make([]float32, len(v))
+	}
+	ref := m.Reference(sn.Space)
+	sn.ExpectedCost(m, logits, grads, 1/ref)
+	for name, v := range logits {
+		for _, i := range []int{0, len(v) - 1, len(v) / 2} {
+			old := v[i]
+			const h = 1e-2
+			v[i] = old + h
+			cp := sn.ExpectedCost(m, logits, nil, 0) / ref
+			v[i] = old - h
+			cm := sn.ExpectedCost(m, logits, nil, 0) / ref
+			v[i] = old
+			num := (cp - cm) / (2 * h)
+			if math.Abs(num-float64(grads[name][i])) > 1e-3*math.Max(1e-2, math.Abs(num)) {
+				t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", m, name, i, grads[name][i], num)
 			}
 		}
 	}

@@ -154,6 +154,13 @@ func (q *quantFlags) print(stdout io.Writer, rep any, r *qnas.QuantizeReport) er
 	}
 	_, err := fmt.Fprintf(stdout, "wrote %s: accuracy %.2f%% (float %.2f%%), cost %s %s = %.4f of w8a8 (%s)\n", r.Output,
 		100*r.Accuracy, 100*r.FloatAccuracy, supernet.FormatCost(r.Cost), r.CostUnit, r.CostRatio, supernet.FormatCost(r.ReferenceCost))
+	if err != nil {
+		return err
+	}
+	total := r.QuantizedMACs + r.FloatMACs
+	_, err = fmt.Fprintf(stdout, "quantized: %d of %d layers, %s of %s MACs per sample (%.1f%%); left float: %s MACs\n",
+		r.QuantizedLayers, r.QuantizedLayers+r.FloatLayers, human(r.QuantizedMACs), human(total),
+		100*float64(r.QuantizedMACs)/float64(max(total, 1)), human(r.FloatMACs))
 	if err == nil && len(r.SaturatedBiases) > 0 {
 		_, err = fmt.Fprintf(stdout, "note: the integer biases of %s did not fit in int32 and were clamped\n", strings.Join(r.SaturatedBiases, ", "))
 	}
