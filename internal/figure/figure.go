@@ -9,9 +9,11 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
-	"os"
+	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/qnas/qnas/onnxio"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -80,7 +82,7 @@ func render(p *plot.Plot, legend plot.Legend, w, h, plotW, legendX vg.Length, fo
 	dc := draw.New(c)
 	dc.SetColor(color.White)
 	dc.Fill(dc.Rectangle.Path())
-	p.Draw(draw.Crop(dc, 0, plotW-w, 0, 0))
+	p.Draw(draw.Crop(dc, 4, plotW-w, 0, 0))
 	top := p.Title.TextStyle.Rectangle(p.Title.Text).Size().Y + p.Title.Padding + 4
 	legend.Draw(draw.Crop(dc, legendX, 0, 0, -top))
 	var buf bytes.Buffer
@@ -100,32 +102,7 @@ func save(path string, encode func(format string) ([]byte, error)) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(path, img)
-}
-
-// writeFile writes b to path through a temporary file in the same folder, so that path
-// holds either its old content or all of b.
-func writeFile(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return onnxio.WriteFileAtomic(path, func(w io.Writer) error { _, err := w.Write(img); return err })
 }
 
 // swatch is a legend thumbnail: a filled rectangle with an optional outline.

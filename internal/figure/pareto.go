@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/qnas/qnas/internal/stats"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
@@ -125,17 +126,12 @@ func groups(rs []Result, kind string) []group {
 	out := make([]group, 0, len(keys))
 	for _, k := range keys {
 		g := byKey[k]
-		n := float64(len(g.seeds))
-		for _, r := range g.seeds {
-			g.cost += r.CostRatio / n
-			g.acc += r.Accuracy / n
+		costs, accs := make([]float64, len(g.seeds)), make([]float64, len(g.seeds))
+		for i, r := range g.seeds {
+			costs[i], accs[i] = r.CostRatio, r.Accuracy
 		}
-		if len(g.seeds) > 1 {
-			for _, r := range g.seeds {
-				g.std += (r.Accuracy - g.acc) * (r.Accuracy - g.acc)
-			}
-			g.std = math.Sqrt(g.std / (n - 1))
-		}
+		g.cost, _ = stats.MeanStd(costs)
+		g.acc, g.std = stats.MeanStd(accs)
 		out = append(out, *g)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].cost < out[j].cost })
