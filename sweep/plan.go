@@ -12,6 +12,7 @@
 package sweep
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -281,7 +282,9 @@ func Load(dir string) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{dir: dir}
-	if err := json.Unmarshal(b, p); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	if p.Format != PlanFormat {

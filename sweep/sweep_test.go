@@ -161,6 +161,14 @@ func TestOpenKeepsPointsAndRefusesOtherSweeps(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(full, "notes.txt")); string(b) != "mine" {
 		t.Error("Open touched a file it refused")
 	}
+	// A hand-edited plan with a key qnas does not know is refused, naming the file and key.
+	planPath := filepath.Join(dir, PlanFile)
+	orig := must(os.ReadFile(planPath))
+	os.WriteFile(planPath, bytes.Replace(orig, []byte(`"points"`), []byte(`"budgetz": [0.5], "points"`), 1), 0o644)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), planPath) || !strings.Contains(err.Error(), "budgetz") {
+		t.Errorf("unknown key: %v", err)
+	}
+	os.WriteFile(planPath, orig, 0o644)
 	if _, err := loaded.Point(10); err == nil || !strings.Contains(err.Error(), "--point 10") || !strings.Contains(err.Error(), "0..9") {
 		t.Errorf("Point(10): %v", err)
 	}
