@@ -47,7 +47,7 @@ func indexPage(plan *Plan, res *Result, done []finished) ([]byte, error) {
 	}
 	page.Phases = phases(done)
 	for _, pt := range plan.Points {
-		page.Commands = append(page.Commands, shellCommand(append([]string{"qnas"}, plan.Command(pt)...)))
+		page.Commands = append(page.Commands, shellCommand(plan.Command(pt)))
 	}
 	var buf bytes.Buffer
 	if err := indexTemplate.Execute(&buf, page); err != nil {
@@ -157,7 +157,7 @@ table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #e4e4e4; text-align: right; }
 th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; }
-pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
+pre { background: #f7f7f7; padding: 0.6em; white-space: pre-wrap; font-size: 0.8em; }
 .note { color: #666; font-size: 0.85em; }
 </style>
 </head>
@@ -199,7 +199,8 @@ Searched models: mean over seeds with ± one standard deviation; uniform models 
 
 <h2>Commands</h2>
 <p class="note">Each point on its own (what the sweep runs for it):</p>
-<pre>{{range .Commands}}{{.}}
+<pre>{{range $i, $c := .Commands}}{{if $i}}
+{{end}}qnas {{$c}}
 {{end}}</pre>
 {{if .Res.Warnings}}<h2>Warnings</h2>
 <ul>{{range .Res.Warnings}}<li>{{.}}</li>{{end}}</ul>{{end}}
