@@ -40,7 +40,7 @@ func RunPoint(ctx context.Context, plan *Plan, k int, run RunFunc) (ran bool, er
 		return true, fmt.Errorf("%s: %w", pt.Name, err)
 	}
 	want := plan.ReportPath(pt)
-	if path != want && filepath.Clean(path) != want {
+	if path != "" && filepath.Clean(path) != want {
 		if err := os.Rename(path, want); err != nil {
 			return true, fmt.Errorf("%s: %w", pt.Name, err)
 		}
