@@ -171,16 +171,10 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 		out = append(out, before[n]...)
 		out = append(out, n)
 	}
-	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.RemoveDeadCode(); err != nil {
+	if err := g.Rebuild(out); err != nil {
 		return nil, err
 	}
-	if err := g.FoldBatchNorm(); err != nil { // float layers' BatchNorms; it infers shapes
+	if err := g.FoldBatchNorm(); err != nil { // float layers' BatchNorms
 		return nil, err
 	}
 	for _, info := range m.Layers {

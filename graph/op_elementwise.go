@@ -101,6 +101,7 @@ func init() {
 	unary("Relu", "max(x, 0)", func(*Ctx) (func(float32) float32, error) {
 		return func(x float32) float32 { return max(x, 0) }, nil
 	})
+	registry[opKey{"", "Relu"}].ReLU = true
 	unary("Sigmoid", "1/(1+e^-x)", func(*Ctx) (func(float32) float32, error) {
 		return func(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }, nil
 	})
@@ -196,6 +197,7 @@ func init() {
 		Register(&OpDef{
 			Op: op, Doc: "elementwise " + op + " with numpy broadcasting",
 			MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1,
+			AbsorbsReLU: op == "Add", // a residual Add's kernel applies the ReLU after it
 			Infer: func(c *Ctx) ([]Shape, error) {
 				s, err := broadcast(c, c.In[0], c.In[1])
 				return []Shape{s}, err

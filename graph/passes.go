@@ -86,9 +86,9 @@ func (g *Graph) InferShapes() error {
 }
 
 func (g *Graph) inferNode(n *Node) error {
-	d, ok := Lookup(n.Op)
+	d, ok := LookupNode(n)
 	if !ok {
-		return &UnsupportedError{Node: n.Name, Op: n.Op}
+		return &UnsupportedError{Node: n.Name, Op: n.Op, Domain: n.Domain}
 	}
 	if err := checkArity(d, n); err != nil {
 		return err
@@ -138,7 +138,7 @@ func (g *Graph) FoldConstants() error {
 		if err := g.inferNode(n); err != nil {
 			return err
 		}
-		d, _ := Lookup(n.Op)
+		d, _ := LookupNode(n)
 		if d.Eval == nil || !g.foldable(n, d) {
 			kept = append(kept, n)
 			continue
@@ -246,6 +246,21 @@ func (g *Graph) RemoveIdentity() error {
 	}
 	g.Nodes = kept
 	return nil
+}
+
+// Rebuild makes nodes the graph's nodes and infers every shape anew (the inputs' are kept)
+// after dropping what no output needs: the last step of a pass that rewrites nodes.
+func (g *Graph) Rebuild(nodes []*Node) error {
+	g.Nodes = nodes
+	for k := range g.Shapes {
+		if !slices.Contains(g.Inputs, k) {
+			delete(g.Shapes, k)
+		}
+	}
+	if err := g.RemoveDeadCode(); err != nil {
+		return err
+	}
+	return g.InferShapes()
 }
 
 // RemoveDeadCode drops nodes whose outputs reach no graph output, and unused constants.

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/qnas/qnas/internal/quant"
+	"github.com/qnas/qnas/onnxio"
 )
 
 // ArchFormat is the format tag of architecture files.
@@ -36,9 +36,13 @@ type Keep struct {
 	Indices []int
 }
 
-// ReadArch reads an architecture file; errors name the file.
+// MaxArchBytes bounds an architecture file, checked before it is read (a per-filter
+// architecture of a network with a million filters takes a few MiB).
+const MaxArchBytes = 64 << 20
+
+// ReadArch reads an architecture file of at most MaxArchBytes; errors name the file.
 func ReadArch(path string) (*Arch, error) {
-	b, err := os.ReadFile(path)
+	b, err := onnxio.ReadFileLimited(path, MaxArchBytes)
 	if err != nil {
 		return nil, err
 	}

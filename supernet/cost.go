@@ -11,6 +11,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/qnas/qnas/onnxio"
 )
 
 // Pricer is one way of pricing a layer's filters: a cost model (docs/method.md, "Cost
@@ -216,9 +218,13 @@ func ShippedTargets() []string {
 	return names
 }
 
-// LoadTarget reads a target profile from a file, or a shipped profile by name.
+// MaxTargetBytes bounds a target profile file, checked before it is read.
+const MaxTargetBytes = 1 << 20
+
+// LoadTarget reads a target profile from a file of at most MaxTargetBytes, or a shipped
+// profile by name.
 func LoadTarget(name string) (*Target, error) {
-	b, err := os.ReadFile(name)
+	b, err := onnxio.ReadFileLimited(name, MaxTargetBytes)
 	src := name
 	if errors.Is(err, fs.ErrNotExist) && !strings.ContainsRune(name, os.PathSeparator) {
 		b, err = shippedTargets.ReadFile(path.Join("targets", strings.TrimSuffix(name, ".json")+".json"))
@@ -228,7 +234,7 @@ func LoadTarget(name string) (*Target, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("--target: %w", err)
+		return nil, fmt.Errorf("--target %w", err)
 	}
 	t, err := ParseTarget(b)
 	if err != nil {

@@ -3,7 +3,6 @@ package supernet
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
@@ -32,7 +31,7 @@ const (
 )
 
 func init() {
-	graph.Register(&graph.OpDef{
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpMixedWeight, Domain: Domain, Doc: "the search's composite weight Σ_k p_k·Q_{b_k}(W) per choice unit of filters",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0, 1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -46,8 +45,8 @@ func init() {
 			_ = axis
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	graph.Register(&graph.OpDef{
+	}, buildMixedWeight)
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpMixedAct, Domain: Domain, Doc: "the search's composite input Σ_k p_k·Q_{b_k}(x), one learned clip per bitwidth",
 		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -63,8 +62,8 @@ func init() {
 			}
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	graph.Register(&graph.OpDef{
+	}, buildMixedAct)
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpWidthMask, Domain: Domain, Doc: "the search's expected channel mask over width choices, channels ranked by importance",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -82,10 +81,7 @@ func init() {
 			}
 			return []graph.Shape{x}, nil
 		},
-	})
-	engine.Register(OpMixedWeight, buildMixedWeight)
-	engine.Register(OpMixedAct, buildMixedAct)
-	engine.Register(OpWidthMask, buildWidthMask)
+	}, buildWidthMask)
 }
 
 func bitsAttr(n *graph.Node) ([]int, error) {
@@ -258,10 +254,13 @@ func (g *gumbel) grad(dp, dalpha []float32) {
 	}
 }
 
+// samplerKey names the sampler of one logits constant in a plan's shared state.
+type samplerKey string
+
 // sharedGumbel returns the plan's sampler of the logits read at input i of the node being
 // built: nodes reading the same logits share one sample.
 func sharedGumbel(b *engine.Build, i, units, k int) *gumbel {
-	return b.Shared("gumbel:"+b.Node.Inputs[i], func() any { return newGumbel(b.In[i], units, k) }).(*gumbel)
+	return b.Shared(samplerKey(b.Node.Inputs[i]), func() any { return newGumbel(b.In[i], units, k) }).(*gumbel)
 }
 
 type mixedWeight struct {
@@ -538,9 +537,4 @@ func (k *widthMask) Backward() {
 		}
 	}
 	k.g.grad(k.dp, k.dalpha.Buf)
-}
-
-// IsArchParam reports whether node n reads its input i as architecture logits.
-func IsArchParam(n *graph.Node, i int) bool {
-	return i == 1 && slices.Contains([]string{OpMixedWeight, OpMixedAct, OpWidthMask}, n.Op)
 }

@@ -2,7 +2,6 @@ package supernet
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/qnas/qnas/graph"
 )
@@ -106,15 +105,7 @@ func (s *Space) Prune(keep map[*Group][]int) (*graph.Graph, error) {
 			}
 		}
 	}
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.RemoveDeadCode(); err != nil {
-		return nil, err
-	}
-	if err := g.InferShapes(); err != nil {
+	if err := g.Rebuild(g.Nodes); err != nil {
 		return nil, fmt.Errorf("pruned graph: %w", err)
 	}
 	return g, nil

@@ -114,6 +114,23 @@ func parseGranularity(g string, filters int) (int, error) {
 	return 0, fmt.Errorf("--granularity %q: want layer, group:G or filter", g)
 }
 
+// checkGroups refuses a group:G granularity whose G exceeds every layer's filter count:
+// such a G would silently mean one group per filter.
+func (s *Space) checkGroups(g string) error {
+	if !strings.HasPrefix(g, "group:") {
+		return nil
+	}
+	n, _ := strconv.Atoi(g[len("group:"):])
+	most := 0
+	for _, l := range s.Layers {
+		most = max(most, l.Filters)
+	}
+	if most > 0 && n > most {
+		return fmt.Errorf("--granularity %s: no layer of the model has more than %d filters; give G ≤ %d, or filter for one choice per filter", g, most, most)
+	}
+	return nil
+}
+
 // Supernet is a graph rewritten for the search and the meaning of each of its choices.
 type Supernet struct {
 	Space  *Space
@@ -160,6 +177,9 @@ const (
 // WidthMask after every producer of each prunable group. Logits start at 0 (uniform).
 func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 	if err := opts.Check(); err != nil {
+		return nil, err
+	}
+	if err := s.checkGroups(opts.Granularity); err != nil {
 		return nil, err
 	}
 	opts.WBits, opts.ABits = sortedUnique(opts.WBits), sortedUnique(opts.ABits)
@@ -274,13 +294,7 @@ func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 			}
 		}
 	}
-	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.InferShapes(); err != nil {
+	if err := g.Rebuild(out); err != nil {
 		return nil, fmt.Errorf("supernet: %w", err)
 	}
 	return sn, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -31,6 +32,18 @@ func (d *dataFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&d.Std, "std", "", "normalization std, one value or one per channel (default: model metadata qnas.std)")
 }
 
+// check refuses, as usage errors, --mean and --std values that are not finite numbers
+// (positive for --std), before any work.
+func (d *dataFlags) check() error {
+	if _, err := parseNormValues("--mean", d.Mean, false); err != nil {
+		return usageError{err}
+	}
+	if _, err := parseNormValues("--std", d.Std, true); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
 // open loads a split of the data set named by --data.
 func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
 	if d.Dir == "" {
@@ -44,19 +57,62 @@ func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
 
 // normalization takes --mean/--std, else the model's qnas.mean/qnas.std metadata, else
 // none (pixels in [0, 1]), which it warns about on stderr since a model trained on
-// normalized inputs then scores far below its accuracy.
+// normalized inputs then scores far below its accuracy. A flag that is not a list of
+// finite numbers (positive for --std), or of one value or one per channel of the model's
+// input, is a usage error naming it; metadata that is not is an error naming the model.
 func (d *dataFlags) normalization(g *graph.Graph, stderr io.Writer) (data.Normalize, error) {
-	mean, std := d.Mean, d.Std
-	if mean == "" {
-		mean = g.Meta["qnas.mean"]
+	var n data.Normalize
+	for _, f := range []struct {
+		flag, meta, value string
+		dst               *[]float32
+		std               bool
+	}{{"--mean", "qnas.mean", d.Mean, &n.Mean, false}, {"--std", "qnas.std", d.Std, &n.Std, true}} {
+		src, v := f.flag, f.value
+		if v == "" {
+			src, v = g.Source.Path+": metadata "+f.meta, g.Meta[f.meta]
+		}
+		vals, err := parseNormValues(src, v, f.std)
+		if err == nil && len(g.Inputs) == 1 && len(g.Shapes[g.Inputs[0]]) == 4 {
+			if c := g.Shapes[g.Inputs[0]][1]; len(vals) > 1 && len(vals) != c {
+				err = fmt.Errorf("%s has %d values for the model's %d input channels; give 1 or %d", src, len(vals), c, c)
+				if c == 1 {
+					err = fmt.Errorf("%s has %d values for the model's 1 input channel; give 1", src, len(vals))
+				}
+			}
+		}
+		if err != nil && src == f.flag {
+			return n, usageError{err}
+		}
+		if err != nil {
+			return n, err
+		}
+		*f.dst = vals
 	}
-	if std == "" {
-		std = g.Meta["qnas.std"]
+	if n.Mean == nil && n.Std == nil {
+		fmt.Fprintln(stderr, noNormalizationNote)
 	}
-	if mean == "" && std == "" {
-		fmt.Fprintln(stderr, "qnas: note: no --mean/--std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]")
+	return n, nil
+}
+
+// noNormalizationNote warns that inputs are not normalized.
+const noNormalizationNote = "qnas: note: no --mean/--std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]"
+
+// parseNormValues reads a comma-separated list of finite numbers (positive ones when
+// positive is set); src names where it came from.
+func parseNormValues(src, s string, positive bool) ([]float32, error) {
+	var out []float32
+	for _, p := range splitList(s) {
+		v, err := strconv.ParseFloat(p, 32)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || positive && !(v > 0) {
+			want := "finite numbers"
+			if positive {
+				want = "positive finite numbers"
+			}
+			return nil, fmt.Errorf("%s %q: want %s, one or one per channel", src, s, want)
+		}
+		out = append(out, float32(v))
 	}
-	return data.ParseNormalize(mean, std)
+	return out, nil
 }
 
 // loadModel imports and canonicalizes a model.

@@ -37,7 +37,7 @@ The model file holds everything needed: weights, scales, clips and the bits of e
 }
 
 func runExport(stdout io.Writer, path string, o exportOptions) error {
-	q := quantFlags{Out: o.Out, Format: o.Format, Pack: o.Pack, IR: o.IR, Calib: 1, Batch: 1, LR: 1, Threads: 1}
+	q := quantFlags{Out: o.Out, Format: o.Format, Pack: o.Pack, IR: o.IR, Calib: 1, Batch: 1, LR: 1, DistillT: 1, Threads: 1}
 	if err := q.check(path); err != nil {
 		return err
 	}
@@ -49,6 +49,10 @@ func runExport(stdout io.Writer, path string, o exportOptions) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "wrote %s (%s), %s, %s\n", files.Model, o.Format, files.Encodings, files.Arch)
+	format := o.Format
+	if o.Pack {
+		format += ", INT4 weights where ≤ 4 bits"
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s (%s), %s, %s\n", files.Model, format, files.Encodings, files.Arch)
 	return err
 }

@@ -312,6 +312,9 @@ func inspectArch(w io.Writer, path string, g *graph.Graph, o inspectOptions, cm 
 		s.Params += al.Params
 	}
 	s.CostRatio = s.Cost / s.ReferenceCost
+	if err := checkCosts(cm, s.Cost, s.ReferenceCost); err != nil {
+		return err
+	}
 	if o.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -413,10 +416,11 @@ func inspectSupernet(stdout io.Writer, path string, o inspectOptions) error {
 	if o.Out == "" && o.DumpAfter == "" {
 		return usageError{fmt.Errorf("--supernet needs -o SUPER.onnx or --dump-after supernet")}
 	}
-	if o.Out != "" {
-		if err := onnxio.CheckNotSameFile(o.Out, path); err != nil {
-			return usageError{err}
-		}
+	files := &runFiles{}
+	files.read("the input model", path)
+	files.write("-o", o.Out)
+	if err := files.check(); err != nil {
+		return err
 	}
 	opts, err := o.space.options()
 	if err != nil {
@@ -446,6 +450,6 @@ func inspectSupernet(stdout io.Writer, path string, o inspectOptions) error {
 	if err := onnxio.SaveChecked(o.Out, path, m); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "wrote %s: %d layers, %d searched groups, %d choices\n", o.Out, len(sn.Layers), len(sn.Groups), len(sn.ArchParams()))
+	_, err = fmt.Fprintf(stdout, "wrote %s: %d layers, %d prunable channel groups searched, %d choices\n", o.Out, len(sn.Layers), len(sn.Groups), len(sn.ArchParams()))
 	return err
 }

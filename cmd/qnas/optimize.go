@@ -35,8 +35,8 @@ func (s *spaceFlags) register(f *pflag.FlagSet) {
 	def := supernet.DefaultSearchOptions()
 	f.StringVar(&s.WBits, "wbits", joinInts(def.WBits), "weight bits a choice unit may take")
 	f.StringVar(&s.ABits, "abits", joinInts(def.ABits), "bits a layer's input may take (the network input stays at 8)")
-	f.StringVar(&s.Granularity, "granularity", def.Granularity, "unit of the weight-bit choice: layer, group:G (G groups of filters per layer) or filter")
-	f.BoolVar(&s.Prune, "prune", false, "also search how many filters every prunable layer group keeps")
+	f.StringVar(&s.Granularity, "granularity", def.Granularity, "unit of the weight-bit choice: layer, group:G (G groups of consecutive filters per layer; fewer where G does not divide the filter count) or filter")
+	f.BoolVar(&s.Prune, "prune", false, "also search how many filters every prunable channel group (layers whose outputs are added together) keeps")
 	f.StringVar(&s.Widths, "widths", joinFloatsSimple(def.Widths), "with --prune: the fractions of filters a group may keep")
 	f.StringVar(&s.Pin, "pin", "", "keep these layers at 8-bit weights and inputs: first, last or first,last")
 }
@@ -44,6 +44,9 @@ func (s *spaceFlags) register(f *pflag.FlagSet) {
 // options turns the flags into supernet.SearchOptions; errors name the flag.
 func (s *spaceFlags) options() (supernet.SearchOptions, error) {
 	o := supernet.SearchOptions{Granularity: s.Granularity, Prune: s.Prune}
+	if !s.Prune && s.Widths != joinFloatsSimple(supernet.DefaultSearchOptions().Widths) {
+		return o, fmt.Errorf("--widths %s applies with --prune (the fractions of filters a pruned group may keep): add --prune, or drop --widths", s.Widths)
+	}
 	var err error
 	if o.WBits, err = parseInts("--wbits", s.WBits); err != nil {
 		return o, err
@@ -162,13 +165,17 @@ func newOptimizeCmd() *cobra.Command {
 		Short: "Search per-filter-group bits (and widths) under a budget, fine-tune, and write ONNX",
 		Long: `optimize searches, by differentiable architecture search, the weight bits of every
 filter group, the input bits of every layer and, with --prune, the kept filters of every
-prunable group, so that the model costs at most --budget (a ratio of its cost at 8-bit
-weights and activations, or an absolute cost such as 1.2G in the cost model's unit); then it
-derives the architecture, repairs it into [0.98, 1] × budget, and does what
-qnas quantize --arch does with it: fine-tunes with quantization in the loop and writes
-OUT.onnx, OUT.encodings.json and OUT.arch.json. --baselines also fine-tunes uniform models of
-the nearest costs; --seeds N repeats everything per seed (the model written is the first
-seed's) and reports mean ± std.`,
+prunable channel group, so that the model costs at most --budget (a ratio of its cost at
+8-bit weights and activations, or an absolute cost such as 1.2G in the cost model's unit).
+The search holds out 10% of the training data (after --limit-train): the weights train on
+the other 90%, the architecture on the held-out share, which must hold at least one --batch
+(with the default --batch 128: 1 280 training samples or more). Then it derives the
+architecture, repairs it into [0.98, 1] × budget, and does what qnas quantize --arch does
+with it: fine-tunes with quantization in the loop and writes OUT.onnx, OUT.encodings.json
+and OUT.arch.json. The search's state is saved in OUT.onnx.search.ckpt, the fine-tuning's
+in OUT.onnx.ckpt (after every epoch and on SIGINT/SIGTERM); --resume FILE continues the run
+FILE holds. --baselines also fine-tunes uniform models of the nearest costs; --seeds N
+repeats everything per seed (the model written is the first seed's) and reports mean ± std.`,
 		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runOptimize(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
@@ -251,7 +258,7 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if o.Resume != "" && (o.Seeds > 1 || o.Baselines) {
 		return usageError{fmt.Errorf("--resume continues a single run: not with --seeds > 1 or --baselines")}
 	}
-	if err := o.check(path); err != nil {
+	if err := o.prepare(path); err != nil {
 		return err
 	}
 	cm, err := supernet.NewCostModel(o.Cost, o.Target)
@@ -266,9 +273,9 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		return err
 	}
 	ref := cm.Reference(space)
-	budget := bv
-	if isRatio {
-		budget = bv * ref
+	budget, err := budgetCost(o.Budget, bv, isRatio, ref, cm)
+	if err != nil {
+		return err
 	}
 	probe, err := space.NewSupernet(opts)
 	if err != nil {
@@ -282,12 +289,11 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 	if err != nil {
 		return err
 	}
-	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
+	if err := o.beforeSearch(stderr, path, g, cm, budget, probe, trainSet, norm); err != nil {
 		return err
 	}
-	var aug *data.Augment
-	if o.Augment {
-		aug = &data.Augment{PadCrop: 2, HFlip: true}
+	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -301,17 +307,14 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		if err != nil {
 			return usageError{err}
 		}
-		cfg := search.DefaultSearchConfig(cm, budget)
-		cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, o.Batch, o.LR, o.Momentum, o.WD
-		cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Augment, cfg.Log, cfg.Context = o.ArchLR, o.Warmup, o.Calib, seed, norm, aug, stderr, ctx
-		cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
-		cfg.Distill = o.distill(g)
+		cfg := o.searchConfig(cm, budget, seed, norm, stderr, g)
+		cfg.Context = ctx
 		if k == 0 {
-			cfg.Checkpoint = o.Out + ".search.ckpt"
-			_, statErr := os.Stat(cfg.Checkpoint)
-			cfg.Resume = o.Resume != "" && statErr == nil
+			if err := o.searchCheckpoint(&cfg, path); err != nil {
+				return err
+			}
 		}
-		fmt.Fprintf(stderr, "qnas: seed %d: searching %d layers, %d groups under %.4f of w8a8 (%s %s)\n", seed, len(sn.Layers), len(sn.Groups), budget/ref, humanF(budget), cm.Unit())
+		fmt.Fprintf(stderr, "qnas: seed %d: searching %s, under %.4f of w8a8 (%s %s)\n", seed, describeSpace(sn), budget/ref, humanF(budget), cm.Unit())
 		res, err := search.Search(sn, trainSet, cfg)
 		if err != nil {
 			return err
@@ -386,7 +389,7 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 			rep.Summary.Baselines[k] = [2]float64{bm, bs}
 		}
 	}
-	os.Remove(o.Out + ".search.ckpt") // the run is complete
+	removeCheckpoint(o.ckpt.search) // the run is complete
 	if err := o.finish(stdout, rep, &rep.quantReport); err != nil {
 		return err
 	}
@@ -399,6 +402,19 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// searchConfig is the search of one seed (teacher: the distillation teacher, when on).
+func (o *optimizeOptions) searchConfig(cm supernet.CostModel, budget float64, seed uint64, norm data.Normalize, log io.Writer, teacher *graph.Graph) search.SearchConfig {
+	cfg := search.DefaultSearchConfig(cm, budget)
+	cfg.Distill = o.distill(teacher)
+	cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, o.Batch, o.LR, o.Momentum, o.WD
+	cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Log = o.ArchLR, o.Warmup, o.Calib, seed, norm, log
+	cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
+	if o.Augment {
+		cfg.Augment = &data.Augment{PadCrop: 2, HFlip: true}
+	}
+	return cfg
 }
 
 func meanStd(v []float64) (mean, std float64) {

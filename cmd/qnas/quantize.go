@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -46,6 +45,15 @@ type quantFlags struct {
 	JSON       bool
 	Distill    float64
 	DistillT   float64
+	Exported   bool
+
+	// Set by the command before check: the checkpoints it keeps, the files it reads
+	// besides the model (--arch); and, once computed, the model's hash.
+	ckpt      checkpointPlan
+	reads     []namedFile
+	modelHash string
+	// normNote is set by openData when no normalization was found (noted by notes).
+	normNote bool
 }
 
 // distill returns the distillation settings of the flags with teacher g (nil when off).
@@ -75,10 +83,11 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&q.Pack, "pack", false, "store weights of layers at ≤ 4 bits as INT4 (opset 21, IR 10)")
 	f.Int64Var(&q.IR, "ir", 8, "ONNX IR version of the output (10 also writes per-node metadata_props)")
 	f.StringVar(&q.Report, "report", "", "write a JSON report to this file")
-	f.StringVar(&q.Resume, "resume", "", "continue the fine-tuning saved in this checkpoint (OUT.ckpt is written every epoch and on SIGINT/SIGTERM)")
+	f.StringVar(&q.Resume, "resume", "", "continue the run saved in this checkpoint (OUT.onnx.ckpt, written every epoch and on SIGINT/SIGTERM; optimize also keeps OUT.onnx.search.ckpt)")
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
 	f.Float64Var(&q.Distill, "distill", 0, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
 	f.Float64Var(&q.DistillT, "distill-temp", 4, "temperature of the distillation")
+	f.BoolVar(&q.Exported, "train-exported", true, "with 2 fine-tuning epochs or more, the last trains the model as it is exported (integer biases, BatchNorm on fixed statistics)")
 }
 
 func joinNames(v []string) string {
@@ -109,25 +118,39 @@ func (q *quantFlags) check(model string) error {
 	if q.Calib < 1 || q.Batch < 1 || q.LimitTrain < 0 || q.LimitTest < 0 {
 		return usageError{fmt.Errorf("--calib and --batch must be positive, --limit-train and --limit-test not negative")}
 	}
-	if !(q.LR > 0) {
-		return usageError{fmt.Errorf("--lr must be positive")}
+	if err := checkFloats(floatFlag{"--lr", q.LR, positive}, floatFlag{"--momentum", q.Momentum, belowOne}, floatFlag{"--wd", q.WD, nonNegative}); err != nil {
+		return err
 	}
-	if !(q.Distill >= 0 && q.Distill <= 1) || !(q.DistillT > 0) || math.IsInf(q.DistillT, 0) {
-		return usageError{fmt.Errorf("--distill must be in [0, 1] and --distill-temp positive")}
+	if err := checkFloats(floatFlag{"--distill", q.Distill, fraction}, floatFlag{"--distill-temp", q.DistillT, positive}); err != nil {
+		return err
 	}
-	files := export.OutputFiles(q.Out)
-	for _, f := range []string{files.Model, files.Encodings, files.Arch, q.Report, q.Out + ".ckpt"} {
-		if f == "" {
-			continue
-		}
-		if err := onnxio.CheckNotSameFile(f, model); err != nil {
-			return usageError{err}
-		}
+	if err := q.data.check(); err != nil {
+		return err
 	}
-	if files.Encodings == files.Model {
-		return usageError{fmt.Errorf("-o %s: give the output an extension such as .onnx", q.Out)}
+	if err := q.files(model).check(); err != nil {
+		return err
 	}
 	return setThreads(q.Threads)
+}
+
+// files lists what a run reads and writes: the model, --arch, a --target file; the
+// output model, its sidecars, the report and the checkpoints.
+func (q *quantFlags) files(model string) *runFiles {
+	f := &runFiles{}
+	f.read("the input model", model)
+	for _, r := range q.reads {
+		f.read(r.what, r.path)
+	}
+	if fi, err := os.Stat(q.Target); err == nil && !fi.IsDir() {
+		f.read("--target", q.Target)
+	}
+	out := export.OutputFiles(q.Out)
+	f.write("-o", out.Model)
+	f.write("the encodings sidecar", out.Encodings)
+	f.write("the architecture sidecar", out.Arch)
+	f.write("--report", q.Report)
+	q.ckpt.addTo(f)
+	return f
 }
 
 // quantizeOptions are quantize's flags.
@@ -193,6 +216,13 @@ type layerReport struct {
 }
 
 func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error {
+	if o.Epochs < 0 {
+		return usageError{fmt.Errorf("--epochs must not be negative")}
+	}
+	if err := o.planCheckpoints(); err != nil {
+		return err
+	}
+	o.reads = []namedFile{{"--arch", o.Arch}}
 	if err := o.check(path); err != nil {
 		return err
 	}
@@ -219,9 +249,6 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 		}
 		arch = &supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{o.WBits}, ABits: o.ABits}, Layers: map[string]supernet.LayerSpec{}}
 	}
-	if o.Epochs < 0 {
-		return usageError{fmt.Errorf("--epochs must not be negative")}
-	}
 	cm, err := supernet.NewCostModel(o.Cost, o.Target)
 	if err != nil {
 		return usageError{err}
@@ -237,10 +264,17 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 		}
 		return err
 	}
+	if err := checkArchCost(cm, r); err != nil {
+		return err
+	}
 	trainSet, testSet, norm, err := o.openData(g, stderr)
 	if err != nil {
 		return err
 	}
+	if err := o.checkResume(path, g, nil, o.Epochs, trainSet, norm); err != nil { // before any work
+		return err
+	}
+	o.notes(stderr)
 	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
 		return err
 	}
@@ -270,6 +304,18 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 			Filters: l.Filters, KeptFilters: r.Kept(l), MACs: l.MACs(r.KeptIn(l), r.Kept(l)), Cost: costs[l.Index]})
 	}
 	rep.CostRatio = rep.Cost / rep.ReferenceCost
+	if err := checkCosts(cm, rep.Cost, rep.ReferenceCost); err != nil {
+		return nil, err
+	}
+	cfg, err := q.quantizeConfig(stderr, path, g, r, epochs, norm)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Resume { // before any work
+		if err := cfg.CheckResume(r, trainSet); err != nil {
+			return nil, err
+		}
+	}
 	clock := time.Now()
 	lap := func(name string) {
 		rep.Phases = append(rep.Phases, search.Phase{Name: name, Seconds: time.Since(clock).Seconds()})
@@ -281,28 +327,10 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	}
 	rep.FloatAccuracy = ev.Accuracy
 	lap("evaluate float")
-	ckpt := "" // a run that writes no model (optimize's later seeds, baselines) keeps none
-	if q.Out != "" {
-		ckpt = q.Out + ".ckpt"
-	}
-	resume := false
-	if q.Resume != "" && ckpt != "" {
-		if _, err := os.Stat(ckpt); err == nil {
-			resume = true
-		} else if q.Resume == ckpt {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-	}
-	var aug *data.Augment
-	if q.Augment {
-		aug = &data.Augment{PadCrop: 2, HFlip: true}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	qcfg := search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
-		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: resume, Context: ctx, Distill: q.distill(g)}
-	qg, err := search.Calibrated(r, trainSet, qcfg)
+	cfg.Context = ctx
+	qg, err := search.Calibrated(r, trainSet, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +358,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 		rep.PTQAccuracy = ev.Accuracy
 		lap("post-training quantization")
 	}
-	tg, _, err := search.FineTune(qg, trainSet, qcfg)
+	tg, _, err := search.FineTune(qg, trainSet, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -347,9 +375,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	if epochs == 0 {
 		rep.PTQAccuracy = rep.Accuracy
 	} else if drop := rep.PTQAccuracy - rep.Accuracy; drop > train.AccuracyDropLimit(rep.PTQAccuracy, ev.Samples) {
-		if ckpt != "" {
-			os.Remove(ckpt) // it holds the diverged state
-		}
+		removeCheckpoint(cfg.Checkpoint) // it holds the diverged state
 		return nil, fmt.Errorf("fine-tuning lowered the test accuracy from %.2f%% (after calibration alone) to %.2f%%: the run diverged; lower --lr (now %g), or use --epochs 0; nothing was written",
 			100*rep.PTQAccuracy, 100*rep.Accuracy, q.LR)
 	}
@@ -361,7 +387,7 @@ func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *super
 	if _, err := m.Write(q.Out, path, export.WriteOptions{Format: q.Format, Pack: q.Pack, IRVersion: q.IR, ProducerVersion: version}); err != nil {
 		return nil, err
 	}
-	os.Remove(ckpt)
+	removeCheckpoint(cfg.Checkpoint)
 	lap("export")
 	return rep, nil
 }
@@ -385,10 +411,11 @@ func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testS
 			return
 		}
 	}
-	norm, err = q.data.normalization(g, stderr)
-	if err != nil {
-		err = usageError{err}
+	if err = checkBatch(q.Batch, trainSet); err != nil {
+		return
 	}
+	norm, err = q.data.normalization(g, io.Discard) // notes, after the checks, says it
+	q.normNote = norm.Mean == nil && norm.Std == nil
 	return
 }
 

@@ -55,21 +55,50 @@ type Kernel interface {
 // captures the value buffers and declares the scratch it needs.
 type Builder func(b *Build) (Kernel, error)
 
-var builders = map[string]Builder{}
-
-// Register makes op runnable. It panics on a duplicate (a programming error).
+// Register gives an op of ONNX's default domain, which the IR defines (package graph), its
+// kernel. It panics when the IR does not know the op or the op has a kernel already
+// (programming errors).
 func Register(op string, b Builder) {
-	if _, dup := builders[op]; dup {
+	d, ok := graph.LookupOp("", op)
+	if !ok {
+		panic("engine: kernel for an op the IR does not define: " + op)
+	}
+	if d.Kernel != nil {
 		panic("engine: op registered twice: " + op)
 	}
-	builders[op] = b
+	d.Kernel = b
+}
+
+// RegisterOp adds a new op kind with its kernel in one registration: the definition (shape
+// rule, cost, weights, state, fusion roles) goes to the IR's op table with b as its kernel.
+// Packages after the engine (the supernet's quantizers and mixed ops, the exporter's QONNX
+// op) define their ops this way.
+func RegisterOp(d *graph.OpDef, b Builder) {
+	d.Kernel = b
+	graph.Register(d)
+}
+
+// kernelOf returns the builder of node n's op, nil when the engine cannot run it.
+func kernelOf(n *graph.Node) Builder {
+	if d, ok := graph.LookupNode(n); ok {
+		if b, ok := d.Kernel.(Builder); ok {
+			return b
+		}
+	}
+	return nil
 }
 
 // Ops lists the ops the engine can run, sorted.
 func Ops() []string {
 	var names []string
-	for k := range builders {
-		names = append(names, k)
+	for _, op := range graph.Ops() {
+		domain, name, ok := strings.Cut(op, "::")
+		if !ok {
+			domain, name = "", op
+		}
+		if d, _ := graph.LookupOp(domain, name); d != nil && d.Kernel != nil {
+			names = append(names, op)
+		}
 	}
 	sort.Strings(names)
 	return names
@@ -82,6 +111,9 @@ type Build struct {
 	Node  *graph.Node
 	In    []*Value // nil for an absent optional input
 	Out   []*Value // nil for an absent optional output
+	// ReLU asks the kernel of an op with graph.OpDef.AbsorbsReLU to apply the ReLU that
+	// alone reads its output too: Out is then the ReLU's output.
+	ReLU bool
 
 	stepIndex int
 }
@@ -156,7 +188,7 @@ type Plan struct {
 	gradDst    map[gradKey]*GradDst
 	gradTemp   []float32
 	convBN     map[int]*convBN // by the Conv's step index (see linkConvBN)
-	shared     map[string]any  // state kernels share (Build.Shared)
+	shared     map[any]any     // state kernels share (Build.Shared)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
 	// Backward (gradient additions included).
 	Times OpTimes
@@ -164,9 +196,18 @@ type Plan struct {
 
 type step struct {
 	node     *graph.Node
+	relu     bool // the kernel also applies the ReLU that read the node's output (fuse)
 	kernel   Kernel
 	backward bool       // some input needs a gradient
 	flush    []*GradDst // gradients to add after Backward
+}
+
+// label names the step's op for timing tables ("BatchNormalization+Relu" when fused).
+func (s *step) label() string {
+	if s.relu {
+		return s.node.Op + "+Relu"
+	}
+	return s.node.Op
 }
 
 // Compile builds the plan of g (canonicalized, shapes inferred) for batch size n.
@@ -192,7 +233,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	// Classify constants by how ops use them.
 	kinds := map[string]Kind{}
 	for _, nd := range g.Nodes {
-		d, _ := graph.Lookup(nd.Op)
+		d, _ := graph.LookupNode(nd)
 		for i, in := range nd.Inputs {
 			c, ok := g.Consts[in]
 			if !ok || c.DType != graph.Float32 {
@@ -232,7 +273,8 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 			}
 		}
 	}
-	for _, nd := range fuse(g) {
+	for _, f := range fuse(g) {
+		nd := f.node
 		back := false
 		for _, in := range nd.Inputs {
 			back = back || needGrad[in]
@@ -251,7 +293,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 				needGrad[o] = true
 			}
 		}
-		p.steps = append(p.steps, step{node: nd, backward: back})
+		p.steps = append(p.steps, step{node: nd, relu: f.relu, backward: back})
 	}
 	if !opts.Inference {
 		p.linkConvBN()
@@ -261,11 +303,11 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	p.planGradients()
 	for i := range p.steps {
 		nd := p.steps[i].node
-		bld, ok := builders[nd.Op]
-		if !ok {
+		bld := kernelOf(nd)
+		if bld == nil {
 			return nil, &graph.NodeError{Node: nd.Name, Op: nd.Op, Msg: "the engine cannot run this op (it runs: " + strings.Join(Ops(), ", ") + ")"}
 		}
-		b := &Build{Plan: p, Graph: g, Node: nd, stepIndex: i}
+		b := &Build{Plan: p, Graph: g, Node: nd, ReLU: p.steps[i].relu, stepIndex: i}
 		for _, in := range nd.Inputs {
 			b.In = append(b.In, p.Values[in]) // nil for ""
 		}
@@ -348,7 +390,7 @@ func (p *Plan) Forward(train bool) {
 		if p.Times != nil {
 			t0 := time.Now()
 			s.kernel.Forward(train)
-			p.Times[s.node.Op+" forward"] += time.Since(t0)
+			p.Times[s.label()+" forward"] += time.Since(t0)
 			continue
 		}
 		s.kernel.Forward(train)
@@ -399,7 +441,7 @@ func (p *Plan) Backward() {
 			d.flush()
 		}
 		if p.Times != nil {
-			p.Times[s.node.Op+" backward"] += time.Since(t0)
+			p.Times[s.label()+" backward"] += time.Since(t0)
 		}
 	}
 }
@@ -453,33 +495,49 @@ func softmaxCE(rows, cols int, x []float32, labels []int32, grad []float32) floa
 	return total / float64(rows)
 }
 
-// fusedWithRelu names the fused op of each op that fuse merges with a following Relu.
-var fusedWithRelu = map[string]string{"BatchNormalization": fusedBNRelu, "Add": fusedAddRelu}
+// fused is a node as the engine runs it: with relu, the node's kernel also applies the ReLU
+// that alone read its output, and writes that ReLU's output.
+type fused struct {
+	node *graph.Node
+	relu bool
+}
 
-// fuse returns g's nodes with every BatchNormalization or Add whose output only a Relu
-// reads replaced by one fused node producing the Relu's output (one pass over the data
-// instead of two, and one buffer fewer). The graph itself is not changed.
-func fuse(g *graph.Graph) []*graph.Node {
+// fuse returns g's nodes with every node whose op absorbs a ReLU (graph.OpDef.AbsorbsReLU)
+// and whose output only a ReLU reads merged with that ReLU (one pass over the data instead
+// of two, and one buffer fewer). The graph itself is not changed.
+func fuse(g *graph.Graph) []fused {
 	consumers := g.Consumers()
 	skip := map[*graph.Node]bool{}
-	var out []*graph.Node
+	var out []fused
 	for _, n := range g.Nodes {
 		if skip[n] {
 			continue
 		}
-		fused := fusedWithRelu[n.Op]
-		if fused != "" && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
-			if cs := consumers[n.Outputs[0]]; len(cs) == 1 && cs[0].Op == "Relu" {
+		if d, ok := graph.LookupNode(n); ok && d.AbsorbsReLU && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
+			if cs := consumers[n.Outputs[0]]; len(cs) == 1 && isReLU(cs[0]) {
 				f := *n
-				f.Op, f.Outputs = fused, []string{cs[0].Outputs[0]}
+				f.Outputs = []string{cs[0].Outputs[0]}
 				skip[cs[0]] = true
-				out = append(out, &f)
+				out = append(out, fused{node: &f, relu: true})
 				continue
 			}
 		}
-		out = append(out, n)
+		out = append(out, fused{node: n})
 	}
 	return out
+}
+
+func isReLU(n *graph.Node) bool {
+	d, ok := graph.LookupNode(n)
+	return ok && d.ReLU
+}
+
+// momentRole returns node n's part in sharing per-channel batch moments.
+func momentRole(n *graph.Node) graph.MomentRole {
+	if d, ok := graph.LookupNode(n); ok {
+		return d.Moments
+	}
+	return graph.NoMoments
 }
 
 // DistillCrossEntropy is SoftmaxCrossEntropy with knowledge distillation from a teacher's

@@ -6,11 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 	"time"
 
 	"github.com/qnas/qnas/graph"
-	"github.com/qnas/qnas/internal/blas"
+	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/optim"
@@ -35,6 +34,9 @@ type Config struct {
 	// is cancelled ("" : no checkpoints). Resume continues from it.
 	Checkpoint string
 	Resume     bool
+	// Depends are the caller's settings a checkpoint must also match (the model, the
+	// architecture); they come first in its header.
+	Depends ckpt.Settings
 	// Context stops the run between two steps (SIGINT, SIGTERM); the state is saved first.
 	Context context.Context
 	// AfterStep, when set, is called after every optimizer step (tests use it to interrupt).
@@ -46,25 +48,18 @@ type Config struct {
 	Frozen []string
 	// Distill, when set, adds knowledge distillation from a teacher to the loss.
 	Distill *Distill
+	// From and Until, when set, make this run the epochs [From, Until) of a schedule of
+	// Epochs epochs (learning rate and data order as in the whole run): a run in parts,
+	// each with its own settings.
+	From, Until int
 }
 
-// fingerprint lists the settings a resumed run must share with the interrupted one.
-func (c Config) fingerprint() string {
-	aug := "none"
-	if c.Augment != nil {
-		aug = fmt.Sprintf("%+v", *c.Augment)
+// until is the epoch the run stops before.
+func (c Config) until() int {
+	if c.Until > 0 {
+		return c.Until
 	}
-	// The thread count and the BLAS change how sums are split, hence the bits of the result.
-	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s frozen-bn=%v frozen=%d distill=%s threads=%d blas=%s",
-		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug,
-		c.FrozenBN, len(c.Frozen), c.Distill, runtime.GOMAXPROCS(0), blas.Name())
-}
-
-// SavedBy reports whether the checkpoint at path was saved by a run with cfg's settings
-// (so Train with cfg and Resume continues it).
-func SavedBy(path string, cfg Config) bool {
-	c, err := loadCheckpoint(path)
-	return err == nil && c.Fingerprint == cfg.fingerprint()
+	return c.Epochs
 }
 
 // EpochStats summarizes one epoch.
@@ -83,6 +78,9 @@ type EpochStats struct {
 func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if cfg.Epochs < 1 || cfg.Batch < 1 {
 		return nil, fmt.Errorf("--epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	}
+	if cfg.From < 0 || cfg.From >= cfg.until() || cfg.until() > cfg.Epochs {
+		return nil, fmt.Errorf("epochs %d..%d are not a part of a %d-epoch run", cfg.From, cfg.until(), cfg.Epochs)
 	}
 	if err := CheckData(g, d); err != nil {
 		return nil, err
@@ -129,23 +127,26 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 	}
 	velocity := map[string][]float32{}
+	floats := int64(0)
 	for i, v := range opt.Velocity() {
 		velocity[params[i].Name] = v
+		floats += int64(len(v))
 	}
+	for _, v := range tensors {
+		floats += int64(len(v))
+	}
+	header := cfg.Header(d)
 	var stats []EpochStats
 	var lossSum float64
 	var correct, seen int
-	startEpoch, startStep := 0, 0
+	startEpoch, startStep := cfg.From, 0
 	if cfg.Resume {
 		if cfg.Checkpoint == "" {
 			return nil, fmt.Errorf("--resume needs a checkpoint file")
 		}
-		c, err := loadCheckpoint(cfg.Checkpoint)
+		c, err := loadCheckpoint(cfg.Checkpoint, header, floats)
 		if err != nil {
 			return nil, err
-		}
-		if c.Fingerprint != cfg.fingerprint() {
-			return nil, fmt.Errorf("%s was saved by a run with other settings (saved: %s; now: %s)", cfg.Checkpoint, c.Fingerprint, cfg.fingerprint())
 		}
 		if err := restore(tensors, c.Tensors, "tensor"); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Checkpoint, err)
@@ -160,8 +161,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		if cfg.Checkpoint == "" {
 			return nil
 		}
-		return saveCheckpoint(cfg.Checkpoint, &checkpoint{Version: checkpointVersion, Fingerprint: cfg.fingerprint(),
-			Epoch: e, Step: s, Stats: stats, LossSum: lossSum, Correct: correct, Seen: seen, Tensors: tensors, Velocity: velocity})
+		return saveCheckpoint(cfg.Checkpoint, header, &checkpoint{Epoch: e, Step: s, Stats: stats, LossSum: lossSum, Correct: correct, Seen: seen, Tensors: tensors, Velocity: velocity})
 	}
 	x := p.Value(g.Inputs[0]).Data
 	y := make([]int32, cfg.Batch)
@@ -169,8 +169,8 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	steps := ld.Len()
 	total := steps * cfg.Epochs
 	var guard Guard // restarts with a resumed run
-	for e := startEpoch; e < cfg.Epochs; e++ {
-		start := time.Now()
+	for e := startEpoch; e < cfg.until(); e++ {
+		start, seen0 := time.Now(), seen // a resumed epoch has seen0 samples from before
 		bar := progress.New(cfg.Log, fmt.Sprintf("epoch %d/%d", e+1, cfg.Epochs), steps)
 		s0 := 0
 		if e == startEpoch {
@@ -186,7 +186,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 				if err := save(e, s); err != nil {
 					return stats, err
 				}
-				bar.Done("interrupted")
+				bar.Stop(s, "interrupted")
 				return stats, &InterruptedError{Checkpoint: cfg.Checkpoint}
 			default:
 			}
@@ -217,7 +217,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 		st := EpochStats{Epoch: e + 1, Loss: lossSum / float64(max(seen, 1)), Accuracy: float64(correct) / float64(max(seen, 1)),
 			Seconds: time.Since(start).Seconds()}
-		bar.Done(fmt.Sprintf("loss %.4f acc %.2f%% %.0f img/s", st.Loss, 100*st.Accuracy, float64(seen)/st.Seconds))
+		bar.Done(fmt.Sprintf("loss %.4f acc %.2f%% %.0f img/s", st.Loss, 100*st.Accuracy, float64(seen-seen0)/st.Seconds))
 		stats = append(stats, st)
 		lossSum, correct, seen = 0, 0, 0
 		if err := save(e+1, 0); err != nil {
