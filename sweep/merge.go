@@ -15,6 +15,7 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/figure"
 	"github.com/qnas/qnas/internal/stats"
+	"github.com/qnas/qnas/onnxio"
 )
 
 // ResultFormat is the value of sweep.json's "format".
@@ -141,6 +142,9 @@ func Merge(dir string) (*Result, error) {
 			res.Budgets = append(res.Budgets, br)
 		}
 	}
+	if err := checkOutputs(plan.Dir(), res); err != nil {
+		return nil, err
+	}
 	if err := writeFigures(plan, res, done); err != nil {
 		return nil, err
 	}
@@ -198,6 +202,22 @@ func budgetResult(b float64, done []finished, f Frontier) BudgetResult {
 		br.FrontierAtBudget, br.MixedMinusFrontier, br.FrontierNote = &acc, &diff, note
 	}
 	return br
+}
+
+// checkOutputs applies qnas's output policy (onnxio.CheckOutputPath) to every file Merge
+// writes, before it writes any: a regular file or a new path, never a folder, device or
+// symbolic link that happens to have the name.
+func checkOutputs(dir string, res *Result) error {
+	names := []string{ResultFile, TableFile, IndexFile, ParetoName + ".svg", ParetoName + ".png"}
+	for _, br := range res.Budgets {
+		names = append(names, br.BitMap+".svg", br.BitMap+".png")
+	}
+	for _, n := range names {
+		if err := onnxio.CheckOutputPath(filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func bitMapStem(b float64) string { return "bits-" + formatFloat(b) }

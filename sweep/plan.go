@@ -26,7 +26,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/qnas/qnas/internal/ckpt"
+	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/onnxio"
+	"github.com/qnas/qnas/search"
 )
 
 // PlanFormat is the value of plan.json's "format".
@@ -104,6 +107,71 @@ func (p *Plan) ReportPath(pt Point) string { return filepath.Join(p.dir, pt.Name
 func (p *Plan) Finished(pt Point) bool {
 	fi, err := os.Stat(p.ReportPath(pt))
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// sameOrExtended reports whether s has the plan's flags and at least its points.
+func (p *Plan) sameOrExtended(s Spec) bool {
+	if !slices.Equal(p.OptimizeArgs, s.OptimizeArgs) || !slices.Equal(p.QuantizeArgs, s.QuantizeArgs) {
+		return false
+	}
+	want := map[string]bool{}
+	for _, pt := range s.points() {
+		want[pt.Name] = true
+	}
+	for _, pt := range p.Points {
+		if !want[pt.Name] {
+			return false
+		}
+	}
+	return true
+}
+
+// started reports whether some point has done work: its folder holds its report, its
+// model or a checkpoint.
+func (p *Plan) started() bool {
+	for _, pt := range p.Points {
+		model := filepath.Join(p.PointDir(pt), ModelFile)
+		for _, f := range []string{p.ReportPath(pt), model, model + ".ckpt", model + ".search.ckpt"} {
+			if _, err := os.Lstat(f); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Resume returns the checkpoint an interrupted run of the point left in its folder, from
+// which its next run continues (qnas --resume), and the thread count it was made with
+// (which the continued run must use: it changes the result's bits; 0 if not recorded),
+// or "" when the point starts afresh. A mixed point continues its fine-tuning
+// (ModelFile.ckpt) when its finished search's checkpoint (ModelFile.search.ckpt) is there
+// too, else its search; a uniform point continues its fine-tuning.
+func (p *Plan) Resume(pt Point) (checkpoint string, threads int) {
+	model := filepath.Join(p.PointDir(pt), ModelFile)
+	fineTune, searched := model+".ckpt", model+".search.ckpt"
+	kind := func(path string) (string, int) {
+		h, err := ckpt.ReadHeader(path)
+		if err != nil {
+			return "", 0
+		}
+		n, _ := strconv.Atoi(h.Value("threads"))
+		return h.Kind, n
+	}
+	ftKind, ftThreads := kind(fineTune)
+	if pt.Kind == Uniform {
+		if ftKind == train.CheckpointKind {
+			return fineTune, ftThreads
+		}
+		return "", 0
+	}
+	sKind, sThreads := kind(searched)
+	switch {
+	case sKind != search.SearchCheckpointKind:
+		return "", 0
+	case ftKind == train.CheckpointKind:
+		return fineTune, ftThreads
+	}
+	return searched, sThreads
 }
 
 // Point returns point k, or an error naming the range.
@@ -205,8 +273,10 @@ func (s Spec) check() error {
 // Open makes dir the folder of the sweep s and returns its plan. A new or empty folder gets
 // a plan.json; a folder with a plan of the same model (by content) and the same flags keeps
 // its points and numbering and gains the points s adds (more budgets, seeds or uniform
-// models). A folder holding another model's sweep, a sweep with other flags, or other files
-// is refused.
+// models). A plan of the same model none of whose points has started (no report, model or
+// checkpoint) is replaced by s when s has other flags or lacks some of its points, so that
+// a sweep refused for its flags or budgets can be started again corrected. A folder holding another model's sweep, a started sweep with
+// other flags, or other files is refused.
 func Open(dir string, s Spec) (*Plan, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -224,10 +294,15 @@ func Open(dir string, s Spec) (*Plan, error) {
 		return nil, err
 	}
 	p, err := Load(dir)
+	fresh := &Plan{Format: PlanFormat, Model: model, ModelSHA256: sum, OptimizeArgs: s.OptimizeArgs, QuantizeArgs: s.QuantizeArgs, Points: []Point{}, dir: dir}
 	switch {
 	case err == nil:
 		if p.ModelSHA256 != sum {
 			return nil, fmt.Errorf("%s holds the sweep of another model (%s); give another -o folder", dir, p.Model)
+		}
+		if !p.started() && !p.sameOrExtended(s) { // nothing to lose: the sweep is what s says
+			p = fresh
+			break
 		}
 		if !slices.Equal(p.OptimizeArgs, s.OptimizeArgs) || !slices.Equal(p.QuantizeArgs, s.QuantizeArgs) {
 			return nil, fmt.Errorf("%s holds a sweep of this model with other flags (optimize %s; quantize %s); repeat them to continue it, or give another -o folder",
@@ -237,7 +312,7 @@ func Open(dir string, s Spec) (*Plan, error) {
 		if entries, rerr := os.ReadDir(dir); rerr == nil && len(entries) > 0 {
 			return nil, fmt.Errorf("%s is not empty and holds no qnas sweep (no %s); give a new or empty -o folder", dir, PlanFile)
 		}
-		p = &Plan{Format: PlanFormat, Model: model, ModelSHA256: sum, OptimizeArgs: s.OptimizeArgs, QuantizeArgs: s.QuantizeArgs, Points: []Point{}, dir: dir}
+		p = fresh
 	default:
 		return nil, err
 	}

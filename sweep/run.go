@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/qnas/qnas/internal/progress"
 )
@@ -17,13 +18,21 @@ import (
 // RunFunc trains one point: it writes the point's model (ModelFile, with its arch and
 // encodings sidecars) and, last and atomically, its report into plan.PointDir(p), and
 // returns the report's path. It is `qnas optimize` for a mixed point and `qnas quantize`
-// for a uniform one, as plan.Command(p) spells them. When ctx ends it returns promptly,
-// leaving a checkpoint in the point's folder from which the next call continues.
-type RunFunc func(ctx context.Context, plan *Plan, p Point) (reportPath string, err error)
+// for a uniform one, as plan.Command(p) spells them (Exec runs them as child processes).
+// When ctx ends it returns promptly, leaving a checkpoint in the point's folder from which
+// the next call continues. lock is the point's lock, held while the call lasts: a RunFunc
+// that starts another process lets it inherit the file, so that the point stays locked as
+// long as that process lives, even when the caller dies first.
+type RunFunc func(ctx context.Context, plan *Plan, p Point, lock *os.File) (reportPath string, err error)
 
-// RunPoint runs point k of the plan unless it has finished; ran says whether it ran. A
-// report the run leaves elsewhere is moved to the point's folder; a run that returns
-// without a readable report is an error.
+// LockFile is the file in a point's folder whose lock (flock) says that a process runs it.
+const LockFile = ".lock"
+
+// RunPoint runs point k of the plan unless it has finished; ran says whether it ran. The
+// point runs in one process at a time: when another holds its lock, RunPoint waits for
+// it (or for ctx to end), then looks again whether the point has finished. A report the
+// run leaves elsewhere is moved to the point's folder; a run that returns without a
+// readable report is an error.
 func RunPoint(ctx context.Context, plan *Plan, k int, run RunFunc) (ran bool, err error) {
 	pt, err := plan.Point(k)
 	if err != nil {
@@ -35,7 +44,15 @@ func RunPoint(ctx context.Context, plan *Plan, k int, run RunFunc) (ran bool, er
 	if err := os.MkdirAll(plan.PointDir(pt), 0o755); err != nil {
 		return false, err
 	}
-	path, err := run(ctx, plan, pt)
+	lock, err := lockPoint(ctx, filepath.Join(plan.PointDir(pt), LockFile))
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", pt.Name, err)
+	}
+	defer lock.Close()
+	if plan.Finished(pt) { // by the process that held the lock
+		return false, nil
+	}
+	path, err := run(ctx, plan, pt, lock)
 	if err != nil {
 		return true, fmt.Errorf("%s: %w", pt.Name, err)
 	}
@@ -51,6 +68,32 @@ func RunPoint(ctx context.Context, plan *Plan, k int, run RunFunc) (ran bool, er
 	return true, nil
 }
 
+// lockPoint opens the lock file at path and locks it, polling while another process holds
+// it, until ctx ends. Closing the file (or the end of every process that shares it)
+// releases the lock.
+func lockPoint(ctx context.Context, path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		ok, err := tryLock(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if ok {
+			return f, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("another process runs this point (it holds %s): %w", path, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // RunOptions say how Run runs a sweep on one machine.
 type RunOptions struct {
 	Jobs     int       // points at once (at least 1); the RunFunc splits the threads
@@ -58,7 +101,9 @@ type RunOptions struct {
 }
 
 // Run runs every unfinished point of the plan, o.Jobs at a time, then merges. A point that
-// fails does not stop the others; Run returns an error naming every failed point after
+// fails does not stop the others, except a usage error (an ExitError of status 2: the
+// flags are wrong, and every point would fail alike), after which no point starts and Run
+// returns that error alone. Otherwise Run returns an error naming every failed point after
 // merging the rest (the merge error, when there is nothing to merge, comes last). When ctx
 // ends, no further point starts and the running ones are asked to stop.
 func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, error) {
@@ -71,11 +116,12 @@ func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, e
 	}
 	bar := progress.New(o.Progress, "sweep", len(todo))
 	var (
-		mu      sync.Mutex
-		done    int
-		running int
-		failed  []string
-		wg      sync.WaitGroup
+		mu       sync.Mutex
+		done     int
+		running  int
+		failed   []string
+		usageErr error
+		wg       sync.WaitGroup
 	)
 	status := func() string {
 		s := fmt.Sprintf("points, %d running", running)
@@ -87,13 +133,18 @@ func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, e
 		}
 		return s
 	}
+	stopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return usageErr != nil || ctx.Err() != nil
+	}
 	sem := make(chan struct{}, jobs)
 	for _, k := range todo {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 		}
-		if ctx.Err() != nil {
+		if stopped() {
 			break
 		}
 		mu.Lock()
@@ -109,6 +160,10 @@ func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, e
 			defer mu.Unlock()
 			running--
 			done++
+			var ee *ExitError
+			if errors.As(err, &ee) && ee.Usage() && usageErr == nil {
+				usageErr = err
+			}
 			if err != nil {
 				failed = append(failed, err.Error())
 			}
@@ -117,6 +172,9 @@ func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, e
 	}
 	wg.Wait()
 	bar.Done(status())
+	if usageErr != nil {
+		return nil, usageErr
+	}
 	res, mergeErr := Merge(plan.Dir())
 	var msgs []string
 	if len(failed) > 0 {

@@ -150,6 +150,20 @@ func TestOpenKeepsPointsAndRefusesOtherSweeps(t *testing.T) {
 	}
 	other = s
 	other.OptimizeArgs = []string{"--data", "embedded", "--search-epochs", "3"}
+	other.Budgets = []float64{0.5}
+	// Nothing has started: the plan becomes what the new flags and budgets say.
+	rp, err := Open(t.TempDir(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(rp.PointDir(rp.Points[0]), 0o755)
+	os.WriteFile(filepath.Join(rp.PointDir(rp.Points[0]), LogFile), []byte("qnas: --lr -1: ...\n"), 0o644)
+	if rp, err = Open(rp.Dir(), other); err != nil || strings.Join(names(rp), " ") != "mixed-b0.5-s1 uniform-w3a3-s1 uniform-w4a4-s1 mixed-b0.5-s2 uniform-w3a3-s2 uniform-w4a4-s2" || rp.OptimizeArgs[3] != "3" {
+		t.Errorf("an unstarted sweep with other flags: %v %v", err, names(rp))
+	}
+	// Once a point has started (its checkpoint is there), other flags are refused.
+	os.MkdirAll(p2.PointDir(p2.Points[3]), 0o755)
+	os.WriteFile(filepath.Join(p2.PointDir(p2.Points[3]), ModelFile+".ckpt"), []byte("state"), 0o644)
 	if _, err := Open(dir, other); err == nil || !strings.Contains(err.Error(), "other flags") {
 		t.Errorf("other flags: %v", err)
 	}
@@ -363,6 +377,64 @@ func TestMergeRefusals(t *testing.T) {
 	if err != nil || res.Finished != 1 || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], p.Points[1].Name) {
 		t.Errorf("malformed report: %v %+v", err, res)
 	}
+	// An output name taken by a folder is refused before anything is written.
+	index := filepath.Join(p.Dir(), IndexFile)
+	os.Remove(index)
+	os.Mkdir(index, 0o755)
+	before := must(os.ReadFile(filepath.Join(p.Dir(), ResultFile)))
+	os.WriteFile(p.ReportPath(p.Points[1]), must(os.ReadFile(p.ReportPath(p.Points[0]))), 0o644)
+	if _, err := Merge(p.Dir()); err == nil || !strings.Contains(err.Error(), index) {
+		t.Errorf("index.html a folder: %v", err)
+	}
+	if after := must(os.ReadFile(filepath.Join(p.Dir(), ResultFile))); !bytes.Equal(before, after) {
+		t.Error("a refused merge rewrote sweep.json")
+	}
+}
+
+// A point runs in one process at a time: RunPoint waits while another holds the point's
+// lock, and skips the point when that one finished it.
+func TestRunPointWaitsForTheLockHolder(t *testing.T) {
+	p, err := Open(filepath.Join(t.TempDir(), "sw"), testSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := p.Points[1]
+	os.MkdirAll(p.PointDir(pt), 0o755)
+	held, err := lockPoint(context.Background(), filepath.Join(p.PointDir(pt), LockFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &copyRun{t: t}
+	type result struct {
+		ran bool
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		ran, err := RunPoint(context.Background(), p, pt.Index, c.run)
+		got <- result{ran, err}
+	}()
+	select {
+	case r := <-got:
+		t.Fatalf("RunPoint did not wait for the lock: %+v", r)
+	case <-time.After(500 * time.Millisecond):
+	}
+	writePoint(t, p, pt, 0.25, 0.9) // the holder finishes the point
+	held.Close()
+	if r := <-got; r.ran || r.err != nil || c.calls.Load() != 0 {
+		t.Errorf("after the holder finished: ran %v, err %v, %d runs", r.ran, r.err, c.calls.Load())
+	}
+	// A caller that gives up while waiting gets an error naming the lock.
+	os.MkdirAll(p.PointDir(p.Points[2]), 0o755)
+	if held, err = lockPoint(context.Background(), filepath.Join(p.PointDir(p.Points[2]), LockFile)); err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := RunPoint(ctx, p, 2, c.run); err == nil || !strings.Contains(err.Error(), "another process runs this point") {
+		t.Errorf("cancelled wait: %v", err)
+	}
 }
 
 // copyRun is a RunFunc for the runner's tests: it finishes a point from the sample report
@@ -395,7 +467,7 @@ func (c *copyRun) open(n, jobs, total int) {
 	}
 }
 
-func (c *copyRun) run(ctx context.Context, plan *Plan, p Point) (string, error) {
+func (c *copyRun) run(ctx context.Context, plan *Plan, p Point, _ *os.File) (string, error) {
 	c.calls.Add(1)
 	c.mu.Lock()
 	c.active++
@@ -452,7 +524,7 @@ func TestRunRunsJobsAtOnceSkipsFinishedAndKeepsGoing(t *testing.T) {
 	}
 	// A run that claims success without a report is an error.
 	p3, _ := Open(filepath.Join(t.TempDir(), "sw"), testSpec())
-	_, err = RunPoint(context.Background(), p3, 2, func(context.Context, *Plan, Point) (string, error) { return "elsewhere.json", nil })
+	_, err = RunPoint(context.Background(), p3, 2, func(context.Context, *Plan, Point, *os.File) (string, error) { return "elsewhere.json", nil })
 	if err == nil || !strings.Contains(err.Error(), p3.Points[2].Name) {
 		t.Errorf("no report: %v", err)
 	}
