@@ -8,11 +8,6 @@
 # emitted submit.sh, waits for both, and checks the job states, sweep.json, sweep.csv, the
 # plots and index.html. On exit it stops the daemons it started (by their pid files) and
 # only those. Prints the wall time. Keeps its folder with KEEP=1.
-#
-# QNAS is the program that provides `sweep`. Until `qnas sweep` exists it is
-# scripts/sweep-standin: the same sweep package, with each point run as a child
-# `qnas optimize` / `qnas quantize` (real training). Set QNAS to the real qnas to test it,
-# after replacing --uniform 4:4 by --baselines below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -33,8 +28,6 @@ work=$(mktemp -d /tmp/qnas-slurm.XXXXXX)
 chmod 700 "$work"
 mkdir -p "$work/bin" "$work/munge" "$work/spool" "$work/state"
 go build -o "$work/bin/qnas" ./cmd/qnas
-go build -o "$work/bin/sweep-standin" ./scripts/sweep-standin
-QNAS=${QNAS:-$work/bin/sweep-standin}
 
 stop_daemons() {
   local status=$?
@@ -110,7 +103,7 @@ up=$(date +%s)
 
 # The sweep: emitted, submitted with its own submit.sh, waited for.
 sw=$work/sweep
-"$QNAS" sweep "$PWD/testdata/models/resnet8_bn.onnx" --budgets 0.125,0.25 --uniform 4:4 \
+"$work/bin/qnas" sweep "$PWD/testdata/models/resnet8_bn.onnx" --budgets 0.125,0.25 --uniform 4:4 \
   --data embedded --mean 0.2860 --std 0.3530 --limit-train 1500 --search-epochs 1 --ft-epochs 0 \
   -o "$sw" --emit slurm --slurm-cpus 1 --slurm-mem 900M --slurm-time 00:20:00
 sub=$("$sw/submit.sh")
