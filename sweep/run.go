@@ -105,7 +105,8 @@ type RunOptions struct {
 // flags are wrong, and every point would fail alike), after which no point starts and Run
 // returns that error alone. Otherwise Run returns an error naming every failed point after
 // merging the rest (the merge error, when there is nothing to merge, comes last). When ctx
-// ends, no further point starts and the running ones are asked to stop.
+// ends, no further point starts and the running ones are asked to stop (they keep their
+// checkpoints); Run merges what finished and returns an error that wraps ctx.Err().
 func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, error) {
 	jobs := max(o.Jobs, 1)
 	var todo []int
@@ -116,12 +117,13 @@ func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, e
 	}
 	bar := progress.New(o.Progress, "sweep", len(todo))
 	var (
-		mu       sync.Mutex
-		done     int
-		running  int
-		failed   []string
-		usageErr error
-		wg       sync.WaitGroup
+		mu          sync.Mutex
+		done        int // points that ended, finished or not
+		running     int
+		interrupted int // points stopped by ctx
+		failed      []string
+		usageErr    error
+		wg          sync.WaitGroup
 	)
 	status := func() string {
 		s := fmt.Sprintf("points, %d running", running)
@@ -161,17 +163,28 @@ func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, e
 			running--
 			done++
 			var ee *ExitError
-			if errors.As(err, &ee) && ee.Usage() && usageErr == nil {
-				usageErr = err
-			}
-			if err != nil {
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				interrupted++
+				return // Stop reports the end
+			case errors.As(err, &ee) && ee.Usage():
+				if usageErr == nil {
+					usageErr = err
+				}
+				failed = append(failed, err.Error())
+			default:
 				failed = append(failed, err.Error())
 			}
 			bar.Update(done, status())
 		}(k)
 	}
 	wg.Wait()
-	bar.Done(status())
+	if ctx.Err() != nil || usageErr != nil {
+		bar.Stop(done, "stopped: "+status())
+	} else {
+		bar.Done(status())
+	}
 	if usageErr != nil {
 		return nil, usageErr
 	}
@@ -181,14 +194,31 @@ func Run(ctx context.Context, plan *Plan, run RunFunc, o RunOptions) (*Result, e
 		sort.Strings(failed)
 		msgs = append(msgs, fmt.Sprintf("%d of %d points failed: %s", len(failed), len(todo), strings.Join(failed, "; ")))
 	}
+	if ctx.Err() != nil { // kept as the cause, for errors.Is
+		finished := 0
+		if res != nil {
+			finished = res.Finished
+		}
+		msg := fmt.Sprintf("sweep interrupted: %d of %d points finished", finished, len(plan.Points))
+		if interrupted > 0 {
+			msg += fmt.Sprintf(", %d stopped (each continues from its checkpoint)", interrupted)
+		}
+		return res, &interruptedError{msg: strings.Join(append([]string{msg}, msgs...), "; "), cause: ctx.Err()}
+	}
 	if mergeErr != nil {
 		msgs = append(msgs, mergeErr.Error())
-	}
-	if ctx.Err() != nil { // kept as the cause, for errors.Is
-		return res, fmt.Errorf("sweep interrupted%s: %w", strings.Join(append([]string{""}, msgs...), "; "), ctx.Err())
 	}
 	if len(msgs) > 0 {
 		return res, errors.New(strings.Join(msgs, "; "))
 	}
 	return res, nil
 }
+
+// interruptedError says what an interrupted sweep left; it wraps the context's error.
+type interruptedError struct {
+	msg   string
+	cause error
+}
+
+func (e *interruptedError) Error() string { return e.msg }
+func (e *interruptedError) Unwrap() error { return e.cause }
