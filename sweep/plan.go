@@ -345,6 +345,9 @@ func Load(dir string) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("%s is a file, not a sweep folder", dir)
+	}
 	path := filepath.Join(dir, PlanFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {

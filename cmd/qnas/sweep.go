@@ -206,7 +206,7 @@ func runSweep(cmd *cobra.Command, args []string, o sweepOptions) error {
 			fmt.Fprintln(stdout, "wrote", f)
 		}
 		if err == nil {
-			fmt.Fprintf(stdout, "%d points; submit with %s\n", len(plan.Points), filepath.Join(plan.Dir(), sweep.SlurmSubmitFile))
+			fmt.Fprintf(stdout, "%d point%s; submit with %s\n", len(plan.Points), plural(len(plan.Points)), filepath.Join(plan.Dir(), sweep.SlurmSubmitFile))
 		}
 		return err
 	default:
