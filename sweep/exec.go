@@ -20,9 +20,9 @@ const LogFile = "qnas.log"
 // quantize` with the point's command line (Plan.Command), --threads, and --resume when
 // the point's folder holds a checkpoint of an interrupted run (Plan.Resume). A child
 // process is its point's isolation: it shares no memory with the sweep or the other
-// points, and when the sweep dies, however, the child is sent SIGTERM (on Linux), on which
-// it saves its checkpoint and exits, so a killed sweep leaves whole points and
-// checkpoints, never half a point.
+// points. However the sweep dies, its children are sent SIGTERM (on Linux), on which they
+// save their checkpoints and exit, so a killed sweep leaves whole points and checkpoints,
+// never half a point.
 type Exec struct {
 	Qnas    string    // the qnas binary
 	Threads int       // --threads of a point (at least 1); a resumed point takes its checkpoint's
