@@ -335,26 +335,19 @@ func UniformBaselines(space *supernet.Space, cm supernet.CostModel, b supernet.B
 		}
 		out = append(out, Baseline{WBits: c.w, ABits: c.a, CostRatio: c.cost / b.Reference, Why: why})
 	}
-	var sameBelow, anyBelow, sameAbove *cand
-	for i := range all {
-		c := &all[i]
-		if c.cost <= b.Cost {
-			anyBelow = c
-			if c.w == c.a {
-				sameBelow = c
-			}
-		} else if c.w == c.a && sameAbove == nil {
-			sameAbove = c
+	costs, same := make([]float64, len(all)), make([]bool, len(all))
+	for i, c := range all {
+		costs[i], same[i] = c.cost, c.w == c.a
+	}
+	sameBelow, anyBelow, sameAbove := supernet.Bracket(costs, same, b.Cost)
+	for _, p := range []struct {
+		i   int
+		why string
+	}{{sameBelow, "the dearest uniform w=a model within the budget"}, {anyBelow, "the dearest uniform model within the budget"},
+		{sameAbove, "the cheapest uniform w=a model above the budget"}} {
+		if p.i >= 0 {
+			add(all[p.i], p.why)
 		}
-	}
-	if sameBelow != nil {
-		add(*sameBelow, "the dearest uniform w=a model within the budget")
-	}
-	if anyBelow != nil {
-		add(*anyBelow, "the dearest uniform model within the budget")
-	}
-	if sameAbove != nil {
-		add(*sameAbove, "the cheapest uniform w=a model above the budget")
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package sweep
 import (
 	"fmt"
 	"sort"
+
+	"github.com/qnas/qnas/supernet"
 )
 
 // Vertex is a uniform model on the frontier: its bits and its cost ratio and accuracy
@@ -104,25 +106,16 @@ type UniformCost struct {
 func ChooseUniform(cands []UniformCost, budgets []float64) []Bits {
 	c := append([]UniformCost(nil), cands...)
 	sort.SliceStable(c, func(i, j int) bool { return c[i].CostRatio < c[j].CostRatio })
+	costs, same := make([]float64, len(c)), make([]bool, len(c))
+	for i, u := range c {
+		costs[i], same[i] = u.CostRatio, u.WBits == u.ABits
+	}
 	picked := map[Bits]bool{}
 	for _, b := range budgets {
-		var sameBelow, anyBelow, sameAbove *UniformCost
-		for i := range c {
-			u := &c[i]
-			same := u.WBits == u.ABits
-			switch {
-			case u.CostRatio <= b:
-				anyBelow = u
-				if same {
-					sameBelow = u
-				}
-			case same && sameAbove == nil:
-				sameAbove = u
-			}
-		}
-		for _, u := range []*UniformCost{sameBelow, anyBelow, sameAbove} {
-			if u != nil {
-				picked[u.Bits] = true
+		sameBelow, anyBelow, sameAbove := supernet.Bracket(costs, same, b)
+		for _, i := range []int{sameBelow, anyBelow, sameAbove} {
+			if i >= 0 {
+				picked[c[i].Bits] = true
 			}
 		}
 	}
