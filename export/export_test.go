@@ -149,7 +149,6 @@ func maxDiff(a, b []float32) float64 {
 // 1e-4, every layer has the MACs and parameters the architecture promised (inspect --arch),
 // and the layers reading the concatenations read fewer channels.
 func TestPrunedConcatExportIsMaskedModel(t *testing.T) {
-	ortrun.RequireORT(t)
 	trainSet, err := data.Embedded(data.Train)
 	if err != nil {
 		t.Fatal(err)
@@ -236,16 +235,19 @@ func TestPrunedConcatExportIsMaskedModel(t *testing.T) {
 		if d > 1e-4*max(1, scale) {
 			t.Errorf("%s: the export's logits differ from the masked model's by %.3g", model, d)
 		}
-		x, shape := seededInputs(masked, n)
-		for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
-			out, err := ortrun.Run(path, map[string]ortrun.Tensor{g.Inputs[0]: {Shape: shape, Data: x}}, g.Outputs, ortrun.Options{GraphOptimization: level, Threads: 2})
-			if err != nil {
-				t.Fatalf("%s at %s: %v", model, level, err)
+		t.Run(model+"/ONNX Runtime", func(t *testing.T) {
+			ortrun.RequireORT(t)
+			x, shape := seededInputs(masked, n)
+			for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
+				out, err := ortrun.Run(path, map[string]ortrun.Tensor{g.Inputs[0]: {Shape: shape, Data: x}}, g.Outputs, ortrun.Options{GraphOptimization: level, Threads: 2})
+				if err != nil {
+					t.Fatalf("%s at %s: %v", model, level, err)
+				}
+				if d := maxDiff(out[g.Outputs[0]].Data, want); d > 1e-4*max(1, scale) {
+					t.Errorf("%s: ONNX Runtime at %s: the export's logits differ from the masked model's by %.3g", model, level, d)
+				}
 			}
-			if d := maxDiff(out[g.Outputs[0]].Data, want); d > 1e-4*max(1, scale) {
-				t.Errorf("%s: ONNX Runtime at %s: the export's logits differ from the masked model's by %.3g", model, level, d)
-			}
-		}
+		})
 	}
 }
 
@@ -509,15 +511,18 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 			if agree < 0.999 {
 				t.Errorf("the exported model agrees with the trained one on %.2f%% of the images", 100*agree)
 			}
-			path := filepath.Join(t.TempDir(), "m.onnx")
-			if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
-				if agree, _, _ := agreement(want, ortPredict(t, path, test, level), test.Labels); agree < 0.999 {
-					t.Errorf("ONNX Runtime at %s agrees with qnas on %.2f%% of the images", level, 100*agree)
+			t.Run("ONNX Runtime", func(t *testing.T) {
+				ortrun.RequireORT(t)
+				path := filepath.Join(t.TempDir(), "m.onnx")
+				if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
+					t.Fatal(err)
 				}
-			}
+				for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
+					if agree, _, _ := agreement(want, ortPredict(t, path, test, level), test.Labels); agree < 0.999 {
+						t.Errorf("ONNX Runtime at %s agrees with qnas on %.2f%% of the images", level, 100*agree)
+					}
+				}
+			})
 		})
 	}
 }
