@@ -307,37 +307,20 @@ func withWeights(g *graph.Graph, w map[string][]float32) *graph.Graph {
 // budget's nominal comparison, such as w4a4 for 0.25, whose network input at 8 bits puts
 // it just above). The bits come from opts.
 func UniformBaselines(space *supernet.Space, cm supernet.CostModel, b supernet.Budget, opts supernet.SearchOptions) []Baseline {
-	type cand struct {
-		w, a int
-		cost float64
-	}
-	var all []cand
-	for _, w := range opts.WBits {
-		for _, a := range opts.ABits {
-			r, err := space.Resolve(&supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{w}, ABits: a}})
-			if err != nil {
-				continue
-			}
-			c, err := cm.Cost(r)
-			if err != nil {
-				continue
-			}
-			all = append(all, cand{w, a, c})
-		}
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].cost < all[j].cost })
+	all := supernet.UniformCosts(space, cm, opts.WBits, opts.ABits)
+	sort.Slice(all, func(i, j int) bool { return all[i].Cost < all[j].Cost })
 	var out []Baseline
-	add := func(c cand, why string) {
+	add := func(c supernet.UniformCost, why string) {
 		for _, x := range out {
-			if x.WBits == c.w && x.ABits == c.a {
+			if x.WBits == c.WBits && x.ABits == c.ABits {
 				return
 			}
 		}
-		out = append(out, Baseline{WBits: c.w, ABits: c.a, CostRatio: c.cost / b.Reference, Why: why})
+		out = append(out, Baseline{WBits: c.WBits, ABits: c.ABits, CostRatio: c.Cost / b.Reference, Why: why})
 	}
 	costs, same := make([]float64, len(all)), make([]bool, len(all))
 	for i, c := range all {
-		costs[i], same[i] = c.cost, c.w == c.a
+		costs[i], same[i] = c.Cost, c.WBits == c.ABits
 	}
 	sameBelow, anyBelow, sameAbove := supernet.Bracket(costs, same, b.Cost)
 	for _, p := range []struct {
