@@ -64,6 +64,11 @@ func TestCompareWithFrontier(t *testing.T) {
 		bl(2, 2, 2, 0.0632, 0.870), bl(2, 3, 2, 0.0948, 0.930), bl(2, 3, 3, 0.1415, 0.931),
 		bl(3, 2, 2, 0.0632, 0.5), // another run's seed: not part of this comparison
 	}
+	// A baseline whose fine-tuning diverged has no accuracy: were it a vertex, it would
+	// lift seed 1's frontier at 0.125.
+	diverged := bl(1, 4, 2, 0.1, 0.99)
+	diverged.Diverged = "epoch 1 step 9: the training loss became NaN: the run diverged at learning rate 0.01"
+	baselines = append(baselines, diverged)
 	show := func(p *float64) string {
 		if p == nil {
 			return "none"

@@ -12,6 +12,7 @@ import (
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/field"
 	"github.com/qnas/qnas/internal/stats"
+	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 )
@@ -40,6 +41,9 @@ type Baseline struct {
 	Accuracy  float64 `json:"accuracy"`
 	Seed      uint64  `json:"seed"`
 	Why       string  `json:"why"`
+	// Diverged says why the baseline's fine-tuning was stopped (the divergence guard);
+	// such a baseline has no accuracy and is left out of the summary and the frontier.
+	Diverged string `json:"diverged,omitempty"`
 }
 
 // SeedResult is the searched model of one seed. With baselines, FrontierAtBudget is the
@@ -222,11 +226,19 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 				return nil, err
 			}
 			o.note("seed %d: baseline w%da%d (%s)", seed, bl.WBits, bl.ABits, bl.Why)
+			bl.Seed = seed
 			brep, err := s.fineTune(ctx, br, opts.FineTuneEpochs, "", seed)
+			if why := train.DivergedSummary(err); why != "" {
+				// A comparison that diverged is a finding, not a reason to lose the run.
+				bl.Diverged = why
+				o.note("seed %d: baseline w%da%d diverged (%s); left out of the comparison", seed, bl.WBits, bl.ABits, why)
+				rep.Baselines = append(rep.Baselines, bl)
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
-			bl.Accuracy, bl.Seed = brep.Accuracy, seed
+			bl.Accuracy = brep.Accuracy
 			rep.Baselines = append(rep.Baselines, bl)
 			key := fmt.Sprintf("w%da%d", bl.WBits, bl.ABits)
 			if _, ok := baseAcc[key]; !ok {
@@ -263,7 +275,7 @@ func compareWithFrontier(budget float64, seeds []SeedResult, baselines []Baselin
 		sr := &seeds[i]
 		var measured []supernet.Vertex
 		for _, bl := range baselines {
-			if bl.Seed == sr.Seed {
+			if bl.Seed == sr.Seed && bl.Diverged == "" {
 				measured = append(measured, supernet.Vertex{WBits: bl.WBits, ABits: bl.ABits, CostRatio: bl.CostRatio, Accuracy: bl.Accuracy})
 			}
 		}
