@@ -94,7 +94,9 @@ type Output struct {
 	Format    string // export.FormatQDQ or export.FormatQONNX
 	Pack      bool   // weights of layers at ≤ 4 bits as INT4 (QDQ, opset 21, IR 10)
 	IRVersion int64  // ONNX IR version, 8 to 11
-	Report    string // also write the report as JSON to this file ("": none)
+	// Report: also write the report as JSON to this file, and the bit map of the model
+	// as a PNG image to BitMapPath(Report) ("": neither).
+	Report string
 	// Producer is the producer_version written into models ("" : "dev").
 	Producer string
 }
@@ -143,7 +145,9 @@ type OptimizeOptions struct {
 	// FineTuneFrom is "search" (the supernet's weights, trained during the search) or
 	// "float" (the input model's).
 	FineTuneFrom string
-	// Baselines also fine-tunes uniform models of the nearest costs (OptimizeReport.Baselines).
+	// Baselines also fine-tunes uniform models of the nearest costs (OptimizeReport.Baselines)
+	// and compares each seed with their frontier at the budget (SeedResult.FrontierAtBudget,
+	// SeedSummary.MixedMinusFrontier).
 	Baselines bool
 	// Seeds repeats the whole run for seeds Training.Seed, +1, …; the model written is the
 	// first seed's, the report gives mean ± std.
