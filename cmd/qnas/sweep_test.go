@@ -27,7 +27,8 @@ func sweepArgs(model, dir string, extra ...string) []string {
 
 // pointFiles are the files a point's folder may hold.
 var pointFiles = map[string]bool{sweep.LockFile: true, sweep.LogFile: true, sweep.ReportFile: true, "model.onnx": true,
-	"model.arch.json": true, "model.encodings.json": true, "model.onnx.ckpt": true, "model.onnx.search.ckpt": true}
+	"model.arch.json": true, "model.encodings.json": true, "model.onnx.ckpt": true, "model.onnx.search.ckpt": true,
+	"report.bits.png": true} // --report draws the bit map beside the report
 
 // waitForPoints waits until no process holds a point's lock (the children of a killed
 // sweep finish saving their checkpoints), then checks that the sweep left only whole
