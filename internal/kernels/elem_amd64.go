@@ -15,6 +15,12 @@ func sumSq16(x *float32, n int, k float32, acc *float32)
 func reluGrad16(x, dy, dx *float32, n int)
 
 //go:noescape
+func clip16(x, y *float32, n int, lo, hi float32)
+
+//go:noescape
+func clipGrad16(x, dy, dx *float32, n int, lo, hi float32)
+
+//go:noescape
 func copyRows16(src, dst *float32, rows, w, sp, dp int)
 
 //go:noescape

@@ -84,6 +84,50 @@ rg:
 	VZEROUPPER
 	RET
 
+// func clip16(x, y *float32, n int, lo, hi float32)
+// y = min(max(x, lo), hi); NaN stays NaN.
+TEXT ·clip16(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS lo+24(FP), Z30
+	VBROADCASTSS hi+28(FP), Z31
+	SHRQ $4, CX
+clip:
+	VMAXPS (SI), Z30, Z0
+	VMINPS Z0, Z31, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ clip
+	VZEROUPPER
+	RET
+
+// func clipGrad16(x, dy, dx *float32, n int, lo, hi float32)
+// dx = 0 where x ≤ lo or x ≥ hi, else dy (NaN passes dy, as in PyTorch).
+TEXT ·clipGrad16(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), DI
+	MOVQ dx+16(FP), R8
+	MOVQ n+24(FP), CX
+	VBROADCASTSS lo+32(FP), Z30
+	VBROADCASTSS hi+36(FP), Z31
+	SHRQ $4, CX
+cg:
+	VMOVUPS (SI), Z0
+	VCMPPS $0x16, Z30, Z0, K1
+	VCMPPS $0x19, Z31, Z0, K1, K2
+	VMOVUPS.Z (DI), K2, Z1
+	VMOVUPS Z1, (R8)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	ADDQ $64, R8
+	DECQ CX
+	JNZ cg
+	VZEROUPPER
+	RET
+
 // func copyRows16(src, dst *float32, rows, w, sp, dp int)
 // Copies rows rows of w floats (w ≥ 1) from src (pitch sp floats) to dst
 // (pitch dp floats), 16 at a time and the last w mod 16 under a mask.

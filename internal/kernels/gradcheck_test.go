@@ -20,8 +20,8 @@ type gradCase struct {
 }
 
 // Shapes of the convolution cases: odd sizes, strides, asymmetric pads,
-// dilations, groups, depthwise with multipliers, 1×1, and windows that
-// reach whole rows of padding.
+// dilations, groups, depthwise with multipliers and without, 1×1, and
+// windows that reach whole rows of padding.
 var convCases = []ConvShape{
 	{N: 2, C: 3, H: 7, W: 6, OC: 4, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 3, C: 2, H: 9, W: 8, OC: 5, KH: 3, KW: 2, SH: 2, SW: 3, PT: 2, PB: 1, PR: 1},
@@ -36,6 +36,12 @@ var convCases = []ConvShape{
 	{N: 2, C: 3, H: 5, W: 5, OC: 4, KH: 1, KW: 1, SH: 2, SW: 2},
 	{N: 1, C: 2, H: 2, W: 3, OC: 2, KH: 3, KW: 4, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 2, C: 1, H: 3, W: 3, OC: 2, KH: 2, KW: 2, PT: 3, PR: 3},
+	// depthwise on the direct path where the CPU has it: 5×5, 3×3 and 5×5
+	// at stride 2, 7×7
+	{N: 2, C: 2, H: 5, W: 6, OC: 2, KH: 5, KW: 5, Groups: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+	{N: 2, C: 2, H: 7, W: 6, OC: 2, KH: 3, KW: 3, Groups: 2, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 3, C: 2, H: 6, W: 9, OC: 2, KH: 5, KW: 5, Groups: 2, SH: 2, SW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+	{N: 1, C: 2, H: 4, W: 5, OC: 2, KH: 7, KW: 7, Groups: 2, PT: 3, PL: 3, PB: 3, PR: 3},
 }
 
 var poolCases = []PoolShape{

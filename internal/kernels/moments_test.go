@@ -17,6 +17,8 @@ func TestConvMomentsFeedBatchNorm(t *testing.T) {
 		{N: 3, C: 4, H: 6, W: 6, OC: 8, KH: 1, KW: 1, SH: 2, SW: 2},                              // direct, pointwise
 		{N: 3, C: 4, H: 7, W: 6, OC: 5, KH: 3, KW: 2, SW: 2, PT: 1, PB: 1},                       // im2col
 		{N: 3, C: 4, H: 6, W: 5, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},     // depthwise
+		{N: 3, C: 3, H: 9, W: 7, OC: 3, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 3, PT: 2, PL: 2, PB: 2, PR: 2},
+		{N: 3, C: 4, H: 6, W: 5, OC: 8, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1}, // depthwise, portable
 	}
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, s := range shapes {
@@ -56,8 +58,8 @@ func TestConvMomentsFeedBatchNorm(t *testing.T) {
 
 // TestConvBackwardBN checks that a convolution's backward pass reading the
 // gradient of the BatchNorm it feeds plane by plane (Conv2DBackwardBN)
-// gives what the stored gradient gives, on both direct paths, with and
-// without a fused ReLU.
+// gives what the stored gradient gives, on the direct paths (depthwise
+// included), with and without a fused ReLU.
 func TestConvBackwardBN(t *testing.T) {
 	if !haveConv3x3 {
 		t.Skip("no direct convolution path in this build or on this CPU")
@@ -67,6 +69,9 @@ func TestConvBackwardBN(t *testing.T) {
 		{N: 4, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 3, C: 5, H: 9, W: 7, OC: 6, KH: 1, KW: 1, SH: 2, SW: 2},
 		{N: 3, C: 5, H: 4, W: 6, OC: 7, KH: 1, KW: 1},
+		{N: 3, C: 4, H: 9, W: 8, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 4, C: 3, H: 10, W: 7, OC: 3, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, C: 3, H: 7, W: 9, OC: 3, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 3, PT: 2, PL: 2, PB: 2, PR: 2},
 	}
 	r := rand.New(rand.NewPCG(8, 8))
 	for _, s := range shapes {
