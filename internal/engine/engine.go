@@ -9,6 +9,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -456,8 +457,13 @@ func softmaxCE(rows, cols int, x []float32, labels []int32, grad []float32) floa
 // fusedWithRelu names the fused op of each op that fuse merges with a following Relu.
 var fusedWithRelu = map[string]string{"BatchNormalization": fusedBNRelu, "Add": fusedAddRelu}
 
+// reluMaxAttr is the attribute fuse gives a fused BatchNormalization+Relu made of a Clip
+// to [0, max] (ReLU6): the max.
+const reluMaxAttr = "qnas_relu_max"
+
 // fuse returns g's nodes with every BatchNormalization or Add whose output only a Relu
-// reads replaced by one fused node producing the Relu's output (one pass over the data
+// reads (for BatchNormalization, also a Clip to [0, max] with max > 0, such as ReLU6)
+// replaced by one fused node producing the activation's output (one pass over the data
 // instead of two, and one buffer fewer). The graph itself is not changed.
 func fuse(g *graph.Graph) []*graph.Node {
 	consumers := g.Consumers()
@@ -469,17 +475,46 @@ func fuse(g *graph.Graph) []*graph.Node {
 		}
 		fused := fusedWithRelu[n.Op]
 		if fused != "" && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
-			if cs := consumers[n.Outputs[0]]; len(cs) == 1 && cs[0].Op == "Relu" {
-				f := *n
-				f.Op, f.Outputs = fused, []string{cs[0].Outputs[0]}
-				skip[cs[0]] = true
-				out = append(out, &f)
-				continue
+			if cs := consumers[n.Outputs[0]]; len(cs) == 1 {
+				if hi, ok := fusableActivation(g, n, cs[0]); ok {
+					f := *n
+					f.Op, f.Outputs = fused, []string{cs[0].Outputs[0]}
+					if hi > 0 {
+						f.Attrs = maps.Clone(n.Attrs)
+						if f.Attrs == nil {
+							f.Attrs = map[string]*graph.Attr{}
+						}
+						f.Attrs[reluMaxAttr] = &graph.Attr{Kind: graph.AttrFloat, F: hi}
+					}
+					skip[cs[0]] = true
+					out = append(out, &f)
+					continue
+				}
 			}
 		}
 		out = append(out, n)
 	}
 	return out
+}
+
+// fusableActivation reports whether act, the only reader of n's output, fuses into n: a
+// Relu, or after a BatchNormalization a Clip to [0, hi] with 0 < hi < +Inf (hi is then
+// returned; 0 for a Relu, or a Clip to [0, +Inf)).
+func fusableActivation(g *graph.Graph, n, act *graph.Node) (hi float32, ok bool) {
+	switch {
+	case act.Op == "Relu":
+		return 0, true
+	case act.Op == "Clip" && n.Op == "BatchNormalization":
+		lo, hi, err := g.ClipBoundsOf(act)
+		if err != nil || lo != 0 || !(hi > 0) {
+			return 0, false
+		}
+		if math.IsInf(float64(hi), 1) {
+			return 0, true
+		}
+		return hi, true
+	}
+	return 0, false
 }
 
 // DistillCrossEntropy is SoftmaxCrossEntropy with knowledge distillation from a teacher's

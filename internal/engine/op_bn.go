@@ -54,6 +54,9 @@ func buildBatchNorm(b *Build) (Kernel, error) {
 			dx: b.InGrad(0), dgamma: b.InGrad(1), dbeta: b.InGrad(2),
 		}
 		k.p.ReLU = b.Node.Op == fusedBNRelu
+		if k.p.ReLUMax, err = b.Node.Float(reluMaxAttr, 0); err != nil {
+			return nil, err
+		}
 		k.momentum = k.p.Momentum
 		return k, nil
 	}
@@ -93,7 +96,7 @@ func (k *batchNorm) Backward() {
 		for n := 0; n < k.p.N; n++ {
 			o := (n*k.p.C + c) * k.p.HW
 			dy, x := k.y.Grad[o:o+k.p.HW], k.x.Data[o:o+k.p.HW]
-			if k.p.ReLU { // the fused ReLU passes gradient only where its output is positive
+			if k.p.ReLU { // the fused ReLU passes gradient only where its output is in (0, max)
 				dy = k.reluMasked(dy, x, a, shift)
 			}
 			for i, g := range dy {
@@ -116,12 +119,17 @@ func (k *batchNorm) Backward() {
 	}
 }
 
-// reluMasked returns dy with zeros where the fused ReLU's input a·x + shift is not positive,
-// in the plan's scratch-free temporary (the saved mean buffer is too small, so it reuses the
-// gradient of the output in place: Backward is the last reader of y.Grad).
+// reluMasked returns dy with zeros where the fused ReLU's input a·x + shift is not positive
+// (or not below its max), in the plan's scratch-free temporary (the saved mean buffer is too
+// small, so it reuses the gradient of the output in place: Backward is the last reader of
+// y.Grad).
 func (k *batchNorm) reluMasked(dy, x []float32, a, shift float32) []float32 {
+	hi := float32(math.Inf(1))
+	if k.p.ReLUMax > 0 {
+		hi = k.p.ReLUMax
+	}
 	for i, v := range x {
-		if v*a+shift <= 0 {
+		if t := v*a + shift; t <= 0 || t >= hi {
 			dy[i] = 0
 		}
 	}

@@ -35,7 +35,7 @@ func ReLU(x, y []float32) {
 	unary(x, y, 1, func(x, y []float32) {
 		y = y[:len(x)]
 		if haveElem16 && useElem16 && len(x) > 0 {
-			affinePlanes(&x[0], &y[0], len(x), 1, len(x), 1, 0, true)
+			affinePlanes(&x[0], &y[0], len(x), 1, len(x), 1, 0, float32(math.Inf(1)), true)
 			return
 		}
 		for i, v := range x {

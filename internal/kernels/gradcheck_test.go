@@ -68,7 +68,7 @@ func bnCase(r *rand.Rand, p BNParams) gradCase {
 	n := p.N * p.C * p.HW
 	mean, invStd := make([]float32, p.C), make([]float32, p.C)
 	c := gradCase{
-		name: fmt.Sprintf("BatchNormTrain/relu=%v", p.ReLU),
+		name: fmt.Sprintf("BatchNormTrain/relu=%v,max=%g", p.ReLU, p.ReLUMax),
 		in:   [][]float32{randn(r, n), randn(r, p.C), randn(r, p.C)},
 		nout: n,
 		fwd: func(in [][]float32, y []float32) {
@@ -80,14 +80,14 @@ func bnCase(r *rand.Rand, p BNParams) gradCase {
 		},
 	}
 	if p.ReLU {
-		// Keep every pre-activation clear of the ReLU's kink.
+		// Keep every pre-activation clear of the ReLU's kinks.
 		q := p
 		q.ReLU = false
 		z := make([]float32, n)
 		c.redo = func(r *rand.Rand) bool {
 			BatchNormTrain(q, c.in[0], c.in[1], c.in[2], z, mean, invStd, nil, nil)
 			for i, v := range z {
-				if abs32(v) < 0.05 {
+				if abs32(v) < 0.05 || p.ReLUMax > 0 && abs32(v-p.ReLUMax) < 0.05 {
 					c.in[0][i] = float32(r.NormFloat64())
 					return false
 				}
@@ -124,6 +124,8 @@ func gradCases(r *rand.Rand) []gradCase {
 		bnCase(r, BNParams{N: 2, C: 3, HW: 5, Eps: 1e-3, ReLU: true}),
 		bnCase(r, BNParams{N: 2, C: 2, HW: 35, Eps: 1e-3, ReLU: true}),
 		bnCase(r, BNParams{N: 2, C: 2, HW: 19, Eps: 1e-3}),
+		bnCase(r, BNParams{N: 2, C: 2, HW: 19, Eps: 1e-3, ReLU: true, ReLUMax: 0.6}),
+		bnCase(r, BNParams{N: 3, C: 2, HW: 5, Eps: 1e-3, ReLU: true, ReLUMax: 0.4}),
 		unaryCase(r, "ReLU", 1, []float32{0}, ReLU,
 			func(x, _, dy, dx []float32) { ReLUBackward(x, dy, dx) }),
 		unaryCase(r, "Clip", 4, []float32{-1, 2}, func(x, y []float32) { Clip(x, y, -1, 2) },

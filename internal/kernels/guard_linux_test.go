@@ -67,7 +67,7 @@ func TestKernelsStayInBounds(t *testing.T) {
 		for _, atEnd := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/guard-at-end=%v", s, atEnd), func(t *testing.T) {
 				x, w, dz := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
-				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: true}
+				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: true, ReLUMax: 1.5}
 				gamma, beta := randn(r, s.OC), randn(r, s.OC)
 				run := func(g func([]float32) []float32, mk func(int) []float32) [][]float32 {
 					xs, ws, dzs := g(x), g(w), g(dz)

@@ -237,6 +237,9 @@ func refBN(p BNParams, x, gamma, beta []float32) (y, mean, variance []float64) {
 				if p.ReLU {
 					z = math.Max(z, 0)
 				}
+				if p.ReLU && p.ReLUMax > 0 {
+					z = math.Min(z, float64(p.ReLUMax))
+				}
 				y[o] = z
 			}
 		}

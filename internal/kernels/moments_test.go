@@ -75,8 +75,12 @@ func TestConvBackwardBN(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(8, 8))
 	for _, s := range shapes {
-		for _, relu := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/relu=%v", s, relu), func(t *testing.T) {
+		for _, act := range []struct {
+			relu bool
+			max  float32
+		}{{false, 0}, {true, 0}, {true, 0.5}} {
+			relu := act.relu
+			t.Run(fmt.Sprintf("%s/relu=%v,max=%g", s, relu, act.max), func(t *testing.T) {
 				if !s.Direct() {
 					t.Fatal("shape not Direct")
 				}
@@ -84,7 +88,7 @@ func TestConvBackwardBN(t *testing.T) {
 				y := make([]float32, s.YLen())
 				scratch := make([]float32, s.ScratchLen())
 				Conv2D(s, x, w, nil, y, scratch)
-				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: relu}
+				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: relu, ReLUMax: act.max}
 				gamma, beta := randn(r, s.OC), randn(r, s.OC)
 				z, mean, invStd := make([]float32, len(y)), make([]float32, s.OC), make([]float32, s.OC)
 				BatchNormTrain(p, y, gamma, beta, z, mean, invStd, nil, nil)
