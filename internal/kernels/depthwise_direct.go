@@ -95,12 +95,17 @@ func (pl *convPlan) dwGeom() dwg {
 	return g
 }
 
+// dwWeights is the scratch of a worker's packed weights (at most four sets
+// of 49) and weight-gradient sums (49).
+const dwWeights = 4*49 + 49
+
 // dwChunkLen is the scratch of one worker: the padded input and output
 // gradient of a chunk, its output (or, at stride 2, the four phases of
-// its input gradient) and one plane of output gradient.
+// its input gradient), one plane of output gradient, and the packed
+// weights and weight-gradient sums of a channel.
 func (pl *convPlan) dwChunkLen() int {
 	g := pl.dwGeom()
-	return g.nx*g.xl + g.dyl + g.nx*g.qv + pl.oh*pl.ow
+	return g.nx*g.xl + g.dyl + g.nx*g.qv + pl.oh*pl.ow + dwWeights
 }
 
 // pack writes the weights of the taps of k from the filter w (K² floats),
@@ -114,15 +119,25 @@ func (k *dwKernel) pack(w []float32, flip bool, dst []float32) {
 	}
 }
 
+// dwOffsets returns the byte offsets of the kernels' pointers from the
+// start of a padded input (forward and weight-gradient kernels, in) and of
+// a padded output gradient (input-gradient kernels, dy).
+func (pl *convPlan) dwOffsets(g *dwg) (in, dy *[4]int) {
+	rows := [4]int{0, 3 * g.pitch * 4, 6 * g.pitch * 4}
+	if pl.SH == 1 {
+		return &rows, &rows
+	}
+	return &[4]int{0, g.xl * 4, 2 * g.xl * 4, 3 * g.xl * 4}, &[4]int{}
+}
+
 // dwPad writes samples n0…n0+m of channel c of x in the padded layout of
-// the plan's stride into xp and returns the byte offsets of the kernels'
-// pointers.
-func (pl *convPlan) dwPad(g *dwg, x []float32, c, n0, m int, xp []float32) [4]int {
+// the plan's stride into xp.
+func (pl *convPlan) dwPad(g *dwg, x []float32, c, n0, m int, xp []float32) {
 	H, W, C := pl.H, pl.W, pl.C
 	plane := func(i, _ int) []float32 { return x[((n0+i)*C+c)*H*W:][:H*W] }
 	if pl.SH == 1 {
 		padPlanes(plane, m, 1, H, W, g.p, g.xl, xp)
-		return [4]int{0, 3 * g.pitch * 4, 6 * g.pitch * 4}
+		return
 	}
 	for i := range m {
 		phases(plane(i, 0), H, W, g.p, g.pitch, g.sp, g.xl, xp[i*g.sp:])
@@ -130,7 +145,6 @@ func (pl *convPlan) dwPad(g *dwg, x []float32, c, n0, m int, xp []float32) [4]in
 	for ph := range 4 {
 		clear(xp[ph*g.xl+m*g.sp : (ph+1)*g.xl])
 	}
-	return [4]int{0, g.xl * 4, 2 * g.xl * 4, 3 * g.xl * 4}
 }
 
 // dwForward computes y = conv(x, w) + b on the micro-kernels ks, recording
@@ -140,13 +154,14 @@ func (pl *convPlan) dwForward(ks *dwKernels, x, w, b, y, scratch []float32, mom 
 	g := pl.dwGeom()
 	C, P := pl.C, pl.oh*pl.ow
 	nch := (pl.N + g.m - 1) / g.m
+	offs, _ := pl.dwOffsets(&g)
 	pl.runWorkers(pl.workers(len(scratch)), C*nch, scratch, func(t int, scr []float32) {
 		c, n0 := t/nch, t%nch*g.m
 		m := min(g.m, pl.N-n0)
-		var wk [49]float32
-		ks.fwd.pack(w[c*g.kk:(c+1)*g.kk], false, wk[:])
+		wk := scr[len(scr)-dwWeights:]
+		ks.fwd.pack(w[c*g.kk:(c+1)*g.kk], false, wk)
 		xp, out := scr[:g.nx*g.xl], scr[g.nx*g.xl:][:g.qv]
-		offs := pl.dwPad(&g, x, c, n0, m, xp)
+		pl.dwPad(&g, x, c, n0, m, xp)
 		ks.fwd.fwd(&xp[0], &wk[0], &out[0], roundUp(m*g.sp, 16)/16, g.pitch*4, &offs[0])
 		for i := range m {
 			n := n0 + i
@@ -161,36 +176,36 @@ func (pl *convPlan) dwForward(ks *dwKernels, x, w, b, y, scratch []float32, mom 
 func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, scratch []float32) {
 	g := pl.dwGeom()
 	C, H, W, OH, OW := pl.C, pl.H, pl.W, pl.oh, pl.ow
+	offs, dyOffs := pl.dwOffsets(&g)
 	pl.runWorkers(pl.workers(len(scratch)), C, scratch, func(c int, scr []float32) {
 		xp := scr[:g.nx*g.xl]
 		dp := scr[g.nx*g.xl:][:g.dyl]
 		out := scr[g.nx*g.xl+g.dyl:][:g.nx*g.qv]
 		tmp := scr[g.nx*g.xl+g.dyl+g.nx*g.qv:][:OH*OW]
 		wc := w[c*g.kk : (c+1)*g.kk]
-		var wk [4][49]float32 // input-gradient weights: flipped (stride 1) or by phase
+		// The input-gradient weights, flipped (stride 1) or by phase, and
+		// the weight-gradient sums in the order of ks.wgrad's taps.
+		wk := scr[len(scr)-dwWeights:][:4*49]
+		acc := scr[len(scr)-49:]
+		clear(acc)
 		if dx != nil {
 			if pl.SH == 1 {
-				ks.fwd.pack(wc, true, wk[0][:])
+				ks.fwd.pack(wc, true, wk)
 			} else {
 				for ph := range ks.dx {
-					ks.dx[ph].pack(wc, false, wk[ph][:])
+					ks.dx[ph].pack(wc, false, wk[ph*49:])
 				}
 			}
-		}
-		var acc [49]float32 // weight-gradient sums, in the order of ks.wgrad's taps
-		dyOffs := [4]int{0, 3 * g.pitch * 4, 6 * g.pitch * 4}
-		if pl.SH == 2 {
-			dyOffs = [4]int{}
 		}
 		for n0 := 0; n0 < pl.N; n0 += g.m {
 			m := min(g.m, pl.N-n0)
 			nv := roundUp(m*g.sp, 16) / 16
 			padPlanes(func(i, _ int) []float32 { return dy.plane(n0+i, c, tmp) }, m, 1, OH, OW, g.p, g.dyl, dp)
 			if dw != nil {
-				offs := pl.dwPad(&g, x, c, n0, m, xp)
+				pl.dwPad(&g, x, c, n0, m, xp)
 				// The output gradient at position q, as the forward pass
 				// numbers them, is the padded one at q + p·pitch + p.
-				a := acc[:]
+				a := acc
 				for _, k := range ks.wgrad {
 					k.wgrad(&xp[0], &dp[g.p*g.pitch+g.p], &a[0], nv, g.pitch*4, &offs[0])
 					a = a[len(k.k):]
@@ -200,7 +215,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 				continue
 			}
 			if pl.SH == 1 {
-				ks.fwd.fwd(&dp[0], &wk[0][0], &out[0], nv, g.pitch*4, &dyOffs[0])
+				ks.fwd.fwd(&dp[0], &wk[0], &out[0], nv, g.pitch*4, &dyOffs[0])
 				for i := range m {
 					n := n0 + i
 					unpadPlane(out[i*g.sp:], dx[(n*C+c)*H*W:(n*C+c+1)*H*W], H, W, g.pitch, nil, c, nil, n)
@@ -208,7 +223,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 				continue
 			}
 			for ph := range ks.dx {
-				ks.dx[ph].fwd(&dp[0], &wk[ph][0], &out[ph*g.qv], nv, g.pitch*4, &dyOffs[0])
+				ks.dx[ph].fwd(&dp[0], &wk[ph*49], &out[ph*g.qv], nv, g.pitch*4, &dyOffs[0])
 			}
 			// Row r of dx is row r+p of the padded input: phase rows of
 			// parity a = (r+p) mod 2, its even columns from phase b = p
@@ -225,7 +240,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 			}
 		}
 		if dw != nil {
-			a := acc[:]
+			a := acc
 			for _, k := range ks.wgrad {
 				for t, i := range k.k {
 					dw[c*g.kk+i] = a[t]
