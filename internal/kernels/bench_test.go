@@ -226,6 +226,35 @@ func BenchmarkDepthwise(b *testing.B) {
 	}
 }
 
+// BenchmarkPointwise times pointwise convolutions forward plus backward
+// (dx, dw) on MobileNetV2's shapes at 224×224, batch 32, 2 threads,
+// reporting GFLOP/s (three products) and CPU time per call.
+func BenchmarkPointwise(b *testing.B) {
+	for _, c := range []struct{ c, oc, hw int }{
+		{16, 96, 112}, {96, 24, 56}, {24, 144, 56}, {144, 32, 28}, {192, 64, 14}, {384, 96, 14},
+		{576, 160, 7}, {960, 320, 7}, {320, 1280, 7},
+	} {
+		s := ConvShape{N: 32, C: c.c, H: c.hw, W: c.hw, OC: c.oc, KH: 1, KW: 1}
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
+		y, dx, dw := make([]float32, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
+		b.Run(fmt.Sprintf("%dto%dx%dx%d", c.c, c.oc, c.hw, c.hw), func(b *testing.B) {
+			var cpu time.Duration
+			withThreads(2, func() {
+				scratch := make([]float32, s.ScratchLen())
+				c0 := cpuTime()
+				for b.Loop() {
+					Conv2D(s, x, w, nil, y, scratch)
+					Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+				}
+				cpu = cpuTime() - c0
+			})
+			b.ReportMetric(float64(3*2*s.MACs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
 // BenchmarkBatchNormReLU times a training-mode BN+ReLU forward and
 // backward on the largest ResNet-20 activation (128×16×28×28), and plain
 // ReLU forward and backward on the same size, reporting GB/s of the

@@ -35,15 +35,19 @@ var (
 	// pointwise.
 	fwdS1, fwdS2, fwdS2dx00, fwdS2dx01, fwdS2dx10, fwdS2dx11, fwdP1 fwdKernels
 	wgradS1, wgradS2                                                wgradKernels
+	wgradP1                                                         wgradP1Kernels
 )
 
 // fwdKernels are one family's forward kernels by the number of 16-wide
 // vectors of output positions they cover (1…6); wgradKernels its
-// weight-gradient kernels by the number of output channels (1…3). Their
-// arguments are described in asmgen/main.go.
+// weight-gradient kernels by the number of output channels (1…3);
+// wgradP1Kernels the pointwise weight-gradient kernels by the numbers of
+// output (1…4) and input (1…6) channels. Their arguments are described in
+// asmgen/main.go.
 type (
-	fwdKernels   [7]func(x, w, y *float32, nc, xcs, ycs int, offs *int)
-	wgradKernels [4]func(x, dy, acc *float32, nv, dycs int, offs *int)
+	fwdKernels     [7]func(x, w, y *float32, nc, xcs, ycs int, offs *int)
+	wgradKernels   [4]func(x, dy, acc *float32, nv, dycs int, offs *int)
+	wgradP1Kernels [5][7]func(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
 )
 
 // fwdTiles runs a forward family over the first qv output positions (a

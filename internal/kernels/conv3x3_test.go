@@ -24,6 +24,7 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 	}
 	pointwise := [][5]int{ // N, C, OC, H, stride, as above, with a 1×1 kernel and no pads
 		{1, 1, 1, 1, 1}, {3, 16, 32, 28, 2}, {2, 32, 64, 14, 2}, {4, 5, 7, 9, 2}, {3, 6, 5, 7, 1}, {2, 24, 144, 14, 1},
+		{2, 9, 6, 5, 1}, {3, 15, 10, 6, 2}, // every weight-gradient tile size: 1–4 output × 1–6 input channels
 	}
 	r := rand.New(rand.NewPCG(3, 3))
 	for _, l2 := range []int{conv3x3L2, 1} {

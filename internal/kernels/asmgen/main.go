@@ -87,6 +87,17 @@ func main() {
 		}
 		decl.WriteString("}\n")
 	}
+	decl.WriteString("\twgradP1 = wgradP1Kernels{{},")
+	for ocb := 1; ocb <= 4; ocb++ {
+		decl.WriteString("\n\t\t{nil")
+		for cb := 1; cb <= 6; cb++ {
+			name := wgradPW(ocb, cb)
+			fmt.Fprintf(&decl, ", %s", name)
+			fmt.Fprintf(&protos, "\n//go:noescape\nfunc %s(x, dy, dw *float32, nv, xcs, dycs, dwcs int)\n", name)
+		}
+		decl.WriteString("},")
+	}
+	decl.WriteString("\n\t}\n")
 	decl.WriteString("}\n")
 	decl.WriteString(protos.String())
 	write("conv3x3_amd64.s", out.String())
@@ -216,7 +227,7 @@ func wgrad(f family, ocb int) string {
 	}
 	p("DECQ CX")
 	fmt.Fprintf(&out, "\tJNZ %sloop\n", name)
-	laneSums(nt * ocb)
+	laneSums(nt*ocb, func(i int) string { return fmt.Sprintf("%d(DX)", i*4) })
 	p("VZEROUPPER")
 	p("RET")
 	return name
@@ -444,14 +455,14 @@ func dwWgrad(name string, f dwFamily) {
 		p("JMP %s", loop)
 		fmt.Fprintf(&out, "%sdone:\n", loop)
 	}
-	laneSums(T)
+	laneSums(T, func(i int) string { return fmt.Sprintf("%d(DX)", i*4) })
 	p("VZEROUPPER")
 	p("RET")
 }
 
-// laneSums adds the sum of the 16 lanes of Z0…Z(n−1) to the floats at DX,
-// using Z30 and Z31.
-func laneSums(n int) {
+// laneSums adds the sum of the 16 lanes of Z0…Z(n−1) to the floats at
+// the addresses at(i), using Z30 and Z31.
+func laneSums(n int, at func(i int) string) {
 	for i := range n {
 		p("VEXTRACTF64X4 $1, Z%d, Y30", i)
 		p("VADDPS Y30, Y%d, Y30", i)
@@ -461,7 +472,63 @@ func laneSums(n int) {
 		p("VADDPS X31, X30, X30")
 		p("VPERMILPS $0xb1, X30, X31")
 		p("VADDPS X31, X30, X30")
-		p("VADDSS %d(DX), X30, X30", i*4)
-		p("VMOVSS X30, %d(DX)", i*4)
+		p("VADDSS %s, X30, X30", at(i))
+		p("VMOVSS X30, %s", at(i))
 	}
+}
+
+// wgradPW emits conv1x1WgradP1x<OCB>x<CB>(x, dy, dw *float32, nv, xcs,
+// dycs, dwcs int), the pointwise weight gradient of ocb output channels by
+// cb input channels: dw[j·dwcs + i] (bytes) += Σ over nv vectors of 16
+// positions of dy[j]·x[i], for rows of dy every dycs bytes and of x every
+// xcs bytes. The 4×6 sums stay in registers over the whole run and their
+// lanes are added at the end; each step loads 4 + 6 vectors for 24 FMAs.
+func wgradPW(ocb, cb int) string {
+	name := fmt.Sprintf("conv1x1WgradP1x%dx%d", ocb, cb)
+	prologue(name, "x, dy, dw *float32, nv, xcs, dycs, dwcs int",
+		"x", "SI", "dy", "DI", "dw", "DX", "nv", "CX", "xcs", "R8", "dycs", "R9", "dwcs", "R12")
+	// Rows 3 and further are addressed from a second pointer, three rows on.
+	p("LEAQ (SI)(R8*2), R11")
+	p("ADDQ R8, R11")
+	p("LEAQ (DI)(R9*2), R10")
+	p("ADDQ R9, R10")
+	p("LEAQ (DX)(R12*2), R13")
+	p("ADDQ R12, R13")
+	row := func(base0, base3, stride string, r int) string {
+		b := base0
+		if r >= 3 {
+			b, r = base3, r-3
+		}
+		if r == 0 {
+			return fmt.Sprintf("(%s)", b)
+		}
+		return fmt.Sprintf("(%s)(%s*%d)", b, stride, r)
+	}
+	acc := func(j, i int) int { return j*cb + i }
+	for i := range ocb * cb {
+		p("VPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	fmt.Fprintf(&out, "%sloop:\n", name)
+	for j := range ocb {
+		p("VMOVUPS %s, Z%d", row("DI", "R10", "R9", j), 24+j)
+	}
+	for i := range cb {
+		xr := 28 + i%2
+		p("VMOVUPS %s, Z%d", row("SI", "R11", "R8", i), xr)
+		for j := range ocb {
+			p("VFMADD231PS Z%d, Z%d, Z%d", xr, 24+j, acc(j, i))
+		}
+	}
+	for _, r := range []string{"SI", "R11", "DI", "R10"} {
+		p("ADDQ $64, %s", r)
+	}
+	p("DECQ CX")
+	fmt.Fprintf(&out, "\tJNZ %sloop\n", name)
+	laneSums(ocb*cb, func(k int) string {
+		j, i := k/cb, k%cb
+		return fmt.Sprintf("%d%s", 4*i, row("DX", "R13", "R12", j))
+	})
+	p("VZEROUPPER")
+	p("RET")
+	return name
 }
