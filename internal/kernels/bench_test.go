@@ -192,9 +192,6 @@ func BenchmarkDepthwise(b *testing.B) {
 		{"224:144x56x56/5x5/s2", dw(32, 144, 56, 5, 2)},
 	} {
 		s := c.s
-		r := rand.New(rand.NewPCG(1, 2))
-		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
-		y, dx, dwt := make([]float32, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
 		for _, direct := range []bool{true, false} {
 			path := "direct"
 			if !direct {
@@ -208,18 +205,7 @@ func BenchmarkDepthwise(b *testing.B) {
 					old := useConv3x3
 					useConv3x3 = direct
 					defer func() { useConv3x3 = old }()
-					var cpu time.Duration
-					withThreads(th, func() {
-						scratch := make([]float32, s.ScratchLen())
-						c0 := cpuTime()
-						for b.Loop() {
-							Conv2D(s, x, w, nil, y, scratch)
-							Conv2DBackward(s, x, w, dy, dx, dwt, nil, scratch)
-						}
-						cpu = cpuTime() - c0
-					})
-					b.ReportMetric(float64(3*2*s.MACs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-					b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
+					benchFwdBwd(b, s, th)
 				})
 			}
 		}
@@ -235,24 +221,29 @@ func BenchmarkPointwise(b *testing.B) {
 		{576, 160, 7}, {960, 320, 7}, {320, 1280, 7},
 	} {
 		s := ConvShape{N: 32, C: c.c, H: c.hw, W: c.hw, OC: c.oc, KH: 1, KW: 1}
-		r := rand.New(rand.NewPCG(1, 2))
-		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
-		y, dx, dw := make([]float32, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
-		b.Run(fmt.Sprintf("%dto%dx%dx%d", c.c, c.oc, c.hw, c.hw), func(b *testing.B) {
-			var cpu time.Duration
-			withThreads(2, func() {
-				scratch := make([]float32, s.ScratchLen())
-				c0 := cpuTime()
-				for b.Loop() {
-					Conv2D(s, x, w, nil, y, scratch)
-					Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
-				}
-				cpu = cpuTime() - c0
-			})
-			b.ReportMetric(float64(3*2*s.MACs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
-		})
+		b.Run(fmt.Sprintf("%dto%dx%dx%d", c.c, c.oc, c.hw, c.hw), func(b *testing.B) { benchFwdBwd(b, s, 2) })
 	}
+}
+
+// benchFwdBwd times Conv2D and Conv2DBackward (dx, dw) of s on random data
+// with the given threads, reporting GFLOP/s (three products) and CPU time
+// per call.
+func benchFwdBwd(b *testing.B, s ConvShape, threads int) {
+	r := rand.New(rand.NewPCG(1, 2))
+	x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
+	y, dx, dw := make([]float32, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
+	var cpu time.Duration
+	withThreads(threads, func() {
+		scratch := make([]float32, s.ScratchLen())
+		c0 := cpuTime()
+		for b.Loop() {
+			Conv2D(s, x, w, nil, y, scratch)
+			Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+		}
+		cpu = cpuTime() - c0
+	})
+	b.ReportMetric(float64(3*2*s.MACs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkBatchNormReLU times a training-mode BN+ReLU forward and
