@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,10 +52,10 @@ func TestPrunedExportHasPromisedCost(t *testing.T) {
 }
 
 // Before quantization, the physically pruned model computes what the model with the pruned
-// channels masked to zero computes (logits within 1e-4), residual groups and depthwise
-// convolutions included.
+// channels masked to zero computes (logits within 1e-4), residual groups, depthwise
+// convolutions, concatenated branches and channels-last MatMul layers included.
 func TestPruningEqualsMasking(t *testing.T) {
-	for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx", "resnet8.onnx"} {
+	for _, model := range []string{"resnet8_bn.onnx", "mbv2_bn.onnx", "resnet8.onnx", "inception_bn.onnx", "inception.onnx", "cnx.onnx"} {
 		g := load(t, model)
 		s, err := supernet.NewSpace(g)
 		if err != nil {
@@ -77,11 +78,7 @@ func TestPruningEqualsMasking(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, b := logits(t, pruned, 8), logits(t, masked, 8)
-		d := 0.0
-		for i := range a {
-			d = math.Max(d, math.Abs(float64(a[i]-b[i])))
-		}
+		d := maxDiff(logits(t, pruned, 8), logits(t, masked, 8))
 		t.Logf("%s: %d of %d groups pruned; max |pruned − masked| = %.2g", model, len(keep), len(s.Groups), d)
 		if d > 1e-4 {
 			t.Errorf("%s: pruned and masked logits differ by %.3g", model, d)
@@ -105,20 +102,153 @@ func sortedInts(v []int) []int {
 	return out
 }
 
-// logits runs g in inference on n seeded random inputs.
+// logits runs g in inference on n seeded random inputs (seededInputs).
 func logits(t *testing.T, g *graph.Graph, n int) []float32 {
 	t.Helper()
 	p, err := engine.Compile(g, n, engine.Options{Inference: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := rand.New(rand.NewPCG(1, 2))
-	for i, x := range p.Value(g.Inputs[0]).Data {
-		_ = x
-		p.Value(g.Inputs[0]).Data[i] = float32(r.NormFloat64())
-	}
+	x, _ := seededInputs(g, n)
+	copy(p.Value(g.Inputs[0]).Data, x)
 	p.Forward(false)
 	return append([]float32{}, p.Value(g.Outputs[0]).Data...)
+}
+
+// seededInputs returns n standard-normal inputs of g's input shape (the same for every
+// graph of that shape) and the batch's shape.
+func seededInputs(g *graph.Graph, n int) ([]float32, []int64) {
+	shape := []int64{int64(n)}
+	size := n
+	for _, d := range g.Shapes[g.Inputs[0]][1:] {
+		shape = append(shape, int64(d))
+		size *= d
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, size)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x, shape
+}
+
+// maxDiff returns the largest |a[i] − b[i]|.
+func maxDiff(a, b []float32) float64 {
+	d := 0.0
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
+
+// A pruned Inception-style net exports what the masked model computes. An architecture
+// cuts every branch of both concatenations (each branch its own channel group; random
+// indices), with every layer left float so that the export is the pruned model alone; it is
+// frozen, written and read back. The file, run by qnas and by ONNX Runtime (at disable and
+// all), gives the logits of the full model with the cut channels masked to zero within
+// 1e-4, every layer has the MACs and parameters the architecture promised (inspect --arch),
+// and the layers reading the concatenations read fewer channels.
+func TestPrunedConcatExportIsMaskedModel(t *testing.T) {
+	trainSet, err := data.Embedded(data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainSet = data.Subset(trainSet, 128)
+	for _, model := range []string{"inception_bn.onnx", "inception.onnx"} {
+		g := load(t, model)
+		s, err := supernet.NewSpace(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{quant.Float}, ABits: quant.Float}, Layers: map[string]supernet.LayerSpec{}}
+		r := rand.New(rand.NewPCG(7, 8))
+		var readers []*supernet.Layer
+		for _, l := range s.Layers {
+			if len(l.In) < 2 {
+				continue
+			}
+			readers = append(readers, l)
+			for _, gr := range l.In {
+				n := max(1, gr.Channels*(2+r.IntN(6))/10)
+				a.Layers[gr.Producers[0].Name] = supernet.LayerSpec{Keep: &supernet.Keep{Indices: sortedInts(r.Perm(gr.Channels)[:n])}}
+			}
+		}
+		if len(readers) != 2 || len(a.Layers) != 8 {
+			t.Fatalf("%s: %d layers read %d concatenated groups; want 2 reading 8", model, len(readers), len(a.Layers))
+		}
+		res, err := s.Resolve(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep := map[*supernet.Group][]int{}
+		for _, gr := range s.Groups {
+			if k := res.GroupKeep(gr); k != nil {
+				keep[gr] = k
+			}
+		}
+		masked, err := s.Masked(keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trained, err := search.Calibrated(res, trainSet, search.QuantizeConfig{CalibBatches: 1, Batch: 64, Norm: fixtureNorm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := export.Freeze(trained, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "pruned.onnx")
+		if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		back, err := export.Read(path, graph.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		got := map[string]graph.LayerSummary{}
+		for _, l := range graph.Summarize(back.Graph).Layers {
+			got[l.Name] = l
+		}
+		for _, l := range s.Layers {
+			kept, keptIn := res.Kept(l), res.KeptIn(l)
+			if e := got[l.Name]; e.MACs != l.MACs(keptIn, kept) || e.Params != l.Params(keptIn, kept) {
+				t.Errorf("%s %s: export has %d MACs, %d params; the architecture promised %d, %d",
+					model, l.Name, e.MACs, e.Params, l.MACs(keptIn, kept), l.Params(keptIn, kept))
+			}
+		}
+		for _, l := range readers {
+			if res.KeptIn(l) >= l.InC {
+				t.Errorf("%s: %s reads %d of %d channels", model, l.Name, res.KeptIn(l), l.InC)
+			}
+		}
+
+		const n = 8
+		want := logits(t, masked, n)
+		scale := 0.0
+		for _, v := range want {
+			scale = math.Max(scale, math.Abs(float64(v)))
+		}
+		d := maxDiff(logits(t, back.Graph, n), want)
+		t.Logf("%s: max |export − masked| = %.2g (logits up to %.3g)", model, d, scale)
+		if d > 1e-4*max(1, scale) {
+			t.Errorf("%s: the export's logits differ from the masked model's by %.3g", model, d)
+		}
+		t.Run(model+"/ONNX Runtime", func(t *testing.T) {
+			ortrun.RequireORT(t)
+			x, shape := seededInputs(masked, n)
+			for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
+				out, err := ortrun.Run(path, map[string]ortrun.Tensor{g.Inputs[0]: {Shape: shape, Data: x}}, g.Outputs, ortrun.Options{GraphOptimization: level, Threads: 2})
+				if err != nil {
+					t.Fatalf("%s at %s: %v", model, level, err)
+				}
+				if d := maxDiff(out[g.Outputs[0]].Data, want); d > 1e-4*max(1, scale) {
+					t.Errorf("%s: ONNX Runtime at %s: the export's logits differ from the masked model's by %.3g", model, level, d)
+				}
+			}
+		})
+	}
 }
 
 // --pack stores the weights of a w4a4 model in INT4 containers: at most 0.55 of the bytes,
@@ -155,10 +285,15 @@ func TestPackHalvesWeights(t *testing.T) {
 		t.Logf("%s: weight bytes %d → %d (%.3f); file %d → %d bytes", e.model, before, after, float64(after)/float64(before), fi1.Size(), fi2.Size())
 		// On a ResNet the filters are large and the per-filter scales, zero points and
 		// int32 biases (13 bytes a filter) small beside them. A depthwise filter holds 9
-		// weights, so on MobileNetV2 that overhead keeps the ratio near 0.6.
+		// weights, so on MobileNetV2 that overhead keeps the ratio near 0.6; the
+		// Inception-style net's 1×1 filters over 16 or 32 channels and the ConvNeXt-style
+		// net's stem filters (4 weights) are small too.
 		limit := 0.55
-		if strings.HasPrefix(e.model, "mbv2") {
+		switch {
+		case strings.HasPrefix(e.model, "mbv2"):
 			limit = 0.65
+		case strings.HasPrefix(e.model, "inception"), strings.HasPrefix(e.model, "cnx"):
+			limit = 0.6
 		}
 		if float64(after) > limit*float64(before) {
 			t.Errorf("%s: packed weights take %d bytes, %.2f of %d (limit %.2f)", e.model, after, float64(after)/float64(before), before, limit)
@@ -303,7 +438,9 @@ func TestBitsAreRecorded(t *testing.T) {
 // (BatchNorms on fixed statistics with their shifts on the integer grids, biases rounded as
 // export rounds them): the model trained is the model exported, to the prediction, at bits
 // where rounding the biases only at export moves several percent of them — on the
-// BatchNorm-kept MobileNetV2 and on its folded twin (BatchNorms restored for training).
+// BatchNorm-kept MobileNetV2, on its folded twin (BatchNorms restored for training) and on
+// the ConvNeXt-style net, whose MatMul layers' biases (separate Adds) train with the
+// weights. ONNX Runtime predicts what qnas predicts of each export.
 func TestTrainedModelIsExportedModel(t *testing.T) {
 	test, err := data.Embedded(data.Test)
 	if err != nil {
@@ -314,7 +451,7 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	trainSet = data.Subset(trainSet, 1024)
-	for _, model := range []string{"mbv2_bn.onnx", "mbv2.onnx"} {
+	for _, model := range []string{"mbv2_bn.onnx", "mbv2.onnx", "cnx.onnx"} {
 		t.Run(model, func(t *testing.T) {
 			g := load(t, model)
 			if g, _, err = search.RestoreBatchNorm(g, trainSet, fixtureNorm, 4, 128, nil); err != nil {
@@ -323,6 +460,13 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 			s, err := supernet.NewSpace(g)
 			if err != nil {
 				t.Fatal(err)
+			}
+			before := map[string][]float32{}
+			for _, c := range s.ChannelParams {
+				before[c] = slices.Clone(g.Consts[c].F)
+			}
+			if model == "cnx.onnx" && len(before) == 0 {
+				t.Fatal("no channel parameters (MatMul biases) in the space")
 			}
 			res, err := s.Resolve(mixedArch(s, rand.New(rand.NewPCG(2, 5))))
 			if err != nil {
@@ -353,11 +497,32 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			agree, accT, accF := agreement(predict(t, trained, test), predict(t, m.Graph, test), test.Labels)
+			for c, v := range before {
+				if slices.Equal(trained.Consts[c].F, v) {
+					t.Errorf("channel parameter %s did not train", c)
+				}
+				if !slices.Equal(m.Graph.Consts[c].F, trained.Consts[c].F) {
+					t.Errorf("channel parameter %s: the export does not hold the trained values", c)
+				}
+			}
+			want := predict(t, m.Graph, test)
+			agree, accT, accF := agreement(predict(t, trained, test), want, test.Labels)
 			t.Logf("mixed-precision %s: trained vs exported agreement %.4f, accuracy %.4f vs %.4f", model, agree, accT, accF)
 			if agree < 0.999 {
 				t.Errorf("the exported model agrees with the trained one on %.2f%% of the images", 100*agree)
 			}
+			t.Run("ONNX Runtime", func(t *testing.T) {
+				ortrun.RequireORT(t)
+				path := filepath.Join(t.TempDir(), "m.onnx")
+				if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
+					if agree, _, _ := agreement(want, ortPredict(t, path, test, level), test.Labels); agree < 0.999 {
+						t.Errorf("ONNX Runtime at %s agrees with qnas on %.2f%% of the images", level, 100*agree)
+					}
+				}
+			})
 		})
 	}
 }

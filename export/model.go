@@ -23,6 +23,9 @@ type Model struct {
 	Layers []LayerInfo
 	// Arch is the architecture it applies, as a qnas.arch/1 document.
 	Arch []byte
+	// SaturatedBiases names the layers (set by Freeze) whose integer bias did not fit in
+	// int32 on its grid and was clamped to that range.
+	SaturatedBiases []string
 }
 
 // LayerInfo is what the model records of one layer (model metadata "qnas.layers").
@@ -69,10 +72,12 @@ const (
 // Model: weights rounded onto their grids and stored as integers with per-channel scales,
 // a BatchNormalization that follows a quantized Conv folded into its scales and a bias (so
 // the integers are the ones training rounded to), the remaining BatchNormalizations folded
-// into float convs, and every activation quantizer written as Clip → QuantizeLinear →
-// DequantizeLinear with its clip and bits. The input graph is not changed.
+// into float convs, every activation quantizer written as Clip → QuantizeLinear →
+// DequantizeLinear with its clip and bits, and the channel parameters it learned (a
+// MatMul's bias Add, a layer scale) read directly. The input graph is not changed.
 func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 	g := qat.Clone()
+	supernet.InlineLearned(g)
 	m := &Model{Graph: g, Arch: supernet.MarshalArch(r.Arch(), layerOrder(r))}
 	producers, consumers := g.Producers(), g.Consumers()
 	remove := map[*graph.Node]bool{}
@@ -128,8 +133,14 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 			before[n] = append(before[n], dq)
 		}
 		if q := producers[n.Inputs[0]]; q != nil && q.Op == supernet.OpQuantAct {
-			bits, _ := q.Int("bits", 8)
-			signed, _ := q.Int("signed", 0)
+			bits, err := q.Int("bits", 8)
+			if err != nil {
+				return nil, fmt.Errorf("layer %q: %w", l.Name, err)
+			}
+			signed, err := q.Int("signed", 0)
+			if err != nil {
+				return nil, fmt.Errorf("layer %q: %w", l.Name, err)
+			}
 			clip := g.Consts[q.Inputs[1]]
 			if clip == nil || clip.Len() != 1 {
 				return nil, fmt.Errorf("layer %q: clip %q is not a constant", l.Name, q.Inputs[1])
@@ -155,9 +166,12 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 			}
 		}
 		if info.Weight != "" && info.ABits != quant.Float && n.Input(2) != "" {
-			dq, err := quantizeBias(g, n, info)
+			dq, saturated, err := quantizeBias(g, n, info)
 			if err != nil {
 				return nil, fmt.Errorf("layer %q: %v", l.Name, err)
+			}
+			if saturated {
+				m.SaturatedBiases = append(m.SaturatedBiases, l.Name)
 			}
 			before[n] = append(before[n], dq)
 		}
@@ -171,16 +185,10 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 		out = append(out, before[n]...)
 		out = append(out, n)
 	}
-	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.RemoveDeadCode(); err != nil {
+	if err := g.Rebuild(out); err != nil {
 		return nil, err
 	}
-	if err := g.FoldBatchNorm(); err != nil { // float layers' BatchNorms; it infers shapes
+	if err := g.FoldBatchNorm(); err != nil { // float layers' BatchNorms
 		return nil, err
 	}
 	for _, info := range m.Layers {
@@ -314,16 +322,23 @@ func filterRows(w *graph.Tensor, axis int) func(c int) []int {
 }
 
 // actQDQ returns the Clip → QuantizeLinear → DequantizeLinear nodes that put x on the
-// b-bit grid clipped at clip, adding their constants to g; base names them.
+// b-bit grid clipped at clip, adding their constants to g; base names them. The Clip's
+// bounds are the grid's ends, scale·(±2^(b−1)−1 or 2^b−1), which are the clip to within a
+// float rounding and give the same integers: so they are exactly the QuantizeLinear's range,
+// and ONNX Runtime removes the Clip and fuses the layer (a bound one rounding inside that
+// range keeps the Clip, and ONNX Runtime 1.30 then refuses some models at its extended
+// level, naming two nodes of one name).
 func actQDQ(g *graph.Graph, base, x string, clip float32, bits int, signed bool) []*graph.Node {
+	scale := quant.ActScale(clip, bits, signed)
+	hi := scale * float32(quant.ActMax(bits, signed))
 	lo := float32(0)
 	zt := graph.Uint8
 	if signed {
-		lo, zt = -clip, graph.Int8
+		lo, zt = -hi, graph.Int8
 	}
 	g.Consts[base+"_clip_min"] = graph.NewFloat(nil, []float32{lo})
-	g.Consts[base+"_clip_max"] = graph.NewFloat(nil, []float32{clip})
-	g.Consts[base+sufScale] = graph.NewFloat(nil, []float32{quant.ActScale(clip, bits, signed)})
+	g.Consts[base+"_clip_max"] = graph.NewFloat(nil, []float32{hi})
+	g.Consts[base+sufScale] = graph.NewFloat(nil, []float32{scale})
 	g.Consts[base+sufZero] = graph.NewInts(zt, nil, []int64{0})
 	clipN := &graph.Node{Name: base + "_Clip", Op: "Clip", Inputs: []string{x, base + "_clip_min", base + "_clip_max"},
 		Outputs: []string{base + "_Clip" + sufOutput}}
@@ -380,23 +395,27 @@ func layerDoc(l LayerInfo) string {
 // on the grid of the product of the input's scale and each filter's weight scale (what a
 // runtime that fuses the layer into an integer convolution adds to its accumulators, and
 // what ONNX Runtime rounds a float bias to before fusing), read through a
-// DequantizeLinear. It returns that node.
-func quantizeBias(g *graph.Graph, n *graph.Node, l LayerInfo) (*graph.Node, error) {
+// DequantizeLinear. It returns that node, and whether some integer did not fit in int32 and
+// was clamped.
+func quantizeBias(g *graph.Graph, n *graph.Node, l LayerInfo) (*graph.Node, bool, error) {
 	name := n.Inputs[2]
 	b := g.Consts[name]
 	ws := g.Consts[trimSuffix(l.Weight, sufQuantized)+sufScale]
 	if b == nil || b.DType != graph.Float32 || ws == nil {
-		return nil, fmt.Errorf("bias %q is not a float constant", name)
+		return nil, false, fmt.Errorf("bias %q is not a float constant", name)
 	}
 	if b.Len() != len(ws.F) {
-		return nil, fmt.Errorf("bias %q has %d values for %d filters", name, b.Len(), len(ws.F))
+		return nil, false, fmt.Errorf("bias %q has %d values for %d filters", name, b.Len(), len(ws.F))
 	}
 	xs := quant.ActScale(l.AClip, l.ABits, l.ASigned)
 	scale := make([]float32, len(ws.F))
 	ints := make([]int64, len(ws.F))
+	saturated := false
 	for c, w := range ws.F {
 		scale[c] = quant.BiasScale(xs, w)
-		ints[c] = quant.QuantizeBias(b.F[c], scale[c])
+		var sat bool
+		ints[c], sat = quant.QuantizeBiasSaturated(b.F[c], scale[c])
+		saturated = saturated || sat
 	}
 	delete(g.Consts, name)
 	g.Consts[name+sufQuantized] = graph.NewInts(graph.Int32, b.Shape, ints)
@@ -405,7 +424,7 @@ func quantizeBias(g *graph.Graph, n *graph.Node, l LayerInfo) (*graph.Node, erro
 		Outputs: []string{name + sufDQ + sufOutput}}
 	dq.SetInt("axis", 0)
 	n.Inputs[2] = dq.Outputs[0]
-	return dq, nil
+	return dq, saturated, nil
 }
 
 // mergeClip removes a Relu or Clip p whose only reader is the quantizer's Clip c when c's

@@ -20,7 +20,7 @@ const QONNXDomain = "qonnx.custom_op.general"
 // even), zero points 0, and per-channel bitwidths as a tensor broadcast like the scale.
 
 func init() {
-	graph.Register(&graph.OpDef{
+	engine.RegisterOp(&graph.OpDef{
 		Op: "Quant", Domain: QONNXDomain, Doc: "QONNX fake quantization: (clamp(round(x/scale + zeropt)) − zeropt)·scale",
 		MinInputs: 4, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1,
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -29,8 +29,7 @@ func init() {
 			}
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	engine.Register("Quant", buildQuant)
+	}, buildQuant)
 }
 
 // qonnxQuant is a resolved Quant node: per element of the broadcast parameters.
@@ -240,15 +239,7 @@ func toQONNX(g *graph.Graph, layers []LayerInfo) (*onnxpb.FunctionProto, error) 
 		}
 	}
 	g.Nodes = out
-	if err := g.RemoveDeadCode(); err != nil {
-		return nil, err
-	}
-	for k := range g.Shapes {
-		if !contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.InferShapes(); err != nil {
+	if err := g.Rebuild(g.Nodes); err != nil {
 		return nil, err
 	}
 	return quantFunction(), nil
@@ -335,13 +326,4 @@ func trimSuffix(s, suf string) string {
 		return s[:len(s)-len(suf)]
 	}
 	return s
-}
-
-func contains(v []string, s string) bool {
-	for _, x := range v {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

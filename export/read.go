@@ -32,9 +32,16 @@ func FromGraph(g *graph.Graph) (*Model, error) {
 	if !ok {
 		return nil, ErrNotQNAS
 	}
-	m := &Model{Graph: g, Arch: []byte(g.Meta[MetaArch] + "\n")}
+	arch, ok := g.Meta[MetaArch]
+	if !ok {
+		return nil, fmt.Errorf("metadata %s is missing", MetaArch)
+	}
+	m := &Model{Graph: g, Arch: []byte(arch + "\n")}
 	if err := json.Unmarshal([]byte(raw), &m.Layers); err != nil {
 		return nil, fmt.Errorf("metadata %s: %v", MetaLayers, err)
+	}
+	if err := checkLayers(g, m.Layers); err != nil {
+		return nil, err
 	}
 	for _, k := range []string{MetaLayers, MetaArch, MetaFormat} {
 		delete(g.Meta, k)
@@ -65,38 +72,36 @@ func FromGraph(g *graph.Graph) (*Model, error) {
 	return m, m.check()
 }
 
-// check verifies that every layer the metadata lists is in the graph with the quantizers it
-// claims.
-func (m *Model) check() error {
-	producers := m.Graph.Producers()
-	for _, l := range m.Layers {
-		var n *graph.Node
-		for _, c := range m.Graph.Nodes {
-			if c.Name == l.Name {
-				n = c
-			}
-		}
-		if n == nil {
-			return fmt.Errorf("metadata names layer %q, which the graph lacks", l.Name)
-		}
-		if len(l.WBits) == 0 || slices.ContainsFunc(l.WBits, func(b int) bool { return !quant.ValidBits(b) }) || !quant.ValidBits(l.ABits) {
-			return fmt.Errorf("metadata of layer %q: invalid bits", l.Name)
-		}
-		if l.Weight != "" {
-			dq := producers[n.Input(1)]
-			if dq == nil || dq.Op != "DequantizeLinear" || dq.Inputs[0] != l.Weight || m.Graph.Consts[l.Weight] == nil {
-				return fmt.Errorf("layer %q: weight %q is not read through a DequantizeLinear", l.Name, l.Weight)
-			}
-		}
-	}
-	return nil
-}
-
 // fromQONNX rewrites the Quant nodes of the layers' weights and inputs into the canonical
 // QDQ form in place (the inverse of toQONNX); a graph without them is left alone.
 func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 	producers := g.Producers()
 	replace := map[*graph.Node][]*graph.Node{}
+	// The names the QDQ form gives must be free: not a value of the model (but those of the
+	// Quant it replaces), nor one given to another layer.
+	used := map[string]bool{}
+	for k := range g.Consts {
+		used[k] = true
+	}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			used[o] = true
+		}
+	}
+	for _, in := range g.Inputs {
+		used[in] = true
+	}
+	claim := func(l LayerInfo, replaced []string, names ...string) error {
+		for _, n := range names {
+			if used[n] && !slices.Contains(replaced, n) {
+				return graphError(l, "its QDQ form would name a value %q, which the model already has", n)
+			}
+		}
+		for _, n := range names {
+			used[n] = true
+		}
+		return nil
+	}
 	for _, l := range layers {
 		var layer *graph.Node
 		for _, n := range g.Nodes {
@@ -112,15 +117,27 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 			if w == nil || scale == nil || w.DType != graph.Float32 || len(w.Shape) < 2 || scale.Len() != w.Shape[l.WAxis] {
 				return fmt.Errorf("layer %q: Quant %q does not hold a per-channel weight", l.Name, q.Name)
 			}
+			if err := checkQuant(g, q, l.WBits, scale.F, true); err != nil {
+				return graphError(l, "weight %v", err)
+			}
 			ints := make([]int64, len(w.F))
 			rows := filterRows(w, l.WAxis)
 			for c := 0; c < scale.Len(); c++ {
 				hi := float32(quant.WeightMax(l.WBits[c]))
 				for _, i := range rows(c) {
+					if v := w.F[i] / scale.F[c]; !(v >= -hi-0.5 && v <= hi+0.5) {
+						return graphError(l, "filter %d holds %g·scale, outside the %d-bit range ±%g its wbits give", c, v, l.WBits[c], hi)
+					}
 					ints[i] = int64(quant.Quantize(w.F[i], scale.F[c], -hi, hi))
 				}
 			}
-			base := trimSuffix(l.Weight, sufQuantized)
+			base := q.Inputs[0]
+			if l.Weight != base+sufQuantized {
+				return graphError(l, "weight %q, but its Quant reads %q (the weight is %q)", l.Weight, base, base+sufQuantized)
+			}
+			if err := claim(l, q.Inputs, l.Weight, base+sufScale, base+sufZero, base+sufDQ+sufOutput); err != nil {
+				return err
+			}
 			for _, in := range q.Inputs {
 				delete(g.Consts, in)
 			}
@@ -134,11 +151,18 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 			replace[q] = []*graph.Node{dq}
 		}
 		if q := producers[layer.Input(0)]; l.ABits != quant.Float && q != nil && q.Op == "Quant" {
-			x := q.Inputs[0]
+			if err := checkQuant(g, q, []int{l.ABits}, []float32{quant.ActScale(l.AClip, l.ABits, l.ASigned)}, l.ASigned); err != nil {
+				return graphError(l, "input %v", err)
+			}
+			x, base := q.Inputs[0], l.Name+"/input"
+			if err := claim(l, q.Inputs[1:], base+"_clip_min", base+"_clip_max", base+sufScale, base+sufZero, base+"_Clip"+sufOutput,
+				base+sufQ+sufOutput, base+sufDQ+sufOutput); err != nil {
+				return err
+			}
 			for _, in := range q.Inputs[1:] {
 				delete(g.Consts, in)
 			}
-			nodes := actQDQ(g, l.Name+"/input", x, l.AClip, l.ABits, l.ASigned)
+			nodes := actQDQ(g, base, x, l.AClip, l.ABits, l.ASigned)
 			layer.Inputs[0] = nodes[len(nodes)-1].Outputs[0]
 			replace[q] = nodes
 		}
@@ -154,16 +178,7 @@ func fromQONNX(g *graph.Graph, layers []LayerInfo) error {
 		}
 		out = append(out, n)
 	}
-	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.RemoveDeadCode(); err != nil {
-		return err
-	}
-	return g.InferShapes()
+	return g.Rebuild(out)
 }
 
 // StoredBytes returns the bytes a constant takes in an ONNX file's raw data.
@@ -187,7 +202,7 @@ func WeightBytes(g *graph.Graph) map[string]int64 {
 	producers := g.Producers()
 	out := map[string]int64{}
 	for _, n := range g.Nodes {
-		d, ok := graph.Lookup(n.Op)
+		d, ok := graph.LookupNode(n)
 		if !ok || len(d.Weights) == 0 {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
 	"path/filepath"
 	"slices"
@@ -53,17 +54,14 @@ func OutputFiles(out string) Files {
 }
 
 // Write writes the model to out in the chosen format, and its encodings and architecture
-// beside it (OutputFiles). No file is written over input (the model it was made from); each
-// file is written atomically.
+// beside it (OutputFiles), all or none (onnxio.WriteFilesAtomic), the model last. No file
+// is written over input (the model it was made from) or over a special file.
 func (m *Model) Write(out, input string, opts WriteOptions) (Files, error) {
 	files := OutputFiles(out)
 	for _, f := range []string{files.Model, files.Encodings, files.Arch} {
 		if err := onnxio.CheckNotSameFile(f, input); err != nil {
 			return files, err
 		}
-	}
-	if files.Encodings == files.Model {
-		return files, fmt.Errorf("-o %s: give the model file an extension (its sidecars are NAME.encodings.json and NAME.arch.json)", out)
 	}
 	mp, err := m.ONNX(opts)
 	if err != nil {
@@ -73,16 +71,14 @@ func (m *Model) Write(out, input string, opts WriteOptions) (Files, error) {
 	if err != nil {
 		return files, err
 	}
-	write := func(path string, b []byte) error {
-		return onnxio.WriteFileAtomic(path, func(w io.Writer) error { _, err := w.Write(b); return err })
+	bytesOf := func(b []byte) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := w.Write(b); return err }
 	}
-	if err := write(files.Encodings, append(enc, '\n')); err != nil {
-		return files, err
-	}
-	if err := write(files.Arch, m.Arch); err != nil {
-		return files, err
-	}
-	return files, onnxio.SaveChecked(files.Model, input, mp)
+	return files, onnxio.WriteFilesAtomic([]onnxio.FileContent{
+		{Path: files.Encodings, Write: bytesOf(append(enc, '\n'))},
+		{Path: files.Arch, Write: bytesOf(m.Arch)},
+		{Path: files.Model, Write: func(w io.Writer) error { return onnxio.Encode(w, mp) }},
+	})
 }
 
 // ONNX returns the model as an ONNX message in the chosen format.
@@ -92,10 +88,10 @@ func (m *Model) ONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
 		format = FormatQDQ
 	}
 	if format != FormatQDQ && format != FormatQONNX {
-		return nil, fmt.Errorf("--format %q: want %s or %s", format, FormatQDQ, FormatQONNX)
+		return nil, field.Errorf("WriteOptions.Format", " %q: want %s or %s", format, FormatQDQ, FormatQONNX)
 	}
 	if opts.Pack && format != FormatQDQ {
-		return nil, fmt.Errorf("--pack applies to the QDQ format (QONNX keeps float weights)")
+		return nil, field.Errorf("WriteOptions.Pack", " applies to the QDQ format (QONNX keeps float weights)")
 	}
 	g := m.Graph.Clone()
 	if err := upgradeOpset(g, 13); err != nil {

@@ -25,7 +25,7 @@ func (g *Graph) Layers() []Layer {
 	seen := map[string]bool{} // a weight shared by several nodes counts once
 	producers := g.Producers()
 	for _, n := range g.Nodes {
-		d, ok := Lookup(n.Op)
+		d, ok := LookupNode(n)
 		if !ok || (d.Cost == nil && len(d.Weights) == 0) {
 			continue
 		}
@@ -36,8 +36,8 @@ func (g *Graph) Layers() []Layer {
 				continue
 			}
 			name, t := n.Inputs[i], c.Const[i]
-			if t == nil { // a quantized weight: the integers a DequantizeLinear reads
-				if dq := producers[name]; dq != nil && dq.Op == "DequantizeLinear" {
+			if t == nil { // a quantized weight: the integers a DequantizeLinear (or QONNX Quant) reads
+				if dq := producers[name]; dq != nil && (dq.Op == "DequantizeLinear" || dq.Op == "Quant") {
 					name, t = dq.Inputs[0], g.Consts[dq.Inputs[0]]
 				}
 			}

@@ -333,3 +333,203 @@ func broadcastConst(t *Tensor, to Shape) *Tensor {
 	}
 	return NewFloat(to, out)
 }
+
+// FoldScale folds y = c·x, c a float constant with one value per channel of x (or one value
+// for all), into the Conv, Gemm or MatMul with constant weights that produces x, through
+// the Add of its bias and any Transposes, each read by nothing else: the layer's filters,
+// its bias and the bias Add's constant are scaled by c and the Mul is dropped (the last node
+// of the chain now writes y). A layer scale (ConvNeXt's γ after each block's pointwise
+// layers) so becomes part of the layer before it. Per-channel quantization of the scaled
+// filters rounds to the same integers, each filter's scale multiplied by |c|.
+func (g *Graph) FoldScale() error {
+	m := g.matcher()
+	for _, mul := range slices.Clone(g.Nodes) {
+		if mul.Op != "Mul" || len(mul.Inputs) != 2 || m.removed[mul] {
+			continue
+		}
+		for _, x := range mul.Inputs {
+			if _, c := m.constOperand(mul, x); c != nil && g.Consts[x] == nil && m.foldScale(mul, x, c) {
+				break
+			}
+		}
+	}
+	return m.finish()
+}
+
+// scaledConst is a constant to multiply by the scale, and the axis of its values that runs
+// along the channels (-1: one value).
+type scaledConst struct {
+	name string
+	axis int
+	dims int // the dimensions a one-value bias made per-channel needs to broadcast as it did
+}
+
+// foldScale folds mul = c·x into the layer that produces x, if it can; see FoldScale.
+func (m *matcher) foldScale(mul *Node, x string, c *Tensor) bool {
+	g := m.g
+	axis := varyingAxis(c.Shape, g.Shapes[x])
+	if axis == -2 || axis == 0 {
+		return false
+	}
+	var consts []scaledConst // biases, in the activations' coordinates
+	single := func(name string) bool { return len(m.consumers[name]) == 1 && g.Consts[name].DType == Float32 }
+	v, ax := x, axis
+	for {
+		p := m.producers[v]
+		if p == nil || m.removed[p] || m.outputs[v] || len(m.consumers[v]) != 1 {
+			return false
+		}
+		switch p.Op {
+		case "Transpose":
+			perm, err := g.TransposePerm(p)
+			if err != nil {
+				return false
+			}
+			if ax >= 0 {
+				ax = perm[ax]
+			}
+			v = p.Inputs[0]
+			continue
+		case "Add":
+			if len(p.Inputs) != 2 {
+				return false
+			}
+			act, bname := p.Inputs[0], p.Inputs[1]
+			if g.Consts[act] != nil {
+				act, bname = bname, act
+			}
+			b := g.Consts[bname]
+			if b == nil || b.DType != Float32 || g.Consts[act] != nil || !single(bname) {
+				return false
+			}
+			xs := g.Shapes[act]
+			bAxis := varyingAxis(b.Shape, xs)
+			if bAxis == -2 || ax >= 0 && bAxis >= 0 && bAxis != ax {
+				return false
+			}
+			sc := scaledConst{name: bname, axis: -1, dims: len(xs) - ax}
+			if bAxis >= 0 {
+				sc.axis = bAxis - (len(xs) - len(b.Shape))
+			}
+			consts = append(consts, sc)
+			v = act
+			continue
+		}
+		break
+	}
+	layer := m.producers[v]
+	if layer == nil || m.removed[layer] {
+		return false
+	}
+	w := g.Consts[layer.Input(1)]
+	if w == nil || w.DType != Float32 || len(w.Shape) < 2 || !single(layer.Inputs[1]) || g.Consts[layer.Inputs[0]] != nil {
+		return false
+	}
+	var wAxis, outAxis int
+	switch layer.Op {
+	case "Conv":
+		wAxis, outAxis = 0, 1
+	case "Gemm":
+		if tb, _ := layer.Int("transB", 0); tb == 0 {
+			wAxis = 1
+		}
+		outAxis = 1
+	case "MatMul":
+		if len(w.Shape) != 2 {
+			return false
+		}
+		wAxis, outAxis = 1, len(g.Shapes[v])-1
+	default:
+		return false
+	}
+	oc := w.Shape[wAxis]
+	if ax >= 0 && (ax != outAxis || c.Len() != oc) {
+		return false
+	}
+	if b := layer.Input(2); b != "" {
+		t := g.Consts[b]
+		if t == nil || !single(b) || t.Len() != oc && t.Len() != 1 {
+			return false
+		}
+		bAxis := 0
+		if t.Len() == 1 {
+			bAxis = -1
+		}
+		consts = append(consts, scaledConst{name: b, axis: bAxis, dims: 1})
+	}
+	scale := func(ch int) float32 {
+		if c.Len() == 1 {
+			return c.F[0]
+		}
+		return c.F[ch]
+	}
+	nw := w.Clone()
+	forEachChannel(nw, wAxis, func(i, ch int) { nw.F[i] *= scale(ch) })
+	g.Consts[layer.Inputs[1]] = nw
+	for _, sc := range consts {
+		t := g.Consts[sc.name].Clone()
+		if sc.axis < 0 && c.Len() > 1 { // one bias for all channels becomes one per channel
+			shape := make([]int, sc.dims)
+			for i := range shape {
+				shape[i] = 1
+			}
+			shape[0] = oc
+			vals := make([]float32, oc)
+			for i := range vals {
+				vals[i] = t.F[0]
+			}
+			t, sc.axis = NewFloat(shape, vals), 0
+		}
+		if sc.axis < 0 {
+			t.F[0] *= scale(0)
+		} else {
+			forEachChannel(t, sc.axis, func(i, ch int) { t.F[i] *= scale(ch) })
+		}
+		g.Consts[sc.name] = t
+	}
+	// The node that wrote x writes y instead; the Mul goes.
+	y := mul.Outputs[0]
+	last := m.producers[x]
+	for i, o := range last.Outputs {
+		if o == x {
+			last.Outputs[i] = y
+		}
+	}
+	m.producers[y] = last
+	delete(g.Shapes, x)
+	m.removed[mul] = true
+	return true
+}
+
+// varyingAxis returns the axis of an activation of shape x along which a constant of shape
+// c, broadcast against it, varies: -1 when c holds one value, -2 when c varies along more
+// than one axis or does not broadcast.
+func varyingAxis(c []int, x Shape) int {
+	off := len(x) - len(c)
+	if off < 0 {
+		return -2
+	}
+	axis := -1
+	for i, d := range c {
+		if d == 1 {
+			continue
+		}
+		if axis >= 0 || d != x[i+off] {
+			return -2
+		}
+		axis = i + off
+	}
+	return axis
+}
+
+// forEachChannel calls fn with every element index of t and its index along axis.
+func forEachChannel(t *Tensor, axis int, fn func(i, ch int)) {
+	inner := 1
+	for _, d := range t.Shape[axis+1:] {
+		inner *= d
+	}
+	n := t.Shape[axis]
+	for i := range t.F {
+		fn(i, i/inner%n)
+	}
+}

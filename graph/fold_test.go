@@ -201,4 +201,81 @@ func TestLoweredForOldOpsets(t *testing.T) {
 	if back := canonical(t, m, false); !slices.Equal(opsOf(back), []string{"Gelu"}) {
 		t.Errorf("Gelu re-imported: %v", opsOf(back))
 	}
+	// A ReduceMean read at opset 18 (axes as an input) and written at 13 (axes as an
+	// attribute) leaves no initializer behind: what a model qnas packed at opset 21 and
+	// writes back at its own opset must be the file it packed.
+	r18 := canonical(t, newModel(18).input("x", -1, 3, 4).ints("axes", -1).
+		node("ReduceMean", "rm", []string{"x", "axes"}, []string{"y"}).output("y").build(), false)
+	r18.Opset = 13
+	m, err = r18.ToONNX(graph.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetGraph().GetNode()[0]; len(n.GetInput()) != 1 || len(m.GetGraph().GetInitializer()) != 0 {
+		t.Errorf("ReduceMean at opset 13: inputs %v, initializers %d", n.GetInput(), len(m.GetGraph().GetInitializer()))
+	}
+}
+
+// layerScaleModel writes a channels-last pointwise layer as torch.onnx writes ConvNeXt's:
+// Transpose to N×H×W×C, MatMul by W [4, 5], Add of the bias (constant first), Transpose back,
+// Mul by the layer scale γ of shape gshape, then a Relu. extra lists more graph outputs.
+func layerScaleModel(gshape []int64, shareW bool, extra ...string) *onnxpb.ModelProto {
+	r := rand.New(rand.NewPCG(3, 4))
+	b := newModel(13).input("x", -1, 4, 3, 3)
+	n := 1
+	for _, d := range gshape {
+		n *= int(d)
+	}
+	b.floats("w", []int64{4, 5}, randFloats(r, 20)).floats("b", []int64{5}, randFloats(r, 5)).floats("gamma", gshape, randFloats(r, n))
+	b.node("Transpose", "t1", []string{"x"}, []string{"xt"}, intsAttr("perm", 0, 2, 3, 1))
+	b.node("MatMul", "fc", []string{"xt", "w"}, []string{"mm"})
+	b.node("Add", "fc/Add", []string{"b", "mm"}, []string{"yb"})
+	b.node("Transpose", "t2", []string{"yb"}, []string{"y"}, intsAttr("perm", 0, 3, 1, 2))
+	b.node("Mul", "scale", []string{"gamma", "y"}, []string{"ys"})
+	b.node("Relu", "relu", []string{"ys"}, []string{"out"})
+	b.output("out")
+	if shareW {
+		b.node("MatMul", "fc2", []string{"xt", "w"}, []string{"mm2"}).output("mm2")
+	}
+	for _, e := range extra {
+		b.output(e)
+	}
+	return b.build()
+}
+
+func TestFoldScale(t *testing.T) {
+	m := layerScaleModel([]int64{5, 1, 1}, false)
+	src, err := graph.FromONNX(m, graph.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, bias, gamma := src.Consts["w"].F, src.Consts["b"].F, src.Consts["gamma"].F
+	g := canonical(t, m, false)
+	if ops := opsOf(g); !slices.Equal(ops, []string{"Transpose", "MatMul", "Add", "Transpose", "Relu"}) {
+		t.Fatalf("ops after canonicalization: %v", ops)
+	}
+	if g.Nodes[3].Outputs[0] != "ys" || g.Nodes[4].Inputs[0] != "ys" || g.Consts["gamma"] != nil {
+		t.Errorf("the chain does not write the Mul's output: %v -> %v", g.Nodes[3].Outputs, g.Nodes[4].Inputs)
+	}
+	for i, v := range g.Consts["w"].F {
+		if want := w[i] * gamma[i%5]; v != want {
+			t.Fatalf("w[%d] = %v, want %v·%v", i, v, w[i], gamma[i%5])
+		}
+	}
+	for c, v := range g.Consts["b"].F {
+		if want := bias[c] * gamma[c]; v != want {
+			t.Errorf("b[%d] = %v, want %v", c, v, want)
+		}
+	}
+	// Left alone: a scale varying along a spatial axis, an intermediate someone else reads,
+	// a weight another layer shares.
+	for name, m := range map[string]*onnxpb.ModelProto{
+		"spatial scale":       layerScaleModel([]int64{3, 1}, false),
+		"intermediate output": layerScaleModel([]int64{5, 1, 1}, false, "yb"),
+		"shared weight":       layerScaleModel([]int64{5, 1, 1}, true),
+	} {
+		if g := canonical(t, m, false); !slices.Contains(opsOf(g), "Mul") {
+			t.Errorf("%s: folded: %v", name, opsOf(g))
+		}
+	}
 }

@@ -216,7 +216,7 @@ func buildFuzzModel(data []byte) *onnxpb.ModelProto {
 	}
 	for k := range 1 + s.pick(12) {
 		op := ops[s.pick(len(ops))]
-		d, _ := graph.Lookup(op)
+		d, _ := graph.LookupOp("", op)
 		maxIn, maxOut := d.MaxInputs, d.MaxOutputs
 		if maxIn < 0 {
 			maxIn = d.MinInputs + 3

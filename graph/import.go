@@ -207,7 +207,7 @@ func nodeFromONNX(np *onnxpb.NodeProto, index int, dir string, lim onnxio.Limits
 	if d := np.GetDomain(); d != "ai.onnx" {
 		n.Domain = d
 	}
-	if def, ok := Lookup(n.Op); !ok || def.Domain != n.Domain {
+	if _, ok := LookupNode(n); !ok {
 		return nil, &UnsupportedError{Node: n.Name, Op: n.Op, Domain: n.Domain}
 	}
 	for _, ap := range np.GetAttribute() {

@@ -38,7 +38,34 @@ type OpDef struct {
 	// State lists the inputs that are neither learned nor fixed: statistics the op keeps
 	// (BatchNormalization's running mean and variance), which checkpoints carry.
 	State []int
+
+	// Kernel runs the op: the engine's builder (an engine.Builder), attached by the engine
+	// to the ops the IR defines, or registered with a new op (engine.RegisterOp). Nil for
+	// ops nothing runs.
+	Kernel any
+
+	// Fusion roles, which the engine reads instead of op names: ReLU marks max(x, 0), which
+	// a producer with AbsorbsReLU applies itself when the ReLU alone reads its output;
+	// BoundedReLU, when set, reports whether node n of graph g computes min(max(x, 0), hi)
+	// with hi > 0 (ReLU6 is a Clip to [0, 6]) and returns hi (+Inf: a plain ReLU), which a
+	// producer that also has AbsorbsBoundedReLU applies the same way; Moments marks a
+	// producer that can gather its output's per-channel batch moments (MomentSource) and a
+	// consumer that normalizes with them (MomentSink).
+	ReLU, AbsorbsReLU  bool
+	BoundedReLU        func(g *Graph, n *Node) (hi float32, ok bool)
+	AbsorbsBoundedReLU bool
+	Moments            MomentRole
 }
+
+// MomentRole is an op's part in sharing per-channel batch moments (see OpDef.Moments).
+type MomentRole uint8
+
+// Moment roles.
+const (
+	NoMoments MomentRole = iota
+	MomentSource
+	MomentSink
+)
 
 // Ctx is what an op's rules see of one node: its attributes, the shapes of its inputs, and
 // the values of the inputs that are constant.
@@ -88,33 +115,57 @@ func (c *Ctx) IntsAttrOrInput(name string, i int) (v []int64, ok bool, err error
 	return nil, false, nil
 }
 
-var registry = map[string]*OpDef{}
+// opKey identifies an op kind: its domain ("" for ONNX's default) and type.
+type opKey struct{ domain, op string }
 
-// Register adds an op kind; it panics on a duplicate, which is a programming error.
-func Register(d *OpDef) {
-	if _, dup := registry[d.Op]; dup {
-		panic("graph: op registered twice: " + d.Op)
+var registry = map[opKey]*OpDef{}
+
+// canonicalDomain maps ONNX's two names of the default domain to "".
+func canonicalDomain(d string) string {
+	if d == "ai.onnx" {
+		return ""
 	}
-	if d.Infer == nil {
-		panic("graph: op without shape rule: " + d.Op)
-	}
-	registry[d.Op] = d
+	return d
 }
 
-// Lookup returns the definition of an op kind.
-func Lookup(op string) (*OpDef, bool) {
-	d, ok := registry[op]
+// Register adds an op kind, keyed by its domain and type; it panics on a duplicate, which
+// is a programming error.
+func Register(d *OpDef) {
+	k := opKey{canonicalDomain(d.Domain), d.Op}
+	if _, dup := registry[k]; dup {
+		panic("graph: op registered twice: " + qualified(k))
+	}
+	if d.Infer == nil {
+		panic("graph: op without shape rule: " + qualified(k))
+	}
+	registry[k] = d
+}
+
+// LookupOp returns the definition of the op kind op of domain.
+func LookupOp(domain, op string) (*OpDef, bool) {
+	d, ok := registry[opKey{canonicalDomain(domain), op}]
 	return d, ok
 }
 
-// Ops returns the names of all registered op kinds, sorted.
+// LookupNode returns the definition of node n's op.
+func LookupNode(n *Node) (*OpDef, bool) { return LookupOp(n.Domain, n.Op) }
+
+// Ops returns the names of all registered op kinds (domain::type outside the default
+// domain), sorted.
 func Ops() []string {
 	names := make([]string, 0, len(registry))
 	for k := range registry {
-		names = append(names, k)
+		names = append(names, qualified(k))
 	}
 	sort.Strings(names)
 	return names
+}
+
+func qualified(k opKey) string {
+	if k.domain == "" {
+		return k.op
+	}
+	return k.domain + "::" + k.op
 }
 
 // UnsupportedError is an op the IR does not know.

@@ -175,7 +175,7 @@ func convInfo(c *Ctx) (ConvInfo, error) {
 func init() {
 	Register(&OpDef{
 		Op: "Conv", Doc: "2-D convolution with groups (depthwise included), strides, dilations, pads, auto_pad",
-		MinInputs: 2, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2},
+		MinInputs: 2, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2}, Moments: MomentSource,
 		Infer: func(c *Ctx) ([]Shape, error) {
 			ci, err := convInfo(c)
 			if err != nil {
@@ -192,6 +192,7 @@ func init() {
 	Register(&OpDef{
 		Op: "BatchNormalization", Doc: "batch normalization over channels (scale, bias, mean, var inputs)",
 		MinInputs: 5, MaxInputs: 5, MinOutputs: 1, MaxOutputs: 3, Weights: []int{1, 2}, State: []int{3, 4},
+		AbsorbsReLU: true, AbsorbsBoundedReLU: true, Moments: MomentSink,
 		Infer: func(c *Ctx) ([]Shape, error) {
 			x := c.In[0]
 			if len(x) < 2 {

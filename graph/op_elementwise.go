@@ -101,6 +101,7 @@ func init() {
 	unary("Relu", "max(x, 0)", func(*Ctx) (func(float32) float32, error) {
 		return func(x float32) float32 { return max(x, 0) }, nil
 	})
+	registry[opKey{"", "Relu"}].ReLU = true
 	unary("Sigmoid", "1/(1+e^-x)", func(*Ctx) (func(float32) float32, error) {
 		return func(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }, nil
 	})
@@ -149,6 +150,10 @@ func init() {
 			}
 			return sameShape(c)
 		},
+		BoundedReLU: func(g *Graph, n *Node) (float32, bool) {
+			lo, hi, err := g.ClipBoundsOf(n)
+			return hi, err == nil && lo == 0 && hi > 0
+		},
 	})
 	Register(&OpDef{
 		Op: "Softmax", Doc: "softmax along axis",
@@ -196,6 +201,7 @@ func init() {
 		Register(&OpDef{
 			Op: op, Doc: "elementwise " + op + " with numpy broadcasting",
 			MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1,
+			AbsorbsReLU: op == "Add", // a residual Add's kernel applies the ReLU after it
 			Infer: func(c *Ctx) ([]Shape, error) {
 				s, err := broadcast(c, c.In[0], c.In[1])
 				return []Shape{s}, err

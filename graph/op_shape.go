@@ -636,6 +636,13 @@ func constantOfShape(c *Ctx) (*Tensor, error) {
 	return NewFloat(shape, v), nil
 }
 
+// TransposePerm returns the permutation of a Transpose node of g: output axis i is input
+// axis perm[i] (reversed axes when the node has no perm).
+func (g *Graph) TransposePerm(n *Node) ([]int, error) {
+	c := g.ctx(n)
+	return transposePerm(c, len(c.In[0]))
+}
+
 func transposePerm(c *Ctx, rank int) ([]int, error) {
 	p, err := c.Node.Ints("perm", nil)
 	if err != nil {

@@ -16,7 +16,7 @@ type Pass struct {
 
 // Passes is the table of graph passes, in the order Canonicalize runs them: check-finite
 // (refuse NaN or ±Inf weights, naming the node), fold-constants, remove-identity,
-// dead-code, fold-layernorm, fold-gelu, canonical-reshape, fold-bn (only with
+// dead-code, fold-layernorm, fold-gelu, fold-scale, canonical-reshape, fold-bn (only with
 // CanonicalOptions.FoldBN) and infer-shapes.
 var Passes = []Pass{
 	{"check-finite", "refuse NaN or ±Inf in float constants and attributes, naming the node and the value", (*Graph).CheckFinite},
@@ -25,6 +25,7 @@ var Passes = []Pass{
 	{"dead-code", "drop nodes and constants no output depends on", (*Graph).RemoveDeadCode},
 	{"fold-layernorm", "replace the opset-13 LayerNorm decomposition (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) by LayerNormalization", (*Graph).FoldLayerNorm},
 	{"fold-gelu", "replace GELU's erf form x·(1 + erf(x/√2))/2 by Gelu", (*Graph).FoldGelu},
+	{"fold-scale", "fold a Mul by a per-channel constant (a layer scale) into the Conv, Gemm or MatMul before it", (*Graph).FoldScale},
 	{"canonical-reshape", "rewrite Reshape targets as [-1, per-sample dims…] when they keep the batch first", (*Graph).CanonicalReshape},
 	{"fold-bn", "fold inference BatchNormalization into the preceding Conv (optional)", (*Graph).FoldBatchNorm},
 	{"infer-shapes", "infer every value's shape and check every node", (*Graph).InferShapes},
@@ -86,9 +87,9 @@ func (g *Graph) InferShapes() error {
 }
 
 func (g *Graph) inferNode(n *Node) error {
-	d, ok := Lookup(n.Op)
+	d, ok := LookupNode(n)
 	if !ok {
-		return &UnsupportedError{Node: n.Name, Op: n.Op}
+		return &UnsupportedError{Node: n.Name, Op: n.Op, Domain: n.Domain}
 	}
 	if err := checkArity(d, n); err != nil {
 		return err
@@ -138,7 +139,7 @@ func (g *Graph) FoldConstants() error {
 		if err := g.inferNode(n); err != nil {
 			return err
 		}
-		d, _ := Lookup(n.Op)
+		d, _ := LookupNode(n)
 		if d.Eval == nil || !g.foldable(n, d) {
 			kept = append(kept, n)
 			continue
@@ -246,6 +247,21 @@ func (g *Graph) RemoveIdentity() error {
 	}
 	g.Nodes = kept
 	return nil
+}
+
+// Rebuild makes nodes the graph's nodes and infers every shape anew (the inputs' are kept)
+// after dropping what no output needs: the last step of a pass that rewrites nodes.
+func (g *Graph) Rebuild(nodes []*Node) error {
+	g.Nodes = nodes
+	for k := range g.Shapes {
+		if !slices.Contains(g.Inputs, k) {
+			delete(g.Shapes, k)
+		}
+	}
+	if err := g.RemoveDeadCode(); err != nil {
+		return err
+	}
+	return g.InferShapes()
 }
 
 // RemoveDeadCode drops nodes whose outputs reach no graph output, and unused constants.

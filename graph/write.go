@@ -40,9 +40,27 @@ func (g *Graph) ToONNX(opts WriteOptions) (*onnxpb.ModelProto, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A constant that only nodes rewritten for the opset read (a ReduceMean's axes input
+	// written as an attribute) is not written.
+	read := map[string]bool{}
+	for _, n := range nodes {
+		for _, in := range n.Inputs {
+			read[in] = true
+		}
+	}
+	dropped := map[string]bool{}
+	for _, n := range g.Nodes {
+		for _, in := range n.Inputs {
+			if _, ok := g.Consts[in]; ok && !read[in] && !g.IsOutput(in) {
+				dropped[in] = true
+			}
+		}
+	}
 	names := make([]string, 0, len(g.Consts)+len(extra))
 	for k := range g.Consts {
-		names = append(names, k)
+		if !dropped[k] {
+			names = append(names, k)
+		}
 	}
 	for k := range extra {
 		names = append(names, k)

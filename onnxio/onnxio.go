@@ -110,7 +110,7 @@ func encode(w io.Writer, m proto.Message) error {
 // the file.
 func Load(path string, lim Limits) (*Model, error) {
 	lim = lim.orDefault()
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: unwrapPath(err).Error(), Err: err}
 	}
@@ -188,18 +188,7 @@ func CheckNotSameFile(outPath, inputPath string) error {
 	if inputPath == "" {
 		return nil
 	}
-	same := false
-	fo, errO := os.Stat(outPath)
-	fi, errI := os.Stat(inputPath)
-	switch {
-	case errO == nil && errI == nil:
-		same = os.SameFile(fo, fi)
-	default:
-		ao, e1 := filepath.Abs(outPath)
-		ai, e2 := filepath.Abs(inputPath)
-		same = e1 == nil && e2 == nil && ao == ai
-	}
-	if same {
+	if SameFile(outPath, inputPath) {
 		return &Error{File: outPath, Msg: fmt.Sprintf("refusing to overwrite the input model %s (output %s is the same file)", inputPath, outPath)}
 	}
 	return nil
@@ -210,72 +199,147 @@ func CheckNotSameFile(outPath, inputPath string) error {
 // in path's folder, which is flushed, fsynced, closed and renamed to path; then the
 // folder is fsynced. On any error, or a panic in write, the temporary file is removed
 // and path is left untouched. The new file keeps the permissions of the file it
-// replaces, or gets 0644. Errors are *Error naming path.
+// replaces, or gets 0644. Only a regular file is replaced: a path that is a directory, a
+// device, a FIFO, a socket or a symbolic link is refused (CheckOutputPath). Errors are
+// *Error naming path.
 func WriteFileAtomic(path string, write func(io.Writer) error) error {
-	fail := func(what string, e error) error {
-		return &Error{File: path, Msg: what + ": " + e.Error(), Err: e}
+	p, err := prepareFile(path, write)
+	if err != nil {
+		return err
+	}
+	return p.commit()
+}
+
+// FileContent is one file for WriteFilesAtomic.
+type FileContent struct {
+	Path  string
+	Write func(io.Writer) error
+}
+
+// WriteFilesAtomic writes several files as WriteFileAtomic does, all or none: every file
+// is written completely to its temporary file first, and only when all are written are
+// they renamed into place, in the order given (so the last one's presence means the
+// others are there). An error before that leaves every path untouched.
+func WriteFilesAtomic(files []FileContent) error {
+	for _, f := range files {
+		if err := CheckOutputPath(f.Path); err != nil {
+			return err
+		}
+	}
+	var pending []*pendingFile
+	defer func() {
+		for _, p := range pending {
+			p.abort()
+		}
+	}()
+	for _, f := range files {
+		p, err := prepareFile(f.Path, f.Write)
+		if err != nil {
+			return err
+		}
+		pending = append(pending, p)
+	}
+	for len(pending) > 0 {
+		p := pending[0]
+		pending = pending[1:]
+		if err := p.commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pendingFile is a file written and fsynced under no name or a temporary one, waiting to
+// be renamed into place.
+type pendingFile struct {
+	path, dir, tmp string // tmp: the temporary name ("" for an unnamed file)
+	f              *os.File
+	done           bool
+}
+
+func (p *pendingFile) fail(what string, e error) error {
+	return &Error{File: p.path, Msg: what + ": " + e.Error(), Err: e}
+}
+
+// prepareFile writes the content of path into a temporary file in its folder.
+func prepareFile(path string, write func(io.Writer) error) (_ *pendingFile, err error) {
+	if err := CheckOutputPath(path); err != nil {
+		return nil, err
 	}
 	perm := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		if fi.IsDir() {
-			return &Error{File: path, Msg: "is a directory"}
-		}
+	if fi, err := os.Lstat(path); err == nil {
 		perm = fi.Mode().Perm()
 	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
+	p := &pendingFile{path: path, dir: dir}
 	// Prefer an unnamed file (Linux O_TMPFILE): a crash, even SIGKILL, leaves nothing.
 	f, unnamed := createUnnamed(dir, perm)
-	tmp := ""
 	if !unnamed {
 		var err error
 		if f, err = os.CreateTemp(dir, "."+base+".tmp*"); err != nil {
-			return fail("cannot create a temporary file", unwrapPath(err))
+			return nil, p.fail("cannot create a temporary file", unwrapPath(err))
 		}
-		tmp = f.Name()
+		p.tmp = f.Name()
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			f.Close()
-			if tmp != "" {
-				os.Remove(tmp)
-			}
+	p.f = f
+	ok := false
+	defer func() { // an error or a panic in write leaves nothing
+		if !ok {
+			p.abort()
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	if err := write(bw); err != nil {
-		return fail("write failed", err)
+		return nil, p.fail("write failed", err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fail("write failed", unwrapPath(err))
+		return nil, p.fail("write failed", unwrapPath(err))
 	}
 	if err := f.Chmod(perm); err != nil {
-		return fail("cannot set permissions", unwrapPath(err))
+		return nil, p.fail("cannot set permissions", unwrapPath(err))
 	}
 	if err := f.Sync(); err != nil {
-		return fail("fsync failed", unwrapPath(err))
+		return nil, p.fail("fsync failed", unwrapPath(err))
 	}
-	if unnamed {
-		if err := publishUnnamed(f, path); err != nil {
-			return fail("cannot link the temporary file into place", err)
-		}
-		f.Close()
-	} else {
+	if !unnamed {
 		if err := f.Close(); err != nil {
-			return fail("close failed", unwrapPath(err))
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return fail("cannot rename the temporary file into place", err)
+			return nil, p.fail("close failed", unwrapPath(err))
 		}
 	}
-	committed = true
-	if err := syncDir(dir); err != nil {
-		return fail("written, but fsync of the folder failed", err)
+	ok = true
+	return p, nil
+}
+
+// commit renames the written file into place and fsyncs the folder.
+func (p *pendingFile) commit() error {
+	if p.tmp == "" {
+		if err := publishUnnamed(p.f, p.path); err != nil {
+			return p.fail("cannot link the temporary file into place", err)
+		}
+		p.f.Close()
+	} else if err := os.Rename(p.tmp, p.path); err != nil {
+		return p.fail("cannot rename the temporary file into place", err)
+	}
+	p.done = true
+	if err := syncDir(p.dir); err != nil {
+		return p.fail("written, but fsync of the folder failed", err)
 	}
 	return nil
+}
+
+// abort drops a file that was not committed.
+func (p *pendingFile) abort() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.f.Close()
+	if p.tmp != "" {
+		os.Remove(p.tmp)
+	}
 }
 
 // syncDir fsyncs a folder so a rename in it is durable. Systems and file systems that

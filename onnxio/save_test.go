@@ -70,7 +70,7 @@ func TestWriteFileAtomicFailure(t *testing.T) {
 	}
 
 	// Writing into a missing folder or over a folder fails cleanly.
-	wantError(t, WriteFileAtomic(filepath.Join(dir, "no", "such.json"), func(io.Writer) error { return nil }), "temporary file")
+	wantError(t, WriteFileAtomic(filepath.Join(dir, "no", "such.json"), func(io.Writer) error { return nil }), "folder", "does not exist")
 	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
 		t.Fatal(err)
 	}

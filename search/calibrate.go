@@ -45,13 +45,19 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 		q := &quantizer{node: n}
 		switch n.Op {
 		case supernet.OpQuantAct:
-			b, _ := n.Int("bits", 8)
+			b, err := n.Int("bits", 8)
+			if err != nil {
+				return fmt.Errorf("node %q: %w", n.Name, err)
+			}
 			if b == quant.Float {
 				continue
 			}
 			q.bits, q.clips = []int{int(b)}, n.Inputs[1]
 		case supernet.OpMixedAct:
-			bs, _ := n.Ints("bits", nil)
+			bs, err := n.Ints("bits", nil)
+			if err != nil {
+				return fmt.Errorf("node %q: %w", n.Name, err)
+			}
 			for _, b := range bs {
 				q.bits = append(q.bits, int(b))
 			}
@@ -64,7 +70,10 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 		default:
 			continue
 		}
-		s, _ := n.Int("signed", 0)
+		s, err := n.Int("signed", 0)
+		if err != nil {
+			return fmt.Errorf("node %q: %w", n.Name, err)
+		}
 		q.signed = s != 0
 		qs = append(qs, q)
 		keep[n.Inputs[0]] = true

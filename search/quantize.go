@@ -2,10 +2,11 @@ package search
 
 import (
 	"context"
-	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
 
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/supernet"
@@ -28,10 +29,14 @@ type QuantizeConfig struct {
 	Log          io.Writer
 	// Distill, when set, distills the fine-tuning from a teacher (train.Distill).
 	Distill *train.Distill
-	// Checkpoint, Resume and Context work as in train.Config.
+	// PlainLastEpoch trains the last epoch like the others instead of as exported (see
+	// FineTune).
+	PlainLastEpoch bool
+	// Checkpoint, Resume, Context and Depends work as in train.Config.
 	Checkpoint string
 	Resume     bool
 	Context    context.Context
+	Depends    ckpt.Settings
 }
 
 // Quantize builds the training graph of the architecture r from its float model, calibrates
@@ -39,6 +44,11 @@ type QuantizeConfig struct {
 // the loop and re-estimates its BatchNorm statistics (FineTune). It returns the trained
 // fake-quantized graph (in the form FineTune says) and the per-epoch statistics.
 func Quantize(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, []train.EpochStats, error) {
+	if cfg.Resume {
+		if err := cfg.CheckResume(r, trainSet); err != nil {
+			return nil, nil, err
+		}
+	}
 	g, err := Calibrated(r, trainSet, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -50,8 +60,11 @@ func Quantize(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) 
 // clips calibrated on cfg.CalibBatches batches of the training data: the model of
 // post-training quantization, before its BatchNorm statistics are re-estimated.
 func Calibrated(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, error) {
-	if cfg.CalibBatches < 1 || cfg.Batch < 1 {
-		return nil, fmt.Errorf("--calib and --batch must be positive (got %d, %d)", cfg.CalibBatches, cfg.Batch)
+	if cfg.CalibBatches < 1 {
+		return nil, field.Errorf("QuantizeConfig.CalibBatches", " %d: must be positive", cfg.CalibBatches)
+	}
+	if cfg.Batch < 1 {
+		return nil, field.Errorf("QuantizeConfig.Batch", " %d: must be positive", cfg.Batch)
 	}
 	g, err := r.Apply()
 	if err != nil {
@@ -66,18 +79,18 @@ func Calibrated(r *supernet.Resolved, trainSet *data.Dataset, cfg QuantizeConfig
 // FineTune trains the calibrated graph g for cfg.Epochs with quantization in the loop
 // (straight-through gradients, learned clips, BatchNorm in training mode) and re-estimates
 // the BatchNorm statistics of the quantized model (with 0 epochs, only that). With two
-// epochs or more, the last one trains what the export computes (supernet.TrainAsExported:
-// BatchNorms on fixed statistics with their shifts on the integer grids, biases rounded as
-// export rounds them) at TailLR × the learning rate, so the model trained is the model
-// written. It returns the graph trained (g, or the last epoch's form of it, which
-// supernet.ExportForm turns back for export.Freeze) and the per-epoch statistics.
+// epochs or more (and not cfg.PlainLastEpoch), the BatchNorm statistics are re-estimated
+// before the last epoch, which trains what the export computes (supernet.TrainAsExported:
+// BatchNorms on those fixed statistics with their shifts on the integer grids, biases
+// rounded as export rounds them), on the same learning-rate schedule and data order, so
+// the model trained is the model written. It returns the graph trained (g, or the last
+// epoch's form of it, which supernet.ExportForm turns back for export.Freeze) and the
+// per-epoch statistics.
 func FineTune(g *graph.Graph, trainSet *data.Dataset, cfg QuantizeConfig) (*graph.Graph, []train.EpochStats, error) {
-	tc := train.Config{Epochs: cfg.Epochs, Batch: cfg.Batch, LR: cfg.LR, Momentum: cfg.Momentum, Nesterov: true,
-		WeightDecay: cfg.WeightDecay, Seed: cfg.Seed, Norm: cfg.Norm, Augment: cfg.Augment, Log: cfg.Log,
-		Checkpoint: cfg.Checkpoint, Resume: cfg.Resume, Context: cfg.Context, Distill: cfg.Distill}
-	if cfg.Epochs < 2 {
+	tc, head, tail := cfg.parts()
+	if cfg.Epochs < 2 || cfg.PlainLastEpoch {
 		var stats []train.EpochStats
-		if cfg.Epochs == 1 {
+		if cfg.Epochs > 0 {
 			var err error
 			if stats, err = train.Train(g, trainSet, tc); err != nil {
 				return nil, stats, err
@@ -85,13 +98,8 @@ func FineTune(g *graph.Graph, trainSet *data.Dataset, cfg QuantizeConfig) (*grap
 		}
 		return g, stats, ReestimateBN(g, trainSet, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log)
 	}
-	head := tc
-	head.Epochs = cfg.Epochs - 1
-	tail := tc
-	tail.Epochs, tail.LR, tail.FrozenBN = 1, cfg.LR*TailLR, true
-	tail.Seed = cfg.Seed + uint64(head.Epochs) // the tail's data order continues the head's
 	// One checkpoint file serves both parts; its settings say which part saved it.
-	inTail := cfg.Resume && cfg.Checkpoint != "" && train.SavedBy(cfg.Checkpoint, tailConfig(g, tail))
+	inTail := cfg.Resume && cfg.Checkpoint != "" && train.SavedBy(cfg.Checkpoint, tailConfig(g, tail), trainSet)
 	var stats []train.EpochStats
 	if !inTail {
 		var err error
@@ -111,10 +119,6 @@ func FineTune(g *graph.Graph, trainSet *data.Dataset, cfg QuantizeConfig) (*grap
 	more, err := train.Train(tg, trainSet, tail)
 	return tg, append(stats, more...), err
 }
-
-// TailLR is the learning rate of the last fine-tuning epoch (the one that trains what the
-// export computes), relative to the run's.
-const TailLR = 0.1
 
 // tailConfig is the tail's train.Config as FineTune completes it, for recognizing its
 // checkpoint before the tail's graph exists.

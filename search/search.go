@@ -2,31 +2,28 @@ package search
 
 import (
 	"context"
-	"encoding/gob"
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
 	"math"
 	"math/rand/v2"
-	"os"
-	"runtime"
 	"slices"
 	"time"
 
-	"github.com/qnas/qnas/internal/blas"
+	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/optim"
 	"github.com/qnas/qnas/internal/progress"
 	"github.com/qnas/qnas/internal/train"
-	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/supernet"
 )
 
 // SearchConfig is one run of Search (docs/method.md, "Search").
 type SearchConfig struct {
 	Cost   supernet.CostModel
-	Budget float64 // in the cost model's unit
-	Epochs int     // passes over the weights' share of the training data
+	Budget supernet.Budget
+	Epochs int // passes over the weights' share of the training data
 	// Warmup is the fraction of the first epoch that trains the weights alone.
 	Warmup float64
 	Batch  int
@@ -53,10 +50,13 @@ type SearchConfig struct {
 	Checkpoint   string
 	Resume       bool
 	Context      context.Context
+	// Depends are the caller's settings a checkpoint must also match (the model); they
+	// come first in its header.
+	Depends ckpt.Settings
 }
 
 // DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
-func DefaultSearchConfig(cm supernet.CostModel, budget float64) SearchConfig {
+func DefaultSearchConfig(cm supernet.CostModel, budget supernet.Budget) SearchConfig {
 	return SearchConfig{Cost: cm, Budget: budget, Epochs: 2, Warmup: 0.2, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4,
 		ArchLR: 0.01, ArchSharedScale: true, HardArch: true, HardWeights: true, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
 }
@@ -97,19 +97,30 @@ type Phase struct {
 // where the bits go and the budget how many. The supernet's graph holds the trained values
 // afterwards. Checkpoint, Resume and Context work as in train.Train.
 func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*SearchResult, error) {
-	if cfg.Epochs < 1 || cfg.Batch < 1 {
-		return nil, fmt.Errorf("--search-epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	if cfg.Epochs < 1 {
+		return nil, field.Errorf("SearchConfig.Epochs", " %d: must be positive", cfg.Epochs)
 	}
-	if !(cfg.Budget > 0) {
-		return nil, fmt.Errorf("the budget must be positive")
+	if cfg.Batch < 1 {
+		return nil, field.Errorf("SearchConfig.Batch", " %d: must be positive", cfg.Batch)
+	}
+	if !(cfg.Budget.Cost > 0) {
+		return nil, field.Errorf("SearchConfig.Budget", ": not resolved (supernet.NewBudget)")
 	}
 	g := sn.Graph
 	if err := train.CheckData(g, trainSet); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckHoldout(trainSet.N); err != nil {
+		return nil, err
+	}
 	wData, aData, err := data.Holdout(trainSet, cfg.HoldOut, cfg.Seed)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Resume {
+		if err := cfg.CheckResume(sn, trainSet); err != nil {
+			return nil, err
+		}
 	}
 	t0 := time.Now()
 	if err := Calibrate(g, wData, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
@@ -129,7 +140,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	}
 	al, err := data.NewLoader(aData, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true, DropLast: true, Seed: cfg.Seed ^ 0x5eed, Norm: cfg.Norm})
 	if err != nil {
-		return nil, fmt.Errorf("the held-out share (%d samples) is smaller than a batch: use more data or a smaller --batch", aData.N)
+		return nil, err
 	}
 	steps := wl.Len()
 	total := steps * cfg.Epochs
@@ -149,9 +160,9 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	for i := range am {
 		st.AdamM[aParams[i].Name], st.AdamV[aParams[i].Name] = am[i], av[i]
 	}
-	fp := cfg.fingerprint(sn)
+	header := cfg.Header(sn, trainSet)
 	if cfg.Resume {
-		if err := st.load(cfg.Checkpoint, fp); err != nil {
+		if err := st.load(cfg.Checkpoint, header); err != nil {
 			return nil, err
 		}
 		*at = st.AdamT
@@ -165,8 +176,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			return nil
 		}
 		st.AdamT = *at
-		st.Fingerprint = fp
-		return onnxio.WriteFileAtomic(cfg.Checkpoint, func(w io.Writer) error { return gob.NewEncoder(w).Encode(st) })
+		return ckpt.Write(cfg.Checkpoint, header, st)
 	}
 	x := tr.Input()
 	y, ay := make([]int32, cfg.Batch), make([]int32, cfg.Batch)
@@ -190,7 +200,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 				if err := save(); err != nil {
 					return nil, err
 				}
-				bar.Done("interrupted")
+				bar.Stop(s, "interrupted")
 				return nil, &train.InterruptedError{Checkpoint: cfg.Checkpoint}
 			default:
 			}
@@ -226,7 +236,7 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 				if err != nil {
 					return nil, fmt.Errorf("search epoch %d step %d: %v", e+1, s+1, err)
 				}
-				st.Tilt, st.LastCost = mu, ec/cfg.Budget
+				st.Tilt, st.LastCost = mu, ec/cfg.Budget.Cost
 				st.ArchLossSum += aloss
 				st.ArchSteps++
 			}
@@ -235,13 +245,20 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 			} else {
 				searchSec += time.Since(stepStart).Seconds()
 			}
-			bar.Update(s+1, fmt.Sprintf("loss %.3f acc %.1f%% held-out loss %.3f E[cost]/budget %.3f τ %.2f",
-				st.LossSum/float64(st.Seen), 100*float64(st.Correct)/float64(st.Seen), st.ArchLossSum/float64(max(st.ArchSteps, 1)), st.LastCost, tau))
+			arch := "warm-up: weights only"
+			if st.ArchSteps > 0 {
+				arch = fmt.Sprintf("held-out loss %.3f E[cost]/budget %.3f", st.ArchLossSum/float64(st.ArchSteps), st.LastCost)
+			}
+			bar.Update(s+1, fmt.Sprintf("loss %.3f acc %.1f%% %s τ %.2f", st.LossSum/float64(st.Seen), 100*float64(st.Correct)/float64(st.Seen), arch, tau))
 		}
 		ep := SearchEpoch{Epoch: e + 1, Loss: st.LossSum / float64(max(st.Seen, 1)), ArchLoss: st.ArchLossSum / float64(max(st.ArchSteps, 1)),
 			ExpectedCost: st.LastCost, Tilt: st.Tilt, Temperature: cfg.TauStart * math.Pow(cfg.TauEnd/cfg.TauStart, float64((e+1)*steps-1)/float64(max(total-1, 1))),
 			Seconds: time.Since(start).Seconds()}
-		bar.Done(fmt.Sprintf("loss %.3f, held-out loss %.3f, E[cost]/budget %.3f", ep.Loss, ep.ArchLoss, ep.ExpectedCost))
+		if st.ArchSteps > 0 {
+			bar.Done(fmt.Sprintf("loss %.3f, held-out loss %.3f, E[cost]/budget %.3f", ep.Loss, ep.ArchLoss, ep.ExpectedCost))
+		} else {
+			bar.Done(fmt.Sprintf("loss %.3f, warm-up only", ep.Loss))
+		}
 		st.History = append(st.History, ep)
 		st.LossSum, st.Correct, st.Seen, st.ArchLossSum, st.ArchSteps = 0, 0, 0, 0, 0
 		st.Epoch, st.Step = e+1, 0
@@ -266,8 +283,6 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 
 // searchState is a search's whole state between two steps (its checkpoint).
 type searchState struct {
-	Version      int
-	Fingerprint  string
 	Epoch, Step  int
 	Tensors      map[string][]float32 // weights, BatchNorm statistics, clips, logits
 	Velocity     map[string][]float32 // SGD momentum
@@ -283,28 +298,51 @@ type searchState struct {
 	History      []SearchEpoch
 }
 
-const searchStateVersion = 1
+// SearchCheckpointKind and SearchCheckpointVersion identify a search checkpoint's header.
+const (
+	SearchCheckpointKind    = "search"
+	SearchCheckpointVersion = 2
+)
 
-// fingerprint lists what a resumed search must share with the interrupted one.
-func (c SearchConfig) fingerprint(sn *supernet.Supernet) string {
-	return fmt.Sprintf("search v%d cost=%s budget=%g epochs=%d warmup=%g batch=%d lr=%g mom=%g wd=%g archlr=%g shared=%v hard=%v/%v tau=%g..%g holdout=%g calib=%d seed=%d norm=%v/%v augment=%v distill=%s space=%+v threads=%d blas=%s",
-		searchStateVersion, c.Cost, c.Budget, c.Epochs, c.Warmup, c.Batch, c.LR, c.Momentum, c.WeightDecay, c.ArchLR, c.ArchSharedScale, c.HardArch, c.HardWeights, c.TauStart, c.TauEnd,
-		c.HoldOut, c.CalibBatches, c.Seed, c.Norm.Mean, c.Norm.Std, c.Augment != nil, c.Distill, sn.Opts, runtime.GOMAXPROCS(0), blas.Name())
+// Header returns the checkpoint header of a search of sn on trainSet with cfg: the
+// caller's settings (cfg.Depends), the data, the search space and every setting of cfg
+// that changes the result.
+func (c SearchConfig) Header(sn *supernet.Supernet, trainSet *data.Dataset) ckpt.Header {
+	s := append(ckpt.Settings{}, c.Depends...)
+	s.Add("training data", train.DataSetting(trainSet))
+	o := sn.Opts
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"search wbits", o.WBits}, {"search abits", o.ABits}, {"granularity", o.Granularity}, {"prune", o.Prune}, {"widths", o.Widths},
+		{"pinned", fmt.Sprintf("first=%v last=%v", o.PinFirst, o.PinLast)}} {
+		s.Add(kv.k, kv.v)
+	}
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"cost model", c.Cost}, {"budget", c.Budget.Cost}, {"search epochs", c.Epochs}, {"warm-up", c.Warmup}, {"batch", c.Batch}, {"lr", c.LR},
+		{"momentum", c.Momentum}, {"weight decay", c.WeightDecay}, {"arch lr", c.ArchLR}, {"shared scale", c.ArchSharedScale},
+		{"hard samples", fmt.Sprintf("%v/%v", c.HardArch, c.HardWeights)}, {"temperature", fmt.Sprintf("%g..%g", c.TauStart, c.TauEnd)},
+		{"held-out share", c.HoldOut}, {"calibration batches", c.CalibBatches}, {"seed", c.Seed}, {"mean", c.Norm.Mean}, {"std", c.Norm.Std},
+		{"augment", c.Augment != nil}, {"distillation", c.Distill}} {
+		s.Add(kv.k, kv.v)
+	}
+	return ckpt.Header{Kind: SearchCheckpointKind, Version: SearchCheckpointVersion, Settings: append(s, train.Machine()...)}
 }
 
-// load restores the state saved in path into st's live tensors.
-func (st *searchState) load(path, fingerprint string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("--resume: %w", err)
+// load restores the state saved in path, whose header must match want, into st's live
+// tensors.
+func (st *searchState) load(path string, want ckpt.Header) error {
+	floats := int64(0)
+	for _, m := range []map[string][]float32{st.Tensors, st.Velocity, st.AdamM, st.AdamV} {
+		for _, v := range m {
+			floats += int64(len(v))
+		}
 	}
-	defer f.Close()
 	var saved searchState
-	if err := gob.NewDecoder(io.LimitReader(f, 8<<30)).Decode(&saved); err != nil {
-		return fmt.Errorf("%s: not a qnas search checkpoint: %v", path, err)
-	}
-	if saved.Fingerprint != fingerprint {
-		return fmt.Errorf("%s was saved by a search with other settings (saved: %s; now: %s)", path, saved.Fingerprint, fingerprint)
+	if err := ckpt.Read(path, want, ckpt.StateBound(floats), &saved); err != nil {
+		return err
 	}
 	for _, m := range []struct {
 		live, saved map[string][]float32
@@ -394,7 +432,7 @@ func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, 
 	p.Forward(true)
 	loss, correct = t.teacher.Loss(p, t.sn.Graph.Outputs[0], t.Input(), y)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, correct, fmt.Errorf("the loss is %v; lower --lr", loss)
+		return loss, correct, fmt.Errorf("the loss is %v", loss)
 	}
 	p.Backward()
 	t.sgd.Step(lr)
@@ -420,7 +458,7 @@ func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float
 	p.Backward()
 	p.SetStatsMomentum(-1)
 	t.adam.Step(t.cfg.ArchLR)
-	if mu, cost, err = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget); err != nil {
+	if mu, cost, err = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget.Cost); err != nil {
 		return loss, mu, cost, err
 	}
 	for _, name := range t.sn.ArchParams() {

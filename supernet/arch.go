@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/qnas/qnas/internal/quant"
+	"github.com/qnas/qnas/onnxio"
 )
 
 // ArchFormat is the format tag of architecture files.
@@ -36,9 +36,13 @@ type Keep struct {
 	Indices []int
 }
 
-// ReadArch reads an architecture file; errors name the file.
+// MaxArchBytes bounds an architecture file, checked before it is read (a per-filter
+// architecture of a network with a million filters takes a few MiB).
+const MaxArchBytes = 64 << 20
+
+// ReadArch reads an architecture file of at most MaxArchBytes; errors name the file.
 func ReadArch(path string) (*Arch, error) {
-	b, err := os.ReadFile(path)
+	b, err := onnxio.ReadFileLimited(path, MaxArchBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -184,18 +188,18 @@ func (r *Resolved) Kept(l *Layer) int {
 	return l.Filters
 }
 
-// KeptIn returns the number of input channels (Gemm: columns) layer l reads after pruning.
+// KeptIn returns the number of input channels (Gemm, MatMul: columns) layer l reads after
+// pruning.
 func (r *Resolved) KeptIn(l *Layer) int {
-	switch {
-	case l.Depthwise:
+	if l.Depthwise {
 		return r.Kept(l)
-	case l.In == nil:
-		return l.InC
 	}
-	if k := r.GroupKeep(l.In); k != nil {
-		return len(k) * l.InFactor
-	}
-	return l.InC
+	return l.keptInputs(func(g *Group) int {
+		if k := r.GroupKeep(g); k != nil {
+			return len(k)
+		}
+		return g.Channels
+	})
 }
 
 // GroupKeep returns the kept channels of a group (nil: all).
@@ -212,7 +216,7 @@ func (r *Resolved) GroupKeep(g *Group) []int {
 func (s *Space) Resolve(a *Arch) (*Resolved, error) {
 	for name := range a.Layers {
 		if s.byName[name] == nil {
-			return nil, fmt.Errorf("layer %q is not a Conv or Gemm of the model (%s)", name, s.layerList())
+			return nil, fmt.Errorf("layer %q is not a Conv, Gemm or MatMul layer of the model (%s)", name, s.layerList())
 		}
 	}
 	r := &Resolved{Space: s, Choices: make([]Choice, len(s.Layers))}

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io/fs"
 	"math"
 	"os"
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/qnas/qnas/onnxio"
 )
 
 // Pricer is one way of pricing a layer's filters: a cost model (docs/method.md, "Cost
@@ -48,7 +51,7 @@ var CostKinds = []string{"bops", "bops-acc", "size"}
 func NewCostModel(kind, target string) (CostModel, error) {
 	if target != "" {
 		if kind != "" && kind != "bops" {
-			return CostModel{}, fmt.Errorf("--cost %s and --target: a target profile is its own cost model", kind)
+			return CostModel{}, field.Errorf("CostModel", " %s and a Target: a target profile is its own cost model", kind)
 		}
 		t, err := LoadTarget(target)
 		if err != nil {
@@ -64,7 +67,7 @@ func NewCostModel(kind, target string) (CostModel, error) {
 	case "size":
 		return CostModel{sizeModel{}}, nil
 	}
-	return CostModel{}, fmt.Errorf("--cost %q: want one of %s (or --target FILE)", kind, strings.Join(CostKinds, ", "))
+	return CostModel{}, field.Errorf("CostModel", " %q: want one of %s (or a Target profile)", kind, strings.Join(CostKinds, ", "))
 }
 
 // BOPs is the default cost model: Σ MACs·b_w·b_a.
@@ -216,19 +219,23 @@ func ShippedTargets() []string {
 	return names
 }
 
-// LoadTarget reads a target profile from a file, or a shipped profile by name.
+// MaxTargetBytes bounds a target profile file, checked before it is read.
+const MaxTargetBytes = 1 << 20
+
+// LoadTarget reads a target profile from a file of at most MaxTargetBytes, or a shipped
+// profile by name.
 func LoadTarget(name string) (*Target, error) {
-	b, err := os.ReadFile(name)
+	b, err := onnxio.ReadFileLimited(name, MaxTargetBytes)
 	src := name
 	if errors.Is(err, fs.ErrNotExist) && !strings.ContainsRune(name, os.PathSeparator) {
 		b, err = shippedTargets.ReadFile(path.Join("targets", strings.TrimSuffix(name, ".json")+".json"))
 		src = "target " + name
 		if err != nil {
-			return nil, fmt.Errorf("--target %s: no such file, nor a shipped profile (%s)", name, strings.Join(ShippedTargets(), ", "))
+			return nil, field.Errorf("Target", " %s: no such file, nor a shipped profile (%s)", name, strings.Join(ShippedTargets(), ", "))
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("--target: %w", err)
+		return nil, &field.Error{Name: "Target", Msg: " " + err.Error(), Err: err}
 	}
 	t, err := ParseTarget(b)
 	if err != nil {

@@ -1,7 +1,6 @@
 package supernet
 
 import (
-	"fmt"
 	"math"
 	"slices"
 )
@@ -24,22 +23,20 @@ type Derivation struct {
 // (docs/method.md, "Derivation"): while the cost is above it, it lowers the choice that
 // loses the least log-probability per cost saved; then, while a raise still fits, it
 // raises the choice that gains the most log-probability per cost added. Under a target profile no step
-// leaves a pair the device does not run. The result costs at most budget; it is an error
-// when even the cheapest architecture does not fit.
-func (sn *Supernet) Derive(m CostModel, logits map[string][]float32, budget float64) (*Derivation, error) {
+// leaves a pair the device does not run. The result costs at most b.Cost (NewBudget has
+// checked that the cheapest architecture fits).
+func (sn *Supernet) Derive(m CostModel, logits map[string][]float32, b Budget) (*Derivation, error) {
 	d := sn.Argmax(m, logits)
-	if min := sn.MinCost(m); budget < min*(1-1e-9) {
-		return nil, &BudgetError{Budget: budget, Min: min}
-	}
+	budget := b.Cost
 	if !d.lower(budget, nil) {
 		return nil, &BudgetError{Budget: budget, Min: sn.MinCost(m)}
 	}
 	d.raise(budget)
 	// Single raises may all overshoot while a raise paid for by lowerings elsewhere fits (a
-	// group's width up, some bits down): below 0.98 of the budget, try the overshooting
-	// raises, best first, each followed by lowering (never that choice) and raising again,
-	// and keep the first that ends closer to the budget.
-	for round := 0; round < 100 && d.Cost() < 0.98*budget; round++ {
+	// group's width up, some bits down): below b.Fill(), try the overshooting raises, best
+	// first, each followed by lowering (never that choice) and raising again, and keep the
+	// first that ends closer to the budget.
+	for round := 0; round < 100 && d.Cost() < b.Fill(); round++ {
 		improved := false
 		for _, mv := range d.overshooting(budget) {
 			snap, before := d.snapshot(), d.Cost()
@@ -189,13 +186,6 @@ func (sn *Supernet) Argmax(m CostModel, logits map[string][]float32) *Derivation
 	return d
 }
 
-// BudgetError is a budget below the cheapest architecture of the search space.
-type BudgetError struct{ Budget, Min float64 }
-
-func (e *BudgetError) Error() string {
-	return fmt.Sprintf("the budget %.4g is below the cheapest architecture of the search space (%.4g)", e.Budget, e.Min)
-}
-
 // Cost returns the derivation's cost.
 func (d *Derivation) Cost() float64 {
 	t := 0.0
@@ -241,7 +231,7 @@ func (d *Derivation) layersOf(mv move) []int {
 		}
 		g := d.sn.Groups[c.i].Group
 		for li, lc := range d.sn.Layers {
-			if (lc.Layer.Out == g || lc.Layer.In == g) && !slices.Contains(out, li) {
+			if (lc.Layer.Out == g || slices.Contains(lc.Layer.In, g)) && !slices.Contains(out, li) {
 				out = append(out, li)
 			}
 		}
@@ -502,11 +492,7 @@ func (d *Derivation) layerCost(i int) float64 {
 		}
 		return g.Channels
 	}
-	keptOut := kept(l.Out)
-	keptIn := l.InC
-	if l.In != nil && !l.Depthwise {
-		keptIn = kept(l.In) * l.InFactor
-	}
+	keptOut, keptIn := kept(l.Out), l.keptInputs(kept)
 	// The kept filters are the group's most important; their bits are their units'.
 	bits := make([]int, 0, keptOut)
 	per := l.Filters / lc.Units
@@ -569,10 +555,7 @@ func (sn *Supernet) MinCost(m CostModel) float64 {
 			}
 			return g.Channels
 		}
-		keptOut, keptIn := kept(l.Out), l.InC
-		if l.In != nil && !l.Depthwise {
-			keptIn = kept(l.In) * l.InFactor
-		}
+		keptOut, keptIn := kept(l.Out), l.keptInputs(kept)
 		best := math.Inf(1)
 		for _, wb := range lc.WBits {
 			for _, ab := range lc.ABits {

@@ -19,8 +19,9 @@ const (
 
 // Apply returns the training graph of the architecture: the graph pruned to the kept
 // filters, every quantized layer's weight read through a QuantWeight (the bits of its kept
-// filters) and its input through its own QuantAct, whose clip starts at 1 until calibrated.
-// Float layers (32 bits) get no quantizer.
+// filters) and its input through its own QuantAct, whose clip starts at 1 until calibrated,
+// and every channel parameter through a Learned node. Float layers (32 bits) get no
+// quantizer.
 func (r *Resolved) Apply() (*graph.Graph, error) {
 	keep := map[*Group][]int{}
 	for _, gr := range r.Space.Groups {
@@ -68,6 +69,7 @@ func (r *Resolved) Apply() (*graph.Graph, error) {
 		out = append(out, n)
 	}
 	g.Nodes = out
+	r.Space.learnChannelParams(g)
 	if err := g.InferShapes(); err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ const (
 )
 
 func init() {
-	graph.Register(&graph.OpDef{
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpFrozenBatchNorm, Domain: Domain, Doc: "BatchNormalization on fixed statistics with its shift on the integer grid of the conv before it",
 		MinInputs: 7, MaxInputs: 7, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2}, State: []int{3, 4},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -43,8 +43,8 @@ func init() {
 			}
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	graph.Register(&graph.OpDef{
+	}, buildFrozenBN)
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantBias, Domain: Domain, Doc: "a bias on the integer grid of its layer's accumulator",
 		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -57,9 +57,7 @@ func init() {
 			}
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	engine.Register(OpFrozenBatchNorm, buildFrozenBN)
-	engine.Register(OpQuantBias, buildQuantBias)
+	}, buildQuantBias)
 }
 
 // grid is how a layer's bias is rounded: its weight's per-filter bits and filter axis, and
@@ -319,13 +317,7 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 			out = slices.Insert(out, len(out)-1, qb)
 		}
 	}
-	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	return g, frozen, g.InferShapes()
+	return g, frozen, g.Rebuild(out)
 }
 
 // layerGrid returns the attributes of the bias grid of a layer with quantizers qw and qa;
@@ -346,7 +338,10 @@ func layerGrid(qw, qa *graph.Node) (attrs *graph.Node, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	signed, _ := qa.Int("signed", 0)
+	signed, err := qa.Int("signed", 0)
+	if err != nil {
+		return nil, false, err
+	}
 	a := &graph.Node{Attrs: map[string]*graph.Attr{}}
 	a.SetInts("wbits", bits)
 	a.SetInt("axis", ax)
@@ -381,11 +376,5 @@ func ExportForm(g *graph.Graph) (*graph.Graph, error) {
 			remove[n] = true
 		}
 	}
-	g.Nodes = slices.DeleteFunc(g.Nodes, func(n *graph.Node) bool { return remove[n] })
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	return g, g.InferShapes()
+	return g, g.Rebuild(slices.DeleteFunc(g.Nodes, func(n *graph.Node) bool { return remove[n] }))
 }

@@ -3,7 +3,6 @@ package supernet
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
@@ -17,7 +16,8 @@ import (
 //
 //	MixedWeight(W, α[units, K]) → Σ_k p_uk·Q_{b_k}(W_u)   attributes bits (K), axis, units
 //	MixedAct(x, α[1, K], clips[K]) → Σ_k p_k·Q_{b_k}(x; clip_k)   attributes bits (K), signed
-//	WidthMask(x, α[1, K]) → x·m, m_c = Σ_k p_k·1[rank_c < n_k]   attributes widths (K), order
+//	WidthMask(x, α[1, K]) → x·m, m_c = Σ_k p_k·1[rank_c < n_k]   attributes widths (K), order,
+//	  axis (of the channels: 1, or the last of a channels-last tensor)
 //
 // Convolution being bilinear, a conv reading a MixedWeight and a MixedAct computes exactly
 // the p⊗q-weighted mixture of every (weight bits, activation bits) pair with one
@@ -32,7 +32,7 @@ const (
 )
 
 func init() {
-	graph.Register(&graph.OpDef{
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpMixedWeight, Domain: Domain, Doc: "the search's composite weight Σ_k p_k·Q_{b_k}(W) per choice unit of filters",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0, 1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -46,8 +46,8 @@ func init() {
 			_ = axis
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	graph.Register(&graph.OpDef{
+	}, buildMixedWeight)
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpMixedAct, Domain: Domain, Doc: "the search's composite input Σ_k p_k·Q_{b_k}(x), one learned clip per bitwidth",
 		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -63,29 +63,26 @@ func init() {
 			}
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	graph.Register(&graph.OpDef{
+	}, buildMixedAct)
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpWidthMask, Domain: Domain, Doc: "the search's expected channel mask over width choices, channels ranked by importance",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			x := c.In[0]
-			if len(x) < 2 {
-				return nil, c.Errorf("input has shape %v, want N×C×…", x)
-			}
-			widths, order, err := widthAttrs(c.Node, x[1])
+			axis, err := maskAxis(c.Node, x)
 			if err != nil {
 				return nil, err
 			}
-			_ = order
+			widths, _, err := widthAttrs(c.Node, x[axis])
+			if err != nil {
+				return nil, err
+			}
 			if a := c.In[1]; len(a) != 2 || a[0] != 1 || a[1] != len(widths) {
 				return nil, c.Errorf("logits %q have shape %v, want [1 %d]", c.Node.Inputs[1], a, len(widths))
 			}
 			return []graph.Shape{x}, nil
 		},
-	})
-	engine.Register(OpMixedWeight, buildMixedWeight)
-	engine.Register(OpMixedAct, buildMixedAct)
-	engine.Register(OpWidthMask, buildWidthMask)
+	}, buildWidthMask)
 }
 
 func bitsAttr(n *graph.Node) ([]int, error) {
@@ -126,6 +123,18 @@ func mixedWeightAttrs(n *graph.Node, w graph.Shape) (bits []int, axis, units int
 		return nil, 0, 0, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: fmt.Sprintf("%d units do not divide %d filters", units, w[axis])}
 	}
 	return bits, axis, units, nil
+}
+
+// maskAxis returns the channel axis of a WidthMask over an input of shape x.
+func maskAxis(n *graph.Node, x graph.Shape) (int, error) {
+	a, err := n.Int("axis", 1)
+	if err != nil {
+		return 0, err
+	}
+	if a < 1 || int(a) >= len(x) {
+		return 0, &graph.NodeError{Node: n.Name, Op: n.Op, Msg: fmt.Sprintf("axis %d of an input of shape %v: want a channel axis after the batch", a, x)}
+	}
+	return int(a), nil
 }
 
 func widthAttrs(n *graph.Node, channels int) (keep []int, order []int, err error) {
@@ -258,10 +267,13 @@ func (g *gumbel) grad(dp, dalpha []float32) {
 	}
 }
 
+// samplerKey names the sampler of one logits constant in a plan's shared state.
+type samplerKey string
+
 // sharedGumbel returns the plan's sampler of the logits read at input i of the node being
 // built: nodes reading the same logits share one sample.
 func sharedGumbel(b *engine.Build, i, units, k int) *gumbel {
-	return b.Shared("gumbel:"+b.Node.Inputs[i], func() any { return newGumbel(b.In[i], units, k) }).(*gumbel)
+	return b.Shared(samplerKey(b.Node.Inputs[i]), func() any { return newGumbel(b.In[i], units, k) }).(*gumbel)
 }
 
 type mixedWeight struct {
@@ -458,29 +470,47 @@ type widthMask struct {
 	keep        []int // channels kept by each option
 	rank        []int // rank of each channel (0: most important)
 	m           []float32
-	planes, hw  int
+	// The input as runs of inner elements of one channel: run r is channel r % C.
+	runs, inner int
 	dm          []float64
 	dp          []float32
 }
 
 func buildWidthMask(b *engine.Build) (engine.Kernel, error) {
 	x := b.In[0]
-	keep, order, err := widthAttrs(b.Node, x.Shape[1])
+	axis, err := maskAxis(b.Node, x.Shape)
+	if err != nil {
+		return nil, err
+	}
+	keep, order, err := widthAttrs(b.Node, x.Shape[axis])
 	if err != nil {
 		return nil, err
 	}
 	k := &widthMask{x: x, alpha: b.In[1], y: b.Out[0], dx: b.InGrad(0), dalpha: b.InGrad(1), keep: keep,
 		g: sharedGumbel(b, 1, 1, len(keep)), rank: make([]int, len(order)), m: make([]float32, len(order)),
-		dm: make([]float64, len(order)), dp: make([]float32, len(keep))}
+		dm: make([]float64, len(order)), dp: make([]float32, len(keep)), inner: 1}
 	for r, c := range order {
 		k.rank[c] = r
 	}
-	k.hw = x.Len() / x.Shape[0] / x.Shape[1]
-	k.planes = x.Len() / k.hw
+	for _, d := range x.Shape[axis+1:] {
+		k.inner *= d
+	}
+	k.runs = x.Len() / k.inner
 	return k, nil
 }
 
 func (k *widthMask) SetState(s *engine.StepState) { k.g.sample(s) }
+
+// each calls fn over the runs [lo, hi) of the input in parallel, in blocks of whole rows of
+// channels when a run is one element (channels last).
+func (k *widthMask) each(fn func(lo, hi int)) {
+	c := len(k.m)
+	if k.inner > 1 {
+		kernels.ParFor(k.runs, k.inner, fn)
+		return
+	}
+	kernels.ParFor(k.runs/c, c, func(lo, hi int) { fn(lo*c, hi*c) })
+}
 
 func (k *widthMask) Forward(bool) {
 	for c := range k.m {
@@ -493,10 +523,10 @@ func (k *widthMask) Forward(bool) {
 		k.m[c] = v
 	}
 	c := len(k.m)
-	kernels.ParFor(k.planes, k.hw, func(lo, hi int) {
-		for pl := lo; pl < hi; pl++ {
-			m := k.m[pl%c]
-			x, y := k.x.Data[pl*k.hw:(pl+1)*k.hw], k.y.Data[pl*k.hw:(pl+1)*k.hw]
+	k.each(func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			m := k.m[r%c]
+			x, y := k.x.Data[r*k.inner:(r+1)*k.inner], k.y.Data[r*k.inner:(r+1)*k.inner]
 			for i, v := range x {
 				y[i] = v * m
 			}
@@ -507,10 +537,10 @@ func (k *widthMask) Forward(bool) {
 func (k *widthMask) Backward() {
 	c := len(k.m)
 	if k.dx != nil {
-		kernels.ParFor(k.planes, k.hw, func(lo, hi int) {
-			for pl := lo; pl < hi; pl++ {
-				m := k.m[pl%c]
-				dy, dx := k.y.Grad[pl*k.hw:(pl+1)*k.hw], k.dx.Buf[pl*k.hw:(pl+1)*k.hw]
+		k.each(func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				m := k.m[r%c]
+				dy, dx := k.y.Grad[r*k.inner:(r+1)*k.inner], k.dx.Buf[r*k.inner:(r+1)*k.inner]
 				for i, g := range dy {
 					dx[i] = g * m
 				}
@@ -521,13 +551,13 @@ func (k *widthMask) Backward() {
 		return
 	}
 	clear(k.dm)
-	for pl := 0; pl < k.planes; pl++ { // in plane order: the sums do not depend on threads
+	for r := 0; r < k.runs; r++ { // in order: the sums do not depend on threads
 		var s float32
-		dy, x := k.y.Grad[pl*k.hw:(pl+1)*k.hw], k.x.Data[pl*k.hw:(pl+1)*k.hw]
+		dy, x := k.y.Grad[r*k.inner:(r+1)*k.inner], k.x.Data[r*k.inner:(r+1)*k.inner]
 		for i, g := range dy {
 			s += g * x[i]
 		}
-		k.dm[pl%c] += float64(s)
+		k.dm[r%c] += float64(s)
 	}
 	clear(k.dp)
 	for ch, d := range k.dm {
@@ -538,9 +568,4 @@ func (k *widthMask) Backward() {
 		}
 	}
 	k.g.grad(k.dp, k.dalpha.Buf)
-}
-
-// IsArchParam reports whether node n reads its input i as architecture logits.
-func IsArchParam(n *graph.Node, i int) bool {
-	return i == 1 && slices.Contains([]string{OpMixedWeight, OpMixedAct, OpWidthMask}, n.Op)
 }

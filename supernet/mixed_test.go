@@ -103,13 +103,19 @@ func TestMixedActLogitGradient(t *testing.T) {
 }
 
 func TestWidthMaskLogitGradient(t *testing.T) {
-	g := mixedCase(t, OpWidthMask, graph.Shape{graph.Batch, 6, 4, 4},
-		map[string]*graph.Tensor{"a": graph.NewFloat([]int{1, 3}, make([]float32, 3))},
-		[]string{"a"}, func(n *graph.Node) {
-			n.SetFloats("widths", []float32{0.34, 0.67, 1})
-			n.SetInts("order", []int64{3, 0, 5, 1, 2, 4})
-		})
-	checkLogitGradients(t, g, "a", 3)
+	for _, c := range []struct {
+		x    graph.Shape
+		axis int64
+	}{{graph.Shape{graph.Batch, 6, 4, 4}, 1}, {graph.Shape{graph.Batch, 4, 5, 6}, 3}, {graph.Shape{graph.Batch, 6}, 1}} {
+		g := mixedCase(t, OpWidthMask, c.x,
+			map[string]*graph.Tensor{"a": graph.NewFloat([]int{1, 3}, make([]float32, 3))},
+			[]string{"a"}, func(n *graph.Node) {
+				n.SetFloats("widths", []float32{0.34, 0.67, 1})
+				n.SetInts("order", []int64{3, 0, 5, 1, 2, 4})
+				n.SetInt("axis", c.axis)
+			})
+		checkLogitGradients(t, g, "a", 3)
+	}
 }
 
 // With one option at probability one, the mixed ops are the fixed ones: MixedAct is
@@ -152,6 +158,26 @@ func TestMixedOpsAtArgmax(t *testing.T) {
 	for c, kept := range []bool{true, false, true, false} { // channels 2 and 0 are the top half
 		if got := y[c*36]; (got == 1) != kept {
 			t.Errorf("channel %d: mask %v, kept %v", c, got, kept)
+		}
+	}
+	// Channels last (a MatMul layer's output over N×H×W×C): the same channels, on axis 3.
+	g = mixedCase(t, OpWidthMask, graph.Shape{graph.Batch, 6, 6, 4}, map[string]*graph.Tensor{"a": graph.NewFloat([]int{1, 2}, []float32{2, 0})},
+		[]string{"a"}, func(n *graph.Node) {
+			n.SetFloats("widths", []float32{0.5, 1})
+			n.SetInts("order", []int64{2, 0, 3, 1})
+			n.SetInt("axis", 3)
+		})
+	if p, err = engine.Compile(g, 2, engine.Options{Inference: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range p.Value("x").Data {
+		p.Value("x").Data[i] = 1
+	}
+	p.SetState(&engine.StepState{Argmax: true, Temperature: 1})
+	p.Forward(false)
+	for i, got := range p.Value("y").Data {
+		if kept := i%4 == 0 || i%4 == 2; (got == 1) != kept {
+			t.Fatalf("element %d (channel %d): mask %v, kept %v", i, i%4, got, kept)
 		}
 	}
 }

@@ -2,17 +2,17 @@ package supernet
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/qnas/qnas/graph"
 )
 
 // Prune returns a copy of the space's graph with the channels each group does not keep
-// removed physically: the producers' filters and biases, the BatchNormalizations on those
-// channels, depthwise convolutions (and their group count), the readers' input channels
-// (a Gemm's columns after a Flatten), and Reshape targets; shapes are then inferred again.
-// keep maps a group to its kept channels (ascending); groups not in it keep everything.
-// Node and value names do not change.
+// removed physically: the producers' filters and biases, the BatchNormalizations and
+// per-channel constants (a MatMul's bias Add, a layer scale) on those channels, depthwise
+// convolutions (and their group count), the readers' input channels (a Gemm's columns
+// after a Flatten; the positions of each member's channels in a concatenation), and Reshape
+// targets; shapes are then inferred again. keep maps a group to its kept channels
+// (ascending); groups not in it keep everything. Node and value names do not change.
 func (s *Space) Prune(keep map[*Group][]int) (*graph.Graph, error) {
 	g := s.Graph.Clone()
 	for gr, k := range keep {
@@ -22,14 +22,7 @@ func (s *Space) Prune(keep map[*Group][]int) (*graph.Graph, error) {
 	}
 	kept := func(v string) (chanRef, []int) {
 		r := s.chans[v]
-		if r.g == nil {
-			return r, nil
-		}
-		k := keep[r.g]
-		if len(k) == r.g.Channels {
-			k = nil
-		}
-		return r, k
+		return r, keptChannels(r, keep)
 	}
 	sliced := map[string]bool{}
 	slice := func(n *graph.Node, input, axis int, idx []int) error {
@@ -94,6 +87,14 @@ func (s *Space) Prune(keep map[*Group][]int) (*graph.Graph, error) {
 					}
 				}
 			}
+		case "Add", "Sub", "Mul", "Div":
+			if c, axis, ok := s.perChannelConst(orig); ok && axis >= 0 {
+				if _, k := kept(n.Inputs[1-c]); k != nil {
+					if err := slice(n, c, axis, k); err != nil {
+						return nil, err
+					}
+				}
+			}
 		case "Reshape":
 			if _, k := kept(n.Inputs[0]); k != nil {
 				out, _ := kept(n.Outputs[0])
@@ -106,15 +107,7 @@ func (s *Space) Prune(keep map[*Group][]int) (*graph.Graph, error) {
 			}
 		}
 	}
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.RemoveDeadCode(); err != nil {
-		return nil, err
-	}
-	if err := g.InferShapes(); err != nil {
+	if err := g.Rebuild(g.Nodes); err != nil {
 		return nil, fmt.Errorf("pruned graph: %w", err)
 	}
 	return g, nil
@@ -153,8 +146,9 @@ func sliceAxis(t *graph.Tensor, axis int, idx []int) (*graph.Tensor, error) {
 }
 
 // Masked returns a copy of the space's graph in which the channels each group does not keep
-// are multiplied by zero where their producers write them (after the BatchNormalization
-// that follows a producer, if any): the model pruning must reproduce. keep is as for Prune.
+// are multiplied by zero where their producers write them (after the BatchNormalization or
+// the bias Add that follows a producer, if any): the model pruning must reproduce. keep is
+// as for Prune.
 func (s *Space) Masked(keep map[*Group][]int) (*graph.Graph, error) {
 	g := s.Graph.Clone()
 	consumers := g.Consumers()
@@ -166,14 +160,13 @@ func (s *Space) Masked(keep map[*Group][]int) (*graph.Graph, error) {
 			mask[c] = 1
 		}
 		for _, l := range gr.Producers {
-			v := l.Node.Outputs[0]
-			if cs := consumers[v]; len(cs) == 1 && cs[0].Op == "BatchNormalization" {
-				v = cs[0].Outputs[0]
+			v := s.maskPoint(l, consumers)
+			axis := s.chans[v].axis
+			shape := make([]int, len(g.Shapes[v]))
+			for i := range shape {
+				shape[i] = 1
 			}
-			shape := []int{1, gr.Channels}
-			for range g.Shapes[v][2:] {
-				shape = append(shape, 1)
-			}
+			shape[axis] = gr.Channels
 			m := &graph.Node{Name: v + "/mask", Op: "Mul", Inputs: []string{v + "/masked_in", v + "/mask"}, Outputs: []string{v}}
 			g.Consts[v+"/mask"] = graph.NewFloat(shape, mask)
 			after[v] = append(after[v], m)
@@ -193,4 +186,20 @@ func (s *Space) Masked(keep map[*Group][]int) (*graph.Graph, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// maskPoint is the value in which layer l's filters are its group's channels as the
+// layer's readers see them: its output, after the BatchNormalization and then the Add of a
+// per-channel bias that alone read it, if any.
+func (s *Space) maskPoint(l *Layer, consumers map[string][]*graph.Node) string {
+	v := l.Node.Outputs[0]
+	if cs := consumers[v]; len(cs) == 1 && cs[0].Op == "BatchNormalization" && !s.Graph.IsOutput(v) {
+		v = cs[0].Outputs[0]
+	}
+	if cs := consumers[v]; len(cs) == 1 && cs[0].Op == "Add" && !s.Graph.IsOutput(v) {
+		if _, axis, ok := s.perChannelConst(cs[0]); ok && axis >= 0 {
+			v = cs[0].Outputs[0]
+		}
+	}
+	return v
 }

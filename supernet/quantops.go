@@ -27,7 +27,7 @@ const (
 )
 
 func init() {
-	graph.Register(&graph.OpDef{
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantWeight, Domain: Domain, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
 		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -36,8 +36,8 @@ func init() {
 			}
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	graph.Register(&graph.OpDef{
+	}, buildQuantWeight)
+	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantAct, Domain: Domain, Doc: "fake quantization of an activation clipped at a learned bound (PACT)",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
@@ -49,9 +49,7 @@ func init() {
 			}
 			return []graph.Shape{c.In[0]}, nil
 		},
-	})
-	engine.Register(OpQuantWeight, buildQuantWeight)
-	engine.Register(OpQuantAct, buildQuantAct)
+	}, buildQuantAct)
 }
 
 // weightQuantAttrs returns the bits of every output channel (along axis) of a weight of

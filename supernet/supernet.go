@@ -2,6 +2,7 @@ package supernet
 
 import (
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"math"
 	"slices"
 	"sort"
@@ -32,18 +33,18 @@ func DefaultSearchOptions() SearchOptions {
 		Widths: []float64{0.25, 0.5, 0.75, 1}}
 }
 
-// Check validates the options, naming the flag at fault.
+// Check validates the options; errors name the field at fault.
 func (o SearchOptions) Check() error {
 	for _, f := range []struct {
-		flag string
+		name string
 		v    []int
-	}{{"--wbits", o.WBits}, {"--abits", o.ABits}} {
+	}{{"SearchOptions.WBits", o.WBits}, {"SearchOptions.ABits", o.ABits}} {
 		if len(f.v) == 0 {
-			return fmt.Errorf("%s is empty: give at least one bitwidth", f.flag)
+			return field.Errorf(f.name, " is empty: give at least one bitwidth")
 		}
 		for _, b := range f.v {
 			if b < quant.MinBits || b > quant.MaxBits {
-				return fmt.Errorf("%s %d: bitwidths are %d..%d", f.flag, b, quant.MinBits, quant.MaxBits)
+				return field.Errorf(f.name, " %d: bitwidths are %d..%d", b, quant.MinBits, quant.MaxBits)
 			}
 		}
 	}
@@ -51,11 +52,11 @@ func (o SearchOptions) Check() error {
 		return err
 	}
 	if o.Prune && len(o.Widths) == 0 {
-		return fmt.Errorf("--widths is empty: give at least one width in (0, 1]")
+		return field.Errorf("SearchOptions.Widths", " is empty: give at least one width in (0, 1]")
 	}
 	for _, w := range o.Widths {
 		if !(w > 0 && w <= 1) {
-			return fmt.Errorf("--widths %g: a width is a fraction of the filters in (0, 1]", w)
+			return field.Errorf("SearchOptions.Widths", " %g: a width is a fraction of the filters in (0, 1]", w)
 		}
 	}
 	return nil
@@ -78,7 +79,7 @@ func (o SearchOptions) For(m CostModel) (SearchOptions, error) {
 		}
 	}
 	if len(w) == 0 || len(a) == 0 {
-		return o, fmt.Errorf("%s runs none of the pairs of --wbits %s and --abits %s (it runs %s)", m.Name(), joinInts(o.WBits), joinInts(o.ABits), m.pairList())
+		return o, field.Errorf("SearchOptions.WBits", " %s: %s runs none of these weight bits with any of the input bits %s (it runs %s)", joinInts(o.WBits), m.Name(), joinInts(o.ABits), m.pairList())
 	}
 	o.WBits, o.ABits = w, a
 	return o, nil
@@ -102,7 +103,7 @@ func parseGranularity(g string, filters int) (int, error) {
 	case strings.HasPrefix(g, "group:"):
 		n, err := strconv.Atoi(g[len("group:"):])
 		if err != nil || n < 1 {
-			return 0, fmt.Errorf("--granularity %q: want layer, group:G (G ≥ 1) or filter", g)
+			return 0, field.Errorf("SearchOptions.Granularity", " %q: want layer, group:G (G ≥ 1) or filter", g)
 		}
 		// The largest divisor of the filter count not above G.
 		for d := min(n, filters); d >= 1; d-- {
@@ -111,7 +112,24 @@ func parseGranularity(g string, filters int) (int, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("--granularity %q: want layer, group:G or filter", g)
+	return 0, field.Errorf("SearchOptions.Granularity", " %q: want layer, group:G or filter", g)
+}
+
+// checkGroups refuses a group:G granularity whose G exceeds every layer's filter count:
+// such a G would silently mean one group per filter.
+func (s *Space) checkGroups(g string) error {
+	if !strings.HasPrefix(g, "group:") {
+		return nil
+	}
+	n, _ := strconv.Atoi(g[len("group:"):])
+	most := 0
+	for _, l := range s.Layers {
+		most = max(most, l.Filters)
+	}
+	if most > 0 && n > most {
+		return field.Errorf("SearchOptions.Granularity", " %s: no layer of the model has more than %d filters; give G ≤ %d, or filter for one choice per filter", g, most, most)
+	}
+	return nil
 }
 
 // Supernet is a graph rewritten for the search and the meaning of each of its choices.
@@ -156,10 +174,14 @@ const (
 
 // NewSupernet rewrites the space's graph for the search: every layer's weight read through
 // a MixedWeight over its unit's weight-bit options, its input through a MixedAct over the
-// input-bit options (each with its own clip, 1 until calibrated), and, with Prune, a
-// WidthMask after every producer of each prunable group. Logits start at 0 (uniform).
+// input-bit options (each with its own clip, 1 until calibrated), every channel parameter
+// through a Learned node, and, with Prune, a WidthMask after every producer of each
+// prunable group. Logits start at 0 (uniform).
 func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 	if err := opts.Check(); err != nil {
+		return nil, err
+	}
+	if err := s.checkGroups(opts.Granularity); err != nil {
 		return nil, err
 	}
 	opts.WBits, opts.ABits = sortedUnique(opts.WBits), sortedUnique(opts.ABits)
@@ -245,19 +267,20 @@ func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 			}
 			g.Consts[gc.Logits] = graph.NewFloat([]int{1, len(gc.Widths)}, make([]float32, len(gc.Widths)))
 			for _, p := range gr.Producers {
-				v := byName[p.Name].Outputs[0]
-				// After the BatchNormalization that follows, and after a ReLU that alone
-				// reads that (the mask is non-negative, so it commutes with the ReLU and
-				// the engine's BatchNorm+ReLU fusion survives).
-				for _, op := range []string{"BatchNormalization", "Relu"} {
-					if cs := consumers[v]; len(cs) == 1 && cs[0].Op == op && !g.IsOutput(v) {
-						v = cs[0].Outputs[0]
-					}
+				// After the BatchNormalization or bias Add that follows (maskPoint), and
+				// after a ReLU that alone reads that (the mask is non-negative, so it
+				// commutes with the ReLU and the engine's BatchNorm+ReLU fusion survives).
+				v := s.maskPoint(p, consumers)
+				if cs := consumers[v]; len(cs) == 1 && cs[0].Op == "Relu" && !g.IsOutput(v) {
+					v = cs[0].Outputs[0]
 				}
 				m := &graph.Node{Name: v + "/WidthMask", Op: OpWidthMask, Domain: Domain, Inputs: []string{v + "/unmasked", gc.Logits},
 					Outputs: []string{v}}
 				m.SetFloats("widths", toFloat32s(gc.Widths))
 				m.SetInts("order", toInt64s(gc.Order))
+				if axis := s.chans[v].axis; axis != 1 {
+					m.SetInt("axis", int64(axis))
+				}
 				after[v] = m
 			}
 			sn.Groups = append(sn.Groups, gc)
@@ -275,12 +298,8 @@ func (s *Space) NewSupernet(opts SearchOptions) (*Supernet, error) {
 		}
 	}
 	g.Nodes = out
-	for k := range g.Shapes {
-		if !slices.Contains(g.Inputs, k) {
-			delete(g.Shapes, k)
-		}
-	}
-	if err := g.InferShapes(); err != nil {
+	s.learnChannelParams(g)
+	if err := g.Rebuild(g.Nodes); err != nil {
 		return nil, fmt.Errorf("supernet: %w", err)
 	}
 	return sn, nil
@@ -375,7 +394,7 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 		l := lc.Layer
 		fin, fout := 1.0, fracOf(l.Out)
 		if !l.Depthwise && l.In != nil {
-			fin = fracOf(l.In)
+			fin = l.inFraction(fracOf)
 		}
 		fan := float64(l.FanIn) * fin
 		q := []float64{1}
@@ -425,7 +444,11 @@ func (sn *Supernet) expectedCost(m CostModel, logits map[string][]float32, sink 
 			dfrac[l.Out] += layer / fout
 		}
 		if !l.Depthwise && l.In != nil {
-			dfrac[l.In] += dfan * float64(l.FanIn)
+			// fin is Σ C_g·frac_g / Σ C_g over the input's groups.
+			all := float64(l.inChannels())
+			for _, g := range l.In {
+				dfrac[g] += dfan * float64(l.FanIn) * float64(g.Channels) / all
+			}
 		}
 		total += layer
 	}

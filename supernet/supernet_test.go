@@ -1,6 +1,7 @@
 package supernet
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/field"
 	"github.com/qnas/qnas/internal/testenv"
 )
 
@@ -55,26 +57,33 @@ func TestExpectedCostGradient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logits := randomLogits(sn, r)
-		grads := map[string][]float32{}
-		for k, v := range logits {
-			grads[k] = make([]float32, len(v))
-		}
-		ref := m.Reference(s)
-		sn.ExpectedCost(m, logits, grads, 1/ref)
-		for name, v := range logits {
-			for _, i := range []int{0, len(v) - 1, len(v) / 2} {
-				old := v[i]
-				const h = 1e-2
-				v[i] = old + h
-				cp := sn.ExpectedCost(m, logits, nil, 0) / ref
-				v[i] = old - h
-				cm := sn.ExpectedCost(m, logits, nil, 0) / ref
-				v[i] = old
-				num := (cp - cm) / (2 * h)
-				if math.Abs(num-float64(grads[name][i])) > 1e-3*math.Max(1e-2, math.Abs(num)) {
-					t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", m, name, i, grads[name][i], num)
-				}
+		checkCostGradient(t, sn, m, r)
+	}
+}
+
+// checkCostGradient compares the expected cost's gradient at random logits with central
+// differences.
+func checkCostGradient(t *testing.T, sn *Supernet, m CostModel, r *rand.Rand) {
+	t.Helper()
+	logits := randomLogits(sn, r)
+	grads := map[string][]float32{}
+	for k, v := range logits {
+		grads[k] = make([]float32, len(v))
+	}
+	ref := m.Reference(sn.Space)
+	sn.ExpectedCost(m, logits, grads, 1/ref)
+	for name, v := range logits {
+		for _, i := range []int{0, len(v) - 1, len(v) / 2} {
+			old := v[i]
+			const h = 1e-2
+			v[i] = old + h
+			cp := sn.ExpectedCost(m, logits, nil, 0) / ref
+			v[i] = old - h
+			cm := sn.ExpectedCost(m, logits, nil, 0) / ref
+			v[i] = old
+			num := (cp - cm) / (2 * h)
+			if math.Abs(num-float64(grads[name][i])) > 1e-3*math.Max(1e-2, math.Abs(num)) {
+				t.Errorf("%s: d cost/d %s[%d] = %.6g, finite difference %.6g", m, name, i, grads[name][i], num)
 			}
 		}
 	}
@@ -97,8 +106,12 @@ func TestDeriveFillsBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, ratio := range []float64{0.08, 0.125, 0.25, 0.5} {
-				budget := ratio * ref
-				d, err := sn.Derive(m, randomLogits(sn, r), budget)
+				b, err := NewBudget(sn, m, ratio, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				budget := b.Cost
+				d, err := sn.Derive(m, randomLogits(sn, r), b)
 				if err != nil {
 					t.Fatalf("prune %v %s %.3f: %v", prune, gran, ratio, err)
 				}
@@ -117,10 +130,20 @@ func TestDeriveFillsBudget(t *testing.T) {
 		}
 	}
 	sn, _ := s.NewSupernet(DefaultSearchOptions())
-	if _, err := sn.Derive(m, randomLogits(sn, r), 0.01*ref); err == nil {
+	var be *BudgetError
+	var fe *field.Error
+	if _, err := NewBudget(sn, m, 0.01, 0); err == nil {
 		t.Error("a budget below the cheapest architecture was accepted")
-	} else if be, ok := err.(*BudgetError); !ok || be.Min/ref < 0.0625 {
+	} else if !errors.As(err, &be) || be.Min/ref < 0.0625 || !errors.As(err, &fe) || fe.Name != "Budget" {
 		t.Errorf("error %v", err)
+	}
+	for _, c := range []struct{ ratio, cost float64 }{{1.5, 0}, {-0.1, 0}, {math.NaN(), 0}, {0, 2 * ref}, {0, math.Inf(1)}, {0.5, ref / 2}} {
+		if _, err := NewBudget(sn, m, c.ratio, c.cost); !errors.As(err, &fe) || fe.Name != "Budget" {
+			t.Errorf("ratio %g cost %g: error %v, want one naming Budget", c.ratio, c.cost, err)
+		}
+	}
+	if b, err := NewBudget(sn, m, 0, ref/4); err != nil || math.Abs(b.Ratio()-0.25) > 1e-12 {
+		t.Errorf("a cost of a quarter of the reference: %+v, %v", b, err)
 	}
 }
 
@@ -222,13 +245,18 @@ func TestTargetsLandOnBudget(t *testing.T) {
 							}
 						}
 					}
-					d, err := sn.Derive(m, logits, ratio*ref)
+					b, err := NewBudget(sn, m, ratio, 0)
 					if ratio < minRatio {
-						if _, ok := err.(*BudgetError); !ok {
+						var be *BudgetError
+						if !errors.As(err, &be) {
 							t.Errorf("%s %s %.1f: below the cheapest (%.3f): error %v", model, name, ratio, minRatio, err)
 						}
 						continue
 					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					d, err := sn.Derive(m, logits, b)
 					if err != nil {
 						t.Fatalf("%s %s %.1f: %v", model, name, ratio, err)
 					}

@@ -8,9 +8,10 @@ import (
 	"sort"
 	"time"
 
+	"github.com/qnas/qnas"
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
-	"github.com/qnas/qnas/internal/optim"
+	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/cobra"
@@ -87,12 +88,16 @@ func runBench(stdout io.Writer, path string, o benchOptions) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	for range 3 {
-		step()
+		if err := step(); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	times := make([]float64, o.Steps)
 	for i := range times {
 		t0 := time.Now()
-		step()
+		if err := step(); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		times[i] = time.Since(t0).Seconds()
 	}
 	sort.Float64s(times)
@@ -103,7 +108,9 @@ func runBench(stdout io.Writer, path string, o benchOptions) error {
 		// Timing each op adds a clock read per op; it runs apart from the timed steps.
 		p.Times = engine.OpTimes{}
 		for range o.Steps {
-			step()
+			if err := step(); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
 		}
 		res.OpMS = map[string]float64{}
 		for op, d := range p.Times {
@@ -174,9 +181,10 @@ func benchQAT(g *graph.Graph) (*graph.Graph, error) {
 	return q, nil
 }
 
-// benchStep returns the plan and the step to time: a float or fake-quantized training step,
-// or a search iteration (a weight step and an architecture step), on seeded random data.
-func benchStep(g *graph.Graph, o benchOptions) (*engine.Plan, func(), error) {
+// benchStep returns the plan and the step to time, on seeded random data: the training
+// step of train.Train (float, or fake-quantized), or a search iteration (a weight step and
+// an architecture step) as search.Search runs it.
+func benchStep(g *graph.Graph, o benchOptions) (*engine.Plan, func() error, error) {
 	r := rand.New(rand.NewPCG(1, 2))
 	randomize := func(p *engine.Plan) []int32 {
 		for _, v := range p.Values {
@@ -208,7 +216,11 @@ func benchStep(g *graph.Graph, o benchOptions) (*engine.Plan, func(), error) {
 			}
 		}
 		cm := supernet.BOPs()
-		cfg := search.DefaultSearchConfig(cm, 0.25*cm.Reference(s))
+		b, err := qnas.DefaultBudget.Resolve(sn, cm)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg := search.DefaultSearchConfig(cm, b)
 		cfg.Batch = o.Batch
 		tr, err := search.NewTrainer(sn, cfg)
 		if err != nil {
@@ -216,10 +228,13 @@ func benchStep(g *graph.Graph, o benchOptions) (*engine.Plan, func(), error) {
 		}
 		labels := randomize(tr.Plan)
 		it := 0
-		return tr.Plan, func() {
-			tr.WeightStep(labels, it, 2, 1e-3)
-			tr.ArchStep(labels, it, 2)
-			it++
+		return tr.Plan, func() error {
+			defer func() { it++ }()
+			if _, _, err := tr.WeightStep(labels, it, 2, 1e-3); err != nil {
+				return err
+			}
+			_, _, _, err := tr.ArchStep(labels, it, 2)
+			return err
 		}, nil
 	}
 	if o.Mode == "qat" {
@@ -228,20 +243,15 @@ func benchStep(g *graph.Graph, o benchOptions) (*engine.Plan, func(), error) {
 			return nil, nil, err
 		}
 	}
-	p, err := engine.Compile(g, o.Batch, engine.Options{})
+	t := qnas.DefaultOptions().Training
+	st, err := train.NewStepper(g, train.Config{Epochs: 1, Batch: o.Batch, LR: t.LR, Momentum: t.Momentum, WeightDecay: t.WeightDecay})
 	if err != nil {
 		return nil, nil, err
 	}
-	labels := randomize(p)
-	var params []optim.Param
-	for _, v := range p.Params {
-		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
-	}
-	opt := &optim.SGD{Params: params, Momentum: 0.9, WeightDecay: 5e-4} // as the training loop
-	return p, func() {
-		p.Forward(true)
-		p.SoftmaxCrossEntropy(g.Outputs[0], labels)
-		p.Backward()
-		opt.Step(1e-3)
+	labels := randomize(st.Plan)
+	return st.Plan, func() error {
+		st.Loss(labels)
+		st.Update(1e-3)
+		return nil
 	}, nil
 }

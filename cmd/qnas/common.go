@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/qnas/qnas"
 	"io"
 	"os"
 	"runtime"
@@ -11,13 +12,9 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/blas"
 	"github.com/qnas/qnas/internal/data"
-	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/pflag"
 )
-
-// embeddedData is the --data value that selects the embedded Fashion-MNIST subset.
-const embeddedData = "embedded"
 
 // dataFlags are the flags every command that reads a data set shares.
 type dataFlags struct {
@@ -31,12 +28,28 @@ func (d *dataFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&d.Std, "std", "", "normalization std, one value or one per channel (default: model metadata qnas.std)")
 }
 
+// values parses --mean and --std (nil when not given), as usage errors naming the flag.
+func (d *dataFlags) values() (mean, std []float32, err error) {
+	if mean, err = parseNormFlag("--mean", d.Mean, false); err != nil {
+		return nil, nil, err
+	}
+	std, err = parseNormFlag("--std", d.Std, true)
+	return mean, std, err
+}
+
+// check refuses, before any work, --mean and --std values that are not finite numbers
+// (positive for --std).
+func (d *dataFlags) check() error {
+	_, _, err := d.values()
+	return err
+}
+
 // open loads a split of the data set named by --data.
 func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
 	if d.Dir == "" {
-		return nil, usageError{fmt.Errorf("--data is required (a folder, or %q)", embeddedData)}
+		return nil, usageError{fmt.Errorf("--data is required (a folder, or %q)", qnas.EmbeddedData)}
 	}
-	if d.Dir == embeddedData {
+	if d.Dir == qnas.EmbeddedData {
 		return data.Embedded(split)
 	}
 	return data.Open(d.Dir, split)
@@ -44,19 +57,24 @@ func (d *dataFlags) open(split data.Split) (*data.Dataset, error) {
 
 // normalization takes --mean/--std, else the model's qnas.mean/qnas.std metadata, else
 // none (pixels in [0, 1]), which it warns about on stderr since a model trained on
-// normalized inputs then scores far below its accuracy.
+// normalized inputs then scores far below its accuracy (data.ModelNormalization).
 func (d *dataFlags) normalization(g *graph.Graph, stderr io.Writer) (data.Normalize, error) {
-	mean, std := d.Mean, d.Std
-	if mean == "" {
-		mean = g.Meta["qnas.mean"]
+	mean, std, err := d.values()
+	if err != nil {
+		return data.Normalize{}, err
 	}
-	if std == "" {
-		std = g.Meta["qnas.std"]
+	channels := 0
+	if len(g.Inputs) == 1 && len(g.Shapes[g.Inputs[0]]) == 4 {
+		channels = g.Shapes[g.Inputs[0]][1]
 	}
-	if mean == "" && std == "" {
-		fmt.Fprintln(stderr, "qnas: note: no --mean/--std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]")
+	n, err := data.ModelNormalization(mean, std, g.Meta, g.Source.Path, channels)
+	if err != nil {
+		return n, err
 	}
-	return data.ParseNormalize(mean, std)
+	if n.Mean == nil && n.Std == nil {
+		cliProgress{stderr}.Note(qnas.NoNormalizationNote)
+	}
+	return n, nil
 }
 
 // loadModel imports and canonicalizes a model.
@@ -83,22 +101,6 @@ func loadSpace(path string) (*graph.Graph, *supernet.Space, error) {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return g, s, nil
-}
-
-// restoreBatchNorm gives a model whose convolutions lack BatchNorm (exported folded) its
-// BatchNorms back for training (search.RestoreBatchNorm, statistics from calib batches of
-// the training data) and rebuilds its space; a model with BatchNorms is returned as it is.
-func restoreBatchNorm(g *graph.Graph, space *supernet.Space, trainSet *data.Dataset, norm data.Normalize, calib, batch int, stderr io.Writer) (*graph.Graph, *supernet.Space, error) {
-	rg, added, err := search.RestoreBatchNorm(g, trainSet, norm, calib, batch, stderr)
-	if err != nil || len(added) == 0 {
-		return g, space, err
-	}
-	fmt.Fprintf(stderr, "qnas: %d convolutions have no BatchNorm (a folded export): training with BatchNorm restored after each; the output is folded again\n", len(added))
-	s, err := supernet.NewSpace(rg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return rg, s, nil
 }
 
 // setThreads uses n cores: n Go threads, and OpenBLAS single-threaded so the kernels split

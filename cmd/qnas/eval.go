@@ -60,7 +60,7 @@ func runEval(stdout, stderr io.Writer, path string, o evalOptions) error {
 	}
 	norm, err := o.data.normalization(g, stderr)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	res, err := train.Evaluate(g, test, norm, o.Batch, stderr)
 	if err != nil {

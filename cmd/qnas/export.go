@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/qnas/qnas"
 	"github.com/qnas/qnas/export"
 	"github.com/spf13/cobra"
 )
@@ -37,18 +38,18 @@ The model file holds everything needed: weights, scales, clips and the bits of e
 }
 
 func runExport(stdout io.Writer, path string, o exportOptions) error {
-	q := quantFlags{Out: o.Out, Format: o.Format, Pack: o.Pack, IR: o.IR, Calib: 1, Batch: 1, LR: 1, Threads: 1}
-	if err := q.check(path); err != nil {
-		return err
+	if o.Out == "" {
+		return usageError{fmt.Errorf("-o/--output is required")}
 	}
-	m, err := export.Read(path, limits.importOptions())
+	files, err := qnas.Export(path, qnas.Output{Path: o.Out, Format: o.Format, Pack: o.Pack, IRVersion: o.IR, Producer: version},
+		qnas.ExportOptions{Import: limits.importOptions()})
 	if err != nil {
 		return err
 	}
-	files, err := m.Write(o.Out, path, export.WriteOptions{Format: o.Format, Pack: o.Pack, IRVersion: o.IR, ProducerVersion: version})
-	if err != nil {
-		return err
+	format := o.Format
+	if o.Pack {
+		format += ", INT4 weights where ≤ 4 bits"
 	}
-	_, err = fmt.Fprintf(stdout, "wrote %s (%s), %s, %s\n", files.Model, o.Format, files.Encodings, files.Arch)
+	_, err = fmt.Fprintf(stdout, "wrote %s (%s), %s, %s\n", files.Model, format, files.Encodings, files.Arch)
 	return err
 }

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/qnas/qnas/internal/outputs"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/qnas/qnas/export"
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/figure"
 	"github.com/qnas/qnas/internal/quant"
 	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/supernet"
@@ -25,6 +28,7 @@ type inspectOptions struct {
 	Supernet  bool
 	space     spaceFlags
 	Out       string
+	Plot      string
 }
 
 func newInspectCmd() *cobra.Command {
@@ -45,7 +49,11 @@ ratio to the unpruned model at 8-bit weights and activations.
 With --supernet it rewrites the model for the search (the search-space flags of optimize
 apply) and writes the rewritten graph with -o as ONNX — mixed ops as nodes of the "qnas"
 domain carrying their choices as attributes, names traceable to the model's — for a graph
-viewer such as Netron; --dump-after supernet prints it as text.`,
+viewer such as Netron; --dump-after supernet prints it as text.
+
+With --plot FILE.svg or FILE.png it draws the bit map of a model qnas wrote, or of MODEL
+under --arch FILE: one row per layer, its kept filters coloured by weight bits, its pruned
+filters grey, its input bits and kept share beside it.`,
 		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
@@ -61,6 +69,7 @@ viewer such as Netron; --dump-after supernet prints it as text.`,
 	f.BoolVar(&o.Supernet, "supernet", false, "rewrite the model for the search (with optimize's search-space flags)")
 	o.space.register(f)
 	f.StringVarP(&o.Out, "output", "o", "", "with --supernet: write the rewritten graph to this ONNX file")
+	f.StringVar(&o.Plot, "plot", "", "draw the bit map of a model qnas wrote, or of --arch, to this .svg or .png file")
 	return cmd
 }
 
@@ -89,6 +98,14 @@ type inspectLayer struct {
 func runInspect(stdout, stderr io.Writer, path string, o inspectOptions) error {
 	if o.Arch != "" && (o.FoldBN || o.DumpAfter != "") {
 		return usageError{fmt.Errorf("--arch prices an architecture; it does not combine with --fold-bn or --dump-after")}
+	}
+	if o.Plot != "" {
+		if _, err := figure.Format(o.Plot); err != nil {
+			return usageError{fmt.Errorf("--plot %w", err)}
+		}
+		if o.Supernet {
+			return usageError{fmt.Errorf("--plot draws a model's bits; it does not combine with --supernet")}
+		}
 	}
 	if o.Supernet {
 		return inspectSupernet(stdout, path, o)
@@ -133,6 +150,9 @@ func runInspect(stdout, stderr io.Writer, path string, o inspectOptions) error {
 	} else if !errors.Is(err, export.ErrNotQNAS) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if o.Plot != "" && q == nil {
+		return usageError{fmt.Errorf("--plot: %s was not written by qnas, so it has no bits to draw; give --arch FILE for an architecture", path)}
+	}
 	sum := inspectSummary{Params: s.Params, MACs: s.MACs, BOPsW8A8: s.BOPsW8A8, Inputs: s.Inputs, Outputs: s.Outputs, Layers: []inspectLayer{}}
 	for _, l := range s.Layers {
 		il := inspectLayer{LayerSummary: l, WeightBytes: bytes[l.Name]}
@@ -145,9 +165,20 @@ func runInspect(stdout, stderr io.Writer, path string, o inspectOptions) error {
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
+		err = enc.Encode(sum)
+	} else {
+		err = writeInspectTable(stdout, path, g, sum, q != nil)
 	}
-	return writeInspectTable(stdout, path, g, sum, q != nil)
+	if err != nil || o.Plot == "" {
+		return err
+	}
+	var layers []figure.Layer
+	for _, l := range sum.Layers {
+		if l.WBits != nil {
+			layers = append(layers, figure.Layer{Name: l.Name, WBits: l.WBits, ABits: l.ABits, Filters: l.Filters, KeptFilters: l.KeptFilters})
+		}
+	}
+	return plotBits(stdout, o, filepath.Base(path), layers)
 }
 
 func writeInspectTable(w io.Writer, path string, g *graph.Graph, s inspectSummary, quantized bool) error {
@@ -282,10 +313,16 @@ func inspectArch(w io.Writer, path string, g *graph.Graph, o inspectOptions, cm 
 		s.Params += al.Params
 	}
 	s.CostRatio = s.Cost / s.ReferenceCost
+	if err := supernet.CheckCosts(cm, s.Cost, s.ReferenceCost); err != nil {
+		return err
+	}
 	if o.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		if err := enc.Encode(s); err != nil || o.Plot == "" {
+			return err
+		}
+		return plotArch(w, path, o, s)
 	}
 	var b strings.Builder
 	writeHeader(&b, path, g)
@@ -303,12 +340,37 @@ func inspectArch(w io.Writer, path string, g *graph.Graph, o inspectOptions, cm 
 		if l.KeptFilters < l.Filters {
 			f = fmt.Sprintf("%d/%d", l.KeptFilters, l.Filters)
 		}
-		row(fmt.Sprint(i+1), l.Name, l.Op, bitsString(l.WBits)+"/"+bitString(l.ABits), f, commas(l.MACs), commas(l.Params), humanF(l.Cost))
+		row(fmt.Sprint(i+1), l.Name, l.Op, bitsString(l.WBits)+"/"+bitString(l.ABits), f, commas(l.MACs), commas(l.Params), supernet.FormatCost(l.Cost))
 	}
-	row("", "total", "", "", "", commas(s.MACs), commas(s.Params), humanF(s.Cost))
-	fmt.Fprintf(&b, "\ncost %s %s = %.4f of the unpruned model at w8a8 (%s %s)\n", humanF(s.Cost), s.CostUnit, s.CostRatio, humanF(s.ReferenceCost), s.CostUnit)
+	row("", "total", "", "", "", commas(s.MACs), commas(s.Params), supernet.FormatCost(s.Cost))
+	fmt.Fprintf(&b, "\ncost %s %s = %.4f of the unpruned model at w8a8 (%s %s)\n", supernet.FormatCost(s.Cost), s.CostUnit, s.CostRatio, supernet.FormatCost(s.ReferenceCost), s.CostUnit)
 	_, err = io.WriteString(w, b.String())
-	return err
+	if err != nil || o.Plot == "" {
+		return err
+	}
+	return plotArch(w, path, o, s)
+}
+
+// plotArch draws the bit map of an architecture priced by inspect --arch.
+func plotArch(w io.Writer, path string, o inspectOptions, s archSummary) error {
+	layers := make([]figure.Layer, len(s.Layers))
+	for i, l := range s.Layers {
+		layers[i] = figure.Layer{Name: l.Name, WBits: l.WBits, ABits: l.ABits, Filters: l.Filters, KeptFilters: l.KeptFilters}
+	}
+	title := fmt.Sprintf("%s under %s: cost ratio %.4f", filepath.Base(path), filepath.Base(o.Arch), s.CostRatio)
+	return plotBits(w, o, title, layers)
+}
+
+// plotBits draws the bit map of layers to --plot and, unless --json, says so.
+func plotBits(w io.Writer, o inspectOptions, title string, layers []figure.Layer) error {
+	if err := (figure.BitMap{Title: title, Layers: layers}).Save(o.Plot); err != nil {
+		return fmt.Errorf("--plot: %w", err)
+	}
+	if !o.JSON {
+		_, err := fmt.Fprintf(w, "wrote %s: bit map of %d layers\n", o.Plot, len(layers))
+		return err
+	}
+	return nil
 }
 
 // commas formats n with thousands separators.
@@ -355,10 +417,11 @@ func inspectSupernet(stdout io.Writer, path string, o inspectOptions) error {
 	if o.Out == "" && o.DumpAfter == "" {
 		return usageError{fmt.Errorf("--supernet needs -o SUPER.onnx or --dump-after supernet")}
 	}
-	if o.Out != "" {
-		if err := onnxio.CheckNotSameFile(o.Out, path); err != nil {
-			return usageError{err}
-		}
+	files := &outputs.Files{}
+	files.Read("the input model", path)
+	files.Write("-o", o.Out)
+	if err := files.Check(); err != nil {
+		return err
 	}
 	opts, err := o.space.options()
 	if err != nil {
@@ -388,6 +451,6 @@ func inspectSupernet(stdout io.Writer, path string, o inspectOptions) error {
 	if err := onnxio.SaveChecked(o.Out, path, m); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "wrote %s: %d layers, %d searched groups, %d choices\n", o.Out, len(sn.Layers), len(sn.Groups), len(sn.ArchParams()))
+	_, err = fmt.Fprintf(stdout, "wrote %s: %d layers, %d prunable channel groups searched, %d choices\n", o.Out, len(sn.Layers), len(sn.Groups), len(sn.ArchParams()))
 	return err
 }

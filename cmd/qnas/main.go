@@ -24,6 +24,9 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 
+// Unwrap lets errors.As see the error a usage error marks (a field error to rename).
+func (e usageError) Unwrap() error { return e.err }
+
 // run executes the command line and returns the exit status; it never lets a panic escape
 // as a goroutine dump.
 func run(args []string, stdout, stderr io.Writer) (status int) {
@@ -45,10 +48,18 @@ func run(args []string, stdout, stderr io.Writer) (status int) {
 	if errors.As(err, &de) {
 		de.Hint = "lower --lr"
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	var ae *train.AccuracyDropError
+	if errors.As(err, &ae) {
+		ae.Hint = "lower --lr, or use --epochs 0 (--ft-epochs 0)"
+	}
+	var ie *train.InterruptedError
+	if errors.As(err, &ie) {
+		ie.Hint = "continue with --resume " + ie.Checkpoint
+	}
+	msg := strings.ReplaceAll(renameFields(err), "\n", " ")
 	fmt.Fprintln(stderr, "qnas: "+msg)
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
+	if errors.As(err, &ue) || isCobraUsage(err) || isOptionError(err) {
 		return 2
 	}
 	return 1

@@ -2,132 +2,76 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-	"time"
 
-	"github.com/qnas/qnas/export"
-	"github.com/qnas/qnas/graph"
-	"github.com/qnas/qnas/internal/data"
-	"github.com/qnas/qnas/internal/train"
-	"github.com/qnas/qnas/onnxio"
-	"github.com/qnas/qnas/search"
+	"github.com/qnas/qnas"
 	"github.com/qnas/qnas/supernet"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
-// quantFlags are the flags quantize and optimize share: fine-tuning, data, cost and output.
+// quantFlags are the flags quantize and optimize share: fine-tuning, data, cost and output
+// (each sets a field of qnas.Options; the defaults are qnas.DefaultOptions's).
 type quantFlags struct {
-	data       dataFlags
-	Out        string
-	Calib      int
-	Batch      int
-	LR         float64
-	Momentum   float64
-	WD         float64
-	Seed       uint64
-	LimitTrain int
-	LimitTest  int
-	Augment    bool
-	Threads    int
-	Cost       string
-	Target     string
-	Format     string
-	Pack       bool
-	IR         int64
-	Report     string
-	Resume     string
-	JSON       bool
-	Distill    float64
-	DistillT   float64
-}
-
-// distill returns the distillation settings of the flags with teacher g (nil when off).
-func (q *quantFlags) distill(g *graph.Graph) *train.Distill {
-	if q.Distill == 0 {
-		return nil
-	}
-	return &train.Distill{Teacher: g, Weight: q.Distill, Temperature: q.DistillT}
+	data    dataFlags
+	opts    qnas.Options
+	Threads int
+	JSON    bool
 }
 
 func (q *quantFlags) register(f *pflag.FlagSet) {
+	q.opts = qnas.DefaultOptions()
+	o, t := &q.opts, &q.opts.Training
 	q.data.register(f)
-	f.StringVarP(&q.Out, "output", "o", "", "output model (required); NAME.encodings.json and NAME.arch.json are written beside it")
-	f.IntVar(&q.Calib, "calib", 16, "batches that calibrate the activation clips and re-estimate BatchNorm statistics")
-	f.IntVar(&q.Batch, "batch", 128, "batch size")
-	f.Float64Var(&q.LR, "lr", 0.01, "base learning rate of the fine-tuning (cosine schedule)")
-	f.Float64Var(&q.Momentum, "momentum", 0.9, "SGD momentum")
-	f.Float64Var(&q.WD, "wd", 5e-4, "weight decay on convolution and Gemm weights")
-	f.Uint64Var(&q.Seed, "seed", 0, "seed for data order and augmentation")
-	f.IntVar(&q.LimitTrain, "limit-train", 0, "train on N training samples spread over the training split (0: all)")
-	f.IntVar(&q.LimitTest, "limit-test", 0, "evaluate on N test samples spread over the test split (0: all)")
-	f.BoolVar(&q.Augment, "augment", true, "random crop (padding 2) and horizontal flip while fine-tuning and searching; --augment=false for data whose mirror image is another class (digits, text)")
+	f.StringVarP(&o.Output.Path, "output", "o", "", "output model (required); NAME.encodings.json and NAME.arch.json are written beside it")
+	f.IntVar(&t.Calib, "calib", t.Calib, "batches that calibrate the activation clips and re-estimate BatchNorm statistics")
+	f.IntVar(&t.Batch, "batch", t.Batch, "batch size")
+	f.Float64Var(&t.LR, "lr", t.LR, "base learning rate of the fine-tuning (cosine schedule)")
+	f.Float64Var(&t.Momentum, "momentum", t.Momentum, "SGD momentum")
+	f.Float64Var(&t.WeightDecay, "wd", t.WeightDecay, "weight decay on convolution and Gemm weights")
+	f.Uint64Var(&t.Seed, "seed", t.Seed, "seed for data order and augmentation")
+	f.IntVar(&o.Data.LimitTrain, "limit-train", 0, "train on N training samples spread over the training split (0: all)")
+	f.IntVar(&o.Data.LimitTest, "limit-test", 0, "evaluate on N test samples spread over the test split (0: all)")
+	f.BoolVar(&t.Augment, "augment", t.Augment, "random crop (padding 2) and horizontal flip while fine-tuning and searching; --augment=false for data whose mirror image is another class (digits, text)")
 	f.IntVar(&q.Threads, "threads", 2, "CPU threads")
-	f.StringVar(&q.Cost, "cost", "bops", "cost model: bops, bops-acc or size")
-	f.StringVar(&q.Target, "target", "", "device profile (a file, or a shipped one: "+joinNames(supernet.ShippedTargets())+") as the cost model")
-	f.StringVar(&q.Format, "format", export.FormatQDQ, "output format: qdq or qonnx")
-	f.BoolVar(&q.Pack, "pack", false, "store weights of layers at ≤ 4 bits as INT4 (opset 21, IR 10)")
-	f.Int64Var(&q.IR, "ir", 8, "ONNX IR version of the output (10 also writes per-node metadata_props)")
-	f.StringVar(&q.Report, "report", "", "write a JSON report to this file")
-	f.StringVar(&q.Resume, "resume", "", "continue the fine-tuning saved in this checkpoint (OUT.ckpt is written every epoch and on SIGINT/SIGTERM)")
+	f.StringVar(&o.CostModel, "cost", o.CostModel, "cost model: "+strings.Join(supernet.CostKinds, ", "))
+	f.StringVar(&o.Target, "target", "", "device profile (a file, or a shipped one: "+strings.Join(supernet.ShippedTargets(), ", ")+") as the cost model")
+	f.StringVar(&o.Output.Format, "format", o.Output.Format, "output format: qdq or qonnx")
+	f.BoolVar(&o.Output.Pack, "pack", false, "store weights of layers at ≤ 4 bits as INT4 (opset 21, IR 10)")
+	f.Int64Var(&o.Output.IRVersion, "ir", o.Output.IRVersion, "ONNX IR version of the output (10 also writes per-node metadata_props)")
+	f.StringVar(&o.Output.Report, "report", "", "write a JSON report to this file")
+	f.StringVar(&o.Resume, "resume", "", "continue the run saved in this checkpoint (OUT.onnx.ckpt, written every epoch and on SIGINT/SIGTERM; optimize also keeps OUT.onnx.search.ckpt)")
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
-	f.Float64Var(&q.Distill, "distill", 0, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
-	f.Float64Var(&q.DistillT, "distill-temp", 4, "temperature of the distillation")
+	f.Float64Var(&t.Distill, "distill", t.Distill, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
+	f.Float64Var(&t.DistillTemp, "distill-temp", t.DistillTemp, "temperature of the distillation")
+	f.BoolVar(&t.TrainExported, "train-exported", t.TrainExported, "with 2 fine-tuning epochs or more, the last trains the model as it is exported (integer biases, BatchNorm on fixed statistics)")
 }
 
-func joinNames(v []string) string {
-	s := ""
-	for i, x := range v {
-		if i > 0 {
-			s += ", "
-		}
-		s += x
+// options completes the options from the flags that need parsing, and sets the threads.
+func (q *quantFlags) options(stderr io.Writer) (qnas.Options, error) {
+	o := q.opts
+	if o.Output.Path == "" {
+		return o, usageError{fmt.Errorf("-o/--output is required")}
 	}
-	return s
+	var err error
+	if o.Data.Mean, o.Data.Std, err = q.data.values(); err != nil {
+		return o, err
+	}
+	o.Data.Dir = q.data.Dir
+	o.Output.Producer = version
+	o.Progress = cliProgress{stderr}
+	return o, setThreads(q.Threads)
 }
 
-// check validates the flags every run needs, before any work.
-func (q *quantFlags) check(model string) error {
-	if q.Out == "" {
-		return usageError{fmt.Errorf("-o/--output is required")}
-	}
-	if q.Format != export.FormatQDQ && q.Format != export.FormatQONNX {
-		return usageError{fmt.Errorf("--format %q: want qdq or qonnx", q.Format)}
-	}
-	if q.Pack && q.Format != export.FormatQDQ {
-		return usageError{fmt.Errorf("--pack applies to --format qdq")}
-	}
-	if q.IR < 8 || q.IR > 11 {
-		return usageError{fmt.Errorf("--ir %d: want 8 to 11", q.IR)}
-	}
-	if q.Calib < 1 || q.Batch < 1 || q.LimitTrain < 0 || q.LimitTest < 0 {
-		return usageError{fmt.Errorf("--calib and --batch must be positive, --limit-train and --limit-test not negative")}
-	}
-	if !(q.LR > 0) {
-		return usageError{fmt.Errorf("--lr must be positive")}
-	}
-	if !(q.Distill >= 0 && q.Distill <= 1) || !(q.DistillT > 0) || math.IsInf(q.DistillT, 0) {
-		return usageError{fmt.Errorf("--distill must be in [0, 1] and --distill-temp positive")}
-	}
-	files := export.OutputFiles(q.Out)
-	for _, f := range []string{files.Model, files.Encodings, files.Arch, q.Report, q.Out + ".ckpt"} {
-		if f == "" {
-			continue
-		}
-		if err := onnxio.CheckNotSameFile(f, model); err != nil {
-			return usageError{err}
-		}
-	}
-	if files.Encodings == files.Model {
-		return usageError{fmt.Errorf("-o %s: give the output an extension such as .onnx", q.Out)}
-	}
-	return setThreads(q.Threads)
+// interruptible returns a context that SIGINT and SIGTERM cancel: the run then saves its
+// state and stops.
+func interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 // quantizeOptions are quantize's flags.
@@ -163,37 +107,9 @@ OUT.encodings.json and OUT.arch.json beside it.`,
 	return cmd
 }
 
-// quantReport is the report of quantize (design: the command-line contract).
-type quantReport struct {
-	Model         string         `json:"model"`
-	Output        string         `json:"output"`
-	CostModel     string         `json:"cost_model"`
-	CostUnit      string         `json:"cost_unit"`
-	Cost          float64        `json:"cost"`
-	ReferenceCost float64        `json:"reference_cost"`
-	CostRatio     float64        `json:"cost_ratio"`
-	Accuracy      float64        `json:"accuracy"`
-	PTQAccuracy   float64        `json:"ptq_accuracy"` // after calibration alone, before fine-tuning
-	FloatAccuracy float64        `json:"float_accuracy"`
-	TestSamples   int            `json:"test_samples"`
-	Epochs        int            `json:"epochs"`
-	Seed          uint64         `json:"seed"`
-	Layers        []layerReport  `json:"layers"`
-	Phases        []search.Phase `json:"phases"`
-}
-
-type layerReport struct {
-	Name        string  `json:"name"`
-	WBits       []int   `json:"wbits"` // per kept filter
-	ABits       int     `json:"abits"`
-	Filters     int     `json:"filters"`
-	KeptFilters int     `json:"kept_filters"`
-	MACs        int64   `json:"macs"`
-	Cost        float64 `json:"cost"`
-}
-
 func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error {
-	if err := o.check(path); err != nil {
+	opts, err := o.options(stderr)
+	if err != nil {
 		return err
 	}
 	var arch *supernet.Arch
@@ -201,11 +117,9 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 	case o.Arch != "" && (o.WBits != 0 || o.ABits != 0):
 		return usageError{fmt.Errorf("give --arch or --wbits/--abits, not both")}
 	case o.Arch != "":
-		a, err := supernet.ReadArch(o.Arch)
-		if err != nil {
+		if arch, err = supernet.ReadArch(o.Arch); err != nil {
 			return err
 		}
-		arch = a
 	case o.WBits == 0 || o.ABits == 0:
 		return usageError{fmt.Errorf("give --wbits and --abits, or --arch FILE")}
 	default:
@@ -219,209 +133,36 @@ func runQuantize(stdout, stderr io.Writer, path string, o quantizeOptions) error
 		}
 		arch = &supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{o.WBits}, ABits: o.ABits}, Layers: map[string]supernet.LayerSpec{}}
 	}
-	if o.Epochs < 0 {
-		return usageError{fmt.Errorf("--epochs must not be negative")}
-	}
-	cm, err := supernet.NewCostModel(o.Cost, o.Target)
-	if err != nil {
-		return usageError{err}
-	}
-	g, space, err := loadSpace(path)
-	if err != nil {
-		return err
-	}
-	r, err := space.Resolve(arch)
-	if err != nil {
-		if o.Arch != "" {
-			return fmt.Errorf("%s: %w", o.Arch, err)
-		}
-		return err
-	}
-	trainSet, testSet, norm, err := o.openData(g, stderr)
-	if err != nil {
-		return err
-	}
-	if g, space, err = restoreBatchNorm(g, space, trainSet, norm, o.Calib, o.Batch, stderr); err != nil {
-		return err
-	}
-	if r, err = space.Resolve(arch); err != nil {
-		return err
-	}
-	rep, err := o.run(stderr, path, g, r, cm, o.Epochs, trainSet, testSet, norm)
-	if err != nil {
-		return err
-	}
-	return o.finish(stdout, rep, rep)
-}
-
-// run trains the architecture r of the float graph g (read from path) for epochs, evaluates
-// the frozen model on testSet, and writes it to q.Out (when not empty).
-func (q *quantFlags) run(stderr io.Writer, path string, g *graph.Graph, r *supernet.Resolved, cm supernet.CostModel, epochs int,
-	trainSet, testSet *data.Dataset, norm data.Normalize) (*quantReport, error) {
-	rep := &quantReport{Model: path, Output: q.Out, CostModel: cm.String(), CostUnit: cm.Unit(), Epochs: epochs, Seed: q.Seed}
-	costs, err := cm.LayerCosts(r)
-	if err != nil {
-		return nil, err
-	}
-	rep.ReferenceCost = cm.Reference(r.Space)
-	for _, l := range r.Space.Layers {
-		rep.Cost += costs[l.Index]
-		rep.Layers = append(rep.Layers, layerReport{Name: l.Name, WBits: r.KeptBits(l), ABits: r.Choices[l.Index].ABits,
-			Filters: l.Filters, KeptFilters: r.Kept(l), MACs: l.MACs(r.KeptIn(l), r.Kept(l)), Cost: costs[l.Index]})
-	}
-	rep.CostRatio = rep.Cost / rep.ReferenceCost
-	clock := time.Now()
-	lap := func(name string) {
-		rep.Phases = append(rep.Phases, search.Phase{Name: name, Seconds: time.Since(clock).Seconds()})
-		clock = time.Now()
-	}
-	ev, err := train.Evaluate(g, testSet, norm, 256, stderr)
-	if err != nil {
-		return nil, err
-	}
-	rep.FloatAccuracy = ev.Accuracy
-	lap("evaluate float")
-	ckpt := "" // a run that writes no model (optimize's later seeds, baselines) keeps none
-	if q.Out != "" {
-		ckpt = q.Out + ".ckpt"
-	}
-	resume := false
-	if q.Resume != "" && ckpt != "" {
-		if _, err := os.Stat(ckpt); err == nil {
-			resume = true
-		} else if q.Resume == ckpt {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-	}
-	var aug *data.Augment
-	if q.Augment {
-		aug = &data.Augment{PadCrop: 2, HFlip: true}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
-	qcfg := search.QuantizeConfig{Epochs: epochs, CalibBatches: q.Calib, Batch: q.Batch,
-		LR: q.LR, Momentum: q.Momentum, WeightDecay: q.WD, Seed: q.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: resume, Context: ctx, Distill: q.distill(g)}
-	qg, err := search.Calibrated(r, trainSet, qcfg)
-	if err != nil {
-		return nil, err
-	}
-	// The accuracy after calibration alone (post-training quantization), to show what
-	// fine-tuning buys and to catch a fine-tuning that destroys the model.
-	frozenAccuracy := func(g *graph.Graph) (*export.Model, train.Eval, error) {
-		m, err := export.Freeze(g, r)
-		if err != nil {
-			return nil, train.Eval{}, err
-		}
-		// The accuracy reported is the written model's, as qnas's engine computes it (ONNX
-		// Runtime agrees): integer biases and folded BatchNorms included.
-		ev, err := train.Evaluate(m.Graph, testSet, norm, 256, stderr)
-		return m, ev, err
-	}
-	if epochs > 0 {
-		ptq := qg.Clone()
-		if err := search.ReestimateBN(ptq, trainSet, norm, q.Calib, q.Batch, stderr); err != nil {
-			return nil, err
-		}
-		_, ev, err := frozenAccuracy(ptq)
-		if err != nil {
-			return nil, err
-		}
-		rep.PTQAccuracy = ev.Accuracy
-		lap("post-training quantization")
-	}
-	tg, _, err := search.FineTune(qg, trainSet, qcfg)
-	if err != nil {
-		return nil, err
-	}
-	stop() // from here on a signal ends the process: outputs are written atomically
-	lap("fine-tune")
-	if qg, err = supernet.ExportForm(tg); err != nil {
-		return nil, err
-	}
-	m, ev, err := frozenAccuracy(qg)
-	if err != nil {
-		return nil, err
-	}
-	rep.Accuracy, rep.TestSamples = ev.Accuracy, ev.Samples
-	if epochs == 0 {
-		rep.PTQAccuracy = rep.Accuracy
-	} else if drop := rep.PTQAccuracy - rep.Accuracy; drop > train.AccuracyDropLimit(rep.PTQAccuracy, ev.Samples) {
-		if ckpt != "" {
-			os.Remove(ckpt) // it holds the diverged state
-		}
-		return nil, fmt.Errorf("fine-tuning lowered the test accuracy from %.2f%% (after calibration alone) to %.2f%%: the run diverged; lower --lr (now %g), or use --epochs 0; nothing was written",
-			100*rep.PTQAccuracy, 100*rep.Accuracy, q.LR)
-	}
-	lap("evaluate quantized")
-	if q.Out == "" {
-		return rep, nil
-	}
-	m.Graph.Meta["qnas.mean"], m.Graph.Meta["qnas.std"] = joinFloats(norm.Mean), joinFloats(norm.Std)
-	if _, err := m.Write(q.Out, path, export.WriteOptions{Format: q.Format, Pack: q.Pack, IRVersion: q.IR, ProducerVersion: version}); err != nil {
-		return nil, err
-	}
-	os.Remove(ckpt)
-	lap("export")
-	return rep, nil
-}
-
-// openData opens the training and test splits and the normalization.
-func (q *quantFlags) openData(g *graph.Graph, stderr io.Writer) (trainSet, testSet *data.Dataset, norm data.Normalize, err error) {
-	if trainSet, err = q.data.open(data.Train); err != nil {
-		return
-	}
-	if q.LimitTrain > 0 {
-		trainSet = data.Subset(trainSet, q.LimitTrain)
-	}
-	if testSet, err = q.data.open(data.Test); err != nil {
-		return
-	}
-	if q.LimitTest > 0 {
-		testSet = data.Subset(testSet, q.LimitTest)
-	}
-	for _, d := range []*data.Dataset{trainSet, testSet} {
-		if err = train.CheckData(g, d); err != nil {
-			return
-		}
-	}
-	norm, err = q.data.normalization(g, stderr)
-	if err != nil {
-		err = usageError{err}
-	}
-	return
-}
-
-// finish writes the report file and prints the summary r (or, with --json, the report).
-func (q *quantFlags) finish(stdout io.Writer, rep any, r *quantReport) error {
-	b, err := json.MarshalIndent(rep, "", " ")
+	rep, err := qnas.Quantize(ctx, path, arch, qnas.QuantizeOptions{Options: opts, Epochs: o.Epochs, ArchSource: o.Arch})
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	if q.Report != "" {
-		if err := onnxio.WriteFileAtomic(q.Report, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+	return o.print(stdout, rep, rep)
+}
+
+// print prints the summary of r (or, with --json, the whole report).
+func (q *quantFlags) print(stdout io.Writer, rep any, r *qnas.QuantizeReport) error {
+	if q.JSON {
+		b, err := qnas.MarshalReport(rep)
+		if err != nil {
 			return err
 		}
-	}
-	if q.JSON {
 		_, err = stdout.Write(b)
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "wrote %s: accuracy %.2f%% (float %.2f%%), cost %s %s = %.4f of w8a8 (%s)\n", r.Output,
-		100*r.Accuracy, 100*r.FloatAccuracy, humanF(r.Cost), r.CostUnit, r.CostRatio, humanF(r.ReferenceCost))
-	return err
-}
-
-// humanF formats a cost with a k/M/G/T suffix.
-func humanF(v float64) string {
-	for _, u := range []struct {
-		div float64
-		s   string
-	}{{1e12, "T"}, {1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
-		if v >= u.div {
-			return fmt.Sprintf("%.4g%s", v/u.div, u.s)
-		}
+	_, err := fmt.Fprintf(stdout, "wrote %s: accuracy %.2f%% (float %.2f%%), cost %s %s = %.4f of w8a8 (%s)\n", r.Output,
+		100*r.Accuracy, 100*r.FloatAccuracy, supernet.FormatCost(r.Cost), r.CostUnit, r.CostRatio, supernet.FormatCost(r.ReferenceCost))
+	if err != nil {
+		return err
 	}
-	return fmt.Sprintf("%.4g", v)
+	total := r.QuantizedMACs + r.FloatMACs
+	_, err = fmt.Fprintf(stdout, "quantized: %d of %d layers, %s of %s MACs per sample (%.1f%%); left float: %s MACs\n",
+		r.QuantizedLayers, r.QuantizedLayers+r.FloatLayers, human(r.QuantizedMACs), human(total),
+		100*float64(r.QuantizedMACs)/float64(max(total, 1)), human(r.FloatMACs))
+	if err == nil && len(r.SaturatedBiases) > 0 {
+		_, err = fmt.Fprintf(stdout, "note: the integer biases of %s did not fit in int32 and were clamped\n", strings.Join(r.SaturatedBiases, ", "))
+	}
+	return err
 }

@@ -235,3 +235,55 @@ func TestQuantizeInterruptAndResume(t *testing.T) {
 	}
 	t.Skip("the run always finished before SIGINT arrived")
 }
+
+// --resume FILE continues from FILE itself, whatever its name, to the bytes of an
+// uninterrupted run, and writes no checkpoint by another name; a run without fine-tuning
+// (--epochs 0) leaves a checkpoint it finds beside its output alone.
+func TestResumeUsesTheNamedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	args := func(out string, extra ...string) []string {
+		return quantizeArgs(model, out, append([]string{"--wbits", "3", "--abits", "4", "--epochs", "3", "--mean", "0.286", "--std", "0.353",
+			"--limit-train", "192", "--limit-test", "100"}, extra...)...)
+	}
+	ref := filepath.Join(dir, "ref.onnx")
+	if status, _, stderr := runCLI(t, args(ref)...); status != 0 {
+		t.Fatal(stderr)
+	}
+	want, _ := os.ReadFile(ref)
+	out := filepath.Join(dir, "out.onnx")
+	saved := filepath.Join(dir, "saved", "state.bin")
+	os.Mkdir(filepath.Dir(saved), 0o755)
+	if err := os.Rename(killedCheckpoint(t, args(out), out+".ckpt"), saved); err != nil {
+		t.Fatal(err)
+	}
+	state, _ := os.ReadFile(saved)
+	// A run that does not fine-tune leaves a checkpoint it finds alone.
+	stale := filepath.Join(dir, "ptq.onnx.ckpt")
+	os.WriteFile(stale, state, 0o644)
+	if status, _, stderr := runCLI(t, quantizeArgs(model, filepath.Join(dir, "ptq.onnx"), "--wbits", "3", "--abits", "4", "--epochs", "0")...); status != 0 {
+		t.Fatal(stderr)
+	}
+	if b, err := os.ReadFile(stale); err != nil || !bytes.Equal(b, state) {
+		t.Errorf("quantize --epochs 0 consumed the checkpoint beside its output (%v)", err)
+	}
+	// Resuming from the renamed file.
+	status, _, stderr := runCLI(t, args(out, "--resume", saved)...)
+	if status != 0 {
+		t.Fatal(stderr)
+	}
+	if strings.Contains(stderr, "note:") {
+		t.Errorf("a resumed run repeats the notes: %s", stderr)
+	}
+	if strings.Contains(stderr, "epoch 1/2") { // saved after epoch 1 of the first part (epochs 1-2) at least
+		t.Errorf("the resumed run trained epoch 1 again:\n%s", stderr)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+		t.Error("the run resumed from a renamed checkpoint differs from the uninterrupted run")
+	}
+	for _, p := range []string{out + ".ckpt", saved} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s is left after the run completed", p)
+		}
+	}
+}

@@ -16,6 +16,6 @@ differentiable architecture search under a budget, fine-tunes, and writes ONNX.`
 	limits = limitFlags{}
 	limits.register(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInspectCmd(), newEvalCmd(), newTrainCmd(), newBenchCmd(), newQuantizeCmd(), newExportCmd(), newOptimizeCmd())
+	root.AddCommand(newInspectCmd(), newEvalCmd(), newTrainCmd(), newBenchCmd(), newQuantizeCmd(), newExportCmd(), newOptimizeCmd(), newSweepCmd())
 	return root
 }

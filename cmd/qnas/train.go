@@ -13,7 +13,10 @@ import (
 	"syscall"
 
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/field"
+	"github.com/qnas/qnas/internal/outputs"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/onnxio"
 	"github.com/qnas/qnas/search"
@@ -69,7 +72,7 @@ OUT.onnx atomically (never over MODEL), with BatchNorm kept or, with --fold-bn, 
 	f.BoolVar(&o.FoldBN, "fold-bn", false, "fold BatchNormalization into convolutions in the output")
 	f.IntVar(&o.Threads, "threads", 2, "CPU threads")
 	f.BoolVar(&o.JSON, "json", false, "print the epochs and final test accuracy as JSON to stdout")
-	f.StringVar(&o.Checkpoint, "checkpoint", "", "training state file, saved after every epoch and on SIGINT/SIGTERM (default OUT.ckpt; removed when the run completes)")
+	f.StringVar(&o.Checkpoint, "checkpoint", "", "training state file, saved after every epoch and on SIGINT/SIGTERM (default: the -o path plus .ckpt, OUT.onnx.ckpt; removed when the run completes)")
 	f.StringVar(&o.Resume, "resume", "", "continue the run saved in this checkpoint (same model, data and flags)")
 	return cmd
 }
@@ -78,13 +81,41 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.Out == "" {
 		return usageError{fmt.Errorf("-o/--output is required")}
 	}
-	if err := onnxio.CheckNotSameFile(o.Out, path); err != nil {
-		return usageError{err}
+	if err := checkFloats(field.Float{Name: "--lr", Value: o.LR, Range: field.Positive}, field.Float{Name: "--momentum", Value: o.Momentum, Range: field.BelowOne},
+		field.Float{Name: "--wd", Value: o.WD, Range: field.NonNegative}); err != nil {
+		return err
+	}
+	if err := o.data.check(); err != nil {
+		return err
+	}
+	ckptFile := o.Checkpoint
+	if o.Resume != "" {
+		if ckptFile != "" && ckptFile != o.Resume {
+			return usageError{fmt.Errorf("--checkpoint and --resume name different files")}
+		}
+		ckptFile = o.Resume
+		if _, err := ckpt.ReadHeader(o.Resume); err != nil {
+			return fmt.Errorf("--resume %w", err)
+		}
+	}
+	if ckptFile == "" {
+		ckptFile = o.Out + ".ckpt"
+	}
+	files := &outputs.Files{}
+	files.Read("the input model", path)
+	files.Write("-o", o.Out)
+	files.Write("the checkpoint", ckptFile)
+	if err := files.Check(); err != nil {
+		return err
 	}
 	if err := setThreads(o.Threads); err != nil {
 		return err
 	}
 	g, err := loadModel(path, false)
+	if err != nil {
+		return err
+	}
+	modelHash, err := ckpt.FileHash(path)
 	if err != nil {
 		return err
 	}
@@ -95,6 +126,12 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.LimitTrain > 0 {
 		trainSet = data.Subset(trainSet, o.LimitTrain)
 	}
+	if err := train.CheckData(g, trainSet); err != nil {
+		return err
+	}
+	if o.Batch > trainSet.N { // no step would run, and a huge batch's buffers could exhaust the memory
+		return usageError{fmt.Errorf("--batch %d is more than the %d training samples of %s", o.Batch, trainSet.N, trainSet.Source)}
+	}
 	testSet, err := o.data.open(data.Test)
 	if err != nil {
 		return err
@@ -102,26 +139,20 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if o.LimitTest > 0 {
 		testSet = data.Subset(testSet, o.LimitTest)
 	}
-	norm, err := o.data.normalization(g, stderr)
+	noteTo := stderr
+	if o.Resume != "" {
+		noteTo = io.Discard // the run being resumed said it
+	}
+	norm, err := o.data.normalization(g, noteTo)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	var aug *data.Augment
 	if o.Augment {
 		aug = &data.Augment{PadCrop: 2, HFlip: true}
 	}
-	ckpt := o.Checkpoint
-	if o.Resume != "" {
-		if ckpt != "" && ckpt != o.Resume {
-			return usageError{fmt.Errorf("--checkpoint and --resume name different files")}
-		}
-		ckpt = o.Resume
-	}
-	if ckpt == "" {
-		ckpt = o.Out + ".ckpt"
-	}
-	if err := onnxio.CheckNotSameFile(ckpt, path); err != nil {
-		return usageError{err}
+	if o.Resume == "" && ckpt.Left(ckptFile) {
+		fmt.Fprintf(stderr, "qnas: note: %s is left from an earlier run; this run starts afresh and replaces it (to continue that run instead, add --resume %s)\n", ckptFile, ckptFile)
 	}
 	// A folded model trains with its BatchNorms restored (docs/method.md) and is written
 	// folded again.
@@ -136,7 +167,7 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	defer stop()
 	stats, err := train.Train(g, trainSet, train.Config{Epochs: o.Epochs, Batch: o.Batch, LR: o.LR, Schedule: o.Schedule,
 		Momentum: o.Momentum, WeightDecay: o.WD, Seed: o.Seed, Norm: norm, Augment: aug, Log: stderr,
-		Checkpoint: ckpt, Resume: o.Resume != "", Context: ctx})
+		Checkpoint: ckptFile, Resume: o.Resume != "", Context: ctx, Depends: ckpt.Settings{{Name: "model", Value: modelHash}}})
 	if err != nil {
 		return err
 	}
@@ -157,7 +188,7 @@ func runTrain(stdout, stderr io.Writer, path string, o trainOptions) error {
 	if err := onnxio.SaveChecked(o.Out, path, m); err != nil {
 		return err
 	}
-	os.Remove(ckpt) // the run is complete; its state is in the output
+	ckpt.Remove(ckptFile) // the run is complete; its state is in the output
 	if o.JSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{"epochs": stats, "test": res, "output": o.Out})
 	}

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -47,28 +48,28 @@ func parseFloats(flag, s string) ([]float32, error) {
 	return out, nil
 }
 
-// Check returns an error, naming the --mean or --std flag, when the lengths do not fit
-// c channels or a standard deviation is not a positive finite number.
+// Check returns an error, naming the field Data.Mean or Data.Std, when the lengths do not
+// fit c channels or a standard deviation is not a positive finite number.
 func (n Normalize) Check(c int) error {
 	for _, f := range []struct {
 		flag string
 		v    []float32
-	}{{"--mean", n.Mean}, {"--std", n.Std}} {
+	}{{"Data.Mean", n.Mean}, {"Data.Std", n.Std}} {
 		if len(f.v) > 1 && len(f.v) != c {
 			if c == 1 {
-				return fmt.Errorf("%s has %d values but the data has 1 channel; give 1", f.flag, len(f.v))
+				return field.Errorf(f.flag, " has %d values but the data has 1 channel; give 1", len(f.v))
 			}
-			return fmt.Errorf("%s has %d values but the data has %d channels; give 1 or %d", f.flag, len(f.v), c, c)
+			return field.Errorf(f.flag, " has %d values but the data has %d channels; give 1 or %d", len(f.v), c, c)
 		}
 		for _, v := range f.v {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("%s value %v is not a finite number", f.flag, v)
+				return field.Errorf(f.flag, " value %v is not a finite number", v)
 			}
 		}
 	}
 	for _, s := range n.Std {
 		if !(s > 0) {
-			return fmt.Errorf("--std value %v must be positive", s)
+			return field.Errorf("Data.Std", " value %v must be positive", s)
 		}
 	}
 	return nil

@@ -176,9 +176,9 @@ func TestNormalizeCheck(t *testing.T) {
 			t.Errorf("%v: %v", n, err)
 		}
 	}
-	wantErr(t, Normalize{Mean: []float32{1, 2}}.Check(3), "--mean has 2 values", "3 channels; give 1 or 3")
-	wantErr(t, Normalize{Std: []float32{1, 2, 3}}.Check(1), "--std has 3 values", "1 channel; give 1")
-	wantErr(t, Normalize{Std: []float32{0}}.Check(1), "--std value 0 must be positive")
+	wantErr(t, Normalize{Mean: []float32{1, 2}}.Check(3), "Data.Mean has 2 values", "3 channels; give 1 or 3")
+	wantErr(t, Normalize{Std: []float32{1, 2, 3}}.Check(1), "Data.Std has 3 values", "1 channel; give 1")
+	wantErr(t, Normalize{Std: []float32{0}}.Check(1), "Data.Std value 0 must be positive")
 
 	d := synthetic(2, 1, 2, 2, 2)
 	defer func() {

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -37,7 +38,7 @@ type Loader struct {
 // NewLoader returns a loader positioned at the start of epoch 0.
 func NewLoader(d *Dataset, opt LoaderOptions) (*Loader, error) {
 	if opt.BatchSize <= 0 {
-		return nil, fmt.Errorf("--batch must be positive, got %d", opt.BatchSize)
+		return nil, field.Errorf("LoaderOptions.BatchSize", " %d: must be positive", opt.BatchSize)
 	}
 	if err := opt.Norm.Check(d.C); err != nil {
 		return nil, err

@@ -101,9 +101,9 @@ func TestLoaderSeekAugment(t *testing.T) {
 func TestLoaderErrors(t *testing.T) {
 	d := synthetic(5, 3, 2, 2, 2)
 	_, err := NewLoader(d, LoaderOptions{})
-	wantErr(t, err, "--batch must be positive")
+	wantErr(t, err, "LoaderOptions.BatchSize 0: must be positive")
 	_, err = NewLoader(d, LoaderOptions{BatchSize: 2, Norm: Normalize{Mean: []float32{1, 2}}})
-	wantErr(t, err, "--mean has 2 values")
+	wantErr(t, err, "Data.Mean has 2 values")
 	_, err = NewLoader(d, LoaderOptions{BatchSize: 8, DropLast: true})
 	wantErr(t, err, "synthetic: 5 samples make no full batch of 8")
 }

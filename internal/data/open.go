@@ -23,7 +23,7 @@ func OpenDir(dir string, split Split, opt Options) (*Dataset, error) {
 		return nil, fmt.Errorf("%s: %v", dir, fsErr(err))
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("%s: not a directory; --data wants a folder holding a data set", dir)
+		return nil, fmt.Errorf("%s: not a directory; the data is a folder holding a data set", dir)
 	}
 	return load(os.DirFS(dir), source{root: dir, native: true}, split, opt)
 }

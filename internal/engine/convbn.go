@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/qnas/qnas/internal/kernels"
+import (
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/kernels"
+)
 
 // convBN links a Conv to the BatchNormalization (fused with a Relu or not) that is the
 // only reader of its output and runs right after it. In training:
@@ -35,7 +38,7 @@ func (p *Plan) linkConvBN() {
 	}
 	for i := 0; i+1 < len(p.steps); i++ {
 		c, b := p.steps[i].node, p.steps[i+1].node
-		if c.Op != "Conv" || (b.Op != "BatchNormalization" && b.Op != fusedBNRelu) {
+		if momentRole(c) != graph.MomentSource || momentRole(b) != graph.MomentSink {
 			continue
 		}
 		y := c.Outputs[0]

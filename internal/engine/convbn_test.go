@@ -82,8 +82,8 @@ func TestConvBNLinkSameGradients(t *testing.T) {
 
 // TestFuseBatchNormClip checks which activations fuse into the BatchNormalization they
 // follow: a Relu, and a Clip to [0, max] with max > 0 (ReLU6), carrying max; not a Clip
-// with another lower bound, nor an activation after a node that is not a
-// BatchNormalization or Add.
+// with another lower bound; after an Add only a Relu; nothing after an op that absorbs no
+// ReLU.
 func TestFuseBatchNormClip(t *testing.T) {
 	f := func(v float32) *graph.Attr { return &graph.Attr{Kind: graph.AttrFloat, F: v} }
 	for _, c := range []struct {
@@ -99,6 +99,8 @@ func TestFuseBatchNormClip(t *testing.T) {
 		{"BatchNormalization", "Clip", -1, 6, false, 0, true},
 		{"BatchNormalization", "Clip", 0, 0, false, 0, true},
 		{"Add", "Clip", 0, 6, false, 0, true},
+		{"Add", "Relu", 0, 0, true, 0, false},
+		{"Mul", "Relu", 0, 0, false, 0, false},
 	} {
 		g := graph.New("fuse")
 		act := &graph.Node{Name: "act", Op: c.act, Inputs: []string{"mid"}, Outputs: []string{"y"}}
@@ -115,10 +117,10 @@ func TestFuseBatchNormClip(t *testing.T) {
 		if !c.fused {
 			continue
 		}
-		if nodes[0].Outputs[0] != "y" || nodes[0].Op != fusedBNRelu {
-			t.Errorf("%s → %s: fused node %s → %v", c.op, c.act, nodes[0].Op, nodes[0].Outputs)
+		if f := nodes[0]; f.node.Outputs[0] != "y" || f.node.Op != c.op || !f.relu {
+			t.Errorf("%s → %s: fused node %s → %v, ReLU %v", c.op, c.act, f.node.Op, f.node.Outputs, f.relu)
 		}
-		if m, _ := nodes[0].Float(reluMaxAttr, 0); m != c.reluMax {
+		if m := nodes[0].reluMax; m != c.reluMax {
 			t.Errorf("%s → %s(%g, %g): max %g, want %g", c.op, c.act, c.lo, c.hi, m, c.reluMax)
 		}
 	}

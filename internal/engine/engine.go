@@ -9,7 +9,6 @@ package engine
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -56,21 +55,50 @@ type Kernel interface {
 // captures the value buffers and declares the scratch it needs.
 type Builder func(b *Build) (Kernel, error)
 
-var builders = map[string]Builder{}
-
-// Register makes op runnable. It panics on a duplicate (a programming error).
+// Register gives an op of ONNX's default domain, which the IR defines (package graph), its
+// kernel. It panics when the IR does not know the op or the op has a kernel already
+// (programming errors).
 func Register(op string, b Builder) {
-	if _, dup := builders[op]; dup {
+	d, ok := graph.LookupOp("", op)
+	if !ok {
+		panic("engine: kernel for an op the IR does not define: " + op)
+	}
+	if d.Kernel != nil {
 		panic("engine: op registered twice: " + op)
 	}
-	builders[op] = b
+	d.Kernel = b
+}
+
+// RegisterOp adds a new op kind with its kernel in one registration: the definition (shape
+// rule, cost, weights, state, fusion roles) goes to the IR's op table with b as its kernel.
+// Packages after the engine (the supernet's quantizers and mixed ops, the exporter's QONNX
+// op) define their ops this way.
+func RegisterOp(d *graph.OpDef, b Builder) {
+	d.Kernel = b
+	graph.Register(d)
+}
+
+// kernelOf returns the builder of node n's op, nil when the engine cannot run it.
+func kernelOf(n *graph.Node) Builder {
+	if d, ok := graph.LookupNode(n); ok {
+		if b, ok := d.Kernel.(Builder); ok {
+			return b
+		}
+	}
+	return nil
 }
 
 // Ops lists the ops the engine can run, sorted.
 func Ops() []string {
 	var names []string
-	for k := range builders {
-		names = append(names, k)
+	for _, op := range graph.Ops() {
+		domain, name, ok := strings.Cut(op, "::")
+		if !ok {
+			domain, name = "", op
+		}
+		if d, _ := graph.LookupOp(domain, name); d != nil && d.Kernel != nil {
+			names = append(names, op)
+		}
 	}
 	sort.Strings(names)
 	return names
@@ -83,6 +111,11 @@ type Build struct {
 	Node  *graph.Node
 	In    []*Value // nil for an absent optional input
 	Out   []*Value // nil for an absent optional output
+	// ReLU asks the kernel of an op with graph.OpDef.AbsorbsReLU to apply the ReLU that
+	// alone reads its output too: Out is then the ReLU's output. ReLUMax, when positive, is
+	// that ReLU's upper clip (a ReLU6; only for ops with graph.OpDef.AbsorbsBoundedReLU).
+	ReLU    bool
+	ReLUMax float32
 
 	stepIndex int
 }
@@ -157,7 +190,7 @@ type Plan struct {
 	gradDst    map[gradKey]*GradDst
 	gradTemp   []float32
 	convBN     map[int]*convBN // by the Conv's step index (see linkConvBN)
-	shared     map[string]any  // state kernels share (Build.Shared)
+	shared     map[any]any     // state kernels share (Build.Shared)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
 	// Backward (gradient additions included).
 	Times OpTimes
@@ -165,9 +198,23 @@ type Plan struct {
 
 type step struct {
 	node     *graph.Node
+	relu     bool    // the kernel also applies the ReLU that read the node's output (fuse)
+	reluMax  float32 // that ReLU's upper clip, 0 for none
 	kernel   Kernel
 	backward bool       // some input needs a gradient
 	flush    []*GradDst // gradients to add after Backward
+}
+
+// label names the step's op for timing tables ("BatchNormalization+Relu" when fused,
+// "BatchNormalization+Clip" with a bounded ReLU).
+func (s *step) label() string {
+	switch {
+	case s.reluMax > 0:
+		return s.node.Op + "+Clip"
+	case s.relu:
+		return s.node.Op + "+Relu"
+	}
+	return s.node.Op
 }
 
 // Compile builds the plan of g (canonicalized, shapes inferred) for batch size n.
@@ -193,7 +240,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	// Classify constants by how ops use them.
 	kinds := map[string]Kind{}
 	for _, nd := range g.Nodes {
-		d, _ := graph.Lookup(nd.Op)
+		d, _ := graph.LookupNode(nd)
 		for i, in := range nd.Inputs {
 			c, ok := g.Consts[in]
 			if !ok || c.DType != graph.Float32 {
@@ -233,7 +280,8 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 			}
 		}
 	}
-	for _, nd := range fuse(g) {
+	for _, f := range fuse(g) {
+		nd := f.node
 		back := false
 		for _, in := range nd.Inputs {
 			back = back || needGrad[in]
@@ -252,7 +300,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 				needGrad[o] = true
 			}
 		}
-		p.steps = append(p.steps, step{node: nd, backward: back})
+		p.steps = append(p.steps, step{node: nd, relu: f.relu, reluMax: f.reluMax, backward: back})
 	}
 	if !opts.Inference {
 		p.linkConvBN()
@@ -262,11 +310,11 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	p.planGradients()
 	for i := range p.steps {
 		nd := p.steps[i].node
-		bld, ok := builders[nd.Op]
-		if !ok {
+		bld := kernelOf(nd)
+		if bld == nil {
 			return nil, &graph.NodeError{Node: nd.Name, Op: nd.Op, Msg: "the engine cannot run this op (it runs: " + strings.Join(Ops(), ", ") + ")"}
 		}
-		b := &Build{Plan: p, Graph: g, Node: nd, stepIndex: i}
+		b := &Build{Plan: p, Graph: g, Node: nd, ReLU: p.steps[i].relu, ReLUMax: p.steps[i].reluMax, stepIndex: i}
 		for _, in := range nd.Inputs {
 			b.In = append(b.In, p.Values[in]) // nil for ""
 		}
@@ -349,7 +397,7 @@ func (p *Plan) Forward(train bool) {
 		if p.Times != nil {
 			t0 := time.Now()
 			s.kernel.Forward(train)
-			p.Times[s.node.Op+" forward"] += time.Since(t0)
+			p.Times[s.label()+" forward"] += time.Since(t0)
 			continue
 		}
 		s.kernel.Forward(train)
@@ -400,7 +448,7 @@ func (p *Plan) Backward() {
 			d.flush()
 		}
 		if p.Times != nil {
-			p.Times[s.node.Op+" backward"] += time.Since(t0)
+			p.Times[s.label()+" backward"] += time.Since(t0)
 		}
 	}
 }
@@ -454,67 +502,69 @@ func softmaxCE(rows, cols int, x []float32, labels []int32, grad []float32) floa
 	return total / float64(rows)
 }
 
-// fusedWithRelu names the fused op of each op that fuse merges with a following Relu.
-var fusedWithRelu = map[string]string{"BatchNormalization": fusedBNRelu, "Add": fusedAddRelu}
+// fused is a node as the engine runs it: with relu, the node's kernel also applies the ReLU
+// that alone read its output, clipped above at reluMax when that is positive (a ReLU6), and
+// writes that ReLU's output.
+type fused struct {
+	node    *graph.Node
+	relu    bool
+	reluMax float32
+}
 
-// reluMaxAttr is the attribute fuse gives a fused BatchNormalization+Relu made of a Clip
-// to [0, max] (ReLU6): the max.
-const reluMaxAttr = "qnas_relu_max"
-
-// fuse returns g's nodes with every BatchNormalization or Add whose output only a Relu
-// reads (for BatchNormalization, also a Clip to [0, max] with max > 0, such as ReLU6)
-// replaced by one fused node producing the activation's output (one pass over the data
-// instead of two, and one buffer fewer). The graph itself is not changed.
-func fuse(g *graph.Graph) []*graph.Node {
+// fuse returns g's nodes with every node whose op absorbs a ReLU (graph.OpDef.AbsorbsReLU)
+// and whose output only a ReLU reads (or a bounded ReLU such as ReLU6, when the op has
+// AbsorbsBoundedReLU) merged with that ReLU (one pass over the data instead of two, and one
+// buffer fewer). The graph itself is not changed.
+func fuse(g *graph.Graph) []fused {
 	consumers := g.Consumers()
 	skip := map[*graph.Node]bool{}
-	var out []*graph.Node
+	var out []fused
 	for _, n := range g.Nodes {
 		if skip[n] {
 			continue
 		}
-		fused := fusedWithRelu[n.Op]
-		if fused != "" && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
+		if d, ok := graph.LookupNode(n); ok && d.AbsorbsReLU && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
 			if cs := consumers[n.Outputs[0]]; len(cs) == 1 {
-				if hi, ok := fusableActivation(g, n, cs[0]); ok {
+				if hi, ok := absorbedReLU(g, d, cs[0]); ok {
 					f := *n
-					f.Op, f.Outputs = fused, []string{cs[0].Outputs[0]}
-					if hi > 0 {
-						f.Attrs = maps.Clone(n.Attrs)
-						if f.Attrs == nil {
-							f.Attrs = map[string]*graph.Attr{}
-						}
-						f.Attrs[reluMaxAttr] = &graph.Attr{Kind: graph.AttrFloat, F: hi}
-					}
+					f.Outputs = []string{cs[0].Outputs[0]}
 					skip[cs[0]] = true
-					out = append(out, &f)
+					out = append(out, fused{node: &f, relu: true, reluMax: hi})
 					continue
 				}
 			}
 		}
-		out = append(out, n)
+		out = append(out, fused{node: n})
 	}
 	return out
 }
 
-// fusableActivation reports whether act, the only reader of n's output, fuses into n: a
-// Relu, or after a BatchNormalization a Clip to [0, hi] with 0 < hi < +Inf (hi is then
-// returned; 0 for a Relu, or a Clip to [0, +Inf)).
-func fusableActivation(g *graph.Graph, n, act *graph.Node) (hi float32, ok bool) {
+// absorbedReLU reports whether act, the only reader of the output of a node of op d (which
+// absorbs a ReLU), fuses into that node: a ReLU, or with d.AbsorbsBoundedReLU a bounded one.
+// hi is the bound (0: none, also for a Clip to [0, +Inf)).
+func absorbedReLU(g *graph.Graph, d *graph.OpDef, act *graph.Node) (hi float32, ok bool) {
+	a, known := graph.LookupNode(act)
 	switch {
-	case act.Op == "Relu":
+	case !known:
+		return 0, false
+	case a.ReLU:
 		return 0, true
-	case act.Op == "Clip" && n.Op == "BatchNormalization":
-		lo, hi, err := g.ClipBoundsOf(act)
-		if err != nil || lo != 0 || !(hi > 0) {
-			return 0, false
+	case d.AbsorbsBoundedReLU && a.BoundedReLU != nil:
+		hi, ok := a.BoundedReLU(g, act)
+		if ok && math.IsInf(float64(hi), 1) {
+			hi = 0
 		}
-		if math.IsInf(float64(hi), 1) {
-			return 0, true
-		}
-		return hi, true
+		return hi, ok
 	}
 	return 0, false
+}
+
+// momentRole returns node n's part in sharing per-channel batch moments.
+func momentRole(n *graph.Node) graph.MomentRole {
+	if d, ok := graph.LookupNode(n); ok {
+		return d.Moments
+	}
+	return graph.NoMoments
 }
 
 // DistillCrossEntropy is SoftmaxCrossEntropy with knowledge distillation from a teacher's

@@ -5,16 +5,15 @@ import (
 	"github.com/qnas/qnas/internal/engine"
 )
 
-// An op defined outside the engine, as the supernet will define its quantizers: a shape rule
-// registered with graph, a kernel registered with engine, nothing edited in either.
+// An op defined outside the engine, as the supernet defines its quantizers: one
+// registration (shape rule, weights and kernel), nothing edited in graph or engine.
 // TestScaleShift computes y = x·s + 1 with a learnable scalar s.
 func init() {
-	graph.Register(&graph.OpDef{
-		Op: "TestScaleShift", Doc: "y = x·s + 1 (test op defined outside the engine)",
+	engine.RegisterOp(&graph.OpDef{
+		Op: "TestScaleShift", Domain: "test", Doc: "y = x·s + 1 (test op defined outside the engine)",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) { return []graph.Shape{c.In[0]}, nil },
-	})
-	engine.Register("TestScaleShift", func(b *engine.Build) (engine.Kernel, error) {
+	}, func(b *engine.Build) (engine.Kernel, error) {
 		return &scaleShift{x: b.In[0], s: b.In[1], y: b.Out[0], dx: b.InGrad(0), ds: b.InGrad(1)}, nil
 	})
 }

@@ -24,7 +24,7 @@ type gradCase struct {
 	train  bool
 	then   string // a unary op applied to the output (exercises the engine's fusions)
 	thenAt map[string]*graph.Attr
-	covers string // the op this case checks, when not op (a fused op)
+	domain string
 	// neg, when set, says which elements j of input i are negative (the rest are
 	// positive), so that sums of inputs stay clear of a following Relu's kink.
 	neg func(i, j int) bool
@@ -58,16 +58,16 @@ var gradCases = []gradCase{
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})}},
 	{name: "batchnorm+relu train", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
-		train:  true, then: "Relu", covers: "qnas.BatchNormalization+Relu"},
+		train:  true, then: "Relu"},
 	{name: "batchnorm+relu eval", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
-		then:   "Relu", covers: "qnas.BatchNormalization+Relu"},
+		then:   "Relu"},
 	{name: "batchnorm+relu6 train", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
-		train:  true, then: "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(0.9)}, covers: "qnas.BatchNormalization+Relu"},
+		train:  true, then: "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(0.9)}},
 	{name: "batchnorm+relu6 eval", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
-		then:   "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(0.9)}, covers: "qnas.BatchNormalization+Relu"},
+		then:   "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(0.9)}},
 	{name: "relu", op: "Relu", inputs: [][]int{{2, 3, 4}}},
 	{name: "clip", op: "Clip", inputs: [][]int{{2, 3, 4}}, consts: map[int]*graph.Tensor{1: f32(-0.5), 2: f32(0.7)}},
 	{name: "leaky relu", op: "LeakyRelu", inputs: [][]int{{2, 7}}, attrs: map[string]*graph.Attr{"alpha": floatA(0.1)}},
@@ -90,9 +90,9 @@ var gradCases = []gradCase{
 	{name: "matmul", op: "MatMul", inputs: [][]int{{2, 3, 5}}, params: map[int][]int{1: {5, 4}}},
 	{name: "add", op: "Add", inputs: [][]int{{2, 3, 4}, {2, 3, 4}}},
 	{name: "add broadcast", op: "Add", inputs: [][]int{{2, 3, 4}, {3, 1}}},
-	{name: "add relu", op: "Add", inputs: [][]int{{2, 3, 5}, {2, 3, 5}}, then: "Relu", covers: "qnas.Add+Relu",
+	{name: "add relu", op: "Add", inputs: [][]int{{2, 3, 5}, {2, 3, 5}}, then: "Relu",
 		neg: func(_, j int) bool { return j%3 == 0 }},
-	{name: "add relu broadcast", op: "Add", inputs: [][]int{{2, 3, 4}, {3, 1}}, then: "Relu", covers: "qnas.Add+Relu",
+	{name: "add relu broadcast", op: "Add", inputs: [][]int{{2, 3, 4}, {3, 1}}, then: "Relu",
 		neg: func(i, j int) bool { return [2]int{j / 4 % 3, j}[i] == 0 }}, // by channel
 	{name: "sub broadcast", op: "Sub", inputs: [][]int{{2, 1, 4}, {2, 3, 1}}},
 	{name: "mul se", op: "Mul", inputs: [][]int{{2, 3, 2, 2}, {2, 3, 1, 1}}},
@@ -138,14 +138,14 @@ var gradCases = []gradCase{
 		attrs: map[string]*graph.Attr{"mode": strA("wrap")}},
 	{name: "split num_outputs", op: "Split", inputs: [][]int{{2, 5}}, nOut: 2,
 		attrs: map[string]*graph.Attr{"axis": intA(1), "num_outputs": intA(2)}},
-	{name: "outside op", op: "TestScaleShift", inputs: [][]int{{2, 3}}, params: map[int][]int{1: {1}}},
+	{name: "outside op", op: "TestScaleShift", domain: "test", inputs: [][]int{{2, 3}}, params: map[int][]int{1: {1}}},
 }
 
 // build makes the case's graph with fixed shapes.
 func (c gradCase) build(r *rand.Rand) (*graph.Graph, error) {
 	g := graph.New(c.name)
 	g.Opset = 13
-	n := &graph.Node{Name: c.name, Op: c.op, Attrs: c.attrs}
+	n := &graph.Node{Name: c.name, Op: c.op, Domain: c.domain, Attrs: c.attrs}
 	nIn := len(c.inputs)
 	for i := range c.params {
 		nIn = max(nIn, i+1)
@@ -269,14 +269,25 @@ func TestGradients(t *testing.T) {
 				}
 			}
 		})
-		covered[c.op] = true
-		if c.covers != "" {
-			covered[c.covers] = true
+		key := c.op
+		if c.domain != "" {
+			key = c.domain + "::" + c.op
+		}
+		covered[key] = true
+		if c.then == "Relu" || c.then == "Clip" {
+			covered[key+"+"+c.then] = true
 		}
 	}
 	for _, op := range engine.Ops() {
 		if !covered[op] && !inferenceOnly[op] {
 			t.Errorf("op %s has no gradient check case", op)
+		}
+		// An op whose kernel absorbs a following ReLU needs a case of that fused form too.
+		if d, ok := graph.LookupOp("", op); ok && d.AbsorbsReLU && !covered[op+"+Relu"] {
+			t.Errorf("op %s absorbs a ReLU but has no gradient check case followed by Relu", op)
+		}
+		if d, ok := graph.LookupOp("", op); ok && d.AbsorbsBoundedReLU && !covered[op+"+Clip"] {
+			t.Errorf("op %s absorbs a bounded ReLU but has no gradient check case followed by a Clip to [0, max]", op)
 		}
 	}
 }

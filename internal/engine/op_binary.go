@@ -238,17 +238,14 @@ func sameGradB(op byte, dy, a, b, db []float32) {
 	}
 }
 
-// fusedAddRelu is the engine-internal op of an Add whose only reader is a Relu (the
-// residual connection of a ResNet block): one pass forward, one backward (see fuse).
-const fusedAddRelu = "qnas.Add+Relu"
-
-// addRelu runs fusedAddRelu: the Add's kernel writes the Relu's output.
+// addRelu runs an Add whose only reader is a Relu (the residual connection of a ResNet
+// block, fused by the engine: Add absorbs a ReLU): one pass forward, one backward.
 type addRelu struct{ add *binary }
 
-func buildAddRelu(bd *Build) (Kernel, error) {
+func buildAdd(bd *Build) (Kernel, error) {
 	k, err := buildBinary('+')(bd)
-	if err != nil {
-		return nil, err
+	if err != nil || !bd.ReLU {
+		return k, err
 	}
 	return &addRelu{add: k.(*binary)}, nil
 }
@@ -283,8 +280,7 @@ func (k *addRelu) Backward() {
 }
 
 func init() {
-	Register(fusedAddRelu, buildAddRelu)
-	Register("Add", buildBinary('+'))
+	Register("Add", buildAdd)
 	Register("Sub", buildBinary('-'))
 	Register("Mul", buildBinary('*'))
 	Register("Div", buildBinary('/'))

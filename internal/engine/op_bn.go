@@ -19,12 +19,11 @@ type batchNorm struct {
 	link                   *convBN // shared with the Conv producing x (linkConvBN)
 }
 
-// fusedBNRelu is the engine-internal op of a BatchNormalization whose only reader is a Relu:
-// one kernel writes the Relu's output (see fuse).
-const fusedBNRelu = "qnas.BatchNormalization+Relu"
-
+// A BatchNormalization whose only reader is a Relu, or a Clip to [0, max] (ReLU6), runs as
+// one kernel that writes the activation's output (its OpDef's AbsorbsReLU and
+// AbsorbsBoundedReLU, see fuse); after a Conv it shares that Conv's batch moments
+// (MomentSink, see linkConvBN).
 func init() {
-	Register(fusedBNRelu, buildBatchNorm)
 	Register("BatchNormalization", buildBatchNorm)
 }
 
@@ -53,10 +52,7 @@ func buildBatchNorm(b *Build) (Kernel, error) {
 			mean: make([]float32, c), invStd: make([]float32, c),
 			dx: b.InGrad(0), dgamma: b.InGrad(1), dbeta: b.InGrad(2),
 		}
-		k.p.ReLU = b.Node.Op == fusedBNRelu
-		if k.p.ReLUMax, err = b.Node.Float(reluMaxAttr, 0); err != nil {
-			return nil, err
-		}
+		k.p.ReLU, k.p.ReLUMax = b.ReLU, b.ReLUMax
 		k.momentum = k.p.Momentum
 		return k, nil
 	}

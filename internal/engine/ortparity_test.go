@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -95,13 +94,8 @@ func TestNewOpsMatchONNXRuntime(t *testing.T) {
 				if len(got) != len(ref) {
 					t.Fatalf("output %s: %d values, ONNX Runtime %d", o, len(got), len(ref))
 				}
-				scale, d := 0.0, 0.0
-				for i := range ref {
-					scale = math.Max(scale, math.Abs(float64(ref[i])))
-					d = math.Max(d, math.Abs(float64(got[i]-ref[i])))
-				}
-				if d > 1e-5*math.Max(scale, 1e-6) {
-					t.Errorf("output %s differs from ONNX Runtime by %.3g (largest value %.3g)", o, d, scale)
+				if d := ortrun.RelDiff(got, ref); d > 1e-5 {
+					t.Errorf("output %s differs from ONNX Runtime by %.3g of its largest value", o, d)
 				}
 			}
 		})

@@ -72,10 +72,11 @@ func (d *GradDst) setOff(off bool) {
 
 // Shared returns the plan-wide value stored under key, made by mk on first use: state that
 // several kernels of one plan share (the search's masks of one channel group share one
-// sample of their choice).
-func (b *Build) Shared(key string, mk func() any) any {
+// sample of their choice). Keys are comparable values of a type of the caller's own, so
+// two packages never collide.
+func (b *Build) Shared(key any, mk func() any) any {
 	if b.Plan.shared == nil {
-		b.Plan.shared = map[string]any{}
+		b.Plan.shared = map[any]any{}
 	}
 	v, ok := b.Plan.shared[key]
 	if !ok {

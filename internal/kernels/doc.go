@@ -44,7 +44,10 @@ var parGrain = 1 << 15
 // that starts late (a sleeping thread takes tens of microseconds to wake)
 // or is slowed down does not hold the others up. cost is the rough work of
 // one task; small jobs run on the calling goroutine. The tasks must be
-// independent: which goroutine runs which range varies from call to call.
+// independent: which goroutine runs which range varies from call to call. A task
+// that panics stops the others and the panic is raised again on the calling
+// goroutine, so that a caller's recover sees it (a panic on a worker goroutine
+// would end the process with a trace).
 func parFor(n, cost int, fn func(lo, hi int)) {
 	w := min(runtime.GOMAXPROCS(0), n)
 	if parGrain > 0 {
@@ -58,7 +61,14 @@ func parFor(n, cost int, fn func(lo, hi int)) {
 	}
 	blk := (n + 4*w - 1) / (4 * w)
 	var next atomic.Int64
+	var caught atomic.Pointer[workerPanic]
 	work := func() {
+		defer func() {
+			if r := recover(); r != nil {
+				caught.CompareAndSwap(nil, &workerPanic{r})
+				next.Store(int64(n)) // the others stop at their next task
+			}
+		}()
 		for {
 			lo := int(next.Add(int64(blk))) - blk
 			if lo >= n {
@@ -73,7 +83,13 @@ func parFor(n, cost int, fn func(lo, hi int)) {
 	}
 	work()
 	wg.Wait()
+	if p := caught.Load(); p != nil {
+		panic(p.value) // on the caller's goroutine, where the command's recover turns it into one line
+	}
 }
+
+// workerPanic is the value a task of parFor panicked with.
+type workerPanic struct{ value any }
 
 // need panics unless s holds exactly n elements.
 func need(what string, s []float32, n int) {
@@ -105,4 +121,5 @@ func span(out, n, stride, off int) (lo, hi int) {
 // ParFor runs fn over the tasks [0, n) on up to GOMAXPROCS goroutines, as the kernels
 // themselves split their work (cost is the rough work of one task in multiply-adds). The
 // tasks must be independent; which goroutine runs which range varies from call to call.
+// A panic in fn is raised again on the calling goroutine.
 func ParFor(n, cost int, fn func(lo, hi int)) { parFor(n, cost, fn) }

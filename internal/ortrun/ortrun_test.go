@@ -111,7 +111,8 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// compare checks that got holds exactly the tensors of want, equal within tol.
+// compare checks that got holds exactly the tensors of want, equal within tol relative to
+// each tensor's scale (RelDiff).
 func compare(t *testing.T, what string, got, want map[string]Tensor, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -125,10 +126,8 @@ func compare(t *testing.T, what string, got, want map[string]Tensor, tol float64
 		if !slices.Equal(g.Shape, w.Shape) || len(g.Data) != len(w.Data) {
 			t.Fatalf("%s: %q has shape %v (%d values), want %v (%d)", what, name, g.Shape, len(g.Data), w.Shape, len(w.Data))
 		}
-		for i := range w.Data {
-			if d := math.Abs(float64(g.Data[i] - w.Data[i])); !(d <= tol) {
-				t.Fatalf("%s: %q[%d] = %g, want %g (diff %g)", what, name, i, g.Data[i], w.Data[i], d)
-			}
+		if d := RelDiff(g.Data, w.Data); !(d <= tol) {
+			t.Fatalf("%s: %q differs by %.3g relative to its scale, more than %g", what, name, d, tol)
 		}
 	}
 }
@@ -184,7 +183,7 @@ func TestResNet8(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", o, err)
 		}
-		compare(t, fmt.Sprintf("%+v", o), got, out, 1e-4)
+		compare(t, fmt.Sprintf("%+v", o), got, out, 1e-5)
 	}
 	if v := Version(); v != LibVersion {
 		t.Errorf("Version() = %q, want %q", v, LibVersion)

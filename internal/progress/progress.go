@@ -84,6 +84,22 @@ func (b *Bar) Done(status string) {
 	}
 }
 
+// Stop ends the bar before its end, at done units, with a final status such as
+// "interrupted": the line shows where it stopped, not 100%.
+func (b *Bar) Stop(done int, status string) {
+	if b.finished {
+		return
+	}
+	b.finished = true
+	now := b.now()
+	line := fmt.Sprintf("%s %s at %d/%d after %s", b.label, status, done, b.total, clock(now.Sub(b.start)))
+	if b.tty {
+		fmt.Fprintf(b.w, "\r\x1b[K%s\n", line)
+	} else {
+		fmt.Fprintln(b.w, line)
+	}
+}
+
 func (b *Bar) line(done int, status string, now time.Time, bar bool) string {
 	el := now.Sub(b.start)
 	var sb strings.Builder

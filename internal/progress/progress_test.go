@@ -44,3 +44,20 @@ func TestPlainLinesEveryTenPercent(t *testing.T) {
 		t.Errorf("plain output has terminal controls")
 	}
 }
+
+// An interrupted phase ends on where it stopped, not on 100%.
+func TestStopShowsWhereItStopped(t *testing.T) {
+	var out bytes.Buffer
+	b := New(&out, "epoch 1/2", 28)
+	fakeClock(b, time.Second)
+	b.Update(13, "loss 0.4")
+	b.Stop(13, "interrupted")
+	b.Done("loss 0.3") // ignored after Stop
+	last := strings.TrimSpace(out.String())
+	if i := strings.LastIndex(last, "\n"); i >= 0 {
+		last = last[i+1:]
+	}
+	if last != "epoch 1/2 interrupted at 13/28 after 0:02" || strings.Contains(out.String(), "100%") {
+		t.Errorf("output %q", out.String())
+	}
+}

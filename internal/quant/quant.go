@@ -314,8 +314,16 @@ func BiasScale(inputScale, weightScale float32) float32 { return inputScale * we
 // QuantizeBias returns the int32 integer of bias b on the grid scale: round(b/scale)
 // clamped to the int32 range.
 func QuantizeBias(b, scale float32) int64 {
-	q := float64(Round(b / scale))
-	return int64(min(max(q, math.MinInt32), math.MaxInt32))
+	q, _ := QuantizeBiasSaturated(b, scale)
+	return q
+}
+
+// QuantizeBiasSaturated is QuantizeBias, also reporting whether the integer was clamped
+// (the bias does not fit in int32 on that grid).
+func QuantizeBiasSaturated(b, scale float32) (q int64, saturated bool) {
+	r := float64(Round(b / scale))
+	c := min(max(r, math.MinInt32), math.MaxInt32)
+	return int64(c), c != r
 }
 
 // FoldBN returns what folding a BatchNormalization (γ, β, running mean μ and variance σ²,

@@ -180,3 +180,16 @@ func TestMixAgreesWithSingle(t *testing.T) {
 		}
 	}
 }
+
+func TestQuantizeBiasSaturated(t *testing.T) {
+	for _, c := range []struct {
+		b, scale float32
+		q        int64
+		sat      bool
+	}{{1.5, 0.5, 3, false}, {-2, 1, -2, false}, {1e12, 1e-3, math.MaxInt32, true}, {-1e12, 1e-3, math.MinInt32, true}} {
+		q, sat := QuantizeBiasSaturated(c.b, c.scale)
+		if q != c.q || sat != c.sat || QuantizeBias(c.b, c.scale) != c.q {
+			t.Errorf("QuantizeBiasSaturated(%g, %g) = %d, %v; want %d, %v", c.b, c.scale, q, sat, c.q, c.sat)
+		}
+	}
+}

@@ -103,3 +103,20 @@ func AccuracyDropLimit(ptq float64, n int) float64 {
 	se := math.Sqrt(2 * ptq * (1 - ptq) / float64(max(n, 1)))
 	return max(0.05, 3*se)
 }
+
+// AccuracyDropError is a fine-tuning that ended far below the accuracy of post-training
+// quantization of the same architecture (more than AccuracyDropLimit): it diverged.
+type AccuracyDropError struct {
+	PTQ, Now float64 // test accuracies after calibration alone and after fine-tuning
+	LR       float64 // the base learning rate of the run
+	// Hint, set by the caller, says what to change (the CLI: "lower --lr, or use --epochs 0").
+	Hint string
+}
+
+func (e *AccuracyDropError) Error() string {
+	msg := fmt.Sprintf("fine-tuning lowered the test accuracy from %.2f%% (after calibration alone) to %.2f%%: the run diverged at learning rate %g", 100*e.PTQ, 100*e.Now, e.LR)
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg + "; nothing was written"
+}

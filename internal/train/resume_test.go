@@ -98,12 +98,18 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.LR, cfg.Resume = 0.5, true
-	if _, err := runTraining(t, cfg); err == nil {
-		t.Fatal("resumed with another learning rate")
+	if _, err := runTraining(t, cfg); err == nil || !strings.Contains(err.Error(), "c.ckpt was saved by another run: lr was 0.02, now 0.5") {
+		t.Fatalf("resumed with another learning rate (%v)", err)
 	}
+	cfg.LR = 0.02
+	cfg.Depends.Add("model", "another")
+	if _, err := runTraining(t, cfg); err == nil || !strings.Contains(err.Error(), "does not record model") {
+		t.Fatalf("resumed with another model (%v)", err)
+	}
+	cfg.Depends = nil
 	cfg.Checkpoint = filepath.Join(dir, "missing.ckpt")
-	if _, err := runTraining(t, cfg); err == nil {
-		t.Fatal("resumed from a missing checkpoint")
+	if _, err := runTraining(t, cfg); err == nil || !strings.Contains(err.Error(), "missing.ckpt") {
+		t.Fatalf("resumed from a missing checkpoint (%v)", err)
 	}
 }
 
@@ -132,11 +138,12 @@ func TestNaNLossKeepsLastCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Train(g, data.Subset(d, 256), cfg)
+	sub := data.Subset(d, 256)
+	_, err = Train(g, sub, cfg)
 	if err == nil || !strings.Contains(err.Error(), "NaN") || !strings.Contains(err.Error(), cfg.Checkpoint) {
 		t.Fatalf("error %v, want a NaN loss naming the checkpoint", err)
 	}
-	c, err := loadCheckpoint(cfg.Checkpoint)
+	c, err := loadCheckpoint(cfg.Checkpoint, cfg.Header(sub), 1<<24)
 	if err != nil {
 		t.Fatal(err)
 	}

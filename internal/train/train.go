@@ -5,12 +5,12 @@ package train
 import (
 	"context"
 	"fmt"
+	"github.com/qnas/qnas/internal/field"
 	"io"
-	"runtime"
 	"time"
 
 	"github.com/qnas/qnas/graph"
-	"github.com/qnas/qnas/internal/blas"
+	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/optim"
@@ -35,6 +35,9 @@ type Config struct {
 	// is cancelled ("" : no checkpoints). Resume continues from it.
 	Checkpoint string
 	Resume     bool
+	// Depends are the caller's settings a checkpoint must also match (the model, the
+	// architecture); they come first in its header.
+	Depends ckpt.Settings
 	// Context stops the run between two steps (SIGINT, SIGTERM); the state is saved first.
 	Context context.Context
 	// AfterStep, when set, is called after every optimizer step (tests use it to interrupt).
@@ -46,25 +49,18 @@ type Config struct {
 	Frozen []string
 	// Distill, when set, adds knowledge distillation from a teacher to the loss.
 	Distill *Distill
+	// From and Until, when set, make this run the epochs [From, Until) of a schedule of
+	// Epochs epochs (learning rate and data order as in the whole run): a run in parts,
+	// each with its own settings.
+	From, Until int
 }
 
-// fingerprint lists the settings a resumed run must share with the interrupted one.
-func (c Config) fingerprint() string {
-	aug := "none"
-	if c.Augment != nil {
-		aug = fmt.Sprintf("%+v", *c.Augment)
+// until is the epoch the run stops before.
+func (c Config) until() int {
+	if c.Until > 0 {
+		return c.Until
 	}
-	// The thread count and the BLAS change how sums are split, hence the bits of the result.
-	return fmt.Sprintf("epochs=%d batch=%d lr=%g schedule=%s momentum=%g nesterov=%v wd=%g seed=%d norm=%v/%v augment=%s frozen-bn=%v frozen=%d distill=%s threads=%d blas=%s",
-		c.Epochs, c.Batch, c.LR, orDefault(c.Schedule, "cosine"), c.Momentum, c.Nesterov, c.WeightDecay, c.Seed, c.Norm.Mean, c.Norm.Std, aug,
-		c.FrozenBN, len(c.Frozen), c.Distill, runtime.GOMAXPROCS(0), blas.Name())
-}
-
-// SavedBy reports whether the checkpoint at path was saved by a run with cfg's settings
-// (so Train with cfg and Resume continues it).
-func SavedBy(path string, cfg Config) bool {
-	c, err := loadCheckpoint(path)
-	return err == nil && c.Fingerprint == cfg.fingerprint()
+	return c.Epochs
 }
 
 // EpochStats summarizes one epoch.
@@ -81,8 +77,14 @@ type EpochStats struct {
 // cancelled, before returning an *InterruptedError; with Resume it continues from that state
 // and ends with the same parameters, to the bit, as an uninterrupted run.
 func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
-	if cfg.Epochs < 1 || cfg.Batch < 1 {
-		return nil, fmt.Errorf("--epochs and --batch must be positive (got %d, %d)", cfg.Epochs, cfg.Batch)
+	if cfg.Epochs < 1 {
+		return nil, field.Errorf("Config.Epochs", " %d: must be positive", cfg.Epochs)
+	}
+	if cfg.Batch < 1 {
+		return nil, field.Errorf("Config.Batch", " %d: must be positive", cfg.Batch)
+	}
+	if cfg.From < 0 || cfg.From >= cfg.until() || cfg.until() > cfg.Epochs {
+		return nil, fmt.Errorf("epochs %d..%d are not a part of a %d-epoch run", cfg.From, cfg.until(), cfg.Epochs)
 	}
 	if err := CheckData(g, d); err != nil {
 		return nil, err
@@ -91,32 +93,17 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	frozen := map[string]bool{}
-	for _, name := range cfg.Frozen {
-		frozen[name] = true
-	}
-	p, err := engine.Compile(g, cfg.Batch, engine.Options{Frozen: frozen})
+	st, err := NewStepper(g, cfg)
 	if err != nil {
 		return nil, err
 	}
-	teacher, err := NewTeacher(cfg.Distill, cfg.Batch)
-	if err != nil {
-		return nil, err
-	}
+	p, opt := st.Plan, st.SGD
 	ld, err := data.NewLoader(d, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true, DropLast: true,
 		Seed: cfg.Seed, Norm: cfg.Norm, Aug: cfg.Augment})
 	if err != nil {
 		return nil, err
 	}
-	var params []optim.Param
-	noDecay := map[string]bool{}
-	for _, v := range p.Params {
-		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
-		if len(v.Shape) < 2 {
-			noDecay[v.Name] = true
-		}
-	}
-	opt := &optim.SGD{Params: params, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	params := opt.Params
 	ctx := cfg.Context
 	if ctx == nil {
 		ctx = context.Background()
@@ -129,23 +116,26 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 	}
 	velocity := map[string][]float32{}
+	floats := int64(0)
 	for i, v := range opt.Velocity() {
 		velocity[params[i].Name] = v
+		floats += int64(len(v))
 	}
+	for _, v := range tensors {
+		floats += int64(len(v))
+	}
+	header := cfg.Header(d)
 	var stats []EpochStats
 	var lossSum float64
 	var correct, seen int
-	startEpoch, startStep := 0, 0
+	startEpoch, startStep := cfg.From, 0
 	if cfg.Resume {
 		if cfg.Checkpoint == "" {
-			return nil, fmt.Errorf("--resume needs a checkpoint file")
+			return nil, field.Errorf("Config.Resume", ": needs Config.Checkpoint, the file to continue")
 		}
-		c, err := loadCheckpoint(cfg.Checkpoint)
+		c, err := loadCheckpoint(cfg.Checkpoint, header, floats)
 		if err != nil {
 			return nil, err
-		}
-		if c.Fingerprint != cfg.fingerprint() {
-			return nil, fmt.Errorf("%s was saved by a run with other settings (saved: %s; now: %s)", cfg.Checkpoint, c.Fingerprint, cfg.fingerprint())
 		}
 		if err := restore(tensors, c.Tensors, "tensor"); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Checkpoint, err)
@@ -160,17 +150,15 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		if cfg.Checkpoint == "" {
 			return nil
 		}
-		return saveCheckpoint(cfg.Checkpoint, &checkpoint{Version: checkpointVersion, Fingerprint: cfg.fingerprint(),
-			Epoch: e, Step: s, Stats: stats, LossSum: lossSum, Correct: correct, Seen: seen, Tensors: tensors, Velocity: velocity})
+		return saveCheckpoint(cfg.Checkpoint, header, &checkpoint{Epoch: e, Step: s, Stats: stats, LossSum: lossSum, Correct: correct, Seen: seen, Tensors: tensors, Velocity: velocity})
 	}
-	x := p.Value(g.Inputs[0]).Data
+	x := st.Input()
 	y := make([]int32, cfg.Batch)
-	out := g.Outputs[0]
 	steps := ld.Len()
 	total := steps * cfg.Epochs
 	var guard Guard // restarts with a resumed run
-	for e := startEpoch; e < cfg.Epochs; e++ {
-		start := time.Now()
+	for e := startEpoch; e < cfg.until(); e++ {
+		start, seen0 := time.Now(), seen // a resumed epoch has seen0 samples from before
 		bar := progress.New(cfg.Log, fmt.Sprintf("epoch %d/%d", e+1, cfg.Epochs), steps)
 		s0 := 0
 		if e == startEpoch {
@@ -186,7 +174,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 				if err := save(e, s); err != nil {
 					return stats, err
 				}
-				bar.Done("interrupted")
+				bar.Stop(s, "interrupted")
 				return stats, &InterruptedError{Checkpoint: cfg.Checkpoint}
 			default:
 			}
@@ -200,13 +188,11 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 				}
 				return stats, err
 			}
-			p.Forward(!cfg.FrozenBN)
-			loss, c := teacher.Loss(p, out, x, y)
+			loss, c := st.Loss(y)
 			if bad, l0, now := guard.Add(loss); bad {
 				return stats, &DivergedError{What: "training", Epoch: e + 1, Step: s + 1, Start: l0, Now: now, LR: cfg.LR, Checkpoint: lastGood(cfg.Checkpoint, e, startEpoch, cfg.Resume)}
 			}
-			p.Backward()
-			opt.Step(sched.LR(e*steps+s, total))
+			st.Update(sched.LR(e*steps+s, total))
 			lossSum += loss * float64(n)
 			correct += c
 			seen += n
@@ -217,7 +203,7 @@ func Train(g *graph.Graph, d *data.Dataset, cfg Config) ([]EpochStats, error) {
 		}
 		st := EpochStats{Epoch: e + 1, Loss: lossSum / float64(max(seen, 1)), Accuracy: float64(correct) / float64(max(seen, 1)),
 			Seconds: time.Since(start).Seconds()}
-		bar.Done(fmt.Sprintf("loss %.4f acc %.2f%% %.0f img/s", st.Loss, 100*st.Accuracy, float64(seen)/st.Seconds))
+		bar.Done(fmt.Sprintf("loss %.4f acc %.2f%% %.0f img/s", st.Loss, 100*st.Accuracy, float64(seen-seen0)/st.Seconds))
 		stats = append(stats, st)
 		lossSum, correct, seen = 0, 0, 0
 		if err := save(e+1, 0); err != nil {
@@ -262,7 +248,7 @@ type Eval struct {
 // inference mode, in batches of at most batch.
 func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, log io.Writer) (Eval, error) {
 	if batch < 1 {
-		return Eval{}, fmt.Errorf("--batch must be positive, got %d", batch)
+		return Eval{}, field.Errorf("Batch", " %d: must be positive", batch)
 	}
 	if err := CheckData(g, d); err != nil {
 		return Eval{}, err
@@ -341,4 +327,58 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// Stepper is the training step Train runs, for callers that feed their own batches (qnas
+// bench): forward, loss (with distillation when set), backward and an SGD update with
+// momentum and weight decay on weights of rank ≥ 2 only.
+type Stepper struct {
+	Plan     *engine.Plan
+	SGD      *optim.SGD
+	teacher  *Teacher
+	output   string
+	frozenBN bool
+}
+
+// NewStepper compiles g for batches of cfg.Batch with cfg's optimizer, frozen parameters,
+// frozen BatchNorm and distillation.
+func NewStepper(g *graph.Graph, cfg Config) (*Stepper, error) {
+	frozen := map[string]bool{}
+	for _, name := range cfg.Frozen {
+		frozen[name] = true
+	}
+	p, err := engine.Compile(g, cfg.Batch, engine.Options{Frozen: frozen})
+	if err != nil {
+		return nil, err
+	}
+	teacher, err := NewTeacher(cfg.Distill, cfg.Batch)
+	if err != nil {
+		return nil, err
+	}
+	var params []optim.Param
+	noDecay := map[string]bool{}
+	for _, v := range p.Params {
+		params = append(params, optim.Param{Name: v.Name, Data: v.Data, Grad: v.Grad})
+		if len(v.Shape) < 2 {
+			noDecay[v.Name] = true
+		}
+	}
+	opt := &optim.SGD{Params: params, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
+	return &Stepper{Plan: p, SGD: opt, teacher: teacher, output: g.Outputs[0], frozenBN: cfg.FrozenBN}, nil
+}
+
+// Input returns the buffer of the model's input batch, which the caller fills.
+func (st *Stepper) Input() []float32 { return st.Plan.Value(st.Plan.Graph.Inputs[0]).Data }
+
+// Loss runs the forward pass on the input buffer and returns the batch's mean loss against
+// labels and the count of correct predictions.
+func (st *Stepper) Loss(labels []int32) (loss float64, correct int) {
+	st.Plan.Forward(!st.frozenBN)
+	return st.teacher.Loss(st.Plan, st.output, st.Input(), labels)
+}
+
+// Update backpropagates the last Loss and takes an SGD step at learning rate lr.
+func (st *Stepper) Update(lr float64) {
+	st.Plan.Backward()
+	st.SGD.Step(lr)
 }

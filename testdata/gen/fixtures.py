@@ -4,12 +4,12 @@
 Run from anywhere, by hand (CI never runs it):
 
     /usr/bin/python3 testdata/gen/fixtures.py                 # everything
-    /usr/bin/python3 testdata/gen/fixtures.py --only grad     # one part: fmnist,resnet8,mbv2,resnet20,resnet20-folded,grad
+    /usr/bin/python3 testdata/gen/fixtures.py --only grad     # one part: fmnist,resnet8,mbv2,resnet20,resnet20-folded,cnx,inception,grad
 
 Writes, relative to the repository root:
 
     internal/fmnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   embedded data subset
-    testdata/models/{resnet8,mbv2,resnet20}{,_bn}.onnx                 trained Fashion-MNIST CNNs
+    testdata/models/{resnet8,mbv2,resnet20,inception}{,_bn}.onnx, cnx.onnx  trained Fashion-MNIST CNNs
     testdata/models/fixtures.json                                      accuracy, params, MACs, layers
     testdata/grad/small_net.onnx, small_net_grad.json                  gradient golden
 
@@ -232,6 +232,99 @@ class MobileNetV2Small(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class CNBlock(nn.Module):
+    """ConvNeXt block as torchvision writes it: depthwise 7×7, then channels-last LayerNorm,
+    Linear 4× expansion, GELU, Linear back (MatMul + Add in ONNX), back to NCHW, a per-channel
+    layer scale, and the residual Add."""
+
+    def __init__(self, dim, scale_init=0.1):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, 1, 3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.layer_scale = nn.Parameter(torch.full((dim, 1, 1), scale_init))
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y))))
+        return x + self.layer_scale * y.permute(0, 3, 1, 2)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor (torchvision's, for ConvNeXt)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtSmall(nn.Module):
+    """ConvNeXt-style: 2×2 stride-2 stem + LayerNorm2d (14×14), one block of 24 channels,
+    LayerNorm2d + 2×2 stride-2 downsampling to 48 channels (7×7), two blocks, GAP, LayerNorm,
+    Linear 48→10."""
+
+    def __init__(self, widths=(24, 48), depths=(1, 2), in_ch=1, num_classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_ch, widths[0], 2, 2), LayerNorm2d(widths[0], eps=1e-6))
+        self.stage1 = nn.Sequential(*[CNBlock(widths[0]) for _ in range(depths[0])])
+        self.down = nn.Sequential(LayerNorm2d(widths[0], eps=1e-6), nn.Conv2d(widths[0], widths[1], 2, 2))
+        self.stage2 = nn.Sequential(*[CNBlock(widths[1]) for _ in range(depths[1])])
+        self.norm = nn.LayerNorm(widths[1], eps=1e-6)
+        self.fc = nn.Linear(widths[1], num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.stage2(self.down(self.stage1(self.stem(x))))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(self.norm(x))
+
+
+def conv_bn(cin, cout, k, stride=1):
+    return nn.Sequential(collections.OrderedDict([
+        ("conv", nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)),
+        ("bn", nn.BatchNorm2d(cout)),
+        ("act", nn.ReLU()),
+    ]))
+
+
+class InceptionBlock(nn.Module):
+    """GoogLeNet's block: 1×1; 1×1 then 3×3; 1×1 then 3×3; 3×3 max-pool then 1×1; the four
+    concatenated along the channels."""
+
+    def __init__(self, cin, c1, c3r, c3, c5r, c5, cp):
+        super().__init__()
+        self.b1 = conv_bn(cin, c1, 1)
+        self.b2 = nn.Sequential(conv_bn(cin, c3r, 1), conv_bn(c3r, c3, 3))
+        self.b3 = nn.Sequential(conv_bn(cin, c5r, 1), conv_bn(c5r, c5, 3))
+        self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), conv_bn(cin, cp, 1))
+
+    def forward(self, x):
+        return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+
+
+class InceptionSmall(nn.Module):
+    """Inception-style: 3×3 stem + 2×2 max-pool (14×14), an Inception block (32 channels)
+    read by a 3×3 stride-2 conv (7×7), a second block (48 channels), GAP, Linear 48→10."""
+
+    def __init__(self, in_ch=1, num_classes=10):
+        super().__init__()
+        self.stem = conv_bn(in_ch, 16, 3)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.inc1 = InceptionBlock(16, 8, 8, 12, 4, 8, 4)
+        self.reduce = conv_bn(32, 32, 3, 2)
+        self.inc2 = InceptionBlock(32, 16, 16, 16, 8, 8, 8)
+        self.fc = nn.Linear(48, num_classes)
+        init_weights(self)
+
+    def forward(self, x):
+        x = self.inc2(self.reduce(self.inc1(self.pool(self.stem(x)))))
+        x = F.adaptive_avg_pool2d(x, 1)
+        return self.fc(torch.flatten(x, 1))
+
+
 class SmallNet(nn.Module):
     """The gradient-golden net: two conv+BN+ReLU, GAP, Linear."""
 
@@ -267,16 +360,18 @@ def init_weights(model):
 # Training and evaluation
 
 
-def train(model, x, y, epochs, lr, wd, seed, batch=128, log_prefix=""):
-    """SGD with Nesterov momentum, half an epoch of linear warm-up then cosine decay to 0,
-    weight decay on conv/linear weights only, random horizontal flips. Data order and flips
-    come from one seeded generator."""
+def train(model, x, y, epochs, lr, wd, seed, batch=128, log_prefix="", adamw=False):
+    """SGD with Nesterov momentum (AdamW with adamw), half an epoch of linear warm-up then
+    cosine decay to 0, weight decay on conv/linear weights only, random horizontal flips.
+    Data order and flips come from one seeded generator."""
     gen = torch.Generator().manual_seed(seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": wd},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=lr, momentum=0.9, nesterov=True)
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1 and not n.endswith("layer_scale")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1 or n.endswith("layer_scale")]
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+    if adamw:
+        opt = torch.optim.AdamW(groups, lr=lr)
+    else:
+        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / batch)
     total = epochs * steps_per_epoch
@@ -329,7 +424,8 @@ def predict(fn, x, batch=500):
 
 def count_macs(model, sample):
     """Forward hooks on every Conv2d and Linear, in execution order.
-    MACs(conv) = H_out·W_out·C_out·(C_in/groups)·k_h·k_w, MACs(linear) = in·out, per sample."""
+    MACs(conv) = H_out·W_out·C_out·(C_in/groups)·k_h·k_w, MACs(linear) = in·out per position,
+    per sample."""
     layers, handles = [], []
     names = {m: n for n, m in model.named_modules()}
 
@@ -339,10 +435,11 @@ def count_macs(model, sample):
             macs = h * w * c * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
             layers.append({"module": names[m], "op": "Conv", "macs": int(macs),
                            "output_shape": [int(c), int(h), int(w)]})
-        else:
-            layers.append({"module": names[m], "op": "Gemm",
-                           "macs": int(m.in_features * m.out_features),
-                           "output_shape": [int(m.out_features)]})
+        else:  # a Linear over N×…×C counts once per position (an ONNX MatMul)
+            positions = out.numel() // out.shape[-1]
+            layers.append({"module": names[m], "op": "Gemm" if out.dim() == 2 else "MatMul",
+                           "macs": int(m.in_features * m.out_features * positions),
+                           "output_shape": [int(d) for d in out.shape[1:]]})
 
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -358,12 +455,13 @@ def count_macs(model, sample):
 
 
 def onnx_layer_table(proto, layers):
-    """Pairs the hooked layers with the Conv/Gemm nodes of the exported graph (same order: the
-    exporter traces the same forward) and counts each node's weight and bias elements."""
+    """Pairs the hooked layers with the Conv/Gemm/MatMul nodes of the exported graph (same
+    order: the exporter traces the same forward) and counts each node's weight and bias
+    elements (a MatMul's bias is a separate Add, not counted)."""
     inits = {t.name: t for t in proto.graph.initializer}
-    nodes = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")]
+    nodes = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     if len(nodes) != len(layers):
-        raise AssertionError(f"{len(nodes)} Conv/Gemm nodes but {len(layers)} hooked layers")
+        raise AssertionError(f"{len(nodes)} Conv/Gemm/MatMul nodes but {len(layers)} hooked layers")
     out = []
     for layer, node in zip(layers, nodes):
         if node.op_type != layer["op"]:
@@ -377,6 +475,8 @@ def onnx_layer_table(proto, layers):
         if layer["op"] == "Conv" and w_dims[0] != layer["output_shape"][0]:
             raise AssertionError(f"{node.name}: weight {w_dims} vs output {layer['output_shape']}")
         if layer["op"] == "Gemm" and w_dims[0] != layer["output_shape"][0]:
+            raise AssertionError(f"{node.name}: weight {w_dims} vs output {layer['output_shape']}")
+        if layer["op"] == "MatMul" and w_dims[1] != layer["output_shape"][-1]:
             raise AssertionError(f"{node.name}: weight {w_dims} vs output {layer['output_shape']}")
         row = dict(layer)
         row.update({"params": params, "onnx_node": node.name, "weight": node.input[1],
@@ -431,6 +531,23 @@ def run_onnx(proto, x):
             y = a.get("alpha", 1.0) * aa @ w
             if len(ins) > 2:
                 y = y + a.get("beta", 1.0) * ins[2]
+        elif op in ("Sub", "Mul", "Div", "Pow"):
+            y = {"Sub": torch.sub, "Mul": torch.mul, "Div": torch.div, "Pow": torch.pow}[op](ins[0], ins[1])
+        elif op in ("Sqrt", "Erf"):
+            y = torch.sqrt(ins[0]) if op == "Sqrt" else torch.erf(ins[0])
+        elif op == "Transpose":
+            y = ins[0].permute(*a["perm"])
+        elif op == "MatMul":
+            y = ins[0] @ ins[1]
+        elif op == "ReduceMean":
+            y = ins[0].mean(dim=tuple(a["axes"]), keepdim=bool(a.get("keepdims", 1)))
+        elif op == "Concat":
+            y = torch.cat(ins, dim=a["axis"])
+        elif op == "MaxPool":
+            pads = a.get("pads", [0, 0, 0, 0])
+            assert pads[0] == pads[2] and pads[1] == pads[3], pads
+            y = F.max_pool2d(ins[0], a["kernel_shape"], a.get("strides", [1, 1]), pads[:2],
+                             ceil_mode=bool(a.get("ceil_mode", 0)))
         elif op == "Constant":
             y = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
         elif op == "Identity":
@@ -536,6 +653,10 @@ def build(name):
         return CifarResNet(3)
     if name == "mbv2":
         return MobileNetV2Small()
+    if name == "cnx":
+        return ConvNeXtSmall()
+    if name == "inception":
+        return InceptionSmall()
     raise ValueError(name)
 
 
@@ -543,6 +664,8 @@ HYPER = {  # epochs, peak lr, weight decay
     "resnet8": (5, 0.1, 5e-4),
     "mbv2": (5, 0.1, 5e-4),
     "resnet20": (20, 0.1, 5e-4),
+    "cnx": (3, 4e-3, 0.05),  # AdamW
+    "inception": (3, 0.1, 5e-4),
 }
 
 
@@ -555,7 +678,7 @@ def make_model(name, data, out_dir, summary, epochs_override=None):
     torch.manual_seed(seed)
     model = build(name)
     t0 = time.time()
-    train(model, xtr, ytr, epochs, lr, wd, seed, log_prefix=f"{name}: ")
+    train(model, xtr, ytr, epochs, lr, wd, seed, log_prefix=f"{name}: ", adamw=name == "cnx")
     train_s = time.time() - t0
     model.eval()
     acc = (predict(model, xte) == yte).float().mean().item()
@@ -564,6 +687,8 @@ def make_model(name, data, out_dir, summary, epochs_override=None):
     files = [(f"{name}.onnx", False), (f"{name}_bn.onnx", True)]
     if name == "resnet20":
         files = files[1:]
+    if name == "cnx":  # no BatchNorm to keep
+        files = files[:1]
     for fname, keep_bn in files:
         summary[fname] = export_entry(model, name, fname, out_dir, keep_bn, layers, acc, epochs, xte, yte)
 
@@ -771,13 +896,13 @@ def make_grad(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="fmnist,resnet8,mbv2,resnet20,resnet20-folded,grad",
+    ap.add_argument("--only", default="fmnist,resnet8,mbv2,resnet20,resnet20-folded,cnx,inception,grad",
                     help="comma-separated parts to (re)generate")
     ap.add_argument("--epochs", type=int, default=None, help="override epochs (smoke tests only)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     parts = [p for p in args.only.split(",") if p]
-    unknown = set(parts) - {"fmnist", "resnet8", "mbv2", "resnet20", "resnet20-folded", "grad"}
+    unknown = set(parts) - {"fmnist", "resnet8", "mbv2", "resnet20", "resnet20-folded", "cnx", "inception", "grad"}
     if unknown:
         ap.error(f"unknown parts {sorted(unknown)}")
 
@@ -822,13 +947,15 @@ def write_summary(json_path, summary):
             "accuracy: top-1 of the trained torch model in eval mode on all 'samples' test "
             "images (identical for the folded and the BN-kept file); interpreter_accuracy: the "
             "same measured by executing the ONNX graph itself. params: elements of the weight "
-            "and bias initializers of all Conv and Gemm nodes as they appear in this ONNX "
-            "graph (folded files have conv biases from BN folding; BN-kept files have "
-            "bias-free convs). bn_params: elements of BatchNormalization scale and B "
+            "and bias initializers of all Conv, Gemm and MatMul nodes as they appear in this "
+            "ONNX graph (folded files have conv biases from BN folding; BN-kept files have "
+            "bias-free convs; a MatMul's bias is a separate Add, not counted). bn_params: "
+            "elements of BatchNormalization scale and B "
             "(running statistics excluded; 0 when folded). torch_params: sum of numel of the "
             "torch module's parameters (conv + BN gamma/beta + linear). macs: per sample, sum "
             "over layers, from forward hooks on nn.Conv2d (H_out*W_out*C_out*(C_in/groups)*"
-            "k_h*k_w) and nn.Linear (in*out). layers: in execution order, with the matching "
+            "k_h*k_w) and nn.Linear (in*out per position: a Linear over a channels-last "
+            "N*H*W*C tensor counts H*W times). layers: in execution order, with the matching "
             "ONNX node, its weight/bias initializer names and params. dedup_undone: initializers the "
             "torch exporter had merged into Identity nodes because their values were equal "
             "(e.g. the two BN biases feeding one residual Add), restored as separate "

@@ -1,4 +1,4 @@
-package main
+package qnas
 
 import (
 	"fmt"
@@ -25,13 +25,20 @@ func TestUniformBaselines(t *testing.T) {
 		t.Fatal(err)
 	}
 	cm := supernet.BOPs()
-	ref := cm.Reference(s)
+	sn, err := s.NewSupernet(supernet.DefaultSearchOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for budget, want := range map[float64]string{
 		0.25:  "w3a3 0.1415, w2a8 0.2500, w4a4 0.2509",
 		0.125: "w2a2 0.0632, w3a2 0.0948, w3a3 0.1415",
 	} {
+		b, err := Budget{Ratio: budget}.Resolve(sn, cm)
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := ""
-		for i, b := range uniformBaselines(s, cm, budget*ref, supernet.DefaultSearchOptions()) {
+		for i, b := range UniformBaselines(s, cm, b, supernet.DefaultSearchOptions()) {
 			if i > 0 {
 				got += ", "
 			}

@@ -1,0 +1,353 @@
+package qnas
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/ckpt"
+	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/field"
+	"github.com/qnas/qnas/internal/stats"
+	"github.com/qnas/qnas/search"
+	"github.com/qnas/qnas/supernet"
+)
+
+// OptimizeReport is the report of Optimize: the Quantize report of the written model plus
+// the budget, the search's epochs, the baselines and the per-seed results. It is the JSON
+// `qnas optimize --json` prints.
+type OptimizeReport struct {
+	QuantizeReport
+	Budget       float64              `json:"budget"` // as a ratio of the reference cost
+	BudgetCost   float64              `json:"budget_cost"`
+	SearchEpochs int                  `json:"search_epochs"`
+	Search       []search.SearchEpoch `json:"search"`
+	ArgmaxRatio  float64              `json:"argmax_cost_ratio"` // the search's most probable architecture, before repair
+	Baselines    []Baseline           `json:"baselines,omitempty"`
+	Seeds        []SeedResult         `json:"seeds,omitempty"`
+	Summary      *SeedSummary         `json:"summary,omitempty"`
+}
+
+// Baseline is a uniform model fine-tuned like the searched one, to compare with.
+type Baseline struct {
+	WBits     int     `json:"wbits"`
+	ABits     int     `json:"abits"`
+	CostRatio float64 `json:"cost_ratio"`
+	Accuracy  float64 `json:"accuracy"`
+	Seed      uint64  `json:"seed"`
+	Why       string  `json:"why"`
+}
+
+// SeedResult is the searched model of one seed.
+type SeedResult struct {
+	Seed        uint64  `json:"seed"`
+	CostRatio   float64 `json:"cost_ratio"`
+	Accuracy    float64 `json:"accuracy"`
+	ArgmaxRatio float64 `json:"argmax_cost_ratio"`
+	Arch        string  `json:"arch"`
+}
+
+// SeedSummary is the mean and standard deviation over the seeds, of the searched models
+// and of every baseline ("w4a4": [mean, std]).
+type SeedSummary struct {
+	Seeds     int                   `json:"seeds"`
+	MixedMean float64               `json:"mixed_mean"`
+	MixedStd  float64               `json:"mixed_std"`
+	Baselines map[string][2]float64 `json:"baselines,omitempty"`
+}
+
+// check validates what Optimize needs beyond Options.check.
+func (o *OptimizeOptions) check() error {
+	switch {
+	case o.SearchEpochs < 1:
+		return field.Errorf("SearchEpochs", " %d: must be positive", o.SearchEpochs)
+	case o.FineTuneEpochs < 0:
+		return field.Errorf("FineTuneEpochs", " %d: must not be negative", o.FineTuneEpochs)
+	case o.Seeds < 1:
+		return field.Errorf("Seeds", " %d: must be positive", o.Seeds)
+	case o.Sampling != "hard" && o.Sampling != "soft":
+		return field.Errorf("Sampling", " %q: want hard or soft", o.Sampling)
+	case o.FineTuneFrom != "float" && o.FineTuneFrom != "search":
+		return field.Errorf("FineTuneFrom", " %q: want float or search", o.FineTuneFrom)
+	case o.Resume != "" && (o.Seeds > 1 || o.Baselines):
+		return field.Errorf("Resume", ": continues a single run, not one of several Seeds or with Baselines")
+	case o.Output.Path == "":
+		return field.Errorf("Output.Path", " is required (the search keeps its checkpoints beside it)")
+	}
+	if err := field.CheckFloats(field.Float{Name: "ArchLR", Value: o.ArchLR, Range: field.Positive},
+		field.Float{Name: "Warmup", Value: o.Warmup, Range: field.Fraction}); err != nil {
+		return err
+	}
+	if err := o.Space.Check(); err != nil {
+		return spaceField(err)
+	}
+	return o.Options.check()
+}
+
+// spaceField renames the supernet's SearchOptions fields to OptimizeOptions.Space's.
+func spaceField(err error) error {
+	if fe, ok := err.(*field.Error); ok {
+		c := *fe
+		c.Name = "Space." + fe.Name[len("SearchOptions."):]
+		return &c
+	}
+	return err
+}
+
+// Optimize searches, under budget, the weight bits of every filter group, the input bits
+// of every layer and (with Space.Prune) the kept filters of every prunable channel group of
+// the float model in the file model; derives an architecture into [supernet.FillFraction,
+// 1] × budget; fine-tunes it as Quantize does and writes it to opts.Output.Path. The search
+// holds out a tenth of the training data for its architecture steps. Cancelling ctx stops
+// the run at the next step, saving its state (OUT.onnx.search.ckpt, OUT.onnx.ckpt) for
+// Options.Resume.
+func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOptions) (*OptimizeReport, error) {
+	o := &opts.Options
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	s := &session{o: o, model: model}
+	var err error
+	if s.ckpt, err = optimizePlan(&opts); err != nil {
+		return nil, err
+	}
+	if err := s.checkFiles(); err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	space, err := opts.Space.For(s.cm)
+	if err != nil {
+		return nil, spaceField(err)
+	}
+	probe, err := s.space.NewSupernet(space)
+	if err != nil {
+		return nil, spaceField(err)
+	}
+	b, err := budget.Resolve(probe, s.cm)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.openData(); err != nil {
+		return nil, err
+	}
+	if err := opts.beforeSearch(s, b, probe); err != nil {
+		return nil, err
+	}
+	if err := s.restoreBatchNorm(); err != nil {
+		return nil, err
+	}
+	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, SearchEpochs: opts.SearchEpochs}
+	var mixedAcc []float64
+	baseAcc := map[string][]float64{}
+	var baseOrder []string
+	for k := 0; k < opts.Seeds; k++ {
+		seed := o.Training.Seed + uint64(k)
+		sn, err := s.space.NewSupernet(space)
+		if err != nil {
+			return nil, spaceField(err)
+		}
+		cfg := opts.searchConfig(s, b, seed)
+		cfg.Context = ctx
+		if k == 0 {
+			if err := opts.searchCheckpoint(s, &cfg); err != nil {
+				return nil, err
+			}
+		}
+		o.note("seed %d: searching %s, under %.4f of w8a8 (%s %s)", seed, DescribeSpace(sn), b.Ratio(), supernet.FormatCost(b.Cost), s.cm.Unit())
+		res, err := search.Search(sn, s.trainSet, cfg)
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		argmax := sn.Argmax(s.cm, res.Logits)
+		d, err := sn.Derive(s.cm, res.Logits, b)
+		if err != nil {
+			return nil, err
+		}
+		r := d.Resolved()
+		derived := time.Since(t0).Seconds()
+		out := o.Output.Path
+		if k > 0 { // later seeds are measured, not written
+			out = ""
+		}
+		ft := r
+		if opts.FineTuneFrom == "search" {
+			sp, err := supernet.NewSpace(withWeights(s.g, res.Weights))
+			if err != nil {
+				return nil, err
+			}
+			if ft, err = sp.Resolve(r.Arch()); err != nil {
+				return nil, err
+			}
+		}
+		qr, err := s.fineTune(ctx, ft, opts.FineTuneEpochs, out, seed)
+		if err != nil {
+			return nil, err
+		}
+		ref := b.Reference
+		arch := string(supernet.MarshalArch(r.Arch(), nil))
+		rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch})
+		mixedAcc = append(mixedAcc, qr.Accuracy)
+		if k == 0 {
+			rep.QuantizeReport = *qr
+			rep.Search = res.Epochs
+			rep.ArgmaxRatio = argmax.Cost() / ref
+			phases := append([]search.Phase{}, res.Phases...)
+			phases = append(phases, search.Phase{Name: "derive", Seconds: derived})
+			rep.Phases = append(phases, qr.Phases...)
+		}
+		if !opts.Baselines {
+			continue
+		}
+		for _, bl := range UniformBaselines(s.space, s.cm, b, space) {
+			arch := &supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{bl.WBits}, ABits: bl.ABits}}
+			br, err := s.space.Resolve(arch)
+			if err != nil {
+				return nil, err
+			}
+			o.note("seed %d: baseline w%da%d (%s)", seed, bl.WBits, bl.ABits, bl.Why)
+			brep, err := s.fineTune(ctx, br, opts.FineTuneEpochs, "", seed)
+			if err != nil {
+				return nil, err
+			}
+			bl.Accuracy, bl.Seed = brep.Accuracy, seed
+			rep.Baselines = append(rep.Baselines, bl)
+			key := fmt.Sprintf("w%da%d", bl.WBits, bl.ABits)
+			if _, ok := baseAcc[key]; !ok {
+				baseOrder = append(baseOrder, key)
+			}
+			baseAcc[key] = append(baseAcc[key], bl.Accuracy)
+		}
+	}
+	if opts.Seeds > 1 || opts.Baselines {
+		m, sd := stats.MeanStd(mixedAcc)
+		rep.Summary = &SeedSummary{Seeds: opts.Seeds, MixedMean: m, MixedStd: sd, Baselines: map[string][2]float64{}}
+		for _, k := range baseOrder {
+			bm, bs := stats.MeanStd(baseAcc[k])
+			rep.Summary.Baselines[k] = [2]float64{bm, bs}
+		}
+	}
+	ckpt.Remove(s.ckpt.search) // the run is complete
+	return rep, writeReport(o.Output.Report, rep)
+}
+
+// searchConfig is the search of one seed.
+func (o *OptimizeOptions) searchConfig(s *session, b supernet.Budget, seed uint64) search.SearchConfig {
+	t := o.Training
+	cfg := search.DefaultSearchConfig(s.cm, b)
+	cfg.Distill = s.distill()
+	cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, t.Batch, t.LR, t.Momentum, t.WeightDecay
+	cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Log = o.ArchLR, o.Warmup, t.Calib, seed, s.norm, o.bars()
+	cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
+	if t.Augment {
+		cfg.Augment = &data.Augment{PadCrop: 2, HFlip: true}
+	}
+	return cfg
+}
+
+// searchCheckpoint gives the (first seed's) search cfg its checkpoint.
+func (o *OptimizeOptions) searchCheckpoint(s *session, cfg *search.SearchConfig) error {
+	cfg.Checkpoint, cfg.Resume = s.ckpt.search, s.ckpt.resumeSearch
+	h, err := s.modelSetting()
+	cfg.Depends = ckpt.Settings{h}
+	return err
+}
+
+// beforeSearch checks what Optimize can check once the data is loaded, before any work:
+// that the share of the training data the search holds out fills a batch, and that the
+// checkpoints Resume continues belong to this run (the fine-tuning's architecture is known
+// only after the search, and checked then); then it gives the notes.
+func (o *OptimizeOptions) beforeSearch(s *session, b supernet.Budget, sn *supernet.Supernet) error {
+	cfg := o.searchConfig(s, b, o.Training.Seed)
+	if err := cfg.CheckHoldout(s.trainSet.N); err != nil {
+		if fe, ok := err.(*field.Error); ok {
+			c := *fe
+			c.Name = "Training.Batch"
+			if o.Data.LimitTrain > 0 {
+				c.Name, c.Msg = "Data.LimitTrain", fmt.Sprintf(" %d: Training.Batch%s", o.Data.LimitTrain, fe.Msg)
+			}
+			return &c
+		}
+		return err
+	}
+	if s.ckpt.resumeSearch {
+		if err := o.searchCheckpoint(s, &cfg); err != nil {
+			return err
+		}
+		if err := cfg.CheckResume(sn, s.trainSet); err != nil {
+			return err
+		}
+	}
+	if err := s.checkResume(nil, o.FineTuneEpochs); err != nil {
+		return err
+	}
+	s.notes()
+	return nil
+}
+
+// withWeights returns a copy of g whose float constants named in w (of the same size) hold
+// w's values instead.
+func withWeights(g *graph.Graph, w map[string][]float32) *graph.Graph {
+	c := g.Clone()
+	for name, t := range c.Consts {
+		if v, ok := w[name]; ok && t.DType == graph.Float32 && len(v) == len(t.F) {
+			copy(t.F, v)
+		}
+	}
+	return c
+}
+
+// UniformBaselines returns the uniform architectures to compare with at a budget: the
+// dearest uniform w=a model at or below it, the dearest uniform (w, a) model of any pair
+// at or below it when that is another, and the cheapest uniform w=a model above it (the
+// budget's nominal comparison, such as w4a4 for 0.25, whose network input at 8 bits puts
+// it just above). The bits come from opts.
+func UniformBaselines(space *supernet.Space, cm supernet.CostModel, b supernet.Budget, opts supernet.SearchOptions) []Baseline {
+	type cand struct {
+		w, a int
+		cost float64
+	}
+	var all []cand
+	for _, w := range opts.WBits {
+		for _, a := range opts.ABits {
+			r, err := space.Resolve(&supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{w}, ABits: a}})
+			if err != nil {
+				continue
+			}
+			c, err := cm.Cost(r)
+			if err != nil {
+				continue
+			}
+			all = append(all, cand{w, a, c})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].cost < all[j].cost })
+	var out []Baseline
+	add := func(c cand, why string) {
+		for _, x := range out {
+			if x.WBits == c.w && x.ABits == c.a {
+				return
+			}
+		}
+		out = append(out, Baseline{WBits: c.w, ABits: c.a, CostRatio: c.cost / b.Reference, Why: why})
+	}
+	costs, same := make([]float64, len(all)), make([]bool, len(all))
+	for i, c := range all {
+		costs[i], same[i] = c.cost, c.w == c.a
+	}
+	sameBelow, anyBelow, sameAbove := supernet.Bracket(costs, same, b.Cost)
+	for _, p := range []struct {
+		i   int
+		why string
+	}{{sameBelow, "the dearest uniform w=a model within the budget"}, {anyBelow, "the dearest uniform model within the budget"},
+		{sameAbove, "the cheapest uniform w=a model above the budget"}} {
+		if p.i >= 0 {
+			add(all[p.i], p.why)
+		}
+	}
+	return out
+}

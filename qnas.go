@@ -1,0 +1,226 @@
+// Package qnas compresses convolutional networks for deployment: given a float ONNX CNN
+// and its training data, Optimize finds by differentiable architecture search, under a
+// cost budget, the bits of every filter group and the kept filters of every layer,
+// fine-tunes that model with quantization in the loop and writes it as ONNX; Quantize
+// does the same for a given architecture (uniform bits or a qnas.arch/1 document), and
+// Export rewrites a model qnas wrote in another format.
+//
+// The qnas command is a thin front end of this package: each of its flags sets one field
+// of the options below, and its defaults are the defaults of DefaultOptions,
+// DefaultQuantizeOptions and DefaultOptimizeOptions. Errors in options name the field at
+// fault (a *FieldError: "Training.LR -1: want a positive finite number"); the command
+// renames fields to its flags.
+//
+// A run writes its model last, with its sidecars (OUT.encodings.json, OUT.arch.json) and
+// report, all or none; it keeps its state in checkpoints that Options.Resume continues, and
+// stops, saving them, when its context is cancelled. See docs/api.md.
+package qnas
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/qnas/qnas/export"
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/field"
+	"github.com/qnas/qnas/supernet"
+)
+
+// FieldError is an error in the value of an option, named by its field ("Budget",
+// "Training.LR", "Space.Widths"); errors.As finds it in the errors of Optimize, Quantize
+// and Export.
+type FieldError = field.Error
+
+// Options are the settings Quantize and Optimize share: data, fine-tuning, cost model,
+// output. Start from DefaultOptions.
+type Options struct {
+	Data     Data
+	Training Training
+	// CostModel is the cost the budget and the reports count: "bops" (Σ MACs·w·a, the
+	// default), "bops-acc" or "size"; Target, when set, is a device profile (a file, or a
+	// shipped profile's name: supernet.ShippedTargets) used instead.
+	CostModel string
+	Target    string
+	Output    Output
+	// Resume continues the run saved in this checkpoint file (a fine-tuning's, or for
+	// Optimize its search's); "" starts afresh.
+	Resume string
+	// Import bounds what a model file may hold (sizes of the file, its tensors and
+	// activations); the zero value keeps the defaults.
+	Import graph.ImportOptions
+	// Progress receives the run's notes and progress bars; nil: none.
+	Progress Progress
+}
+
+// Data names the training and test data and the normalization of the model's inputs.
+type Data struct {
+	// Dir is a data set folder (IDX, CIFAR binary, image folders, NPZ), or "embedded" for
+	// the built-in Fashion-MNIST subset.
+	Dir string
+	// Mean and Std normalize the inputs (one value, or one per channel); nil takes the
+	// model's metadata qnas.mean and qnas.std, and without those inputs are pixels in [0, 1].
+	Mean, Std []float32
+	// LimitTrain and LimitTest use that many samples spread over a split (0: all).
+	LimitTrain, LimitTest int
+}
+
+// EmbeddedData is the Data.Dir that selects the built-in Fashion-MNIST subset.
+const EmbeddedData = "embedded"
+
+// Training are the settings of calibration and quantization-aware fine-tuning (and of the
+// search's weight steps).
+type Training struct {
+	Calib       int     // batches that calibrate the clips and re-estimate BatchNorm statistics
+	Batch       int     // batch size
+	LR          float64 // base learning rate (cosine schedule)
+	Momentum    float64 // SGD momentum
+	WeightDecay float64 // on convolution, Gemm and MatMul weights
+	Seed        uint64  // data order and augmentation
+	// Augment crops (padding 2) and flips horizontally at random while training; off for
+	// data whose mirror image is another class.
+	Augment bool
+	// Distill in [0, 1] weighs distillation from the input model (0: off), at temperature
+	// DistillTemp.
+	Distill, DistillTemp float64
+	// TrainExported makes the last fine-tuning epoch (of 2 or more) train the model as it
+	// is exported: integer biases, BatchNorm on fixed statistics.
+	TrainExported bool
+}
+
+// Output says where and how a run writes its model; an empty Path writes nothing (the
+// report still says the accuracy).
+type Output struct {
+	Path      string // OUT.onnx; OUT.encodings.json and OUT.arch.json are written beside it
+	Format    string // export.FormatQDQ or export.FormatQONNX
+	Pack      bool   // weights of layers at ≤ 4 bits as INT4 (QDQ, opset 21, IR 10)
+	IRVersion int64  // ONNX IR version, 8 to 11
+	Report    string // also write the report as JSON to this file ("": none)
+	// Producer is the producer_version written into models ("" : "dev").
+	Producer string
+}
+
+// Progress receives what a run reports while it works.
+type Progress interface {
+	// Note receives one line on what the run assumes or starts ("seed 0: searching …").
+	Note(line string)
+	// Bars returns where the training loops draw their progress bars (nil: none).
+	Bars() io.Writer
+}
+
+// DefaultOptions returns the defaults of every run (those of the qnas command).
+func DefaultOptions() Options {
+	return Options{
+		Training: Training{Calib: 16, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4, Augment: true,
+			DistillTemp: 4, TrainExported: true},
+		CostModel: "bops",
+		Output:    Output{Format: export.FormatQDQ, IRVersion: 8},
+	}
+}
+
+// QuantizeOptions are the settings of Quantize.
+type QuantizeOptions struct {
+	Options
+	Epochs int // fine-tuning epochs (0: post-training quantization)
+	// ArchSource is the file the architecture was read from, if any: errors about the
+	// architecture name it, and no output may replace it.
+	ArchSource string
+}
+
+// DefaultQuantizeOptions returns the defaults of Quantize.
+func DefaultQuantizeOptions() QuantizeOptions { return QuantizeOptions{Options: DefaultOptions()} }
+
+// OptimizeOptions are the settings of Optimize.
+type OptimizeOptions struct {
+	Options
+	Space          supernet.SearchOptions // what the search may choose
+	SearchEpochs   int                    // epochs of the search
+	FineTuneEpochs int                    // fine-tuning epochs of the derived architecture
+	ArchLR         float64                // Adam learning rate of the architecture logits
+	Warmup         float64                // fraction of the first search epoch that trains the weights alone
+	// Sampling is "hard" (one-hot Gumbel-softmax samples, straight-through gradient) or
+	// "soft" (the composite mixture).
+	Sampling string
+	// FineTuneFrom is "search" (the supernet's weights, trained during the search) or
+	// "float" (the input model's).
+	FineTuneFrom string
+	// Baselines also fine-tunes uniform models of the nearest costs (OptimizeReport.Baselines).
+	Baselines bool
+	// Seeds repeats the whole run for seeds Training.Seed, +1, …; the model written is the
+	// first seed's, the report gives mean ± std.
+	Seeds int
+}
+
+// DefaultOptimizeOptions returns the defaults of Optimize.
+func DefaultOptimizeOptions() OptimizeOptions {
+	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), SearchEpochs: 2, FineTuneEpochs: 6,
+		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", FineTuneFrom: "search", Seeds: 1}
+}
+
+// check validates the output's format.
+func (out Output) check() error {
+	switch {
+	case out.Format != export.FormatQDQ && out.Format != export.FormatQONNX:
+		return field.Errorf("Output.Format", " %q: want %s or %s", out.Format, export.FormatQDQ, export.FormatQONNX)
+	case out.Pack && out.Format != export.FormatQDQ:
+		return field.Errorf("Output.Pack", " applies to the %s format", export.FormatQDQ)
+	case out.IRVersion < 8 || out.IRVersion > 11:
+		return field.Errorf("Output.IRVersion", " %d: want 8 to 11", out.IRVersion)
+	}
+	return nil
+}
+
+// check validates the options every run needs; errors name the field.
+func (o *Options) check() error {
+	if err := o.Output.check(); err != nil {
+		return err
+	}
+	switch {
+	case o.Training.Calib < 1:
+		return field.Errorf("Training.Calib", " %d: must be positive", o.Training.Calib)
+	case o.Training.Batch < 1:
+		return field.Errorf("Training.Batch", " %d: must be positive", o.Training.Batch)
+	case o.Data.LimitTrain < 0:
+		return field.Errorf("Data.LimitTrain", " %d: must not be negative", o.Data.LimitTrain)
+	case o.Data.LimitTest < 0:
+		return field.Errorf("Data.LimitTest", " %d: must not be negative", o.Data.LimitTest)
+	case o.Data.Dir == "":
+		return field.Errorf("Data.Dir", " is required (a folder, or %q)", EmbeddedData)
+	}
+	t := o.Training
+	return field.CheckFloats(field.Float{Name: "Training.LR", Value: t.LR, Range: field.Positive},
+		field.Float{Name: "Training.Momentum", Value: t.Momentum, Range: field.BelowOne},
+		field.Float{Name: "Training.WeightDecay", Value: t.WeightDecay, Range: field.NonNegative},
+		field.Float{Name: "Training.Distill", Value: t.Distill, Range: field.Fraction},
+		field.Float{Name: "Training.DistillTemp", Value: t.DistillTemp, Range: field.Positive})
+}
+
+// costModel returns the cost model the options name.
+func (o *Options) costModel() (supernet.CostModel, error) {
+	kind := o.CostModel
+	if o.Target != "" && kind == "bops" {
+		kind = ""
+	}
+	return supernet.NewCostModel(kind, o.Target)
+}
+
+// note sends a line to the progress receiver, if any.
+func (o *Options) note(format string, args ...any) {
+	if o.Progress != nil {
+		o.Progress.Note(fmt.Sprintf(format, args...))
+	}
+}
+
+// bars is where progress bars go.
+func (o *Options) bars() io.Writer {
+	if o.Progress == nil || o.Progress.Bars() == nil {
+		return io.Discard
+	}
+	return o.Progress.Bars()
+}
+
+func (o *Options) producer() string {
+	if o.Output.Producer == "" {
+		return "dev"
+	}
+	return o.Output.Producer
+}
