@@ -8,7 +8,8 @@ import (
 // namedFile is a path and its role in the run: the option that names it.
 type namedFile struct{ role, path string }
 
-// addOutput adds the model an Output writes, its sidecars and its report.
+// addOutput adds the model an Output writes, its sidecars, its report and the report's bit
+// map.
 func addOutput(f *outputs.Files, o Output) {
 	if o.Path != "" {
 		out := export.OutputFiles(o.Path)
@@ -17,4 +18,7 @@ func addOutput(f *outputs.Files, o Output) {
 		f.Write("the architecture sidecar", out.Arch)
 	}
 	f.Write("Output.Report", o.Report)
+	if o.Report != "" {
+		f.Write("the report's bit map", BitMapPath(o.Report))
+	}
 }

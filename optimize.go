@@ -232,7 +232,7 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		}
 	}
 	ckpt.Remove(s.ckpt.search) // the run is complete
-	return rep, writeReport(o.Output.Report, rep)
+	return rep, writeReport(o.Output.Report, rep, &rep.QuantizeReport)
 }
 
 // searchConfig is the search of one seed.

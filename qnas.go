@@ -94,7 +94,9 @@ type Output struct {
 	Format    string // export.FormatQDQ or export.FormatQONNX
 	Pack      bool   // weights of layers at ≤ 4 bits as INT4 (QDQ, opset 21, IR 10)
 	IRVersion int64  // ONNX IR version, 8 to 11
-	Report    string // also write the report as JSON to this file ("": none)
+	// Report: also write the report as JSON to this file, and the bit map of the model
+	// as a PNG image to BitMapPath(Report) ("": neither).
+	Report string
 	// Producer is the producer_version written into models ("" : "dev").
 	Producer string
 }

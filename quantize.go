@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/ckpt"
 	"github.com/qnas/qnas/internal/field"
+	"github.com/qnas/qnas/internal/figure"
 	"github.com/qnas/qnas/internal/quant"
 	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/onnxio"
@@ -117,7 +119,7 @@ func Quantize(ctx context.Context, model string, arch *supernet.Arch, opts Quant
 	if err != nil {
 		return nil, err
 	}
-	return rep, writeReport(o.Output.Report, rep)
+	return rep, writeReport(o.Output.Report, rep, rep)
 }
 
 // checkArchCost checks, before any work, that the architecture r has a finite cost under
@@ -255,8 +257,9 @@ func (r *QuantizeReport) countQuantized(m *graph.Graph) {
 	r.FloatMACs = graph.Summarize(m).MACs - r.QuantizedMACs
 }
 
-// writeReport writes a report as indented JSON to path (atomically; "" writes nothing).
-func writeReport(path string, rep any) error {
+// writeReport writes a report as indented JSON to path and the bit map of its model (q)
+// to BitMapPath(path), both or neither ("" writes nothing).
+func writeReport(path string, rep any, q *QuantizeReport) error {
 	if path == "" {
 		return nil
 	}
@@ -264,7 +267,34 @@ func writeReport(path string, rep any) error {
 	if err != nil {
 		return err
 	}
-	return onnxio.WriteFileAtomic(path, func(w io.Writer) error { _, err := w.Write(b); return err })
+	img, err := q.BitMap().Encode("png")
+	if err != nil {
+		return fmt.Errorf("the bit map of %s: %w", path, err)
+	}
+	return onnxio.WriteFilesAtomic([]onnxio.FileContent{
+		{Path: BitMapPath(path), Write: func(w io.Writer) error { _, err := w.Write(img); return err }},
+		{Path: path, Write: func(w io.Writer) error { _, err := w.Write(b); return err }},
+	})
+}
+
+// BitMapPath is where a run that writes its report to report draws the bit map of its
+// model: report without its .json extension, plus ".bits.png".
+func BitMapPath(report string) string {
+	return strings.TrimSuffix(report, ".json") + ".bits.png"
+}
+
+// BitMap is the bit map of the report's model: one row per quantized layer, its kept
+// filters coloured by weight bits, its pruned ones grey, its input bits beside it.
+func (r *QuantizeReport) BitMap() figure.BitMap {
+	name := filepath.Base(r.Output)
+	if r.Output == "" {
+		name = filepath.Base(r.Model)
+	}
+	m := figure.BitMap{Title: fmt.Sprintf("%s: cost ratio %.4f, accuracy %.2f %%", name, r.CostRatio, 100*r.Accuracy)}
+	for _, l := range r.Layers {
+		m.Layers = append(m.Layers, figure.Layer{Name: l.Name, WBits: l.WBits, ABits: l.ABits, Filters: l.Filters, KeptFilters: l.KeptFilters})
+	}
+	return m
 }
 
 // MarshalReport returns a report as the qnas command writes it: indented JSON and a

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"image"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -66,6 +68,14 @@ func TestOptimizeEndToEnd(t *testing.T) {
 		if _, err := os.Stat(f); err == nil {
 			t.Errorf("%s left behind", f)
 		}
+	}
+	// The bit map beside the report has a row per layer, as inspect --plot draws it.
+	inspected := filepath.Join(dir, "inspect.png")
+	if status, _, stderr := runCLI(t, "inspect", out, "--plot", inspected); status != 0 {
+		t.Fatal(stderr)
+	}
+	if got, want := pngSize(t, filepath.Join(dir, "report.bits.png")), pngSize(t, inspected); got != want {
+		t.Errorf("report.bits.png is %v, inspect --plot's bit map of the model %v", got, want)
 	}
 	// Same seed, same bytes.
 	out2 := filepath.Join(dir, "o2.onnx")
@@ -261,4 +271,19 @@ func TestSearchBenchAndSupernetView(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "qnas") {
 		t.Errorf("the supernet view is malformed beyond its custom ops: %v", err)
 	}
+}
+
+// pngSize decodes the PNG image in path and returns its size.
+func pngSize(t *testing.T, path string) image.Point {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img.Bounds().Size()
 }

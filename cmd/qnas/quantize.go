@@ -44,7 +44,7 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.Output.Format, "format", o.Output.Format, "output format: qdq or qonnx")
 	f.BoolVar(&o.Output.Pack, "pack", false, "store weights of layers at ≤ 4 bits as INT4 (opset 21, IR 10)")
 	f.Int64Var(&o.Output.IRVersion, "ir", o.Output.IRVersion, "ONNX IR version of the output (10 also writes per-node metadata_props)")
-	f.StringVar(&o.Output.Report, "report", "", "write a JSON report to this file")
+	f.StringVar(&o.Output.Report, "report", "", "write a JSON report to this file, and the model's bit map beside it (REPORT without .json, plus .bits.png)")
 	f.StringVar(&o.Resume, "resume", "", "continue the run saved in this checkpoint (OUT.onnx.ckpt, written every epoch and on SIGINT/SIGTERM; optimize also keeps OUT.onnx.search.ckpt)")
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
 	f.Float64Var(&t.Distill, "distill", t.Distill, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
