@@ -138,8 +138,10 @@ architecture, repairs it into [0.98, 1] × budget, and does what qnas quantize -
 with it: fine-tunes with quantization in the loop and writes OUT.onnx, OUT.encodings.json
 and OUT.arch.json. The search's state is saved in OUT.onnx.search.ckpt, the fine-tuning's
 in OUT.onnx.ckpt (after every epoch and on SIGINT/SIGTERM); --resume FILE continues the run
-FILE holds. --baselines also fine-tunes uniform models of the nearest costs; --seeds N
-repeats everything per seed (the model written is the first seed's) and reports mean ± std.`,
+FILE holds. --baselines also fine-tunes uniform models of the nearest costs and compares
+the searched model with their frontier at the budget (linear in cost between them; below
+the cheapest, that one); --seeds N repeats everything per seed (the model written is the
+first seed's) and reports mean ± std.`,
 		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runOptimize(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
@@ -193,6 +195,13 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 			fmt.Fprintf(stdout, "; %s %.2f%% ± %.2f", k, 100*v[0], 100*v[1])
 		}
 		fmt.Fprintln(stdout)
+		if f, d := rep.Summary.FrontierAtBudget, rep.Summary.MixedMinusFrontier; f != nil {
+			fmt.Fprintf(stdout, "frontier at %.4g: %.2f%% ± %.2f; mixed − frontier %+.2f ± %.2f", rep.Budget, 100*f[0], 100*f[1], 100*d[0], 100*d[1])
+			if n := rep.Summary.FrontierNote; n != "" {
+				fmt.Fprintf(stdout, " (%s)", n)
+			}
+			fmt.Fprintln(stdout)
+		}
 	}
 	return nil
 }
