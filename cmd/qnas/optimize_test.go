@@ -129,7 +129,7 @@ func checkFrontier(t *testing.T, report, stdout string) {
 	if d := seed.Accuracy - front; math.Abs(*seed.MixedMinusFrontier-d) > 1e-9 || math.Abs(sum.MixedMinusFrontier[0]-d) > 1e-9 || math.Abs(rep.Accuracy-seed.Accuracy) > 1e-9 {
 		t.Errorf("mixed − frontier: seed %v, summary %v; accuracy %v − frontier %v = %v", *seed.MixedMinusFrontier, *sum.MixedMinusFrontier, seed.Accuracy, front, d)
 	}
-	want := fmt.Sprintf("frontier at 0.25: %.2f%% ± 0.00; mixed − frontier %+.2f ± 0.00", 100*front, 100*(seed.Accuracy-front))
+	want := fmt.Sprintf("frontier at 0.25: %.2f%%; mixed − frontier %+.2f", 100*front, 100*(seed.Accuracy-front))
 	if !strings.Contains(stdout, want) {
 		t.Errorf("stdout lacks %q:\n%s", want, stdout)
 	}
