@@ -46,10 +46,15 @@ type OpDef struct {
 
 	// Fusion roles, which the engine reads instead of op names: ReLU marks max(x, 0), which
 	// a producer with AbsorbsReLU applies itself when the ReLU alone reads its output;
-	// Moments marks a producer that can gather its output's per-channel batch moments
-	// (MomentSource) and a consumer that normalizes with them (MomentSink).
-	ReLU, AbsorbsReLU bool
-	Moments           MomentRole
+	// BoundedReLU, when set, reports whether node n of graph g computes min(max(x, 0), hi)
+	// with hi > 0 (ReLU6 is a Clip to [0, 6]) and returns hi (+Inf: a plain ReLU), which a
+	// producer that also has AbsorbsBoundedReLU applies the same way; Moments marks a
+	// producer that can gather its output's per-channel batch moments (MomentSource) and a
+	// consumer that normalizes with them (MomentSink).
+	ReLU, AbsorbsReLU  bool
+	BoundedReLU        func(g *Graph, n *Node) (hi float32, ok bool)
+	AbsorbsBoundedReLU bool
+	Moments            MomentRole
 }
 
 // MomentRole is an op's part in sharing per-channel batch moments (see OpDef.Moments).

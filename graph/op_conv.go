@@ -192,7 +192,7 @@ func init() {
 	Register(&OpDef{
 		Op: "BatchNormalization", Doc: "batch normalization over channels (scale, bias, mean, var inputs)",
 		MinInputs: 5, MaxInputs: 5, MinOutputs: 1, MaxOutputs: 3, Weights: []int{1, 2}, State: []int{3, 4},
-		AbsorbsReLU: true, Moments: MomentSink,
+		AbsorbsReLU: true, AbsorbsBoundedReLU: true, Moments: MomentSink,
 		Infer: func(c *Ctx) ([]Shape, error) {
 			x := c.In[0]
 			if len(x) < 2 {

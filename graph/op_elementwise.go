@@ -150,6 +150,10 @@ func init() {
 			}
 			return sameShape(c)
 		},
+		BoundedReLU: func(g *Graph, n *Node) (float32, bool) {
+			lo, hi, err := g.ClipBoundsOf(n)
+			return hi, err == nil && lo == 0 && hi > 0
+		},
 	})
 	Register(&OpDef{
 		Op: "Softmax", Doc: "softmax along axis",

@@ -79,3 +79,49 @@ func TestConvBNLinkSameGradients(t *testing.T) {
 		}
 	}
 }
+
+// TestFuseBatchNormClip checks which activations fuse into the BatchNormalization they
+// follow: a Relu, and a Clip to [0, max] with max > 0 (ReLU6), carrying max; not a Clip
+// with another lower bound; after an Add only a Relu; nothing after an op that absorbs no
+// ReLU.
+func TestFuseBatchNormClip(t *testing.T) {
+	f := func(v float32) *graph.Attr { return &graph.Attr{Kind: graph.AttrFloat, F: v} }
+	for _, c := range []struct {
+		op, act  string
+		lo, hi   float32
+		fused    bool
+		reluMax  float32
+		hasBound bool
+	}{
+		{"BatchNormalization", "Relu", 0, 0, true, 0, false},
+		{"BatchNormalization", "Clip", 0, 6, true, 6, true},
+		{"BatchNormalization", "Clip", 0, float32(math.Inf(1)), true, 0, true},
+		{"BatchNormalization", "Clip", -1, 6, false, 0, true},
+		{"BatchNormalization", "Clip", 0, 0, false, 0, true},
+		{"Add", "Clip", 0, 6, false, 0, true},
+		{"Add", "Relu", 0, 0, true, 0, false},
+		{"Mul", "Relu", 0, 0, false, 0, false},
+	} {
+		g := graph.New("fuse")
+		act := &graph.Node{Name: "act", Op: c.act, Inputs: []string{"mid"}, Outputs: []string{"y"}}
+		if c.hasBound {
+			act.Attrs = map[string]*graph.Attr{"min": f(c.lo), "max": f(c.hi)}
+		}
+		g.Nodes = []*graph.Node{{Name: "n", Op: c.op, Inputs: []string{"x"}, Outputs: []string{"mid"}}, act}
+		g.Outputs = []string{"y"}
+		nodes := fuse(g)
+		if got := len(nodes) == 1; got != c.fused {
+			t.Errorf("%s → %s(%g, %g): fused %v, want %v", c.op, c.act, c.lo, c.hi, got, c.fused)
+			continue
+		}
+		if !c.fused {
+			continue
+		}
+		if f := nodes[0]; f.node.Outputs[0] != "y" || f.node.Op != c.op || !f.relu {
+			t.Errorf("%s → %s: fused node %s → %v, ReLU %v", c.op, c.act, f.node.Op, f.node.Outputs, f.relu)
+		}
+		if m := nodes[0].reluMax; m != c.reluMax {
+			t.Errorf("%s → %s(%g, %g): max %g, want %g", c.op, c.act, c.lo, c.hi, m, c.reluMax)
+		}
+	}
+}

@@ -112,8 +112,10 @@ type Build struct {
 	In    []*Value // nil for an absent optional input
 	Out   []*Value // nil for an absent optional output
 	// ReLU asks the kernel of an op with graph.OpDef.AbsorbsReLU to apply the ReLU that
-	// alone reads its output too: Out is then the ReLU's output.
-	ReLU bool
+	// alone reads its output too: Out is then the ReLU's output. ReLUMax, when positive, is
+	// that ReLU's upper clip (a ReLU6; only for ops with graph.OpDef.AbsorbsBoundedReLU).
+	ReLU    bool
+	ReLUMax float32
 
 	stepIndex int
 }
@@ -196,15 +198,20 @@ type Plan struct {
 
 type step struct {
 	node     *graph.Node
-	relu     bool // the kernel also applies the ReLU that read the node's output (fuse)
+	relu     bool    // the kernel also applies the ReLU that read the node's output (fuse)
+	reluMax  float32 // that ReLU's upper clip, 0 for none
 	kernel   Kernel
 	backward bool       // some input needs a gradient
 	flush    []*GradDst // gradients to add after Backward
 }
 
-// label names the step's op for timing tables ("BatchNormalization+Relu" when fused).
+// label names the step's op for timing tables ("BatchNormalization+Relu" when fused,
+// "BatchNormalization+Clip" with a bounded ReLU).
 func (s *step) label() string {
-	if s.relu {
+	switch {
+	case s.reluMax > 0:
+		return s.node.Op + "+Clip"
+	case s.relu:
 		return s.node.Op + "+Relu"
 	}
 	return s.node.Op
@@ -293,7 +300,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 				needGrad[o] = true
 			}
 		}
-		p.steps = append(p.steps, step{node: nd, relu: f.relu, backward: back})
+		p.steps = append(p.steps, step{node: nd, relu: f.relu, reluMax: f.reluMax, backward: back})
 	}
 	if !opts.Inference {
 		p.linkConvBN()
@@ -307,7 +314,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		if bld == nil {
 			return nil, &graph.NodeError{Node: nd.Name, Op: nd.Op, Msg: "the engine cannot run this op (it runs: " + strings.Join(Ops(), ", ") + ")"}
 		}
-		b := &Build{Plan: p, Graph: g, Node: nd, ReLU: p.steps[i].relu, stepIndex: i}
+		b := &Build{Plan: p, Graph: g, Node: nd, ReLU: p.steps[i].relu, ReLUMax: p.steps[i].reluMax, stepIndex: i}
 		for _, in := range nd.Inputs {
 			b.In = append(b.In, p.Values[in]) // nil for ""
 		}
@@ -496,15 +503,18 @@ func softmaxCE(rows, cols int, x []float32, labels []int32, grad []float32) floa
 }
 
 // fused is a node as the engine runs it: with relu, the node's kernel also applies the ReLU
-// that alone read its output, and writes that ReLU's output.
+// that alone read its output, clipped above at reluMax when that is positive (a ReLU6), and
+// writes that ReLU's output.
 type fused struct {
-	node *graph.Node
-	relu bool
+	node    *graph.Node
+	relu    bool
+	reluMax float32
 }
 
 // fuse returns g's nodes with every node whose op absorbs a ReLU (graph.OpDef.AbsorbsReLU)
-// and whose output only a ReLU reads merged with that ReLU (one pass over the data instead
-// of two, and one buffer fewer). The graph itself is not changed.
+// and whose output only a ReLU reads (or a bounded ReLU such as ReLU6, when the op has
+// AbsorbsBoundedReLU) merged with that ReLU (one pass over the data instead of two, and one
+// buffer fewer). The graph itself is not changed.
 func fuse(g *graph.Graph) []fused {
 	consumers := g.Consumers()
 	skip := map[*graph.Node]bool{}
@@ -514,12 +524,14 @@ func fuse(g *graph.Graph) []fused {
 			continue
 		}
 		if d, ok := graph.LookupNode(n); ok && d.AbsorbsReLU && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
-			if cs := consumers[n.Outputs[0]]; len(cs) == 1 && isReLU(cs[0]) {
-				f := *n
-				f.Outputs = []string{cs[0].Outputs[0]}
-				skip[cs[0]] = true
-				out = append(out, fused{node: &f, relu: true})
-				continue
+			if cs := consumers[n.Outputs[0]]; len(cs) == 1 {
+				if hi, ok := absorbedReLU(g, d, cs[0]); ok {
+					f := *n
+					f.Outputs = []string{cs[0].Outputs[0]}
+					skip[cs[0]] = true
+					out = append(out, fused{node: &f, relu: true, reluMax: hi})
+					continue
+				}
 			}
 		}
 		out = append(out, fused{node: n})
@@ -527,9 +539,24 @@ func fuse(g *graph.Graph) []fused {
 	return out
 }
 
-func isReLU(n *graph.Node) bool {
-	d, ok := graph.LookupNode(n)
-	return ok && d.ReLU
+// absorbedReLU reports whether act, the only reader of the output of a node of op d (which
+// absorbs a ReLU), fuses into that node: a ReLU, or with d.AbsorbsBoundedReLU a bounded one.
+// hi is the bound (0: none, also for a Clip to [0, +Inf)).
+func absorbedReLU(g *graph.Graph, d *graph.OpDef, act *graph.Node) (hi float32, ok bool) {
+	a, known := graph.LookupNode(act)
+	switch {
+	case !known:
+		return 0, false
+	case a.ReLU:
+		return 0, true
+	case d.AbsorbsBoundedReLU && a.BoundedReLU != nil:
+		hi, ok := a.BoundedReLU(g, act)
+		if ok && math.IsInf(float64(hi), 1) {
+			hi = 0
+		}
+		return hi, ok
+	}
+	return 0, false
 }
 
 // momentRole returns node n's part in sharing per-channel batch moments.

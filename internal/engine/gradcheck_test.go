@@ -23,6 +23,7 @@ type gradCase struct {
 	nOut   int
 	train  bool
 	then   string // a unary op applied to the output (exercises the engine's fusions)
+	thenAt map[string]*graph.Attr
 	domain string
 	// neg, when set, says which elements j of input i are negative (the rest are
 	// positive), so that sums of inputs stay clear of a following Relu's kink.
@@ -61,6 +62,12 @@ var gradCases = []gradCase{
 	{name: "batchnorm+relu eval", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
 		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
 		then:   "Relu"},
+	{name: "batchnorm+relu6 train", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
+		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
+		train:  true, then: "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(0.9)}},
+	{name: "batchnorm+relu6 eval", op: "BatchNormalization", inputs: [][]int{{3, 4, 3, 2}}, params: map[int][]int{1: {4}, 2: {4}},
+		consts: map[int]*graph.Tensor{3: graph.NewFloat([]int{4}, []float32{0, 0.1, 0.2, 0.3}), 4: graph.NewFloat([]int{4}, []float32{1, 2, 1, 0.5})},
+		then:   "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(0.9)}},
 	{name: "relu", op: "Relu", inputs: [][]int{{2, 3, 4}}},
 	{name: "clip", op: "Clip", inputs: [][]int{{2, 3, 4}}, consts: map[int]*graph.Tensor{1: f32(-0.5), 2: f32(0.7)}},
 	{name: "leaky relu", op: "LeakyRelu", inputs: [][]int{{2, 7}}, attrs: map[string]*graph.Attr{"alpha": floatA(0.1)}},
@@ -173,7 +180,7 @@ func (c gradCase) build(r *rand.Rand) (*graph.Graph, error) {
 	g.Nodes = []*graph.Node{n}
 	if c.then != "" {
 		n.Outputs[0] = "mid"
-		g.Nodes = append(g.Nodes, &graph.Node{Name: c.name + "/then", Op: c.then, Inputs: []string{"mid"}, Outputs: []string{g.Outputs[0]}})
+		g.Nodes = append(g.Nodes, &graph.Node{Name: c.name + "/then", Op: c.then, Inputs: []string{"mid"}, Outputs: []string{g.Outputs[0]}, Attrs: c.thenAt})
 	}
 	return g, g.InferShapes()
 }
@@ -267,8 +274,8 @@ func TestGradients(t *testing.T) {
 			key = c.domain + "::" + c.op
 		}
 		covered[key] = true
-		if c.then == "Relu" {
-			covered[key+"+Relu"] = true
+		if c.then == "Relu" || c.then == "Clip" {
+			covered[key+"+"+c.then] = true
 		}
 	}
 	for _, op := range engine.Ops() {
@@ -278,6 +285,9 @@ func TestGradients(t *testing.T) {
 		// An op whose kernel absorbs a following ReLU needs a case of that fused form too.
 		if d, ok := graph.LookupOp("", op); ok && d.AbsorbsReLU && !covered[op+"+Relu"] {
 			t.Errorf("op %s absorbs a ReLU but has no gradient check case followed by Relu", op)
+		}
+		if d, ok := graph.LookupOp("", op); ok && d.AbsorbsBoundedReLU && !covered[op+"+Clip"] {
+			t.Errorf("op %s absorbs a bounded ReLU but has no gradient check case followed by a Clip to [0, max]", op)
 		}
 	}
 }

@@ -19,9 +19,10 @@ type batchNorm struct {
 	link                   *convBN // shared with the Conv producing x (linkConvBN)
 }
 
-// A BatchNormalization whose only reader is a Relu runs as one kernel that writes the
-// Relu's output (its OpDef's AbsorbsReLU, see fuse); after a Conv it shares that Conv's
-// batch moments (MomentSink, see linkConvBN).
+// A BatchNormalization whose only reader is a Relu, or a Clip to [0, max] (ReLU6), runs as
+// one kernel that writes the activation's output (its OpDef's AbsorbsReLU and
+// AbsorbsBoundedReLU, see fuse); after a Conv it shares that Conv's batch moments
+// (MomentSink, see linkConvBN).
 func init() {
 	Register("BatchNormalization", buildBatchNorm)
 }
@@ -51,7 +52,7 @@ func buildBatchNorm(b *Build) (Kernel, error) {
 			mean: make([]float32, c), invStd: make([]float32, c),
 			dx: b.InGrad(0), dgamma: b.InGrad(1), dbeta: b.InGrad(2),
 		}
-		k.p.ReLU = b.ReLU
+		k.p.ReLU, k.p.ReLUMax = b.ReLU, b.ReLUMax
 		k.momentum = k.p.Momentum
 		return k, nil
 	}
@@ -91,7 +92,7 @@ func (k *batchNorm) Backward() {
 		for n := 0; n < k.p.N; n++ {
 			o := (n*k.p.C + c) * k.p.HW
 			dy, x := k.y.Grad[o:o+k.p.HW], k.x.Data[o:o+k.p.HW]
-			if k.p.ReLU { // the fused ReLU passes gradient only where its output is positive
+			if k.p.ReLU { // the fused ReLU passes gradient only where its output is in (0, max)
 				dy = k.reluMasked(dy, x, a, shift)
 			}
 			for i, g := range dy {
@@ -114,12 +115,17 @@ func (k *batchNorm) Backward() {
 	}
 }
 
-// reluMasked returns dy with zeros where the fused ReLU's input a·x + shift is not positive,
-// in the plan's scratch-free temporary (the saved mean buffer is too small, so it reuses the
-// gradient of the output in place: Backward is the last reader of y.Grad).
+// reluMasked returns dy with zeros where the fused ReLU's input a·x + shift is not positive
+// (or not below its max), in the plan's scratch-free temporary (the saved mean buffer is too
+// small, so it reuses the gradient of the output in place: Backward is the last reader of
+// y.Grad).
 func (k *batchNorm) reluMasked(dy, x []float32, a, shift float32) []float32 {
+	hi := float32(math.Inf(1))
+	if k.p.ReLUMax > 0 {
+		hi = k.p.ReLUMax
+	}
 	for i, v := range x {
-		if v*a+shift <= 0 {
+		if t := v*a + shift; t <= 0 || t >= hi {
 			dy[i] = 0
 		}
 	}

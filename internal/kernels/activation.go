@@ -35,7 +35,7 @@ func ReLU(x, y []float32) {
 	unary(x, y, 1, func(x, y []float32) {
 		y = y[:len(x)]
 		if haveElem16 && useElem16 && len(x) > 0 {
-			affinePlanes(&x[0], &y[0], len(x), 1, len(x), 1, 0, true)
+			affinePlanes(&x[0], &y[0], len(x), 1, len(x), 1, 0, float32(math.Inf(1)), true)
 			return
 		}
 		for i, v := range x {
@@ -76,6 +76,10 @@ func selectf(m uint32, a, b float32) float32 {
 func Clip(x, y []float32, lo, hi float32) {
 	unary(x, y, 1, func(x, y []float32) {
 		y = y[:len(x)]
+		if n := bulk16(len(x)); n > 0 {
+			clip16(&x[0], &y[0], n, lo, hi)
+			x, y = x[n:], y[n:]
+		}
 		for i, v := range x {
 			y[i] = min(max(v, lo), hi)
 		}
@@ -87,6 +91,10 @@ func Clip(x, y []float32, lo, hi float32) {
 func ClipBackward(x, dy, dx []float32, lo, hi float32) {
 	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
 		dy, dx = dy[:len(x)], dx[:len(x)]
+		if n := bulk16(len(x)); n > 0 {
+			clipGrad16(&x[0], &dy[0], &dx[0], n, lo, hi)
+			x, dy, dx = x[n:], dy[n:], dx[n:]
+		}
 		for i, v := range x {
 			dx[i] = maskf(dy[i], posMask(v-lo)&posMask(hi-v))
 		}

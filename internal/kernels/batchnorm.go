@@ -3,15 +3,28 @@ package kernels
 import "math"
 
 // BNParams describes a 2-D batch normalization over NCHW data, with an
-// optional ReLU fused after it.
+// optional ReLU (or ReLU6-like clip to [0, ReLUMax]) fused after it.
 type BNParams struct {
 	N, C, HW int // batch, channels, pixels per channel (H·W)
 	Eps      float32
 	// Momentum is PyTorch's: the weight of the batch statistics when the
 	// running ones are updated. ONNX's momentum attribute is 1 − Momentum.
 	Momentum float32
-	ReLU     bool // apply max(0, ·) to the output
+	ReLU     bool    // apply max(0, ·) to the output
+	ReLUMax  float32 // with ReLU and when positive, also min(·, ReLUMax) (ReLU6: 6)
 }
+
+// hi is the upper bound of the fused activation: ReLUMax, or +Inf.
+func (p BNParams) hi() float32 {
+	if p.ReLUMax > 0 {
+		return p.ReLUMax
+	}
+	return float32(math.Inf(1))
+}
+
+// reluMask returns all ones where the fused activation of t passes its
+// gradient (0 < t < hi) and 0 elsewhere.
+func reluMask(t, hi float32) uint32 { return posMask(t) & posMask(hi-t) }
 
 func (p BNParams) check(x, y, gamma, beta []float32) {
 	need("x", x, p.N*p.C*p.HW)
@@ -20,12 +33,18 @@ func (p BNParams) check(x, y, gamma, beta []float32) {
 	needOpt("beta", beta, p.C)
 }
 
-// bnAffine applies y = x·a + b (then ReLU) to one plane. The backward pass
-// recomputes the ReLU mask through the same expression.
-func bnAffine(x, y []float32, a, b float32, relu bool) {
+// bnAffine applies y = x·a + b (then ReLU, clipped at hi) to one plane.
+// The backward pass recomputes the ReLU mask through the same expression.
+func bnAffine(x, y []float32, a, b, hi float32, relu bool) {
 	y = y[:len(x)]
 	if haveElem16 && useElem16 && len(x) > 0 {
-		affinePlanes(&x[0], &y[0], len(x), 1, len(x), a, b, relu)
+		affinePlanes(&x[0], &y[0], len(x), 1, len(x), a, b, hi, relu)
+		return
+	}
+	if relu && hi < float32(math.Inf(1)) {
+		for i, v := range x {
+			y[i] = min(relu32(v*a+b), hi)
+		}
 		return
 	}
 	if relu {
@@ -114,10 +133,10 @@ func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, run
 			}
 			a, b := bnScaleShift(gamma, beta, c, float32(mu), float32(is))
 			planes(p.N, HW, func() {
-				affinePlanes(&x[c*HW], &y[c*HW], HW, p.N, C*HW, a, b, p.ReLU)
+				affinePlanes(&x[c*HW], &y[c*HW], HW, p.N, C*HW, a, b, p.hi(), p.ReLU)
 			}, func(n int) {
 				o := (n*C + c) * HW
-				bnAffine(x[o:o+HW], y[o:o+HW], a, b, p.ReLU)
+				bnAffine(x[o:o+HW], y[o:o+HW], a, b, p.hi(), p.ReLU)
 			})
 		}
 	})
@@ -170,7 +189,7 @@ func BatchNormInfer(p BNParams, x, gamma, beta, runMean, runVar, y []float32) {
 			c := t % C
 			is := float32(1 / math.Sqrt(float64(runVar[c])+float64(p.Eps)))
 			a, b := bnScaleShift(gamma, beta, c, runMean[c], is)
-			bnAffine(x[t*HW:(t+1)*HW], y[t*HW:(t+1)*HW], a, b, p.ReLU)
+			bnAffine(x[t*HW:(t+1)*HW], y[t*HW:(t+1)*HW], a, b, p.hi(), p.ReLU)
 		}
 	})
 }
@@ -191,11 +210,11 @@ func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma,
 type BNInputGrad struct {
 	p     BNParams
 	x, dy []float32
-	coef  [][6]float32 // per channel: mu, a, b, k, m1, m2 (see plane)
+	coef  [][7]float32 // per channel: mu, a, b, k, m1, m2, hi (see plane)
 }
 
 // NewBNInputGrad returns a BNInputGrad for c channels.
-func NewBNInputGrad(c int) *BNInputGrad { return &BNInputGrad{coef: make([][6]float32, c)} }
+func NewBNInputGrad(c int) *BNInputGrad { return &BNInputGrad{coef: make([][7]float32, c)} }
 
 // BatchNormBackwardTo is BatchNormBackward leaving the input gradient to
 // g: it computes dgamma and dbeta (either may be nil) and keeps in g what dx
@@ -222,11 +241,11 @@ func (g *BNInputGrad) plane(n, c int, dst []float32) {
 
 // bnDxPlane writes to dx the input gradient of one plane of x with output
 // gradient dy: dx = k·(g − m1 − (x − μ)·m2), with g = dy masked by the
-// fused ReLU (x·a + b > 0) when relu, and cf = {μ, a, b, k, m1, m2}: k =
-// γ·is, m1 = Σg/M and m2 = Σg·(x − μ)·is²/M.
-func bnDxPlane(x, dy, dx []float32, cf *[6]float32, relu bool) {
+// fused ReLU (0 < x·a + b < hi) when relu, and cf = {μ, a, b, k, m1, m2,
+// hi}: k = γ·is, m1 = Σg/M and m2 = Σg·(x − μ)·is²/M.
+func bnDxPlane(x, dy, dx []float32, cf *[7]float32, relu bool) {
 	dy, dx = dy[:len(x)], dx[:len(x)]
-	mu, a, b, k, m1, m2 := cf[0], cf[1], cf[2], cf[3], cf[4], cf[5]
+	mu, a, b, k, m1, m2, hi := cf[0], cf[1], cf[2], cf[3], cf[4], cf[5], cf[6]
 	if !relu {
 		for i, v := range x {
 			dx[i] = k * (dy[i] - m1 - (v-mu)*m2)
@@ -234,7 +253,7 @@ func bnDxPlane(x, dy, dx []float32, cf *[6]float32, relu bool) {
 		return
 	}
 	for i, v := range x {
-		dx[i] = k * (maskf(dy[i], posMask(v*a+b)) - m1 - (v-mu)*m2)
+		dx[i] = k * (maskf(dy[i], reluMask(v*a+b, hi)) - m1 - (v-mu)*m2)
 	}
 }
 
@@ -261,14 +280,14 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 			var sd, sdx float64
 			planes(p.N, HW, func() {
 				var acc [32]float64
-				gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, p.N, C*HW, &[3]float32{mu, a, b}, p.ReLU, &acc)
+				gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, p.N, C*HW, &[4]float32{mu, a, b, p.hi()}, p.ReLU, &acc)
 				for i := range 16 {
 					sd += acc[i]
 					sdx += acc[16+i]
 				}
 			}, func(n int) {
 				o := (n*C + c) * HW
-				s1, s2 := bnGradSums(x[o:o+HW], dy[o:o+HW], mu, a, b, p.ReLU)
+				s1, s2 := bnGradSums(x[o:o+HW], dy[o:o+HW], mu, a, b, p.hi(), p.ReLU)
 				sd += s1
 				sdx += s2
 			})
@@ -282,7 +301,7 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 				continue
 			}
 			// dx = γ·is·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − μ)·is.
-			cf := [6]float32{mu, a, b, a, float32(sd) / M, float32(sdx) * is * is / M}
+			cf := [7]float32{mu, a, b, a, float32(sd) / M, float32(sdx) * is * is / M, p.hi()}
 			if g != nil {
 				g.coef[c] = cf
 			}
@@ -299,8 +318,8 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 }
 
 // bnGradSums returns Σg and Σg·(x − mu), where g is dy masked by the fused
-// ReLU when relu is set.
-func bnGradSums(x, dy []float32, mu, a, b float32, relu bool) (sd, sdx float64) {
+// ReLU (clipped at hi) when relu is set.
+func bnGradSums(x, dy []float32, mu, a, b, hi float32, relu bool) (sd, sdx float64) {
 	dy = dy[:len(x)]
 	var s0, s1 float32
 	if !relu {
@@ -312,7 +331,7 @@ func bnGradSums(x, dy []float32, mu, a, b float32, relu bool) (sd, sdx float64) 
 		return float64(s0), float64(s1)
 	}
 	for i, v := range x {
-		g := maskf(dy[i], posMask(v*a+b))
+		g := maskf(dy[i], reluMask(v*a+b, hi))
 		s0 += g
 		s1 += g * (v - mu)
 	}

@@ -167,32 +167,83 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkDepthwise times the direct depthwise kernel forward plus
-// backward on MobileNetV2-like layers, batch 128.
+// BenchmarkDepthwise times depthwise convolutions forward plus backward
+// (dx, dw) on the direct path and the portable loops: MobileNetV2's layers
+// at 28×28 input (batch 128) and at 224×224 (batch 32), and a 5×5 one of
+// EfficientNet-B0's (batch 32), reporting GFLOP/s (three products) and
+// CPU time per call.
 func BenchmarkDepthwise(b *testing.B) {
+	dw := func(n, c, hw, k, s int) ConvShape {
+		p := k / 2
+		return ConvShape{N: n, C: c, H: hw, W: hw, OC: c, KH: k, KW: k, SH: s, SW: s, Groups: c, PT: p, PL: p, PB: p, PR: p}
+	}
 	for _, c := range []struct {
 		name string
 		s    ConvShape
 	}{
-		{"96x28x28", ConvShape{N: 128, C: 96, H: 28, W: 28, OC: 96, KH: 3, KW: 3, Groups: 96, PT: 1, PL: 1, PB: 1, PR: 1}},
-		{"144x28x28/s2", ConvShape{N: 128, C: 144, H: 28, W: 28, OC: 144, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 144, PT: 1, PL: 1, PB: 1, PR: 1}},
+		{"96x28x28", dw(128, 96, 28, 3, 1)},
+		{"144x28x28/s2", dw(128, 144, 28, 3, 2)},
+		{"224:32x112x112", dw(32, 32, 112, 3, 1)},
+		{"224:96x112x112/s2", dw(32, 96, 112, 3, 2)},
+		{"224:144x56x56", dw(32, 144, 56, 3, 1)},
+		{"224:576x14x14", dw(32, 576, 14, 3, 1)},
+		{"224:960x7x7", dw(32, 960, 7, 3, 1)},
+		{"224:240x28x28/5x5", dw(32, 240, 28, 5, 1)},
+		{"224:144x56x56/5x5/s2", dw(32, 144, 56, 5, 2)},
 	} {
 		s := c.s
-		r := rand.New(rand.NewPCG(1, 2))
-		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
-		y, dx, dw := make([]float32, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
-		for _, th := range []int{1, 2} {
-			b.Run(fmt.Sprintf("%s/threads=%d", c.name, th), func(b *testing.B) {
-				withThreads(th, func() {
-					for b.Loop() {
-						Conv2D(s, x, w, nil, y, nil)
-						Conv2DBackward(s, x, w, dy, dx, dw, nil, nil)
-					}
+		for _, direct := range []bool{true, false} {
+			path := "direct"
+			if !direct {
+				path = "portable"
+			}
+			if direct && !haveConv3x3 {
+				continue
+			}
+			for _, th := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/%s/threads=%d", path, c.name, th), func(b *testing.B) {
+					old := useConv3x3
+					useConv3x3 = direct
+					defer func() { useConv3x3 = old }()
+					benchFwdBwd(b, s, th)
 				})
-				b.ReportMetric(float64(3*2*s.MACs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+			}
 		}
 	}
+}
+
+// BenchmarkPointwise times pointwise convolutions forward plus backward
+// (dx, dw) on MobileNetV2's shapes at 224×224, batch 32, 2 threads,
+// reporting GFLOP/s (three products) and CPU time per call.
+func BenchmarkPointwise(b *testing.B) {
+	for _, c := range []struct{ c, oc, hw int }{
+		{16, 96, 112}, {96, 24, 56}, {24, 144, 56}, {144, 32, 28}, {192, 64, 14}, {384, 96, 14},
+		{576, 160, 7}, {960, 320, 7}, {320, 1280, 7},
+	} {
+		s := ConvShape{N: 32, C: c.c, H: c.hw, W: c.hw, OC: c.oc, KH: 1, KW: 1}
+		b.Run(fmt.Sprintf("%dto%dx%dx%d", c.c, c.oc, c.hw, c.hw), func(b *testing.B) { benchFwdBwd(b, s, 2) })
+	}
+}
+
+// benchFwdBwd times Conv2D and Conv2DBackward (dx, dw) of s on random data
+// with the given threads, reporting GFLOP/s (three products) and CPU time
+// per call.
+func benchFwdBwd(b *testing.B, s ConvShape, threads int) {
+	r := rand.New(rand.NewPCG(1, 2))
+	x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
+	y, dx, dw := make([]float32, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
+	var cpu time.Duration
+	withThreads(threads, func() {
+		scratch := make([]float32, s.ScratchLen())
+		c0 := cpuTime()
+		for b.Loop() {
+			Conv2D(s, x, w, nil, y, scratch)
+			Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+		}
+		cpu = cpuTime() - c0
+	})
+	b.ReportMetric(float64(3*2*s.MACs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkBatchNormReLU times a training-mode BN+ReLU forward and

@@ -168,6 +168,7 @@ const (
 	via3x3          // 3×3 stride 1 (conv3x3.go)
 	via3x3s2        // 3×3 stride 2 (conv3x3s2.go)
 	via1x1          // pointwise, stride 1 or 2 (conv1x1.go)
+	viaDW           // depthwise (depthwise_direct.go)
 )
 
 // path returns the plan's micro-kernel path, or viaBLAS.
@@ -179,6 +180,8 @@ func (pl *convPlan) path() int {
 		return via3x3s2
 	case pl.isConv1x1():
 		return via1x1
+	case pl.dwKernelSet() != nil:
+		return viaDW
 	}
 	return viaBLAS
 }
@@ -192,6 +195,8 @@ func (pl *convPlan) chunkLen() int {
 		return pl.chunkLen3s2()
 	case via1x1:
 		return pl.geom1().chunkLen
+	case viaDW:
+		return pl.dwChunkLen()
 	}
 	c, o := pl.sizes()
 	return c + o
@@ -205,7 +210,7 @@ func (pl *convPlan) chunkLen() int {
 // movement parFor spreads; with OpenBLAS's threads that measured 2–5×
 // slower, as its idle workers spin on the core the goroutines need.
 func (pl *convPlan) batchWorkers() int {
-	if pl.Depthwise() || !splitByCaller() {
+	if (pl.Depthwise() && pl.path() != viaDW) || !splitByCaller() {
 		return 1
 	}
 	return max(1, min(runtime.GOMAXPROCS(0), pl.N))
@@ -229,11 +234,14 @@ func (pl *convPlan) preLen() int {
 }
 
 func (pl *convPlan) scratchFor(w int) int {
-	if pl.path() != viaBLAS {
-		nc, _ := pl.sched()
-		return pl.preLen() + w*pl.chunkLen() + (nc-1)*pl.WLen()
+	switch pl.path() {
+	case viaBLAS:
+		return pl.preLen() + w*pl.chunkLen() + (w-1)*pl.WLen()
+	case viaDW:
+		return w * pl.chunkLen()
 	}
-	return pl.preLen() + w*pl.chunkLen() + (w-1)*pl.WLen()
+	nc, _ := pl.sched()
+	return pl.preLen() + w*pl.chunkLen() + (nc-1)*pl.WLen()
 }
 
 // maxParts bounds the weight-gradient partials the direct paths keep, in
@@ -271,16 +279,23 @@ func (pl *convPlan) sched() (nc, mc int) {
 // out in order to W workers (the caller and W−1 goroutines) as they become
 // free; f gets the chunk index, its samples and the worker's scratch.
 func (pl *convPlan) runChunks(W, nc, mc int, chunks []float32, f func(k, n0, n1 int, scr []float32)) {
+	pl.runWorkers(W, nc, chunks, func(k int, scr []float32) { f(k, k*mc, min((k+1)*mc, pl.N), scr) })
+}
+
+// runWorkers runs f over the tasks [0, n), handed out in order to W workers
+// (the caller and W−1 goroutines) as they become free; f gets the task and
+// the worker's scratch, chunkLen floats of chunks.
+func (pl *convPlan) runWorkers(W, n int, chunks []float32, f func(k int, scr []float32)) {
 	cl := pl.chunkLen()
 	var next atomic.Int64
 	work := func(w int) {
 		scr := chunks[w*cl : (w+1)*cl]
 		for {
 			k := int(next.Add(1) - 1)
-			if k >= nc {
+			if k >= n {
 				return
 			}
-			f(k, k*mc, min((k+1)*mc, pl.N), scr)
+			f(k, scr)
 		}
 	}
 	var wg sync.WaitGroup
@@ -302,11 +317,12 @@ func (pl *convPlan) runChunks(W, nc, mc int, chunks []float32, f func(k, n0, n1 
 // It provides for GOMAXPROCS batch workers (as of the call) whatever
 // blas.SplitByCaller says, so blas.SetThreads may still change afterwards;
 // a shorter scratch (at least one worker's share) just means fewer
-// workers. Depthwise and single-sample 1×1 convolutions on the im2col path
-// need none.
+// workers. The direct depthwise path needs a padded chunk per worker;
+// depthwise convolutions without it and single-sample 1×1 convolutions on
+// the im2col path need none.
 func (s ConvShape) ScratchLen() int {
 	pl := s.plan()
-	if pl.Depthwise() {
+	if pl.Depthwise() && pl.path() == viaBLAS {
 		return 0
 	}
 	return pl.scratchFor(max(1, min(runtime.GOMAXPROCS(0), pl.N)))
@@ -374,19 +390,28 @@ func (pl *convPlan) gemm(tA, tB blas.Transpose, a, b blas32.General, beta float3
 
 // Conv2D computes y = conv(x, w) + b. b may be nil. The general case is
 // im2col followed by one GEMM per group and chunk of samples; depthwise
-// convolutions use a direct kernel.
+// convolutions use direct kernels (AVX-512 ones where they apply, see
+// depthwise_direct.go, else plain loops).
 func Conv2D(s ConvShape, x, w, b, y, scratch []float32) { conv2D(s.plan(), x, w, b, y, scratch, nil) }
 
 // conv2D is Conv2D, gathering the output's moments into m (when not nil)
 // on the direct paths.
 func conv2D(pl convPlan, x, w, b, y, scratch []float32, m *Moments) {
 	pl.check(x, w, b, y, scratch)
-	if pl.Depthwise() {
+	path := pl.path()
+	switch {
+	case path == viaDW:
+		pl.dwForward(pl.dwKernelSet(), x, w, b, y, scratch, m)
+		if m != nil {
+			m.finish()
+		}
+		return
+	case pl.Depthwise():
 		depthwiseForward(&pl, x, w, b, y)
 		return
 	}
 	W := pl.workers(len(scratch))
-	if path := pl.path(); path != viaBLAS {
+	if path != viaBLAS {
 		wpk := scratch[:pl.preLen()]
 		if path == via1x1 {
 			C := pl.C
@@ -473,7 +498,8 @@ func Conv2DBackward(s ConvShape, x, w, dy, dx, dw, db, scratch []float32) {
 
 // Direct reports whether the convolution takes one of the direct paths (on
 // CPUs with AVX-512: 3×3 with pads of 1 and stride 1 or 2, and 1×1 without
-// pads with stride 1 or 2, one group), which Conv2DBackwardBN requires.
+// pads with stride 1 or 2, one group; depthwise K×K with pads of K/2, K
+// odd up to 7, stride 1, or 2 up to 5×5), which Conv2DBackwardBN requires.
 func (s ConvShape) Direct() bool {
 	if s.Validate() != nil {
 		return false
@@ -507,6 +533,10 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 	}
 	if dy.bn != nil && pl.path() == viaBLAS {
 		panic("kernels: lazy output gradient on a convolution without a direct path")
+	}
+	if pl.path() == viaDW {
+		pl.dwBackward(pl.dwKernelSet(), x, w, dy, dx, dw, scratch)
+		return
 	}
 	if pl.Depthwise() {
 		depthwiseBackward(pl, x, w, dy.dy, dx, dw)

@@ -35,15 +35,19 @@ var (
 	// pointwise.
 	fwdS1, fwdS2, fwdS2dx00, fwdS2dx01, fwdS2dx10, fwdS2dx11, fwdP1 fwdKernels
 	wgradS1, wgradS2                                                wgradKernels
+	wgradP1                                                         wgradP1Kernels
 )
 
 // fwdKernels are one family's forward kernels by the number of 16-wide
 // vectors of output positions they cover (1…6); wgradKernels its
-// weight-gradient kernels by the number of output channels (1…3). Their
-// arguments are described in asmgen/main.go.
+// weight-gradient kernels by the number of output channels (1…3);
+// wgradP1Kernels the pointwise weight-gradient kernels by the numbers of
+// output (1…4) and input (1…6) channels. Their arguments are described in
+// asmgen/main.go.
 type (
-	fwdKernels   [7]func(x, w, y *float32, nc, xcs, ycs int, offs *int)
-	wgradKernels [4]func(x, dy, acc *float32, nv, dycs int, offs *int)
+	fwdKernels     [7]func(x, w, y *float32, nc, xcs, ycs int, offs *int)
+	wgradKernels   [4]func(x, dy, acc *float32, nv, dycs int, offs *int)
+	wgradP1Kernels [5][7]func(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
 )
 
 // fwdTiles runs a forward family over the first qv output positions (a
@@ -163,24 +167,33 @@ func (pl *convPlan) pack3T(w, wpk []float32) {
 	packTiles(w, wpk, C, pl.OC, func(c, o int) int { return (o*C + c) * 9 }, flip3)
 }
 
-// pad3 writes samples x (m of c channels, h×w each) in the padded layout:
-// channel ch at dst[ch·row:], sample i at offset i·(h+1)·wp, writing each
-// float once: the rows, the zero gap after each row, and zeros around.
-func pad3(x []float32, m, c, h, w, wp, row int, dst []float32) {
-	pad3Planes(func(i, ch int) []float32 { return x[(i*c+ch)*h*w:][:h*w] }, m, c, h, w, wp, row, dst)
+// pad3 writes samples x (m of c channels, h×w each) in the padded layout
+// with pads of 1 (see padPlanes).
+func pad3(x []float32, m, c, h, w, row int, dst []float32) {
+	padPlanes(func(i, ch int) []float32 { return x[(i*c+ch)*h*w:][:h*w] }, m, c, h, w, 1, row, dst)
 }
 
-// pad3Planes is pad3 reading plane (sample i, channel ch) from get.
-func pad3Planes(get func(i, ch int) []float32, m, c, h, w, wp, row int, dst []float32) {
-	sp := (h + 1) * wp
+// padPlanes writes planes get(i, ch) (m samples of c channels, h×w each)
+// padded by p on every side at row pitch w+p, the p zeros between rows
+// serving as the right pad of one row and the left pad of the next:
+// channel ch at dst[ch·row:], sample i at offset i·(h+p)·(w+p), pixel (r,
+// col) at (r+p)·(w+p) + p + col of it. It writes each float of the first
+// row floats of each channel once: the rows, the zero gaps and zeros
+// around.
+func padPlanes(get func(i, ch int) []float32, m, c, h, w, p, row int, dst []float32) {
+	pitch := w + p
+	sp := (h + p) * pitch
 	for ch := range c {
 		r := dst[ch*row : (ch+1)*row]
 		for i := range m {
 			base := i * sp
-			clear(r[base : base+wp+1])
-			copyRows(get(i, ch), r[base+wp+1:], h, w, w, wp)
+			clear(r[base : base+p*pitch+p])
+			copyRows(get(i, ch), r[base+p*pitch+p:], h, w, w, pitch)
 			for k := range h - 1 {
-				r[base+(k+2)*wp] = 0
+				gap := r[base+(k+p+1)*pitch:][:p]
+				for j := range gap {
+					gap[j] = 0
+				}
 			}
 		}
 		clear(r[m*sp:])
@@ -213,18 +226,24 @@ func (d dySrc) plane(n, ch int, tmp []float32) []float32 {
 func unpad3(out []float32, m, c, h, w, wp, sp, qv int, b, y []float32, mom *Moments, n0 int) {
 	for i := range m {
 		for ch := range c {
-			yc := y[(i*c+ch)*h*w : (i*c+ch+1)*h*w]
-			copyRows(out[ch*qv+i*sp:], yc, h, w, wp, w)
-			if b != nil {
-				bv := b[ch]
-				for j := range yc {
-					yc[j] += bv
-				}
-			}
-			if mom != nil {
-				mom.addPlane(n0+i, ch, yc)
-			}
+			unpadPlane(out[ch*qv+i*sp:], y[(i*c+ch)*h*w:(i*c+ch+1)*h*w], h, w, wp, b, ch, mom, n0+i)
 		}
+	}
+}
+
+// unpadPlane copies the h rows of w values at pitch wp of src to the plane
+// y of (sample n, channel ch), adds the bias b[ch] (b nil for none) and
+// records the plane's statistics in mom (nil for none).
+func unpadPlane(src, y []float32, h, w, wp int, b []float32, ch int, mom *Moments, n int) {
+	copyRows(src, y, h, w, wp, w)
+	if b != nil {
+		bv := b[ch]
+		for j := range y {
+			y[j] += bv
+		}
+	}
+	if mom != nil {
+		mom.addPlane(n, ch, y)
 	}
 }
 
@@ -238,7 +257,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
-		pad3(x[c0*C*H*W:], m, C, H, W, g.wp, g.row, xp)
+		pad3(x[c0*C*H*W:], m, C, H, W, g.row, xp)
 		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, roundUp(m*g.sp, 16), g.qv, &offs)
 		unpad3(out, m, OC, H, W, g.wp, g.sp, g.qv, b, y[c0*OC*H*W:], mom, c0)
 	}
@@ -262,9 +281,9 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		qv := roundUp(m*g.sp, 16)
-		pad3Planes(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, H, W, g.wp, g.row, dp)
+		padPlanes(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, H, W, 1, g.row, dp)
 		if dw != nil {
-			pad3(x[c0*C*H*W:], m, C, H, W, g.wp, g.row, xp)
+			pad3(x[c0*C*H*W:], m, C, H, W, g.row, xp)
 			// The output gradient at position q, as the forward pass
 			// numbers them, is the padded one at q + wp + 1.
 			for c := range C {

@@ -14,6 +14,12 @@ func init() {
 	fwdS2dx11 = fwdKernels{nil, conv3x3FwdS2dx11x1, conv3x3FwdS2dx11x2, conv3x3FwdS2dx11x3, conv3x3FwdS2dx11x4, conv3x3FwdS2dx11x5, conv3x3FwdS2dx11x6}
 	wgradS1 = wgradKernels{nil, conv3x3WgradS1x1, conv3x3WgradS1x2, conv3x3WgradS1x3}
 	wgradS2 = wgradKernels{nil, conv3x3WgradS2x1, conv3x3WgradS2x2, conv3x3WgradS2x3}
+	wgradP1 = wgradP1Kernels{{},
+		{nil, conv1x1WgradP1x1x1, conv1x1WgradP1x1x2, conv1x1WgradP1x1x3, conv1x1WgradP1x1x4, conv1x1WgradP1x1x5, conv1x1WgradP1x1x6},
+		{nil, conv1x1WgradP1x2x1, conv1x1WgradP1x2x2, conv1x1WgradP1x2x3, conv1x1WgradP1x2x4, conv1x1WgradP1x2x5, conv1x1WgradP1x2x6},
+		{nil, conv1x1WgradP1x3x1, conv1x1WgradP1x3x2, conv1x1WgradP1x3x3, conv1x1WgradP1x3x4, conv1x1WgradP1x3x5, conv1x1WgradP1x3x6},
+		{nil, conv1x1WgradP1x4x1, conv1x1WgradP1x4x2, conv1x1WgradP1x4x3, conv1x1WgradP1x4x4, conv1x1WgradP1x4x5, conv1x1WgradP1x4x6},
+	}
 }
 
 //go:noescape
@@ -159,3 +165,75 @@ func conv3x3WgradS2x2(x, dy, acc *float32, nv, dycs int, offs *int)
 
 //go:noescape
 func conv3x3WgradS2x3(x, dy, acc *float32, nv, dycs int, offs *int)
+
+//go:noescape
+func conv1x1WgradP1x1x1(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x1x2(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x1x3(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x1x4(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x1x5(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x1x6(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x2x1(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x2x2(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x2x3(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x2x4(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x2x5(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x2x6(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x3x1(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x3x2(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x3x3(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x3x4(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x3x5(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x3x6(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x4x1(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x4x2(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x4x3(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x4x4(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x4x5(x, dy, dw *float32, nv, xcs, dycs, dwcs int)
+
+//go:noescape
+func conv1x1WgradP1x4x6(x, dy, dw *float32, nv, xcs, dycs, dwcs int)

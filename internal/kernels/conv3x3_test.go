@@ -24,6 +24,7 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 	}
 	pointwise := [][5]int{ // N, C, OC, H, stride, as above, with a 1×1 kernel and no pads
 		{1, 1, 1, 1, 1}, {3, 16, 32, 28, 2}, {2, 32, 64, 14, 2}, {4, 5, 7, 9, 2}, {3, 6, 5, 7, 1}, {2, 24, 144, 14, 1},
+		{2, 9, 6, 5, 1}, {3, 15, 10, 6, 2}, // every weight-gradient tile size: 1–4 output × 1–6 input channels
 	}
 	r := rand.New(rand.NewPCG(3, 3))
 	for _, l2 := range []int{conv3x3L2, 1} {
@@ -39,21 +40,7 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 				defer func() { conv3x3L2 = old }()
 				x, w, b, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC), randn(r, s.YLen())
 				run := func(direct bool) (y, dx, dw, db []float32) {
-					old := useConv3x3
-					useConv3x3 = direct
-					defer func() { useConv3x3 = old }()
-					if pl := s.plan(); (pl.path() != viaBLAS) != direct {
-						t.Fatalf("isConv3x3 = %v with useConv3x3 = %v", !direct, direct)
-					}
-					scratch := make([]float32, s.ScratchLen())
-					for i := range scratch {
-						scratch[i] = float32(i) // stale data must not leak into results
-					}
-					y = make([]float32, s.YLen())
-					dx, dw, db = make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
-					Conv2D(s, x, w, b, y, scratch)
-					Conv2DBackward(s, x, w, dy, dx, dw, db, scratch)
-					return
+					return convBothWays(t, s, direct, x, w, b, dy)
 				}
 				y, dx, dw, db := run(true)
 				wy, wdx, wdw, wdb := run(false)
@@ -82,6 +69,8 @@ func TestDirectConvIndependentOfThreads(t *testing.T) {
 		{N: 37, C: 5, H: 9, W: 8, OC: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 33, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 35, C: 5, H: 9, W: 7, OC: 6, KH: 1, KW: 1, SH: 2, SW: 2},
+		{N: 35, C: 5, H: 9, W: 7, OC: 5, KH: 3, KW: 3, Groups: 5, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 33, C: 4, H: 10, W: 7, OC: 4, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 4, PT: 2, PL: 2, PB: 2, PR: 2},
 	} {
 		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
 		run := func(procs int) [][]float32 {

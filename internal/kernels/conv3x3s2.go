@@ -75,20 +75,22 @@ func (pl *convPlan) pack3s2T(w, wpk []float32) {
 	}
 }
 
-// phases writes one H×W channel x as its four phase planes: phase p = 2a+b
-// at dst[p·stride:], hq×wq at pitch pf, zero elsewhere in the first ps
-// floats of each. Row r of x is row r+1 of the padded input: phase a =
-// (r+1) mod 2, plane row (r+1)/2; its even columns go to phase b = 1 and
-// its odd ones to phase b = 0, after that phase's pad column.
-func phases(x []float32, h, w, hq, wq, pf, ps, stride int, dst []float32) {
-	for p := range 4 {
-		clear(dst[p*stride:][:ps])
+// phases writes one h×w channel x, padded by p on every side, as its four
+// phase planes: phase (a, b) holds the padded pixels (2i+a, 2j+b) at row i,
+// column j; it is written at dst[(2a+b)·stride:] at pitch pf, zero
+// elsewhere in the first ps floats. Row r of x is row r+p of the padded
+// input: phase a = (r+p) mod 2, plane row (r+p)/2; its even columns 2k go
+// to phase b = p mod 2, column k + p/2, and its odd ones to the other
+// phase, column k + (p+1)/2.
+func phases(x []float32, h, w, p, pf, ps, stride int, dst []float32) {
+	for ph := range 4 {
+		clear(dst[ph*stride:][:ps])
 	}
 	for r := range h {
-		a, i := (r+1)%2, (r+1)/2
-		b1 := dst[(2*a+1)*stride+i*pf:][:wq]
-		b0 := dst[2*a*stride+i*pf+1:][:wq-1]
-		deinterleave(x[r*w:(r+1)*w], b1, b0)
+		a, i := (r+p)%2, (r+p)/2
+		even := dst[(2*a+p%2)*stride+i*pf+p/2:][:(w+1)/2]
+		odd := dst[(2*a+(p+1)%2)*stride+i*pf+(p+1)/2:][:w/2]
+		deinterleave(x[r*w:(r+1)*w], even, odd)
 	}
 }
 
@@ -102,7 +104,7 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 	offs := [6]int{0, P, 2 * P, 3 * P, g.pf * 4, P + g.pf*4}
 	for n := n0; n < n1; n++ {
 		for c := range C {
-			phases(x[(n*C+c)*H*W:][:H*W], H, W, g.hq, g.wq, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
+			phases(x[(n*C+c)*H*W:][:H*W], H, W, 1, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
 		}
 		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs)
 		unpad3(out, 1, OC, OH, OW, g.pf, 0, g.qv, b, y[n*OC*OH*OW:], mom, n)
@@ -125,7 +127,7 @@ func (pl *convPlan) wgrad3s2(x []float32, dy dySrc, dw []float32, n0, n1 int, sc
 			row := xr[c*g.row : (c+1)*g.row]
 			clear(row[4*P:])
 			for i := range m {
-				phases(x[((c0+i)*C+c)*H*W:][:H*W], H, W, g.hq, g.wq, g.pf, g.ps, P, row[i*g.ps:])
+				phases(x[((c0+i)*C+c)*H*W:][:H*W], H, W, 1, g.pf, g.ps, P, row[i*g.ps:])
 			}
 		}
 		for o := range OC {
@@ -158,7 +160,7 @@ func (pl *convPlan) dx3s2(dy dySrc, wpkT, dx []float32, n0, n1 int, scratch []fl
 	offs := [6]int{0, g.pd * 4}
 	ks := [4]*fwdKernels{&fwdS2dx00, &fwdS2dx01, &fwdS2dx10, &fwdS2dx11}
 	for n := n0; n < n1; n++ {
-		pad3Planes(func(_, ch int) []float32 { return dy.plane(n, ch, tmp) }, 1, OC, OH, OW, g.pd, g.sd, dp)
+		padPlanes(func(_, ch int) []float32 { return dy.plane(n, ch, tmp) }, 1, OC, OH, OW, 1, g.sd, dp)
 		dxn := dx[n*C*H*W : (n+1)*C*H*W]
 		for a := range 2 {
 			// Phases (a, 0) and (a, 1) give the odd and even columns of

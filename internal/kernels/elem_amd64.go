@@ -15,6 +15,12 @@ func sumSq16(x *float32, n int, k float32, acc *float32)
 func reluGrad16(x, dy, dx *float32, n int)
 
 //go:noescape
+func clip16(x, y *float32, n int, lo, hi float32)
+
+//go:noescape
+func clipGrad16(x, dy, dx *float32, n int, lo, hi float32)
+
+//go:noescape
 func copyRows16(src, dst *float32, rows, w, sp, dp int)
 
 //go:noescape
@@ -30,10 +36,10 @@ func addReLU16(a, b, y *float32, n int)
 func reluGrad2x16(x, dy, d1, d2 *float32, n int)
 
 //go:noescape
-func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[3]float32, relu bool, acc *[32]float64)
+func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64)
 
 //go:noescape
-func affinePlanes(x, y *float32, hw, np, stride int, a, b float32, relu bool)
+func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool)
 
 //go:noescape
-func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[6]float32, relu bool)
+func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[7]float32, relu bool)

@@ -6,8 +6,8 @@
 // register); it clobbers AX.
 #define MASKLOW(n, k) MOVL $1, AX; SHLXL n, AX, AX; DECL AX; KMOVW AX, k
 
-// RELUMASK zeroes the lanes of g where x·a + b ≤ 0 (zero holds 0s); it
-// clobbers tmp and K1.
+// RELUMASK zeroes the lanes of g where x·a + b ≤ 0 or ≥ hi (zero holds
+// 0s); it clobbers tmp and K1.
 // PERMUTE2 sets Z2 and Z3 to lanes of the 32-float table lo:hi picked by
 // the index vectors in Z30 and Z31.
 #define PERMUTE2(lo, hi) VMOVDQA32 Z30, Z2; VPERMI2PS hi, lo, Z2; VMOVDQA32 Z31, Z3; VPERMI2PS hi, lo, Z3
@@ -20,7 +20,7 @@
 // for n in CX; it clobbers AX and BX.
 #define HALFMASKS LEAQ 1(CX), BX; SHRQ $1, BX; MASKLOW(BX, K3); MOVQ CX, BX; SHRQ $1, BX; MASKLOW(BX, K4)
 
-#define RELUMASK(x, g, a, b, zero, tmp) VMOVAPS x, tmp; VFMADD213PS b, a, tmp; VCMPPS $0x1e, zero, tmp, K1; VMOVAPS.Z g, K1, g
+#define RELUMASK(x, g, a, b, zero, hi, tmp) VMOVAPS x, tmp; VFMADD213PS b, a, tmp; VCMPPS $0x1e, zero, tmp, K1; VCMPPS $0x11, hi, tmp, K1, K1; VMOVAPS.Z g, K1, g
 
 // AVX-512 loops of the BatchNorm and ReLU kernels (see elem.go). Each
 // handles n elements, n a positive multiple of 16; the callers do the rest.
@@ -81,6 +81,50 @@ rg:
 	ADDQ $64, R8
 	DECQ CX
 	JNZ rg
+	VZEROUPPER
+	RET
+
+// func clip16(x, y *float32, n int, lo, hi float32)
+// y = min(max(x, lo), hi); NaN stays NaN.
+TEXT ·clip16(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS lo+24(FP), Z30
+	VBROADCASTSS hi+28(FP), Z31
+	SHRQ $4, CX
+clip:
+	VMAXPS (SI), Z30, Z0
+	VMINPS Z0, Z31, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ clip
+	VZEROUPPER
+	RET
+
+// func clipGrad16(x, dy, dx *float32, n int, lo, hi float32)
+// dx = 0 where x ≤ lo or x ≥ hi, else dy (NaN passes dy, as in PyTorch).
+TEXT ·clipGrad16(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), DI
+	MOVQ dx+16(FP), R8
+	MOVQ n+24(FP), CX
+	VBROADCASTSS lo+32(FP), Z30
+	VBROADCASTSS hi+36(FP), Z31
+	SHRQ $4, CX
+cg:
+	VMOVUPS (SI), Z0
+	VCMPPS $0x16, Z30, Z0, K1
+	VCMPPS $0x19, Z31, Z0, K1, K2
+	VMOVUPS.Z (DI), K2, Z1
+	VMOVUPS Z1, (R8)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	ADDQ $64, R8
+	DECQ CX
+	JNZ cg
 	VZEROUPPER
 	RET
 
@@ -300,8 +344,8 @@ rg2:
 // apart (a channel of an N×C×H×W tensor), the last hw mod 16 floats of a
 // plane under a mask.
 
-// func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[3]float32, relu bool, acc *[32]float64)
-// With c = {mu, a, b} and g = dy, or dy where x·a + b > 0 when relu:
+// func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64)
+// With c = {mu, a, b, hi} and g = dy, or dy where 0 < x·a + b < hi when relu:
 // acc[0:16] += Σg and acc[16:32] += Σg·(x − mu), lane by lane, summed in
 // float32 within a plane and in float64 across planes.
 TEXT ·gradSumsPlanes(SB), NOSPLIT, $0-64
@@ -315,6 +359,7 @@ TEXT ·gradSumsPlanes(SB), NOSPLIT, $0-64
 	VBROADCASTSS 0(DX), Z28
 	VBROADCASTSS 4(DX), Z30
 	VBROADCASTSS 8(DX), Z31
+	VBROADCASTSS 12(DX), Z27
 	MOVBLZX relu+48(FP), R12
 	MOVQ acc+56(FP), R13
 	VPXORD Z29, Z29, Z29
@@ -339,7 +384,7 @@ gspvec:
 	VMOVUPS (R11), Z3
 	TESTQ R12, R12
 	JZ gspv1
-	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z4)
+	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z27, Z4)
 gspv1:
 	VSUBPS Z28, Z2, Z2
 	VADDPS Z3, Z0, Z0
@@ -355,7 +400,7 @@ gsptail:
 	VMOVUPS.Z (R11), K2, Z3
 	TESTQ R12, R12
 	JZ gspt1
-	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z4)
+	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z27, Z4)
 gspt1:
 	VSUBPS Z28, Z2, Z2
 	VADDPS Z3, Z0, Z0
@@ -386,9 +431,9 @@ gspflush:
 	VZEROUPPER
 	RET
 
-// func affinePlanes(x, y *float32, hw, np, stride int, a, b float32, relu bool)
-// y = x·a + b, then max(·, 0) when relu.
-TEXT ·affinePlanes(SB), NOSPLIT, $0-49
+// func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool)
+// y = x·a + b, then min(max(·, 0), hi) when relu.
+TEXT ·affinePlanes(SB), NOSPLIT, $0-53
 	MOVQ x+0(FP), SI
 	MOVQ y+8(FP), DI
 	MOVQ hw+16(FP), BX
@@ -397,7 +442,8 @@ TEXT ·affinePlanes(SB), NOSPLIT, $0-49
 	SHLQ $2, R9
 	VBROADCASTSS a+40(FP), Z30
 	VBROADCASTSS b+44(FP), Z31
-	MOVBLZX relu+48(FP), R12
+	VBROADCASTSS hi+48(FP), Z28
+	MOVBLZX relu+52(FP), R12
 	VPXORD Z29, Z29, Z29
 	MOVQ BX, CX
 	ANDQ $15, CX
@@ -415,6 +461,7 @@ afpvec:
 	TESTQ R12, R12
 	JZ afpv1
 	VMAXPS Z29, Z0, Z0
+	VMINPS Z28, Z0, Z0
 afpv1:
 	VMOVUPS Z0, (R11)
 	ADDQ $64, R10
@@ -429,6 +476,7 @@ afptail:
 	TESTQ R12, R12
 	JZ afpt1
 	VMAXPS Z29, Z0, Z0
+	VMINPS Z28, Z0, Z0
 afpt1:
 	VMOVUPS Z0, K2, (R11)
 afpnext:
@@ -439,8 +487,8 @@ afpnext:
 	VZEROUPPER
 	RET
 
-// func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[6]float32, relu bool)
-// With c = {mu, a, b, k, m1, m2} and g as in gradSumsPlanes:
+// func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[7]float32, relu bool)
+// With c = {mu, a, b, k, m1, m2, hi} and g as in gradSumsPlanes:
 // dx = k·(g − m1 − (x − mu)·m2).
 TEXT ·bnDxPlanes(SB), NOSPLIT, $0-57
 	MOVQ x+0(FP), SI
@@ -457,6 +505,7 @@ TEXT ·bnDxPlanes(SB), NOSPLIT, $0-57
 	VBROADCASTSS 12(DX), Z29
 	VBROADCASTSS 16(DX), Z30
 	VBROADCASTSS 20(DX), Z31
+	VBROADCASTSS 24(DX), Z24
 	VPXORD Z25, Z25, Z25
 	MOVBLZX relu+56(FP), R12
 	MOVQ BX, CX
@@ -475,7 +524,7 @@ dxpvec:
 	VMOVUPS (R11), Z1
 	TESTQ R12, R12
 	JZ dxpv1
-	RELUMASK(Z0, Z1, Z27, Z28, Z25, Z2)
+	RELUMASK(Z0, Z1, Z27, Z28, Z25, Z24, Z2)
 dxpv1:
 	VSUBPS Z26, Z0, Z0
 	VSUBPS Z30, Z1, Z1
@@ -494,7 +543,7 @@ dxptail:
 	VMOVUPS.Z (R11), K2, Z1
 	TESTQ R12, R12
 	JZ dxpt1
-	RELUMASK(Z0, Z1, Z27, Z28, Z25, Z2)
+	RELUMASK(Z0, Z1, Z27, Z28, Z25, Z24, Z2)
 dxpt1:
 	VSUBPS Z26, Z0, Z0
 	VSUBPS Z30, Z1, Z1

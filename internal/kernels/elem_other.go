@@ -8,16 +8,20 @@ package kernels
 func sumSq16(x *float32, n int, k float32, acc *float32) { panic("unreachable") }
 func reluGrad16(x, dy, dx *float32, n int)               { panic("unreachable") }
 func copyRows16(src, dst *float32, rows, w, sp, dp int)  { panic("unreachable") }
-func deinterleave32(src, even, odd *float32, w int)      { panic("unreachable") }
-func interleave32(even, odd, dst *float32, w int)        { panic("unreachable") }
-func addReLU16(a, b, y *float32, n int)                  { panic("unreachable") }
-func reluGrad2x16(x, dy, d1, d2 *float32, n int)         { panic("unreachable") }
-func affinePlanes(x, y *float32, hw, np, stride int, a, b float32, relu bool) {
+func clip16(x, y *float32, n int, lo, hi float32)        { panic("unreachable") }
+func clipGrad16(x, dy, dx *float32, n int, lo, hi float32) {
 	panic("unreachable")
 }
-func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[3]float32, relu bool, acc *[32]float64) {
+func deinterleave32(src, even, odd *float32, w int) { panic("unreachable") }
+func interleave32(even, odd, dst *float32, w int)   { panic("unreachable") }
+func addReLU16(a, b, y *float32, n int)             { panic("unreachable") }
+func reluGrad2x16(x, dy, d1, d2 *float32, n int)    { panic("unreachable") }
+func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool) {
 	panic("unreachable")
 }
-func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[6]float32, relu bool) {
+func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64) {
+	panic("unreachable")
+}
+func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[7]float32, relu bool) {
 	panic("unreachable")
 }

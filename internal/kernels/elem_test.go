@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -38,6 +39,37 @@ func TestInterleave(t *testing.T) {
 		}
 		if !slices.Equal(want[0], want[1]) || !slices.Equal(want[0][:w], src) {
 			t.Errorf("interleave w=%d: %v, want %v then -1s", w, want[0], src)
+		}
+	}
+}
+
+// TestClipMatchesPortable checks Clip and ClipBackward, whose AVX-512
+// loops take the multiples of 16 elements, against the plain loops on
+// random values, the bounds themselves, infinities and NaN.
+func TestClipMatchesPortable(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	x := randn(r, 100)
+	for i := range x {
+		x[i] *= 5
+	}
+	copy(x[3:], []float32{0, 6, -1, 2, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())})
+	copy(x[50:], []float32{-1, 2, 0, 6})
+	dy := randn(r, len(x))
+	same := func(a, b float32) bool { return a == b || a != a && b != b }
+	for _, b := range [][2]float32{{0, 6}, {-1, 2}} {
+		var y, dx [2][]float32
+		for i, fast := range []bool{true, false} {
+			useElem16 = fast
+			y[i], dx[i] = make([]float32, len(x)), make([]float32, len(x))
+			Clip(x, y[i], b[0], b[1])
+			ClipBackward(x, dy, dx[i], b[0], b[1])
+		}
+		useElem16 = true
+		for j := range x {
+			if !same(y[0][j], y[1][j]) || !same(dx[0][j], dx[1][j]) {
+				t.Fatalf("bounds %v, x = %v: Clip %v, %v; ClipBackward %v, %v (AVX-512, portable)",
+					b, x[j], y[0][j], y[1][j], dx[0][j], dx[1][j])
+			}
 		}
 	}
 }

@@ -130,9 +130,13 @@ func TestPoolForward(t *testing.T) {
 func TestBatchNorm(t *testing.T) {
 	forVariants(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(4, 4))
-		for _, relu := range []bool{false, true} {
+		for _, act := range []struct {
+			relu bool
+			max  float32
+		}{{false, 0}, {true, 0}, {true, 0.7}} {
+			relu := act.relu
 			for _, hw := range []int{7, 37} { // 37: the AVX-512 loops and a tail
-				p := BNParams{N: 5, C: 3, HW: hw, Eps: 1e-5, Momentum: 0.1, ReLU: relu}
+				p := BNParams{N: 5, C: 3, HW: hw, Eps: 1e-5, Momentum: 0.1, ReLU: relu, ReLUMax: act.max}
 				n := p.N * p.C * p.HW
 				x := randn(r, n)
 				for i := range x {
@@ -170,6 +174,9 @@ func TestBatchNorm(t *testing.T) {
 					wy[i] = (float64(x[i]) - wm[c]) * wis[c] * float64(gamma[c])
 					if relu {
 						wy[i] = math.Max(wy[i], 0)
+					}
+					if relu && act.max > 0 {
+						wy[i] = math.Min(wy[i], float64(act.max))
 					}
 				}
 				closeTo(t, "infer/nobeta", y, wy, 2e-5)

@@ -20,8 +20,8 @@ type gradCase struct {
 }
 
 // Shapes of the convolution cases: odd sizes, strides, asymmetric pads,
-// dilations, groups, depthwise with multipliers, 1×1, and windows that
-// reach whole rows of padding.
+// dilations, groups, depthwise with multipliers and without, 1×1, and
+// windows that reach whole rows of padding.
 var convCases = []ConvShape{
 	{N: 2, C: 3, H: 7, W: 6, OC: 4, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 3, C: 2, H: 9, W: 8, OC: 5, KH: 3, KW: 2, SH: 2, SW: 3, PT: 2, PB: 1, PR: 1},
@@ -36,6 +36,12 @@ var convCases = []ConvShape{
 	{N: 2, C: 3, H: 5, W: 5, OC: 4, KH: 1, KW: 1, SH: 2, SW: 2},
 	{N: 1, C: 2, H: 2, W: 3, OC: 2, KH: 3, KW: 4, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 2, C: 1, H: 3, W: 3, OC: 2, KH: 2, KW: 2, PT: 3, PR: 3},
+	// depthwise on the direct path where the CPU has it: 5×5, 3×3 and 5×5
+	// at stride 2, 7×7
+	{N: 2, C: 2, H: 5, W: 6, OC: 2, KH: 5, KW: 5, Groups: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+	{N: 2, C: 2, H: 7, W: 6, OC: 2, KH: 3, KW: 3, Groups: 2, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 3, C: 2, H: 6, W: 9, OC: 2, KH: 5, KW: 5, Groups: 2, SH: 2, SW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+	{N: 1, C: 2, H: 4, W: 5, OC: 2, KH: 7, KW: 7, Groups: 2, PT: 3, PL: 3, PB: 3, PR: 3},
 }
 
 var poolCases = []PoolShape{
@@ -62,7 +68,7 @@ func bnCase(r *rand.Rand, p BNParams) gradCase {
 	n := p.N * p.C * p.HW
 	mean, invStd := make([]float32, p.C), make([]float32, p.C)
 	c := gradCase{
-		name: fmt.Sprintf("BatchNormTrain/relu=%v", p.ReLU),
+		name: fmt.Sprintf("BatchNormTrain/relu=%v,max=%g", p.ReLU, p.ReLUMax),
 		in:   [][]float32{randn(r, n), randn(r, p.C), randn(r, p.C)},
 		nout: n,
 		fwd: func(in [][]float32, y []float32) {
@@ -74,14 +80,14 @@ func bnCase(r *rand.Rand, p BNParams) gradCase {
 		},
 	}
 	if p.ReLU {
-		// Keep every pre-activation clear of the ReLU's kink.
+		// Keep every pre-activation clear of the ReLU's kinks.
 		q := p
 		q.ReLU = false
 		z := make([]float32, n)
 		c.redo = func(r *rand.Rand) bool {
 			BatchNormTrain(q, c.in[0], c.in[1], c.in[2], z, mean, invStd, nil, nil)
 			for i, v := range z {
-				if abs32(v) < 0.05 {
+				if abs32(v) < 0.05 || p.ReLUMax > 0 && abs32(v-p.ReLUMax) < 0.05 {
 					c.in[0][i] = float32(r.NormFloat64())
 					return false
 				}
@@ -118,6 +124,8 @@ func gradCases(r *rand.Rand) []gradCase {
 		bnCase(r, BNParams{N: 2, C: 3, HW: 5, Eps: 1e-3, ReLU: true}),
 		bnCase(r, BNParams{N: 2, C: 2, HW: 35, Eps: 1e-3, ReLU: true}),
 		bnCase(r, BNParams{N: 2, C: 2, HW: 19, Eps: 1e-3}),
+		bnCase(r, BNParams{N: 2, C: 2, HW: 19, Eps: 1e-3, ReLU: true, ReLUMax: 0.6}),
+		bnCase(r, BNParams{N: 3, C: 2, HW: 5, Eps: 1e-3, ReLU: true, ReLUMax: 0.4}),
 		unaryCase(r, "ReLU", 1, []float32{0}, ReLU,
 			func(x, _, dy, dx []float32) { ReLUBackward(x, dy, dx) }),
 		unaryCase(r, "Clip", 4, []float32{-1, 2}, func(x, y []float32) { Clip(x, y, -1, 2) },

@@ -57,13 +57,17 @@ func TestKernelsStayInBounds(t *testing.T) {
 		{N: 2, C: 6, H: 3, W: 5, OC: 3, KH: 1, KW: 1},
 		{N: 1, C: 1, H: 1, W: 1, OC: 1, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, C: 3, H: 16, W: 16, OC: 4, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, C: 2, H: 7, W: 9, OC: 2, KH: 3, KW: 3, Groups: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, C: 3, H: 9, W: 7, OC: 3, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, C: 2, H: 5, W: 7, OC: 2, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+		{N: 1, C: 2, H: 6, W: 5, OC: 2, KH: 7, KW: 7, Groups: 2, PT: 3, PL: 3, PB: 3, PR: 3},
 	}
 	r := rand.New(rand.NewPCG(9, 9))
 	for _, s := range shapes {
 		for _, atEnd := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/guard-at-end=%v", s, atEnd), func(t *testing.T) {
 				x, w, dz := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
-				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: true}
+				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: true, ReLUMax: 1.5}
 				gamma, beta := randn(r, s.OC), randn(r, s.OC)
 				run := func(g func([]float32) []float32, mk func(int) []float32) [][]float32 {
 					xs, ws, dzs := g(x), g(w), g(dz)

@@ -41,6 +41,29 @@ func forVariants(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
+// convBothWays runs Conv2D and Conv2DBackward (all gradients) on one of our
+// direct paths (direct) or on im2col and the portable loops, on a scratch
+// full of stale values, failing t if the path taken is not the one asked
+// for.
+func convBothWays(t *testing.T, s ConvShape, direct bool, x, w, b, dy []float32) (y, dx, dw, db []float32) {
+	t.Helper()
+	old := useConv3x3
+	useConv3x3 = direct
+	defer func() { useConv3x3 = old }()
+	if pl := s.plan(); (pl.path() != viaBLAS) != direct {
+		t.Fatalf("direct path taken: %v, with useConv3x3 = %v", !direct, direct)
+	}
+	scratch := make([]float32, s.ScratchLen())
+	for i := range scratch {
+		scratch[i] = float32(i) // stale data must not leak into results
+	}
+	y = make([]float32, s.YLen())
+	dx, dw, db = make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
+	Conv2D(s, x, w, b, y, scratch)
+	Conv2DBackward(s, x, w, dy, dx, dw, db, scratch)
+	return y, dx, dw, db
+}
+
 func randn(r *rand.Rand, n int) []float32 {
 	s := make([]float32, n)
 	for i := range s {
@@ -213,6 +236,9 @@ func refBN(p BNParams, x, gamma, beta []float32) (y, mean, variance []float64) {
 				z := (float64(x[o])-mu)/math.Sqrt(v+float64(p.Eps))*float64(gamma[c]) + float64(beta[c])
 				if p.ReLU {
 					z = math.Max(z, 0)
+				}
+				if p.ReLU && p.ReLUMax > 0 {
+					z = math.Min(z, float64(p.ReLUMax))
 				}
 				y[o] = z
 			}

@@ -17,6 +17,8 @@ func TestConvMomentsFeedBatchNorm(t *testing.T) {
 		{N: 3, C: 4, H: 6, W: 6, OC: 8, KH: 1, KW: 1, SH: 2, SW: 2},                              // direct, pointwise
 		{N: 3, C: 4, H: 7, W: 6, OC: 5, KH: 3, KW: 2, SW: 2, PT: 1, PB: 1},                       // im2col
 		{N: 3, C: 4, H: 6, W: 5, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},     // depthwise
+		{N: 3, C: 3, H: 9, W: 7, OC: 3, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 3, PT: 2, PL: 2, PB: 2, PR: 2},
+		{N: 3, C: 4, H: 6, W: 5, OC: 8, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1}, // depthwise, portable
 	}
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, s := range shapes {
@@ -56,8 +58,8 @@ func TestConvMomentsFeedBatchNorm(t *testing.T) {
 
 // TestConvBackwardBN checks that a convolution's backward pass reading the
 // gradient of the BatchNorm it feeds plane by plane (Conv2DBackwardBN)
-// gives what the stored gradient gives, on both direct paths, with and
-// without a fused ReLU.
+// gives what the stored gradient gives, on the direct paths (depthwise
+// included), with and without a fused ReLU.
 func TestConvBackwardBN(t *testing.T) {
 	if !haveConv3x3 {
 		t.Skip("no direct convolution path in this build or on this CPU")
@@ -67,11 +69,18 @@ func TestConvBackwardBN(t *testing.T) {
 		{N: 4, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 3, C: 5, H: 9, W: 7, OC: 6, KH: 1, KW: 1, SH: 2, SW: 2},
 		{N: 3, C: 5, H: 4, W: 6, OC: 7, KH: 1, KW: 1},
+		{N: 3, C: 4, H: 9, W: 8, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 4, C: 3, H: 10, W: 7, OC: 3, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, C: 3, H: 7, W: 9, OC: 3, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 3, PT: 2, PL: 2, PB: 2, PR: 2},
 	}
 	r := rand.New(rand.NewPCG(8, 8))
 	for _, s := range shapes {
-		for _, relu := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/relu=%v", s, relu), func(t *testing.T) {
+		for _, act := range []struct {
+			relu bool
+			max  float32
+		}{{false, 0}, {true, 0}, {true, 0.5}} {
+			relu := act.relu
+			t.Run(fmt.Sprintf("%s/relu=%v,max=%g", s, relu, act.max), func(t *testing.T) {
 				if !s.Direct() {
 					t.Fatal("shape not Direct")
 				}
@@ -79,7 +88,7 @@ func TestConvBackwardBN(t *testing.T) {
 				y := make([]float32, s.YLen())
 				scratch := make([]float32, s.ScratchLen())
 				Conv2D(s, x, w, nil, y, scratch)
-				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: relu}
+				p := BNParams{N: s.N, C: s.OC, HW: s.OH() * s.OW(), Eps: 1e-5, Momentum: 0.1, ReLU: relu, ReLUMax: act.max}
 				gamma, beta := randn(r, s.OC), randn(r, s.OC)
 				z, mean, invStd := make([]float32, len(y)), make([]float32, s.OC), make([]float32, s.OC)
 				BatchNormTrain(p, y, gamma, beta, z, mean, invStd, nil, nil)

@@ -1,8 +1,14 @@
 #!/usr/bin/python3
-"""Times PyTorch training steps on a CIFAR-style ResNet-20 at 1x28x28 (Fashion-MNIST shape),
-the reference that `qnas bench` is compared with. Self-contained; run by hand:
+"""Times PyTorch training steps on a CIFAR-style ResNet-20 at 1x28x28 (Fashion-MNIST shape), or
+on torchvision's MobileNetV2 at 3x224x224 (1000 classes), the references that `qnas bench` is
+compared with. Self-contained; run by hand:
 
-    /usr/bin/python3 scripts/torch/bench_torch.py [--threads 2] [--batch 128] [--steps 20]
+    /usr/bin/python3 scripts/torch/bench_torch.py [--model resnet20|mobilenet_v2] [--threads 2]
+        [--batch 128] [--steps 20] [--export FILE.onnx]
+
+--export writes the timed model (seeded random weights, BatchNorm kept as BatchNormalization
+nodes: eval-mode export with training=PRESERVE, opset 13, batch dimension "N") for `qnas
+bench` to time the same network, and exits.
 
 Modes:
     float   one plain training step: forward, softmax cross-entropy, backward, SGD update
@@ -11,8 +17,9 @@ Modes:
             as `qnas bench --mode qat`: weights fake-quantized per output channel,
             symmetric, scale max|W_c|/7 (torch.fake_quantize_per_channel_affine); each
             layer's input clipped at a learned PACT bound and fake-quantized onto 15 steps
-            (signed onto ±127 steps at 8 bits for the network input), straight-through
-            gradients.
+            (onto ±7 steps where the input can be negative, as qnas decides from the graph:
+            here from a forward pass; signed onto ±127 steps at 8 bits for the network
+            input), straight-through gradients.
     search  one iteration of a differentiable mixed-precision search built as qnas builds
             it (`qnas bench --mode search`): every layer but the first reads its weight as
             the composite Σ_i p_i·Q_{b_i}(W) per group of filters (4 groups) and its input as
@@ -40,6 +47,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
 
 
 class Block(nn.Module):
@@ -63,7 +71,7 @@ class Block(nn.Module):
 class FakeQuant(nn.Module):
     """PACT activation quantizer: clip at a learned bound, fake-quantize, straight through."""
 
-    def __init__(self, bits, signed=False):
+    def __init__(self, bits, signed):
         super().__init__()
         self.bits, self.signed = bits, signed
         self.clip = nn.Parameter(torch.tensor(3.0))
@@ -85,7 +93,7 @@ def quant_weight(w, bits):
 
 
 class QConv2d(nn.Conv2d):
-    def __init__(self, *a, abits=4, wbits=4, signed=False, **k):
+    def __init__(self, *a, abits=4, wbits=4, signed, **k):
         super().__init__(*a, **k)
         self.wbits, self.aq = wbits, FakeQuant(abits, signed)
 
@@ -94,26 +102,47 @@ class QConv2d(nn.Conv2d):
 
 
 class QLinear(nn.Linear):
-    def __init__(self, *a, abits=4, wbits=4, **k):
+    def __init__(self, *a, abits=4, wbits=4, signed, **k):
         super().__init__(*a, **k)
-        self.wbits, self.aq = wbits, FakeQuant(abits)
+        self.wbits, self.aq = wbits, FakeQuant(abits, signed)
 
     def forward(self, x):
         return F.linear(self.aq(x), quant_weight(self.weight, self.wbits), self.bias)
 
 
-def quantize_model(model):
+def signed_inputs(model, x):
+    """Returns the Conv2d and Linear modules whose input has negative values in a forward pass
+    of x (no ReLU-like op bounds it below), as qnas decides from the graph."""
+    signed, hooks = set(), []
+
+    def record(mod, inp, out):
+        if inp[0].min() < 0:
+            signed.add(mod)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(record))
+    with torch.no_grad():
+        model.eval()(x)
+    model.train()
+    for h in hooks:
+        h.remove()
+    return signed
+
+
+def quantize_model(model, x):
     """Replaces every Conv2d and Linear by its w4a4 quantization-aware version (the network
     input at 8 bits, signed), keeping the weights."""
+    signed = signed_inputs(model, x)
     first = True
     for name, m in list(model.named_modules()):
         for cname, c in list(m.named_children()):
             if isinstance(c, nn.Conv2d):
                 q = QConv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
-                            bias=c.bias is not None, abits=8 if first else 4, signed=first)
+                            groups=c.groups, bias=c.bias is not None, abits=8 if first else 4,
+                            signed=c in signed)
                 first = False
             elif isinstance(c, nn.Linear):
-                q = QLinear(c.in_features, c.out_features, bias=c.bias is not None)
+                q = QLinear(c.in_features, c.out_features, bias=c.bias is not None, signed=c in signed)
             else:
                 continue
             q.load_state_dict(c.state_dict(), strict=False)
@@ -166,14 +195,16 @@ class MixedConv2d(nn.Conv2d):
         return eb * self.weight.numel() * hw
 
 
-def searchify(model):
+def searchify(model, x):
     """Replaces every Conv2d by a MixedConv2d (the first one's input fixed at 8 bits)."""
+    signed = signed_inputs(model, x)
     first = True
     for m in list(model.modules()):
         for cname, c in list(m.named_children()):
             if isinstance(c, nn.Conv2d):
                 q = MixedConv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
-                                bias=c.bias is not None, signed=first, fixed_input_bits=8 if first else None)
+                                groups=c.groups, bias=c.bias is not None, signed=c in signed,
+                                fixed_input_bits=8 if first else None)
                 first = False
                 q.load_state_dict(c.state_dict(), strict=False)
                 setattr(m, cname, q)
@@ -198,8 +229,26 @@ class ResNet20(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+# The models: constructor, input shape, classes.
+MODELS = {
+    "resnet20": (ResNet20, (1, 28, 28), 10),
+    "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(weights=None), (3, 224, 224), 1000),
+}
+
+
+def export(model, shape, path):
+    """Writes model as qnas reads it for `qnas bench`: BatchNorm kept (eval-mode statistics in
+    the file; qnas trains it in training mode as PyTorch does), opset 13."""
+    model.eval()
+    torch.onnx.export(model, torch.randn(1, *shape), path, opset_version=13, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                      do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet20", choices=sorted(MODELS))
+    ap.add_argument("--export", metavar="FILE", help="write the model to FILE (ONNX) and exit")
     ap.add_argument("--mode", default="float", choices=["float", "qat", "search"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
@@ -214,11 +263,15 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = ResNet20()
+    make, shape, classes = MODELS[args.model]
+    model = make()
+    if args.export:
+        export(model, shape, args.export)
+        return
+    x = torch.randn(args.batch, *shape)
+    y = torch.randint(0, classes, (args.batch,))
     if args.mode == "qat":
-        model = quantize_model(model)
-    x = torch.randn(args.batch, 1, 28, 28)
-    y = torch.randint(0, 10, (args.batch,))
+        model = quantize_model(model, x[:2])
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -233,7 +286,7 @@ def main():
         return loss
 
     if args.mode == "search":
-        model = searchify(model)
+        model = searchify(model, x[:2])
         mixed = [m for m in model.modules() if isinstance(m, MixedConv2d)]
         arch = [p for m in mixed for p in m.arch_parameters()]
         arch_ids = {id(p) for p in arch}
@@ -287,7 +340,7 @@ def main():
         "threads": torch.get_num_threads(),
         "batch": args.batch,
         "steps": args.steps,
-        "model": "resnet20",
+        "model": args.model,
         "channels_last": args.channels_last,
         "torch": torch.__version__,
         # Other jobs on the machine distort the timing badly (OpenMP threads spin at barriers);

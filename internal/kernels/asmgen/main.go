@@ -3,7 +3,9 @@
 // Command asmgen writes conv3x3_amd64.s, the AVX-512 micro-kernels of the
 // 3×3 stride-1 and stride-2 and the pointwise convolutions (see
 // conv3x3.go, conv3x3s2.go and conv1x1.go for the data layouts they read),
-// and conv3x3_decl_amd64.go, their Go declarations and dispatch tables:
+// and conv3x3_decl_amd64.go, their Go declarations and dispatch tables;
+// and depthwise_amd64.s and depthwise_decl_amd64.go, the same for the
+// depthwise convolutions (depthwise_direct.go):
 //
 //	go run ./asmgen/main.go      (from internal/kernels; go generate does it)
 //
@@ -13,6 +15,7 @@ package main
 
 import (
 	"fmt"
+	"go/format"
 	"os"
 	"strings"
 )
@@ -84,14 +87,39 @@ func main() {
 		}
 		decl.WriteString("}\n")
 	}
+	decl.WriteString("\twgradP1 = wgradP1Kernels{{},")
+	for ocb := 1; ocb <= 4; ocb++ {
+		decl.WriteString("\n\t\t{nil")
+		for cb := 1; cb <= 6; cb++ {
+			name := wgradPW(ocb, cb)
+			fmt.Fprintf(&decl, ", %s", name)
+			fmt.Fprintf(&protos, "\n//go:noescape\nfunc %s(x, dy, dw *float32, nv, xcs, dycs, dwcs int)\n", name)
+		}
+		decl.WriteString("},")
+	}
+	decl.WriteString("\n\t}\n")
 	decl.WriteString("}\n")
 	decl.WriteString(protos.String())
 	write("conv3x3_amd64.s", out.String())
 	write("conv3x3_decl_amd64.go", decl.String())
+	out.Reset()
+	decl.Reset()
+	depthwise()
+	write("depthwise_amd64.s", out.String())
+	write("depthwise_decl_amd64.go", decl.String())
 }
 
+// write writes a generated file, gofmt'ed if it is Go.
 func write(name, text string) {
-	if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+	b := []byte(text)
+	if strings.HasSuffix(name, ".go") {
+		var err error
+		if b, err = format.Source(b); err != nil {
+			fmt.Fprintln(os.Stderr, name, err)
+			os.Exit(1)
+		}
+	}
+	if err := os.WriteFile(name, b, 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -108,9 +136,9 @@ func prologue(name, sig string, argReg ...string) {
 	}
 }
 
-// loadPtrs sets the family's pointer registers to SI plus their offsets.
-func loadPtrs(f family) {
-	for i := range f.ptrs {
+// loadPtrs sets the first n pointer registers to SI plus their offsets.
+func loadPtrs(n int) {
+	for i := range n {
 		p("MOVQ %d(R15), %s", i*8, ptrRegs[i])
 		p("ADDQ SI, %s", ptrRegs[i])
 	}
@@ -132,7 +160,7 @@ func fwd(f family, nv int) string {
 		p("VPXORD Z%d, Z%d, Z%d", i, i, i)
 	}
 	fmt.Fprintf(&out, "%sloop:\n", name)
-	loadPtrs(f)
+	loadPtrs(f.ptrs)
 	ld := 0
 	for t, tp := range f.taps {
 		for j := range 4 {
@@ -176,7 +204,7 @@ func wgrad(f family, ocb int) string {
 	name := fmt.Sprintf("conv3x3Wgrad%sx%d", f.name, ocb)
 	prologue(name, "x, dy, acc *float32, nv, dycs int, offs *int",
 		"x", "SI", "dy", "DI", "acc", "DX", "nv", "CX", "dycs", "R8", "offs", "R15")
-	loadPtrs(f)
+	loadPtrs(f.ptrs)
 	p("LEAQ (DI)(R8*1), R9")
 	p("LEAQ (R9)(R8*1), R10")
 	for i := 0; i < nt*ocb; i++ {
@@ -199,8 +227,243 @@ func wgrad(f family, ocb int) string {
 	}
 	p("DECQ CX")
 	fmt.Fprintf(&out, "\tJNZ %sloop\n", name)
-	// Sum each accumulator's 16 lanes and add the sum to acc[i].
-	for i := 0; i < nt*ocb; i++ {
+	laneSums(nt*ocb, func(i int) string { return fmt.Sprintf("%d(DX)", i*4) })
+	p("VZEROUPPER")
+	p("RET")
+	return name
+}
+
+// dwTap is one tap of a depthwise kernel: it reads pointer ptr (x plus the
+// ptr-th byte offset in offs) plus row·pitch bytes (row 0–2, an index
+// register scaled by 1 or 2) plus col floats, and applies weight k (kh·K +
+// kw) of the K×K kernel.
+type dwTap struct{ ptr, row, col, k int }
+
+// dwFamily is a depthwise kernel's set of taps; its kernels are named after
+// it.
+type dwFamily struct {
+	name string
+	ptrs int
+	taps []dwTap
+}
+
+// dwS1 is the K×K stride-1 depthwise convolution over a plane padded by
+// p = K/2 at pitch W+p: tap (kh, kw) reads row kh, column kw, from
+// pointers every three rows (offsets 0, 3·pitch, 6·pitch).
+func dwS1(K int) dwFamily {
+	f := dwFamily{name: fmt.Sprintf("K%dS1", K), ptrs: (K + 2) / 3}
+	for kh := range K {
+		for kw := range K {
+			f.taps = append(f.taps, dwTap{kh / 3, kh % 3, kw, kh*K + kw})
+		}
+	}
+	return f
+}
+
+// dwS2 is the K×K stride-2 depthwise convolution over the four phase
+// planes of the padded input (pointers to phases (0,0), (0,1), (1,0),
+// (1,1)): tap (kh, kw) reads phase (kh mod 2, kw mod 2) at row kh/2,
+// column kw/2.
+func dwS2(K int) dwFamily {
+	f := dwFamily{name: fmt.Sprintf("K%dS2", K), ptrs: 4}
+	for kh := range K {
+		for kw := range K {
+			f.taps = append(f.taps, dwTap{2*(kh%2) + kw%2, kh / 2, kw / 2, kh*K + kw})
+		}
+	}
+	return f
+}
+
+// dwS2dx is the input gradient of dwS2 for phase (a, b) of the padded
+// input: the taps with kh ≡ a and kw ≡ b (mod 2) over the output gradient
+// padded by p = K/2 at pitch OW+p; tap (kh, kw) reads row p − kh/2, column
+// p − kw/2.
+func dwS2dx(K, a, b int) dwFamily {
+	p := K / 2
+	f := dwFamily{name: fmt.Sprintf("K%dS2dx%d%d", K, a, b), ptrs: 1}
+	for kh := a; kh < K; kh += 2 {
+		for kw := b; kw < K; kw += 2 {
+			f.taps = append(f.taps, dwTap{0, p - kh/2, p - kw/2, kh*K + kw})
+		}
+	}
+	return f
+}
+
+// dwRegTaps is the most taps whose weights the forward kernels keep in
+// registers (with 6 accumulators); beyond, each tap's weight is broadcast
+// from memory, and the weight gradient is split into kernels of at most
+// this many taps.
+const dwRegTaps = 25
+
+// depthwise writes the depthwise kernels and their dispatch table
+// (dwSets[K/2][stride]).
+func depthwise() {
+	out.WriteString("// Code generated by asmgen/main.go; DO NOT EDIT.\n\n")
+	out.WriteString("//go:build amd64 && !purego\n\n#include \"textflag.h\"\n")
+	decl.WriteString("// Code generated by asmgen/main.go; DO NOT EDIT.\n\n")
+	decl.WriteString("//go:build amd64 && !purego\n\npackage kernels\n\nfunc init() {\n")
+	var protos strings.Builder
+	kern := func(kind string, f dwFamily) string {
+		name := "dw" + kind + f.name
+		if kind == "Fwd" {
+			dwFwd(name, f)
+			fmt.Fprintf(&protos, "\n//go:noescape\nfunc %s(x, w, y *float32, nv, pitch int, offs *int)\n", name)
+		} else {
+			dwWgrad(name, f)
+			fmt.Fprintf(&protos, "\n//go:noescape\nfunc %s(x, dy, acc *float32, nv, pitch int, offs *int)\n", name)
+		}
+		return fmt.Sprintf("{%s: %s, k: %s}", strings.ToLower(kind), name, weightIndex(f))
+	}
+	for _, c := range []struct{ K, S int }{{3, 1}, {5, 1}, {7, 1}, {3, 2}, {5, 2}} {
+		f := dwS1(c.K)
+		if c.S == 2 {
+			f = dwS2(c.K)
+		}
+		fmt.Fprintf(&decl, "\tdwSets[%d][%d] = &dwKernels{\n\t\tfwd: dwKernel%s,\n\t\twgrad: []dwKernel{", c.K/2, c.S, kern("Fwd", f))
+		for i := 0; i < len(f.taps); i += dwRegTaps {
+			g := dwFamily{name: f.name, ptrs: f.ptrs, taps: f.taps[i:min(i+dwRegTaps, len(f.taps))]}
+			if len(f.taps) > dwRegTaps {
+				g.name += string(rune('a' + i/dwRegTaps))
+			}
+			if i > 0 {
+				decl.WriteString(", ")
+			}
+			decl.WriteString(kern("Wgrad", g))
+		}
+		decl.WriteString("},\n")
+		if c.S == 2 {
+			decl.WriteString("\t\tdx: [4]dwKernel{")
+			for ph := range 4 {
+				if ph > 0 {
+					decl.WriteString(", ")
+				}
+				decl.WriteString(kern("Fwd", dwS2dx(c.K, ph/2, ph%2)))
+			}
+			decl.WriteString("},\n")
+		}
+		decl.WriteString("\t}\n")
+	}
+	decl.WriteString("}\n")
+	decl.WriteString(protos.String())
+}
+
+// weightIndex returns the Go literal of f's weight indices in tap order.
+func weightIndex(f dwFamily) string {
+	var b strings.Builder
+	b.WriteString("[]int{")
+	for i, t := range f.taps {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, t.k)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// dwAddr is the address of tap t, off bytes further.
+func dwAddr(t dwTap, off int) string {
+	a := fmt.Sprintf("%d(%s)", t.col*4+off, ptrRegs[t.ptr])
+	if t.row > 0 {
+		a += fmt.Sprintf("(R8*%d)", t.row)
+	}
+	return a
+}
+
+// dwFwd emits name(x, w, y *float32, nv, pitch int, offs *int): for each
+// of nv vectors of 16 positions q, y[q] = Σ_t w[t]·(tap t at q), the taps
+// of f addressed from x by offs and pitch (bytes). Weights are kept in
+// registers (up to dwRegTaps taps) or broadcast from memory; the loop
+// takes u vectors at a time, then one.
+func dwFwd(name string, f dwFamily) {
+	T := len(f.taps)
+	wreg := T <= dwRegTaps
+	u := 8
+	if wreg && T > 24-u {
+		u = 31 - T
+	}
+	prologue(name, "x, w, y *float32, nv, pitch int, offs *int",
+		"x", "SI", "w", "DI", "y", "DX", "nv", "CX", "pitch", "R8", "offs", "R15")
+	loadPtrs(f.ptrs)
+	if wreg {
+		for t := range T {
+			p("VBROADCASTSS %d(DI), Z%d", 4*t, u+t)
+		}
+	}
+	for _, nv := range []int{u, 1} {
+		loop := fmt.Sprintf("%sx%d", name, nv)
+		fmt.Fprintf(&out, "%s:\n", loop)
+		p("CMPQ CX, $%d", nv)
+		p("JLT %sdone", loop)
+		for t, tp := range f.taps {
+			op := "VFMADD231PS"
+			if t == 0 {
+				op = "VMULPS"
+			}
+			for v := range nv {
+				if wreg {
+					p("%s %s, Z%d, Z%d", op, dwAddr(tp, 64*v), u+t, v)
+					continue
+				}
+				p("VMOVUPS %s, Z%d", dwAddr(tp, 64*v), u+v)
+				p("%s.BCST %d(DI), Z%d, Z%d", op, 4*t, u+v, v)
+			}
+		}
+		for v := range nv {
+			p("VMOVUPS Z%d, %d(DX)", v, 64*v)
+		}
+		for _, r := range append(ptrRegs[:f.ptrs:f.ptrs], "DX") {
+			p("ADDQ $%d, %s", 64*nv, r)
+		}
+		p("SUBQ $%d, CX", nv)
+		p("JMP %s", loop)
+		fmt.Fprintf(&out, "%sdone:\n", loop)
+	}
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// dwWgrad emits name(x, dy, acc *float32, nv, pitch int, offs *int): for
+// each tap t of f (at most dwRegTaps), acc[t] += Σ over nv vectors of 16
+// positions q of dy[q]·(tap t at q), the sums kept in one register per
+// tap and their lanes added at the end; two vectors at a time, then one.
+func dwWgrad(name string, f dwFamily) {
+	T := len(f.taps)
+	prologue(name, "x, dy, acc *float32, nv, pitch int, offs *int",
+		"x", "SI", "dy", "DI", "acc", "DX", "nv", "CX", "pitch", "R8", "offs", "R15")
+	loadPtrs(f.ptrs)
+	for t := range T {
+		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+	}
+	for _, nv := range []int{2, 1} {
+		loop := fmt.Sprintf("%sx%d", name, nv)
+		fmt.Fprintf(&out, "%s:\n", loop)
+		p("CMPQ CX, $%d", nv)
+		p("JLT %sdone", loop)
+		for v := range nv {
+			p("VMOVUPS %d(DI), Z%d", 64*v, 26+v)
+		}
+		for v := range nv {
+			for t, tp := range f.taps {
+				p("VFMADD231PS %s, Z%d, Z%d", dwAddr(tp, 64*v), 26+v, t)
+			}
+		}
+		for _, r := range append(ptrRegs[:f.ptrs:f.ptrs], "DI") {
+			p("ADDQ $%d, %s", 64*nv, r)
+		}
+		p("SUBQ $%d, CX", nv)
+		p("JMP %s", loop)
+		fmt.Fprintf(&out, "%sdone:\n", loop)
+	}
+	laneSums(T, func(i int) string { return fmt.Sprintf("%d(DX)", i*4) })
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// laneSums adds the sum of the 16 lanes of Z0…Z(n−1) to the floats at
+// the addresses at(i), using Z30 and Z31.
+func laneSums(n int, at func(i int) string) {
+	for i := range n {
 		p("VEXTRACTF64X4 $1, Z%d, Y30", i)
 		p("VADDPS Y30, Y%d, Y30", i)
 		p("VEXTRACTF32X4 $1, Y30, X31")
@@ -209,9 +472,62 @@ func wgrad(f family, ocb int) string {
 		p("VADDPS X31, X30, X30")
 		p("VPERMILPS $0xb1, X30, X31")
 		p("VADDPS X31, X30, X30")
-		p("VADDSS %d(DX), X30, X30", i*4)
-		p("VMOVSS X30, %d(DX)", i*4)
+		p("VADDSS %s, X30, X30", at(i))
+		p("VMOVSS X30, %s", at(i))
 	}
+}
+
+// wgradPW emits conv1x1WgradP1x<OCB>x<CB>(x, dy, dw *float32, nv, xcs,
+// dycs, dwcs int), the pointwise weight gradient of ocb output channels by
+// cb input channels: dw[j·dwcs + i] (bytes) += Σ over nv vectors of 16
+// positions of dy[j]·x[i], for rows of dy every dycs bytes and of x every
+// xcs bytes. The 4×6 sums stay in registers over the whole run and their
+// lanes are added at the end; each step loads 4 + 6 vectors for 24 FMAs.
+func wgradPW(ocb, cb int) string {
+	name := fmt.Sprintf("conv1x1WgradP1x%dx%d", ocb, cb)
+	prologue(name, "x, dy, dw *float32, nv, xcs, dycs, dwcs int",
+		"x", "SI", "dy", "DI", "dw", "DX", "nv", "CX", "xcs", "R8", "dycs", "R9", "dwcs", "R12")
+	// Rows 3 and further are addressed from a second pointer, three rows on.
+	p("LEAQ (SI)(R8*2), R11")
+	p("ADDQ R8, R11")
+	p("LEAQ (DI)(R9*2), R10")
+	p("ADDQ R9, R10")
+	p("LEAQ (DX)(R12*2), R13")
+	p("ADDQ R12, R13")
+	row := func(base0, base3, stride string, r int) string {
+		b := base0
+		if r >= 3 {
+			b, r = base3, r-3
+		}
+		if r == 0 {
+			return fmt.Sprintf("(%s)", b)
+		}
+		return fmt.Sprintf("(%s)(%s*%d)", b, stride, r)
+	}
+	acc := func(j, i int) int { return j*cb + i }
+	for i := range ocb * cb {
+		p("VPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	fmt.Fprintf(&out, "%sloop:\n", name)
+	for j := range ocb {
+		p("VMOVUPS %s, Z%d", row("DI", "R10", "R9", j), 24+j)
+	}
+	for i := range cb {
+		xr := 28 + i%2
+		p("VMOVUPS %s, Z%d", row("SI", "R11", "R8", i), xr)
+		for j := range ocb {
+			p("VFMADD231PS Z%d, Z%d, Z%d", xr, 24+j, acc(j, i))
+		}
+	}
+	for _, r := range []string{"SI", "R11", "DI", "R10"} {
+		p("ADDQ $64, %s", r)
+	}
+	p("DECQ CX")
+	fmt.Fprintf(&out, "\tJNZ %sloop\n", name)
+	laneSums(ocb*cb, func(k int) string {
+		j, i := k/cb, k%cb
+		return fmt.Sprintf("%d%s", 4*i, row("DX", "R13", "R12", j))
+	})
 	p("VZEROUPPER")
 	p("RET")
 	return name
