@@ -96,3 +96,51 @@ func TestOptimizeSensitivity(t *testing.T) {
 		})
 	}
 }
+
+// With --prune the estimate prices the widths too: the model lands in the budget with
+// filters removed, and the report lists every group's estimated increase per width.
+func TestOptimizeSensitivityPrune(t *testing.T) {
+	dir := t.TempDir()
+	model := copyModel(t, dir)
+	out, report := filepath.Join(dir, "o.onnx"), filepath.Join(dir, "report.json")
+	status, _, stderr := runCLI(t, optimizeArgs(model, out, "--method", "sensitivity", "--sensitivity-images", "256", "--prune",
+		"--wbits", "8", "--abits", "8", "--budget", "0.5", "--ft-epochs", "0", "--report", report)...)
+	if status != 0 {
+		t.Fatal(stderr)
+	}
+	var rep struct {
+		CostRatio float64 `json:"cost_ratio"`
+		Layers    []struct {
+			Filters     int `json:"filters"`
+			KeptFilters int `json:"kept_filters"`
+		} `json:"layers"`
+		Sensitivity struct {
+			Groups []struct {
+				Widths     []float64 `json:"widths"`
+				WidthsLoss []float64 `json:"widths_loss"`
+			} `json:"groups"`
+		} `json:"sensitivity"`
+	}
+	b, _ := os.ReadFile(report)
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.CostRatio > 0.5 || rep.CostRatio < 0.98*0.5 {
+		t.Errorf("cost ratio %.4f for a budget of 0.5", rep.CostRatio)
+	}
+	pruned := 0
+	for _, l := range rep.Layers {
+		pruned += l.Filters - l.KeptFilters
+	}
+	if pruned == 0 {
+		t.Error("nothing pruned")
+	}
+	if len(rep.Sensitivity.Groups) == 0 {
+		t.Fatal("no group in the sensitivity report")
+	}
+	for _, g := range rep.Sensitivity.Groups {
+		if l := g.WidthsLoss; len(l) != len(g.Widths) || !(l[0] > 0) || l[len(l)-1] != 0 {
+			t.Errorf("widths %v: estimated increases %v", g.Widths, l)
+		}
+	}
+}
