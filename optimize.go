@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/qnas/qnas/graph"
@@ -11,13 +12,15 @@ import (
 	"github.com/qnas/qnas/internal/data"
 	"github.com/qnas/qnas/internal/field"
 	"github.com/qnas/qnas/internal/stats"
+	"github.com/qnas/qnas/internal/train"
 	"github.com/qnas/qnas/search"
 	"github.com/qnas/qnas/supernet"
 )
 
 // OptimizeReport is the report of Optimize: the Quantize report of the written model plus
-// the budget, the search's epochs, the baselines and the per-seed results. It is the JSON
-// `qnas optimize --json` prints.
+// the budget, the search's epochs, the baselines, the per-seed results and their summary
+// (with baselines, each seed compared with the uniform frontier at the budget). It is the
+// JSON `qnas optimize --json` prints (docs/formats.md).
 type OptimizeReport struct {
 	QuantizeReport
 	Budget     float64 `json:"budget"` // as a ratio of the reference cost
@@ -42,24 +45,37 @@ type Baseline struct {
 	Accuracy  float64 `json:"accuracy"`
 	Seed      uint64  `json:"seed"`
 	Why       string  `json:"why"`
+	// Diverged says why the baseline's fine-tuning was stopped (the divergence guard);
+	// such a baseline has no accuracy and is left out of the summary and the frontier.
+	Diverged string `json:"diverged,omitempty"`
 }
 
-// SeedResult is the searched model of one seed.
+// SeedResult is the searched model of one seed. With baselines, FrontierAtBudget is the
+// accuracy of the uniform frontier of that seed's baselines at the budget
+// (supernet.Frontier.At) and MixedMinusFrontier is Accuracy minus it.
 type SeedResult struct {
-	Seed        uint64  `json:"seed"`
-	CostRatio   float64 `json:"cost_ratio"`
-	Accuracy    float64 `json:"accuracy"`
-	ArgmaxRatio float64 `json:"argmax_cost_ratio"`
-	Arch        string  `json:"arch"`
+	Seed               uint64   `json:"seed"`
+	CostRatio          float64  `json:"cost_ratio"`
+	Accuracy           float64  `json:"accuracy"`
+	ArgmaxRatio        float64  `json:"argmax_cost_ratio"`
+	Arch               string   `json:"arch"`
+	FrontierAtBudget   *float64 `json:"frontier_at_budget,omitempty"`
+	MixedMinusFrontier *float64 `json:"mixed_minus_frontier,omitempty"`
 }
 
 // SeedSummary is the mean and standard deviation over the seeds, of the searched models
-// and of every baseline ("w4a4": [mean, std]).
+// and of every baseline ("w4a4": [mean, std]); with baselines also of the seeds'
+// FrontierAtBudget and MixedMinusFrontier ([mean, std]), and FrontierNote when the budget
+// lies outside a seed's frontier (below its cheapest uniform model, or above its dearest),
+// where the comparison is with that model.
 type SeedSummary struct {
-	Seeds     int                   `json:"seeds"`
-	MixedMean float64               `json:"mixed_mean"`
-	MixedStd  float64               `json:"mixed_std"`
-	Baselines map[string][2]float64 `json:"baselines,omitempty"`
+	Seeds              int                   `json:"seeds"`
+	MixedMean          float64               `json:"mixed_mean"`
+	MixedStd           float64               `json:"mixed_std"`
+	Baselines          map[string][2]float64 `json:"baselines,omitempty"`
+	FrontierAtBudget   *[2]float64           `json:"frontier_at_budget,omitempty"`
+	MixedMinusFrontier *[2]float64           `json:"mixed_minus_frontier,omitempty"`
+	FrontierNote       string                `json:"frontier_note,omitempty"`
 }
 
 // SensitivityReport is the estimate of the fast mode: the images it read and, per layer
@@ -267,11 +283,19 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 				return nil, err
 			}
 			o.note("seed %d: baseline w%da%d (%s)", seed, bl.WBits, bl.ABits, bl.Why)
+			bl.Seed = seed
 			brep, err := s.fineTune(ctx, br, opts.FineTuneEpochs, "", seed)
+			if why := train.DivergedSummary(err); why != "" {
+				// A comparison that diverged is a finding, not a reason to lose the run.
+				bl.Diverged = why
+				o.note("seed %d: baseline w%da%d diverged (%s); left out of the comparison", seed, bl.WBits, bl.ABits, why)
+				rep.Baselines = append(rep.Baselines, bl)
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
-			bl.Accuracy, bl.Seed = brep.Accuracy, seed
+			bl.Accuracy = brep.Accuracy
 			rep.Baselines = append(rep.Baselines, bl)
 			key := fmt.Sprintf("w%da%d", bl.WBits, bl.ABits)
 			if _, ok := baseAcc[key]; !ok {
@@ -286,6 +310,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		for _, k := range baseOrder {
 			bm, bs := stats.MeanStd(baseAcc[k])
 			rep.Summary.Baselines[k] = [2]float64{bm, bs}
+		}
+		if opts.Baselines {
+			compareWithFrontier(rep.Budget, rep.Seeds, rep.Baselines, rep.Summary)
 		}
 	}
 	ckpt.Remove(s.ckpt.search) // the run is complete
@@ -340,6 +367,51 @@ func (o *OptimizeOptions) sensitivityConfig(s *session, seed uint64) search.Sens
 	t := o.Training
 	return search.SensitivityConfig{Images: o.SensitivityImages, Batch: min(sensitivityBatch, t.Batch), CalibBatches: t.Calib, CalibBatch: t.Batch,
 		Seed: seed, Norm: s.norm, Log: o.bars()}
+}
+
+// compareWithFrontier compares each seed's searched model with the uniform frontier of
+// that seed's baselines at the budget ratio: it sets the seeds' FrontierAtBudget and
+// MixedMinusFrontier, and in sum their mean and standard deviation and the frontier's
+// notes (each once; prefixed with its seeds when it holds for some of them only). Seeds
+// without baselines are left out.
+func compareWithFrontier(budget float64, seeds []SeedResult, baselines []Baseline, sum *SeedSummary) {
+	var front, diff []float64
+	var notes []string
+	noteSeeds := map[string][]string{}
+	for i := range seeds {
+		sr := &seeds[i]
+		var measured []supernet.Vertex
+		for _, bl := range baselines {
+			if bl.Seed == sr.Seed && bl.Diverged == "" {
+				measured = append(measured, supernet.Vertex{WBits: bl.WBits, ABits: bl.ABits, CostRatio: bl.CostRatio, Accuracy: bl.Accuracy})
+			}
+		}
+		acc, note, ok := supernet.NewFrontier(measured).At(budget)
+		if !ok {
+			continue
+		}
+		d := sr.Accuracy - acc
+		sr.FrontierAtBudget, sr.MixedMinusFrontier = &acc, &d
+		front, diff = append(front, acc), append(diff, d)
+		if note != "" {
+			if _, seen := noteSeeds[note]; !seen {
+				notes = append(notes, note)
+			}
+			noteSeeds[note] = append(noteSeeds[note], fmt.Sprint(sr.Seed))
+		}
+	}
+	if len(front) == 0 {
+		return
+	}
+	fm, fs := stats.MeanStd(front)
+	dm, ds := stats.MeanStd(diff)
+	sum.FrontierAtBudget, sum.MixedMinusFrontier = &[2]float64{fm, fs}, &[2]float64{dm, ds}
+	for i, n := range notes {
+		if k := noteSeeds[n]; len(k) < len(front) {
+			notes[i] = fmt.Sprintf("seed%s %s: %s", plural(len(k)), strings.Join(k, ", "), n)
+		}
+	}
+	sum.FrontierNote = strings.Join(notes, "; ")
 }
 
 // searchConfig is the search of one seed.
@@ -421,37 +493,20 @@ func withWeights(g *graph.Graph, w map[string][]float32) *graph.Graph {
 // budget's nominal comparison, such as w4a4 for 0.25, whose network input at 8 bits puts
 // it just above). The bits come from opts.
 func UniformBaselines(space *supernet.Space, cm supernet.CostModel, b supernet.Budget, opts supernet.SearchOptions) []Baseline {
-	type cand struct {
-		w, a int
-		cost float64
-	}
-	var all []cand
-	for _, w := range opts.WBits {
-		for _, a := range opts.ABits {
-			r, err := space.Resolve(&supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{w}, ABits: a}})
-			if err != nil {
-				continue
-			}
-			c, err := cm.Cost(r)
-			if err != nil {
-				continue
-			}
-			all = append(all, cand{w, a, c})
-		}
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].cost < all[j].cost })
+	all := supernet.UniformCosts(space, cm, opts.WBits, opts.ABits)
+	sort.Slice(all, func(i, j int) bool { return all[i].Cost < all[j].Cost })
 	var out []Baseline
-	add := func(c cand, why string) {
+	add := func(c supernet.UniformCost, why string) {
 		for _, x := range out {
-			if x.WBits == c.w && x.ABits == c.a {
+			if x.WBits == c.WBits && x.ABits == c.ABits {
 				return
 			}
 		}
-		out = append(out, Baseline{WBits: c.w, ABits: c.a, CostRatio: c.cost / b.Reference, Why: why})
+		out = append(out, Baseline{WBits: c.WBits, ABits: c.ABits, CostRatio: c.Cost / b.Reference, Why: why})
 	}
 	costs, same := make([]float64, len(all)), make([]bool, len(all))
 	for i, c := range all {
-		costs[i], same[i] = c.cost, c.w == c.a
+		costs[i], same[i] = c.Cost, c.WBits == c.ABits
 	}
 	sameBelow, anyBelow, sameAbove := supernet.Bracket(costs, same, b.Cost)
 	for _, p := range []struct {

@@ -152,7 +152,9 @@ type OptimizeOptions struct {
 	// FineTuneFrom is "search" (the supernet's weights, trained during the search) or
 	// "float" (the input model's).
 	FineTuneFrom string
-	// Baselines also fine-tunes uniform models of the nearest costs (OptimizeReport.Baselines).
+	// Baselines also fine-tunes uniform models of the nearest costs (OptimizeReport.Baselines)
+	// and compares each seed with their frontier at the budget (SeedResult.FrontierAtBudget,
+	// SeedSummary.MixedMinusFrontier).
 	Baselines bool
 	// Seeds repeats the whole run for seeds Training.Seed, +1, …; the model written is the
 	// first seed's, the report gives mean ± std.

@@ -21,3 +21,33 @@ func Bracket(costs []float64, same []bool, budget float64) (sameBelow, anyBelow,
 	}
 	return sameBelow, anyBelow, sameAbove
 }
+
+// UniformCost is a uniform model of a space (every layer at WBits weight bits and ABits
+// input bits) priced by a cost model.
+type UniformCost struct {
+	WBits, ABits int
+	Cost         float64 // in the cost model's unit
+	CostRatio    float64 // of the model at the cost model's reference pair
+}
+
+// UniformCosts prices the uniform models of every pair of wbits × abits, in that order (the
+// weight bits outer). A pair the space cannot apply or the cost model cannot price (a
+// device profile that does not run it) is left out.
+func UniformCosts(space *Space, m CostModel, wbits, abits []int) []UniformCost {
+	ref := m.Reference(space)
+	var out []UniformCost
+	for _, w := range wbits {
+		for _, a := range abits {
+			r, err := space.Resolve(&Arch{Default: &LayerSpec{WBits: []int{w}, ABits: a}})
+			if err != nil {
+				continue
+			}
+			c, err := m.Cost(r)
+			if err != nil {
+				continue
+			}
+			out = append(out, UniformCost{WBits: w, ABits: a, Cost: c, CostRatio: c / ref})
+		}
+	}
+	return out
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/qnas/qnas/internal/figure"
 	"github.com/qnas/qnas/internal/stats"
 	"github.com/qnas/qnas/onnxio"
+	"github.com/qnas/qnas/supernet"
 )
 
 // ResultFormat is the value of sweep.json's "format".
@@ -63,19 +64,19 @@ type BudgetResult struct {
 // Result is sweep.json: what the finished points say. It depends only on their reports
 // and models, so a sweep that was interrupted and resumed merges to the same file.
 type Result struct {
-	Format        string         `json:"format"`
-	Model         string         `json:"model"`
-	CostModel     string         `json:"cost_model"`
-	CostUnit      string         `json:"cost_unit"`
-	ReferenceCost float64        `json:"reference_cost"`
-	FloatAccuracy float64        `json:"float_accuracy"`
-	Rows          []Row          `json:"rows"`
-	Budgets       []BudgetResult `json:"budgets"`
-	Frontier      Frontier       `json:"frontier"`
-	Points        int            `json:"points"`   // planned
-	Finished      int            `json:"finished"` // with a report
-	Missing       []string       `json:"missing,omitempty"`
-	Warnings      []string       `json:"warnings,omitempty"`
+	Format        string            `json:"format"`
+	Model         string            `json:"model"`
+	CostModel     string            `json:"cost_model"`
+	CostUnit      string            `json:"cost_unit"`
+	ReferenceCost float64           `json:"reference_cost"`
+	FloatAccuracy float64           `json:"float_accuracy"`
+	Rows          []Row             `json:"rows"`
+	Budgets       []BudgetResult    `json:"budgets"`
+	Frontier      supernet.Frontier `json:"frontier"`
+	Points        int               `json:"points"`   // planned
+	Finished      int               `json:"finished"` // with a report
+	Missing       []string          `json:"missing,omitempty"`
+	Warnings      []string          `json:"warnings,omitempty"`
 }
 
 // finished is a point with its report, as Merge collects them.
@@ -178,7 +179,7 @@ func budgetsOf(p *Plan) []float64 {
 	return out
 }
 
-func budgetResult(b float64, done []finished, f Frontier) BudgetResult {
+func budgetResult(b float64, done []finished, f supernet.Frontier) BudgetResult {
 	br := BudgetResult{Budget: b, BitMap: bitMapStem(b)}
 	var accs []float64
 	for _, d := range done {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/supernet"
 )
 
 // The sample reports in testdata are real: written by (optimize_report.json)
@@ -188,41 +189,12 @@ func TestOpenKeepsPointsAndRefusesOtherSweeps(t *testing.T) {
 	}
 }
 
-func TestFrontierIsTheUpperEnvelopeLinearInCost(t *testing.T) {
-	rows := []Row{
-		{Kind: Uniform, WBits: 2, ABits: 2, CostRatio: 0.07, Accuracy: 0.80},
-		{Kind: Uniform, WBits: 2, ABits: 2, CostRatio: 0.07, Accuracy: 0.82}, // second seed
-		{Kind: Uniform, WBits: 2, ABits: 4, CostRatio: 0.13, Accuracy: 0.78}, // dominated by w2a2
-		{Kind: Uniform, WBits: 3, ABits: 3, CostRatio: 0.15, Accuracy: 0.89},
-		{Kind: Uniform, WBits: 4, ABits: 2, CostRatio: 0.15, Accuracy: 0.85}, // same cost, worse
-		{Kind: Uniform, WBits: 4, ABits: 4, CostRatio: 0.27, Accuracy: 0.92},
-		{Kind: Mixed, Budget: 0.25, CostRatio: 0.25, Accuracy: 0.99},
-	}
-	f := UniformFrontier(rows)
-	if len(f) != 3 || f[0].WBits != 2 || math.Abs(f[0].Accuracy-0.81) > 1e-12 || f[1].WBits != 3 || f[2].ABits != 4 {
-		t.Fatalf("frontier %+v", f)
-	}
-	acc, note, ok := f.At(0.21)
-	if want := 0.89 + (0.21-0.15)/(0.27-0.15)*(0.92-0.89); !ok || note != "" || math.Abs(acc-want) > 1e-12 {
-		t.Errorf("At(0.21) = %v %q, want %v", acc, note, want)
-	}
-	if acc, note, _ := f.At(0.0625); acc != f[0].Accuracy || !strings.Contains(note, "below the cheapest uniform model (w2a2 at 0.07)") {
-		t.Errorf("At(0.0625) = %v %q", acc, note)
-	}
-	if acc, note, _ := f.At(0.5); acc != 0.92 || !strings.Contains(note, "w4a4") {
-		t.Errorf("At(0.5) = %v %q", acc, note)
-	}
-	if _, _, ok := (Frontier{}).At(0.1); ok {
-		t.Error("an empty frontier answered")
-	}
-}
-
 func TestChooseUniformBracketsEveryBudget(t *testing.T) {
-	var cands []UniformCost
+	var cands []supernet.UniformCost
 	cost := func(w, a int) float64 { return float64(w*a)/64 + 0.01 } // the 8-bit input layer's share
 	for w := 2; w <= 8; w++ {
 		for a := 2; a <= 8; a++ {
-			cands = append(cands, UniformCost{Bits{w, a}, cost(w, a)})
+			cands = append(cands, supernet.UniformCost{WBits: w, ABits: a, CostRatio: cost(w, a)})
 		}
 	}
 	got := ChooseUniform(cands, []float64{0.0625, 0.25})

@@ -140,8 +140,10 @@ derives the architecture, repairs it into [0.98, 1] × budget, and does what qna
 with it: fine-tunes with quantization in the loop and writes OUT.onnx, OUT.encodings.json
 and OUT.arch.json. The search's state is saved in OUT.onnx.search.ckpt, the fine-tuning's
 in OUT.onnx.ckpt (after every epoch and on SIGINT/SIGTERM); --resume FILE continues the run
-FILE holds. --baselines also fine-tunes uniform models of the nearest costs; --seeds N
-repeats everything per seed (the model written is the first seed's) and reports mean ± std.`,
+FILE holds. --baselines also fine-tunes uniform models of the nearest costs and compares
+the searched model with their frontier at the budget (linear in cost between them; below
+the cheapest, that one); --seeds N repeats everything per seed (the model written is the
+first seed's) and reports mean ± std.`,
 		Args: exactArgs(1, "MODEL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runOptimize(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
@@ -193,13 +195,34 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		return err
 	}
 	if rep.Summary != nil && !o.JSON {
-		fmt.Fprintf(stdout, "mixed: %.2f%% ± %.2f over %d seeds", 100*rep.Summary.MixedMean, 100*rep.Summary.MixedStd, opts.Seeds)
-		for _, b := range rep.Baselines[:len(rep.Baselines)/opts.Seeds] {
-			k := fmt.Sprintf("w%da%d", b.WBits, b.ABits)
-			v := rep.Summary.Baselines[k]
-			fmt.Fprintf(stdout, "; %s %.2f%% ± %.2f", k, 100*v[0], 100*v[1])
+		n := opts.Seeds
+		// pm writes a mean in points, with its spread when there are several seeds.
+		pm := func(v [2]float64, sign string) string {
+			if n == 1 {
+				return fmt.Sprintf("%"+sign+".2f", 100*v[0])
+			}
+			return fmt.Sprintf("%"+sign+".2f ± %.2f", 100*v[0], 100*v[1])
 		}
-		fmt.Fprintln(stdout)
+		line := "mixed: " + pm([2]float64{rep.Summary.MixedMean, rep.Summary.MixedStd}, "") + "%"
+		if n > 1 {
+			line += fmt.Sprintf(" over %d seeds", n)
+		}
+		for _, b := range rep.Baselines[:len(rep.Baselines)/n] {
+			k := fmt.Sprintf("w%da%d", b.WBits, b.ABits)
+			if v, ok := rep.Summary.Baselines[k]; ok {
+				line += fmt.Sprintf("; %s %s%%", k, pm(v, ""))
+			} else {
+				line += fmt.Sprintf("; %s diverged", k)
+			}
+		}
+		fmt.Fprintln(stdout, line)
+		if f, d := rep.Summary.FrontierAtBudget, rep.Summary.MixedMinusFrontier; f != nil {
+			fmt.Fprintf(stdout, "frontier at %.4g: %s%%; mixed − frontier %s", rep.Budget, pm(*f, ""), pm(*d, "+"))
+			if n := rep.Summary.FrontierNote; n != "" {
+				fmt.Fprintf(stdout, " (%s)", n)
+			}
+			fmt.Fprintln(stdout)
+		}
 	}
 	return nil
 }

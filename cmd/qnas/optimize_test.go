@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -13,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qnas/qnas"
 	"github.com/qnas/qnas/internal/testenv"
+	"github.com/qnas/qnas/supernet"
 )
 
 func optimizeArgs(model, out string, extra ...string) []string {
@@ -77,9 +80,11 @@ func TestOptimizeEndToEnd(t *testing.T) {
 	if got, want := pngSize(t, filepath.Join(dir, "report.bits.png")), pngSize(t, inspected); got != want {
 		t.Errorf("report.bits.png is %v, inspect --plot's bit map of the model %v", got, want)
 	}
-	// Same seed, same bytes.
-	out2 := filepath.Join(dir, "o2.onnx")
-	if status, _, stderr := runCLI(t, optimizeArgs(model, out2)...); status != 0 {
+	// Same seed, same bytes; --baselines fine-tunes uniform models besides, and does not
+	// change the model written.
+	out2, report2 := filepath.Join(dir, "o2.onnx"), filepath.Join(dir, "report2.json")
+	status, stdout, stderr = runCLI(t, optimizeArgs(model, out2, "--baselines", "--report", report2)...)
+	if status != 0 {
 		t.Fatal(stderr)
 	}
 	b1, _ := os.ReadFile(out)
@@ -87,6 +92,7 @@ func TestOptimizeEndToEnd(t *testing.T) {
 	if !bytes.Equal(b1, b2) {
 		t.Error("two runs with one seed wrote different models")
 	}
+	checkFrontier(t, report2, stdout)
 	// The architecture it wrote costs what the report says.
 	status, stdout, stderr = runCLI(t, "inspect", model, "--arch", filepath.Join(dir, "o.arch.json"), "--json")
 	if status != 0 {
@@ -96,6 +102,36 @@ func TestOptimizeEndToEnd(t *testing.T) {
 	json.Unmarshal([]byte(stdout), &s)
 	if math.Abs(s.CostRatio-rep["cost_ratio"].(float64)) > 1e-9 {
 		t.Errorf("inspect --arch says %.6f, the report %.6f", s.CostRatio, rep["cost_ratio"].(float64))
+	}
+}
+
+// checkFrontier checks the comparison a one-seed --baselines run reports: the frontier of
+// its baselines at the budget, and the searched model's accuracy minus it, in the seed's
+// result, in the summary (std 0) and on stdout.
+func checkFrontier(t *testing.T, report, stdout string) {
+	t.Helper()
+	var rep qnas.OptimizeReport
+	if err := json.Unmarshal(must(os.ReadFile(report)), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Seeds) != 1 || len(rep.Baselines) == 0 || rep.Summary == nil || rep.Summary.FrontierAtBudget == nil || rep.Summary.MixedMinusFrontier == nil {
+		t.Fatalf("--baselines report: seeds %+v, baselines %+v, summary %+v", rep.Seeds, rep.Baselines, rep.Summary)
+	}
+	var measured []supernet.Vertex
+	for _, b := range rep.Baselines {
+		measured = append(measured, supernet.Vertex{WBits: b.WBits, ABits: b.ABits, CostRatio: b.CostRatio, Accuracy: b.Accuracy})
+	}
+	front, note, _ := supernet.NewFrontier(measured).At(rep.Budget)
+	seed, sum := rep.Seeds[0], rep.Summary
+	if seed.FrontierAtBudget == nil || *seed.FrontierAtBudget != front || sum.FrontierAtBudget[0] != front || sum.FrontierAtBudget[1] != 0 || sum.FrontierNote != note {
+		t.Errorf("frontier at %g: seed %+v, summary %v %q; the baselines' frontier is %v %q", rep.Budget, seed, *sum.FrontierAtBudget, sum.FrontierNote, front, note)
+	}
+	if d := seed.Accuracy - front; math.Abs(*seed.MixedMinusFrontier-d) > 1e-9 || math.Abs(sum.MixedMinusFrontier[0]-d) > 1e-9 || math.Abs(rep.Accuracy-seed.Accuracy) > 1e-9 {
+		t.Errorf("mixed − frontier: seed %v, summary %v; accuracy %v − frontier %v = %v", *seed.MixedMinusFrontier, *sum.MixedMinusFrontier, seed.Accuracy, front, d)
+	}
+	want := fmt.Sprintf("frontier at 0.25: %.2f%%; mixed − frontier %+.2f", 100*front, 100*(seed.Accuracy-front))
+	if !strings.Contains(stdout, want) {
+		t.Errorf("stdout lacks %q:\n%s", want, stdout)
 	}
 }
 

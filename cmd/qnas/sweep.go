@@ -316,19 +316,7 @@ func sweepSpec(f *pflag.FlagSet, model string, o sweepOptions) (sweep.Spec, erro
 		}
 	}
 	if o.Baselines {
-		var cands []sweep.UniformCost
-		for _, w := range opts.WBits {
-			for _, a := range opts.ABits {
-				r, err := space.Resolve(&supernet.Arch{Default: &supernet.LayerSpec{WBits: []int{w}, ABits: a}})
-				if err != nil {
-					continue
-				}
-				if c, err := cm.Cost(r); err == nil {
-					cands = append(cands, sweep.UniformCost{Bits: sweep.Bits{WBits: w, ABits: a}, CostRatio: c / ref})
-				}
-			}
-		}
-		chosen := sweep.ChooseUniform(cands, spec.Budgets)
+		chosen := sweep.ChooseUniform(supernet.UniformCosts(space, cm, opts.WBits, opts.ABits), spec.Budgets)
 		for _, u := range spec.Uniform {
 			if !containsBits(chosen, u) {
 				chosen = append(chosen, u)

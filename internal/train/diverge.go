@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
@@ -30,6 +31,18 @@ type DivergedError struct {
 }
 
 func (e *DivergedError) Error() string {
+	msg := e.summary()
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	if e.Checkpoint != "" {
+		return msg + "; nothing was written, the last good state is in " + e.Checkpoint
+	}
+	return msg + "; nothing was written"
+}
+
+// summary says what diverged, where and at which learning rate.
+func (e *DivergedError) summary() string {
 	var what string
 	if math.IsNaN(e.Now) || math.IsInf(e.Now, 0) {
 		what = fmt.Sprintf("the %s loss became %v", e.What, e.Now)
@@ -39,14 +52,7 @@ func (e *DivergedError) Error() string {
 			what += fmt.Sprintf(", worse than guessing (%.3g)", e.Ceiling)
 		}
 	}
-	msg := fmt.Sprintf("epoch %d step %d: %s: the run diverged at learning rate %g", e.Epoch, e.Step, what, e.LR)
-	if e.Hint != "" {
-		msg += "; " + e.Hint
-	}
-	if e.Checkpoint != "" {
-		return msg + "; nothing was written, the last good state is in " + e.Checkpoint
-	}
-	return msg + "; nothing was written"
+	return fmt.Sprintf("epoch %d step %d: %s: the run diverged at learning rate %g", e.Epoch, e.Step, what, e.LR)
 }
 
 // Guard watches the losses of a run for divergence. The zero value is ready to use.
@@ -114,9 +120,29 @@ type AccuracyDropError struct {
 }
 
 func (e *AccuracyDropError) Error() string {
-	msg := fmt.Sprintf("fine-tuning lowered the test accuracy from %.2f%% (after calibration alone) to %.2f%%: the run diverged at learning rate %g", 100*e.PTQ, 100*e.Now, e.LR)
+	msg := e.summary()
 	if e.Hint != "" {
 		msg += "; " + e.Hint
 	}
 	return msg + "; nothing was written"
+}
+
+// summary says how far the accuracy fell and at which learning rate.
+func (e *AccuracyDropError) summary() string {
+	return fmt.Sprintf("fine-tuning lowered the test accuracy from %.2f%% (after calibration alone) to %.2f%%: the run diverged at learning rate %g", 100*e.PTQ, 100*e.Now, e.LR)
+}
+
+// DivergedSummary returns, when err is (or wraps) a DivergedError or an
+// AccuracyDropError, what diverged without the advice and the state of the files; "" for
+// any other error and for nil.
+func DivergedSummary(err error) string {
+	var d *DivergedError
+	var a *AccuracyDropError
+	switch {
+	case errors.As(err, &d):
+		return d.summary()
+	case errors.As(err, &a):
+		return a.summary()
+	}
+	return ""
 }

@@ -1,7 +1,10 @@
 package train
 
 import (
+	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -67,5 +70,29 @@ func TestDataMismatchIsAnError(t *testing.T) {
 	d := &data.Dataset{N: 2, C: 3, H: 32, W: 32, Classes: 10, Pixels: make([]uint8, 2*3*32*32), Labels: []int32{0, 1}, Source: "cifar"}
 	if _, err := Evaluate(g, d, data.Normalize{}, 2, nil); err == nil {
 		t.Fatal("3×32×32 data accepted by a 1×28×28 model")
+	}
+}
+
+// DivergedSummary says what diverged, for a caller that records it instead of stopping
+// (optimize's baselines), without the advice and the state of the files meant for a user
+// whose run stopped; other errors give "".
+func TestDivergedSummary(t *testing.T) {
+	d := &DivergedError{What: "training", Epoch: 2, Step: 7, Start: 0.4, Now: math.NaN(), LR: 5, Hint: "lower --lr", Checkpoint: "x.ckpt"}
+	a := &AccuracyDropError{PTQ: 0.9, Now: 0.1, LR: 5, Hint: "lower --lr"}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("seed 4: %w", d), "epoch 2 step 7: the training loss became NaN: the run diverged at learning rate 5"},
+		{a, "fine-tuning lowered the test accuracy from 90.00% (after calibration alone) to 10.00%: the run diverged at learning rate 5"},
+		{errors.New("disk full"), ""},
+		{nil, ""},
+	} {
+		if got := DivergedSummary(c.err); got != c.want {
+			t.Errorf("DivergedSummary(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+	if !strings.HasSuffix(d.Error(), "; lower --lr; nothing was written, the last good state is in x.ckpt") {
+		t.Errorf("Error() = %q", d.Error())
 	}
 }
