@@ -53,9 +53,14 @@ func quantizePlan(o *QuantizeOptions) (checkpointPlan, error) {
 // optimizePlan is Optimize's checkpoints, OUT.onnx.search.ckpt and OUT.onnx.ckpt. Resume
 // continues that file: a search checkpoint continues the search (then the fine-tuning
 // starts afresh), a fine-tuning checkpoint continues the fine-tuning after redoing the
-// finished search from OUT.onnx.search.ckpt, which must be there.
+// finished search from OUT.onnx.search.ckpt, which must be there. The sensitivity method
+// keeps no search checkpoint: a resumed fine-tuning repeats its estimate, which the seed
+// determines.
 func optimizePlan(o *OptimizeOptions) (checkpointPlan, error) {
 	p := checkpointPlan{search: o.Output.Path + ".search.ckpt"}
+	if o.sensitivity() {
+		p.search = ""
+	}
 	if o.FineTuneEpochs > 0 {
 		p.fineTune = o.Output.Path + ".ckpt"
 	}
@@ -66,13 +71,16 @@ func optimizePlan(o *OptimizeOptions) (checkpointPlan, error) {
 	if err != nil {
 		return p, err
 	}
-	switch h.Kind {
-	case search.SearchCheckpointKind:
+	switch {
+	case h.Kind == search.SearchCheckpointKind && o.sensitivity():
+		return p, field.Errorf("Resume", " %s continues a search, and OptimizeOptions.Method %s does not search", o.Resume, MethodSensitivity)
+	case h.Kind == search.SearchCheckpointKind:
 		p.search, p.resumeSearch = o.Resume, true
-	case train.CheckpointKind:
-		if o.FineTuneEpochs == 0 {
-			return p, field.Errorf("Resume", " %s continues a fine-tuning, and OptimizeOptions.FineTuneEpochs 0 has none", o.Resume)
-		}
+	case h.Kind == train.CheckpointKind && o.FineTuneEpochs == 0:
+		return p, field.Errorf("Resume", " %s continues a fine-tuning, and OptimizeOptions.FineTuneEpochs 0 has none", o.Resume)
+	case h.Kind == train.CheckpointKind && o.sensitivity():
+		p.fineTune, p.resumeFineTune = o.Resume, true
+	case h.Kind == train.CheckpointKind:
 		sh, err := ckpt.ReadHeader(p.search)
 		if err != nil || sh.Kind != search.SearchCheckpointKind {
 			return p, field.Errorf("Resume", " %s continues the fine-tuning after a search, whose checkpoint %s is needed too and is missing or not a search checkpoint", o.Resume, p.search)

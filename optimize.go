@@ -23,14 +23,18 @@ import (
 // JSON `qnas optimize --json` prints (docs/formats.md).
 type OptimizeReport struct {
 	QuantizeReport
-	Budget       float64              `json:"budget"` // as a ratio of the reference cost
-	BudgetCost   float64              `json:"budget_cost"`
+	Budget     float64 `json:"budget"` // as a ratio of the reference cost
+	BudgetCost float64 `json:"budget_cost"`
+	Method     string  `json:"method"` // MethodSearch or MethodSensitivity
+	// SearchEpochs and Search are the search's (0 and none with MethodSensitivity).
 	SearchEpochs int                  `json:"search_epochs"`
 	Search       []search.SearchEpoch `json:"search"`
-	ArgmaxRatio  float64              `json:"argmax_cost_ratio"` // the search's most probable architecture, before repair
-	Baselines    []Baseline           `json:"baselines,omitempty"`
-	Seeds        []SeedResult         `json:"seeds,omitempty"`
-	Summary      *SeedSummary         `json:"summary,omitempty"`
+	// Sensitivity is the estimate of MethodSensitivity.
+	Sensitivity *SensitivityReport `json:"sensitivity,omitempty"`
+	ArgmaxRatio float64            `json:"argmax_cost_ratio"` // the most probable architecture, before repair
+	Baselines   []Baseline         `json:"baselines,omitempty"`
+	Seeds       []SeedResult       `json:"seeds,omitempty"`
+	Summary     *SeedSummary       `json:"summary,omitempty"`
 }
 
 // Baseline is a uniform model fine-tuned like the searched one, to compare with.
@@ -74,9 +78,66 @@ type SeedSummary struct {
 	FrontierNote       string                `json:"frontier_note,omitempty"`
 }
 
+// SensitivityReport is the estimate of the fast mode: the images it read and, per layer
+// and channel group, each option's estimated increase of the training loss (summed over a
+// layer's units: all its filters at those bits).
+type SensitivityReport struct {
+	Images int                `json:"images"`
+	Batch  int                `json:"batch"`
+	Loss   float64            `json:"loss"` // of the most precise architecture on those images
+	Layers []LayerSensitivity `json:"layers"`
+	Groups []GroupSensitivity `json:"groups,omitempty"`
+}
+
+// LayerSensitivity is one layer's estimated loss increases, per weight bits and per input
+// bits (an empty list: the choice is fixed).
+type LayerSensitivity struct {
+	Name      string    `json:"name"`
+	WBits     []int     `json:"wbits"`
+	WBitsLoss []float64 `json:"wbits_loss"`
+	ABits     []int     `json:"abits"`
+	ABitsLoss []float64 `json:"abits_loss"`
+}
+
+// GroupSensitivity is one channel group's estimated loss increase per width.
+type GroupSensitivity struct {
+	Name       string    `json:"name"`
+	Widths     []float64 `json:"widths"`
+	WidthsLoss []float64 `json:"widths_loss"`
+}
+
+// sensitivityReport summarizes the estimate res of sn.
+func sensitivityReport(sn *supernet.Supernet, res *search.SensitivityResult) *SensitivityReport {
+	r := &SensitivityReport{Images: res.Images, Batch: res.Batch, Loss: res.Loss}
+	for _, lc := range sn.Layers {
+		ls := LayerSensitivity{Name: lc.Layer.Name}
+		if inc := res.Increase[lc.WLogits]; inc != nil {
+			ls.WBits, ls.WBitsLoss = lc.WBits, make([]float64, len(lc.WBits))
+			for i, v := range inc {
+				ls.WBitsLoss[i%len(lc.WBits)] += v
+			}
+		}
+		if inc := res.Increase[lc.ALogits]; inc != nil {
+			ls.ABits, ls.ABitsLoss = lc.ABits, inc
+		}
+		r.Layers = append(r.Layers, ls)
+	}
+	for _, gc := range sn.Groups {
+		r.Groups = append(r.Groups, GroupSensitivity{Name: gc.Group.Name(), Widths: gc.Widths, WidthsLoss: res.Increase[gc.Logits]})
+	}
+	return r
+}
+
+// sensitivity reports whether the options ask for the fast mode.
+func (o *OptimizeOptions) sensitivity() bool { return o.Method == MethodSensitivity }
+
 // check validates what Optimize needs beyond Options.check.
 func (o *OptimizeOptions) check() error {
 	switch {
+	case o.Method != "" && o.Method != MethodSearch && o.Method != MethodSensitivity:
+		return field.Errorf("Method", " %q: want %s or %s", o.Method, MethodSearch, MethodSensitivity)
+	case o.sensitivity() && o.SensitivityImages < 1:
+		return field.Errorf("SensitivityImages", " %d: must be positive", o.SensitivityImages)
 	case o.SearchEpochs < 1:
 		return field.Errorf("SearchEpochs", " %d: must be positive", o.SearchEpochs)
 	case o.FineTuneEpochs < 0:
@@ -116,9 +177,10 @@ func spaceField(err error) error {
 // of every layer and (with Space.Prune) the kept filters of every prunable channel group of
 // the float model in the file model; derives an architecture into [supernet.FillFraction,
 // 1] × budget; fine-tunes it as Quantize does and writes it to opts.Output.Path. The search
-// holds out a tenth of the training data for its architecture steps. Cancelling ctx stops
-// the run at the next step, saving its state (OUT.onnx.search.ckpt, OUT.onnx.ckpt) for
-// Options.Resume.
+// holds out a tenth of the training data for its architecture steps; with Method
+// MethodSensitivity an estimate of every choice's effect on the loss replaces it (no
+// training, no search checkpoint). Cancelling ctx stops the run at the next step, saving its
+// state (OUT.onnx.search.ckpt, OUT.onnx.ckpt) for Options.Resume.
 func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOptions) (*OptimizeReport, error) {
 	o := &opts.Options
 	if err := opts.check(); err != nil {
@@ -156,7 +218,10 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if err := s.restoreBatchNorm(); err != nil {
 		return nil, err
 	}
-	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, SearchEpochs: opts.SearchEpochs}
+	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, Method: MethodSearch, SearchEpochs: opts.SearchEpochs}
+	if opts.sensitivity() {
+		rep.Method, rep.SearchEpochs = MethodSensitivity, 0
+	}
 	var mixedAcc []float64
 	baseAcc := map[string][]float64{}
 	var baseOrder []string
@@ -166,21 +231,13 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		if err != nil {
 			return nil, spaceField(err)
 		}
-		cfg := opts.searchConfig(s, b, seed)
-		cfg.Context = ctx
-		if k == 0 {
-			if err := opts.searchCheckpoint(s, &cfg); err != nil {
-				return nil, err
-			}
-		}
-		o.note("seed %d: searching %s, under %.4f of w8a8 (%s %s)", seed, DescribeSpace(sn), b.Ratio(), supernet.FormatCost(b.Cost), s.cm.Unit())
-		res, err := search.Search(sn, s.trainSet, cfg)
+		res, err := opts.find(ctx, s, sn, b, seed, k == 0)
 		if err != nil {
 			return nil, err
 		}
 		t0 := time.Now()
-		argmax := sn.Argmax(s.cm, res.Logits)
-		d, err := sn.Derive(s.cm, res.Logits, b)
+		argmax := sn.Argmax(s.cm, res.logits)
+		d, err := sn.Derive(s.cm, res.logits, b)
 		if err != nil {
 			return nil, err
 		}
@@ -191,8 +248,8 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 			out = ""
 		}
 		ft := r
-		if opts.FineTuneFrom == "search" {
-			sp, err := supernet.NewSpace(withWeights(s.g, res.Weights))
+		if opts.FineTuneFrom == "search" && res.weights != nil {
+			sp, err := supernet.NewSpace(withWeights(s.g, res.weights))
 			if err != nil {
 				return nil, err
 			}
@@ -210,9 +267,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		mixedAcc = append(mixedAcc, qr.Accuracy)
 		if k == 0 {
 			rep.QuantizeReport = *qr
-			rep.Search = res.Epochs
+			rep.Search, rep.Sensitivity = res.epochs, res.sensitivity
 			rep.ArgmaxRatio = argmax.Cost() / ref
-			phases := append([]search.Phase{}, res.Phases...)
+			phases := append([]search.Phase{}, res.phases...)
 			phases = append(phases, search.Phase{Name: "derive", Seconds: derived})
 			rep.Phases = append(phases, qr.Phases...)
 		}
@@ -260,6 +317,56 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	}
 	ckpt.Remove(s.ckpt.search) // the run is complete
 	return rep, writeReport(o.Output.Report, rep, &rep.QuantizeReport)
+}
+
+// found is what the search or the sensitivity estimate of one seed gives the derivation.
+type found struct {
+	logits      map[string][]float32
+	weights     map[string][]float32 // the search's trained weights (nil: the input model's)
+	epochs      []search.SearchEpoch
+	phases      []search.Phase
+	sensitivity *SensitivityReport
+}
+
+// find runs the search (the first seed's with its checkpoint) or the sensitivity estimate
+// of one seed on the supernet sn.
+func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Supernet, b supernet.Budget, seed uint64, first bool) (*found, error) {
+	if o.sensitivity() {
+		cfg := o.sensitivityConfig(s, seed)
+		cfg.Context = ctx
+		o.note("seed %d: estimating the sensitivity of %s on %d training images, under %.4f of w8a8 (%s %s)", seed, DescribeSpace(sn),
+			min(cfg.Images, s.trainSet.N), b.Ratio(), supernet.FormatCost(b.Cost), s.cm.Unit())
+		res, err := search.Sensitivity(sn, s.trainSet, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &found{logits: res.Logits, phases: res.Phases, sensitivity: sensitivityReport(sn, res)}, nil
+	}
+	cfg := o.searchConfig(s, b, seed)
+	cfg.Context = ctx
+	if first {
+		if err := o.searchCheckpoint(s, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	o.note("seed %d: searching %s, under %.4f of w8a8 (%s %s)", seed, DescribeSpace(sn), b.Ratio(), supernet.FormatCost(b.Cost), s.cm.Unit())
+	res, err := search.Search(sn, s.trainSet, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &found{logits: res.Logits, weights: res.Weights, epochs: res.Epochs, phases: res.Phases}, nil
+}
+
+// sensitivityBatch is the largest micro-batch of the sensitivity estimate: a weight's
+// term is the variance of its gradient over the micro-batches, 64 of them at the default
+// 2 048 images.
+const sensitivityBatch = 32
+
+// sensitivityConfig is the sensitivity estimate of one seed.
+func (o *OptimizeOptions) sensitivityConfig(s *session, seed uint64) search.SensitivityConfig {
+	t := o.Training
+	return search.SensitivityConfig{Images: o.SensitivityImages, Batch: min(sensitivityBatch, t.Batch), CalibBatches: t.Calib, CalibBatch: t.Batch,
+		Seed: seed, Norm: s.norm, Log: o.bars()}
 }
 
 // compareWithFrontier compares each seed's searched model with the uniform frontier of
@@ -334,6 +441,13 @@ func (o *OptimizeOptions) searchCheckpoint(s *session, cfg *search.SearchConfig)
 // checkpoints Resume continues belong to this run (the fine-tuning's architecture is known
 // only after the search, and checked then); then it gives the notes.
 func (o *OptimizeOptions) beforeSearch(s *session, b supernet.Budget, sn *supernet.Supernet) error {
+	if o.sensitivity() {
+		if err := s.checkResume(nil, o.FineTuneEpochs); err != nil {
+			return err
+		}
+		s.notes()
+		return nil
+	}
 	cfg := o.searchConfig(s, b, o.Training.Seed)
 	if err := cfg.CheckHoldout(s.trainSet.N); err != nil {
 		if fe, ok := err.(*field.Error); ok {

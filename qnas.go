@@ -134,11 +134,18 @@ func DefaultQuantizeOptions() QuantizeOptions { return QuantizeOptions{Options: 
 // OptimizeOptions are the settings of Optimize.
 type OptimizeOptions struct {
 	Options
-	Space          supernet.SearchOptions // what the search may choose
-	SearchEpochs   int                    // epochs of the search
-	FineTuneEpochs int                    // fine-tuning epochs of the derived architecture
-	ArchLR         float64                // Adam learning rate of the architecture logits
-	Warmup         float64                // fraction of the first search epoch that trains the weights alone
+	Space supernet.SearchOptions // what the search may choose
+	// Method is how Optimize finds the architecture: MethodSearch (the differentiable
+	// search; "" means it too) or MethodSensitivity (the fast mode: every choice's effect on
+	// the loss estimated from SensitivityImages training images, then the same derivation).
+	Method string
+	// SensitivityImages is how many training images the sensitivity estimate reads (at most
+	// the training split's).
+	SensitivityImages int
+	SearchEpochs      int     // epochs of the search
+	FineTuneEpochs    int     // fine-tuning epochs of the derived architecture
+	ArchLR            float64 // Adam learning rate of the architecture logits
+	Warmup            float64 // fraction of the first search epoch that trains the weights alone
 	// Sampling is "hard" (one-hot Gumbel-softmax samples, straight-through gradient) or
 	// "soft" (the composite mixture).
 	Sampling string
@@ -154,9 +161,20 @@ type OptimizeOptions struct {
 	Seeds int
 }
 
+// The methods of OptimizeOptions.Method.
+const (
+	MethodSearch      = "search"
+	MethodSensitivity = "sensitivity"
+)
+
+// DefaultSensitivityImages is the default of OptimizeOptions.SensitivityImages
+// (docs/method.md, "Fast mode": the estimates' noise at 2 048 images is a few per cent).
+const DefaultSensitivityImages = 2048
+
 // DefaultOptimizeOptions returns the defaults of Optimize.
 func DefaultOptimizeOptions() OptimizeOptions {
-	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), SearchEpochs: 2, FineTuneEpochs: 6,
+	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodSearch,
+		SensitivityImages: DefaultSensitivityImages, SearchEpochs: 2, FineTuneEpochs: 6,
 		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", FineTuneFrom: "search", Seeds: 1}
 }
 

@@ -57,6 +57,40 @@ func (sn *Supernet) Derive(m CostModel, logits map[string][]float32, b Budget) (
 	return d, nil
 }
 
+// LossLogits turns estimated loss increases into the logits Derive takes, so that Derive
+// minimizes the architecture's total estimated increase under the budget: increase holds,
+// for every logits constant (laid out as the logits), each option's increase of the loss
+// over the most precise architecture. Derive maximizes Σ log p(chosen option) = Σ α(chosen)
+// − Σ (each choice's log-normalizer, the same whatever is chosen), so the logits
+// α = −increase/T make it minimize Σ increase(chosen); one T for all choices keeps them
+// comparable, and T = (largest |increase|)/lossLogitSpread keeps every probability far above
+// the 1e-12 Derive adds before taking logarithms.
+func LossLogits(increase map[string][]float64) map[string][]float32 {
+	top := 0.0
+	for _, v := range increase {
+		for _, d := range v {
+			top = max(top, math.Abs(d))
+		}
+	}
+	scale := 1.0
+	if top > 0 {
+		scale = lossLogitSpread / top
+	}
+	out := make(map[string][]float32, len(increase))
+	for name, v := range increase {
+		l := make([]float32, len(v))
+		for i, d := range v {
+			l[i] = float32(-d * scale)
+		}
+		out[name] = l
+	}
+	return out
+}
+
+// lossLogitSpread is the widest logit difference LossLogits makes: the softmax keeps every
+// option's probability above e^−10/K, where log(p + 1e-12) differs from log p by < 1e-6.
+const lossLogitSpread = 10
+
 // lower makes the best lowering step until the cost fits (never the choice of keep, when
 // not nil); false when no step is left.
 func (d *Derivation) lower(budget float64, keep *move) bool {

@@ -24,6 +24,8 @@ var flagOf = map[string]string{
 	"ArchSource":                     "--arch",
 	"Arch":                           "--arch",
 	"SearchEpochs":                   "--search-epochs",
+	"Method":                         "--method",
+	"SensitivityImages":              "--sensitivity-images",
 	"FineTuneEpochs":                 "--ft-epochs",
 	"FineTuneFrom":                   "--ft-from",
 	"ArchLR":                         "--arch-lr",

@@ -422,6 +422,7 @@ func checkReportFields(t *testing.T, reports []string) {
 // rareFields are fields section 5 describes that the guide's runs do not produce.
 var rareFields = map[string]bool{
 	"saturated_biases": true, // only when an integer bias had to be clamped to int32
+	"sensitivity":      true, // only with optimize --method sensitivity
 }
 
 // collectKeys adds the keys of every object in v to keys.

@@ -228,6 +228,9 @@ func TestOptimizeBadInput(t *testing.T) {
 		{[]string{"--pin", "middle"}, 2, []string{"--pin"}},
 		{[]string{"--sampling", "gumbel"}, 2, []string{"--sampling"}},
 		{[]string{"--ft-from", "scratch"}, 2, []string{"--ft-from"}},
+		{[]string{"--method", "foo"}, 2, []string{"--method", "foo", "sensitivity"}},
+		{[]string{"--method", "sensitivity", "--sensitivity-images", "0"}, 2, []string{"--sensitivity-images", "positive"}},
+		{[]string{"--sensitivity-images", "500"}, 2, []string{"--sensitivity-images", "--method sensitivity"}},
 		{[]string{"--data", cifar}, 1, []string{cifar}},
 	} {
 		status, _, stderr := runCLI(t, optimizeArgs(model, out, c.args...)...)

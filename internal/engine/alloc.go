@@ -57,10 +57,11 @@ func (p *Plan) allocActivations(inference bool, keep map[string]bool) {
 }
 
 // allocGradients gives every value that needs a gradient its buffer. Parameters and graph
-// inputs keep their own (the optimizer and the caller read them after Backward); an
-// activation's gradient lives from its first contribution (its last reader's backward) to its
-// producer's backward, and buffers are reused across values whose lifetimes do not overlap.
-func (p *Plan) allocGradients(needGrad map[string]bool) {
+// inputs keep their own (the optimizer and the caller read them after Backward), as do the
+// activations in keep; any other activation's gradient lives from its first contribution (its
+// last reader's backward) to its producer's backward, and buffers are reused across values
+// whose lifetimes do not overlap.
+func (p *Plan) allocGradients(needGrad, keep map[string]bool) {
 	var pl bufPool
 	producer := map[string]int{}
 	for i, s := range p.steps {
@@ -70,7 +71,7 @@ func (p *Plan) allocGradients(needGrad map[string]bool) {
 	}
 	for name := range needGrad {
 		v := p.Values[name]
-		if v.Kind != Activation || p.Graph.IsOutput(name) {
+		if v.Kind != Activation || p.Graph.IsOutput(name) || keep[name] {
 			v.Grad = make([]float32, len(v.Data))
 		}
 	}
@@ -94,7 +95,7 @@ func (p *Plan) allocGradients(needGrad map[string]bool) {
 		pending = pending[:0]
 		lazy := p.convBN[i-1] != nil && p.convBN[i-1].lazy
 		for _, o := range s.node.Outputs {
-			if v := p.Values[o]; v != nil && v.Grad != nil && v.Kind == Activation && !p.Graph.IsOutput(o) && producer[o] == i {
+			if v := p.Values[o]; v != nil && v.Grad != nil && v.Kind == Activation && !p.Graph.IsOutput(o) && !keep[o] && producer[o] == i {
 				if lazy {
 					pending = append(pending, v.Grad)
 				} else {

@@ -176,6 +176,9 @@ type Options struct {
 	// Keep lists activations an inference plan must not reuse the memory of, so the
 	// caller can read them after Forward (as it can every activation of a training plan).
 	Keep map[string]bool
+	// KeepGrads lists activations whose gradients a training plan keeps in buffers of their
+	// own, so the caller can read them after Backward (the others share memory).
+	KeepGrads map[string]bool
 }
 
 // Plan is a graph compiled for one batch size.
@@ -306,7 +309,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		p.linkConvBN()
 	}
 	p.allocActivations(opts.Inference, opts.Keep)
-	p.allocGradients(needGrad)
+	p.allocGradients(needGrad, opts.KeepGrads)
 	p.planGradients()
 	for i := range p.steps {
 		nd := p.steps[i].node
