@@ -14,7 +14,8 @@
 #        qnas optimize MODEL --method sensitivity --ft-epochs 0 --budget 0.25 --batch $BATCH
 #          --data PHOTOS --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 -o OUT --report REPORT
 #      and prints its wall time, peak RSS and the report's phases;
-#   4. checks that ONNX Runtime, at every optimization level (and the QONNX form at "all"),
+#   4. quantizes each model to uniform w8a8 as well (qnas quantize --epochs 0) and checks, for
+#      both, that ONNX Runtime, at every optimization level (and the QONNX form at "all"),
 #      predicts what qnas predicts on the test photos (export's TestExtraExportsMatchONNXRuntime
 #      with QNAS_EXTRA_EXPORTS and QNAS_EXTRA_DATA);
 #   5. repeats each optimize with --sensitivity-images N for N in $GROWTH (the full run reads
@@ -67,6 +68,13 @@ run() {
 
 for m in $models; do
   run "$m" "$work/models_${train}/$m.onnx" "$work/out/$m.onnx"
+  # The same model at uniform w8a8 (post-training), for the agreement check: how much of a
+  # disagreement comes from the low bits the budget asks for.
+  /usr/bin/time -v -o "$work/runs/${m}_w8a8.time" "$work/qnas" quantize "$work/models_${train}/$m.onnx" \
+    --wbits 8 --abits 8 --epochs 0 --batch "$batch" --threads "$threads" --data "$photos" \
+    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 -o "$work/out/${m}_w8a8.onnx" "${flags[@]}" \
+    > "$work/runs/${m}_w8a8.log" 2> "$work/runs/${m}_w8a8.err"
+  tail -2 "$work/runs/${m}_w8a8.log" >&2
 done
 QNAS_EXTRA_EXPORTS="$work/out" QNAS_EXTRA_DATA="$photos" \
   go test ./export -run 'TestExtraExportsMatchONNXRuntime$' -count=1 -v -timeout 60m > "$work/ort.log" 2>&1 \
