@@ -22,7 +22,8 @@ error and the others continue.
 --probe DIR replaces the classifier of resnet*/mobilenet_v2 by a linear probe of DIR's image
 folder (DIR/train/<class>/*.png|jpg, as qnas reads it): the random network's pooled features of
 every training image (shorter side resized to the input size with PIL's bilinear filter,
-center-cropped, ImageNet mean and std) are standardized, and a ridge regression onto the
+center-cropped, ImageNet mean and std) are standardized (those whose spread is under 1e-3 of
+the largest left out), and a ridge regression (lambda 100) onto the
 one-hot classes gives a Linear layer with one output per class folder. A random network's
 1 000 logits hardly depend on the image (one or two classes win on every input); the probe
 gives logits that do, so that predictions can be compared class by class.
@@ -158,7 +159,7 @@ def photo_batches(folder, size, batch=50):
         raise ValueError(f"{root}: no class folders with .png/.jpg images")
 
 
-def fit_probe(model, name, folder, size, ridge=1.0):
+def fit_probe(model, name, folder, size, ridge=100.0):
     """Replaces model's classifier by a linear probe of folder's training images (see --probe)."""
     if name.startswith("resnet"):
         owner, attr = model, "fc"
@@ -175,10 +176,16 @@ def fit_probe(model, name, folder, size, ridge=1.0):
             labels.append(y)
     f, y = torch.cat(feats), torch.cat(labels)
     classes = int(y.max()) + 1
-    mu, sigma = f.mean(0), f.std(0).clamp_min(1e-12)
-    z = (f - mu) / sigma
+    # Features that hardly vary are left out (a dead ReLU's, or one whose variation is float
+    # noise, which another runtime's summation order would change): scaled to unit variance
+    # they would decide the logits by noise.
+    mu, sigma = f.mean(0), f.std(0)
+    used = sigma > 1e-3 * sigma.max()
+    sigma = torch.where(used, sigma, torch.ones_like(sigma))
+    z = (f - mu) / sigma * used
     onehot = torch.nn.functional.one_hot(y, classes).double()
     w = torch.linalg.solve(z.T @ z + ridge * torch.eye(z.shape[1], dtype=torch.float64), z.T @ (onehot - onehot.mean(0)))
+    w = w * used[:, None]
     b = onehot.mean(0) - (mu / sigma) @ w
     probe = nn.Linear(head.in_features, classes)
     with torch.no_grad():
@@ -186,7 +193,8 @@ def fit_probe(model, name, folder, size, ridge=1.0):
         probe.bias.copy_(b.float())
     setattr(owner, attr, probe)
     acc = float(((z @ w + onehot.mean(0)).argmax(1) == y).double().mean())
-    print(f"{name}: linear probe of {len(y)} images, {classes} classes, training accuracy {acc:.3f}", file=sys.stderr)
+    print(f"{name}: linear probe of {len(y)} images, {classes} classes, {int(used.sum())} of {len(used)} features, "
+          f"training accuracy {acc:.3f}", file=sys.stderr)
 
 
 def export_one(spec, out_dir, seed, keep_identity, do_perturb, probe=None):
