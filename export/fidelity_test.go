@@ -188,10 +188,22 @@ func allExports(t *testing.T) []*exported {
 	return exports
 }
 
-// predict returns the top-1 class of every sample of d under g, run by qnas's engine.
+// predict returns the top-1 class of every sample of d under g, run by qnas's engine, with
+// the fixtures' normalization.
 func predict(t testing.TB, g *graph.Graph, d *data.Dataset) []int {
 	t.Helper()
-	const batch = 250
+	return predictNorm(t, g, d, fixtureNorm)
+}
+
+// evalBatch is the batch size predict and ortPredict use for samples of size elements: 250
+// for Fashion-MNIST, fewer for larger images (27 at 3×224×224), so that a batch's
+// activations stay within a few hundred MB.
+func evalBatch(size int) int { return max(1, min(250, (4<<20)/size)) }
+
+// predictNorm is predict with the normalization norm.
+func predictNorm(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normalize) []int {
+	t.Helper()
+	batch := evalBatch(d.SampleSize())
 	var out []int
 	plans := map[int]*engine.Plan{}
 	for start := 0; start < d.N; start += batch {
@@ -208,9 +220,12 @@ func predict(t testing.TB, g *graph.Graph, d *data.Dataset) []int {
 		for i := range idx {
 			idx[i] = start + i
 		}
-		d.Batch(idx, fixtureNorm, nil, nil, p.Value(g.Inputs[0]).Data, nil)
+		d.Batch(idx, norm, nil, nil, p.Value(g.Inputs[0]).Data, nil)
 		p.Forward(false)
 		out = append(out, argmax(p.Value(g.Outputs[0]).Data, n)...)
+	}
+	if err := d.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -218,14 +233,20 @@ func predict(t testing.TB, g *graph.Graph, d *data.Dataset) []int {
 // ortPredict is predict in ONNX Runtime, at the given optimization level.
 func ortPredict(t testing.TB, path string, d *data.Dataset, level ortrun.OptLevel) []int {
 	t.Helper()
+	return ortPredictNorm(t, path, d, level, fixtureNorm)
+}
+
+// ortPredictNorm is ortPredict with the normalization norm.
+func ortPredictNorm(t testing.TB, path string, d *data.Dataset, level ortrun.OptLevel, norm data.Normalize) []int {
+	t.Helper()
 	s, err := ortrun.NewSession(path, []string{"input"}, []string{"logits"}, ortrun.Options{GraphOptimization: level, Threads: 2})
 	if err != nil {
 		t.Fatalf("%s at %s: %v", filepath.Base(path), level, err)
 	}
 	defer s.Close()
-	const batch = 250
-	var out []int
 	size := d.SampleSize()
+	batch := evalBatch(size)
+	var out []int
 	for start := 0; start < d.N; start += batch {
 		n := min(batch, d.N-start)
 		idx := make([]int, n)
@@ -233,12 +254,15 @@ func ortPredict(t testing.TB, path string, d *data.Dataset, level ortrun.OptLeve
 			idx[i] = start + i
 		}
 		x := make([]float32, n*size)
-		d.Batch(idx, fixtureNorm, nil, nil, x, nil)
+		d.Batch(idx, norm, nil, nil, x, nil)
 		res, err := s.Run(map[string]ortrun.Tensor{"input": {Shape: []int64{int64(n), int64(d.C), int64(d.H), int64(d.W)}, Data: x}})
 		if err != nil {
 			t.Fatalf("%s at %s: %v", filepath.Base(path), level, err)
 		}
 		out = append(out, argmax(res["logits"].Data, n)...)
+	}
+	if err := d.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -473,7 +497,10 @@ func TestInputClipsAreGridEnds(t *testing.T) {
 // must give, in ONNX Runtime at every level and as QONNX, qnas's predictions on ≥ 99.9 % of
 // the test images (the embedded ones, or all of Fashion-MNIST with QNAS_FULL_TEST_DATA=1),
 // normalized as the fixtures are. A model of another input size (an ImageNet CNN qnas
-// quantized) runs on seeded random inputs instead (extraExportOnRandomInputs).
+// quantized) runs on seeded random inputs instead (extraExportOnRandomInputs), unless
+// QNAS_EXTRA_DATA names a data folder (any layout qnas reads; an image folder's photos are
+// resized and center-cropped to each model's input): its test split is then used for every
+// model, normalized by the model's qnas.mean/qnas.std metadata, as qnas eval does.
 func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 	dir := os.Getenv("QNAS_EXTRA_EXPORTS")
 	if dir == "" {
@@ -489,6 +516,12 @@ func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	extraData := os.Getenv("QNAS_EXTRA_DATA")
+	if extraData != "" {
+		if test, err = data.Open(extraData, data.Test); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
 	n := 0
 	for _, path := range files {
@@ -497,15 +530,36 @@ func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 			continue // not a model qnas wrote
 		}
 		n++
-		if in := m.Graph.Shapes[m.Graph.Inputs[0]]; len(in) != 4 || in[1] != test.C || in[2] != test.H || in[3] != test.W {
+		norm := fixtureNorm
+		in := m.Graph.Shapes[m.Graph.Inputs[0]]
+		if extraData != "" {
+			if len(in) != 4 {
+				t.Errorf("%s: input shape %v is not N×C×H×W", filepath.Base(path), in)
+				continue
+			}
+			if err := test.Fit(int(in[1]), int(in[2]), int(in[3])); err != nil {
+				t.Errorf("%s: %v", filepath.Base(path), err)
+				continue
+			}
+			if norm, err = data.ModelNormalization(nil, nil, m.Graph.Meta, path, test.C); err != nil {
+				t.Errorf("%s: %v", filepath.Base(path), err)
+				continue
+			}
+		}
+		if len(in) != 4 || in[1] != test.C || in[2] != test.H || in[3] != test.W {
 			extraExportOnRandomInputs(t, path, m.Graph)
 			continue
 		}
-		want := predict(t, m.Graph, test)
+		want := predictNorm(t, m.Graph, test, norm)
+		classes := map[int]bool{}
+		for _, c := range want {
+			classes[c] = true
+		}
 		check := func(what, file string, level ortrun.OptLevel) {
-			got := ortPredict(t, file, test, level)
+			got := ortPredictNorm(t, file, test, level, norm)
 			agree, accQ, accO := agreement(want, got, test.Labels)
-			t.Logf("%s %s: agreement %.4f, accuracy qnas %.4f, ONNX Runtime %.4f (%d images)", filepath.Base(path), what, agree, accQ, accO, len(got))
+			t.Logf("%s %s: agreement %.4f, accuracy qnas %.4f, ONNX Runtime %.4f (%d images, %d classes predicted)",
+				filepath.Base(path), what, agree, accQ, accO, len(got), len(classes))
 			if agree < 0.999 || math.Abs(accQ-accO) > 0.001 {
 				t.Errorf("%s %s: agreement %.4f, accuracy %.4f vs %.4f", filepath.Base(path), what, agree, accQ, accO)
 			}

@@ -18,6 +18,15 @@ nn.Linear (in*out per position: a Linear over channels-last B×H×W×C counts H*
 torch parameter count, and the Conv/Gemm/MatMul weight+bias elements of the exported graph;
 writes the same as OUTDIR/summary.json. A model that fails to export is reported with the
 error and the others continue.
+
+--probe DIR replaces the classifier of resnet*/mobilenet_v2 by a linear probe of DIR's image
+folder (DIR/train/<class>/*.png|jpg, as qnas reads it): the random network's pooled features of
+every training image (shorter side resized to the input size with PIL's bilinear filter,
+center-cropped, ImageNet mean and std) are standardized (those whose spread is under 1e-3 of
+the largest left out), and a ridge regression (lambda 100) onto the
+one-hot classes gives a Linear layer with one output per class folder. A random network's
+1 000 logits hardly depend on the image (one or two classes win on every input); the probe
+gives logits that do, so that predictions can be compared class by class.
 """
 
 import argparse
@@ -122,7 +131,73 @@ def perturb(model, seed):
                 b.mul_(0.5 + torch.rand(b.shape, generator=g))
 
 
-def export_one(spec, out_dir, seed, keep_identity, do_perturb):
+def photo_batches(folder, size, batch=50):
+    """Yields (images N×3×size×size normalized, class indices) over folder/train, in sorted order."""
+    from PIL import Image
+    root = os.path.join(folder, "train")
+    classes = sorted(c for c in os.listdir(root) if not c.startswith(".") and os.path.isdir(os.path.join(root, c)))
+    files = [(os.path.join(root, c, f), k) for k, c in enumerate(classes)
+             for f in sorted(os.listdir(os.path.join(root, c)))
+             if f.lower().endswith((".png", ".jpg", ".jpeg")) and not f.startswith(".")]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    for i in range(0, len(files), batch):
+        xs, ys = [], []
+        for path, k in files[i:i + batch]:
+            im = Image.open(path).convert("RGB")
+            w, h = im.size
+            r = size / min(w, h)
+            im = im.resize((max(size, round(w * r)), max(size, round(h * r))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            x = torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).permute(2, 0, 1) / 255
+            xs.append((x - mean) / std)
+            ys.append(k)
+        yield torch.stack(xs), torch.tensor(ys)
+    if not files:
+        raise ValueError(f"{root}: no class folders with .png/.jpg images")
+
+
+def fit_probe(model, name, folder, size, ridge=100.0):
+    """Replaces model's classifier by a linear probe of folder's training images (see --probe)."""
+    if name.startswith("resnet"):
+        owner, attr = model, "fc"
+    elif name == "mobilenet_v2":
+        owner, attr = model.classifier, "1"
+    else:
+        raise ValueError(f"--probe: no classifier known for {name}")
+    head = getattr(owner, attr)
+    setattr(owner, attr, nn.Identity())
+    feats, labels = [], []
+    with torch.no_grad():
+        for x, y in photo_batches(folder, size):
+            feats.append(model(x).double())
+            labels.append(y)
+    f, y = torch.cat(feats), torch.cat(labels)
+    classes = int(y.max()) + 1
+    # Features that hardly vary are left out (a dead ReLU's, or one whose variation is float
+    # noise, which another runtime's summation order would change): scaled to unit variance
+    # they would decide the logits by noise.
+    mu, sigma = f.mean(0), f.std(0)
+    used = sigma > 1e-3 * sigma.max()
+    sigma = torch.where(used, sigma, torch.ones_like(sigma))
+    z = (f - mu) / sigma * used
+    onehot = torch.nn.functional.one_hot(y, classes).double()
+    w = torch.linalg.solve(z.T @ z + ridge * torch.eye(z.shape[1], dtype=torch.float64), z.T @ (onehot - onehot.mean(0)))
+    w = w * used[:, None]
+    b = onehot.mean(0) - (mu / sigma) @ w
+    probe = nn.Linear(head.in_features, classes)
+    with torch.no_grad():
+        probe.weight.copy_((w / sigma[:, None]).T.float())
+        probe.bias.copy_(b.float())
+    setattr(owner, attr, probe)
+    acc = float(((z @ w + onehot.mean(0)).argmax(1) == y).double().mean())
+    print(f"{name}: linear probe of {len(y)} images, {classes} classes, {int(used.sum())} of {len(used)} features, "
+          f"training accuracy {acc:.3f}", file=sys.stderr)
+
+
+def export_one(spec, out_dir, seed, keep_identity, do_perturb, probe=None):
     name, _, opset = spec.partition("@")
     opset = int(opset or 13)
     torch.manual_seed(seed)
@@ -130,6 +205,8 @@ def export_one(spec, out_dir, seed, keep_identity, do_perturb):
     if do_perturb:
         perturb(model, seed)
     size = INPUT_SIZE.get(name, 224)
+    if probe:
+        fit_probe(model, name, probe, size)
     x = torch.randn(1, 3, size, size)
     macs, layers = count_macs(model, x)
     params = sum(p.numel() for p in model.parameters())
@@ -178,11 +255,13 @@ def main():
     ap.add_argument("--keep-identity", action="store_true",
                     help="keep the exporter's Identity nodes for equal-valued initializers "
                          "(default: give each consumer its own initializer)")
+    ap.add_argument("--probe", metavar="DIR",
+                    help="replace the classifier by a linear probe of the image folder DIR (resnet*, mobilenet_v2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.outdir, exist_ok=True)
 
-    rows = [export_one(m, args.outdir, args.seed, args.keep_identity, args.perturb)
+    rows = [export_one(m, args.outdir, args.seed, args.keep_identity, args.perturb, args.probe)
             for m in args.models.split(",") if m]
     print(f"{'model':<26}{'MACs':>15}{'params':>12}{'onnx params':>13}{'undone':>8}  result")
     for r in rows:
@@ -191,7 +270,7 @@ def main():
               f"{r.get('onnx_conv_gemm_params', 0):>13,}{r.get('dedup_undone', 0):>8}  {res}")
     with open(os.path.join(args.outdir, "summary.json"), "w") as f:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__,
-                   "perturbed": args.perturb, "models": rows}, f, indent=1)
+                   "perturbed": args.perturb, "probe": args.probe, "models": rows}, f, indent=1)
         f.write("\n")
     sys.exit(0 if all(r["ok"] for r in rows) else 1)
 
