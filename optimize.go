@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,14 +129,49 @@ func sensitivityReport(sn *supernet.Supernet, res *search.SensitivityResult) *Se
 	return r
 }
 
+// totalMACs is g's float cost in MACs per sample.
+func totalMACs(g *graph.Graph) int64 {
+	var n int64
+	for _, l := range g.Layers() {
+		n += l.MACs
+	}
+	return n
+}
+
+// autoThreshold is the MACs per sample from which MethodAuto takes the fast mode:
+// AutoSensitivityMACs (a variable so that a test can lower it to a fixture's size).
+var autoThreshold int64 = AutoSensitivityMACs
+
+// autoMethod is the method MethodAuto takes for the float model g: the fast mode from
+// threshold MACs per sample.
+func autoMethod(g *graph.Graph, threshold int64) string {
+	if totalMACs(g) >= threshold {
+		return MethodSensitivity
+	}
+	return MethodSearch
+}
+
+// siCount writes n with a k/M/G suffix, as inspect does.
+func siCount(n float64) string {
+	for _, u := range []struct {
+		div  float64
+		unit string
+	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if n >= u.div {
+			return strconv.FormatFloat(n/u.div, 'g', 3, 64) + u.unit
+		}
+	}
+	return strconv.FormatFloat(n, 'g', 3, 64)
+}
+
 // sensitivity reports whether the options ask for the fast mode.
 func (o *OptimizeOptions) sensitivity() bool { return o.Method == MethodSensitivity }
 
 // check validates what Optimize needs beyond Options.check.
 func (o *OptimizeOptions) check() error {
 	switch {
-	case o.Method != "" && o.Method != MethodSearch && o.Method != MethodSensitivity:
-		return field.Errorf("Method", " %q: want %s or %s", o.Method, MethodSearch, MethodSensitivity)
+	case o.Method != "" && o.Method != MethodSearch && o.Method != MethodSensitivity && o.Method != MethodAuto:
+		return field.Errorf("Method", " %q: want %s, %s or %s", o.Method, MethodSearch, MethodSensitivity, MethodAuto)
 	case o.sensitivity() && o.SensitivityImages < 1:
 		return field.Errorf("SensitivityImages", " %d: must be positive", o.SensitivityImages)
 	case o.SearchEpochs < 1:
@@ -187,6 +223,21 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		return nil, err
 	}
 	s := &session{o: o, model: model}
+	autoNote := ""
+	if opts.Method == MethodAuto {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
+		opts.Method = autoMethod(s.g, autoThreshold)
+		if opts.Method == MethodSearch && opts.SensitivityImages != DefaultSensitivityImages {
+			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s): set OptimizeOptions.Method %s, or leave it at %d",
+				opts.SensitivityImages, MethodAuto, model, siCount(float64(totalMACs(s.g))), siCount(float64(autoThreshold)), MethodSensitivity, DefaultSensitivityImages)
+		}
+		if opts.Method == MethodSensitivity {
+			autoNote = fmt.Sprintf("OptimizeOptions.Method %s chose the fast mode: %s MACs per sample (from %s)",
+				MethodAuto, siCount(float64(totalMACs(s.g))), siCount(float64(autoThreshold)))
+		}
+	}
 	var err error
 	if s.ckpt, err = optimizePlan(&opts); err != nil {
 		return nil, err
@@ -194,8 +245,10 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if err := s.checkFiles(); err != nil {
 		return nil, err
 	}
-	if err := s.load(); err != nil {
-		return nil, err
+	if s.g == nil {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
 	}
 	space, err := opts.Space.For(s.cm)
 	if err != nil {
@@ -217,6 +270,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	}
 	if err := s.restoreBatchNorm(); err != nil {
 		return nil, err
+	}
+	if autoNote != "" {
+		o.note("%s", autoNote)
 	}
 	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, Method: MethodSearch, SearchEpochs: opts.SearchEpochs}
 	if opts.sensitivity() {
