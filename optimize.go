@@ -62,11 +62,15 @@ type SeedResult struct {
 	Arch               string   `json:"arch"`
 	FrontierAtBudget   *float64 `json:"frontier_at_budget,omitempty"`
 	MixedMinusFrontier *float64 `json:"mixed_minus_frontier,omitempty"`
+	// Diverged says why the fine-tuning of a later seed (not the first, whose model is
+	// written) was stopped by the divergence guard; such a seed has no accuracy and is
+	// left out of the summary and the comparison.
+	Diverged string `json:"diverged,omitempty"`
 }
 
-// SeedSummary is the mean and standard deviation over the seeds, of the searched models
-// and of every baseline ("w4a4": [mean, std]); with baselines also of the seeds'
-// FrontierAtBudget and MixedMinusFrontier ([mean, std]), and FrontierNote when the budget
+// SeedSummary is the mean and standard deviation over the seeds (those that did not
+// diverge), of the searched models and of every baseline ("w4a4": [mean, std]); with
+// baselines also of the seeds' FrontierAtBudget and MixedMinusFrontier ([mean, std]), and FrontierNote when the budget
 // lies outside a seed's frontier (below its cheapest uniform model, or above its dearest),
 // where the comparison is with that model.
 type SeedSummary struct {
@@ -314,13 +318,19 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 			}
 		}
 		qr, err := s.fineTune(ctx, ft, opts.FineTuneEpochs, out, seed)
-		if err != nil {
-			return nil, err
-		}
 		ref := b.Reference
 		arch := string(supernet.MarshalArch(r.Arch(), nil))
-		rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch})
-		mixedAcc = append(mixedAcc, qr.Accuracy)
+		if why := train.DivergedSummary(err); why != "" && k > 0 {
+			// The first seed's model is written and good; a later seed that diverges is a
+			// finding about the method's stability, reported, not a reason to fail the run.
+			o.note("seed %d: fine-tuning diverged (%s); left out of the summary", seed, why)
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, Diverged: why})
+		} else if err != nil {
+			return nil, err
+		} else {
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch})
+			mixedAcc = append(mixedAcc, qr.Accuracy)
+		}
 		if k == 0 {
 			rep.QuantizeReport = *qr
 			rep.Search, rep.Sensitivity = res.epochs, res.sensitivity
@@ -436,6 +446,9 @@ func compareWithFrontier(budget float64, seeds []SeedResult, baselines []Baselin
 	noteSeeds := map[string][]string{}
 	for i := range seeds {
 		sr := &seeds[i]
+		if sr.Diverged != "" {
+			continue
+		}
 		var measured []supernet.Vertex
 		for _, bl := range baselines {
 			if bl.Seed == sr.Seed && bl.Diverged == "" {

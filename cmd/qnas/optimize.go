@@ -169,6 +169,17 @@ first seed's) and reports mean ± std.`,
 	return cmd
 }
 
+// diverged counts the seeds whose fine-tuning diverged.
+func diverged(seeds []qnas.SeedResult) int {
+	n := 0
+	for _, s := range seeds {
+		if s.Diverged != "" {
+			n++
+		}
+	}
+	return n
+}
+
 func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error {
 	if o.Budget == "" {
 		return usageError{fmt.Errorf("--budget is required (a ratio such as 0.25, or a cost such as 1.2G)")}
@@ -206,8 +217,11 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 			return fmt.Sprintf("%"+sign+".2f ± %.2f", 100*v[0], 100*v[1])
 		}
 		line := "mixed: " + pm([2]float64{rep.Summary.MixedMean, rep.Summary.MixedStd}, "") + "%"
-		if n > 1 {
-			line += fmt.Sprintf(" over %d seeds", n)
+		if d := diverged(rep.Seeds); n > 1 {
+			line += fmt.Sprintf(" over %d seeds", n-d)
+			if d > 0 {
+				line += fmt.Sprintf(" (%d more diverged)", d)
+			}
 		}
 		for _, b := range rep.Baselines[:len(rep.Baselines)/n] {
 			k := fmt.Sprintf("w%da%d", b.WBits, b.ABits)
