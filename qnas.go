@@ -79,8 +79,8 @@ type Training struct {
 	// Augment crops (padding 2) and flips horizontally at random while training; off for
 	// data whose mirror image is another class.
 	Augment bool
-	// Distill in [0, 1] weighs distillation from the input model (0: off), at temperature
-	// DistillTemp.
+	// Distill in [0, 1] weighs distillation from the input model (0: off; default 0.5), at
+	// temperature DistillTemp (docs/method.md, "Distillation from the input model").
 	Distill, DistillTemp float64
 	// TrainExported makes the last fine-tuning epoch (of 2 or more) train the model as it
 	// is exported: integer biases, BatchNorm on fixed statistics.
@@ -113,7 +113,7 @@ type Progress interface {
 func DefaultOptions() Options {
 	return Options{
 		Training: Training{Calib: 16, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4, Augment: true,
-			DistillTemp: 4, TrainExported: true},
+			Distill: 0.5, DistillTemp: 1, TrainExported: true},
 		CostModel: "bops",
 		Output:    Output{Format: export.FormatQDQ, IRVersion: 8},
 	}
