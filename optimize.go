@@ -269,6 +269,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if err := s.openData(); err != nil {
 		return nil, err
 	}
+	if err := s.checkTeacher(!opts.sensitivity() || opts.FineTuneEpochs > 0); err != nil {
+		return nil, err
+	}
 	if err := opts.beforeSearch(s, b, probe); err != nil {
 		return nil, err
 	}

@@ -124,6 +124,32 @@ func (s *session) notes() {
 // NoNormalizationNote is the note of a run whose inputs are not normalized.
 const NoNormalizationNote = "note: no Data.Mean/Data.Std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]"
 
+// checkTeacher turns distillation off, with a note, when the run trains (trains) and the
+// input model is no teacher for this data: on the test split, under the run's
+// normalization, it scores below twice the accuracy of guessing (a wrong Data.Mean/Data.Std,
+// or labels it was not trained for). Distilling from it would pull the quantized model, whose
+// calibration re-estimates its BatchNorm statistics on this data, toward that model's errors.
+// It decides before any checkpoint is checked, so a resumed run decides the same.
+func (s *session) checkTeacher(trains bool) error {
+	if !trains || s.o.Training.Distill == 0 {
+		return nil
+	}
+	ev, err := train.Evaluate(s.g, s.testSet, s.norm, 256, s.o.bars())
+	if err != nil {
+		return err
+	}
+	classes := 2
+	if sh := s.g.Shapes[s.g.Outputs[0]]; len(sh) == 2 && sh[1] > 2 {
+		classes = int(sh[1])
+	}
+	if ev.Accuracy < 2/float64(classes) {
+		s.o.note("note: distillation off: the input model scores %.2f%% on the test data, near guessing (%.2f%%), so it is no teacher (are Data.Mean/Data.Std right?)",
+			100*ev.Accuracy, 100/float64(classes))
+		s.o.Training.Distill = 0
+	}
+	return nil
+}
+
 // restoreBatchNorm gives a model whose convolutions lack BatchNorm (exported folded) its
 // BatchNorms back for training (search.RestoreBatchNorm, statistics from Calib batches of
 // the training data) and rebuilds its space; a model with BatchNorms stays as it is.
