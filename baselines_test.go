@@ -105,8 +105,17 @@ func TestCompareWithFrontier(t *testing.T) {
 	check("above one seed's frontier", 0.2, 0.935+(0.2-0.1415)/(0.2509-0.1415)*(0.945-0.935), 0.931,
 		"seed 2: above the dearest uniform model on the frontier (w3a3 at 0.1415): compared with it")
 
+	// A later seed whose fine-tuning diverged has no accuracy: it gets no frontier and is
+	// not in the summary, though its seed has a baseline.
+	sr, sum := append(seeds(), SeedResult{Seed: 3, Diverged: "fine-tuning lowered the test accuracy"}), &SeedSummary{}
+	compareWithFrontier(0.05, sr, baselines, sum)
+	if sr[2].FrontierAtBudget != nil || sr[2].MixedMinusFrontier != nil || sum.MixedMinusFrontier == nil ||
+		!near(*sum.MixedMinusFrontier, meanStd(0.936-0.876, 0.934-0.870)) {
+		t.Errorf("a diverged seed: its frontier %s, summary mixed − frontier %v", show(sr[2].FrontierAtBudget), sum.MixedMinusFrontier)
+	}
+
 	// Without baselines there is nothing to compare with.
-	sr, sum := seeds(), &SeedSummary{}
+	sr, sum = seeds(), &SeedSummary{}
 	compareWithFrontier(0.125, sr, nil, sum)
 	if sum.FrontierAtBudget != nil || sum.MixedMinusFrontier != nil || sr[0].FrontierAtBudget != nil {
 		t.Errorf("no baselines: %+v %+v", sum, sr[0])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,11 +62,15 @@ type SeedResult struct {
 	Arch               string   `json:"arch"`
 	FrontierAtBudget   *float64 `json:"frontier_at_budget,omitempty"`
 	MixedMinusFrontier *float64 `json:"mixed_minus_frontier,omitempty"`
+	// Diverged says why the fine-tuning of a later seed (not the first, whose model is
+	// written) was stopped by the divergence guard; such a seed has no accuracy and is
+	// left out of the summary and the comparison.
+	Diverged string `json:"diverged,omitempty"`
 }
 
-// SeedSummary is the mean and standard deviation over the seeds, of the searched models
-// and of every baseline ("w4a4": [mean, std]); with baselines also of the seeds'
-// FrontierAtBudget and MixedMinusFrontier ([mean, std]), and FrontierNote when the budget
+// SeedSummary is the mean and standard deviation over the seeds (those that did not
+// diverge), of the searched models and of every baseline ("w4a4": [mean, std]); with
+// baselines also of the seeds' FrontierAtBudget and MixedMinusFrontier ([mean, std]), and FrontierNote when the budget
 // lies outside a seed's frontier (below its cheapest uniform model, or above its dearest),
 // where the comparison is with that model.
 type SeedSummary struct {
@@ -128,14 +133,49 @@ func sensitivityReport(sn *supernet.Supernet, res *search.SensitivityResult) *Se
 	return r
 }
 
+// totalMACs is g's float cost in MACs per sample.
+func totalMACs(g *graph.Graph) int64 {
+	var n int64
+	for _, l := range g.Layers() {
+		n += l.MACs
+	}
+	return n
+}
+
+// autoThreshold is the MACs per sample from which MethodAuto takes the fast mode:
+// AutoSensitivityMACs (a variable so that a test can lower it to a fixture's size).
+var autoThreshold int64 = AutoSensitivityMACs
+
+// autoMethod is the method MethodAuto takes for the float model g: the fast mode from
+// threshold MACs per sample.
+func autoMethod(g *graph.Graph, threshold int64) string {
+	if totalMACs(g) >= threshold {
+		return MethodSensitivity
+	}
+	return MethodSearch
+}
+
+// siCount writes n with a k/M/G suffix, as inspect does.
+func siCount(n float64) string {
+	for _, u := range []struct {
+		div  float64
+		unit string
+	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if n >= u.div {
+			return strconv.FormatFloat(n/u.div, 'g', 3, 64) + u.unit
+		}
+	}
+	return strconv.FormatFloat(n, 'g', 3, 64)
+}
+
 // sensitivity reports whether the options ask for the fast mode.
 func (o *OptimizeOptions) sensitivity() bool { return o.Method == MethodSensitivity }
 
 // check validates what Optimize needs beyond Options.check.
 func (o *OptimizeOptions) check() error {
 	switch {
-	case o.Method != "" && o.Method != MethodSearch && o.Method != MethodSensitivity:
-		return field.Errorf("Method", " %q: want %s or %s", o.Method, MethodSearch, MethodSensitivity)
+	case o.Method != "" && o.Method != MethodSearch && o.Method != MethodSensitivity && o.Method != MethodAuto:
+		return field.Errorf("Method", " %q: want %s, %s or %s", o.Method, MethodSearch, MethodSensitivity, MethodAuto)
 	case o.sensitivity() && o.SensitivityImages < 1:
 		return field.Errorf("SensitivityImages", " %d: must be positive", o.SensitivityImages)
 	case o.SearchEpochs < 1:
@@ -187,6 +227,21 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		return nil, err
 	}
 	s := &session{o: o, model: model}
+	autoNote := ""
+	if opts.Method == MethodAuto {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
+		opts.Method = autoMethod(s.g, autoThreshold)
+		if opts.Method == MethodSearch && opts.SensitivityImages != DefaultSensitivityImages {
+			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s): set OptimizeOptions.Method %s, or leave it at %d",
+				opts.SensitivityImages, MethodAuto, model, siCount(float64(totalMACs(s.g))), siCount(float64(autoThreshold)), MethodSensitivity, DefaultSensitivityImages)
+		}
+		if opts.Method == MethodSensitivity {
+			autoNote = fmt.Sprintf("OptimizeOptions.Method %s chose the fast mode: %s MACs per sample (from %s)",
+				MethodAuto, siCount(float64(totalMACs(s.g))), siCount(float64(autoThreshold)))
+		}
+	}
 	var err error
 	if s.ckpt, err = optimizePlan(&opts); err != nil {
 		return nil, err
@@ -194,8 +249,10 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if err := s.checkFiles(); err != nil {
 		return nil, err
 	}
-	if err := s.load(); err != nil {
-		return nil, err
+	if s.g == nil {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
 	}
 	space, err := opts.Space.For(s.cm)
 	if err != nil {
@@ -212,11 +269,17 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if err := s.openData(); err != nil {
 		return nil, err
 	}
+	if err := s.checkTeacher(!opts.sensitivity() || opts.FineTuneEpochs > 0); err != nil {
+		return nil, err
+	}
 	if err := opts.beforeSearch(s, b, probe); err != nil {
 		return nil, err
 	}
 	if err := s.restoreBatchNorm(); err != nil {
 		return nil, err
+	}
+	if autoNote != "" {
+		o.note("%s", autoNote)
 	}
 	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, Method: MethodSearch, SearchEpochs: opts.SearchEpochs}
 	if opts.sensitivity() {
@@ -258,13 +321,19 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 			}
 		}
 		qr, err := s.fineTune(ctx, ft, opts.FineTuneEpochs, out, seed)
-		if err != nil {
-			return nil, err
-		}
 		ref := b.Reference
 		arch := string(supernet.MarshalArch(r.Arch(), nil))
-		rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch})
-		mixedAcc = append(mixedAcc, qr.Accuracy)
+		if why := train.DivergedSummary(err); why != "" && k > 0 {
+			// The first seed's model is written and good; a later seed that diverges is a
+			// finding about the method's stability, reported, not a reason to fail the run.
+			o.note("seed %d: fine-tuning diverged (%s); left out of the summary", seed, why)
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, Diverged: why})
+		} else if err != nil {
+			return nil, err
+		} else {
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch})
+			mixedAcc = append(mixedAcc, qr.Accuracy)
+		}
 		if k == 0 {
 			rep.QuantizeReport = *qr
 			rep.Search, rep.Sensitivity = res.epochs, res.sensitivity
@@ -380,6 +449,9 @@ func compareWithFrontier(budget float64, seeds []SeedResult, baselines []Baselin
 	noteSeeds := map[string][]string{}
 	for i := range seeds {
 		sr := &seeds[i]
+		if sr.Diverged != "" {
+			continue
+		}
 		var measured []supernet.Vertex
 		for _, bl := range baselines {
 			if bl.Seed == sr.Seed && bl.Diverged == "" {

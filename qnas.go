@@ -79,8 +79,8 @@ type Training struct {
 	// Augment crops (padding 2) and flips horizontally at random while training; off for
 	// data whose mirror image is another class.
 	Augment bool
-	// Distill in [0, 1] weighs distillation from the input model (0: off), at temperature
-	// DistillTemp.
+	// Distill in [0, 1] weighs distillation from the input model (0: off; default 0.5), at
+	// temperature DistillTemp (docs/method.md, "Distillation from the input model").
 	Distill, DistillTemp float64
 	// TrainExported makes the last fine-tuning epoch (of 2 or more) train the model as it
 	// is exported: integer biases, BatchNorm on fixed statistics.
@@ -113,7 +113,7 @@ type Progress interface {
 func DefaultOptions() Options {
 	return Options{
 		Training: Training{Calib: 16, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4, Augment: true,
-			DistillTemp: 4, TrainExported: true},
+			Distill: 0.5, DistillTemp: 1, TrainExported: true},
 		CostModel: "bops",
 		Output:    Output{Format: export.FormatQDQ, IRVersion: 8},
 	}
@@ -136,8 +136,10 @@ type OptimizeOptions struct {
 	Options
 	Space supernet.SearchOptions // what the search may choose
 	// Method is how Optimize finds the architecture: MethodSearch (the differentiable
-	// search; "" means it too) or MethodSensitivity (the fast mode: every choice's effect on
-	// the loss estimated from SensitivityImages training images, then the same derivation).
+	// search; "" means it too), MethodSensitivity (the fast mode: every choice's effect on
+	// the loss estimated from SensitivityImages training images, then the same derivation)
+	// or MethodAuto (the default: the fast mode for models of AutoSensitivityMACs or more
+	// per sample, the search below).
 	Method string
 	// SensitivityImages is how many training images the sensitivity estimate reads (at most
 	// the training split's).
@@ -165,7 +167,14 @@ type OptimizeOptions struct {
 const (
 	MethodSearch      = "search"
 	MethodSensitivity = "sensitivity"
+	MethodAuto        = "auto"
 )
+
+// AutoSensitivityMACs is the size, in MACs per sample of the float model, from which
+// MethodAuto takes the fast mode (docs/method.md, "Fast mode"): ImageNet-size CNNs at
+// 224×224 (MobileNetV2 300 M, ResNet-18 1.8 G), whose search would take hours on a few
+// cores, lie above it; CIFAR- and MNIST-size models (ResNet-20 at 28×28: 31 M) below.
+const AutoSensitivityMACs = 100_000_000
 
 // DefaultSensitivityImages is the default of OptimizeOptions.SensitivityImages
 // (docs/method.md, "Fast mode": the estimates' noise at 2 048 images is a few per cent).
@@ -173,7 +182,7 @@ const DefaultSensitivityImages = 2048
 
 // DefaultOptimizeOptions returns the defaults of Optimize.
 func DefaultOptimizeOptions() OptimizeOptions {
-	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodSearch,
+	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodAuto,
 		SensitivityImages: DefaultSensitivityImages, SearchEpochs: 2, FineTuneEpochs: 6,
 		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", FineTuneFrom: "search", Seeds: 1}
 }

@@ -105,6 +105,9 @@ func Quantize(ctx context.Context, model string, arch *supernet.Arch, opts Quant
 	if err := s.openData(); err != nil {
 		return nil, err
 	}
+	if err := s.checkTeacher(opts.Epochs > 0); err != nil {
+		return nil, err
+	}
 	if err := s.checkResume(nil, opts.Epochs); err != nil { // before any work
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package qnas
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/qnas/qnas/graph"
@@ -15,18 +16,20 @@ import (
 
 // session is one run's model, data and checkpoints, as Quantize and Optimize share them.
 type session struct {
-	o         *Options
-	model     string // the model's file
-	g         *graph.Graph
-	space     *supernet.Space
-	cm        supernet.CostModel
-	teacher   *graph.Graph // the distillation teacher: the model as trained
-	trainSet  *data.Dataset
-	testSet   *data.Dataset
-	norm      data.Normalize
-	noNorm    bool // no normalization was found (a note says so)
-	ckpt      checkpointPlan
-	modelHash string
+	o        *Options
+	model    string // the model's file
+	g        *graph.Graph
+	space    *supernet.Space
+	cm       supernet.CostModel
+	teacher  *graph.Graph // the distillation teacher: the model as trained
+	trainSet *data.Dataset
+	testSet  *data.Dataset
+	norm     data.Normalize
+	noNorm   bool // no normalization was found (a note says so)
+	// teacherNote says why distillation is off for this run (checkTeacher), "" when it is not.
+	teacherNote string
+	ckpt        checkpointPlan
+	modelHash   string
 }
 
 // checkFiles applies the output policy to the run's files: the model, extra inputs
@@ -118,11 +121,41 @@ func (s *session) notes() {
 	if s.noNorm {
 		s.o.note(NoNormalizationNote)
 	}
+	if s.teacherNote != "" {
+		s.o.note("%s", s.teacherNote)
+	}
 	s.ckpt.noteStale(s.o)
 }
 
 // NoNormalizationNote is the note of a run whose inputs are not normalized.
 const NoNormalizationNote = "note: no Data.Mean/Data.Std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]"
+
+// checkTeacher turns distillation off when the run trains (trains) and the input model is
+// no teacher for this data: on the test split, under the run's normalization, it scores
+// below twice the accuracy of guessing (a wrong Data.Mean/Data.Std, or labels it was not
+// trained for). Distilling from it would pull the quantized model, whose calibration
+// re-estimates its BatchNorm statistics on this data, toward that model's errors. It decides
+// silently (notes says so) and before any checkpoint is checked, so that a resumed run
+// decides the same and a refused one prints one line.
+func (s *session) checkTeacher(trains bool) error {
+	if !trains || s.o.Training.Distill == 0 {
+		return nil
+	}
+	ev, err := train.Evaluate(s.g, s.testSet, s.norm, 256, io.Discard)
+	if err != nil {
+		return err
+	}
+	classes := 2
+	if sh := s.g.Shapes[s.g.Outputs[0]]; len(sh) == 2 && sh[1] > 2 {
+		classes = int(sh[1])
+	}
+	if ev.Accuracy < 2/float64(classes) {
+		s.teacherNote = fmt.Sprintf("note: distillation off: the input model scores %.2f%% on the test data, near guessing (%.2f%%), so it is no teacher (are Data.Mean/Data.Std right?)",
+			100*ev.Accuracy, 100/float64(classes))
+		s.o.Training.Distill = 0
+	}
+	return nil
+}
 
 // restoreBatchNorm gives a model whose convolutions lack BatchNorm (exported folded) its
 // BatchNorms back for training (search.RestoreBatchNorm, statistics from Calib batches of

@@ -25,6 +25,7 @@ var flagOf = map[string]string{
 	"Arch":                           "--arch",
 	"SearchEpochs":                   "--search-epochs",
 	"Method":                         "--method",
+	"OptimizeOptions.Method":         "--method",
 	"SensitivityImages":              "--sensitivity-images",
 	"FineTuneEpochs":                 "--ft-epochs",
 	"FineTuneFrom":                   "--ft-from",

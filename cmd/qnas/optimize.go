@@ -135,7 +135,9 @@ The search holds out 10% of the training data (after --limit-train): the weights
 the other 90%, the architecture on the held-out share, which must hold at least one --batch
 (with the default --batch 128: 1 280 training samples or more). --method sensitivity
 replaces the search by a fast estimate of each choice's effect on the training loss, read
-from --sensitivity-images training images (no training, no search checkpoint). Then it
+from --sensitivity-images training images (no training, no search checkpoint); the default,
+--method auto, takes it for models of 100M MACs per sample or more (ImageNet-size CNNs)
+and searches below. Then it
 derives the architecture, repairs it into [0.98, 1] × budget, and does what qnas quantize --arch does
 with it: fine-tunes with quantization in the loop and writes OUT.onnx, OUT.encodings.json
 and OUT.arch.json. The search's state is saved in OUT.onnx.search.ckpt, the fine-tuning's
@@ -154,8 +156,8 @@ first seed's) and reports mean ± std.`,
 	o.space.register(f)
 	o.o = qnas.DefaultOptimizeOptions()
 	f.StringVar(&o.Budget, "budget", "", "cost budget: a ratio in (0, 1] of the model at w8a8, or an absolute cost with a unit (k, M, G, T) (required)")
-	f.StringVar(&o.o.Method, "method", o.o.Method, "how the architecture is found: search (the differentiable search) or sensitivity (the fast mode: each choice's effect on the loss estimated from --sensitivity-images training images, no search training)")
-	f.IntVar(&o.o.SensitivityImages, "sensitivity-images", o.o.SensitivityImages, "with --method sensitivity: the training images the estimate reads (at most the training split's)")
+	f.StringVar(&o.o.Method, "method", o.o.Method, "how the architecture is found: search (the differentiable search), sensitivity (the fast mode: each choice's effect on the loss estimated from --sensitivity-images training images, no search training) or auto (sensitivity from 100M MACs per sample, search below)")
+	f.IntVar(&o.o.SensitivityImages, "sensitivity-images", o.o.SensitivityImages, "with the fast mode (--method sensitivity, or auto on a large model): the training images the estimate reads (at most the training split's)")
 	f.IntVar(&o.o.SearchEpochs, "search-epochs", o.o.SearchEpochs, "search epochs")
 	f.IntVar(&o.o.FineTuneEpochs, "ft-epochs", o.o.FineTuneEpochs, "quantization-aware fine-tuning epochs of the derived architecture")
 	f.Float64Var(&o.o.ArchLR, "arch-lr", o.o.ArchLR, "Adam learning rate of the architecture logits")
@@ -167,6 +169,17 @@ first seed's) and reports mean ± std.`,
 	return cmd
 }
 
+// diverged counts the seeds whose fine-tuning diverged.
+func diverged(seeds []qnas.SeedResult) int {
+	n := 0
+	for _, s := range seeds {
+		if s.Diverged != "" {
+			n++
+		}
+	}
+	return n
+}
+
 func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error {
 	if o.Budget == "" {
 		return usageError{fmt.Errorf("--budget is required (a ratio such as 0.25, or a cost such as 1.2G)")}
@@ -176,8 +189,8 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 		return usageError{err}
 	}
 	opts := o.o
-	if opts.Method != qnas.MethodSensitivity && opts.SensitivityImages != qnas.DefaultSensitivityImages {
-		return usageError{fmt.Errorf("--sensitivity-images %d applies with --method sensitivity: add it, or drop --sensitivity-images", opts.SensitivityImages)}
+	if (opts.Method == qnas.MethodSearch || opts.Method == "") && opts.SensitivityImages != qnas.DefaultSensitivityImages {
+		return usageError{fmt.Errorf("--sensitivity-images %d applies to the fast mode, not to --method %s: drop --method or --sensitivity-images", opts.SensitivityImages, qnas.MethodSearch)}
 	}
 	if opts.Space, err = o.space.parse(); err != nil {
 		return usageError{err}
@@ -204,8 +217,11 @@ func runOptimize(stdout, stderr io.Writer, path string, o optimizeOptions) error
 			return fmt.Sprintf("%"+sign+".2f ± %.2f", 100*v[0], 100*v[1])
 		}
 		line := "mixed: " + pm([2]float64{rep.Summary.MixedMean, rep.Summary.MixedStd}, "") + "%"
-		if n > 1 {
-			line += fmt.Sprintf(" over %d seeds", n)
+		if d := diverged(rep.Seeds); n > 1 {
+			line += fmt.Sprintf(" over %d seeds", n-d)
+			if d > 0 {
+				line += fmt.Sprintf(" (%d more diverged)", d)
+			}
 		}
 		for _, b := range rep.Baselines[:len(rep.Baselines)/n] {
 			k := fmt.Sprintf("w%da%d", b.WBits, b.ABits)

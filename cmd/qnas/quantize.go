@@ -47,7 +47,7 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.Output.Report, "report", "", "write a JSON report to this file, and the model's bit map beside it (REPORT without .json, plus .bits.png)")
 	f.StringVar(&o.Resume, "resume", "", "continue the run saved in this checkpoint (OUT.onnx.ckpt, written every epoch and on SIGINT/SIGTERM; optimize also keeps OUT.onnx.search.ckpt)")
 	f.BoolVar(&q.JSON, "json", false, "print the report as JSON to stdout")
-	f.Float64Var(&t.Distill, "distill", t.Distill, "weight in [0, 1] of knowledge distillation from the input model in fine-tuning and search (0: off)")
+	f.Float64Var(&t.Distill, "distill", t.Distill, "weight in [0, 1] of knowledge distillation from the input float model in fine-tuning and search (0: off)")
 	f.Float64Var(&t.DistillTemp, "distill-temp", t.DistillTemp, "temperature of the distillation")
 	f.BoolVar(&t.TrainExported, "train-exported", t.TrainExported, "with 2 fine-tuning epochs or more, the last trains the model as it is exported (integer biases, BatchNorm on fixed statistics)")
 }

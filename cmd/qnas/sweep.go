@@ -67,7 +67,7 @@ var passFlags = []passFlag{
 	{"format", "string", "format", "output format: qdq (default) or qonnx"},
 	{"pack", "bool", "pack", "INT4 weights for layers at ≤ 4 bits (as optimize)"},
 	{"ir", "int", "ir", "ONNX IR version of the outputs (as optimize)"},
-	{"method", "string", "", "how a mixed point finds its architecture: search or sensitivity (as optimize)"},
+	{"method", "string", "", "how a mixed point finds its architecture: search, sensitivity or auto (as optimize)"},
 	{"sensitivity-images", "int", "", "training images of a mixed point's sensitivity estimate (as optimize)"},
 	{"search-epochs", "int", "", "search epochs of a mixed point (as optimize)"},
 	{"arch-lr", "float", "", "learning rate of the architecture logits (as optimize)"},
