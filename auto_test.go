@@ -30,11 +30,11 @@ func TestAutoMethod(t *testing.T) {
 		if err := g.Canonicalize(graph.CanonicalOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		macs := totalMACs(g)
-		if m := autoMethod(g, AutoSensitivityMACs); m != MethodSearch {
+		macs := graph.Summarize(g).MACs
+		if m := autoMethod(macs, AutoSensitivityMACs); m != MethodSearch {
 			t.Errorf("%s (%d MACs per sample): auto takes %s", name, macs, m)
 		}
-		if autoMethod(g, macs) != MethodSensitivity || autoMethod(g, macs+1) != MethodSearch {
+		if autoMethod(macs, macs) != MethodSensitivity || autoMethod(macs, macs+1) != MethodSearch {
 			t.Errorf("%s: the threshold is not at its MACs per sample (%d)", name, macs)
 		}
 		if name == "resnet8_bn.onnx" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -133,39 +132,17 @@ func sensitivityReport(sn *supernet.Supernet, res *search.SensitivityResult) *Se
 	return r
 }
 
-// totalMACs is g's float cost in MACs per sample.
-func totalMACs(g *graph.Graph) int64 {
-	var n int64
-	for _, l := range g.Layers() {
-		n += l.MACs
-	}
-	return n
-}
-
 // autoThreshold is the MACs per sample from which MethodAuto takes the fast mode:
 // AutoSensitivityMACs (a variable so that a test can lower it to a fixture's size).
 var autoThreshold int64 = AutoSensitivityMACs
 
-// autoMethod is the method MethodAuto takes for the float model g: the fast mode from
-// threshold MACs per sample.
-func autoMethod(g *graph.Graph, threshold int64) string {
-	if totalMACs(g) >= threshold {
+// autoMethod is the method MethodAuto takes for a float model of macs MACs per sample: the
+// fast mode from threshold.
+func autoMethod(macs, threshold int64) string {
+	if macs >= threshold {
 		return MethodSensitivity
 	}
 	return MethodSearch
-}
-
-// siCount writes n with a k/M/G suffix, as inspect does.
-func siCount(n float64) string {
-	for _, u := range []struct {
-		div  float64
-		unit string
-	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
-		if n >= u.div {
-			return strconv.FormatFloat(n/u.div, 'g', 3, 64) + u.unit
-		}
-	}
-	return strconv.FormatFloat(n, 'g', 3, 64)
 }
 
 // sensitivity reports whether the options ask for the fast mode.
@@ -232,14 +209,15 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		if err := s.load(); err != nil {
 			return nil, err
 		}
-		opts.Method = autoMethod(s.g, autoThreshold)
+		macs := graph.Summarize(s.g).MACs
+		opts.Method = autoMethod(macs, autoThreshold)
 		if opts.Method == MethodSearch && opts.SensitivityImages != DefaultSensitivityImages {
 			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s): set OptimizeOptions.Method %s, or leave it at %d",
-				opts.SensitivityImages, MethodAuto, model, siCount(float64(totalMACs(s.g))), siCount(float64(autoThreshold)), MethodSensitivity, DefaultSensitivityImages)
+				opts.SensitivityImages, MethodAuto, model, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)), MethodSensitivity, DefaultSensitivityImages)
 		}
 		if opts.Method == MethodSensitivity {
 			autoNote = fmt.Sprintf("OptimizeOptions.Method %s chose the fast mode: %s MACs per sample (from %s)",
-				MethodAuto, siCount(float64(totalMACs(s.g))), siCount(float64(autoThreshold)))
+				MethodAuto, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)))
 		}
 	}
 	var err error
