@@ -169,7 +169,7 @@ func (s *session) fineTune(ctx context.Context, r *supernet.Resolved, epochs int
 		clock = time.Now()
 	}
 	bars := s.o.bars()
-	ev, err := train.Evaluate(s.g, s.testSet, s.norm, 256, bars)
+	ev, err := s.evalFloat(bars)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,7 @@ type session struct {
 	noNorm   bool // no normalization was found (a note says so)
 	// teacherNote says why distillation is off for this run (checkTeacher), "" when it is not.
 	teacherNote string
+	floatEval   *train.Eval // the float model on the test split, once evaluated (evalFloat)
 	ckpt        checkpointPlan
 	modelHash   string
 }
@@ -130,6 +131,19 @@ func (s *session) notes() {
 // NoNormalizationNote is the note of a run whose inputs are not normalized.
 const NoNormalizationNote = "note: no Data.Mean/Data.Std and no qnas.mean/qnas.std in the model: inputs are pixels scaled to [0,1]"
 
+// evalFloat evaluates the float model on the test split, once per run (BatchNorm restored
+// or not, it computes the same function), drawing progress on bars.
+func (s *session) evalFloat(bars io.Writer) (train.Eval, error) {
+	if s.floatEval == nil {
+		ev, err := train.Evaluate(s.g, s.testSet, s.norm, 256, bars)
+		if err != nil {
+			return ev, err
+		}
+		s.floatEval = &ev
+	}
+	return *s.floatEval, nil
+}
+
 // checkTeacher turns distillation off when the run trains (trains) and the input model is
 // no teacher for this data: on the test split, under the run's normalization, it scores
 // below twice the accuracy of guessing (a wrong Data.Mean/Data.Std, or labels it was not
@@ -141,7 +155,7 @@ func (s *session) checkTeacher(trains bool) error {
 	if !trains || s.o.Training.Distill == 0 {
 		return nil
 	}
-	ev, err := train.Evaluate(s.g, s.testSet, s.norm, 256, io.Discard)
+	ev, err := s.evalFloat(io.Discard)
 	if err != nil {
 		return err
 	}
