@@ -108,7 +108,7 @@ func Quantize(ctx context.Context, model string, arch *supernet.Arch, opts Quant
 	if err := s.checkTeacher(opts.Epochs > 0); err != nil {
 		return nil, err
 	}
-	if err := s.checkResume(nil, opts.Epochs); err != nil { // before any work
+	if err := s.checkResume(r, opts.Epochs); err != nil { // before any work
 		return nil, err
 	}
 	s.notes()

@@ -171,16 +171,21 @@ func (s *session) checkTeacher(trains bool) error {
 	return nil
 }
 
-// restoreBatchNorm gives a model whose convolutions lack BatchNorm (exported folded) its
-// BatchNorms back for training (search.RestoreBatchNorm, statistics from Calib batches of
-// the training data) and rebuilds its space; a model with BatchNorms stays as it is.
+// restoreBatchNorm puts the model in the form every model trains in (search.TrainingForm:
+// its own BatchNorms folded into their convs, then one after every conv from statistics of
+// Calib batches of the training data) and rebuilds its space, so that a folded export and
+// its BatchNorm-kept twin train alike. Only a model with convolutions no BatchNorm
+// normalized (a folded export) gets a note.
 func (s *session) restoreBatchNorm() error {
 	t := s.o.Training
-	rg, added, err := search.RestoreBatchNorm(s.g, s.trainSet, s.norm, t.Calib, t.Batch, s.o.bars())
+	bare := len(s.g.UnnormalizedConvs())
+	rg, added, _, err := search.TrainingForm(s.g, s.trainSet, s.norm, t.Calib, t.Batch, s.o.bars())
 	if err != nil || len(added) == 0 {
 		return err
 	}
-	s.o.note("%d convolutions have no BatchNorm (a folded export): training with BatchNorm restored after each; the output is folded again", len(added))
+	if bare > 0 {
+		s.o.note("%d convolutions have no BatchNorm (a folded export): training with BatchNorm restored after each; the output is folded again", bare)
+	}
 	sp, err := supernet.NewSpace(rg)
 	if err != nil {
 		return err

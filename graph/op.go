@@ -15,6 +15,10 @@ type OpDef struct {
 	Op     string // ONNX op_type
 	Domain string // operator set domain ("" : the default ONNX domain)
 	Doc    string // one line, for `qnas ops` and error messages
+	// Internal marks an op of qnas's own training graphs (the supernet's fake quantizers
+	// and mixed ops), which no model a user brings holds: the error for an unsupported op
+	// leaves it out of the ops it lists.
+	Internal bool
 
 	// MinInputs and MaxInputs bound the input count (MaxInputs < 0: no bound); likewise
 	// for outputs. Omitted optional inputs count as present ("" names).
@@ -152,10 +156,14 @@ func LookupNode(n *Node) (*OpDef, bool) { return LookupOp(n.Domain, n.Op) }
 
 // Ops returns the names of all registered op kinds (domain::type outside the default
 // domain), sorted.
-func Ops() []string {
+func Ops() []string { return ops(true) }
+
+func ops(internal bool) []string {
 	names := make([]string, 0, len(registry))
-	for k := range registry {
-		names = append(names, qualified(k))
+	for k, d := range registry {
+		if internal || !d.Internal {
+			names = append(names, qualified(k))
+		}
 	}
 	sort.Strings(names)
 	return names
@@ -181,7 +189,7 @@ func (e *UnsupportedError) Error() string {
 	if q := strconv.Quote(op); q[1:len(q)-1] != op || op == "" {
 		op = q // a name with control characters or quotes, or none: show it quoted, on one line
 	}
-	return fmt.Sprintf("node %q: unsupported op %s (supported: %s)", e.Node, op, strings.Join(Ops(), ", "))
+	return fmt.Sprintf("node %q: unsupported op %s (supported: %s)", e.Node, op, strings.Join(ops(false), ", "))
 }
 
 // ctx builds the rule context of node n from the graph's shapes and constants.

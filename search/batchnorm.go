@@ -99,3 +99,41 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 	}
 	return out, added, nil
 }
+
+// TrainingForm returns a copy of g in the one form every model is trained in, whether it
+// was exported with its BatchNorms or with them folded: each BatchNormalization that
+// directly follows a Conv is folded into it (graph.FoldBatchNorm), then RestoreBatchNorm
+// puts one back after every convolution, with the conv's weights at unit output scale and
+// statistics measured on d. A folded export and its BatchNorm-kept twin thus start training
+// from the same parameters, to float rounding, instead of from weights whose scales differ
+// by the original BatchNorm's (which sets how far an SGD step moves a normalized conv). It
+// returns g itself and no names when g has no Conv, else the copy, the names of the
+// BatchNormalizations it holds after the convs, and how many of them replace g's own.
+func TrainingForm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) (*graph.Graph, []string, int, error) {
+	fg := g.Clone()
+	before := countOp(fg, "BatchNormalization")
+	if err := fg.FoldBatchNorm(); err != nil {
+		return nil, nil, 0, err
+	}
+	folded := before - countOp(fg, "BatchNormalization")
+	if folded > 0 {
+		if err := fg.InferShapes(); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	rg, added, err := RestoreBatchNorm(fg, d, norm, batches, batch, log)
+	if err != nil || len(added) == 0 {
+		return g, nil, 0, err
+	}
+	return rg, added, folded, nil
+}
+
+func countOp(g *graph.Graph, op string) int {
+	n := 0
+	for _, nd := range g.Nodes {
+		if nd.Op == op {
+			n++
+		}
+	}
+	return n
+}

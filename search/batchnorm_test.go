@@ -116,3 +116,60 @@ func TestRestoreBatchNorm(t *testing.T) {
 		})
 	}
 }
+
+// A folded export and its BatchNorm-kept twin are put in one training form: the same nodes
+// with the same parameters, to float rounding, and each still computes what its input
+// computes.
+func TestTrainingFormSameForBothExports(t *testing.T) {
+	trainSet, norm := embedded(t, data.Train)
+	testSet, _ := embedded(t, data.Test)
+	for _, m := range []string{"resnet8", "mbv2", "resnet20"} {
+		t.Run(m, func(t *testing.T) {
+			var forms [2]*graph.Graph
+			for i, file := range []string{m + ".onnx", m + "_bn.onnx"} {
+				g := loadFixture(t, file)
+				fg, added, folded, err := TrainingForm(g, trainSet, norm, 4, 128, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				convs := len(g.UnnormalizedConvs())
+				if i == 1 {
+					convs = folded
+				}
+				if convs == 0 || len(added) != convs || (i == 0 && folded != 0) {
+					t.Fatalf("%s: %d BatchNorms after convs, %d of them replacing its own; %d convs without one before", file, len(added), folded, len(g.UnnormalizedConvs()))
+				}
+				if d := maxRelDiff(logits(t, g, testSet, norm, 100, false), logits(t, fg, testSet, norm, 100, false)); d > 1e-5 {
+					t.Errorf("%s: inference logits moved by %.2g relative", file, d)
+				}
+				forms[i] = fg
+			}
+			folded, kept := forms[0], forms[1]
+			byName := map[string]*graph.Node{}
+			for _, n := range kept.Nodes {
+				byName[n.Name] = n
+			}
+			if len(folded.Nodes) != len(kept.Nodes) {
+				t.Fatalf("%d nodes from the folded export, %d from the kept one", len(folded.Nodes), len(kept.Nodes))
+			}
+			for _, n := range folded.Nodes {
+				k := byName[n.Name]
+				if k == nil || k.Op != n.Op || len(k.Inputs) != len(n.Inputs) {
+					t.Fatalf("node %q (%s) has no twin in the kept export's form", n.Name, n.Op)
+				}
+				for i := range n.Inputs {
+					a, b := folded.Consts[n.Input(i)], kept.Consts[k.Input(i)]
+					if (a == nil) != (b == nil) {
+						t.Fatalf("node %q input %d: constant in one form only", n.Name, i)
+					}
+					if a == nil || a.DType != graph.Float32 {
+						continue
+					}
+					if d := maxRelDiff(a.F, b.F); len(a.F) != len(b.F) || d > 1e-4 {
+						t.Errorf("node %q input %d (%s, %s): differs by %.2g relative", n.Name, i, n.Input(i), k.Input(i), d)
+					}
+				}
+			}
+		})
+	}
+}

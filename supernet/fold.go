@@ -26,7 +26,7 @@ const (
 
 func init() {
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpFrozenBatchNorm, Domain: Domain, Doc: "BatchNormalization on fixed statistics with its shift on the integer grid of the conv before it",
+		Op: OpFrozenBatchNorm, Domain: Domain, Internal: true, Doc: "BatchNormalization on fixed statistics with its shift on the integer grid of the conv before it",
 		MinInputs: 7, MaxInputs: 7, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2}, State: []int{3, 4},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			if len(c.In[0]) < 2 {
@@ -45,7 +45,7 @@ func init() {
 		},
 	}, buildFrozenBN)
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpQuantBias, Domain: Domain, Doc: "a bias on the integer grid of its layer's accumulator",
+		Op: OpQuantBias, Domain: Domain, Internal: true, Doc: "a bias on the integer grid of its layer's accumulator",
 		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			gr, err := biasGrid(c.Node, c.In[1])

@@ -22,7 +22,7 @@ const (
 
 func init() {
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpLearned, Domain: Domain, Doc: "a constant that trains with the weights: y = c",
+		Op: OpLearned, Domain: Domain, Internal: true, Doc: "a constant that trains with the weights: y = c",
 		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) { return []graph.Shape{c.In[0]}, nil },
 	}, buildLearned)

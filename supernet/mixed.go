@@ -33,7 +33,7 @@ const (
 
 func init() {
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpMixedWeight, Domain: Domain, Doc: "the search's composite weight Σ_k p_k·Q_{b_k}(W) per choice unit of filters",
+		Op: OpMixedWeight, Domain: Domain, Internal: true, Doc: "the search's composite weight Σ_k p_k·Q_{b_k}(W) per choice unit of filters",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0, 1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			bits, axis, units, err := mixedWeightAttrs(c.Node, c.In[0])
@@ -48,7 +48,7 @@ func init() {
 		},
 	}, buildMixedWeight)
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpMixedAct, Domain: Domain, Doc: "the search's composite input Σ_k p_k·Q_{b_k}(x), one learned clip per bitwidth",
+		Op: OpMixedAct, Domain: Domain, Internal: true, Doc: "the search's composite input Σ_k p_k·Q_{b_k}(x), one learned clip per bitwidth",
 		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			bits, err := bitsAttr(c.Node)
@@ -65,7 +65,7 @@ func init() {
 		},
 	}, buildMixedAct)
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpWidthMask, Domain: Domain, Doc: "the search's expected channel mask over width choices, channels ranked by importance",
+		Op: OpWidthMask, Domain: Domain, Internal: true, Doc: "the search's expected channel mask over width choices, channels ranked by importance",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			x := c.In[0]

@@ -28,7 +28,7 @@ const (
 
 func init() {
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpQuantWeight, Domain: Domain, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
+		Op: OpQuantWeight, Domain: Domain, Internal: true, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
 		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			if _, _, err := weightQuantAttrs(c.Node, c.In[0]); err != nil {
@@ -38,7 +38,7 @@ func init() {
 		},
 	}, buildQuantWeight)
 	engine.RegisterOp(&graph.OpDef{
-		Op: OpQuantAct, Domain: Domain, Doc: "fake quantization of an activation clipped at a learned bound (PACT)",
+		Op: OpQuantAct, Domain: Domain, Internal: true, Doc: "fake quantization of an activation clipped at a learned bound (PACT)",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			if _, _, err := actQuantAttrs(c.Node); err != nil {

@@ -31,8 +31,8 @@ gives logits that do, so that predictions can be compared class by class.
 --train DIR trains resnet*/mobilenet_v2 instead on DIR's training photos (same preprocessing,
 plus a random horizontal flip): torchvision's initialization with one output per class
 folder, --epochs epochs of Adam (one-cycle learning rate peaking at 2e-3, batch 32, BatchNorm
-in training mode; all but the last two epochs on the images subsampled to half the size, a
-quarter of the work), then exported like the others (eval mode, BatchNorm folded). It prints the
+in training mode; all but the last --full-epochs epochs (default 2) on the images subsampled
+to half the size, a quarter of the work), then exported like the others (eval mode, BatchNorm folded). It prints the
 accuracy on DIR/test. A trained network has logits whose margins between classes are those of
 a real classifier, which a random network with a probe does not have: its predictions are
 decided by differences so small that any two runtimes disagree on some images.
@@ -210,7 +210,7 @@ def classifier(model, name):
     raise ValueError(f"no classifier known for {name}")
 
 
-def train_on(model, name, folder, size, epochs, seed):
+def train_on(model, name, folder, size, epochs, seed, full_epochs=2):
     """Trains model on folder's training photos (see --train) and returns its test accuracy."""
     owner, attr = classifier(model, name)
     xs, ys = zip(*photo_batches(folder, size))
@@ -222,13 +222,13 @@ def train_on(model, name, folder, size, epochs, seed):
     batch = 32
     steps = epochs * (len(y) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.15)
-    small = x[:, :, ::2, ::2].contiguous() if epochs > 2 else None
+    small = x[:, :, ::2, ::2].contiguous() if epochs > full_epochs else None
     model.train()
     t0 = time.time()
     for epoch in range(epochs):
-        # All but the last two epochs at half the input size (a quarter of the work), the
-        # last two at full size, which also settles the BatchNorm statistics there.
-        src = small if epoch < epochs - 2 else x
+        # All but the last full_epochs epochs at half the input size (a quarter of the work),
+        # the last ones at full size, which also settles the BatchNorm statistics there.
+        src = small if epoch < epochs - full_epochs else x
         order = torch.randperm(len(y), generator=g)
         total, correct, loss_sum = 0, 0, 0.0
         for i in range(0, len(y) - batch + 1, batch):
@@ -258,7 +258,7 @@ def train_on(model, name, folder, size, epochs, seed):
     return acc
 
 
-def export_one(spec, out_dir, seed, keep_identity, do_perturb, probe=None, train=None, epochs=8):
+def export_one(spec, out_dir, seed, keep_identity, do_perturb, probe=None, train=None, epochs=8, full_epochs=2):
     name, _, opset = spec.partition("@")
     opset = int(opset or 13)
     torch.manual_seed(seed)
@@ -268,7 +268,7 @@ def export_one(spec, out_dir, seed, keep_identity, do_perturb, probe=None, train
     size = INPUT_SIZE.get(name, 224)
     test_accuracy = None
     if train:
-        test_accuracy = train_on(model, name, train, size, epochs, seed)
+        test_accuracy = train_on(model, name, train, size, epochs, seed, full_epochs)
     elif probe:
         fit_probe(model, name, probe, size)
     x = torch.randn(1, 3, size, size)
@@ -326,6 +326,8 @@ def main():
     ap.add_argument("--train", metavar="DIR",
                     help="train resnet*/mobilenet_v2 on the image folder DIR first (see above)")
     ap.add_argument("--epochs", type=int, default=8, help="training epochs for --train")
+    ap.add_argument("--full-epochs", type=int, default=2,
+                    help="how many of the last --train epochs run at full size (the others at half size)")
     args = ap.parse_args()
     if args.train and args.probe:
         ap.error("--train and --probe exclude each other")
@@ -333,7 +335,7 @@ def main():
     os.makedirs(args.outdir, exist_ok=True)
 
     rows = [export_one(m, args.outdir, args.seed, args.keep_identity, args.perturb, args.probe,
-                          args.train, args.epochs)
+                          args.train, args.epochs, args.full_epochs)
             for m in args.models.split(",") if m]
     print(f"{'model':<26}{'MACs':>15}{'params':>12}{'onnx params':>13}{'undone':>8}  result")
     for r in rows:
@@ -343,7 +345,8 @@ def main():
     with open(os.path.join(args.outdir, "summary.json"), "w") as f:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__,
                    "perturbed": args.perturb and not args.train, "probe": args.probe,
-                   "train": args.train, "epochs": args.epochs if args.train else None, "models": rows}, f, indent=1)
+                   "train": args.train, "epochs": args.epochs if args.train else None,
+                   "full_epochs": args.full_epochs if args.train else None, "models": rows}, f, indent=1)
         f.write("\n")
     sys.exit(0 if all(r["ok"] for r in rows) else 1)
 
