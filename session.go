@@ -179,7 +179,7 @@ func (s *session) checkTeacher(trains bool) error {
 func (s *session) restoreBatchNorm() error {
 	t := s.o.Training
 	bare := len(s.g.UnnormalizedConvs())
-	rg, added, _, err := search.TrainingForm(s.g, s.trainSet, s.norm, t.Calib, t.Batch, s.o.bars())
+	rg, added, err := search.TrainingForm(s.g, s.trainSet, s.norm, t.Calib, t.Batch, s.o.bars())
 	if err != nil || len(added) == 0 {
 		return err
 	}

@@ -107,33 +107,19 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 // statistics measured on d. A folded export and its BatchNorm-kept twin thus start training
 // from the same parameters, to float rounding, instead of from weights whose scales differ
 // by the original BatchNorm's (which sets how far an SGD step moves a normalized conv). It
-// returns g itself and no names when g has no Conv, else the copy, the names of the
-// BatchNormalizations it holds after the convs, and how many of them replace g's own.
-func TrainingForm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) (*graph.Graph, []string, int, error) {
+// returns g itself and no names when g has no Conv, else the copy and the names of the
+// BatchNormalizations it holds after the convs.
+func TrainingForm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) (*graph.Graph, []string, error) {
 	fg := g.Clone()
-	before := countOp(fg, "BatchNormalization")
 	if err := fg.FoldBatchNorm(); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, err
 	}
-	folded := before - countOp(fg, "BatchNormalization")
-	if folded > 0 {
-		if err := fg.InferShapes(); err != nil {
-			return nil, nil, 0, err
-		}
+	if err := fg.InferShapes(); err != nil {
+		return nil, nil, err
 	}
 	rg, added, err := RestoreBatchNorm(fg, d, norm, batches, batch, log)
 	if err != nil || len(added) == 0 {
-		return g, nil, 0, err
+		return g, nil, err
 	}
-	return rg, added, folded, nil
-}
-
-func countOp(g *graph.Graph, op string) int {
-	n := 0
-	for _, nd := range g.Nodes {
-		if nd.Op == op {
-			n++
-		}
-	}
-	return n
+	return rg, added, nil
 }
