@@ -158,6 +158,8 @@ first seed's) and reports mean ± std.`,
 	f.StringVar(&o.Budget, "budget", "", "cost budget: a ratio in (0, 1] of the model at w8a8, or an absolute cost with a unit (k, M, G, T) (required)")
 	f.StringVar(&o.o.Method, "method", o.o.Method, "how the architecture is found: search (the differentiable search), sensitivity (the fast mode: each choice's effect on the loss estimated from --sensitivity-images training images, no search training) or auto (sensitivity from 100M MACs per sample, search below)")
 	f.IntVar(&o.o.SensitivityImages, "sensitivity-images", o.o.SensitivityImages, "with the fast mode (--method sensitivity, or auto on a large model): the training images the estimate reads (at most the training split's)")
+	f.StringVar(&o.o.InitLogits, "init-logits", o.o.InitLogits, "where the search's logits start: uniform (every option equally likely) or sensitivity (each option's estimated effect on the loss, from --sensitivity-images training images)")
+	f.Float64Var(&o.o.InitSpread, "init-spread", o.o.InitSpread, "with --init-logits sensitivity: the widest starting logit difference")
 	f.IntVar(&o.o.SearchEpochs, "search-epochs", o.o.SearchEpochs, "search epochs")
 	f.IntVar(&o.o.FineTuneEpochs, "ft-epochs", o.o.FineTuneEpochs, "quantization-aware fine-tuning epochs of the derived architecture")
 	f.Float64Var(&o.o.ArchLR, "arch-lr", o.o.ArchLR, "Adam learning rate of the architecture logits")
