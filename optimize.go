@@ -213,9 +213,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		}
 		macs := graph.Summarize(s.g).MACs
 		opts.Method = autoMethod(macs, autoThreshold)
-		if opts.Method == MethodSearch && opts.SensitivityImages != DefaultSensitivityImages {
-			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s): set OptimizeOptions.Method %s, or leave it at %d",
-				opts.SensitivityImages, MethodAuto, model, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)), MethodSensitivity, DefaultSensitivityImages)
+		if opts.Method == MethodSearch && opts.InitLogits != InitSensitivity && opts.SensitivityImages != DefaultSensitivityImages {
+			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode and to a search from InitLogits %s, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s) from InitLogits %s: set OptimizeOptions.Method %s or InitLogits %s, or leave it at %d",
+				opts.SensitivityImages, InitSensitivity, MethodAuto, model, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)), opts.InitLogits, MethodSensitivity, InitSensitivity, DefaultSensitivityImages)
 		}
 		if opts.Method == MethodSensitivity {
 			autoNote = fmt.Sprintf("OptimizeOptions.Method %s chose the fast mode: %s MACs per sample (from %s)",

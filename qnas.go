@@ -141,12 +141,13 @@ type OptimizeOptions struct {
 	// or MethodAuto (the default: the fast mode for models of AutoSensitivityMACs or more
 	// per sample, the search below).
 	Method string
-	// SensitivityImages is how many training images the sensitivity estimate reads (at most
-	// the training split's).
+	// SensitivityImages is how many training images the sensitivity estimate (of the fast
+	// mode, or the search's starting point) reads (at most the training split's).
 	SensitivityImages int
-	// InitLogits is where the search's logits start: InitUniform (every option of a choice
-	// equally likely) or InitSensitivity (each option's estimated effect on the loss, as the
-	// fast mode estimates it from SensitivityImages training images, InitSpread wide).
+	// InitLogits is where the search's logits start: InitSensitivity (the default: each
+	// option's estimated effect on the loss, as the fast mode estimates it from
+	// SensitivityImages training images, InitSpread wide) or InitUniform (every option of a
+	// choice equally likely).
 	InitLogits string
 	// InitSpread is the widest logit difference InitSensitivity starts with (between the
 	// option of the largest estimated loss increase and the most precise one).
@@ -196,7 +197,7 @@ const DefaultSensitivityImages = 2048
 // DefaultOptimizeOptions returns the defaults of Optimize.
 func DefaultOptimizeOptions() OptimizeOptions {
 	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodAuto,
-		SensitivityImages: DefaultSensitivityImages, InitLogits: InitUniform, InitSpread: 2, SearchEpochs: 2, FineTuneEpochs: 6,
+		SensitivityImages: DefaultSensitivityImages, InitLogits: InitSensitivity, InitSpread: 5, SearchEpochs: 2, FineTuneEpochs: 6,
 		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", FineTuneFrom: "search", Seeds: 1}
 }
 
