@@ -14,7 +14,7 @@ import (
 // With InitLogits InitSensitivity the search starts where the fast mode ends: a search
 // without architecture steps (the first epoch all warm-up) derives the fast mode's
 // architecture from the same estimate, and one started from uniform logits does not; the
-// phases name the estimate.
+// report says where the logits started and its phases name the estimate.
 func TestInitLogitsFromSensitivity(t *testing.T) {
 	model := testenv.Path("testdata", "models", "resnet8.onnx")
 	run := func(method, init string) (*OptimizeReport, []byte) {
@@ -35,9 +35,12 @@ func TestInitLogitsFromSensitivity(t *testing.T) {
 		}
 		return rep, arch
 	}
-	_, fast := run(MethodSensitivity, InitUniform)
+	frep, fast := run(MethodSensitivity, InitUniform)
 	rep, seeded := run(MethodSearch, InitSensitivity)
-	_, uniform := run(MethodSearch, InitUniform)
+	urep, uniform := run(MethodSearch, InitUniform)
+	if frep.InitLogits != "" || rep.InitLogits != InitSensitivity || urep.InitLogits != InitUniform {
+		t.Errorf("reports' init_logits: fast mode %q, from the estimate %q, from uniform logits %q", frep.InitLogits, rep.InitLogits, urep.InitLogits)
+	}
 	if !bytes.Equal(seeded, fast) {
 		t.Errorf("a search without architecture steps from the sensitivity estimate derives another architecture than the fast mode:\n%s\nvs\n%s", seeded, fast)
 	}

@@ -26,6 +26,9 @@ type OptimizeReport struct {
 	Budget     float64 `json:"budget"` // as a ratio of the reference cost
 	BudgetCost float64 `json:"budget_cost"`
 	Method     string  `json:"method"` // MethodSearch or MethodSensitivity
+	// InitLogits is where the search's logits started (InitSensitivity or InitUniform; empty
+	// with MethodSensitivity).
+	InitLogits string `json:"init_logits,omitempty"`
 	// SearchEpochs and Search are the search's (0 and none with MethodSensitivity).
 	SearchEpochs int                  `json:"search_epochs"`
 	Search       []search.SearchEpoch `json:"search"`
@@ -261,9 +264,12 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if autoNote != "" {
 		o.note("%s", autoNote)
 	}
-	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, Method: MethodSearch, SearchEpochs: opts.SearchEpochs}
+	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, Method: MethodSearch, InitLogits: opts.InitLogits, SearchEpochs: opts.SearchEpochs}
+	if rep.InitLogits == "" {
+		rep.InitLogits = InitUniform
+	}
 	if opts.sensitivity() {
-		rep.Method, rep.SearchEpochs = MethodSensitivity, 0
+		rep.Method, rep.InitLogits, rep.SearchEpochs = MethodSensitivity, "", 0
 	}
 	var mixedAcc []float64
 	baseAcc := map[string][]float64{}

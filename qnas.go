@@ -147,7 +147,7 @@ type OptimizeOptions struct {
 	// InitLogits is where the search's logits start: InitSensitivity (the default: each
 	// option's estimated effect on the loss, as the fast mode estimates it from
 	// SensitivityImages training images, InitSpread wide) or InitUniform (every option of a
-	// choice equally likely).
+	// choice equally likely; "" means it too).
 	InitLogits string
 	// InitSpread is the widest logit difference InitSensitivity starts with (between the
 	// option of the largest estimated loss increase and the most precise one).
