@@ -26,6 +26,9 @@ type OptimizeReport struct {
 	Budget     float64 `json:"budget"` // as a ratio of the reference cost
 	BudgetCost float64 `json:"budget_cost"`
 	Method     string  `json:"method"` // MethodSearch or MethodSensitivity
+	// InitLogits is where the search's logits started (InitSensitivity or InitUniform; empty
+	// with MethodSensitivity).
+	InitLogits string `json:"init_logits,omitempty"`
 	// SearchEpochs and Search are the search's (0 and none with MethodSensitivity).
 	SearchEpochs int                  `json:"search_epochs"`
 	Search       []search.SearchEpoch `json:"search"`
@@ -153,7 +156,9 @@ func (o *OptimizeOptions) check() error {
 	switch {
 	case o.Method != "" && o.Method != MethodSearch && o.Method != MethodSensitivity && o.Method != MethodAuto:
 		return field.Errorf("Method", " %q: want %s, %s or %s", o.Method, MethodSearch, MethodSensitivity, MethodAuto)
-	case o.sensitivity() && o.SensitivityImages < 1:
+	case o.InitLogits != "" && o.InitLogits != InitUniform && o.InitLogits != InitSensitivity:
+		return field.Errorf("InitLogits", " %q: want %s or %s", o.InitLogits, InitUniform, InitSensitivity)
+	case (o.sensitivity() || o.InitLogits == InitSensitivity) && o.SensitivityImages < 1:
 		return field.Errorf("SensitivityImages", " %d: must be positive", o.SensitivityImages)
 	case o.SearchEpochs < 1:
 		return field.Errorf("SearchEpochs", " %d: must be positive", o.SearchEpochs)
@@ -171,7 +176,7 @@ func (o *OptimizeOptions) check() error {
 		return field.Errorf("Output.Path", " is required (the search keeps its checkpoints beside it)")
 	}
 	if err := field.CheckFloats(field.Float{Name: "ArchLR", Value: o.ArchLR, Range: field.Positive},
-		field.Float{Name: "Warmup", Value: o.Warmup, Range: field.Fraction}); err != nil {
+		field.Float{Name: "Warmup", Value: o.Warmup, Range: field.Fraction}, field.Float{Name: "InitSpread", Value: o.InitSpread, Range: field.Positive}); err != nil {
 		return err
 	}
 	if err := o.Space.Check(); err != nil {
@@ -211,9 +216,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		}
 		macs := graph.Summarize(s.g).MACs
 		opts.Method = autoMethod(macs, autoThreshold)
-		if opts.Method == MethodSearch && opts.SensitivityImages != DefaultSensitivityImages {
-			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s): set OptimizeOptions.Method %s, or leave it at %d",
-				opts.SensitivityImages, MethodAuto, model, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)), MethodSensitivity, DefaultSensitivityImages)
+		if opts.Method == MethodSearch && opts.InitLogits != InitSensitivity && opts.SensitivityImages != DefaultSensitivityImages {
+			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode and to a search from InitLogits %s, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s) from InitLogits %s: set OptimizeOptions.Method %s or InitLogits %s, or leave it at %d",
+				opts.SensitivityImages, InitSensitivity, MethodAuto, model, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)), opts.InitLogits, MethodSensitivity, InitSensitivity, DefaultSensitivityImages)
 		}
 		if opts.Method == MethodSensitivity {
 			autoNote = fmt.Sprintf("OptimizeOptions.Method %s chose the fast mode: %s MACs per sample (from %s)",
@@ -259,9 +264,12 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if autoNote != "" {
 		o.note("%s", autoNote)
 	}
-	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, Method: MethodSearch, SearchEpochs: opts.SearchEpochs}
+	rep := &OptimizeReport{Budget: b.Ratio(), BudgetCost: b.Cost, Method: MethodSearch, InitLogits: opts.InitLogits, SearchEpochs: opts.SearchEpochs}
+	if rep.InitLogits == "" {
+		rep.InitLogits = InitUniform
+	}
 	if opts.sensitivity() {
-		rep.Method, rep.SearchEpochs = MethodSensitivity, 0
+		rep.Method, rep.InitLogits, rep.SearchEpochs = MethodSensitivity, "", 0
 	}
 	var mixedAcc []float64
 	baseAcc := map[string][]float64{}
@@ -396,12 +404,31 @@ func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Sup
 			return nil, err
 		}
 	}
+	var phases []search.Phase
+	if o.InitLogits == InitSensitivity && !cfg.Resume {
+		scfg := o.sensitivityConfig(s, seed)
+		scfg.Context = ctx
+		o.note("seed %d: starting the search's logits from the sensitivity of %s on %d training images", seed, DescribeSpace(sn), min(scfg.Images, s.trainSet.N))
+		res, err := search.Sensitivity(sn, s.trainSet, scfg)
+		if err != nil {
+			return nil, err
+		}
+		for name, l := range res.Logits {
+			dst := sn.Graph.Consts[name].F
+			for i, v := range l {
+				dst[i] = v * float32(o.InitSpread/supernet.LossLogitSpread)
+			}
+		}
+		for _, ph := range res.Phases {
+			phases = append(phases, search.Phase{Name: "initial " + ph.Name, Seconds: ph.Seconds})
+		}
+	}
 	o.note("seed %d: searching %s, under %.4f of w8a8 (%s %s)", seed, DescribeSpace(sn), b.Ratio(), supernet.FormatCost(b.Cost), s.cm.Unit())
 	res, err := search.Search(sn, s.trainSet, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &found{logits: res.Logits, weights: res.Weights, epochs: res.Epochs, phases: res.Phases}, nil
+	return &found{logits: res.Logits, weights: res.Weights, epochs: res.Epochs, phases: append(phases, res.Phases...)}, nil
 }
 
 // sensitivityBatch is the largest micro-batch of the sensitivity estimate: a weight's
@@ -483,6 +510,9 @@ func (o *OptimizeOptions) searchCheckpoint(s *session, cfg *search.SearchConfig)
 	cfg.Checkpoint, cfg.Resume = s.ckpt.search, s.ckpt.resumeSearch
 	h, err := s.modelSetting()
 	cfg.Depends = ckpt.Settings{h}
+	if o.InitLogits == InitSensitivity {
+		cfg.Depends.Add("initial logits", fmt.Sprintf("sensitivity of %d images, spread %g", o.SensitivityImages, o.InitSpread))
+	}
 	return err
 }
 

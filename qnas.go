@@ -141,13 +141,21 @@ type OptimizeOptions struct {
 	// or MethodAuto (the default: the fast mode for models of AutoSensitivityMACs or more
 	// per sample, the search below).
 	Method string
-	// SensitivityImages is how many training images the sensitivity estimate reads (at most
-	// the training split's).
+	// SensitivityImages is how many training images the sensitivity estimate (of the fast
+	// mode, or the search's starting point) reads (at most the training split's).
 	SensitivityImages int
-	SearchEpochs      int     // epochs of the search
-	FineTuneEpochs    int     // fine-tuning epochs of the derived architecture
-	ArchLR            float64 // Adam learning rate of the architecture logits
-	Warmup            float64 // fraction of the first search epoch that trains the weights alone
+	// InitLogits is where the search's logits start: InitSensitivity (the default: each
+	// option's estimated effect on the loss, as the fast mode estimates it from
+	// SensitivityImages training images, InitSpread wide) or InitUniform (every option of a
+	// choice equally likely; "" means it too).
+	InitLogits string
+	// InitSpread is the widest logit difference InitSensitivity starts with (between the
+	// option of the largest estimated loss increase and the most precise one).
+	InitSpread     float64
+	SearchEpochs   int     // epochs of the search
+	FineTuneEpochs int     // fine-tuning epochs of the derived architecture
+	ArchLR         float64 // Adam learning rate of the architecture logits
+	Warmup         float64 // fraction of the first search epoch that trains the weights alone
 	// Sampling is "hard" (one-hot Gumbel-softmax samples, straight-through gradient) or
 	// "soft" (the composite mixture).
 	Sampling string
@@ -170,6 +178,12 @@ const (
 	MethodAuto        = "auto"
 )
 
+// The starting points of OptimizeOptions.InitLogits.
+const (
+	InitUniform     = "uniform"
+	InitSensitivity = "sensitivity"
+)
+
 // AutoSensitivityMACs is the size, in MACs per sample of the float model, from which
 // MethodAuto takes the fast mode (docs/method.md, "Fast mode"): ImageNet-size CNNs at
 // 224×224 (MobileNetV2 300 M, ResNet-18 1.8 G), whose search would take hours on a few
@@ -183,7 +197,7 @@ const DefaultSensitivityImages = 2048
 // DefaultOptimizeOptions returns the defaults of Optimize.
 func DefaultOptimizeOptions() OptimizeOptions {
 	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodAuto,
-		SensitivityImages: DefaultSensitivityImages, SearchEpochs: 2, FineTuneEpochs: 6,
+		SensitivityImages: DefaultSensitivityImages, InitLogits: InitSensitivity, InitSpread: 5, SearchEpochs: 2, FineTuneEpochs: 6,
 		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", FineTuneFrom: "search", Seeds: 1}
 }
 

@@ -63,7 +63,7 @@ func (sn *Supernet) Derive(m CostModel, logits map[string][]float32, b Budget) (
 // over the most precise architecture. Derive maximizes Σ log p(chosen option) = Σ α(chosen)
 // − Σ (each choice's log-normalizer, the same whatever is chosen), so the logits
 // α = −increase/T make it minimize Σ increase(chosen); one T for all choices keeps them
-// comparable, and T = (largest |increase|)/lossLogitSpread keeps every probability far above
+// comparable, and T = (largest |increase|)/LossLogitSpread keeps every probability far above
 // the 1e-12 Derive adds before taking logarithms.
 func LossLogits(increase map[string][]float64) map[string][]float32 {
 	top := 0.0
@@ -74,7 +74,7 @@ func LossLogits(increase map[string][]float64) map[string][]float32 {
 	}
 	scale := 1.0
 	if top > 0 {
-		scale = lossLogitSpread / top
+		scale = LossLogitSpread / top
 	}
 	out := make(map[string][]float32, len(increase))
 	for name, v := range increase {
@@ -87,9 +87,9 @@ func LossLogits(increase map[string][]float64) map[string][]float32 {
 	return out
 }
 
-// lossLogitSpread is the widest logit difference LossLogits makes: the softmax keeps every
+// LossLogitSpread is the widest logit difference LossLogits makes: the softmax keeps every
 // option's probability above e^−10/K, where log(p + 1e-12) differs from log p by < 1e-6.
-const lossLogitSpread = 10
+const LossLogitSpread = 10
 
 // lower makes the best lowering step until the cost fits (never the choice of keep, when
 // not nil); false when no step is left.

@@ -66,7 +66,7 @@ func TestLossLogitsDerive(t *testing.T) {
 			}
 		}
 	}
-	if l := LossLogits(map[string][]float64{"a": {0.5, 0.1, 0}, "b": {2, 0}}); l["b"][0] != -lossLogitSpread || l["a"][2] != 0 || l["a"][0] != -2.5 {
-		t.Errorf("logits %v: want −increase scaled so the largest is −%d", l, lossLogitSpread)
+	if l := LossLogits(map[string][]float64{"a": {0.5, 0.1, 0}, "b": {2, 0}}); l["b"][0] != -LossLogitSpread || l["a"][2] != 0 || l["a"][0] != -2.5 {
+		t.Errorf("logits %v: want −increase scaled so the largest is −%d", l, LossLogitSpread)
 	}
 }

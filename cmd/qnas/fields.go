@@ -30,6 +30,8 @@ var flagOf = map[string]string{
 	"FineTuneEpochs":                 "--ft-epochs",
 	"FineTuneFrom":                   "--ft-from",
 	"ArchLR":                         "--arch-lr",
+	"InitLogits":                     "--init-logits",
+	"InitSpread":                     "--init-spread",
 	"Warmup":                         "--warmup",
 	"Sampling":                       "--sampling",
 	"Seeds":                          "--seeds",

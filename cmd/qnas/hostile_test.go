@@ -543,6 +543,8 @@ func TestHostileNumbersAndSideInputs(t *testing.T) {
 		{"--mean of 3 for 1 channel", q("--mean", "0.1,0.2,0.3"), []string{"--mean", "channel"}},
 		{"optimize --arch-lr NaN", o("--arch-lr", "NaN"), []string{"--arch-lr"}},
 		{"optimize --warmup NaN", o("--warmup", "NaN"), []string{"--warmup"}},
+		{"optimize --init-spread 0", o("--init-spread", "0"), []string{"--init-spread"}},
+		{"optimize --init-logits zeros", o("--init-logits", "zeros"), []string{"--init-logits", "zeros", "uniform", "sensitivity"}},
 		{"optimize --momentum NaN", o("--momentum", "NaN"), []string{"--momentum"}},
 		{"optimize --wd NaN", o("--wd", "NaN"), []string{"--wd"}},
 		{"optimize --budget NaN", o("--budget", "NaN"), []string{"--budget"}},

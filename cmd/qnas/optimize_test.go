@@ -230,8 +230,9 @@ func TestOptimizeBadInput(t *testing.T) {
 		{[]string{"--ft-from", "scratch"}, 2, []string{"--ft-from"}},
 		{[]string{"--method", "foo"}, 2, []string{"--method", "foo", "sensitivity"}},
 		{[]string{"--method", "sensitivity", "--sensitivity-images", "0"}, 2, []string{"--sensitivity-images", "positive"}},
-		{[]string{"--method", "search", "--sensitivity-images", "500"}, 2, []string{"--sensitivity-images", "--method search"}},
-		{[]string{"--sensitivity-images", "500"}, 2, []string{"--sensitivity-images", "--method auto", "--method sensitivity", "under 100M"}},
+		{[]string{"--method", "search", "--init-logits", "uniform", "--sensitivity-images", "500"}, 2, []string{"--sensitivity-images", "--method search", "--init-logits uniform"}},
+		{[]string{"--init-logits", "uniform", "--sensitivity-images", "500"}, 2, []string{"--sensitivity-images", "--method auto", "--method sensitivity", "under 100M"}},
+		{[]string{"--init-logits", "zeros"}, 2, []string{"--init-logits", "uniform"}},
 		{[]string{"--data", cifar}, 1, []string{cifar}},
 	} {
 		status, _, stderr := runCLI(t, optimizeArgs(model, out, c.args...)...)

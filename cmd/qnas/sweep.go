@@ -69,6 +69,8 @@ var passFlags = []passFlag{
 	{"ir", "int", "ir", "ONNX IR version of the outputs (as optimize)"},
 	{"method", "string", "", "how a mixed point finds its architecture: search, sensitivity or auto (as optimize)"},
 	{"sensitivity-images", "int", "", "training images of a mixed point's sensitivity estimate (as optimize)"},
+	{"init-logits", "string", "", "where a mixed point's search logits start: uniform or sensitivity (as optimize)"},
+	{"init-spread", "float", "", "the widest starting logit difference of --init-logits sensitivity (as optimize)"},
 	{"search-epochs", "int", "", "search epochs of a mixed point (as optimize)"},
 	{"arch-lr", "float", "", "learning rate of the architecture logits (as optimize)"},
 	{"warmup", "float", "", "weights-only share of the first search epoch (as optimize)"},
