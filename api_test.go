@@ -41,7 +41,7 @@ func TestOptimizeIsTheCommand(t *testing.T) {
 	cliOut, apiOut := filepath.Join(dir, "cli.onnx"), filepath.Join(dir, "api.onnx")
 	cmd := exec.Command(bin, "optimize", model, "--budget", "0.25", "--data", "embedded", "--mean", "0.286", "--std", "0.353",
 		"--limit-train", "1280", "--limit-test", "200", "--batch", "64", "--calib", "2", "--search-epochs", "1", "--ft-epochs", "2",
-		"--seed", "4", "--threads", "2", "-o", cliOut)
+		"--method", "search", "--seed", "4", "--threads", "2", "-o", cliOut)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("qnas optimize: %v\n%s", err, out)
 	}
@@ -49,6 +49,7 @@ func TestOptimizeIsTheCommand(t *testing.T) {
 	opts.Data = qnas.Data{Dir: qnas.EmbeddedData, Mean: []float32{0.286}, Std: []float32{0.353}, LimitTrain: 1280, LimitTest: 200}
 	opts.Training.Batch, opts.Training.Calib, opts.Training.Seed = 64, 2, 4
 	opts.SearchEpochs, opts.FineTuneEpochs = 1, 2
+	opts.Method = qnas.MethodSearch
 	opts.Output.Path = apiOut
 	runtime.GOMAXPROCS(2)
 	rep, err := qnas.Optimize(context.Background(), model, qnas.Budget{Ratio: 0.25}, opts)

@@ -23,6 +23,7 @@ func ExampleOptimize() {
 	opts.Data = qnas.Data{Dir: qnas.EmbeddedData, Mean: []float32{0.286}, Std: []float32{0.353}, LimitTrain: 1280, LimitTest: 200}
 	opts.Training.Batch, opts.Training.Calib = 64, 2
 	opts.SearchEpochs, opts.FineTuneEpochs = 1, 1
+	opts.Method = qnas.MethodSearch // on so few images MethodAuto would take the fast mode
 	opts.Output.Path = filepath.Join(dir, "resnet8_q.onnx")
 	rep, err := qnas.Optimize(context.Background(), "testdata/models/resnet8_bn.onnx", qnas.Budget{Ratio: 0.25}, opts)
 	if err != nil {

@@ -135,17 +135,25 @@ func sensitivityReport(sn *supernet.Supernet, res *search.SensitivityResult) *Se
 	return r
 }
 
-// autoThreshold is the MACs per sample from which MethodAuto takes the fast mode:
-// AutoSensitivityMACs (a variable so that a test can lower it to a fixture's size).
-var autoThreshold int64 = AutoSensitivityMACs
+// autoThreshold is the MACs per sample from which MethodAuto takes the fast mode, and
+// autoImages the training samples from which it searches: AutoSensitivityMACs and
+// AutoSearchImages (variables so that a test can move them to a fixture's size).
+var (
+	autoThreshold int64 = AutoSensitivityMACs
+	autoImages          = AutoSearchImages
+)
 
-// autoMethod is the method MethodAuto takes for a float model of macs MACs per sample: the
-// fast mode from threshold.
-func autoMethod(macs, threshold int64) string {
-	if macs >= threshold {
-		return MethodSensitivity
+// autoMethod is the method MethodAuto takes for a float model of macs MACs per sample and a
+// training split of images samples — the fast mode from threshold MACs, or below minImages
+// samples — and the reason, for a note ("" when it searches).
+func autoMethod(macs, threshold int64, images, minImages int) (method, reason string) {
+	switch {
+	case macs >= threshold:
+		return MethodSensitivity, fmt.Sprintf("%s MACs per sample (from %s)", supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(threshold)))
+	case images < minImages:
+		return MethodSensitivity, fmt.Sprintf("%d training samples (the search from %d)", images, minImages)
 	}
-	return MethodSearch
+	return MethodSearch, ""
 }
 
 // sensitivity reports whether the options ask for the fast mode.
@@ -214,15 +222,18 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		if err := s.load(); err != nil {
 			return nil, err
 		}
+		if err := s.openData(); err != nil {
+			return nil, err
+		}
 		macs := graph.Summarize(s.g).MACs
-		opts.Method = autoMethod(macs, autoThreshold)
+		var reason string
+		opts.Method, reason = autoMethod(macs, autoThreshold, s.trainSet.N, autoImages)
 		if opts.Method == MethodSearch && opts.InitLogits != InitSensitivity && opts.SensitivityImages != DefaultSensitivityImages {
-			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode and to a search from InitLogits %s, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s) from InitLogits %s: set OptimizeOptions.Method %s or InitLogits %s, or leave it at %d",
-				opts.SensitivityImages, InitSensitivity, MethodAuto, model, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)), opts.InitLogits, MethodSensitivity, InitSensitivity, DefaultSensitivityImages)
+			return nil, field.Errorf("SensitivityImages", " %d applies to the fast mode and to a search from OptimizeOptions.InitLogits %s, and OptimizeOptions.Method %s searches %s (%s MACs per sample, under %s; %d training samples, from %d) from OptimizeOptions.InitLogits %s: set OptimizeOptions.Method %s or OptimizeOptions.InitLogits %s, or leave it at %d",
+				opts.SensitivityImages, InitSensitivity, MethodAuto, model, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)), s.trainSet.N, autoImages, opts.InitLogits, MethodSensitivity, InitSensitivity, DefaultSensitivityImages)
 		}
 		if opts.Method == MethodSensitivity {
-			autoNote = fmt.Sprintf("OptimizeOptions.Method %s chose the fast mode: %s MACs per sample (from %s)",
-				MethodAuto, supernet.FormatCost(float64(macs)), supernet.FormatCost(float64(autoThreshold)))
+			autoNote = fmt.Sprintf("OptimizeOptions.Method %s chose the fast mode: %s", MethodAuto, reason)
 		}
 	}
 	var err error
@@ -249,8 +260,10 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	if err != nil {
 		return nil, err
 	}
-	if err := s.openData(); err != nil {
-		return nil, err
+	if s.trainSet == nil {
+		if err := s.openData(); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.checkTeacher(!opts.sensitivity() || opts.FineTuneEpochs > 0); err != nil {
 		return nil, err

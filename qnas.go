@@ -139,7 +139,8 @@ type OptimizeOptions struct {
 	// search; "" means it too), MethodSensitivity (the fast mode: every choice's effect on
 	// the loss estimated from SensitivityImages training images, then the same derivation)
 	// or MethodAuto (the default: the fast mode for models of AutoSensitivityMACs or more
-	// per sample, the search below).
+	// per sample and for training splits of fewer than AutoSearchImages samples, the search
+	// otherwise).
 	Method string
 	// SensitivityImages is how many training images the sensitivity estimate (of the fast
 	// mode, or the search's starting point) reads (at most the training split's).
@@ -189,6 +190,12 @@ const (
 // 224×224 (MobileNetV2 300 M, ResNet-18 1.8 G), whose search would take hours on a few
 // cores, lie above it; CIFAR- and MNIST-size models (ResNet-20 at 28×28: 31 M) below.
 const AutoSensitivityMACs = 100_000_000
+
+// AutoSearchImages is the size of the training split (after Data.LimitTrain) below which
+// MethodAuto takes the fast mode whatever the model's size (docs/method.md, "Fast mode"):
+// the search's architecture steps read the held-out tenth of the split, and on a few
+// thousand images they move the estimate's choices to worse ones.
+const AutoSearchImages = 20_000
 
 // DefaultSensitivityImages is the default of OptimizeOptions.SensitivityImages
 // (docs/method.md, "Fast mode": the estimates' noise at 2 048 images is a few per cent).

@@ -11,7 +11,7 @@ for rep in $(seq "${REPS:-3}"); do
   for j in 2 1; do
     /usr/bin/time -f "rep $rep, --jobs $j: wall %e s, user %U s, sys %S s" -o "$work/time" \
       /tmp/qnas-bench-sweep sweep testdata/models/resnet8_bn.onnx --budgets 0.125,0.25 --seeds 2 \
-      --data embedded --mean 0.2860 --std 0.3530 --limit-train 1500 --search-epochs 1 --ft-epochs 1 \
+      --data embedded --mean 0.2860 --std 0.3530 --limit-train 1500 --method search --search-epochs 1 --ft-epochs 1 \
       --threads 2 --jobs "$j" -o "$work/j$j-r$rep" >"$work/j$j-r$rep.out" 2>&1
     echo "$(cat "$work/time"); load $(cut -d' ' -f1-3 /proc/loadavg)"
   done

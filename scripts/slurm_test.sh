@@ -104,7 +104,7 @@ up=$(date +%s)
 # The sweep: emitted, submitted with its own submit.sh, waited for.
 sw=$work/sweep
 "$work/bin/qnas" sweep "$PWD/testdata/models/resnet8_bn.onnx" --budgets 0.125,0.25 --uniform 4:4 \
-  --data embedded --mean 0.2860 --std 0.3530 --limit-train 1500 --search-epochs 1 --ft-epochs 0 \
+  --data embedded --mean 0.2860 --std 0.3530 --limit-train 1500 --method search --search-epochs 1 --ft-epochs 0 \
   -o "$sw" --emit slurm --slurm-cpus 1 --slurm-mem 900M --slurm-time 00:20:00
 sub=$("$sw/submit.sh")
 echo "$sub"

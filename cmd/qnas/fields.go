@@ -31,6 +31,7 @@ var flagOf = map[string]string{
 	"FineTuneFrom":                   "--ft-from",
 	"ArchLR":                         "--arch-lr",
 	"InitLogits":                     "--init-logits",
+	"OptimizeOptions.InitLogits":     "--init-logits",
 	"InitSpread":                     "--init-spread",
 	"Warmup":                         "--warmup",
 	"Sampling":                       "--sampling",

@@ -55,7 +55,7 @@ func TestFoldedModelsFineTune(t *testing.T) {
 		args []string
 	}{
 		{"quantize", []string{"quantize", "--wbits", "4", "--abits", "4", "--epochs", "1"}},
-		{"optimize", []string{"optimize", "--budget", "0.25", "--limit-train", "2048", "--search-epochs", "1", "--ft-epochs", "0"}},
+		{"optimize", []string{"optimize", "--budget", "0.25", "--limit-train", "2048", "--method", "search", "--search-epochs", "1", "--ft-epochs", "0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -137,7 +137,8 @@ the other 90%, the architecture on the held-out share, which must hold at least 
 replaces the search by a fast estimate of each choice's effect on the training loss, read
 from --sensitivity-images training images (no training, no search checkpoint); the default,
 --method auto, takes it for models of 100M MACs per sample or more (ImageNet-size CNNs)
-and searches below. The search starts from that estimate too (--init-logits sensitivity,
+and for fewer than 20 000 training samples (after --limit-train), where the search's
+architecture steps do worse than the estimate, and searches otherwise. The search starts from that estimate too (--init-logits sensitivity,
 the default; uniform starts every option equally likely). Then it
 derives the architecture, repairs it into [0.98, 1] × budget, and does what qnas quantize --arch does
 with it: fine-tunes with quantization in the loop and writes OUT.onnx, OUT.encodings.json
@@ -157,7 +158,7 @@ first seed's) and reports mean ± std.`,
 	o.space.register(f)
 	o.o = qnas.DefaultOptimizeOptions()
 	f.StringVar(&o.Budget, "budget", "", "cost budget: a ratio in (0, 1] of the model at w8a8, or an absolute cost with a unit (k, M, G, T) (required)")
-	f.StringVar(&o.o.Method, "method", o.o.Method, "how the architecture is found: search (the differentiable search), sensitivity (the fast mode: each choice's effect on the loss estimated from --sensitivity-images training images, no search training) or auto (sensitivity from 100M MACs per sample, search below)")
+	f.StringVar(&o.o.Method, "method", o.o.Method, "how the architecture is found: search (the differentiable search), sensitivity (the fast mode: each choice's effect on the loss estimated from --sensitivity-images training images, no search training) or auto (sensitivity from 100M MACs per sample or below 20000 training samples, search otherwise)")
 	f.IntVar(&o.o.SensitivityImages, "sensitivity-images", o.o.SensitivityImages, "the training images the sensitivity estimate reads (the fast mode's, or the search's starting point with --init-logits sensitivity; at most the training split's)")
 	f.StringVar(&o.o.InitLogits, "init-logits", o.o.InitLogits, "where the search's logits start: sensitivity (each option's estimated effect on the loss, from --sensitivity-images training images) or uniform (every option equally likely)")
 	f.Float64Var(&o.o.InitSpread, "init-spread", o.o.InitSpread, "with --init-logits sensitivity: the widest starting logit difference")

@@ -21,7 +21,7 @@ import (
 
 func optimizeArgs(model, out string, extra ...string) []string {
 	args := []string{"optimize", model, "--budget", "0.25", "--data", "embedded", "--limit-train", "800", "--limit-test", "200",
-		"--calib", "2", "--batch", "32", "--search-epochs", "1", "--ft-epochs", "1", "--seed", "3", "--threads", "2", "--mean", "0.286", "--std", "0.353", "-o", out}
+		"--calib", "2", "--batch", "32", "--search-epochs", "1", "--ft-epochs", "1", "--method", "search", "--seed", "3", "--threads", "2", "--mean", "0.286", "--std", "0.353", "-o", out}
 	return append(args, extra...)
 }
 
@@ -231,7 +231,8 @@ func TestOptimizeBadInput(t *testing.T) {
 		{[]string{"--method", "foo"}, 2, []string{"--method", "foo", "sensitivity"}},
 		{[]string{"--method", "sensitivity", "--sensitivity-images", "0"}, 2, []string{"--sensitivity-images", "positive"}},
 		{[]string{"--method", "search", "--init-logits", "uniform", "--sensitivity-images", "500"}, 2, []string{"--sensitivity-images", "--method search", "--init-logits uniform"}},
-		{[]string{"--init-logits", "uniform", "--sensitivity-images", "500"}, 2, []string{"--sensitivity-images", "--method auto", "--method sensitivity", "under 100M"}},
+		{[]string{"--method", "auto", "--init-logits", "uniform", "--data", testenv.FashionMNISTDir, "--limit-train", "20000", "--sensitivity-images", "500"},
+			2, []string{"--sensitivity-images", "--method auto", "--method sensitivity", "under 100M", "20000 training samples, from 20000", "--init-logits sensitivity"}},
 		{[]string{"--init-logits", "zeros"}, 2, []string{"--init-logits", "uniform"}},
 		{[]string{"--data", cifar}, 1, []string{cifar}},
 	} {

@@ -21,7 +21,7 @@ import (
 func sweepArgs(model, dir string, extra ...string) []string {
 	args := []string{"sweep", model, "--budgets", "0.25", "--uniform", "4:4", "--data", "embedded", "--mean", "0.286", "--std", "0.353",
 		"--limit-train", "640", "--batch", "32", "--calib", "2", "--limit-test", "200", "--search-epochs", "1", "--ft-epochs", "1",
-		"--seed", "3", "--jobs", "2", "--threads", "2", "-o", dir}
+		"--method", "search", "--seed", "3", "--jobs", "2", "--threads", "2", "-o", dir}
 	return append(args, extra...)
 }
 
@@ -132,7 +132,7 @@ func TestSweepBadInput(t *testing.T) {
 	// A sweep with one finished point: its plan emitted, the point run alone.
 	sw := filepath.Join(dir, "sw")
 	args := []string{"sweep", model, "--budgets", "0.25", "--data", "embedded", "--mean", "0.286", "--std", "0.353",
-		"--limit-train", "640", "--batch", "32", "--calib", "2", "--limit-test", "200", "--search-epochs", "1", "--ft-epochs", "0", "-o", sw}
+		"--limit-train", "640", "--batch", "32", "--calib", "2", "--limit-test", "200", "--search-epochs", "1", "--ft-epochs", "0", "--method", "search", "-o", sw}
 	if b, err := qnasCmd(append(args, "--emit", "slurm")...).CombinedOutput(); err != nil {
 		t.Fatalf("emit: %v\n%s", err, b)
 	}
