@@ -138,8 +138,9 @@ replaces the search by a fast estimate of each choice's effect on the training l
 from --sensitivity-images training images (no training, no search checkpoint); the default,
 --method auto, takes it for models of 100M MACs per sample or more (ImageNet-size CNNs)
 and for fewer than 20 000 training samples (after --limit-train), where the search's
-architecture steps do worse than the estimate, and searches otherwise. The search starts from that estimate too (--init-logits sensitivity,
-the default; uniform starts every option equally likely). Then it
+architecture steps do worse than the estimate, and searches otherwise. The search starts
+from that estimate too (--init-logits sensitivity, the default; uniform starts every
+option equally likely). Then it
 derives the architecture, repairs it into [0.98, 1] × budget, and does what qnas quantize --arch does
 with it: fine-tunes with quantization in the loop and writes OUT.onnx, OUT.encodings.json
 and OUT.arch.json. The search's state is saved in OUT.onnx.search.ckpt, the fine-tuning's
