@@ -172,7 +172,7 @@ func (k *frozenBN) Forward(bool) {
 		k.shift[c] = k.grid.round(b, clip, k.ws[c], a)
 	}
 	n := k.x.Len() / (k.ch * k.hw)
-	kernels.ParFor(n*k.ch, 1, func(lo, hi int) {
+	kernels.ParFor(n*k.ch, k.hw, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			c := i % k.ch
 			a, s := k.a[c], k.shift[c]
@@ -186,35 +186,43 @@ func (k *frozenBN) Forward(bool) {
 
 func (k *frozenBN) Backward() {
 	n := k.x.Len() / (k.ch * k.hw)
-	for c := 0; c < k.ch; c++ {
-		is := 1 / math.Sqrt(float64(k.vr.Data[c])+float64(k.eps))
-		var sd, sdx float64
-		for b := 0; b < n; b++ {
-			o := (b*k.ch + c) * k.hw
-			dy, x := k.y.Grad[o:o+k.hw], k.x.Data[o:o+k.hw]
-			for i, g := range dy {
-				sd += float64(g)
-				sdx += float64(g) * float64(x[i]-k.mu.Data[c])
-			}
-			if k.dx != nil {
-				dx := k.dx.Buf[o : o+k.hw]
-				for i, g := range dy {
-					dx[i] = g * k.a[c]
-				}
-			}
+	// Channels are independent tasks; each channel sums in one order, whatever the threads.
+	kernels.ParFor(k.ch, 2*n*k.hw, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			k.backwardChannel(c, n)
 		}
-		if k.dgamma != nil {
-			k.dgamma.Buf[c] = float32(sdx * is)
-		}
-		if k.dbeta != nil {
-			k.dbeta.Buf[c] = float32(sd)
-		}
-	}
+	})
 	// The weight and the clip only set the grid: no gradient flows to them through it.
 	for _, d := range []*engine.GradDst{k.dw, k.dclip} {
 		if d != nil {
 			clear(d.Buf)
 		}
+	}
+}
+
+// backwardChannel writes the gradients of channel c over the n samples of the batch.
+func (k *frozenBN) backwardChannel(c, n int) {
+	is := 1 / math.Sqrt(float64(k.vr.Data[c])+float64(k.eps))
+	var sd, sdx float64
+	for b := 0; b < n; b++ {
+		o := (b*k.ch + c) * k.hw
+		dy, x := k.y.Grad[o:o+k.hw], k.x.Data[o:o+k.hw]
+		for i, g := range dy {
+			sd += float64(g)
+			sdx += float64(g) * float64(x[i]-k.mu.Data[c])
+		}
+		if k.dx != nil {
+			dx := k.dx.Buf[o : o+k.hw]
+			for i, g := range dy {
+				dx[i] = g * k.a[c]
+			}
+		}
+	}
+	if k.dgamma != nil {
+		k.dgamma.Buf[c] = float32(sdx * is)
+	}
+	if k.dbeta != nil {
+		k.dbeta.Buf[c] = float32(sd)
 	}
 }
 
