@@ -505,7 +505,7 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 					t.Errorf("channel parameter %s: the export does not hold the trained values", c)
 				}
 			}
-			want := predict(t, m.Graph, test)
+			want, margins := predictMargins(t, m.Graph, test, fixtureNorm)
 			agree, accT, accF := agreement(predict(t, trained, test), want, test.Labels)
 			t.Logf("mixed-precision %s: trained vs exported agreement %.4f, accuracy %.4f vs %.4f", model, agree, accT, accF)
 			if agree < 0.999 {
@@ -517,9 +517,27 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 				if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
 					t.Fatal(err)
 				}
+				// At level disable ONNX Runtime runs the QDQ graph in float, as qnas does. At
+				// level all it runs integer kernels (QLinearConv), which sum exactly where the
+				// float graph rounds, so an activation on a rounding boundary can move one
+				// step: at 2 bits a third of its range, enough to flip a near-tie. There, a
+				// prediction may differ only where qnas's top two logits are within 5 % of its
+				// logits' spread (seen: 4 of 1 000 images on an AMD host, at most 1 on an Intel one; margins
+				// 0.3–3.4 %).
 				for _, level := range []ortrun.OptLevel{ortrun.OptDisable, ortrun.OptAll} {
-					if agree, _, _ := agreement(want, ortPredict(t, path, test, level), test.Labels); agree < 0.999 {
+					got := ortPredict(t, path, test, level)
+					agree, _, _ := agreement(want, got, test.Labels)
+					if level == ortrun.OptDisable && agree < 0.999 {
 						t.Errorf("ONNX Runtime at %s agrees with qnas on %.2f%% of the images", level, 100*agree)
+					}
+					var clear int
+					for i := range want {
+						if want[i] != got[i] && margins[i] >= 0.05 {
+							clear++
+						}
+					}
+					if level == ortrun.OptAll && (agree < 0.99 || clear > 0) {
+						t.Errorf("ONNX Runtime at %s agrees with qnas on %.2f%% of the images; %d of the others are not near-ties", level, 100*agree, clear)
 					}
 				}
 			})

@@ -203,8 +203,17 @@ func evalBatch(size int) int { return max(1, min(250, (4<<20)/size)) }
 // predictNorm is predict with the normalization norm.
 func predictNorm(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normalize) []int {
 	t.Helper()
+	out, _ := predictMargins(t, g, d, norm)
+	return out
+}
+
+// predictMargins is predictNorm that also returns each prediction's margin: the gap between
+// its two largest logits as a fraction of the spread of all its logits.
+func predictMargins(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normalize) ([]int, []float64) {
+	t.Helper()
 	batch := evalBatch(d.SampleSize())
 	var out []int
+	var margins []float64
 	plans := map[int]*engine.Plan{}
 	for start := 0; start < d.N; start += batch {
 		n := min(batch, d.N-start)
@@ -222,12 +231,23 @@ func predictNorm(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normal
 		}
 		d.Batch(idx, norm, nil, nil, p.Value(g.Inputs[0]).Data, nil)
 		p.Forward(false)
-		out = append(out, argmax(p.Value(g.Outputs[0]).Data, n)...)
+		logits := p.Value(g.Outputs[0]).Data
+		out = append(out, argmax(logits, n)...)
+		cols := len(logits) / n
+		for r := range n {
+			row := slices.Clone(logits[r*cols : (r+1)*cols])
+			slices.Sort(row)
+			m := 0.0
+			if k := len(row); k > 1 && row[k-1] > row[0] {
+				m = float64(row[k-1]-row[k-2]) / float64(row[k-1]-row[0])
+			}
+			margins = append(margins, m)
+		}
 	}
 	if err := d.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return out, margins
 }
 
 // ortPredict is predict in ONNX Runtime, at the given optimization level.
