@@ -34,10 +34,13 @@ type OptimizeReport struct {
 	Search       []search.SearchEpoch `json:"search"`
 	// Sensitivity is the estimate of MethodSensitivity.
 	Sensitivity *SensitivityReport `json:"sensitivity,omitempty"`
-	ArgmaxRatio float64            `json:"argmax_cost_ratio"` // the most probable architecture, before repair
-	Baselines   []Baseline         `json:"baselines,omitempty"`
-	Seeds       []SeedResult       `json:"seeds,omitempty"`
-	Summary     *SeedSummary       `json:"summary,omitempty"`
+	// WidthPrices are the search's measured width prices at its end (WidthsMeasured with
+	// Space.Prune).
+	WidthPrices []search.WidthPrice `json:"width_prices,omitempty"`
+	ArgmaxRatio float64             `json:"argmax_cost_ratio"` // the most probable architecture, before repair
+	Baselines   []Baseline          `json:"baselines,omitempty"`
+	Seeds       []SeedResult        `json:"seeds,omitempty"`
+	Summary     *SeedSummary        `json:"summary,omitempty"`
 }
 
 // Baseline is a uniform model fine-tuned like the searched one, to compare with.
@@ -176,6 +179,10 @@ func (o *OptimizeOptions) check() error {
 		return field.Errorf("Seeds", " %d: must be positive", o.Seeds)
 	case o.Sampling != "hard" && o.Sampling != "soft":
 		return field.Errorf("Sampling", " %q: want hard or soft", o.Sampling)
+	case o.WidthPrices != WidthsMeasured && o.WidthPrices != WidthsGradient:
+		return field.Errorf("WidthPrices", " %q: want %s or %s", o.WidthPrices, WidthsMeasured, WidthsGradient)
+	case o.Space.Prune && o.WidthPrices == WidthsMeasured && o.Sampling != "hard":
+		return field.Errorf("WidthPrices", " %s: measures one-hot samples; give hard Sampling, or %s", o.WidthPrices, WidthsGradient)
 	case o.FineTuneFrom != "float" && o.FineTuneFrom != "search":
 		return field.Errorf("FineTuneFrom", " %q: want float or search", o.FineTuneFrom)
 	case o.Resume != "" && (o.Seeds > 1 || o.Baselines):
@@ -335,7 +342,7 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		}
 		if k == 0 {
 			rep.QuantizeReport = *qr
-			rep.Search, rep.Sensitivity = res.epochs, res.sensitivity
+			rep.Search, rep.Sensitivity, rep.WidthPrices = res.epochs, res.sensitivity, res.widthPrices
 			rep.ArgmaxRatio = argmax.Cost() / ref
 			phases := append([]search.Phase{}, res.phases...)
 			phases = append(phases, search.Phase{Name: "derive", Seconds: derived})
@@ -394,6 +401,7 @@ type found struct {
 	epochs      []search.SearchEpoch
 	phases      []search.Phase
 	sensitivity *SensitivityReport
+	widthPrices []search.WidthPrice
 }
 
 // find runs the search (the first seed's with its checkpoint) or the sensitivity estimate
@@ -441,7 +449,7 @@ func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Sup
 	if err != nil {
 		return nil, err
 	}
-	return &found{logits: res.Logits, weights: res.Weights, epochs: res.Epochs, phases: append(phases, res.Phases...)}, nil
+	return &found{logits: res.Logits, weights: res.Weights, epochs: res.Epochs, phases: append(phases, res.Phases...), widthPrices: res.WidthPrices}, nil
 }
 
 // sensitivityBatch is the largest micro-batch of the sensitivity estimate: a weight's
@@ -512,6 +520,7 @@ func (o *OptimizeOptions) searchConfig(s *session, b supernet.Budget, seed uint6
 	cfg.Epochs, cfg.Batch, cfg.LR, cfg.Momentum, cfg.WeightDecay = o.SearchEpochs, t.Batch, t.LR, t.Momentum, t.WeightDecay
 	cfg.ArchLR, cfg.Warmup, cfg.CalibBatches, cfg.Seed, cfg.Norm, cfg.Log = o.ArchLR, o.Warmup, t.Calib, seed, s.norm, o.bars()
 	cfg.HardArch, cfg.HardWeights = o.Sampling == "hard", o.Sampling == "hard"
+	cfg.MeasureWidths = o.WidthPrices == WidthsMeasured
 	if t.Augment {
 		cfg.Augment = &data.Augment{PadCrop: 2, HFlip: true}
 	}

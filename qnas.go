@@ -160,6 +160,11 @@ type OptimizeOptions struct {
 	// Sampling is "hard" (one-hot Gumbel-softmax samples, straight-through gradient) or
 	// "soft" (the composite mixture).
 	Sampling string
+	// WidthPrices is how the search prices the width options of Space.Prune: WidthsMeasured
+	// (the default: loss differences measured by pinning one group's width per
+	// architecture step; needs hard Sampling) or WidthsGradient (the straight-through
+	// gradient of the expected channel mask).
+	WidthPrices string
 	// FineTuneFrom is "search" (the supernet's weights, trained during the search) or
 	// "float" (the input model's).
 	FineTuneFrom string
@@ -177,6 +182,12 @@ const (
 	MethodSearch      = "search"
 	MethodSensitivity = "sensitivity"
 	MethodAuto        = "auto"
+)
+
+// The width prices of OptimizeOptions.WidthPrices.
+const (
+	WidthsMeasured = "measured"
+	WidthsGradient = "gradient"
 )
 
 // The starting points of OptimizeOptions.InitLogits.
@@ -205,7 +216,7 @@ const DefaultSensitivityImages = 2048
 func DefaultOptimizeOptions() OptimizeOptions {
 	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodAuto,
 		SensitivityImages: DefaultSensitivityImages, InitLogits: InitSensitivity, InitSpread: 5, SearchEpochs: 2, FineTuneEpochs: 6,
-		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", FineTuneFrom: "search", Seeds: 1}
+		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", WidthPrices: WidthsMeasured, FineTuneFrom: "search", Seeds: 1}
 }
 
 // check validates the output's format.

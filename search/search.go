@@ -39,7 +39,12 @@ type SearchConfig struct {
 	// ArchSharedScale gives the logits' Adam one second-moment estimate for all logits
 	// (internal/optim.Adam.SharedScale) instead of one per logit.
 	ArchSharedScale bool
-	HoldOut         float64 // the share of the training data the logits learn on
+	// MeasureWidths makes the width logits learn from measured loss differences instead of
+	// the straight-through gradient of the expected channel mask: every architecture step
+	// runs one more forward pass with one group's width pinned (docs/method.md, "Measured
+	// width prices"). It needs HardArch.
+	MeasureWidths bool
+	HoldOut       float64 // the share of the training data the logits learn on
 	// Distill, when set, distills the weight steps from a teacher (train.Distill).
 	Distill      *train.Distill
 	CalibBatches int
@@ -58,7 +63,7 @@ type SearchConfig struct {
 // DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
 func DefaultSearchConfig(cm supernet.CostModel, budget supernet.Budget) SearchConfig {
 	return SearchConfig{Cost: cm, Budget: budget, Epochs: 2, Warmup: 0.2, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4,
-		ArchLR: 0.01, ArchSharedScale: true, HardArch: true, HardWeights: true, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
+		ArchLR: 0.01, ArchSharedScale: true, MeasureWidths: true, HardArch: true, HardWeights: true, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
 }
 
 // SearchEpoch summarizes one epoch of the search.
@@ -79,6 +84,9 @@ type SearchResult struct {
 	// name (the names of the model's constants), the logits and clips excluded.
 	Weights map[string][]float32
 	Epochs  []SearchEpoch
+	// WidthPrices are the measured width prices at the end of the search
+	// (SearchConfig.MeasureWidths), one per prunable group; none without.
+	WidthPrices []WidthPrice
 	// Phases are the seconds spent calibrating, warming up the weights and searching (in
 	// this process: a resumed search counts from its resumption).
 	Phases []Phase
@@ -105,6 +113,9 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	}
 	if !(cfg.Budget.Cost > 0) {
 		return nil, field.Errorf("SearchConfig.Budget", ": not resolved (supernet.NewBudget)")
+	}
+	if cfg.MeasureWidths && !cfg.HardArch && len(sn.Groups) > 0 {
+		return nil, field.Errorf("SearchConfig.MeasureWidths", ": needs HardArch (a probe compares one-hot samples)")
 	}
 	g := sn.Graph
 	if err := train.CheckData(g, trainSet); err != nil {
@@ -160,12 +171,21 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	for i := range am {
 		st.AdamM[aParams[i].Name], st.AdamV[aParams[i].Name] = am[i], av[i]
 	}
+	if tr.prices != nil {
+		st.WidthPrices = tr.prices
+	}
 	header := cfg.Header(sn, trainSet)
 	if cfg.Resume {
 		if err := st.load(cfg.Checkpoint, header); err != nil {
 			return nil, err
 		}
 		*at = st.AdamT
+		if tr.prices != nil {
+			if st.WidthPrices == nil || len(st.WidthPrices.Names) != len(tr.prices.Names) {
+				return nil, fmt.Errorf("%s: holds no measured width prices for this search", cfg.Checkpoint)
+			}
+			tr.prices = st.WidthPrices
+		}
 	}
 	ctx := cfg.Context
 	if ctx == nil {
@@ -272,6 +292,12 @@ func Search(sn *supernet.Supernet, trainSet *data.Dataset, cfg SearchConfig) (*S
 	for name, v := range tr.logits {
 		res.Logits[name] = slices.Clone(v)
 	}
+	if tr.prices != nil {
+		for g, gc := range sn.Groups {
+			res.WidthPrices = append(res.WidthPrices, WidthPrice{Group: gc.Group.Name(), Widths: gc.Widths,
+				Loss: slices.Clone(tr.prices.Delta[g]), Probes: slices.Clone(tr.prices.Count[g])})
+		}
+	}
 	res.Weights = map[string][]float32{}
 	for name, v := range p.Values {
 		if (v.Kind == engine.Param || v.Kind == engine.State) && !tr.isArch[name] {
@@ -296,12 +322,13 @@ type searchState struct {
 	ArchLossSum  float64
 	ArchSteps    int
 	History      []SearchEpoch
+	WidthPrices  *widthPrices `json:",omitempty"`
 }
 
 // SearchCheckpointKind and SearchCheckpointVersion identify a search checkpoint's header.
 const (
 	SearchCheckpointKind    = "search"
-	SearchCheckpointVersion = 2
+	SearchCheckpointVersion = 3
 )
 
 // Header returns the checkpoint header of a search of sn on trainSet with cfg: the
@@ -322,7 +349,7 @@ func (c SearchConfig) Header(sn *supernet.Supernet, trainSet *data.Dataset) ckpt
 		k string
 		v any
 	}{{"cost model", c.Cost}, {"budget", c.Budget.Cost}, {"search epochs", c.Epochs}, {"warm-up", c.Warmup}, {"batch", c.Batch}, {"lr", c.LR},
-		{"momentum", c.Momentum}, {"weight decay", c.WeightDecay}, {"arch lr", c.ArchLR}, {"shared scale", c.ArchSharedScale},
+		{"momentum", c.Momentum}, {"weight decay", c.WeightDecay}, {"arch lr", c.ArchLR}, {"shared scale", c.ArchSharedScale}, {"measured widths", c.MeasureWidths},
 		{"hard samples", fmt.Sprintf("%v/%v", c.HardArch, c.HardWeights)}, {"temperature", fmt.Sprintf("%g..%g", c.TauStart, c.TauEnd)},
 		{"held-out share", c.HoldOut}, {"calibration batches", c.CalibBatches}, {"seed", c.Seed}, {"mean", c.Norm.Mean}, {"std", c.Norm.Std},
 		{"augment", c.Augment != nil}, {"distillation", c.Distill}} {
@@ -376,6 +403,7 @@ type Trainer struct {
 	logits  map[string][]float32
 	state   engine.StepState
 	teacher *train.Teacher
+	prices  *widthPrices // measured width prices (SearchConfig.MeasureWidths), nil without
 }
 
 // NewTrainer compiles the supernet at cfg.Batch and sets up its two optimizers: SGD
@@ -409,6 +437,9 @@ func NewTrainer(sn *supernet.Supernet, cfg SearchConfig) (*Trainer, error) {
 	}
 	t.sgd = &optim.SGD{Params: wParams, Momentum: cfg.Momentum, Nesterov: true, WeightDecay: cfg.WeightDecay, NoDecay: noDecay}
 	t.adam = &optim.Adam{Params: aParams, SharedScale: cfg.ArchSharedScale}
+	if cfg.MeasureWidths && cfg.HardArch && len(sn.Groups) > 0 {
+		t.prices = newWidthPrices(sn)
+	}
 	return t, nil
 }
 
@@ -441,7 +472,8 @@ func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, 
 
 // ArchStep trains the logits on the batch in Input with labels y: forward with BatchNorm on
 // batch statistics but its running ones untouched, backward to the logits alone, an Adam
-// step, then the projection onto the budget. It returns the loss, the projection's tilt
+// step, then the projection onto the budget. With measured width prices the width logits'
+// gradients come from probes of the same batch (probeWidths) instead. It returns the loss, the projection's tilt
 // and the expected cost after it; an error when the loss or a logit is not finite (the
 // logits are then left as they were).
 func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float64, err error) {
@@ -456,6 +488,10 @@ func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float
 		return loss, 0, 0, fmt.Errorf("the architecture step's loss is %v", loss)
 	}
 	p.Backward()
+	if t.prices != nil {
+		t.probeWidths(y, it, tau, loss)
+		t.widthGrads(tau)
+	}
 	p.SetStatsMomentum(-1)
 	t.adam.Step(t.cfg.ArchLR)
 	if mu, cost, err = t.sn.Project(t.cfg.Cost, t.logits, t.cfg.Budget.Cost); err != nil {

@@ -246,6 +246,34 @@ func (g *gumbel) sample(s *engine.StepState) {
 			p[best] = 1
 		}
 	}
+	if s.Pin.Logits != "" && s.Pin.Logits == g.alpha.Name { // drawn above all the same: the other samplers' noise stays aligned
+		for u := 0; u < g.units; u++ {
+			p := g.p[u*g.k : (u+1)*g.k]
+			clear(p)
+			p[min(max(s.Pin.Option, 0), g.k-1)] = 1
+		}
+	}
+}
+
+// Sampled returns the option each unit of the choice with logits constant logits takes in
+// the plan's current sample (the most weighted one when the sample is soft), or nil when
+// the plan has no such choice.
+func Sampled(p *engine.Plan, logits string) []int {
+	v, ok := p.SharedValue(samplerKey(logits))
+	if !ok {
+		return nil
+	}
+	g := v.(*gumbel)
+	out := make([]int, g.units)
+	for u := range out {
+		row := g.p[u*g.k : (u+1)*g.k]
+		for j, w := range row {
+			if w > row[out[u]] {
+				out[u] = j
+			}
+		}
+	}
+	return out
 }
 
 // grad turns the gradient with respect to the used weights into that of the logits,

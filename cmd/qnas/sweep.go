@@ -76,6 +76,7 @@ var passFlags = []passFlag{
 	{"warmup", "float", "", "weights-only share of the first search epoch (as optimize)"},
 	{"ft-from", "string", "", "weights the fine-tuning starts from: search or float (as optimize)"},
 	{"sampling", "string", "", "Gumbel-softmax samples: hard or soft (as optimize)"},
+	{"width-prices", "string", "", "how a mixed point's search prices width choices: measured or gradient (as optimize)"},
 	{"ft-epochs", "int", "epochs", "fine-tuning epochs of every point (a uniform point's --epochs)"},
 }
 

@@ -18,6 +18,16 @@ type StepState struct {
 	// Argmax makes every choice its most probable option, one-hot (derived-architecture
 	// evaluation of a supernet).
 	Argmax bool
+	// Pin, when its Logits are set, fixes the sample of that one choice: every unit of the
+	// logits constant Pin.Logits takes option Pin.Option, one-hot, while every other choice
+	// draws as it would without the pin (a probe of one choice's options on one sample).
+	Pin Pin
+}
+
+// Pin names one choice and the option its sample takes (StepState.Pin).
+type Pin struct {
+	Logits string
+	Option int
 }
 
 // Stateful is implemented by kernels whose forward pass depends on the step's StepState.
@@ -68,6 +78,13 @@ func (d *GradDst) setOff(off bool) {
 		d.Buf = d.live
 	}
 	d.off = off
+}
+
+// SharedValue returns the plan-wide value stored under key by Build.Shared, if any: how the
+// package that stored it reads that state between steps.
+func (p *Plan) SharedValue(key any) (any, bool) {
+	v, ok := p.shared[key]
+	return v, ok
 }
 
 // Shared returns the plan-wide value stored under key, made by mk on first use: state that
