@@ -44,6 +44,11 @@ type SearchConfig struct {
 	// runs one more forward pass with one group's width pinned (docs/method.md, "Measured
 	// width prices"). It needs HardArch.
 	MeasureWidths bool
+	// FullWidthEvery, when positive, makes every FullWidthEvery-th weight step keep every
+	// channel of every prunable group (its bits as sampled), so that the channels narrow
+	// samples drop keep training and the wider widths' measured prices stay those of a
+	// trained network.
+	FullWidthEvery int
 	HoldOut       float64 // the share of the training data the logits learn on
 	// Distill, when set, distills the weight steps from a teacher (train.Distill).
 	Distill      *train.Distill
@@ -63,7 +68,7 @@ type SearchConfig struct {
 // DefaultSearchConfig returns the defaults of `qnas optimize` for a budget.
 func DefaultSearchConfig(cm supernet.CostModel, budget supernet.Budget) SearchConfig {
 	return SearchConfig{Cost: cm, Budget: budget, Epochs: 2, Warmup: 0.2, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4,
-		ArchLR: 0.01, ArchSharedScale: true, MeasureWidths: true, HardArch: true, HardWeights: true, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
+		ArchLR: 0.01, ArchSharedScale: true, MeasureWidths: true, FullWidthEvery: 2, HardArch: true, HardWeights: true, TauStart: 5, TauEnd: 0.5, HoldOut: 0.1, CalibBatches: 16}
 }
 
 // SearchEpoch summarizes one epoch of the search.
@@ -349,7 +354,7 @@ func (c SearchConfig) Header(sn *supernet.Supernet, trainSet *data.Dataset) ckpt
 		k string
 		v any
 	}{{"cost model", c.Cost}, {"budget", c.Budget.Cost}, {"search epochs", c.Epochs}, {"warm-up", c.Warmup}, {"batch", c.Batch}, {"lr", c.LR},
-		{"momentum", c.Momentum}, {"weight decay", c.WeightDecay}, {"arch lr", c.ArchLR}, {"shared scale", c.ArchSharedScale}, {"measured widths", c.MeasureWidths},
+		{"momentum", c.Momentum}, {"weight decay", c.WeightDecay}, {"arch lr", c.ArchLR}, {"shared scale", c.ArchSharedScale}, {"measured widths", c.MeasureWidths}, {"full-width weight steps", c.FullWidthEvery},
 		{"hard samples", fmt.Sprintf("%v/%v", c.HardArch, c.HardWeights)}, {"temperature", fmt.Sprintf("%g..%g", c.TauStart, c.TauEnd)},
 		{"held-out share", c.HoldOut}, {"calibration batches", c.CalibBatches}, {"seed", c.Seed}, {"mean", c.Norm.Mean}, {"std", c.Norm.Std},
 		{"augment", c.Augment != nil}, {"distillation", c.Distill}} {
@@ -448,8 +453,8 @@ func (t *Trainer) Input() []float32 { return t.Plan.Value(t.sn.Graph.Inputs[0]).
 
 // sample sets the step's Gumbel noise: stream 2·step (+1 for the logits' step) of the
 // seed, so a resumed search draws what the uninterrupted one drew.
-func (t *Trainer) sample(step uint64, tau float64, hard bool) {
-	t.state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(t.cfg.Seed, step)), Hard: hard}
+func (t *Trainer) sample(step uint64, tau float64, hard, fullWidth bool) {
+	t.state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(t.cfg.Seed, step)), Hard: hard, FullWidth: fullWidth}
 	t.Plan.SetState(&t.state)
 }
 
@@ -459,7 +464,8 @@ func (t *Trainer) sample(step uint64, tau float64, hard bool) {
 func (t *Trainer) WeightStep(y []int32, it int, tau, lr float64) (loss float64, correct int, err error) {
 	p := t.Plan
 	p.SetTrainable(func(name string) bool { return !t.isArch[name] })
-	t.sample(uint64(2*it), tau, t.cfg.HardWeights)
+	full := t.cfg.FullWidthEvery > 0 && len(t.sn.Groups) > 0 && it%t.cfg.FullWidthEvery == 0
+	t.sample(uint64(2*it), tau, t.cfg.HardWeights, full)
 	p.Forward(true)
 	loss, correct = t.teacher.Loss(p, t.sn.Graph.Outputs[0], t.Input(), y)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -480,7 +486,7 @@ func (t *Trainer) ArchStep(y []int32, it int, tau float64) (loss, mu, cost float
 	p := t.Plan
 	p.SetTrainable(func(name string) bool { return t.isArch[name] })
 	p.SetStatsMomentum(0)
-	t.sample(uint64(2*it+1), tau, t.cfg.HardArch)
+	t.sample(uint64(2*it+1), tau, t.cfg.HardArch, false)
 	p.Forward(true)
 	loss, _ = p.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {

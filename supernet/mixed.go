@@ -502,6 +502,7 @@ type widthMask struct {
 	runs, inner int
 	dm          []float64
 	dp          []float32
+	full        bool // every channel kept (StepState.FullWidth)
 }
 
 func buildWidthMask(b *engine.Build) (engine.Kernel, error) {
@@ -527,7 +528,7 @@ func buildWidthMask(b *engine.Build) (engine.Kernel, error) {
 	return k, nil
 }
 
-func (k *widthMask) SetState(s *engine.StepState) { k.g.sample(s) }
+func (k *widthMask) SetState(s *engine.StepState) { k.g.sample(s); k.full = s.FullWidth }
 
 // each calls fn over the runs [lo, hi) of the input in parallel, in blocks of whole rows of
 // channels when a run is one element (channels last).
@@ -542,6 +543,10 @@ func (k *widthMask) each(fn func(lo, hi int)) {
 
 func (k *widthMask) Forward(bool) {
 	for c := range k.m {
+		if k.full {
+			k.m[c] = 1
+			continue
+		}
 		var v float32
 		for j, n := range k.keep {
 			if k.rank[c] < n {

@@ -222,3 +222,35 @@ func TestGumbelSampleIsTheStepState(t *testing.T) {
 		t.Error("steps 5 and 6 gave the same sample")
 	}
 }
+
+// A full-width state keeps every channel whatever the widths' sample, and draws the same
+// sample as the state without it, so only the masks change.
+func TestFullWidthKeepsEveryChannel(t *testing.T) {
+	g := mixedCase(t, OpWidthMask, graph.Shape{graph.Batch, 6, 2, 2},
+		map[string]*graph.Tensor{"a": graph.NewFloat([]int{1, 3}, []float32{5, 0, -5})}, // the narrowest is the likely draw
+		[]string{"a"}, func(n *graph.Node) {
+			n.SetFloats("widths", []float32{0.34, 0.67, 1})
+			n.SetInts("order", []int64{3, 0, 5, 1, 2, 4})
+		})
+	p, err := engine.Compile(g, 2, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := p.Value("x").Data
+	for i := range x {
+		x[i] = float32(i + 1)
+	}
+	run := func(full bool) ([]float32, []int) {
+		p.SetState(&engine.StepState{Step: 1, Temperature: 1, Noise: rand.New(rand.NewPCG(1, 1)), Hard: true, FullWidth: full})
+		p.Forward(true)
+		return append([]float32(nil), p.Value("y").Data...), Sampled(p, "a")
+	}
+	narrow, s1 := run(false)
+	wide, s2 := run(true)
+	if !slices.Equal(wide, x) {
+		t.Errorf("full width: %v, want the input %v", wide, x)
+	}
+	if slices.Equal(narrow, x) || !slices.Equal(s1, s2) {
+		t.Errorf("the sample: %v without full width (output %v), %v with", s1, narrow, s2)
+	}
+}

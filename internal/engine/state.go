@@ -22,6 +22,9 @@ type StepState struct {
 	// logits constant Pin.Logits takes option Pin.Option, one-hot, while every other choice
 	// draws as it would without the pin (a probe of one choice's options on one sample).
 	Pin Pin
+	// FullWidth keeps every channel of every width choice, whatever its sample (a weight
+	// step that trains the whole network).
+	FullWidth bool
 }
 
 // Pin names one choice and the option its sample takes (StepState.Pin).
