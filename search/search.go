@@ -49,7 +49,7 @@ type SearchConfig struct {
 	// samples drop keep training and the wider widths' measured prices stay those of a
 	// trained network.
 	FullWidthEvery int
-	HoldOut       float64 // the share of the training data the logits learn on
+	HoldOut        float64 // the share of the training data the logits learn on
 	// Distill, when set, distills the weight steps from a teacher (train.Distill).
 	Distill      *train.Distill
 	CalibBatches int
