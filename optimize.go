@@ -182,7 +182,7 @@ func (o *OptimizeOptions) check() error {
 	case o.WidthPrices != WidthsMeasured && o.WidthPrices != WidthsGradient:
 		return field.Errorf("WidthPrices", " %q: want %s or %s", o.WidthPrices, WidthsMeasured, WidthsGradient)
 	case o.Space.Prune && o.WidthPrices == WidthsMeasured && o.Sampling != "hard":
-		return field.Errorf("WidthPrices", " %s: measures one-hot samples; give hard Sampling, or %s", o.WidthPrices, WidthsGradient)
+		return field.Errorf("WidthPrices", " %s: measures one-hot samples; give OptimizeOptions.Sampling hard, or %s", o.WidthPrices, WidthsGradient)
 	case o.FineTuneFrom != "float" && o.FineTuneFrom != "search":
 		return field.Errorf("FineTuneFrom", " %q: want float or search", o.FineTuneFrom)
 	case o.Resume != "" && (o.Seeds > 1 || o.Baselines):

@@ -35,6 +35,7 @@ var flagOf = map[string]string{
 	"InitSpread":                     "--init-spread",
 	"Warmup":                         "--warmup",
 	"Sampling":                       "--sampling",
+	"OptimizeOptions.Sampling":       "--sampling",
 	"WidthPrices":                    "--width-prices",
 	"Seeds":                          "--seeds",
 	"Data.Dir":                       "--data",

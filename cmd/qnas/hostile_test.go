@@ -545,6 +545,8 @@ func TestHostileNumbersAndSideInputs(t *testing.T) {
 		{"optimize --warmup NaN", o("--warmup", "NaN"), []string{"--warmup"}},
 		{"optimize --init-spread 0", o("--init-spread", "0"), []string{"--init-spread"}},
 		{"optimize --init-logits zeros", o("--init-logits", "zeros"), []string{"--init-logits", "zeros", "uniform", "sensitivity"}},
+		{"optimize --width-prices exact", o("--width-prices", "exact"), []string{"--width-prices", "exact", "measured", "gradient"}},
+		{"optimize --prune --sampling soft", o("--prune", "--sampling", "soft"), []string{"--width-prices", "--sampling", "gradient"}},
 		{"optimize --momentum NaN", o("--momentum", "NaN"), []string{"--momentum"}},
 		{"optimize --wd NaN", o("--wd", "NaN"), []string{"--wd"}},
 		{"optimize --budget NaN", o("--budget", "NaN"), []string{"--budget"}},
