@@ -54,8 +54,154 @@ func (sn *Supernet) Derive(m CostModel, logits map[string][]float32, b Budget) (
 			break
 		}
 	}
+	// Coarse choices (widths alone) can leave every such repair short: then try each
+	// overshooting raise with each single lowering elsewhere, and take the pair that ends
+	// highest within the budget, as long as one raises the cost.
+	for round := 0; round < 100 && d.Cost() < b.Fill(); round++ {
+		if !d.pairStep(budget) {
+			break
+		}
+		d.raise(budget)
+	}
+	if d.Cost() < b.Fill() {
+		d.exhaust(b.Fill(), budget)
+	}
 	return d, nil
 }
+
+// exhaustLimit bounds the architectures exhaust enumerates.
+const exhaustLimit = 1 << 16
+
+// exhaust, in a space of at most exhaustLimit architectures (widths alone, a few layers),
+// takes the most probable architecture whose cost lies in [fill, budget], if any: what no
+// sequence of single steps may reach when every choice is coarse.
+func (d *Derivation) exhaust(fill, budget float64) {
+	type slot struct {
+		at *int
+		p  []float64
+	}
+	var slots []slot
+	total := 1
+	add := func(at *int, p []float64) bool {
+		if len(p) > 1 {
+			slots = append(slots, slot{at, p})
+			total *= len(p)
+		}
+		return total <= exhaustLimit
+	}
+	for i := range d.sn.Layers {
+		for u := range d.W[i] {
+			if !add(&d.W[i][u], d.pw[i][u]) {
+				return
+			}
+		}
+		if !add(&d.A[i], d.pa[i]) {
+			return
+		}
+	}
+	for i := range d.sn.Groups {
+		if !add(&d.G[i], d.pg[i]) {
+			return
+		}
+	}
+	orig := make([]int, len(slots))
+	for j, sl := range slots {
+		orig[j] = *sl.at
+	}
+	best := orig
+	bestLogp := math.Inf(-1)
+	idx := make([]int, len(slots))
+	for n := 0; n < total; n++ {
+		logp := 0.0
+		for j, sl := range slots {
+			*sl.at = idx[j]
+			logp += math.Log(sl.p[idx[j]] + 1e-12)
+		}
+		if logp > bestLogp {
+			cost := 0.0
+			for l := range d.cost {
+				cost += d.layerCost(l)
+			}
+			if cost >= fill && cost <= budget {
+				best, bestLogp = slices.Clone(idx), logp
+			}
+		}
+		for j := range idx { // the next architecture, odometer order
+			if idx[j]++; idx[j] < len(slots[j].p) {
+				break
+			}
+			idx[j] = 0
+		}
+	}
+	for j, sl := range slots { // the best found, or back to where it was
+		*sl.at = best[j]
+	}
+	for l := range d.cost {
+		d.cost[l] = d.layerCost(l)
+	}
+}
+
+// pairStep applies the overshooting raise and lowering of another choice (in a space of
+// few choices, or two lowerings) that together end at the highest cost within the
+// budget, above the current one (ties: the larger log-probability); false when none does.
+func (d *Derivation) pairStep(budget float64) bool {
+	cost := d.Cost()
+	var bestUp, bestDown move
+	bestCost, bestLogp, found := cost*(1+1e-12), math.Inf(-1), false
+	var bestThird *move
+	for _, up := range d.overshooting(budget) {
+		snap := d.snapshot()
+		d.apply(up)
+		after := d.Cost()
+		downs := d.candidates(false)
+		for i, down := range downs {
+			if down.same(&up) {
+				continue
+			}
+			delta, ok := d.try(down)
+			if !ok {
+				continue
+			}
+			c, lp := after+delta, up.dlogp+down.dlogp
+			if c <= budget && (c > bestCost || c == bestCost && found && lp > bestLogp) {
+				bestUp, bestDown, bestThird, bestCost, bestLogp, found = up, down, nil, c, lp, true
+			}
+			if len(downs) > pairStepThirds || c <= budget {
+				continue
+			}
+			// A space of few choices: a second lowering of another choice.
+			inner := d.snapshot()
+			d.apply(down)
+			for _, third := range downs[i+1:] {
+				if third.same(&up) || third.same(&down) {
+					continue
+				}
+				delta3, ok := d.try(third)
+				if !ok {
+					continue
+				}
+				c3, lp3 := c+delta3, lp+third.dlogp
+				if c3 <= budget && (c3 > bestCost || c3 == bestCost && found && lp3 > bestLogp) {
+					t := third
+					bestUp, bestDown, bestThird, bestCost, bestLogp, found = up, down, &t, c3, lp3, true
+				}
+			}
+			d.restore(inner)
+		}
+		d.restore(snap)
+	}
+	if found {
+		d.apply(bestUp)
+		d.apply(bestDown)
+		if bestThird != nil {
+			d.apply(*bestThird)
+		}
+	}
+	return found
+}
+
+// pairStepThirds bounds the lowerings for which pairStep also tries a second lowering.
+const pairStepThirds = 64
 
 // LossLogits turns estimated loss increases into the logits Derive takes, so that Derive
 // minimizes the architecture's total estimated increase under the budget: increase holds,

@@ -2,8 +2,46 @@ package supernet
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
+
+// Pruning alone (widths the only choices: coarse steps of cost) still lands in
+// [0.98, 1] × budget whatever the logits: 200 random draws at three budgets on ResNet-8,
+// where single-step repairs left one derivation in eight short.
+func TestDeriveLandsWithWidthsAlone(t *testing.T) {
+	s := loadSpace(t, "resnet8_bn.onnx")
+	opts := DefaultSearchOptions()
+	opts.Prune, opts.WBits, opts.ABits = true, []int{8}, []int{8}
+	sn, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	for trial := 0; trial < 200; trial++ {
+		logits := map[string][]float32{}
+		for _, n := range sn.ArchParams() {
+			l := make([]float32, len(sn.Graph.Consts[n].F))
+			for i := range l {
+				l[i] = float32(3 * r.NormFloat64())
+			}
+			logits[n] = l
+		}
+		for _, ratio := range []float64{0.3, 0.5, 0.7} {
+			b, err := NewBudget(sn, BOPs(), ratio, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := sn.Derive(BOPs(), logits, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := d.Cost(); c < b.Fill() || c > b.Cost {
+				t.Errorf("draw %d, budget %g: derived cost %.4f of the reference, widths %v", trial, ratio, c/b.Reference, d.G)
+			}
+		}
+	}
+}
 
 // LossLogits makes Derive spend the budget where the loss needs it: with every layer's
 // estimated loss increase falling as 4^−bits (quantization noise power), one layer 1000

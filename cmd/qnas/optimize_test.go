@@ -136,7 +136,8 @@ func checkFrontier(t *testing.T, report, stdout string) {
 }
 
 // Per-filter granularity, pruning alone and bits with pruning under one budget each give a
-// model within the budget whose MACs inspect confirms.
+// model within the budget whose MACs inspect confirms; bits with pruning, at a budget that
+// only pruning reaches, reports its measured width prices.
 func TestOptimizeGranularityAndPruning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three searches")
@@ -146,7 +147,7 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 	for name, extra := range map[string][]string{
 		"filter":     {"--granularity", "filter"},
 		"prune":      {"--prune", "--wbits", "8", "--abits", "8", "--budget", "0.5"},
-		"bits+prune": {"--prune"},
+		"bits+prune": {"--prune", "--budget", "0.0625"}, // below every bits-only architecture: must prune
 	} {
 		out := filepath.Join(dir, name+".onnx")
 		report := filepath.Join(dir, name+".json")
@@ -164,6 +165,12 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 				Filters     int    `json:"filters"`
 				KeptFilters int    `json:"kept_filters"`
 			} `json:"layers"`
+			WidthPrices []struct {
+				Name   string    `json:"name"`
+				Widths []float64 `json:"widths"`
+				Loss   []float64 `json:"widths_loss"`
+				Probes []int     `json:"probes"`
+			} `json:"width_prices"`
 		}
 		b, _ := os.ReadFile(report)
 		if err := json.Unmarshal(b, &rep); err != nil {
@@ -196,6 +203,15 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 		}
 		if name != "filter" && pruned == 0 {
 			t.Errorf("%s: nothing pruned", name)
+		}
+		if name == "filter" && len(rep.WidthPrices) > 0 || name != "filter" && len(rep.WidthPrices) == 0 {
+			t.Errorf("%s: %d groups with width prices", name, len(rep.WidthPrices))
+		}
+		for _, wp := range rep.WidthPrices {
+			n := len(wp.Widths)
+			if n < 2 || len(wp.Loss) != n || len(wp.Probes) != n || wp.Loss[n-1] != 0 || wp.Probes[0] == 0 {
+				t.Errorf("%s: width prices %+v", name, wp)
+			}
 		}
 	}
 }
