@@ -100,6 +100,8 @@ func TestOptionErrorsNameTheField(t *testing.T) {
 		{"Data.Dir", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.Data.Dir = "" }},
 		{"SearchEpochs", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.SearchEpochs = 0 }},
 		{"Space.Widths", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.Space.Prune, o.Space.Widths = true, []float64{1.5} }},
+		{"WidthPrices", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.WidthPrices = "exact" }},
+		{"WidthPrices", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.Space.Prune, o.Sampling = true, "soft" }},
 		{"Output.Format", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.Output.Format = "tflite" }},
 		{"Output.Report", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.Output.Report = o.Output.Path }},
 		{"CostModel", qnas.DefaultBudget, func(o *qnas.OptimizeOptions) { o.CostModel = "flops" }},
