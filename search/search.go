@@ -41,8 +41,8 @@ type SearchConfig struct {
 	ArchSharedScale bool
 	// MeasureWidths makes the width logits learn from measured loss differences instead of
 	// the straight-through gradient of the expected channel mask: every architecture step
-	// runs one more forward pass with one group's width pinned (docs/method.md, "Measured
-	// width prices"). It needs HardArch.
+	// runs one more forward pass with one group's width pinned (docs/method.md,
+	// "Relaxation", width prices). It needs HardArch.
 	MeasureWidths bool
 	// FullWidthEvery, when positive, makes every FullWidthEvery-th weight step keep every
 	// channel of every prunable group (its bits as sampled), so that the channels narrow
