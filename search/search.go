@@ -327,7 +327,7 @@ type searchState struct {
 	ArchLossSum  float64
 	ArchSteps    int
 	History      []SearchEpoch
-	WidthPrices  *widthPrices `json:",omitempty"`
+	WidthPrices  *widthPrices // measured width prices, nil without
 }
 
 // SearchCheckpointKind and SearchCheckpointVersion identify a search checkpoint's header.
