@@ -454,7 +454,14 @@ func (t *Trainer) Input() []float32 { return t.Plan.Value(t.sn.Graph.Inputs[0]).
 // sample sets the step's Gumbel noise: stream 2·step (+1 for the logits' step) of the
 // seed, so a resumed search draws what the uninterrupted one drew.
 func (t *Trainer) sample(step uint64, tau float64, hard, fullWidth bool) {
-	t.state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(t.cfg.Seed, step)), Hard: hard, FullWidth: fullWidth}
+	t.draw(engine.StepState{Step: step, Temperature: tau, Hard: hard, FullWidth: fullWidth})
+}
+
+// draw hands s to the plan with the noise of stream s.Step of the seed: a state that
+// differs only in its pin or full width draws the same sample.
+func (t *Trainer) draw(s engine.StepState) {
+	s.Noise = rand.New(rand.NewPCG(t.cfg.Seed, s.Step))
+	t.state = s
 	t.Plan.SetState(&t.state)
 }
 

@@ -1,7 +1,6 @@
 package search
 
 import (
-	"math"
 	"math/rand/v2"
 
 	"github.com/qnas/qnas/internal/engine"
@@ -17,6 +16,7 @@ type widthPrices struct {
 	Delta [][]float64 // per group and option: loss at the option minus loss at the widest
 	Count [][]int     // the probes behind each entry
 	Next  int         // the group the next architecture step probes
+	Swept bool        // the first step's probes of every width are done
 }
 
 // WidthPrice is one group's measured width prices: per width, the running mean of the
@@ -60,25 +60,14 @@ func (t *Trainer) probeWidths(y []int32, it int, tau, loss float64) {
 		return
 	}
 	step := uint64(2*it + 1)
-	sampled := make([]int, len(wp.Names))
-	for g, name := range wp.Names {
-		sampled[g] = supernet.Sampled(t.Plan, name)[0]
-	}
 	probe := func(name string, option int) float64 {
-		t.state = engine.StepState{Step: step, Temperature: tau, Noise: rand.New(rand.NewPCG(t.cfg.Seed, step)), Hard: true,
-			Pin: engine.Pin{Logits: name, Option: option}}
-		t.Plan.SetState(&t.state)
+		t.draw(engine.StepState{Step: step, Temperature: tau, Hard: true, Pin: engine.Pin{Logits: name, Option: option}})
 		t.Plan.Forward(true)
 		l, _ := t.Plan.SoftmaxCrossEntropy(t.sn.Graph.Outputs[0], y)
 		return l
 	}
-	first := true
-	for _, c := range wp.Count {
-		for _, n := range c {
-			first = first && n == 0
-		}
-	}
-	if first {
+	if !wp.Swept { // the first step: every width of every group
+		wp.Swept = true
 		for g, name := range wp.Names {
 			w := len(wp.Delta[g]) - 1
 			lw := probe(name, w)
@@ -88,13 +77,13 @@ func (t *Trainer) probeWidths(y []int32, it int, tau, loss float64) {
 		}
 		return
 	}
-	g := wp.Next % len(wp.Names)
+	g := wp.Next
 	wp.Next = (g + 1) % len(wp.Names)
-	name, w, s := wp.Names[g], len(wp.Delta[g])-1, sampled[g]
+	name, w := wp.Names[g], len(wp.Delta[g])-1
 	if w == 0 {
 		return
 	}
-	if s != w {
+	if s := supernet.Sampled(t.Plan, name)[0]; s != w { // read before any pinned pass
 		wp.record(g, s, loss-probe(name, w))
 		return
 	}
@@ -108,23 +97,11 @@ func (t *Trainer) probeWidths(y []int32, it int, tau, loss float64) {
 // choices are.
 func (t *Trainer) widthGrads(tau float64) {
 	for g, name := range t.prices.Names {
-		a, grad, d := t.logits[name], t.Plan.Value(name).Grad, t.prices.Delta[g]
-		p := make([]float64, len(a))
-		m, sum := math.Inf(-1), 0.0
-		for _, v := range a {
-			m = max(m, float64(v))
+		grad, d := t.Plan.Value(name).Grad, make([]float64, len(t.prices.Delta[g]))
+		for k, v := range t.prices.Delta[g] {
+			d[k] = v / tau
 		}
-		for k, v := range a {
-			p[k] = math.Exp(float64(v) - m)
-			sum += p[k]
-		}
-		mean := 0.0
-		for k := range p {
-			p[k] /= sum
-			mean += p[k] * d[k]
-		}
-		for k := range p {
-			grad[k] = float32(p[k] * (d[k] - mean) / tau)
-		}
+		clear(grad)
+		supernet.AddExpectationGrad(t.logits[name], d, grad)
 	}
 }

@@ -337,6 +337,10 @@ func softmax(v []float32) []float64 {
 	return out
 }
 
+// AddExpectationGrad adds to da the gradient of the expectation Σ_k p_k·v_k under
+// p = softmax(a) with respect to the logits a.
+func AddExpectationGrad(a []float32, v []float64, da []float32) { softmaxGrad(softmax(a), v, da) }
+
 // softmaxGrad adds to da the gradient through softmax p of dp: p_k·(dp_k − Σ p·dp).
 func softmaxGrad(p, dp []float64, da []float32) {
 	dot := 0.0
