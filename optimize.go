@@ -37,10 +37,12 @@ type OptimizeReport struct {
 	// WidthPrices are the search's measured width prices at its end (WidthsMeasured with
 	// Space.Prune).
 	WidthPrices []search.WidthPrice `json:"width_prices,omitempty"`
-	ArgmaxRatio float64             `json:"argmax_cost_ratio"` // the most probable architecture, before repair
-	Baselines   []Baseline          `json:"baselines,omitempty"`
-	Seeds       []SeedResult        `json:"seeds,omitempty"`
-	Summary     *SeedSummary        `json:"summary,omitempty"`
+	// WidthCheck is the final check of a search with Space.Prune (OptimizeOptions.WidthCheck).
+	WidthCheck  *WidthCheck  `json:"width_check,omitempty"`
+	ArgmaxRatio float64      `json:"argmax_cost_ratio"` // the most probable architecture, before repair
+	Baselines   []Baseline   `json:"baselines,omitempty"`
+	Seeds       []SeedResult `json:"seeds,omitempty"`
+	Summary     *SeedSummary `json:"summary,omitempty"`
 }
 
 // Baseline is a uniform model fine-tuned like the searched one, to compare with.
@@ -71,6 +73,28 @@ type SeedResult struct {
 	// written) was stopped by the divergence guard; such a seed has no accuracy and is
 	// left out of the summary and the comparison.
 	Diverged string `json:"diverged,omitempty"`
+	// WidthCheck is this seed's final check (OptimizeOptions.WidthCheck).
+	WidthCheck *WidthCheck `json:"width_check,omitempty"`
+}
+
+// WidthCheck is the final check of a search with Space.Prune (docs/method.md, "Width
+// check"): the architecture derived from the search's logits against the one the same
+// logits give with every channel kept (bits alone, derived under the same budget), each
+// post-training quantized from the weights the fine-tuning starts from and evaluated on the
+// search's held-out data; the run keeps the one of lower held-out loss.
+type WidthCheck struct {
+	Pruned HeldOutResult `json:"pruned"`
+	// Full is absent when no architecture that keeps every channel fits the budget.
+	Full *HeldOutResult `json:"full,omitempty"`
+	Kept string         `json:"kept"` // "pruned" or "full"
+}
+
+// HeldOutResult is one architecture of a WidthCheck on the search's held-out data.
+type HeldOutResult struct {
+	Loss      float64 `json:"loss"`
+	Accuracy  float64 `json:"accuracy"`
+	MACs      int64   `json:"macs"`
+	CostRatio float64 `json:"cost_ratio"`
 }
 
 // SeedSummary is the mean and standard deviation over the seeds (those that did not
@@ -316,15 +340,26 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		if k > 0 { // later seeds are measured, not written
 			out = ""
 		}
-		ft := r
+		startFrom := func(r *supernet.Resolved) (*supernet.Resolved, error) { return r, nil }
 		if opts.FineTuneFrom == "search" && res.weights != nil {
 			sp, err := supernet.NewSpace(withWeights(s.g, res.weights))
 			if err != nil {
 				return nil, err
 			}
-			if ft, err = sp.Resolve(r.Arch()); err != nil {
+			startFrom = func(r *supernet.Resolved) (*supernet.Resolved, error) { return sp.Resolve(r.Arch()) }
+		}
+		ft, err := startFrom(r)
+		if err != nil {
+			return nil, err
+		}
+		var check *WidthCheck
+		var checked float64
+		if opts.WidthCheck && len(sn.Groups) > 0 && !opts.sensitivity() {
+			t0 := time.Now()
+			if r, ft, check, err = opts.checkWidths(s, sn, res.logits, b, seed, r, ft, startFrom); err != nil {
 				return nil, err
 			}
+			checked = time.Since(t0).Seconds()
 		}
 		qr, err := s.fineTune(ctx, ft, opts.FineTuneEpochs, out, seed)
 		ref := b.Reference
@@ -333,19 +368,22 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 			// The first seed's model is written and good; a later seed that diverges is a
 			// finding about the method's stability, reported, not a reason to fail the run.
 			o.note("seed %d: fine-tuning diverged (%s); left out of the summary", seed, why)
-			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, Diverged: why})
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, Diverged: why, WidthCheck: check})
 		} else if err != nil {
 			return nil, err
 		} else {
-			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch})
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, WidthCheck: check})
 			mixedAcc = append(mixedAcc, qr.Accuracy)
 		}
 		if k == 0 {
 			rep.QuantizeReport = *qr
-			rep.Search, rep.Sensitivity, rep.WidthPrices = res.epochs, res.sensitivity, res.widthPrices
+			rep.Search, rep.Sensitivity, rep.WidthPrices, rep.WidthCheck = res.epochs, res.sensitivity, res.widthPrices, check
 			rep.ArgmaxRatio = argmax.Cost() / ref
 			phases := append([]search.Phase{}, res.phases...)
 			phases = append(phases, search.Phase{Name: "derive", Seconds: derived})
+			if check != nil {
+				phases = append(phases, search.Phase{Name: "width check", Seconds: checked})
+			}
 			rep.Phases = append(phases, qr.Phases...)
 		}
 		if !opts.Baselines {
@@ -392,6 +430,55 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	}
 	ckpt.Remove(s.ckpt.search) // the run is complete
 	return rep, writeReport(o.Output.Report, rep, &rep.QuantizeReport)
+}
+
+// checkWidths is the final check of a search with pruning (WidthCheck): it derives the
+// bits-only architecture of the same logits, evaluates it and the derived one r (whose
+// fine-tuning start is ft; startFrom gives another's) on the search's held-out data, and
+// returns the one to fine-tune.
+func (o *OptimizeOptions) checkWidths(s *session, sn *supernet.Supernet, logits map[string][]float32, b supernet.Budget, seed uint64,
+	r, ft *supernet.Resolved, startFrom func(*supernet.Resolved) (*supernet.Resolved, error)) (*supernet.Resolved, *supernet.Resolved, *WidthCheck, error) {
+	cfg := o.searchConfig(s, b, seed)
+	eval := func(r, ft *supernet.Resolved) (*HeldOutResult, error) {
+		ev, err := search.HeldOut(ft, s.trainSet, cfg)
+		if err != nil {
+			return nil, err
+		}
+		c, err := s.cm.Cost(r)
+		if err != nil {
+			return nil, err
+		}
+		return &HeldOutResult{Loss: ev.Loss, Accuracy: ev.Accuracy, MACs: r.MACs(), CostRatio: c / b.Reference}, nil
+	}
+	pruned, err := eval(r, ft)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	check := &WidthCheck{Pruned: *pruned, Kept: "pruned"}
+	d, err := sn.AtFullWidth().Derive(s.cm, logits, b)
+	if _, tooLow := err.(*supernet.BudgetError); tooLow {
+		o.note("seed %d: width check: no architecture keeping every channel fits the budget; kept the pruned one", seed)
+		return r, ft, check, nil
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fr := d.Resolved()
+	fft, err := startFrom(fr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if check.Full, err = eval(fr, fft); err != nil {
+		return nil, nil, nil, err
+	}
+	if check.Full.Loss < check.Pruned.Loss {
+		check.Kept = "full"
+		r, ft = fr, fft
+	}
+	o.note("seed %d: width check on the held-out data: pruned %s MACs loss %.4f (%.2f%%), every channel %s MACs loss %.4f (%.2f%%): kept %s",
+		seed, supernet.FormatCost(float64(check.Pruned.MACs)), check.Pruned.Loss, 100*check.Pruned.Accuracy,
+		supernet.FormatCost(float64(check.Full.MACs)), check.Full.Loss, 100*check.Full.Accuracy, check.Kept)
+	return r, ft, check, nil
 }
 
 // found is what the search or the sensitivity estimate of one seed gives the derivation.

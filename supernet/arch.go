@@ -202,6 +202,15 @@ func (r *Resolved) KeptIn(l *Layer) int {
 	})
 }
 
+// MACs returns the multiply-accumulates per sample of the space's layers under r.
+func (r *Resolved) MACs() int64 {
+	var n int64
+	for _, l := range r.Space.Layers {
+		n += l.MACs(r.KeptIn(l), r.Kept(l))
+	}
+	return n
+}
+
 // GroupKeep returns the kept channels of a group (nil: all).
 func (r *Resolved) GroupKeep(g *Group) []int {
 	if len(g.Producers) == 0 {

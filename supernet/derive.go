@@ -721,6 +721,15 @@ func (d *Derivation) Resolved() *Resolved {
 	return r
 }
 
+// AtFullWidth returns sn without its width choices: the same layers, bit options and
+// logits, every channel group at its full width. Deriving from it gives the bits-only
+// architecture of a joint search's logits.
+func (sn *Supernet) AtFullWidth() *Supernet {
+	c := *sn
+	c.Groups = nil
+	return &c
+}
+
 // MinCost returns the cost of the cheapest architecture of the search space: every choice
 // at its cheapest option (under a target profile, each layer at its cheapest pair it runs).
 func (sn *Supernet) MinCost(m CostModel) float64 {

@@ -37,6 +37,7 @@ var flagOf = map[string]string{
 	"Sampling":                       "--sampling",
 	"OptimizeOptions.Sampling":       "--sampling",
 	"WidthPrices":                    "--width-prices",
+	"WidthCheck":                     "--width-check",
 	"Seeds":                          "--seeds",
 	"Data.Dir":                       "--data",
 	"Data.Mean":                      "--mean",
