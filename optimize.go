@@ -37,8 +37,8 @@ type OptimizeReport struct {
 	// WidthPrices are the search's measured width prices at its end (WidthsMeasured with
 	// Space.Prune).
 	WidthPrices []search.WidthPrice `json:"width_prices,omitempty"`
-	// WidthCheck is the final check of a search with Space.Prune (OptimizeOptions.WidthCheck).
-	WidthCheck  *WidthCheck  `json:"width_check,omitempty"`
+	// FinalCheck is the first seed's final check (OptimizeOptions.FinalCheck).
+	FinalCheck  *FinalCheck  `json:"final_check,omitempty"`
 	ArgmaxRatio float64      `json:"argmax_cost_ratio"` // the most probable architecture, before repair
 	Baselines   []Baseline   `json:"baselines,omitempty"`
 	Seeds       []SeedResult `json:"seeds,omitempty"`
@@ -73,28 +73,33 @@ type SeedResult struct {
 	// written) was stopped by the divergence guard; such a seed has no accuracy and is
 	// left out of the summary and the comparison.
 	Diverged string `json:"diverged,omitempty"`
-	// WidthCheck is this seed's final check (OptimizeOptions.WidthCheck).
-	WidthCheck *WidthCheck `json:"width_check,omitempty"`
+	// FinalCheck is this seed's final check (OptimizeOptions.FinalCheck).
+	FinalCheck *FinalCheck `json:"final_check,omitempty"`
 }
 
-// WidthCheck is the final check of a search with Space.Prune (docs/method.md, "Width
-// check"): the architecture derived from the search's logits against the one the same
-// logits give with every channel kept (bits alone, derived under the same budget), each
+// FinalCheck is the last step of a search in a space that contains simpler ones (Space.Prune:
+// the same bits with every channel kept; Granularity filter: the default granularity)
+// (docs/method.md, "Final check"): the architecture derived from the search's logits, then
+// the one each simpler space derives from the same logits under the same budget, each
 // post-training quantized from the weights the fine-tuning starts from and evaluated on the
-// search's held-out data; the run keeps the one of lower held-out loss.
-type WidthCheck struct {
-	Pruned HeldOutResult `json:"pruned"`
-	// Full is absent when no architecture that keeps every channel fits the budget.
-	Full *HeldOutResult `json:"full,omitempty"`
-	Kept string         `json:"kept"` // "pruned" or "full"
+// search's held-out data. The run fine-tunes the one of lowest held-out loss.
+type FinalCheck struct {
+	Candidates []CheckedArch `json:"candidates"` // the derived architecture first
+	Kept       string        `json:"kept"`       // the Space of the one fine-tuned
 }
 
-// HeldOutResult is one architecture of a WidthCheck on the search's held-out data.
-type HeldOutResult struct {
-	Loss      float64 `json:"loss"`
+// CheckedArch is one architecture of a FinalCheck.
+type CheckedArch struct {
+	// Space is "searched" or the simpler space: "every channel", the default granularity
+	// ("group:4"), or both ("group:4, every channel").
+	Space     string  `json:"space"`
+	Loss      float64 `json:"loss"` // on the held-out data
 	Accuracy  float64 `json:"accuracy"`
 	MACs      int64   `json:"macs"`
 	CostRatio float64 `json:"cost_ratio"`
+	// Unfit says why the space has no architecture within the budget (then it has no
+	// loss, accuracy or cost).
+	Unfit string `json:"unfit,omitempty"`
 }
 
 // SeedSummary is the mean and standard deviation over the seeds (those that did not
@@ -352,11 +357,11 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		if err != nil {
 			return nil, err
 		}
-		var check *WidthCheck
+		var check *FinalCheck
 		var checked float64
-		if opts.WidthCheck && len(sn.Groups) > 0 && !opts.sensitivity() {
+		if opts.FinalCheck && !opts.sensitivity() && (space.Prune || space.Granularity == "filter") {
 			t0 := time.Now()
-			if r, ft, check, err = opts.checkWidths(s, sn, res.logits, b, seed, r, ft, startFrom); err != nil {
+			if r, ft, check, err = opts.finalCheck(s, sn, space, res.logits, b, seed, r, ft, startFrom); err != nil {
 				return nil, err
 			}
 			checked = time.Since(t0).Seconds()
@@ -368,21 +373,21 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 			// The first seed's model is written and good; a later seed that diverges is a
 			// finding about the method's stability, reported, not a reason to fail the run.
 			o.note("seed %d: fine-tuning diverged (%s); left out of the summary", seed, why)
-			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, Diverged: why, WidthCheck: check})
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, Diverged: why, FinalCheck: check})
 		} else if err != nil {
 			return nil, err
 		} else {
-			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, WidthCheck: check})
+			rep.Seeds = append(rep.Seeds, SeedResult{Seed: seed, CostRatio: qr.CostRatio, Accuracy: qr.Accuracy, ArgmaxRatio: argmax.Cost() / ref, Arch: arch, FinalCheck: check})
 			mixedAcc = append(mixedAcc, qr.Accuracy)
 		}
 		if k == 0 {
 			rep.QuantizeReport = *qr
-			rep.Search, rep.Sensitivity, rep.WidthPrices, rep.WidthCheck = res.epochs, res.sensitivity, res.widthPrices, check
+			rep.Search, rep.Sensitivity, rep.WidthPrices, rep.FinalCheck = res.epochs, res.sensitivity, res.widthPrices, check
 			rep.ArgmaxRatio = argmax.Cost() / ref
 			phases := append([]search.Phase{}, res.phases...)
 			phases = append(phases, search.Phase{Name: "derive", Seconds: derived})
 			if check != nil {
-				phases = append(phases, search.Phase{Name: "width check", Seconds: checked})
+				phases = append(phases, search.Phase{Name: "final check", Seconds: checked})
 			}
 			rep.Phases = append(phases, qr.Phases...)
 		}
@@ -432,52 +437,86 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 	return rep, writeReport(o.Output.Report, rep, &rep.QuantizeReport)
 }
 
-// checkWidths is the final check of a search with pruning (WidthCheck): it derives the
-// bits-only architecture of the same logits, evaluates it and the derived one r (whose
-// fine-tuning start is ft; startFrom gives another's) on the search's held-out data, and
-// returns the one to fine-tune.
-func (o *OptimizeOptions) checkWidths(s *session, sn *supernet.Supernet, logits map[string][]float32, b supernet.Budget, seed uint64,
-	r, ft *supernet.Resolved, startFrom func(*supernet.Resolved) (*supernet.Resolved, error)) (*supernet.Resolved, *supernet.Resolved, *WidthCheck, error) {
+// finalCheck is the final check (FinalCheck) of the architecture r derived from the
+// logits of a search of sn in space (whose fine-tuning starts from ft; startFrom gives
+// another's): it returns the architecture to fine-tune, its start and the check.
+func (o *OptimizeOptions) finalCheck(s *session, sn *supernet.Supernet, space supernet.SearchOptions, logits map[string][]float32, b supernet.Budget, seed uint64,
+	r, ft *supernet.Resolved, startFrom func(*supernet.Resolved) (*supernet.Resolved, error)) (*supernet.Resolved, *supernet.Resolved, *FinalCheck, error) {
+	type simpler struct {
+		name   string
+		sn     *supernet.Supernet
+		logits map[string][]float32
+	}
+	var spaces []simpler
+	if space.Prune {
+		spaces = append(spaces, simpler{"every channel", sn.AtFullWidth(), logits})
+	}
+	if coarse := supernet.DefaultSearchOptions().Granularity; space.Granularity == "filter" && coarse != "filter" {
+		opts := space
+		opts.Granularity = coarse
+		csn, err := sn.Space.NewSupernet(opts)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cl, err := sn.CoarseLogits(logits, csn)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		spaces = append(spaces, simpler{coarse, csn, cl})
+		if space.Prune {
+			spaces = append(spaces, simpler{coarse + ", every channel", csn.AtFullWidth(), cl})
+		}
+	}
 	cfg := o.searchConfig(s, b, seed)
-	eval := func(r, ft *supernet.Resolved) (*HeldOutResult, error) {
+	eval := func(name string, r, ft *supernet.Resolved) (CheckedArch, error) {
 		ev, err := search.HeldOut(ft, s.trainSet, cfg)
 		if err != nil {
-			return nil, err
+			return CheckedArch{}, err
 		}
 		c, err := s.cm.Cost(r)
 		if err != nil {
-			return nil, err
+			return CheckedArch{}, err
 		}
-		return &HeldOutResult{Loss: ev.Loss, Accuracy: ev.Accuracy, MACs: r.MACs(), CostRatio: c / b.Reference}, nil
+		return CheckedArch{Space: name, Loss: ev.Loss, Accuracy: ev.Accuracy, MACs: r.MACs(), CostRatio: c / b.Reference}, nil
 	}
-	pruned, err := eval(r, ft)
+	derived, err := eval("searched", r, ft)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	check := &WidthCheck{Pruned: *pruned, Kept: "pruned"}
-	d, err := sn.AtFullWidth().Derive(s.cm, logits, b)
-	if _, tooLow := err.(*supernet.BudgetError); tooLow {
-		o.note("seed %d: width check: no architecture keeping every channel fits the budget; kept the pruned one", seed)
-		return r, ft, check, nil
+	check := &FinalCheck{Candidates: []CheckedArch{derived}, Kept: derived.Space}
+	best := derived.Loss
+	for _, sp := range spaces {
+		d, err := sp.sn.Derive(s.cm, sp.logits, b)
+		if be, ok := err.(*supernet.BudgetError); ok {
+			check.Candidates = append(check.Candidates, CheckedArch{Space: sp.name, Unfit: be.Error()})
+			continue
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cr := d.Resolved()
+		cft, err := startFrom(cr)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ca, err := eval(sp.name, cr, cft)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		check.Candidates = append(check.Candidates, ca)
+		if ca.Loss < best {
+			best, check.Kept, r, ft = ca.Loss, ca.Space, cr, cft
+		}
 	}
-	if err != nil {
-		return nil, nil, nil, err
+	var parts []string
+	for _, c := range check.Candidates {
+		if c.Unfit != "" {
+			parts = append(parts, fmt.Sprintf("%s: none within the budget", c.Space))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s MACs loss %.4f (%.2f%%)", c.Space, supernet.FormatCost(float64(c.MACs)), c.Loss, 100*c.Accuracy))
 	}
-	fr := d.Resolved()
-	fft, err := startFrom(fr)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if check.Full, err = eval(fr, fft); err != nil {
-		return nil, nil, nil, err
-	}
-	if check.Full.Loss < check.Pruned.Loss {
-		check.Kept = "full"
-		r, ft = fr, fft
-	}
-	o.note("seed %d: width check on the held-out data: pruned %s MACs loss %.4f (%.2f%%), every channel %s MACs loss %.4f (%.2f%%): kept %s",
-		seed, supernet.FormatCost(float64(check.Pruned.MACs)), check.Pruned.Loss, 100*check.Pruned.Accuracy,
-		supernet.FormatCost(float64(check.Full.MACs)), check.Full.Loss, 100*check.Full.Accuracy, check.Kept)
+	o.note("seed %d: final check on the held-out data: %s; kept %s", seed, strings.Join(parts, ", "), check.Kept)
 	return r, ft, check, nil
 }
 

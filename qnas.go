@@ -165,11 +165,12 @@ type OptimizeOptions struct {
 	// architecture step; needs hard Sampling) or WidthsGradient (the straight-through
 	// gradient of the expected channel mask).
 	WidthPrices string
-	// WidthCheck (on by default) ends a search with Space.Prune by comparing the derived
-	// architecture with the bits-only one the same logits give under the budget, each
-	// post-training quantized, on the search's held-out data, and fine-tunes the one of lower
-	// loss (OptimizeReport.WidthCheck). Off, the derived architecture is kept as it is.
-	WidthCheck bool
+	// FinalCheck (on by default) ends a search in a space that contains simpler ones
+	// (Space.Prune, Space.Granularity filter) by comparing the derived architecture with the
+	// ones the simpler spaces derive from the same logits under the budget, each
+	// post-training quantized, on the search's held-out data, and fine-tunes the one of
+	// lowest loss (OptimizeReport.FinalCheck). Off, the derived architecture is kept.
+	FinalCheck bool
 	// FineTuneFrom is "search" (the supernet's weights, trained during the search) or
 	// "float" (the input model's).
 	FineTuneFrom string
@@ -221,7 +222,7 @@ const DefaultSensitivityImages = 2048
 func DefaultOptimizeOptions() OptimizeOptions {
 	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodAuto,
 		SensitivityImages: DefaultSensitivityImages, InitLogits: InitSensitivity, InitSpread: 5, SearchEpochs: 2, FineTuneEpochs: 6,
-		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", WidthPrices: WidthsMeasured, WidthCheck: true, FineTuneFrom: "search", Seeds: 1}
+		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", WidthPrices: WidthsMeasured, FinalCheck: true, FineTuneFrom: "search", Seeds: 1}
 }
 
 // check validates the output's format.

@@ -1,6 +1,7 @@
 package supernet
 
 import (
+	"fmt"
 	"math"
 	"slices"
 )
@@ -728,6 +729,39 @@ func (sn *Supernet) AtFullWidth() *Supernet {
 	c := *sn
 	c.Groups = nil
 	return &c
+}
+
+// CoarseLogits maps logits of sn onto coarse, a supernet of the same space and choices
+// whose weight bits are chosen per coarser unit (a coarser Granularity): each unit of
+// coarse takes the mean of the logits of sn's units it covers (the normalized geometric
+// mean of their probabilities); input-bit and width logits are copied. Every unit of
+// coarse must cover whole units of sn.
+func (sn *Supernet) CoarseLogits(logits map[string][]float32, coarse *Supernet) (map[string][]float32, error) {
+	if coarse.Space != sn.Space || len(coarse.Layers) != len(sn.Layers) {
+		return nil, fmt.Errorf("supernet: coarse logits need a supernet of the same space")
+	}
+	out := map[string][]float32{}
+	for name, v := range logits {
+		out[name] = slices.Clone(v)
+	}
+	for i, lc := range sn.Layers {
+		cc := coarse.Layers[i]
+		if lc.WLogits == "" || cc.WLogits == "" || cc.Units == lc.Units {
+			continue
+		}
+		if !slices.Equal(cc.WBits, lc.WBits) || lc.Units%cc.Units != 0 {
+			return nil, fmt.Errorf("supernet: %s: %d units of %v bits do not map onto %d of %v", lc.Layer.Name, lc.Units, lc.WBits, cc.Units, cc.WBits)
+		}
+		k, per, fine := len(lc.WBits), lc.Units/cc.Units, logits[lc.WLogits]
+		c := make([]float32, cc.Units*k)
+		for u := range lc.Units {
+			for j := range k {
+				c[(u/per)*k+j] += fine[u*k+j] / float32(per)
+			}
+		}
+		out[cc.WLogits] = c
+	}
+	return out, nil
 }
 
 // MinCost returns the cost of the cheapest architecture of the search space: every choice

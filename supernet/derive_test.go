@@ -3,6 +3,7 @@ package supernet
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -106,5 +107,137 @@ func TestLossLogitsDerive(t *testing.T) {
 	}
 	if l := LossLogits(map[string][]float64{"a": {0.5, 0.1, 0}, "b": {2, 0}}); l["b"][0] != -LossLogitSpread || l["a"][2] != 0 || l["a"][0] != -2.5 {
 		t.Errorf("logits %v: want −increase scaled so the largest is −%d", l, LossLogitSpread)
+	}
+}
+
+// AtFullWidth derives, from a joint search's logits, the bits-only architecture under the
+// same budget: every channel kept, each layer's bits the same as deriving in a space
+// without pruning would give, in [0.98, 1] × budget; below every such architecture it
+// refuses with a BudgetError.
+func TestAtFullWidthDerivesBitsAlone(t *testing.T) {
+	s := loadSpace(t, "resnet8_bn.onnx")
+	opts := DefaultSearchOptions()
+	opts.Prune = true
+	sn, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Prune = false
+	bitsOnly, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := sn.AtFullWidth()
+	if len(sn.Groups) == 0 || len(full.Groups) != 0 {
+		t.Fatalf("%d groups searched; %d at full width", len(sn.Groups), len(full.Groups))
+	}
+	r := rand.New(rand.NewPCG(2, 2))
+	logits := map[string][]float32{}
+	for trial := 0; trial < 20; trial++ {
+		for _, n := range sn.ArchParams() {
+			l := make([]float32, len(sn.Graph.Consts[n].F))
+			for i := range l {
+				l[i] = float32(3 * r.NormFloat64())
+			}
+			logits[n] = l
+		}
+		b, err := NewBudget(sn, BOPs(), 0.2, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := full.Derive(BOPs(), logits, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := bitsOnly.Derive(BOPs(), logits, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := d.Cost(); c < b.Fill() || c > b.Cost {
+			t.Errorf("draw %d: cost %.4f of the reference", trial, c/b.Reference)
+		}
+		got, exp := d.Resolved(), want.Resolved()
+		for _, l := range s.Layers {
+			if got.Kept(l) != l.Filters {
+				t.Errorf("draw %d: %s keeps %d of %d filters", trial, l.Name, got.Kept(l), l.Filters)
+			}
+			if !slices.Equal(got.Choices[l.Index].WBits, exp.Choices[l.Index].WBits) || got.Choices[l.Index].ABits != exp.Choices[l.Index].ABits {
+				t.Errorf("draw %d: %s at w%v a%d, the bits-only space derives w%v a%d", trial, l.Name,
+					got.Choices[l.Index].WBits, got.Choices[l.Index].ABits, exp.Choices[l.Index].WBits, exp.Choices[l.Index].ABits)
+			}
+		}
+	}
+	b, err := NewBudget(sn, BOPs(), 0.9*full.MinCost(BOPs())/BOPs().Reference(s), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := full.Derive(BOPs(), logits, b); err == nil {
+		t.Errorf("derived at full width under %.4f, below its cheapest architecture", b.Ratio())
+	} else if _, ok := err.(*BudgetError); !ok {
+		t.Errorf("below the cheapest full-width architecture: %v", err)
+	}
+}
+
+// CoarseLogits gives each unit of a coarser granularity the mean of the logits of the
+// filters it covers; input-bit and width logits pass through unchanged; a finer
+// granularity is refused.
+func TestCoarseLogits(t *testing.T) {
+	s := loadSpace(t, "resnet8_bn.onnx")
+	opts := DefaultSearchOptions()
+	opts.Prune, opts.Granularity = true, "filter"
+	fine, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Granularity = "group:4"
+	coarse, err := s.NewSupernet(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 3))
+	logits := map[string][]float32{}
+	for _, n := range fine.ArchParams() {
+		l := make([]float32, len(fine.Graph.Consts[n].F))
+		for i := range l {
+			l[i] = float32(r.NormFloat64())
+		}
+		logits[n] = l
+	}
+	cl, err := fine.CoarseLogits(logits, coarse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, lc := range fine.Layers {
+		cc := coarse.Layers[i]
+		if lc.ALogits != "" && !slices.Equal(cl[cc.ALogits], logits[lc.ALogits]) {
+			t.Errorf("%s: input-bit logits changed", lc.Layer.Name)
+		}
+		if lc.WLogits == "" {
+			continue
+		}
+		k, per := len(lc.WBits), lc.Units/cc.Units
+		got := cl[cc.WLogits]
+		if len(got) != cc.Units*k {
+			t.Fatalf("%s: %d coarse logits for %d units of %d options", lc.Layer.Name, len(got), cc.Units, k)
+		}
+		for u := range cc.Units {
+			for j := range k {
+				var sum float64
+				for f := range per {
+					sum += float64(logits[lc.WLogits][(u*per+f)*k+j])
+				}
+				if d := math.Abs(float64(got[u*k+j]) - sum/float64(per)); d > 1e-5 {
+					t.Errorf("%s unit %d option %d: %v, the mean of its filters' logits is %v", lc.Layer.Name, u, j, got[u*k+j], sum/float64(per))
+				}
+			}
+		}
+	}
+	for _, gc := range fine.Groups {
+		if !slices.Equal(cl[gc.Logits], logits[gc.Logits]) {
+			t.Errorf("%s: width logits changed", gc.Group.Name())
+		}
+	}
+	if _, err := coarse.CoarseLogits(cl, fine); err == nil {
+		t.Errorf("mapped group:4 logits onto filters")
 	}
 }

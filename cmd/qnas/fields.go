@@ -37,7 +37,7 @@ var flagOf = map[string]string{
 	"Sampling":                       "--sampling",
 	"OptimizeOptions.Sampling":       "--sampling",
 	"WidthPrices":                    "--width-prices",
-	"WidthCheck":                     "--width-check",
+	"FinalCheck":                     "--final-check",
 	"Seeds":                          "--seeds",
 	"Data.Dir":                       "--data",
 	"Data.Mean":                      "--mean",

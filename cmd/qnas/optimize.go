@@ -169,7 +169,7 @@ first seed's) and reports mean ± std.`,
 	f.Float64Var(&o.o.Warmup, "warmup", o.o.Warmup, "fraction of the first search epoch that trains the weights alone")
 	f.StringVar(&o.o.FineTuneFrom, "ft-from", o.o.FineTuneFrom, "weights the fine-tuning starts from: search (the supernet's, trained during the search) or float (the input model's)")
 	f.StringVar(&o.o.Sampling, "sampling", o.o.Sampling, "Gumbel-softmax samples of the search: hard (one-hot forward, straight-through gradient) or soft (the composite mixture)")
-	f.BoolVar(&o.o.WidthCheck, "width-check", o.o.WidthCheck, "with --prune: after the search, compare the derived architecture with the bits-only one of the same logits and budget on the held-out data (post-training quantized) and fine-tune the better; --width-check=false keeps the derived one")
+	f.BoolVar(&o.o.FinalCheck, "final-check", o.o.FinalCheck, "with --prune or --granularity filter: after the search, compare the derived architecture with those the simpler spaces (every channel kept; the default granularity) derive from the same logits and budget, post-training quantized on the held-out data, and fine-tune the best; --final-check=false keeps the derived one")
 	f.StringVar(&o.o.WidthPrices, "width-prices", o.o.WidthPrices, "with --prune: how the search prices width choices: measured (loss differences of one group's widths on each architecture batch, one more forward pass per step) or gradient (the straight-through gradient of the expected channel mask)")
 	f.BoolVar(&o.o.Baselines, "baselines", false, "also fine-tune uniform models at the nearest costs with the same epochs")
 	f.IntVar(&o.o.Seeds, "seeds", o.o.Seeds, "repeat the whole run for seeds --seed, --seed+1, …")

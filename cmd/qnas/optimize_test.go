@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,14 +141,15 @@ func checkFrontier(t *testing.T, report, stdout string) {
 // only pruning reaches, reports its measured width prices.
 func TestOptimizeGranularityAndPruning(t *testing.T) {
 	if testing.Short() {
-		t.Skip("three searches")
+		t.Skip("four searches")
 	}
 	dir := t.TempDir()
 	model := copyModel(t, dir)
 	for name, extra := range map[string][]string{
 		"filter":     {"--granularity", "filter"},
-		"prune":      {"--prune", "--wbits", "8", "--abits", "8", "--budget", "0.5"},
+		"prune":      {"--prune", "--wbits", "8", "--abits", "8", "--budget", "0.5", "--final-check=false"},
 		"bits+prune": {"--prune", "--budget", "0.0625"}, // below every bits-only architecture: must prune
+		"checked":    {"--prune", "--budget", "0.125"},  // the final check compares two architectures
 	} {
 		out := filepath.Join(dir, name+".onnx")
 		report := filepath.Join(dir, name+".json")
@@ -171,6 +173,16 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 				Loss   []float64 `json:"widths_loss"`
 				Probes []int     `json:"probes"`
 			} `json:"width_prices"`
+			FinalCheck *struct {
+				Candidates []struct {
+					Space     string  `json:"space"`
+					Loss      float64 `json:"loss"`
+					MACs      int64   `json:"macs"`
+					CostRatio float64 `json:"cost_ratio"`
+					Unfit     string  `json:"unfit"`
+				} `json:"candidates"`
+				Kept string `json:"kept"`
+			} `json:"final_check"`
 		}
 		b, _ := os.ReadFile(report)
 		if err := json.Unmarshal(b, &rep); err != nil {
@@ -201,7 +213,47 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 				t.Errorf("%s: %s lists %d bits for %d kept filters", name, l.Name, len(l.WBits), l.KeptFilters)
 			}
 		}
-		if name != "filter" && pruned == 0 {
+		var total int64
+		for _, l := range rep.Layers {
+			total += l.MACs
+		}
+		// The final check: the derived architecture first, then the simpler spaces' (every
+		// channel kept; group:4 for filter); the one of lowest held-out loss is written.
+		fc := rep.FinalCheck
+		want := map[string][]string{"filter": {"searched", "group:4"}, "bits+prune": {"searched", "every channel"},
+			"checked": {"searched", "every channel"}}[name]
+		var spaces []string
+		if fc != nil {
+			best := -1
+			for i, c := range fc.Candidates {
+				spaces = append(spaces, c.Space)
+				if c.Unfit != "" {
+					if name != "bits+prune" || c.Space != "every channel" {
+						t.Errorf("%s: %s unfit: %s", name, c.Space, c.Unfit)
+					}
+					continue
+				}
+				if c.CostRatio > rep.Budget || c.CostRatio < 0.98*rep.Budget {
+					t.Errorf("%s: %s costs %.4f of the reference", name, c.Space, c.CostRatio)
+				}
+				if best < 0 || c.Loss < fc.Candidates[best].Loss {
+					best = i
+				}
+			}
+			if k := fc.Candidates[best]; fc.Kept != k.Space || total != k.MACs || k.CostRatio != rep.CostRatio {
+				t.Errorf("%s: kept %s; lowest held-out loss %+v; written %d MACs at %.6f", name, fc.Kept, k, total, rep.CostRatio)
+			}
+			if fc.Kept == "every channel" && pruned > 0 {
+				t.Errorf("%s: kept every channel, yet %d layers pruned", name, pruned)
+			}
+		}
+		if !slices.Equal(spaces, want) {
+			t.Errorf("%s: final check of %v, want %v", name, spaces, want)
+		}
+		if name == "bits+prune" && (fc == nil || fc.Candidates[1].Unfit == "") {
+			t.Errorf("%s: an architecture keeping every channel fits under every bits-only one", name)
+		}
+		if (name == "prune" || name == "bits+prune") && pruned == 0 {
 			t.Errorf("%s: nothing pruned", name)
 		}
 		if name == "filter" && len(rep.WidthPrices) > 0 || name != "filter" && len(rep.WidthPrices) == 0 {

@@ -77,7 +77,7 @@ var passFlags = []passFlag{
 	{"ft-from", "string", "", "weights the fine-tuning starts from: search or float (as optimize)"},
 	{"sampling", "string", "", "Gumbel-softmax samples: hard or soft (as optimize)"},
 	{"width-prices", "string", "", "how a mixed point's search prices width choices: measured or gradient (as optimize)"},
-	{"width-check", "bool", "", "a mixed point's final comparison with the bits-only architecture (as optimize; default on)"},
+	{"final-check", "bool", "", "a mixed point's final comparison with the simpler spaces' architectures (as optimize; default on)"},
 	{"ft-epochs", "int", "epochs", "fine-tuning epochs of every point (a uniform point's --epochs)"},
 }
 
