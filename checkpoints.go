@@ -15,6 +15,9 @@ import (
 type checkpointPlan struct {
 	search, fineTune             string // "": none
 	resumeSearch, resumeFineTune bool
+	// simpler is the checkpoint of the final check's search of the simplest space
+	// (OptimizeOptions.FinalCheck CheckSearch), continued with the search when it is there.
+	simpler string
 }
 
 // resumeHeader reads the header of the Resume file: it must exist and be a qnas
@@ -58,8 +61,11 @@ func quantizePlan(o *QuantizeOptions) (checkpointPlan, error) {
 // determines.
 func optimizePlan(o *OptimizeOptions) (checkpointPlan, error) {
 	p := checkpointPlan{search: o.Output.Path + ".search.ckpt"}
+	if o.FinalCheck == CheckSearch {
+		p.simpler = o.Output.Path + ".simpler.search.ckpt"
+	}
 	if o.sensitivity() {
-		p.search = ""
+		p.search, p.simpler = "", ""
 	}
 	if o.FineTuneEpochs > 0 {
 		p.fineTune = o.Output.Path + ".ckpt"
@@ -95,6 +101,7 @@ func optimizePlan(o *OptimizeOptions) (checkpointPlan, error) {
 // addTo adds the plan's checkpoints to the run's outputs.
 func (p checkpointPlan) addTo(f *outputs.Files) {
 	f.Write("the search checkpoint", p.search)
+	f.Write("the final check's search checkpoint", p.simpler)
 	f.Write("the fine-tuning checkpoint", p.fineTune)
 }
 
@@ -103,7 +110,7 @@ func (p checkpointPlan) noteStale(o *Options) {
 	for _, c := range []struct {
 		path    string
 		resumed bool
-	}{{p.search, p.resumeSearch}, {p.fineTune, p.resumeFineTune}} {
+	}{{p.search, p.resumeSearch}, {p.simpler, p.resumeSearch}, {p.fineTune, p.resumeFineTune}} {
 		if c.path == "" || c.resumed {
 			continue
 		}

@@ -90,8 +90,10 @@ type FinalCheck struct {
 
 // CheckedArch is one architecture of a FinalCheck.
 type CheckedArch struct {
-	// Space is "searched" or the simpler space: "every channel", the default granularity
-	// ("group:4"), or both ("group:4, every channel").
+	// Space is "derived" (the searched space's architecture), a simpler space the same
+	// logits derive in ("every channel", the default granularity "group:4", or both:
+	// "group:4, every channel"), or the simplest space searched on its own ("every channel,
+	// searched", "group:4, searched", "group:4, every channel, searched").
 	Space     string  `json:"space"`
 	Loss      float64 `json:"loss"` // on the held-out data
 	Accuracy  float64 `json:"accuracy"`
@@ -208,6 +210,8 @@ func (o *OptimizeOptions) check() error {
 		return field.Errorf("Seeds", " %d: must be positive", o.Seeds)
 	case o.Sampling != "hard" && o.Sampling != "soft":
 		return field.Errorf("Sampling", " %q: want hard or soft", o.Sampling)
+	case o.FinalCheck != CheckSearch && o.FinalCheck != CheckDerive && o.FinalCheck != CheckOff:
+		return field.Errorf("FinalCheck", " %q: want %s, %s or %s", o.FinalCheck, CheckSearch, CheckDerive, CheckOff)
 	case o.WidthPrices != WidthsMeasured && o.WidthPrices != WidthsGradient:
 		return field.Errorf("WidthPrices", " %q: want %s or %s", o.WidthPrices, WidthsMeasured, WidthsGradient)
 	case o.Space.Prune && o.WidthPrices == WidthsMeasured && o.Sampling != "hard":
@@ -329,7 +333,11 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		if err != nil {
 			return nil, spaceField(err)
 		}
-		res, err := opts.find(ctx, s, sn, b, seed, k == 0)
+		ck, resume, simplerCk := "", false, ""
+		if k == 0 { // later seeds keep no checkpoints
+			ck, resume, simplerCk = s.ckpt.search, s.ckpt.resumeSearch, s.ckpt.simpler
+		}
+		res, err := opts.find(ctx, s, sn, b, seed, ck, resume)
 		if err != nil {
 			return nil, err
 		}
@@ -358,13 +366,11 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 			return nil, err
 		}
 		var check *FinalCheck
-		var checked float64
-		if opts.FinalCheck && !opts.sensitivity() && (space.Prune || space.Granularity == "filter") {
-			t0 := time.Now()
-			if r, ft, check, err = opts.finalCheck(s, sn, space, res.logits, b, seed, r, ft, startFrom); err != nil {
+		var checkPhases []search.Phase
+		if opts.checks(space) {
+			if r, ft, check, checkPhases, err = opts.finalCheck(ctx, s, sn, space, res.logits, b, seed, r, ft, startFrom, simplerCk); err != nil {
 				return nil, err
 			}
-			checked = time.Since(t0).Seconds()
 		}
 		qr, err := s.fineTune(ctx, ft, opts.FineTuneEpochs, out, seed)
 		ref := b.Reference
@@ -386,9 +392,7 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 			rep.ArgmaxRatio = argmax.Cost() / ref
 			phases := append([]search.Phase{}, res.phases...)
 			phases = append(phases, search.Phase{Name: "derive", Seconds: derived})
-			if check != nil {
-				phases = append(phases, search.Phase{Name: "final check", Seconds: checked})
-			}
+			phases = append(phases, checkPhases...)
 			rep.Phases = append(phases, qr.Phases...)
 		}
 		if !opts.Baselines {
@@ -434,14 +438,33 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		}
 	}
 	ckpt.Remove(s.ckpt.search) // the run is complete
+	ckpt.Remove(s.ckpt.simpler)
 	return rep, writeReport(o.Output.Report, rep, &rep.QuantizeReport)
+}
+
+// checks reports whether a search in space ends with the final check: a search (not the
+// fast mode) in a space that contains simpler ones, the check not off.
+func (o *OptimizeOptions) checks(space supernet.SearchOptions) bool {
+	return o.FinalCheck != CheckOff && !o.sensitivity() && (space.Prune || space.Granularity == "filter")
+}
+
+// simplest is the simplest space the final check compares space with: no pruning, and the
+// default granularity for a choice per filter.
+func simplest(space supernet.SearchOptions) supernet.SearchOptions {
+	space.Prune = false
+	if space.Granularity == "filter" {
+		space.Granularity = supernet.DefaultSearchOptions().Granularity
+	}
+	return space
 }
 
 // finalCheck is the final check (FinalCheck) of the architecture r derived from the
 // logits of a search of sn in space (whose fine-tuning starts from ft; startFrom gives
-// another's): it returns the architecture to fine-tune, its start and the check.
-func (o *OptimizeOptions) finalCheck(s *session, sn *supernet.Supernet, space supernet.SearchOptions, logits map[string][]float32, b supernet.Budget, seed uint64,
-	r, ft *supernet.Resolved, startFrom func(*supernet.Resolved) (*supernet.Resolved, error)) (*supernet.Resolved, *supernet.Resolved, *FinalCheck, error) {
+// another's); with CheckSearch it searches the simplest space too (with the checkpoint ck
+// when not ""). It returns the architecture to fine-tune, its start, the check and its
+// phases.
+func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supernet.Supernet, space supernet.SearchOptions, logits map[string][]float32, b supernet.Budget, seed uint64,
+	r, ft *supernet.Resolved, startFrom func(*supernet.Resolved) (*supernet.Resolved, error), ck string) (*supernet.Resolved, *supernet.Resolved, *FinalCheck, []search.Phase, error) {
 	type simpler struct {
 		name   string
 		sn     *supernet.Supernet
@@ -451,21 +474,28 @@ func (o *OptimizeOptions) finalCheck(s *session, sn *supernet.Supernet, space su
 	if space.Prune {
 		spaces = append(spaces, simpler{"every channel", sn.AtFullWidth(), logits})
 	}
-	if coarse := supernet.DefaultSearchOptions().Granularity; space.Granularity == "filter" && coarse != "filter" {
+	coarse := supernet.DefaultSearchOptions().Granularity
+	if space.Granularity == "filter" && coarse != "filter" {
 		opts := space
 		opts.Granularity = coarse
 		csn, err := sn.Space.NewSupernet(opts)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		cl, err := sn.CoarseLogits(logits, csn)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		spaces = append(spaces, simpler{coarse, csn, cl})
 		if space.Prune {
 			spaces = append(spaces, simpler{coarse + ", every channel", csn.AtFullWidth(), cl})
 		}
+	}
+	t0 := time.Now()
+	var phases []search.Phase
+	lap := func(name string) {
+		phases = append(phases, search.Phase{Name: name, Seconds: time.Since(t0).Seconds()})
+		t0 = time.Now()
 	}
 	cfg := o.searchConfig(s, b, seed)
 	eval := func(name string, r, ft *supernet.Resolved) (CheckedArch, error) {
@@ -479,33 +509,77 @@ func (o *OptimizeOptions) finalCheck(s *session, sn *supernet.Supernet, space su
 		}
 		return CheckedArch{Space: name, Loss: ev.Loss, Accuracy: ev.Accuracy, MACs: r.MACs(), CostRatio: c / b.Reference}, nil
 	}
-	derived, err := eval("searched", r, ft)
+	derived, err := eval("derived", r, ft)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	check := &FinalCheck{Candidates: []CheckedArch{derived}, Kept: derived.Space}
 	best := derived.Loss
-	for _, sp := range spaces {
-		d, err := sp.sn.Derive(s.cm, sp.logits, b)
+	try := func(name string, sn *supernet.Supernet, logits map[string][]float32, startFrom func(*supernet.Resolved) (*supernet.Resolved, error)) error {
+		d, err := sn.Derive(s.cm, logits, b)
 		if be, ok := err.(*supernet.BudgetError); ok {
-			check.Candidates = append(check.Candidates, CheckedArch{Space: sp.name, Unfit: be.Error()})
-			continue
+			check.Candidates = append(check.Candidates, CheckedArch{Space: name, Unfit: be.Error()})
+			return nil
 		}
 		if err != nil {
-			return nil, nil, nil, err
+			return err
 		}
 		cr := d.Resolved()
 		cft, err := startFrom(cr)
 		if err != nil {
-			return nil, nil, nil, err
+			return err
 		}
-		ca, err := eval(sp.name, cr, cft)
+		ca, err := eval(name, cr, cft)
 		if err != nil {
-			return nil, nil, nil, err
+			return err
 		}
 		check.Candidates = append(check.Candidates, ca)
 		if ca.Loss < best {
 			best, check.Kept, r, ft = ca.Loss, ca.Space, cr, cft
+		}
+		return nil
+	}
+	for _, sp := range spaces {
+		if err := try(sp.name, sp.sn, sp.logits, startFrom); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	lap("final check")
+	if o.FinalCheck == CheckSearch {
+		name := simplestName(space, coarse)
+		ssn, err := sn.Space.NewSupernet(simplest(space))
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if least := ssn.MinCost(s.cm); least > b.Cost {
+			check.Candidates = append(check.Candidates, CheckedArch{Space: name, Unfit: (&supernet.BudgetError{Budget: b.Cost, Min: least}).Error()})
+		} else {
+			o.note("seed %d: final check: searching the simplest space (%s) too", seed, DescribeSpace(ssn))
+			res, err := o.find(ctx, s, ssn, b, seed, ck, ck != "" && s.ckpt.resumeSearch && ckpt.Left(ck))
+			if ie, ok := err.(*train.InterruptedError); ok {
+				// Resuming the (finished) search's checkpoint continues this one.
+				ie.Checkpoint = s.ckpt.search
+				return nil, nil, nil, nil, ie
+			}
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			for _, ph := range res.phases {
+				phases = append(phases, search.Phase{Name: "final check: " + ph.Name, Seconds: ph.Seconds})
+			}
+			t0 = time.Now()
+			from := func(r *supernet.Resolved) (*supernet.Resolved, error) { return r, nil }
+			if o.FineTuneFrom == "search" && res.weights != nil {
+				sp, err := supernet.NewSpace(withWeights(s.g, res.weights))
+				if err != nil {
+					return nil, nil, nil, nil, err
+				}
+				from = func(r *supernet.Resolved) (*supernet.Resolved, error) { return sp.Resolve(r.Arch()) }
+			}
+			if err := try(name, ssn, res.logits, from); err != nil {
+				return nil, nil, nil, nil, err
+			}
+			lap("final check: derive, evaluate")
 		}
 	}
 	var parts []string
@@ -517,7 +591,20 @@ func (o *OptimizeOptions) finalCheck(s *session, sn *supernet.Supernet, space su
 		parts = append(parts, fmt.Sprintf("%s %s MACs loss %.4f (%.2f%%)", c.Space, supernet.FormatCost(float64(c.MACs)), c.Loss, 100*c.Accuracy))
 	}
 	o.note("seed %d: final check on the held-out data: %s; kept %s", seed, strings.Join(parts, ", "), check.Kept)
-	return r, ft, check, nil
+	return r, ft, check, phases, nil
+}
+
+// simplestName is the final check's name of the simplest space searched (simplest), coarse
+// the default granularity.
+func simplestName(space supernet.SearchOptions, coarse string) string {
+	var parts []string
+	if space.Granularity == "filter" {
+		parts = append(parts, coarse)
+	}
+	if space.Prune {
+		parts = append(parts, "every channel")
+	}
+	return strings.Join(append(parts, "searched"), ", ")
 }
 
 // found is what the search or the sensitivity estimate of one seed gives the derivation.
@@ -530,9 +617,9 @@ type found struct {
 	widthPrices []search.WidthPrice
 }
 
-// find runs the search (the first seed's with its checkpoint) or the sensitivity estimate
-// of one seed on the supernet sn.
-func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Supernet, b supernet.Budget, seed uint64, first bool) (*found, error) {
+// find runs the search (with the checkpoint ck, when not "", which it continues when
+// resume) or the sensitivity estimate of one seed on the supernet sn.
+func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Supernet, b supernet.Budget, seed uint64, ck string, resume bool) (*found, error) {
 	if o.sensitivity() {
 		cfg := o.sensitivityConfig(s, seed)
 		cfg.Context = ctx
@@ -546,8 +633,8 @@ func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Sup
 	}
 	cfg := o.searchConfig(s, b, seed)
 	cfg.Context = ctx
-	if first {
-		if err := o.searchCheckpoint(s, &cfg); err != nil {
+	if ck != "" {
+		if err := o.searchCheckpoint(s, &cfg, ck, resume); err != nil {
 			return nil, err
 		}
 	}
@@ -653,9 +740,10 @@ func (o *OptimizeOptions) searchConfig(s *session, b supernet.Budget, seed uint6
 	return cfg
 }
 
-// searchCheckpoint gives the (first seed's) search cfg its checkpoint.
-func (o *OptimizeOptions) searchCheckpoint(s *session, cfg *search.SearchConfig) error {
-	cfg.Checkpoint, cfg.Resume = s.ckpt.search, s.ckpt.resumeSearch
+// searchCheckpoint gives the (first seed's) search cfg its checkpoint ck, continued when
+// resume.
+func (o *OptimizeOptions) searchCheckpoint(s *session, cfg *search.SearchConfig, ck string, resume bool) error {
+	cfg.Checkpoint, cfg.Resume = ck, resume
 	h, err := s.modelSetting()
 	cfg.Depends = ckpt.Settings{h}
 	if o.InitLogits == InitSensitivity {
@@ -689,7 +777,7 @@ func (o *OptimizeOptions) beforeSearch(s *session, b supernet.Budget, sn *supern
 		return err
 	}
 	if s.ckpt.resumeSearch {
-		if err := o.searchCheckpoint(s, &cfg); err != nil {
+		if err := o.searchCheckpoint(s, &cfg, s.ckpt.search, true); err != nil {
 			return err
 		}
 		if err := cfg.CheckResume(sn, s.trainSet); err != nil {

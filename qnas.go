@@ -165,12 +165,14 @@ type OptimizeOptions struct {
 	// architecture step; needs hard Sampling) or WidthsGradient (the straight-through
 	// gradient of the expected channel mask).
 	WidthPrices string
-	// FinalCheck (on by default) ends a search in a space that contains simpler ones
-	// (Space.Prune, Space.Granularity filter) by comparing the derived architecture with the
-	// ones the simpler spaces derive from the same logits under the budget, each
-	// post-training quantized, on the search's held-out data, and fine-tunes the one of
-	// lowest loss (OptimizeReport.FinalCheck). Off, the derived architecture is kept.
-	FinalCheck bool
+	// FinalCheck is how a search in a space that contains simpler ones (Space.Prune,
+	// Space.Granularity filter) ends (docs/method.md, "Final check"): CheckSearch (the
+	// default) compares, on the search's held-out data and post-training quantized, the
+	// derived architecture with those the simpler spaces derive from the same logits and
+	// with the architecture of a search of the simplest space, and fine-tunes the one of
+	// lowest loss (OptimizeReport.FinalCheck); CheckDerive compares without that search;
+	// CheckOff keeps the derived architecture.
+	FinalCheck string
 	// FineTuneFrom is "search" (the supernet's weights, trained during the search) or
 	// "float" (the input model's).
 	FineTuneFrom string
@@ -194,6 +196,13 @@ const (
 const (
 	WidthsMeasured = "measured"
 	WidthsGradient = "gradient"
+)
+
+// The final checks of OptimizeOptions.FinalCheck.
+const (
+	CheckSearch = "search"
+	CheckDerive = "derive"
+	CheckOff    = "off"
 )
 
 // The starting points of OptimizeOptions.InitLogits.
@@ -222,7 +231,7 @@ const DefaultSensitivityImages = 2048
 func DefaultOptimizeOptions() OptimizeOptions {
 	return OptimizeOptions{Options: DefaultOptions(), Space: supernet.DefaultSearchOptions(), Method: MethodAuto,
 		SensitivityImages: DefaultSensitivityImages, InitLogits: InitSensitivity, InitSpread: 5, SearchEpochs: 2, FineTuneEpochs: 6,
-		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", WidthPrices: WidthsMeasured, FinalCheck: true, FineTuneFrom: "search", Seeds: 1}
+		ArchLR: 0.01, Warmup: 0.2, Sampling: "hard", WidthPrices: WidthsMeasured, FinalCheck: CheckSearch, FineTuneFrom: "search", Seeds: 1}
 }
 
 // check validates the output's format.
