@@ -336,6 +336,11 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		ck, resume, simplerCk := "", false, ""
 		if k == 0 { // later seeds keep no checkpoints
 			ck, resume, simplerCk = s.ckpt.search, s.ckpt.resumeSearch, s.ckpt.simpler
+			if !resume {
+				// A search started afresh: a final check's checkpoint left from an earlier
+				// run is not this run's to continue (the notes said it is replaced).
+				ckpt.Remove(simplerCk)
+			}
 		}
 		res, err := opts.find(ctx, s, sn, b, seed, ck, resume)
 		if err != nil {

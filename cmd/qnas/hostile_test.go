@@ -546,6 +546,7 @@ func TestHostileNumbersAndSideInputs(t *testing.T) {
 		{"optimize --init-spread 0", o("--init-spread", "0"), []string{"--init-spread"}},
 		{"optimize --init-logits zeros", o("--init-logits", "zeros"), []string{"--init-logits", "zeros", "uniform", "sensitivity"}},
 		{"optimize --width-prices exact", o("--width-prices", "exact"), []string{"--width-prices", "exact", "measured", "gradient"}},
+		{"optimize --final-check always", o("--final-check", "always"), []string{"--final-check", "always", "search", "derive", "off"}},
 		{"optimize --prune --sampling soft", o("--prune", "--sampling", "soft"), []string{"--width-prices", "--sampling", "gradient"}},
 		{"optimize --momentum NaN", o("--momentum", "NaN"), []string{"--momentum"}},
 		{"optimize --wd NaN", o("--wd", "NaN"), []string{"--wd"}},

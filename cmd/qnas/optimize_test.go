@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -317,7 +318,8 @@ func TestOptimizeBadInput(t *testing.T) {
 }
 
 // SIGINT during the search saves its state; --resume ends with the same bytes. The search
-// prunes too, so the measured width prices are part of what is saved.
+// prunes too, so the measured width prices are part of what is saved, and the final check
+// searches the bits alone after it, which a SIGINT interrupts and --resume continues too.
 func TestOptimizeInterruptAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("several searches")
@@ -358,9 +360,61 @@ func TestOptimizeInterruptAndResume(t *testing.T) {
 		if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
 			t.Fatal("the resumed run's output differs from the uninterrupted run's")
 		}
+		interruptFinalCheck(t, args, out, want)
 		return
 	}
 	t.Skip("no SIGINT landed inside the search")
+}
+
+// interruptFinalCheck interrupts the final check's search of the simplest space (once its
+// progress shows) and resumes through the search's checkpoint, as the interruption's
+// message says: the output is want, to the byte.
+func interruptFinalCheck(t *testing.T, args func(string, ...string) []string, out string, want []byte) {
+	t.Helper()
+	os.Remove(out)
+	cmd := qnasCmd(args(out)...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	sc := bufio.NewScanner(pipe)
+	checking := false
+	for sc.Scan() {
+		line := sc.Text()
+		stderr.WriteString(line + "\n")
+		if strings.Contains(line, "final check: searching the simplest space") {
+			checking = true
+		}
+		if checking && strings.HasPrefix(line, "search ") {
+			cmd.Process.Signal(syscall.SIGINT)
+			checking = false
+		}
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("not interrupted in the final check's search:\n%s", stderr.String())
+	}
+	last := lastLine(stderr.String())
+	if !strings.Contains(last, "--resume "+out+".search.ckpt") {
+		t.Fatalf("interrupted in the final check's search: %s", last)
+	}
+	if _, err := os.Stat(out + ".simpler.search.ckpt"); err != nil {
+		t.Fatalf("no checkpoint of the final check's search: %v", err)
+	}
+	if b, err := qnasCmd(args(out, "--resume", out+".search.ckpt")...).CombinedOutput(); err != nil {
+		t.Fatalf("resume: %v\n%s", err, b)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+		t.Fatal("resumed from the final check's search: the output differs from the uninterrupted run's")
+	}
+	for _, f := range []string{".search.ckpt", ".simpler.search.ckpt"} {
+		if _, err := os.Stat(out + f); err == nil {
+			t.Errorf("%s left after the run completed", out+f)
+		}
+	}
 }
 
 // bench --mode search times a weight step and an architecture step; inspect --supernet
