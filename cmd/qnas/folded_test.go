@@ -46,7 +46,7 @@ func readReport(t *testing.T, path string) (acc, ptq float64) {
 // like one exported with them: on the folded ResNet-20, quantize (one QAT epoch) and
 // optimize (one search epoch, post-training quantization of the result) reach the
 // accuracy of a quantized model instead of chance (23 % and 8 % before BatchNorm was
-// restored for training), and their outputs hold no BatchNormalization.
+// restored for training), with pruning too, and their outputs hold no BatchNormalization.
 func TestFoldedModelsFineTune(t *testing.T) {
 	common := []string{"--data", "embedded", "--limit-test", "200", "--calib", "2", "--seed", "1", "--threads", "2",
 		"--mean", "0.286", "--std", "0.353"}
@@ -56,6 +56,9 @@ func TestFoldedModelsFineTune(t *testing.T) {
 	}{
 		{"quantize", []string{"quantize", "--wbits", "4", "--abits", "4", "--epochs", "1"}},
 		{"optimize", []string{"optimize", "--budget", "0.25", "--limit-train", "2048", "--method", "search", "--search-epochs", "1", "--ft-epochs", "0"}},
+		// Pruning: measured width prices, full-width weight steps and the final check's
+		// second search all train the folded model too.
+		{"optimize-prune", []string{"optimize", "--budget", "0.25", "--prune", "--limit-train", "2048", "--method", "search", "--search-epochs", "1", "--ft-epochs", "0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
