@@ -139,8 +139,11 @@ func TestTrainInterruptAndResume(t *testing.T) {
 		time.Sleep(time.Duration(300+200*attempt) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGINT)
 		err := cmd.Wait()
-		if err == nil {
-			continue // finished before the signal; try again with another delay
+		if err == nil || cmd.ProcessState.ExitCode() == -1 {
+			// Finished before the signal, or (on a loaded host) the signal came before
+			// the handler was installed: try again with another delay.
+			os.Remove(out)
+			continue
 		}
 		if cmd.ProcessState.ExitCode() != 1 {
 			t.Fatalf("exit status %d after SIGINT\n%s", cmd.ProcessState.ExitCode(), stderr.String())
@@ -164,7 +167,7 @@ func TestTrainInterruptAndResume(t *testing.T) {
 		}
 		return
 	}
-	t.Skip("the run always finished before SIGINT arrived")
+	t.Skip("no SIGINT landed inside the training")
 }
 
 func lastLine(s string) string {
