@@ -358,13 +358,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		if k > 0 { // later seeds are measured, not written
 			out = ""
 		}
-		startFrom := func(r *supernet.Resolved) (*supernet.Resolved, error) { return r, nil }
-		if opts.FineTuneFrom == "search" && res.weights != nil {
-			sp, err := supernet.NewSpace(withWeights(s.g, res.weights))
-			if err != nil {
-				return nil, err
-			}
-			startFrom = func(r *supernet.Resolved) (*supernet.Resolved, error) { return sp.Resolve(r.Arch()) }
+		startFrom, err := opts.startFrom(s, res.weights)
+		if err != nil {
+			return nil, err
 		}
 		ft, err := startFrom(r)
 		if err != nil {
@@ -479,8 +475,8 @@ func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supern
 	if space.Prune {
 		spaces = append(spaces, simpler{"every channel", sn.AtFullWidth(), logits})
 	}
-	coarse := supernet.DefaultSearchOptions().Granularity
-	if space.Granularity == "filter" && coarse != "filter" {
+	if space.Granularity == "filter" {
+		coarse := supernet.DefaultSearchOptions().Granularity
 		opts := space
 		opts.Granularity = coarse
 		csn, err := sn.Space.NewSupernet(opts)
@@ -551,7 +547,7 @@ func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supern
 	}
 	lap("final check")
 	if o.FinalCheck == CheckSearch {
-		name := simplestName(space, coarse)
+		name := spaces[len(spaces)-1].name + ", searched" // the simplest space is the last
 		ssn, err := sn.Space.NewSupernet(simplest(space))
 		if err != nil {
 			return nil, nil, nil, nil, err
@@ -573,13 +569,9 @@ func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supern
 				phases = append(phases, search.Phase{Name: "final check: " + ph.Name, Seconds: ph.Seconds})
 			}
 			t0 = time.Now()
-			from := func(r *supernet.Resolved) (*supernet.Resolved, error) { return r, nil }
-			if o.FineTuneFrom == "search" && res.weights != nil {
-				sp, err := supernet.NewSpace(withWeights(s.g, res.weights))
-				if err != nil {
-					return nil, nil, nil, nil, err
-				}
-				from = func(r *supernet.Resolved) (*supernet.Resolved, error) { return sp.Resolve(r.Arch()) }
+			from, err := o.startFrom(s, res.weights)
+			if err != nil {
+				return nil, nil, nil, nil, err
 			}
 			if err := try(name, ssn, res.logits, from); err != nil {
 				return nil, nil, nil, nil, err
@@ -599,17 +591,18 @@ func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supern
 	return r, ft, check, phases, nil
 }
 
-// simplestName is the final check's name of the simplest space searched (simplest), coarse
-// the default granularity.
-func simplestName(space supernet.SearchOptions, coarse string) string {
-	var parts []string
-	if space.Granularity == "filter" {
-		parts = append(parts, coarse)
+// startFrom returns what gives, for an architecture, the resolution its fine-tuning
+// starts from: its weights from a search's (FineTuneFrom "search", weights not nil) or the
+// input model's.
+func (o *OptimizeOptions) startFrom(s *session, weights map[string][]float32) (func(*supernet.Resolved) (*supernet.Resolved, error), error) {
+	if o.FineTuneFrom != "search" || weights == nil {
+		return func(r *supernet.Resolved) (*supernet.Resolved, error) { return r, nil }, nil
 	}
-	if space.Prune {
-		parts = append(parts, "every channel")
+	sp, err := supernet.NewSpace(withWeights(s.g, weights))
+	if err != nil {
+		return nil, err
 	}
-	return strings.Join(append(parts, "searched"), ", ")
+	return func(r *supernet.Resolved) (*supernet.Resolved, error) { return sp.Resolve(r.Arch()) }, nil
 }
 
 // found is what the search or the sensitivity estimate of one seed gives the derivation.

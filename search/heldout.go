@@ -19,11 +19,8 @@ func HeldOut(r *supernet.Resolved, trainSet *data.Dataset, cfg SearchConfig) (tr
 	if err != nil {
 		return train.Eval{}, err
 	}
-	g, err := r.Apply()
+	g, err := Calibrated(r, wData, QuantizeConfig{CalibBatches: cfg.CalibBatches, Batch: cfg.Batch, Norm: cfg.Norm, Log: cfg.Log})
 	if err != nil {
-		return train.Eval{}, err
-	}
-	if err := Calibrate(g, wData, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {
 		return train.Eval{}, err
 	}
 	if err := ReestimateBN(g, wData, cfg.Norm, cfg.CalibBatches, cfg.Batch, cfg.Log); err != nil {

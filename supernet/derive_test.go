@@ -20,14 +20,7 @@ func TestDeriveLandsWithWidthsAlone(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 1))
 	for trial := 0; trial < 200; trial++ {
-		logits := map[string][]float32{}
-		for _, n := range sn.ArchParams() {
-			l := make([]float32, len(sn.Graph.Consts[n].F))
-			for i := range l {
-				l[i] = float32(3 * r.NormFloat64())
-			}
-			logits[n] = l
-		}
+		logits := randomLogits(sn, r)
 		for _, ratio := range []float64{0.3, 0.5, 0.7} {
 			b, err := NewBudget(sn, BOPs(), ratio, 0)
 			if err != nil {
@@ -132,15 +125,9 @@ func TestAtFullWidthDerivesBitsAlone(t *testing.T) {
 		t.Fatalf("%d groups searched; %d at full width", len(sn.Groups), len(full.Groups))
 	}
 	r := rand.New(rand.NewPCG(2, 2))
-	logits := map[string][]float32{}
+	var logits map[string][]float32
 	for trial := 0; trial < 20; trial++ {
-		for _, n := range sn.ArchParams() {
-			l := make([]float32, len(sn.Graph.Consts[n].F))
-			for i := range l {
-				l[i] = float32(3 * r.NormFloat64())
-			}
-			logits[n] = l
-		}
+		logits = randomLogits(sn, r)
 		b, err := NewBudget(sn, BOPs(), 0.2, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -195,14 +182,7 @@ func TestCoarseLogits(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(3, 3))
-	logits := map[string][]float32{}
-	for _, n := range fine.ArchParams() {
-		l := make([]float32, len(fine.Graph.Consts[n].F))
-		for i := range l {
-			l[i] = float32(r.NormFloat64())
-		}
-		logits[n] = l
-	}
+	logits := randomLogits(fine, r)
 	cl, err := fine.CoarseLogits(logits, coarse)
 	if err != nil {
 		t.Fatal(err)
