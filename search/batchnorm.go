@@ -28,33 +28,23 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 	if err := train.CheckData(g, d); err != nil {
 		return nil, nil, err
 	}
-	keep := map[string]bool{}
-	for _, n := range convs {
-		keep[n.Outputs[0]] = true
-	}
 	batch = min(batch, d.N)
-	p, err := engine.Compile(g, batch, engine.Options{Inference: true, Keep: keep})
+	p, err := engine.Compile(g, batch, engine.Options{Inference: true})
 	if err != nil {
 		return nil, nil, err
 	}
 	type moments struct{ sum, sq []float64 }
 	stats := make([]moments, len(convs))
+	count := make([]float64, len(convs))
 	for i, n := range convs {
 		c := g.Shapes[n.Outputs[0]]
 		if len(c) != 4 {
 			return nil, nil, fmt.Errorf("node %q: output shape %v, want N×C×H×W", n.Name, c)
 		}
-		stats[i] = moments{make([]float64, c[1]), make([]float64, c[1])}
-	}
-	n := min(batches*batch, d.N)
-	sub := data.Subset(d, n)
-	bar := progress.New(log, "BatchNorm statistics", n)
-	count := make([]float64, len(convs))
-	err = forBatches(sub, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
-		p.Forward(false)
-		for i, cv := range convs {
-			v := p.Value(cv.Outputs[0]).Data
-			ch := len(stats[i].sum)
+		st := moments{make([]float64, c[1]), make([]float64, c[1])}
+		stats[i] = st
+		err := p.Observe(n.Outputs[0], func(v []float32) {
+			ch := len(st.sum)
 			hw := len(v) / (batch * ch)
 			for b := 0; b < batch; b++ {
 				for c := 0; c < ch; c++ {
@@ -63,12 +53,21 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 						s += float64(y)
 						q += float64(y) * float64(y)
 					}
-					stats[i].sum[c] += s
-					stats[i].sq[c] += q
+					st.sum[c] += s
+					st.sq[c] += q
 				}
 			}
 			count[i] += float64(batch * hw)
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("node %q: %w", n.Name, err)
 		}
+	}
+	n := min(batches*batch, d.N)
+	sub := data.Subset(d, n)
+	bar := progress.New(log, "BatchNorm statistics", n)
+	err = forBatches(sub, norm, n, batch, p.Value(g.Inputs[0]).Data, func(done int) {
+		p.Forward(false)
 		bar.Update(done, "")
 	})
 	if err != nil {

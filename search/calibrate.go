@@ -40,7 +40,6 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 	}
 	var qs []*quantizer
 	calib := g.Clone()
-	keep := map[string]bool{}
 	for _, n := range calib.Nodes {
 		q := &quantizer{node: n}
 		switch n.Op {
@@ -76,29 +75,32 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 		}
 		q.signed = s != 0
 		qs = append(qs, q)
-		keep[n.Inputs[0]] = true
 		n.SetInt("bits", quant.Float) // pass the float value through while observing it
 	}
 	if len(qs) == 0 {
 		return nil
 	}
 	batch = min(batch, d.N)
-	p, err := engine.Compile(calib, batch, engine.Options{Inference: true, Keep: keep})
+	p, err := engine.Compile(calib, batch, engine.Options{Inference: true})
 	if err != nil {
 		return err
+	}
+	for _, q := range qs {
+		err := p.Observe(q.node.Inputs[0], func(v []float32) {
+			stride := max(1, len(v)/calibSample)
+			for i := 0; i < len(v); i += stride {
+				q.values = append(q.values, v[i])
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("node %q: %w", q.node.Name, err)
+		}
 	}
 	n := min(batches*batch, d.N)
 	d = data.Subset(d, n) // spread over the data: files stored class by class stay balanced
 	bar := progress.New(log, "calibrate", n)
 	err = forBatches(d, norm, n, batch, p.Value(calib.Inputs[0]).Data, func(done int) {
 		p.Forward(false)
-		for _, q := range qs {
-			v := p.Value(q.node.Inputs[0]).Data
-			stride := max(1, len(v)/calibSample)
-			for i := 0; i < len(v); i += stride {
-				q.values = append(q.values, v[i])
-			}
-		}
 		bar.Update(done, "")
 	})
 	if err != nil {

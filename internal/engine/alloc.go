@@ -1,22 +1,64 @@
 package engine
 
-// bufPool hands out float32 buffers by exact length and takes them back for reuse.
-type bufPool struct{ free map[int][][]float32 }
-
-func (p *bufPool) get(n int) []float32 {
-	if l := p.free[n]; len(l) > 0 {
-		b := l[len(l)-1]
-		p.free[n] = l[:len(l)-1]
-		return b
-	}
-	return make([]float32, n)
+// bufPool shares buffers between values whose lifetimes do not overlap. get hands a value
+// the smallest free buffer that holds it, or grows the largest free one when none does
+// (a new buffer only when none is free), so values of different sizes share memory too;
+// buffers are allocated once every value has its buffer (alloc), each at the largest size
+// any of its values needs.
+type bufPool struct {
+	bufs []*poolBuf
+	free []*poolBuf
 }
 
-func (p *bufPool) put(b []float32) {
-	if p.free == nil {
-		p.free = map[int][][]float32{}
+type poolBuf struct {
+	size  int
+	users []poolUser
+}
+
+type poolUser struct {
+	dst *[]float32
+	n   int
+}
+
+// get gives *dst a buffer of n floats, set by alloc.
+func (p *bufPool) get(dst *[]float32, n int) *poolBuf {
+	best := -1
+	for i, b := range p.free {
+		if b.size >= n && (best < 0 || b.size < p.free[best].size) {
+			best = i
+		}
 	}
-	p.free[len(b)] = append(p.free[len(b)], b)
+	if best < 0 { // nothing free holds n: grow the largest free buffer
+		for i, b := range p.free {
+			if best < 0 || b.size > p.free[best].size {
+				best = i
+			}
+		}
+	}
+	var b *poolBuf
+	if best >= 0 {
+		b = p.free[best]
+		p.free = append(p.free[:best], p.free[best+1:]...)
+	} else {
+		b = &poolBuf{}
+		p.bufs = append(p.bufs, b)
+	}
+	b.size = max(b.size, n)
+	b.users = append(b.users, poolUser{dst, n})
+	return b
+}
+
+// put makes b free for values that are written after this point.
+func (p *bufPool) put(b *poolBuf) { p.free = append(p.free, b) }
+
+// alloc allocates the buffers and points every value at the start of its own.
+func (p *bufPool) alloc() {
+	for _, b := range p.bufs {
+		buf := make([]float32, b.size)
+		for _, u := range b.users {
+			*u.dst = buf[:u.n]
+		}
+	}
 }
 
 // allocActivations gives every node output its buffer. A training plan keeps every
@@ -30,10 +72,11 @@ func (p *Plan) allocActivations(inference bool, keep map[string]bool) {
 			lastUse[in] = i
 		}
 	}
+	bufOf := map[string]*poolBuf{}
 	for i, s := range p.steps {
 		for _, o := range s.node.Outputs {
 			if v := p.Values[o]; v != nil {
-				v.Data = pl.get(prod(v.Shape))
+				bufOf[o] = pl.get(&v.Data, prod(v.Shape))
 			}
 		}
 		if !inference {
@@ -42,18 +85,19 @@ func (p *Plan) allocActivations(inference bool, keep map[string]bool) {
 		for _, in := range s.node.Inputs {
 			v := p.Values[in]
 			if v != nil && v.Kind == Activation && lastUse[in] == i && !p.Graph.IsOutput(in) && !keep[in] {
-				pl.put(v.Data)
+				pl.put(bufOf[in])
 				lastUse[in] = -1 // an input listed twice is returned once
 			}
 		}
 		for _, o := range s.node.Outputs { // outputs nobody reads
 			if v := p.Values[o]; v != nil && o != "" {
 				if _, read := lastUse[o]; !read && !p.Graph.IsOutput(o) && !keep[o] {
-					pl.put(v.Data)
+					pl.put(bufOf[o])
 				}
 			}
 		}
 	}
+	pl.alloc()
 }
 
 // allocGradients gives every value that needs a gradient its buffer. Parameters and graph
@@ -78,30 +122,32 @@ func (p *Plan) allocGradients(needGrad, keep map[string]bool) {
 	// A BatchNormalization whose input gradient its Conv computes lazily (linkConvBN)
 	// still has its output gradient read by the Conv's backward, one step later: free it
 	// only after that step's gradients are placed.
-	var pending [][]float32
+	bufOf := map[*Value]*poolBuf{}
+	var pending []*poolBuf
 	for i := len(p.steps) - 1; i >= 0; i-- {
 		s := p.steps[i]
 		if !s.backward {
 			continue
 		}
 		for _, in := range s.node.Inputs {
-			if v := p.Values[in]; v != nil && needGrad[in] && v.Grad == nil {
-				v.Grad = pl.get(len(v.Data))
+			if v := p.Values[in]; v != nil && needGrad[in] && v.Grad == nil && bufOf[v] == nil {
+				bufOf[v] = pl.get(&v.Grad, len(v.Data))
 			}
 		}
-		for _, g := range pending {
-			pl.put(g)
+		for _, b := range pending {
+			pl.put(b)
 		}
 		pending = pending[:0]
 		lazy := p.convBN[i-1] != nil && p.convBN[i-1].lazy
 		for _, o := range s.node.Outputs {
-			if v := p.Values[o]; v != nil && v.Grad != nil && v.Kind == Activation && !p.Graph.IsOutput(o) && !keep[o] && producer[o] == i {
+			if v := p.Values[o]; v != nil && bufOf[v] != nil && v.Kind == Activation && !p.Graph.IsOutput(o) && !keep[o] && producer[o] == i {
 				if lazy {
-					pending = append(pending, v.Grad)
+					pending = append(pending, bufOf[v])
 				} else {
-					pl.put(v.Grad)
+					pl.put(bufOf[v])
 				}
 			}
 		}
 	}
+	pl.alloc()
 }

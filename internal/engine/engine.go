@@ -194,6 +194,7 @@ type Plan struct {
 	gradTemp   []float32
 	convBN     map[int]*convBN // by the Conv's step index (see linkConvBN)
 	shared     map[any]any     // state kernels share (Build.Shared)
+	observers  map[string][]func([]float32)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
 	// Backward (gradient additions included).
 	Times OpTimes
@@ -390,20 +391,71 @@ func prod(s []int) int {
 // Scratch returns n floats of the plan's shared scratch.
 func (p *Plan) Scratch(n int) []float32 { return p.scratch[:n] }
 
+// Bytes returns the memory the plan allocated for what grows with its batch: the inputs,
+// activations and their gradients (each shared buffer counted once), the gradient
+// temporaries and the kernels' scratch. Constants and parameters are the graph's.
+func (p *Plan) Bytes() int64 {
+	seen := map[*float32]bool{}
+	n := len(p.scratch) + len(p.gradTemp)
+	count := func(b []float32) {
+		if cap(b) > 0 && !seen[&b[:1][0]] {
+			seen[&b[:1][0]] = true
+			n += cap(b)
+		}
+	}
+	for _, v := range p.Values {
+		if v.Kind == Activation || v.Kind == Input {
+			count(v.Data)
+			count(v.Grad)
+		}
+	}
+	return 4 * int64(n)
+}
+
 // Value returns the named value or nil.
 func (p *Plan) Value(name string) *Value { return p.Values[name] }
 
 // Forward runs every node in order; train selects training behaviour (BatchNorm on batch
 // statistics, updating its running statistics).
 func (p *Plan) Forward(train bool) {
+	for _, in := range p.Graph.Inputs {
+		p.notify(in)
+	}
 	for _, s := range p.steps {
 		if p.Times != nil {
 			t0 := time.Now()
 			s.kernel.Forward(train)
 			p.Times[s.label()+" forward"] += time.Since(t0)
-			continue
+		} else {
+			s.kernel.Forward(train)
 		}
-		s.kernel.Forward(train)
+		if p.observers != nil {
+			for _, o := range s.node.Outputs {
+				p.notify(o)
+			}
+		}
+	}
+}
+
+// Observe has f called with the values of the named activation or graph input in every
+// Forward, as soon as they are computed. An inference plan reuses an activation's memory
+// once its last reader has run, so a caller that needs activations of every batch reads
+// them here rather than keeping them all (Options.Keep). f must not modify them.
+func (p *Plan) Observe(name string, f func(values []float32)) error {
+	v := p.Values[name]
+	if v == nil || (v.Kind != Activation && v.Kind != Input) {
+		return fmt.Errorf("engine: %q is no activation or input of the plan", name)
+	}
+	if p.observers == nil {
+		p.observers = map[string][]func([]float32){}
+	}
+	p.observers[name] = append(p.observers[name], f)
+	return nil
+}
+
+func (p *Plan) notify(name string) {
+	for _, f := range p.observers[name] {
+		f(p.Values[name].Data)
 	}
 }
 

@@ -244,8 +244,13 @@ type Eval struct {
 	Samples  int     `json:"samples"`
 }
 
+// EvalMemory bounds the memory of Evaluate's plans: it takes fewer than its batch samples at
+// a time when a plan of that batch would allocate more than this many bytes (ImageNet-size
+// inputs; models at 28×28 evaluate in batches of 256 in a small fraction of it).
+const EvalMemory = 1 << 30
+
 // Evaluate computes top-1 accuracy and mean cross-entropy of g on every sample of d, in
-// inference mode, in batches of at most batch.
+// inference mode, in batches of at most batch samples and EvalMemory bytes.
 func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, log io.Writer) (Eval, error) {
 	if batch < 1 {
 		return Eval{}, field.Errorf("Batch", " %d: must be positive", batch)
@@ -256,7 +261,10 @@ func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, l
 	if err := norm.Check(d.C); err != nil {
 		return Eval{}, err
 	}
-	batch = min(batch, d.N)
+	batch, err := evalBatch(g, min(batch, d.N))
+	if err != nil {
+		return Eval{}, err
+	}
 	plans := map[int]*engine.Plan{}
 	plan := func(n int) (*engine.Plan, error) {
 		if p, ok := plans[n]; ok {
@@ -296,6 +304,19 @@ func Evaluate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batch int, l
 	res.Loss = lossSum / float64(res.Samples)
 	bar.Done(fmt.Sprintf("accuracy %.2f%%", 100*res.Accuracy))
 	return res, nil
+}
+
+// evalBatch returns the largest batch up to batch whose inference plan of g takes at most
+// about EvalMemory bytes (at least 1), judged from a plan of one sample.
+func evalBatch(g *graph.Graph, batch int) (int, error) {
+	if batch <= 1 {
+		return batch, nil
+	}
+	one, err := engine.Compile(g, 1, engine.Options{Inference: true})
+	if err != nil {
+		return 0, err
+	}
+	return int(min(int64(batch), max(1, EvalMemory/max(1, one.Bytes())))), nil
 }
 
 // CheckData verifies that d fits g: one input of shape N×C×H×W (to which an image folder's

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/data"
+	"github.com/qnas/qnas/internal/engine"
 	"github.com/qnas/qnas/internal/testenv"
 )
 
@@ -94,5 +95,31 @@ func TestDivergedSummary(t *testing.T) {
 	}
 	if !strings.HasSuffix(d.Error(), "; lower --lr; nothing was written, the last good state is in x.ckpt") {
 		t.Errorf("Error() = %q", d.Error())
+	}
+}
+
+// Evaluation keeps the fixtures' batch of 256 at 28×28 and shrinks it for a MobileNetV2 at
+// 224×224, whose plan at 256 would take several GiB, to one that fits in EvalMemory.
+func TestEvalBatchFollowsMemory(t *testing.T) {
+	g := load(t, "mbv2_bn.onnx")
+	if b, err := evalBatch(g, 256); err != nil || b != 256 {
+		t.Fatalf("28×28: evaluation batch %d (%v), want 256", b, err)
+	}
+	s := g.Shapes[g.Inputs[0]]
+	g.Shapes[g.Inputs[0]] = graph.Shape{s[0], s[1], 224, 224}
+	if err := g.InferShapes(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := evalBatch(g, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := engine.Compile(g, b, engine.Options{Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("224×224: batch %d, %d MiB", b, p.Bytes()>>20)
+	if b < 2 || b >= 256 || p.Bytes() > EvalMemory*5/4 {
+		t.Errorf("224×224: batch %d takes %d bytes; want a batch between 2 and 255 within about %d", b, p.Bytes(), EvalMemory)
 	}
 }
