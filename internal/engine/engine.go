@@ -418,8 +418,10 @@ func (p *Plan) Value(name string) *Value { return p.Values[name] }
 // Forward runs every node in order; train selects training behaviour (BatchNorm on batch
 // statistics, updating its running statistics).
 func (p *Plan) Forward(train bool) {
-	for _, in := range p.Graph.Inputs {
-		p.notify(in)
+	if p.observers != nil {
+		for _, in := range p.Graph.Inputs {
+			p.notify(in)
+		}
 	}
 	for _, s := range p.steps {
 		if p.Times != nil {
