@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Training speed of qnas's engine against PyTorch 1.13 CPU (Debian python3-torch) on the same
-# CIFAR-style ResNet-20 at 1×28×28, batch 128, both on 2 threads (or $THREADS). Run by hand
-# on a quiet machine; prints both JSON results and the ratios.
-#   scripts/bench_engine.sh [runs] [mode]  (default 3 runs each, alternating; medians reported)
+# network, both on 2 threads (or $THREADS): the CIFAR-style ResNet-20 at 1×28×28, batch 128
+# (MODEL=resnet20, the default), or torchvision's MobileNetV2 at 3×224×224, batch 32
+# (MODEL=mobilenet_v2: bench_torch.py exports its seeded model and `qnas bench` times that file).
+# Run by hand on a quiet machine; prints both JSON results and the ratios.
+#   [MODEL=…] [BATCH=…] [STEPS=…] scripts/bench_engine.sh [runs] [mode]
+#   (default 3 runs each, alternating; medians reported)
 # mode: float (a plain training step, the default) or qat (a fake-quantized w4a4 step; see
 # scripts/torch/bench_torch.py for the PyTorch side).
 # It also compares the fastest single steps of all runs: other load on a shared machine slows
@@ -13,12 +16,25 @@ cd "$(dirname "$0")/.."
 runs="${1:-3}"
 mode="${2:-float}"
 threads="${THREADS:-2}"
+net="${MODEL:-resnet20}"
+steps="${STEPS:-20}"
 go build -o /tmp/qnas-bench ./cmd/qnas
-model=testdata/models/resnet20_bn.onnx
+case "$net" in
+  resnet20)
+    model=testdata/models/resnet20_bn.onnx
+    batch="${BATCH:-128}" ;;
+  mobilenet_v2)
+    model=/tmp/bench_mobilenet_v2.onnx
+    /usr/bin/python3 scripts/torch/bench_torch.py --model mobilenet_v2 --export "$model"
+    batch="${BATCH:-32}" ;;
+  *)
+    echo "bench_engine.sh: MODEL must be resnet20 or mobilenet_v2, not $net" >&2
+    exit 2 ;;
+esac
 q=(); t=()
 for i in $(seq "$runs"); do
-  q+=("$(/tmp/qnas-bench bench "$model" --mode "$mode" --batch 128 --threads "$threads" --steps 20 --json)")
-  t+=("$(/usr/bin/python3 scripts/torch/bench_torch.py --mode "$mode" --threads "$threads" --batch 128 --steps 20)")
+  q+=("$(/tmp/qnas-bench bench "$model" --mode "$mode" --batch "$batch" --threads "$threads" --steps "$steps" --json)")
+  t+=("$(/usr/bin/python3 scripts/torch/bench_torch.py --model "$net" --mode "$mode" --threads "$threads" --batch "$batch" --steps "$steps")")
 done
 printf '%s\n' "${q[@]}" > /tmp/bench_qnas.jsonl
 printf '%s\n' "${t[@]}" > /tmp/bench_torch.jsonl
