@@ -589,7 +589,7 @@ func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 			extraExportOnRandomInputs(t, path, m.Graph)
 			continue
 		}
-		want := predictNorm(t, m.Graph, test, norm)
+		want, margins := predictMargins(t, m.Graph, test, norm)
 		classes := map[int]bool{}
 		for _, c := range want {
 			classes[c] = true
@@ -597,8 +597,8 @@ func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 		check := func(what, file string, level ortrun.OptLevel) {
 			got := ortPredictNorm(t, file, test, level, norm)
 			agree, accQ, accO := agreement(want, got, test.Labels)
-			t.Logf("%s %s: agreement %.4f, accuracy qnas %.4f, ONNX Runtime %.4f (%d images, %d classes predicted)",
-				filepath.Base(path), what, agree, accQ, accO, len(got), len(classes))
+			t.Logf("%s %s: agreement %.4f, accuracy qnas %.4f, ONNX Runtime %.4f (%d images, %d classes predicted)%s",
+				filepath.Base(path), what, agree, accQ, accO, len(got), len(classes), disputedMargins(want, got, margins))
 			if !closeEnough(want, got, test.Labels) {
 				t.Errorf("%s %s: agreement %.4f, accuracy %.4f vs %.4f", filepath.Base(path), what, agree, accQ, accO)
 			}
@@ -699,6 +699,23 @@ func extraExportOnRandomInputs(t *testing.T, path string, g *graph.Graph) {
 		t.Logf("%s at %s: top-1 %v (ONNX Runtime %v), largest logit difference %.2g of the largest logit",
 			filepath.Base(path), level, argmax(want, n), argmax(got, n), maxDiff(got, want)/scale)
 	}
+}
+
+// disputedMargins describes, for the images where predictions a and b differ, a's margins
+// (the gap between its two largest logits as a fraction of their spread): whether the
+// runtimes part only on near-ties.
+func disputedMargins(a, b []int, margins []float64) string {
+	var m []float64
+	for i := range a {
+		if a[i] != b[i] {
+			m = append(m, margins[i])
+		}
+	}
+	if len(m) == 0 {
+		return ""
+	}
+	slices.Sort(m)
+	return fmt.Sprintf("; qnas's margins where they differ: median %.2f%%, largest %.2f%%", 100*m[len(m)/2], 100*m[len(m)-1])
 }
 
 // The agreement bound counts whole images: one prediction of 1 000 that differs (and so
