@@ -659,8 +659,7 @@ func extraExportOnRandomInputs(t *testing.T, path string, g *graph.Graph) {
 		t.Fatal(err)
 	}
 	for _, v := range names {
-		m.Proto.Graph.Output = append(m.Proto.Graph.Output, &onnxpb.ValueInfoProto{Name: proto.String(v), Type: &onnxpb.TypeProto{
-			Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}}}})
+		addFloatOutput(m.Proto.Graph, v)
 	}
 	probe := filepath.Join(t.TempDir(), "probe.onnx")
 	if err := onnxio.Save(probe, m.Proto); err != nil {
@@ -672,15 +671,7 @@ func extraExportOnRandomInputs(t *testing.T, path string, g *graph.Graph) {
 	}
 	for i, v := range names {
 		got, ours := out[v].Data, p.Value(v).Data
-		one, more := 0, 0
-		for j := range got {
-			switch d := math.Abs(float64(got[j]-ours[j])) / step[v]; {
-			case d > 1.5:
-				more++
-			case d > 0.5:
-				one++
-			}
-		}
+		one, more, _ := stepsApart(ours, got, step[v])
 		t.Logf("%s: quantized activation %d (%s): %d of %d elements one step apart, %d more", filepath.Base(path), i+1, v, one, len(got), more)
 		if more > 0 || float64(one) > 0.001*float64(len(got)) {
 			t.Errorf("%s: quantized activation %d (%s): %d of %d elements one step apart, %d more", filepath.Base(path), i+1, v, one, len(got), more)
@@ -699,6 +690,28 @@ func extraExportOnRandomInputs(t *testing.T, path string, g *graph.Graph) {
 		t.Logf("%s at %s: top-1 %v (ONNX Runtime %v), largest logit difference %.2g of the largest logit",
 			filepath.Base(path), level, argmax(want, n), argmax(got, n), maxDiff(got, want)/scale)
 	}
+}
+
+// addFloatOutput makes value name a float output of graph g, for ONNX Runtime to return.
+func addFloatOutput(g *onnxpb.GraphProto, name string) {
+	g.Output = append(g.Output, &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{
+		Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}}}})
+}
+
+// stepsApart counts the elements where a and b differ by about one quantization step of
+// size step and by more, and returns the largest difference in steps.
+func stepsApart(a, b []float32, step float64) (one, more int, largest float64) {
+	for j := range a {
+		d := math.Abs(float64(a[j]-b[j])) / step
+		largest = max(largest, d)
+		switch {
+		case d > 1.5:
+			more++
+		case d > 0.5:
+			one++
+		}
+	}
+	return one, more, largest
 }
 
 // disputedMargins describes, for the images where predictions a and b differ, a's margins

@@ -98,8 +98,7 @@ func TestTraceDisputes(t *testing.T) {
 		mp.Proto.Graph.Node = append(mp.Proto.Graph.Node, &onnxpb.NodeProto{OpType: proto.String("Cast"), Name: proto.String(o),
 			Input: []string{q}, Output: []string{o},
 			Attribute: []*onnxpb.AttributeProto{{Name: proto.String("to"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(int64(onnxpb.TensorProto_FLOAT))}}})
-		mp.Proto.Graph.Output = append(mp.Proto.Graph.Output, &onnxpb.ValueInfoProto{Name: proto.String(o), Type: &onnxpb.TypeProto{
-			Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}}}})
+		addFloatOutput(mp.Proto.Graph, o)
 	}
 	probe := filepath.Join(t.TempDir(), "probe.onnx")
 	if err := onnxio.Save(probe, mp.Proto); err != nil {
@@ -123,21 +122,10 @@ func TestTraceDisputes(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k, q := range qs {
-			ours, theirs := p.Value(q).Data, res[outs[k]].Data
-			one, more, largest := 0, 0, float32(0)
-			for j := range ours {
-				d := ours[j] - theirs[j]
-				d = max(d, -d)
-				largest = max(largest, d)
-				switch {
-				case d > 1.5:
-					more++
-				case d > 0.5:
-					one++
-				}
-			}
+			// The quantizers' outputs are integers: a step is 1.
+			one, more, largest := stepsApart(p.Value(q).Data, res[outs[k]].Data, 1)
 			if one+more > 0 {
-				t.Logf("image %d, quantizer %d (%s): %d of %d elements one step apart, %d more (largest %.0f steps)", i, k, q, one, len(ours), more, largest)
+				t.Logf("image %d, quantizer %d (%s): %d of %d elements one step apart, %d more (largest %.0f steps)", i, k, q, one, p.Value(q).Len(), more, largest)
 			}
 		}
 	}
