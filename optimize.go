@@ -77,12 +77,11 @@ type SeedResult struct {
 	FinalCheck *FinalCheck `json:"final_check,omitempty"`
 }
 
-// FinalCheck is the last step of a search (docs/method.md, "Final check"): the architecture
-// derived from the search's logits, then the one each simpler space of a space that contains
-// some derives from the same logits under the same budget (Space.Prune: the same bits with
-// every channel kept; Granularity filter: the default granularity), the fast mode's from the
-// sensitivity estimate the search started from, and a search of the simplest space's, each
-// post-training quantized from the weights its fine-tuning starts from and evaluated on the
+// FinalCheck is the last step of a search in a space that contains simpler ones (Space.Prune:
+// the same bits with every channel kept; Granularity filter: the default granularity)
+// (docs/method.md, "Final check"): the architecture derived from the search's logits, then
+// the one each simpler space derives from the same logits under the same budget, each
+// post-training quantized from the weights the fine-tuning starts from and evaluated on the
 // search's held-out data. The run fine-tunes the one of lowest held-out loss.
 type FinalCheck struct {
 	Candidates []CheckedArch `json:"candidates"` // the derived architecture first
@@ -93,8 +92,7 @@ type FinalCheck struct {
 type CheckedArch struct {
 	// Space is "derived" (the searched space's architecture), a simpler space the same
 	// logits derive in ("every channel", the default granularity "group:4", or both:
-	// "group:4, every channel"), CheckFastMode (the sensitivity estimate's, from the input
-	// model's weights), or the simplest space searched on its own ("every channel,
+	// "group:4, every channel"), or the simplest space searched on its own ("every channel,
 	// searched", "group:4, searched", "group:4, every channel, searched").
 	Space     string  `json:"space"`
 	Loss      float64 `json:"loss"` // on the held-out data
@@ -371,7 +369,7 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 		var check *FinalCheck
 		var checkPhases []search.Phase
 		if opts.checks(space) {
-			if r, ft, check, checkPhases, err = opts.finalCheck(ctx, s, sn, space, res, b, seed, r, ft, startFrom, simplerCk); err != nil {
+			if r, ft, check, checkPhases, err = opts.finalCheck(ctx, s, sn, space, res.logits, b, seed, r, ft, startFrom, simplerCk); err != nil {
 				return nil, err
 			}
 		}
@@ -446,10 +444,9 @@ func Optimize(ctx context.Context, model string, budget Budget, opts OptimizeOpt
 }
 
 // checks reports whether a search in space ends with the final check: a search (not the
-// fast mode) from the sensitivity estimate or in a space that contains simpler ones, the
-// check not off.
+// fast mode) in a space that contains simpler ones, the check not off.
 func (o *OptimizeOptions) checks(space supernet.SearchOptions) bool {
-	return o.FinalCheck != CheckOff && !o.sensitivity() && (o.InitLogits == InitSensitivity || space.Prune || space.Granularity == "filter")
+	return o.FinalCheck != CheckOff && !o.sensitivity() && (space.Prune || space.Granularity == "filter")
 }
 
 // simplest is the simplest space the final check compares space with: no pruning, and the
@@ -463,14 +460,12 @@ func simplest(space supernet.SearchOptions) supernet.SearchOptions {
 }
 
 // finalCheck is the final check (FinalCheck) of the architecture r derived from the
-// search res of sn in space (whose fine-tuning starts from ft; startFrom gives another's):
-// against it the simpler spaces' architectures from the same logits, the fast mode's from
-// the sensitivity estimate (a search from it), and with CheckSearch a search of the
-// simplest space (with the checkpoint ck when not ""). It returns the architecture to
-// fine-tune, its start, the check and its phases.
-func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supernet.Supernet, space supernet.SearchOptions, res *found, b supernet.Budget, seed uint64,
+// logits of a search of sn in space (whose fine-tuning starts from ft; startFrom gives
+// another's); with CheckSearch it searches the simplest space too (with the checkpoint ck
+// when not ""). It returns the architecture to fine-tune, its start, the check and its
+// phases.
+func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supernet.Supernet, space supernet.SearchOptions, logits map[string][]float32, b supernet.Budget, seed uint64,
 	r, ft *supernet.Resolved, startFrom func(*supernet.Resolved) (*supernet.Resolved, error), ck string) (*supernet.Resolved, *supernet.Resolved, *FinalCheck, []search.Phase, error) {
-	logits := res.logits
 	type simpler struct {
 		name   string
 		sn     *supernet.Supernet
@@ -550,31 +545,8 @@ func (o *OptimizeOptions) finalCheck(ctx context.Context, s *session, sn *supern
 			return nil, nil, nil, nil, err
 		}
 	}
-	if o.InitLogits == InitSensitivity {
-		// The architecture the fast mode derives from the estimate the search started from,
-		// from the input model's weights, as the fast mode fine-tunes it. A resumed search
-		// did not compute the estimate: it is computed again (the same, for the seed).
-		est := res.estimate
-		if est == nil {
-			esn, err := sn.Space.NewSupernet(sn.Opts)
-			if err != nil {
-				return nil, nil, nil, nil, err
-			}
-			cfg := o.sensitivityConfig(s, seed)
-			cfg.Context = ctx
-			er, err := search.Sensitivity(esn, s.trainSet, cfg)
-			if err != nil {
-				return nil, nil, nil, nil, err
-			}
-			est = er.Logits
-		}
-		input := func(r *supernet.Resolved) (*supernet.Resolved, error) { return r, nil }
-		if err := try(CheckFastMode, sn, est, input); err != nil {
-			return nil, nil, nil, nil, err
-		}
-	}
 	lap("final check")
-	if o.FinalCheck == CheckSearch && len(spaces) > 0 {
+	if o.FinalCheck == CheckSearch {
 		name := spaces[len(spaces)-1].name + ", searched" // the simplest space is the last
 		ssn, err := sn.Space.NewSupernet(simplest(space))
 		if err != nil {
@@ -637,7 +609,6 @@ func (o *OptimizeOptions) startFrom(s *session, weights map[string][]float32) (f
 type found struct {
 	logits      map[string][]float32
 	weights     map[string][]float32 // the search's trained weights (nil: the input model's)
-	estimate    map[string][]float32 // the sensitivity estimate the search's logits started from (nil: none, or resumed)
 	epochs      []search.SearchEpoch
 	phases      []search.Phase
 	sensitivity *SensitivityReport
@@ -666,7 +637,6 @@ func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Sup
 		}
 	}
 	var phases []search.Phase
-	var estimate map[string][]float32
 	if o.InitLogits == InitSensitivity && !cfg.Resume {
 		scfg := o.sensitivityConfig(s, seed)
 		scfg.Context = ctx
@@ -675,7 +645,6 @@ func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Sup
 		if err != nil {
 			return nil, err
 		}
-		estimate = res.Logits
 		for name, l := range res.Logits {
 			dst := sn.Graph.Consts[name].F
 			for i, v := range l {
@@ -691,7 +660,7 @@ func (o *OptimizeOptions) find(ctx context.Context, s *session, sn *supernet.Sup
 	if err != nil {
 		return nil, err
 	}
-	return &found{logits: res.Logits, weights: res.Weights, estimate: estimate, epochs: res.Epochs, phases: append(phases, res.Phases...), widthPrices: res.WidthPrices}, nil
+	return &found{logits: res.Logits, weights: res.Weights, epochs: res.Epochs, phases: append(phases, res.Phases...), widthPrices: res.WidthPrices}, nil
 }
 
 // sensitivityBatch is the largest micro-batch of the sensitivity estimate: a weight's

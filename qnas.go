@@ -165,14 +165,13 @@ type OptimizeOptions struct {
 	// architecture step; needs hard Sampling) or WidthsGradient (the straight-through
 	// gradient of the expected channel mask).
 	WidthPrices string
-	// FinalCheck is how a search ends (docs/method.md, "Final check"): CheckSearch (the
+	// FinalCheck is how a search in a space that contains simpler ones (Space.Prune,
+	// Space.Granularity filter) ends (docs/method.md, "Final check"): CheckSearch (the
 	// default) compares, on the search's held-out data and post-training quantized, the
-	// derived architecture with the fast mode's (from the sensitivity estimate the search
-	// started from, InitSensitivity), with those the simpler spaces of a space that contains
-	// some (Space.Prune, Space.Granularity filter) derive from the same logits, and with the
-	// architecture of a search of the simplest space, and fine-tunes the one of lowest loss
-	// (OptimizeReport.FinalCheck); CheckDerive compares without that search; CheckOff keeps
-	// the derived architecture.
+	// derived architecture with those the simpler spaces derive from the same logits and
+	// with the architecture of a search of the simplest space, and fine-tunes the one of
+	// lowest loss (OptimizeReport.FinalCheck); CheckDerive compares without that search;
+	// CheckOff keeps the derived architecture.
 	FinalCheck string
 	// FineTuneFrom is "search" (the supernet's weights, trained during the search) or
 	// "float" (the input model's).
@@ -205,10 +204,6 @@ const (
 	CheckDerive = "derive"
 	CheckOff    = "off"
 )
-
-// CheckFastMode is the CheckedArch.Space of the final check's fast-mode candidate: the
-// architecture derived from the sensitivity estimate, from the input model's weights.
-const CheckFastMode = "fast mode"
 
 // The starting points of OptimizeOptions.InitLogits.
 const (

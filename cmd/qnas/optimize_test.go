@@ -221,16 +221,16 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 		// The final check: the derived architecture first, then the simpler spaces' (every
 		// channel kept; group:4 for filter); the one of lowest held-out loss is written.
 		fc := rep.FinalCheck
-		want := map[string][]string{"filter": {"derived", "group:4", "fast mode", "group:4, searched"},
-			"bits+prune": {"derived", "every channel", "fast mode", "every channel, searched"},
-			"checked":    {"derived", "every channel", "fast mode", "every channel, searched"}}[name]
+		want := map[string][]string{"filter": {"derived", "group:4", "group:4, searched"},
+			"bits+prune": {"derived", "every channel", "every channel, searched"},
+			"checked":    {"derived", "every channel", "every channel, searched"}}[name]
 		var spaces []string
 		if fc != nil {
 			best := -1
 			for i, c := range fc.Candidates {
 				spaces = append(spaces, c.Space)
 				if c.Unfit != "" {
-					if name != "bits+prune" || i == 0 || i == 2 {
+					if name != "bits+prune" || i == 0 {
 						t.Errorf("%s: %s unfit: %s", name, c.Space, c.Unfit)
 					}
 					continue
@@ -252,7 +252,7 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 		if !slices.Equal(spaces, want) {
 			t.Errorf("%s: final check of %v, want %v", name, spaces, want)
 		}
-		if name == "bits+prune" && (fc == nil || len(fc.Candidates) != 4 || fc.Candidates[1].Unfit == "" || fc.Candidates[3].Unfit == "") {
+		if name == "bits+prune" && (fc == nil || len(fc.Candidates) != 3 || fc.Candidates[1].Unfit == "" || fc.Candidates[2].Unfit == "") {
 			t.Errorf("%s: an architecture keeping every channel fits under every bits-only one", name)
 		}
 		if (name == "prune" || name == "bits+prune") && pruned == 0 {
@@ -267,81 +267,6 @@ func TestOptimizeGranularityAndPruning(t *testing.T) {
 				t.Errorf("%s: width prices %+v", name, wp)
 			}
 		}
-	}
-}
-
-// A search from the sensitivity estimate ends by comparing its derived architecture with
-// the one the fast mode derives from that estimate, on the held-out data, and writes the
-// better: when the check keeps the fast mode's, the model written is the one `--method
-// sensitivity` writes. `--final-check off` keeps the derived one; a search from uniform
-// logits has no estimate to compare with.
-func TestOptimizeFinalCheckFastMode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("four runs")
-	}
-	dir := t.TempDir()
-	model := copyModel(t, dir)
-	type report struct {
-		CostRatio  float64 `json:"cost_ratio"`
-		FinalCheck *struct {
-			Candidates []struct {
-				Space     string  `json:"space"`
-				Loss      float64 `json:"loss"`
-				CostRatio float64 `json:"cost_ratio"`
-			} `json:"candidates"`
-			Kept string `json:"kept"`
-		} `json:"final_check"`
-		Seeds []struct {
-			Arch string `json:"arch"`
-		} `json:"seeds"`
-	}
-	run := func(name string, extra ...string) (report, []byte) {
-		out := filepath.Join(dir, name+".onnx")
-		path := filepath.Join(dir, name+".json")
-		status, _, stderr := runCLI(t, optimizeArgs(model, out, append(extra, "--ft-epochs", "0", "--report", path)...)...)
-		if status != 0 {
-			t.Fatalf("%s: %s", name, stderr)
-		}
-		var rep report
-		b, _ := os.ReadFile(path)
-		if err := json.Unmarshal(b, &rep); err != nil || len(rep.Seeds) != 1 {
-			t.Fatalf("%s: report %s: %v", name, b, err)
-		}
-		m, _ := os.ReadFile(out)
-		return rep, m
-	}
-	fast, fastModel := run("fast", "--method", "sensitivity")
-	if fast.FinalCheck != nil {
-		t.Errorf("the fast mode has a final check: %+v", fast.FinalCheck)
-	}
-	checked, checkedModel := run("checked")
-	fc := checked.FinalCheck
-	if fc == nil || len(fc.Candidates) != 2 || fc.Candidates[0].Space != "derived" || fc.Candidates[1].Space != "fast mode" {
-		t.Fatalf("final check %+v, want the derived architecture and the fast mode's", fc)
-	}
-	derived, fm := fc.Candidates[0], fc.Candidates[1]
-	if fm.CostRatio != fast.CostRatio {
-		t.Errorf("the check's fast-mode architecture costs %.6f, the fast mode's %.6f", fm.CostRatio, fast.CostRatio)
-	}
-	want := "derived"
-	if fm.Loss < derived.Loss {
-		want = "fast mode"
-	}
-	if fc.Kept != want {
-		t.Errorf("kept %s; held-out losses: derived %.4f, fast mode %.4f", fc.Kept, derived.Loss, fm.Loss)
-	}
-	if fc.Kept == "fast mode" && (checked.Seeds[0].Arch != fast.Seeds[0].Arch || !bytes.Equal(checkedModel, fastModel)) {
-		t.Error("kept the fast mode's architecture, yet wrote another model than the fast mode")
-	}
-	off, _ := run("off", "--final-check", "off")
-	if off.FinalCheck != nil || off.CostRatio != derived.CostRatio {
-		t.Errorf("--final-check off: check %+v, cost %.6f; the derived architecture's %.6f", off.FinalCheck, off.CostRatio, derived.CostRatio)
-	}
-	if fc.Kept == "derived" && off.Seeds[0].Arch != checked.Seeds[0].Arch {
-		t.Error("the check kept the derived architecture, yet wrote another than --final-check off")
-	}
-	if uniform, _ := run("uniform", "--init-logits", "uniform"); uniform.FinalCheck != nil {
-		t.Errorf("a search from uniform logits checked %+v", uniform.FinalCheck)
 	}
 }
 

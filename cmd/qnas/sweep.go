@@ -77,7 +77,7 @@ var passFlags = []passFlag{
 	{"ft-from", "string", "", "weights the fine-tuning starts from: search or float (as optimize)"},
 	{"sampling", "string", "", "Gumbel-softmax samples: hard or soft (as optimize)"},
 	{"width-prices", "string", "", "how a mixed point's search prices width choices: measured or gradient (as optimize)"},
-	{"final-check", "string", "", "how a mixed point's search ends: search, derive or off (as optimize)"},
+	{"final-check", "string", "", "how a mixed point's search in a richer space ends: search, derive or off (as optimize)"},
 	{"ft-epochs", "int", "epochs", "fine-tuning epochs of every point (a uniform point's --epochs)"},
 }
 
