@@ -145,6 +145,9 @@ func (s *session) quantizeConfig(r *supernet.Resolved, epochs int, out string, s
 	} else {
 		cfg.Depends.Add("architecture", ckpt.HashBytes(supernet.MarshalArch(r.Arch(), nil)))
 	}
+	if s.o.Pow2Scales {
+		cfg.Depends.Add("power-of-two scales", "true")
+	}
 	return cfg, nil
 }
 

@@ -602,6 +602,7 @@ func (o *OptimizeOptions) startFrom(s *session, weights map[string][]float32) (f
 	if err != nil {
 		return nil, err
 	}
+	sp.Pow2Scales = s.space.Pow2Scales
 	return func(r *supernet.Resolved) (*supernet.Resolved, error) { return sp.Resolve(r.Arch()) }, nil
 }
 

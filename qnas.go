@@ -41,7 +41,15 @@ type Options struct {
 	// shipped profile's name: supernet.ShippedTargets) used instead.
 	CostModel string
 	Target    string
-	Output    Output
+	// Pow2Scales makes every scale of the written model a power of two (weights per filter,
+	// activations per layer), chosen in calibration and kept through fine-tuning: then ONNX
+	// Runtime's float and integer kernels compute, from the exported model, the integers
+	// qnas computes (sums of integers times powers of two are exact in float32), which free
+	// scales guarantee only up to rounding-boundary ties; and shifts replace multipliers in
+	// integer hardware. It costs some accuracy at low bits (docs/results.md). The search's
+	// mixed quantizers keep free scales.
+	Pow2Scales bool
+	Output     Output
 	// Resume continues the run saved in this checkpoint file (a fine-tuning's, or for
 	// Optimize its search's); "" starts afresh.
 	Resume string

@@ -40,6 +40,7 @@ type QuantizeReport struct {
 	TestSamples   int            `json:"test_samples"`
 	Epochs        int            `json:"epochs"`
 	Seed          uint64         `json:"seed"`
+	Pow2Scales    bool           `json:"pow2_scales,omitempty"` // every scale a power of two (Options.Pow2Scales)
 	Layers        []LayerReport  `json:"layers"`
 	Phases        []search.Phase `json:"phases"`
 	// What runs on integers in the written model: the layers whose weights and inputs are
@@ -139,7 +140,8 @@ func checkArchCost(cm supernet.CostModel, r *supernet.Resolved) error {
 // frozen model on the test split, and writes it to out (when not empty).
 func (s *session) fineTune(ctx context.Context, r *supernet.Resolved, epochs int, out string, seed uint64) (*QuantizeReport, error) {
 	cm, t := s.cm, s.o.Training
-	rep := &QuantizeReport{Model: s.model, Output: out, CostModel: cm.String(), CostUnit: cm.Unit(), Epochs: epochs, Seed: seed}
+	rep := &QuantizeReport{Model: s.model, Output: out, CostModel: cm.String(), CostUnit: cm.Unit(), Epochs: epochs, Seed: seed,
+		Pow2Scales: s.space.Pow2Scales}
 	costs, err := cm.LayerCosts(r)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,7 @@ func (s *session) load() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.model, err)
 	}
+	sp.Pow2Scales = s.o.Pow2Scales
 	s.g, s.space, s.teacher = g, sp, g
 	return nil
 }
@@ -190,6 +191,7 @@ func (s *session) restoreBatchNorm() error {
 	if err != nil {
 		return err
 	}
+	sp.Pow2Scales = s.o.Pow2Scales
 	s.g, s.space, s.teacher = rg, sp, rg
 	return nil
 }

@@ -198,14 +198,7 @@ func TestPrunedConcatExportIsMaskedModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(t.TempDir(), "pruned.onnx")
-		if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		back, err := export.Read(path, graph.ImportOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		path, back := writeAndRead(t, m)
 
 		got := map[string]graph.LayerSummary{}
 		for _, l := range graph.Summarize(back.Graph).Layers {
@@ -442,25 +435,10 @@ func TestBitsAreRecorded(t *testing.T) {
 // the ConvNeXt-style net, whose MatMul layers' biases (separate Adds) train with the
 // weights. ONNX Runtime predicts what qnas predicts of each export.
 func TestTrainedModelIsExportedModel(t *testing.T) {
-	test, err := data.Embedded(data.Test)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trainSet, err := data.Embedded(data.Train)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trainSet = data.Subset(trainSet, 1024)
+	trainSet, test := embeddedData(t)
 	for _, model := range []string{"mbv2_bn.onnx", "mbv2.onnx", "cnx.onnx"} {
 		t.Run(model, func(t *testing.T) {
-			g := load(t, model)
-			if g, _, err = search.RestoreBatchNorm(g, trainSet, fixtureNorm, 4, 128, nil); err != nil {
-				t.Fatal(err)
-			}
-			s, err := supernet.NewSpace(g)
-			if err != nil {
-				t.Fatal(err)
-			}
+			g, s := restoredSpace(t, model, trainSet)
 			before := map[string][]float32{}
 			for _, c := range s.ChannelParams {
 				before[c] = slices.Clone(g.Consts[c].F)
@@ -468,15 +446,7 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 			if model == "cnx.onnx" && len(before) == 0 {
 				t.Fatal("no channel parameters (MatMul biases) in the space")
 			}
-			res, err := s.Resolve(mixedArch(s, rand.New(rand.NewPCG(2, 5))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			trained, _, err := search.Quantize(res, trainSet, search.QuantizeConfig{Epochs: 2, CalibBatches: 4, Batch: 64, LR: 0.01,
-				Momentum: 0.9, Norm: fixtureNorm})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res, trained := fineTuneMixed(t, s, trainSet)
 			n := 0
 			for _, nd := range trained.Nodes {
 				if nd.Op == supernet.OpFrozenBatchNorm {
@@ -546,4 +516,62 @@ func TestTrainedModelIsExportedModel(t *testing.T) {
 			})
 		})
 	}
+}
+
+// writeAndRead writes m as QDQ to a temporary file and reads it back.
+func writeAndRead(t *testing.T, m *export.Model) (string, *export.Model) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "m.onnx")
+	if _, err := m.Write(path, "", export.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := export.Read(path, graph.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, back
+}
+
+// embeddedData returns 1 024 images of the embedded training split, and its test split.
+func embeddedData(t *testing.T) (trainSet, test *data.Dataset) {
+	t.Helper()
+	test, err := data.Embedded(data.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trainSet, err = data.Embedded(data.Train); err != nil {
+		t.Fatal(err)
+	}
+	return data.Subset(trainSet, 1024), test
+}
+
+// restoredSpace loads a fixture with BatchNorms restored after its folded convs, as
+// quantize trains it, and builds its search space.
+func restoredSpace(t *testing.T, model string, trainSet *data.Dataset) (*graph.Graph, *supernet.Space) {
+	t.Helper()
+	g, _, err := search.RestoreBatchNorm(load(t, model), trainSet, fixtureNorm, 4, 128, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := supernet.NewSpace(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, s
+}
+
+// fineTuneMixed fine-tunes a random mixed-precision architecture of s two epochs, the last
+// on the form export writes.
+func fineTuneMixed(t *testing.T, s *supernet.Space, trainSet *data.Dataset) (*supernet.Resolved, *graph.Graph) {
+	t.Helper()
+	res, err := s.Resolve(mixedArch(s, rand.New(rand.NewPCG(2, 5))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trained, _, err := search.Quantize(res, trainSet, search.QuantizeConfig{Epochs: 2, CalibBatches: 4, Batch: 64, LR: 0.01,
+		Momentum: 0.9, Norm: fixtureNorm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, trained
 }

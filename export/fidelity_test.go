@@ -211,9 +211,26 @@ func predictNorm(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normal
 // its two largest logits as a fraction of the spread of all its logits.
 func predictMargins(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normalize) ([]int, []float64) {
 	t.Helper()
-	batch := evalBatch(d.SampleSize())
-	var out []int
+	logits := qnasLogits(t, g, d, norm)
+	cols := len(logits) / d.N
 	var margins []float64
+	for r := range d.N {
+		row := slices.Clone(logits[r*cols : (r+1)*cols])
+		slices.Sort(row)
+		m := 0.0
+		if k := len(row); k > 1 && row[k-1] > row[0] {
+			m = float64(row[k-1]-row[k-2]) / float64(row[k-1]-row[0])
+		}
+		margins = append(margins, m)
+	}
+	return argmax(logits, d.N), margins
+}
+
+// qnasLogits returns the logits of every sample of d under g, run by qnas's engine.
+func qnasLogits(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normalize) []float32 {
+	t.Helper()
+	batch := evalBatch(d.SampleSize())
+	var out []float32
 	plans := map[int]*engine.Plan{}
 	for start := 0; start < d.N; start += batch {
 		n := min(batch, d.N-start)
@@ -231,23 +248,12 @@ func predictMargins(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Nor
 		}
 		d.Batch(idx, norm, nil, nil, p.Value(g.Inputs[0]).Data, nil)
 		p.Forward(false)
-		logits := p.Value(g.Outputs[0]).Data
-		out = append(out, argmax(logits, n)...)
-		cols := len(logits) / n
-		for r := range n {
-			row := slices.Clone(logits[r*cols : (r+1)*cols])
-			slices.Sort(row)
-			m := 0.0
-			if k := len(row); k > 1 && row[k-1] > row[0] {
-				m = float64(row[k-1]-row[k-2]) / float64(row[k-1]-row[0])
-			}
-			margins = append(margins, m)
-		}
+		out = append(out, p.Value(g.Outputs[0]).Data...)
 	}
 	if err := d.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out, margins
+	return out
 }
 
 // ortPredict is predict in ONNX Runtime, at the given optimization level.
@@ -259,6 +265,13 @@ func ortPredict(t testing.TB, path string, d *data.Dataset, level ortrun.OptLeve
 // ortPredictNorm is ortPredict with the normalization norm.
 func ortPredictNorm(t testing.TB, path string, d *data.Dataset, level ortrun.OptLevel, norm data.Normalize) []int {
 	t.Helper()
+	return argmax(ortLogits(t, path, d, level, norm), d.N)
+}
+
+// ortLogits returns the logits of every sample of d under the model file path, run by ONNX
+// Runtime at the given optimization level.
+func ortLogits(t testing.TB, path string, d *data.Dataset, level ortrun.OptLevel, norm data.Normalize) []float32 {
+	t.Helper()
 	s, err := ortrun.NewSession(path, []string{"input"}, []string{"logits"}, ortrun.Options{GraphOptimization: level, Threads: 2})
 	if err != nil {
 		t.Fatalf("%s at %s: %v", filepath.Base(path), level, err)
@@ -266,7 +279,7 @@ func ortPredictNorm(t testing.TB, path string, d *data.Dataset, level ortrun.Opt
 	defer s.Close()
 	size := d.SampleSize()
 	batch := evalBatch(size)
-	var out []int
+	var out []float32
 	for start := 0; start < d.N; start += batch {
 		n := min(batch, d.N-start)
 		idx := make([]int, n)
@@ -279,7 +292,7 @@ func ortPredictNorm(t testing.TB, path string, d *data.Dataset, level ortrun.Opt
 		if err != nil {
 			t.Fatalf("%s at %s: %v", filepath.Base(path), level, err)
 		}
-		out = append(out, argmax(res["logits"].Data, n)...)
+		out = append(out, res["logits"].Data...)
 	}
 	if err := d.Err(); err != nil {
 		t.Fatal(err)

@@ -116,7 +116,7 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 				g.Consts[n.Inputs[2]] = graph.NewFloat([]int{len(f.bias)}, f.bias)
 			}
 			wname := q.Inputs[0]
-			ints, scales, err := quantizeWeight(w, info.WBits, l.WAxis, fold)
+			ints, scales, err := quantizeWeight(w, info.WBits, l.WAxis, fold, supernet.Pow2(q))
 			if err != nil {
 				return nil, fmt.Errorf("layer %q: %v", l.Name, err)
 			}
@@ -153,7 +153,7 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 				info.Input = x
 			} else {
 				info.ASigned = signed != 0
-				info.AClip = max(clip.F[0], 1e-6) // as the quantizer used it
+				info.AClip = supernet.ClipInUse(clip.F[0], int(bits), info.ASigned, supernet.Pow2(q)) // as the quantizer used it
 				nodes := actQDQ(g, l.Name+"/input", x, info.AClip, int(bits), info.ASigned)
 				if p := producers[x]; p != nil && onlyReader(consumers, x) == q && !g.IsOutput(x) {
 					if mergeClip(g, p, nodes[0]) {
@@ -257,7 +257,7 @@ func bnFold(g *graph.Graph, bn, n *graph.Node) (*foldBN, error) {
 // quantizeWeight rounds w onto the per-filter grids of bits (along axis) with the scales
 // of package quant, and folds a BatchNormalization into the scales: filter c's integers
 // flip sign when a_c < 0 and its scale becomes scale_c·|a_c|. Integers are int8.
-func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN) (*graph.Tensor, []float32, error) {
+func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN, pow2 bool) (*graph.Tensor, []float32, error) {
 	oc := w.Shape[axis]
 	if len(bits) != oc {
 		return nil, nil, fmt.Errorf("%d bitwidths for %d filters", len(bits), oc)
@@ -279,15 +279,18 @@ func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN) (*graph
 		s := s0
 		hi := float32(quant.WeightMax(b))
 		sign := int64(1)
+		a := 1.0
 		if fold != nil {
-			a := fold.a[c]
-			if a < 0 {
+			if a = fold.a[c]; a < 0 {
 				sign = -1
 			}
 			var ok bool
 			if s, ok = quant.FoldedScale(s, a); !ok {
 				s, sign = 1, 0 // a zero BatchNorm scale: the filter contributes nothing
 			}
+		}
+		if pow2 && sign != 0 {
+			s0, s, _ = quant.Pow2WeightScales(maxAbs, b, a)
 		}
 		for _, i := range idx {
 			ints[i] = sign * int64(quant.Quantize(w.F[i], s0, -hi, hi))

@@ -25,8 +25,9 @@ const calibSample = 1 << 14
 // from the values its input takes on batches×batch samples spread over d (inference mode,
 // weights quantized, activations not): for each quantizer and bitwidth, the clip among 100
 // evenly spaced fractions of the largest magnitude seen that minimizes the mean squared
-// error of quantizing a sample of those values at those bits. Unsigned quantizers look at
-// x ≥ 0, signed ones at |x|.
+// error of quantizing a sample of those values at those bits (with power-of-two scales,
+// each fraction moved to its power-of-two grid first). Unsigned quantizers look at x ≥ 0,
+// signed ones at |x|.
 func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, batch int, log io.Writer) error {
 	if err := train.CheckData(g, d); err != nil {
 		return err
@@ -36,6 +37,7 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 		bits   []int
 		clips  string // the constant that holds one clip per bitwidth
 		signed bool
+		pow2   bool
 		values []float32
 	}
 	var qs []*quantizer
@@ -73,7 +75,7 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 		if err != nil {
 			return fmt.Errorf("node %q: %w", n.Name, err)
 		}
-		q.signed = s != 0
+		q.signed, q.pow2 = s != 0, supernet.Pow2(n)
 		qs = append(qs, q)
 		n.SetInt("bits", quant.Float) // pass the float value through while observing it
 	}
@@ -110,7 +112,7 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 	for _, q := range qs {
 		clips := make([]float32, len(q.bits))
 		for i, b := range q.bits {
-			clips[i] = bestClip(q.values, b, q.signed)
+			clips[i] = bestClip(q.values, b, q.signed, q.pow2)
 		}
 		if t := g.Consts[q.clips]; t != nil && len(t.F) == len(clips) {
 			copy(t.F, clips) // in place: a plan compiled on g sees them
@@ -122,7 +124,7 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 }
 
 // bestClip returns the clip minimizing the squared quantization error of values.
-func bestClip(values []float32, bits int, signed bool) float32 {
+func bestClip(values []float32, bits int, signed, pow2 bool) float32 {
 	v := slices.Clone(values)
 	top := float32(0)
 	for i, x := range v {
@@ -139,6 +141,9 @@ func bestClip(values []float32, bits int, signed bool) float32 {
 	q := make([]float32, len(v))
 	for k := 100; k >= 1; k-- {
 		c := top * float32(k) / 100
+		if pow2 {
+			c = quant.Pow2Clip(c, bits, signed)
+		}
 		quant.FakeQuantAct(v, q, c, bits, signed)
 		e := 0.0
 		for i, x := range v {

@@ -21,7 +21,7 @@ func TestBestClip(t *testing.T) {
 	for i := range even {
 		even[i] = r.Float32()
 	}
-	if c := bestClip(even, 8, false); c < 0.95 || c > 1 {
+	if c := bestClip(even, 8, false, false); c < 0.95 || c > 1 {
 		t.Errorf("uniform [0, 1) at 8 bits: clip %.3f", c)
 	}
 	gauss := make([]float32, 4000)
@@ -29,10 +29,10 @@ func TestBestClip(t *testing.T) {
 		gauss[i] = float32(r.NormFloat64())
 	}
 	gauss[7] = 20
-	if c := bestClip(gauss, 4, true); c > 6 {
+	if c := bestClip(gauss, 4, true, false); c > 6 {
 		t.Errorf("Gaussian with an outlier at 20, 4 bits signed: clip %.3f", c)
 	}
-	if c := bestClip([]float32{0, 0, 0}, 4, false); c != 1 {
+	if c := bestClip([]float32{0, 0, 0}, 4, false, false); c != 1 {
 		t.Errorf("all zero: clip %v, want the neutral 1", c)
 	}
 }

@@ -21,7 +21,9 @@ const (
 // filters, every quantized layer's weight read through a QuantWeight (the bits of its kept
 // filters) and its input through its own QuantAct, whose clip starts at 1 until calibrated,
 // and every channel parameter through a Learned node. Float layers (32 bits) get no
-// quantizer.
+// quantizer. With the space's Pow2Scales the quantizers keep their exported scales powers of two
+// (QuantWeight and QuantAct's pow2): a Conv weight followed by a BatchNormalization, which
+// export folds into it, is quantized on the grid its folded form will have.
 func (r *Resolved) Apply() (*graph.Graph, error) {
 	keep := map[*Group][]int{}
 	for _, gr := range r.Space.Groups {
@@ -37,6 +39,7 @@ func (r *Resolved) Apply() (*graph.Graph, error) {
 	for _, n := range g.Nodes {
 		byName[n.Name] = n
 	}
+	consumers := g.Consumers()
 	var out []*graph.Node
 	added := map[*graph.Node][]*graph.Node{}
 	for _, l := range r.Space.Layers {
@@ -48,6 +51,19 @@ func (r *Resolved) Apply() (*graph.Graph, error) {
 				Inputs: []string{n.Inputs[1]}, Outputs: []string{l.Name + SuffixWeightQuant}}
 			q.SetInts("bits", toInt64s(bits))
 			q.SetInt("axis", int64(l.WAxis))
+			if r.Space.Pow2Scales {
+				q.SetInt("pow2", 1)
+				if cs := consumers[n.Outputs[0]]; n.Op == "Conv" && len(cs) == 1 && cs[0].Op == "BatchNormalization" &&
+					!g.IsOutput(n.Outputs[0]) && len(cs[0].Inputs) == 5 {
+					bn := cs[0]
+					eps, err := bn.Float("epsilon", 1e-5)
+					if err != nil {
+						return nil, err
+					}
+					q.Inputs = append(q.Inputs, bn.Inputs[1], bn.Inputs[4])
+					q.SetFloat("epsilon", eps)
+				}
+			}
 			n.Inputs[1] = q.Outputs[0]
 			added[n] = append(added[n], q)
 		}
@@ -59,6 +75,9 @@ func (r *Resolved) Apply() (*graph.Graph, error) {
 			q.SetInt("bits", int64(c.ABits))
 			if l.SignedInput {
 				q.SetInt("signed", 1)
+			}
+			if r.Space.Pow2Scales {
+				q.SetInt("pow2", 1)
 			}
 			n.Inputs[0] = q.Outputs[0]
 			added[n] = append(added[n], q)

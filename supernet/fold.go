@@ -67,6 +67,7 @@ type grid struct {
 	axis   int
 	abits  int
 	signed bool
+	pow2   bool
 }
 
 func biasGrid(n *graph.Node, w graph.Shape) (grid, error) {
@@ -97,11 +98,15 @@ func biasGrid(n *graph.Node, w graph.Shape) (grid, error) {
 	a.SetInt("bits", ab)
 	a.SetInt("signed", s)
 	g.abits, g.signed, err = actQuantAttrs(a)
+	g.pow2 = Pow2(n)
 	return g, err
 }
 
-// scales returns every filter's weight scale, as export computes it from the float weight.
-func (g grid) scales(w *engine.Value, out []float32) {
+// scales writes every filter's weight scales as export computes them from the float
+// weight and the BatchNorm factors a folded into it (nil: none): ws the scale the weight is
+// quantized with, fs the scale exported (ws·|a|, or with pow2 the power of two ws is
+// derived from; 1 for a filter whose factor is 0).
+func (g grid) scales(w *engine.Value, a []float64, ws, fs []float32) {
 	n := len(g.wbits)
 	per := w.Len() / n
 	for c, bits := range g.wbits {
@@ -113,29 +118,41 @@ func (g grid) scales(w *engine.Value, out []float32) {
 				m = max(m, w.Data[i], -w.Data[i])
 			}
 		}
-		out[c] = quant.WeightScale(m, bits)
+		f := 1.0
+		if a != nil {
+			f = a[c]
+		}
+		if g.pow2 {
+			ws[c], fs[c], _ = quant.Pow2WeightScales(m, bits, f)
+			continue
+		}
+		ws[c] = quant.WeightScale(m, bits)
+		var ok bool
+		if fs[c], ok = quant.FoldedScale(ws[c], f); !ok {
+			fs[c] = 1 // export: a zero BatchNorm scale zeroes the filter and keeps scale 1
+		}
 	}
 }
 
-// round puts bias b of filter c on its grid, given the input's clip, the filter's weight
-// scale and the BatchNorm factor a folded into it (1 without one): export.quantizeBias's
-// arithmetic, so training and export agree to the bit.
-func (g grid) round(b float32, clip, ws float32, a float64) float32 {
-	s, ok := quant.FoldedScale(ws, a)
-	if !ok {
-		s = 1 // export: a zero BatchNorm scale zeroes the filter and keeps scale 1
-	}
-	bs := quant.BiasScale(quant.ActScale(clip, g.abits, g.signed), s)
+// round puts bias b of a filter of exported weight scale fs on its grid, given the input's
+// clip in use: export.quantizeBias's arithmetic, so training and export agree to the bit.
+func (g grid) round(b float32, clip, fs float32) float32 {
+	bs := quant.BiasScale(quant.ActScale(clip, g.abits, g.signed), fs)
 	return float32(quant.QuantizeBias(b, bs)) * bs
 }
+
+// clip is the clip in use of the layer's input quantizer of learned clip c.
+func (g grid) clip(c float32) float32 { return ClipInUse(c, g.abits, g.signed, g.pow2) }
 
 type frozenBN struct {
 	x, gamma, beta, mu, vr, w, clip, y *engine.Value
 	dx, dgamma, dbeta, dw, dclip       *engine.GradDst
 	eps                                float32
 	grid                               grid
-	ws                                 []float32
+	ws, fs                             []float32
 	a                                  []float32
+	a64                                []float64
+	bias                               []float32
 	shift                              []float32
 	hw, ch                             int
 }
@@ -160,16 +177,19 @@ func buildFrozenBN(b *engine.Build) (engine.Kernel, error) {
 	}
 	return &frozenBN{x: x, gamma: b.In[1], beta: b.In[2], mu: b.In[3], vr: b.In[4], w: b.In[5], clip: b.In[6], y: b.Out[0],
 		dx: b.InGrad(0), dgamma: b.InGrad(1), dbeta: b.InGrad(2), dw: b.InGrad(5), dclip: b.InGrad(6),
-		eps: eps, grid: gr, ws: make([]float32, ch), a: make([]float32, ch), shift: make([]float32, ch), hw: hw, ch: ch}, nil
+		eps: eps, grid: gr, ws: make([]float32, ch), fs: make([]float32, ch), a: make([]float32, ch), a64: make([]float64, ch),
+		bias: make([]float32, ch), shift: make([]float32, ch), hw: hw, ch: ch}, nil
 }
 
 func (k *frozenBN) Forward(bool) {
-	k.grid.scales(k.w, k.ws)
-	clip := max(k.clip.Data[0], 1e-6) // as QuantAct uses it
+	clip := k.grid.clip(k.clip.Data[0]) // as QuantAct uses it
 	for c := 0; c < k.ch; c++ {
-		a, b := quant.FoldBN(k.gamma.Data[c], k.beta.Data[c], k.mu.Data[c], k.vr.Data[c], 0, k.eps)
-		k.a[c] = float32(a)
-		k.shift[c] = k.grid.round(b, clip, k.ws[c], a)
+		k.a64[c], k.bias[c] = quant.FoldBN(k.gamma.Data[c], k.beta.Data[c], k.mu.Data[c], k.vr.Data[c], 0, k.eps)
+		k.a[c] = float32(k.a64[c])
+	}
+	k.grid.scales(k.w, k.a64, k.ws, k.fs)
+	for c := 0; c < k.ch; c++ {
+		k.shift[c] = k.grid.round(k.bias[c], clip, k.fs[c])
 	}
 	n := k.x.Len() / (k.ch * k.hw)
 	kernels.ParFor(n*k.ch, k.hw, func(lo, hi int) {
@@ -230,7 +250,7 @@ type quantBias struct {
 	b, w, clip, y *engine.Value
 	db, dw, dclip *engine.GradDst
 	grid          grid
-	ws            []float32
+	ws, fs        []float32
 }
 
 func buildQuantBias(b *engine.Build) (engine.Kernel, error) {
@@ -239,14 +259,14 @@ func buildQuantBias(b *engine.Build) (engine.Kernel, error) {
 		return nil, err
 	}
 	return &quantBias{b: b.In[0], w: b.In[1], clip: b.In[2], y: b.Out[0], db: b.InGrad(0), dw: b.InGrad(1), dclip: b.InGrad(2),
-		grid: gr, ws: make([]float32, len(gr.wbits))}, nil
+		grid: gr, ws: make([]float32, len(gr.wbits)), fs: make([]float32, len(gr.wbits))}, nil
 }
 
 func (k *quantBias) Forward(bool) {
-	k.grid.scales(k.w, k.ws)
-	clip := max(k.clip.Data[0], 1e-6)
+	k.grid.scales(k.w, nil, k.ws, k.fs)
+	clip := k.grid.clip(k.clip.Data[0])
 	for c := range k.ws {
-		k.y.Data[c] = k.grid.round(k.b.Data[c], clip, k.ws[c], 1)
+		k.y.Data[c] = k.grid.round(k.b.Data[c], clip, k.fs[c])
 	}
 }
 
@@ -273,7 +293,11 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 	g = g.Clone()
 	producers, consumers := g.Producers(), g.Consumers()
 	var out []*graph.Node
+	removed := map[*graph.Node]bool{}
 	for _, n := range g.Nodes {
+		if removed[n] {
+			continue
+		}
 		out = append(out, n)
 		if n.Op != "Conv" && n.Op != "Gemm" {
 			continue
@@ -292,6 +316,23 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 		if cs := consumers[n.Outputs[0]]; n.Op == "Conv" && len(cs) == 1 && cs[0].Op == "BatchNormalization" && !g.IsOutput(n.Outputs[0]) {
 			bn := cs[0]
 			if len(bn.Outputs) > 1 && slices.ContainsFunc(bn.Outputs[1:], func(s string) bool { return s != "" }) {
+				continue
+			}
+			if Pow2(qw) {
+				// Power-of-two scales: the exported sums are exact, and their ties must
+				// round as export rounds them, which a·conv(Ŵ) in float does not do. The
+				// BatchNorm is folded into the conv's weight and bias, which train on.
+				if err := foldInto(g, n, bn, qw); err != nil {
+					return nil, nil, err
+				}
+				removed[bn] = true
+				if n.Input(2) == "" {
+					continue
+				}
+				qb := &graph.Node{Name: n.Name + "/QuantBias", Op: OpQuantBias, Domain: Domain,
+					Inputs: []string{n.Inputs[2], qw.Inputs[0], qa.Inputs[1]}, Outputs: []string{n.Name + "/bias_quant"}, Attrs: gridAttrs.Attrs}
+				n.Inputs[2] = qb.Outputs[0]
+				out = slices.Insert(out, len(out)-1, qb)
 				continue
 			}
 			if name := n.Input(2); name != "" {
@@ -328,6 +369,62 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 	return g, frozen, g.Rebuild(out)
 }
 
+// foldInto folds BatchNormalization bn into conv n, whose weight quantizer qw reads bn's γ
+// and σ²: n's weight and bias become the folded ones (new constants of the same names; a
+// bias is added if n had none), n writes bn's output, qw reads the weight alone, and bn's
+// constants that nothing else reads are removed. The caller drops bn from the nodes.
+func foldInto(g *graph.Graph, n, bn, qw *graph.Node) error {
+	var p [4]*graph.Tensor
+	for i := range p {
+		if p[i] = g.Consts[bn.Input(i+1)]; p[i] == nil || p[i].DType != graph.Float32 {
+			return fmt.Errorf("BatchNormalization %q: input %q is not a float constant", bn.Name, bn.Input(i+1))
+		}
+	}
+	eps, err := bn.Float("epsilon", 1e-5)
+	if err != nil {
+		return err
+	}
+	w := g.Consts[qw.Inputs[0]]
+	ch := len(p[0].F)
+	if w == nil || w.DType != graph.Float32 || len(w.Shape) < 2 || w.Shape[0] != ch {
+		return fmt.Errorf("node %q: weight %q does not hold %d filters", n.Name, qw.Inputs[0], ch)
+	}
+	var b *graph.Tensor
+	if name := n.Input(2); name != "" {
+		if b = g.Consts[name]; b == nil || len(b.F) != ch {
+			return fmt.Errorf("node %q: bias %q is not %d constants", n.Name, name, ch)
+		}
+	}
+	wf, bf := make([]float32, len(w.F)), make([]float32, ch)
+	per := len(w.F) / ch
+	for c := range ch {
+		cb := float32(0)
+		if b != nil {
+			cb = b.F[c]
+		}
+		var a float64
+		a, bf[c] = quant.FoldBN(p[0].F[c], p[1].F[c], p[2].F[c], p[3].F[c], cb, eps)
+		for i := c * per; i < (c+1)*per; i++ {
+			wf[i] = float32(float64(w.F[i]) * a)
+		}
+	}
+	g.Consts[qw.Inputs[0]] = graph.NewFloat(w.Shape, wf)
+	if n.Input(2) == "" {
+		n.Inputs = append(n.Inputs[:2], n.Name+"/bias")
+	}
+	g.Consts[n.Inputs[2]] = graph.NewFloat([]int{ch}, bf)
+	qw.Inputs = qw.Inputs[:1]
+	delete(qw.Attrs, "epsilon")
+	n.Outputs[0] = bn.Outputs[0]
+	readers := g.Consumers()
+	for _, c := range bn.Inputs[1:] {
+		if rs := readers[c]; len(rs) == 1 && rs[0] == bn {
+			delete(g.Consts, c)
+		}
+	}
+	return nil
+}
+
 // layerGrid returns the attributes of the bias grid of a layer with quantizers qw and qa;
 // ok is false when either is float (export then rounds no bias).
 func layerGrid(qw, qa *graph.Node) (attrs *graph.Node, ok bool, err error) {
@@ -355,6 +452,12 @@ func layerGrid(qw, qa *graph.Node) (attrs *graph.Node, ok bool, err error) {
 	a.SetInt("axis", ax)
 	a.SetInt("abits", int64(abits))
 	a.SetInt("signed", signed)
+	if Pow2(qw) != Pow2(qa) {
+		return nil, false, fmt.Errorf("layer quantizers %q and %q: one has power-of-two scales, the other not", qw.Name, qa.Name)
+	}
+	if Pow2(qa) {
+		a.SetInt("pow2", 1)
+	}
 	return a, true, nil
 }
 
@@ -370,7 +473,7 @@ func ExportForm(g *graph.Graph) (*graph.Graph, error) {
 		case OpFrozenBatchNorm:
 			n.Op, n.Domain = "BatchNormalization", ""
 			n.Inputs = n.Inputs[:5]
-			for _, k := range []string{"wbits", "axis", "abits", "signed"} {
+			for _, k := range []string{"wbits", "axis", "abits", "signed", "pow2"} {
 				delete(n.Attrs, k)
 			}
 		case OpQuantBias:

@@ -14,13 +14,19 @@ const Domain = "qnas"
 
 // The fake quantizers of a fixed architecture (quantization-aware training):
 //
-//	QuantWeight(W) → Ŵ   attributes bits (one per output channel, or one for all), axis
-//	QuantAct(x, clip) → x̂ attributes bits, signed
+//	QuantWeight(W [, γ, σ²]) → Ŵ   attributes bits (one per output channel, or one for
+//	                               all), axis, pow2, epsilon
+//	QuantAct(x, clip) → x̂          attributes bits, signed, pow2
 //
 // Both round with package quant, so their outputs are what the exported QDQ model computes,
 // and pass gradients straight through (STE): dW = dŴ; dx = dx̂ inside the clipping range and
 // 0 outside, and the clip learns PACT's gradient, the sum of dx̂ over the clipped inputs
 // (signed: minus those clipped below −clip).
+//
+// With pow2 = 1 the exported scales are powers of two (quant.Pow2WeightScales,
+// quant.Pow2Clip): the clip in use is the learned one moved to the nearest such grid, and a
+// weight that export folds a BatchNormalization into reads that BatchNormalization's γ and
+// running σ² (and its epsilon), so that the folded filter's scale is the power of two.
 const (
 	OpQuantWeight = "QuantWeight"
 	OpQuantAct    = "QuantAct"
@@ -29,9 +35,13 @@ const (
 func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantWeight, Domain: Domain, Internal: true, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
-		MinInputs: 1, MaxInputs: 1, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
+		MinInputs: 1, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
-			if _, _, err := weightQuantAttrs(c.Node, c.In[0]); err != nil {
+			bits, axis, err := weightQuantAttrs(c.Node, c.In[0])
+			if err != nil {
+				return nil, err
+			}
+			if err := foldInputs(c.Node, c.In, len(bits), axis); err != nil {
 				return nil, err
 			}
 			return []graph.Shape{c.In[0]}, nil
@@ -93,6 +103,30 @@ func weightQuantAttrs(n *graph.Node, w graph.Shape) (bits []int, axis int, err e
 	return bits, axis, nil
 }
 
+// foldInputs checks a QuantWeight's optional BatchNorm inputs: none, or γ and σ² of one value
+// per filter, which only a pow2 quantizer of a Conv weight (axis 0) reads.
+func foldInputs(n *graph.Node, in []graph.Shape, filters, axis int) error {
+	if len(in) == 1 {
+		return nil
+	}
+	if len(in) != 3 || axis != 0 || !Pow2(n) {
+		return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "γ and σ² inputs are for a pow2 quantizer of a Conv weight (axis 0), both"}
+	}
+	for _, s := range in[1:] {
+		if graph.Shape(s).Elems() != int64(filters) {
+			return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: fmt.Sprintf("BatchNorm input of shape %v for %d filters", s, filters)}
+		}
+	}
+	return nil
+}
+
+// Pow2 reports whether quantizer n (QuantWeight, QuantAct, or a FrozenBatchNorm or
+// QuantBias of their grid) has power-of-two scales.
+func Pow2(n *graph.Node) bool {
+	v, err := n.Int("pow2", 0)
+	return err == nil && v != 0
+}
+
 // actQuantAttrs returns a QuantAct node's bits and signedness.
 func actQuantAttrs(n *graph.Node) (bits int, signed bool, err error) {
 	b, err := n.Int("bits", 8)
@@ -116,6 +150,12 @@ type quantWeight struct {
 	axis   int
 	scales []float32
 	t      []float32 // axis 1: the weight transposed to rows of output channels
+	pow2   bool
+	gamma  *engine.Value // with pow2, the BatchNorm folded into the filters at export (or nil)
+	vr     *engine.Value
+	dgamma *engine.GradDst
+	dvr    *engine.GradDst
+	eps    float32
 }
 
 func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
@@ -123,28 +163,63 @@ func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &quantWeight{w: b.In[0], y: b.Out[0], dw: b.InGrad(0), bits: bits, axis: axis, scales: make([]float32, len(bits))}
+	k := &quantWeight{w: b.In[0], y: b.Out[0], dw: b.InGrad(0), bits: bits, axis: axis, scales: make([]float32, len(bits)),
+		pow2: Pow2(b.Node)}
 	if axis == 1 {
 		k.t = make([]float32, b.In[0].Len())
+	}
+	if len(b.In) == 3 {
+		eps, err := b.Node.Float("epsilon", 1e-5)
+		if err != nil {
+			return nil, err
+		}
+		k.gamma, k.vr, k.eps = b.In[1], b.In[2], eps
+		k.dgamma, k.dvr = b.InGrad(1), b.InGrad(2)
 	}
 	return k, nil
 }
 
 func (k *quantWeight) Forward(bool) {
 	if k.axis == 0 {
-		quant.FakeQuantWeights(k.w.Data, k.bits, k.scales, k.y.Data)
+		k.quantize(k.w.Data, k.y.Data)
 		return
 	}
 	// [in, out] → rows of out channels, quantize, and back.
 	rows, cols := k.w.Shape[0], k.w.Shape[1]
 	transpose(k.w.Data, k.t, rows, cols)
-	quant.FakeQuantWeights(k.t, k.bits, k.scales, k.t)
+	k.quantize(k.t, k.t)
 	transpose(k.t, k.y.Data, cols, rows)
+}
+
+// quantize fake-quantizes the rows of output channels w into out (which may alias w).
+func (k *quantWeight) quantize(w, out []float32) {
+	if !k.pow2 {
+		quant.FakeQuantWeights(w, k.bits, k.scales, out)
+		return
+	}
+	per := len(w) / len(k.bits)
+	for c, b := range k.bits {
+		if b == quant.Float {
+			continue
+		}
+		a := 1.0
+		if k.gamma != nil {
+			a, _ = quant.FoldBN(k.gamma.Data[c], 0, 0, k.vr.Data[c], 0, k.eps)
+		}
+		k.scales[c], _, _ = quant.Pow2WeightScales(quant.MaxAbs(w[c*per:(c+1)*per]), b, a)
+	}
+	quant.QuantizeRows(w, k.bits, k.scales, out)
 }
 
 func (k *quantWeight) Backward() {
 	if k.dw != nil {
 		copy(k.dw.Buf, k.y.Grad)
+	}
+	// γ and σ² only set the grid: no gradient flows to them through it.
+	for _, d := range []*engine.GradDst{k.dgamma, k.dvr} {
+		if d != nil {
+			clear(d.Buf)
+		}
 	}
 }
 
@@ -163,6 +238,7 @@ type quantAct struct {
 	bits       int
 	signed     bool
 	partial    []float64 // per chunk: its share of the clip's gradient
+	pow2       bool
 }
 
 // actChunk is the number of elements one task of a QuantAct kernel handles; fixed, so the
@@ -176,7 +252,7 @@ func buildQuantAct(b *engine.Build) (engine.Kernel, error) {
 	}
 	n := (b.In[0].Len() + actChunk - 1) / actChunk
 	return &quantAct{x: b.In[0], clip: b.In[1], y: b.Out[0], dx: b.InGrad(0), dclip: b.InGrad(1), bits: bits, signed: signed,
-		partial: make([]float64, n)}, nil
+		partial: make([]float64, n), pow2: Pow2(b.Node)}, nil
 }
 
 // chunks runs fn over the kernel's chunks [lo, hi) of the activation in parallel.
@@ -196,9 +272,19 @@ func (k *quantAct) Forward(bool) {
 	})
 }
 
-// clipValue is the clip in use: a learned bound can be pushed to or below zero by a bad
-// step, which would make the grid empty; it is kept at a small positive value.
-func (k *quantAct) clipValue() float32 { return max(k.clip.Data[0], 1e-6) }
+// clipValue is the clip in use (ClipInUse).
+func (k *quantAct) clipValue() float32 { return ClipInUse(k.clip.Data[0], k.bits, k.signed, k.pow2) }
+
+// ClipInUse is the clip a QuantAct of learned clip c uses: a learned bound can be pushed to
+// or below zero by a bad step, which would make the grid empty, so it is kept at a small
+// positive value; with pow2 it is moved to the grid of the nearest power-of-two scale.
+func ClipInUse(c float32, bits int, signed, pow2 bool) float32 {
+	c = max(c, 1e-6)
+	if pow2 {
+		c = quant.Pow2Clip(c, bits, signed)
+	}
+	return c
+}
 
 func (k *quantAct) Backward() {
 	if k.bits == quant.Float {

@@ -26,7 +26,12 @@ type Space struct {
 	// op reading them does not declare as weights. Training graphs read them through a
 	// Learned node, so that they train with the weights.
 	ChannelParams []string
-	byName        map[string]*Layer
+	// Pow2Scales makes the quantizers of fixed architectures (Resolved.Apply) keep their
+	// exported scales powers of two, so that ONNX Runtime's float and integer kernels
+	// compute the same integers from the exported model (docs/method.md); the search's
+	// mixed quantizers keep free scales.
+	Pow2Scales bool
+	byName     map[string]*Layer
 	// chans maps an activation to the channels it carries: the groups concatenated along
 	// one axis and, after a Flatten, the number of columns each channel became.
 	chans map[string]chanRef

@@ -423,6 +423,7 @@ func checkReportFields(t *testing.T, reports []string) {
 var rareFields = map[string]bool{
 	"saturated_biases": true, // only when an integer bias had to be clamped to int32
 	"sensitivity":      true, // only with optimize --method sensitivity
+	"pow2_scales":      true, // only with --pow2-scales
 }
 
 // collectKeys adds the keys of every object in v to keys.

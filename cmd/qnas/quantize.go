@@ -41,6 +41,7 @@ func (q *quantFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&q.Threads, "threads", 2, "CPU threads")
 	f.StringVar(&o.CostModel, "cost", o.CostModel, "cost model: "+strings.Join(supernet.CostKinds, ", "))
 	f.StringVar(&o.Target, "target", "", "device profile (a file, or a shipped one: "+strings.Join(supernet.ShippedTargets(), ", ")+") as the cost model")
+	f.BoolVar(&o.Pow2Scales, "pow2-scales", false, "make every scale of the output a power of two: ONNX Runtime then computes exactly what qnas computes at every optimization level, and integer hardware can shift instead of multiply (costs some accuracy at low bits)")
 	f.StringVar(&o.Output.Format, "format", o.Output.Format, "output format: qdq or qonnx")
 	f.BoolVar(&o.Output.Pack, "pack", false, "store weights of layers at ≤ 4 bits as INT4 (opset 21, IR 10)")
 	f.Int64Var(&o.Output.IRVersion, "ir", o.Output.IRVersion, "ONNX IR version of the output (10 also writes per-node metadata_props)")

@@ -64,6 +64,7 @@ var passFlags = []passFlag{
 	{"distill-temp", "float", "distill-temp", "distillation temperature (as optimize)"},
 	{"cost", "string", "cost", "cost model: bops (default), bops-acc or size"},
 	{"target", "string", "target", "device profile as the cost model (as optimize)"},
+	{"pow2-scales", "bool", "pow2-scales", "power-of-two scales (as optimize)"},
 	{"format", "string", "format", "output format: qdq (default) or qonnx"},
 	{"pack", "bool", "pack", "INT4 weights for layers at ≤ 4 bits (as optimize)"},
 	{"ir", "int", "ir", "ONNX IR version of the outputs (as optimize)"},

@@ -81,6 +81,46 @@ func ActScale(clip float32, bits int, signed bool) float32 {
 	return clip / float32(ActMax(bits, signed))
 }
 
+// Pow2 returns the power of two nearest x on a log scale, 2^round(log₂ x), for a
+// positive finite x; other values are returned as they are.
+func Pow2(x float32) float32 {
+	if !(x > 0) || math.IsInf(float64(x), 0) {
+		return x
+	}
+	return float32(math.Exp2(math.Round(math.Log2(float64(x)))))
+}
+
+// Pow2Clip returns the clip of the b-bit activation grid whose scale is the power of two
+// nearest clip's: Pow2(ActScale(clip))·ActMax. Its ActScale is that power of two exactly.
+func Pow2Clip(clip float32, bits int, signed bool) float32 {
+	if bits == Float {
+		return clip
+	}
+	return Pow2(ActScale(clip, bits, signed)) * float32(ActMax(bits, signed))
+}
+
+// Pow2WeightScales returns the scales of a b-bit filter whose largest weight magnitude is
+// maxAbs when the exported scale must be a power of two, with the BatchNorm factor a that
+// export folds into it (1 without one): folded = Pow2(maxAbs·|a| / (2^(b−1)−1)) is the
+// scale written, and unfolded = folded/|a| the scale the filter's own weight is quantized
+// with (training and export alike), so both give the same integers. ok is false when a is
+// 0 (the filter is zeroed) or folded is not a positive finite number.
+func Pow2WeightScales(maxAbs float32, bits int, a float64) (unfolded, folded float32, ok bool) {
+	a = math.Abs(a)
+	if !(a > 0) || math.IsInf(a, 0) {
+		return 1, 1, false
+	}
+	m := float64(maxAbs) * a
+	if !(m > 0) {
+		m = 1 // an all-zero filter: its integers are 0 whatever the scale
+	}
+	folded = Pow2(float32(m / float64(WeightMax(bits))))
+	if !(folded > 0) || math.IsInf(float64(folded), 0) {
+		return 1, 1, false
+	}
+	return float32(float64(folded) / a), folded, true
+}
+
 // MaxAbs returns the largest magnitude in v.
 func MaxAbs(v []float32) float32 {
 	var m float32
@@ -97,18 +137,28 @@ func MaxAbs(v []float32) float32 {
 func FakeQuantWeights(w []float32, bits []int, scales, out []float32) {
 	per := len(w) / len(bits)
 	for c, b := range bits {
+		scales[c] = 0
+		if b != Float {
+			scales[c] = WeightScale(MaxAbs(w[c*per:(c+1)*per]), b)
+		}
+	}
+	QuantizeRows(w, bits, scales, out)
+}
+
+// QuantizeRows is FakeQuantWeights with the scales given: row c onto its bits[c]-bit grid
+// of scale scales[c]. Rows at Float bits are copied.
+func QuantizeRows(w []float32, bits []int, scales, out []float32) {
+	per := len(w) / len(bits)
+	for c, b := range bits {
 		row, dst := w[c*per:(c+1)*per], out[c*per:(c+1)*per]
 		if b == Float {
 			copy(dst, row)
-			scales[c] = 0
 			continue
 		}
-		s := WeightScale(MaxAbs(row), b)
-		hi := float32(WeightMax(b))
+		s, hi := scales[c], float32(WeightMax(b))
 		for i, x := range row {
 			dst[i] = Quantize(x, s, -hi, hi) * s
 		}
-		scales[c] = s
 	}
 }
 

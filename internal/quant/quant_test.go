@@ -193,3 +193,42 @@ func TestQuantizeBiasSaturated(t *testing.T) {
 		}
 	}
 }
+
+// Power-of-two scales: Pow2 picks the nearer power on a log scale; a Pow2Clip grid's scale
+// is exactly a power of two; Pow2WeightScales' folded scale is one, its unfolded scale
+// times |a| gives it back to within a float rounding, and the filter's largest weight
+// lies within a factor √2 of the grid's end (the nearest power is up to √2 from the free
+// scale either way; past the end, weights saturate).
+func TestPow2Scales(t *testing.T) {
+	for _, c := range []struct{ x, want float32 }{{1, 1}, {0.75, 1}, {0.7, 0.5}, {1.5, 2}, {1.4, 1}, {3e-5, 1.0 / 32768}, {96, 128}} {
+		if got := Pow2(c.x); got != c.want {
+			t.Errorf("Pow2(%g) = %g, want %g", c.x, got, c.want)
+		}
+	}
+	isPow2 := func(v float32) bool { e := math.Log2(float64(v)); return e == math.Round(e) }
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 1000 {
+		bits := MinBits + r.IntN(MaxBits-MinBits+1)
+		signed := r.IntN(2) == 1
+		clip := float32(math.Exp(r.NormFloat64() * 3))
+		pc := Pow2Clip(clip, bits, signed)
+		if s := ActScale(pc, bits, signed); !isPow2(s) || pc/clip > math.Sqrt2*1.0001 || clip/pc > math.Sqrt2*1.0001 {
+			t.Fatalf("Pow2Clip(%g, %d, %v) = %g: scale %g", clip, bits, signed, pc, s)
+		}
+		maxAbs := float32(math.Exp(r.NormFloat64() * 2))
+		a := math.Exp(r.NormFloat64()) * float64(1-2*r.IntN(2))
+		u, f, ok := Pow2WeightScales(maxAbs, bits, a)
+		if !ok || !isPow2(f) {
+			t.Fatalf("Pow2WeightScales(%g, %d, %g) = %g, %g, %v", maxAbs, bits, a, u, f, ok)
+		}
+		if d := math.Abs(float64(u)*math.Abs(a)/float64(f) - 1); d > 1e-6 {
+			t.Fatalf("unfolded %g × |a| = %g, folded %g", u, float64(u)*math.Abs(a), f)
+		}
+		if q := maxAbs / u; q > float32(WeightMax(bits))*math.Sqrt2*1.0001 || q < float32(WeightMax(bits))/math.Sqrt2/1.0001 {
+			t.Fatalf("largest weight at %g steps of a %d-bit grid", q, bits)
+		}
+	}
+	if _, _, ok := Pow2WeightScales(1, 4, 0); ok {
+		t.Error("a zero BatchNorm factor gives a scale")
+	}
+}
