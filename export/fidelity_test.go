@@ -212,9 +212,14 @@ func predictNorm(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normal
 func predictMargins(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Normalize) ([]int, []float64) {
 	t.Helper()
 	logits := qnasLogits(t, g, d, norm)
-	cols := len(logits) / d.N
+	return argmax(logits, d.N), margins(logits, d.N)
+}
+
+// margins returns the margin of each of the n rows of logits.
+func margins(logits []float32, n int) []float64 {
+	cols := len(logits) / n
 	var margins []float64
-	for r := range d.N {
+	for r := range n {
 		row := slices.Clone(logits[r*cols : (r+1)*cols])
 		slices.Sort(row)
 		m := 0.0
@@ -223,7 +228,7 @@ func predictMargins(t testing.TB, g *graph.Graph, d *data.Dataset, norm data.Nor
 		}
 		margins = append(margins, m)
 	}
-	return argmax(logits, d.N), margins
+	return margins
 }
 
 // qnasLogits returns the logits of every sample of d under g, run by qnas's engine.
@@ -602,16 +607,22 @@ func TestExtraExportsMatchONNXRuntime(t *testing.T) {
 			extraExportOnRandomInputs(t, path, m.Graph)
 			continue
 		}
-		want, margins := predictMargins(t, m.Graph, test, norm)
+		wl := qnasLogits(t, m.Graph, test, norm)
+		want, margins := argmax(wl, test.N), margins(wl, test.N)
+		largest := 0.0
+		for _, v := range wl {
+			largest = max(largest, math.Abs(float64(v)))
+		}
 		classes := map[int]bool{}
 		for _, c := range want {
 			classes[c] = true
 		}
 		check := func(what, file string, level ortrun.OptLevel) {
-			got := ortPredictNorm(t, file, test, level, norm)
+			gl := ortLogits(t, file, test, level, norm)
+			got := argmax(gl, test.N)
 			agree, accQ, accO := agreement(want, got, test.Labels)
-			t.Logf("%s %s: agreement %.4f, accuracy qnas %.4f, ONNX Runtime %.4f (%d images, %d classes predicted)%s",
-				filepath.Base(path), what, agree, accQ, accO, len(got), len(classes), disputedMargins(want, got, margins))
+			t.Logf("%s %s: agreement %.4f, accuracy qnas %.4f, ONNX Runtime %.4f (%d images, %d classes predicted), largest logit difference %.2g of the largest logit%s",
+				filepath.Base(path), what, agree, accQ, accO, len(got), len(classes), maxDiff(gl, wl)/largest, disputedMargins(want, got, margins))
 			if !closeEnough(want, got, test.Labels) {
 				t.Errorf("%s %s: agreement %.4f, accuracy %.4f vs %.4f", filepath.Base(path), what, agree, accQ, accO)
 			}
