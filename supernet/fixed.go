@@ -21,9 +21,9 @@ const (
 // filters, every quantized layer's weight read through a QuantWeight (the bits of its kept
 // filters) and its input through its own QuantAct, whose clip starts at 1 until calibrated,
 // and every channel parameter through a Learned node. Float layers (32 bits) get no
-// quantizer. With the space's Pow2Scales the quantizers keep their exported scales powers of two
-// (QuantWeight and QuantAct's pow2): a Conv weight followed by a BatchNormalization, which
-// export folds into it, is quantized on the grid its folded form will have.
+// quantizer. With the space's Pow2Scales the quantizers keep their exported scales powers
+// of two (QuantWeight and QuantAct's pow2): a Conv weight followed by a BatchNormalization,
+// which export folds into it, is quantized on the grid its folded form will have.
 func (r *Resolved) Apply() (*graph.Graph, error) {
 	keep := map[*Group][]int{}
 	for _, gr := range r.Space.Groups {
