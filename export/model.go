@@ -290,11 +290,7 @@ func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN, pow2 bo
 			}
 		}
 		if pow2 && sign != 0 {
-			row := make([]float32, len(idx))
-			for j, i := range idx {
-				row[j] = w.F[i]
-			}
-			s0, s, _ = quant.Pow2WeightScales(row, b, a)
+			s0, s, _ = quant.Pow2WeightScales(maxAbs, b, a)
 		}
 		for _, i := range idx {
 			ints[i] = sign * int64(quant.Quantize(w.F[i], s0, -hi, hi))

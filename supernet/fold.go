@@ -109,16 +109,13 @@ func biasGrid(n *graph.Node, w graph.Shape) (grid, error) {
 func (g grid) scales(w *engine.Value, a []float64, ws, fs []float32) {
 	n := len(g.wbits)
 	per := w.Len() / n
-	var row []float32 // axis 1: filter c's weights, gathered
-	if g.axis != 0 {
-		row = make([]float32, per)
-	}
 	for c, bits := range g.wbits {
+		var m float32
 		if g.axis == 0 {
-			row = w.Data[c*per : (c+1)*per]
+			m = quant.MaxAbs(w.Data[c*per : (c+1)*per])
 		} else {
-			for i := range row {
-				row[i] = w.Data[i*n+c]
+			for i := c; i < w.Len(); i += n {
+				m = max(m, w.Data[i], -w.Data[i])
 			}
 		}
 		f := 1.0
@@ -126,10 +123,10 @@ func (g grid) scales(w *engine.Value, a []float64, ws, fs []float32) {
 			f = a[c]
 		}
 		if g.pow2 {
-			ws[c], fs[c], _ = quant.Pow2WeightScales(row, bits, f)
+			ws[c], fs[c], _ = quant.Pow2WeightScales(m, bits, f)
 			continue
 		}
-		ws[c] = quant.WeightScale(quant.MaxAbs(row), bits)
+		ws[c] = quant.WeightScale(m, bits)
 		var ok bool
 		if fs[c], ok = quant.FoldedScale(ws[c], f); !ok {
 			fs[c] = 1 // export: a zero BatchNorm scale zeroes the filter and keeps scale 1

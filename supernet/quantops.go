@@ -206,7 +206,7 @@ func (k *quantWeight) quantize(w, out []float32) {
 		if k.gamma != nil {
 			a, _ = quant.FoldBN(k.gamma.Data[c], 0, 0, k.vr.Data[c], 0, k.eps)
 		}
-		k.scales[c], _, _ = quant.Pow2WeightScales(w[c*per:(c+1)*per], b, a)
+		k.scales[c], _, _ = quant.Pow2WeightScales(quant.MaxAbs(w[c*per:(c+1)*per]), b, a)
 	}
 	quant.QuantizeRows(w, k.bits, k.scales, out)
 }

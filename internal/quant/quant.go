@@ -99,44 +99,26 @@ func Pow2Clip(clip float32, bits int, signed bool) float32 {
 	return Pow2(ActScale(clip, bits, signed)) * float32(ActMax(bits, signed))
 }
 
-// Pow2WeightScales returns the scales of a b-bit filter of weights w when the exported
-// scale must be a power of two, with the BatchNorm factor a that export folds into it (1
-// without one). The exported scale folded is one of the two powers of two around
-// max|w·a| / (2^(b−1)−1): the lower one saturates the largest weights, the upper one leaves
-// part of the grid unused, and the one whose grid holds w with the smaller squared error
-// is taken (the upper on a tie). unfolded = folded/|a| is the scale the filter's own weight
-// is quantized with (training and export alike), so both give the same integers. ok is
-// false when a is 0 (the filter is zeroed) or no positive finite scale results.
-func Pow2WeightScales(w []float32, bits int, a float64) (unfolded, folded float32, ok bool) {
+// Pow2WeightScales returns the scales of a b-bit filter whose largest weight magnitude is
+// maxAbs when the exported scale must be a power of two, with the BatchNorm factor a that
+// export folds into it (1 without one): folded = Pow2(maxAbs·|a| / (2^(b−1)−1)) is the
+// scale written, and unfolded = folded/|a| the scale the filter's own weight is quantized
+// with (training and export alike), so both give the same integers. ok is false when a is
+// 0 (the filter is zeroed) or folded is not a positive finite number.
+func Pow2WeightScales(maxAbs float32, bits int, a float64) (unfolded, folded float32, ok bool) {
 	a = math.Abs(a)
 	if !(a > 0) || math.IsInf(a, 0) {
 		return 1, 1, false
 	}
-	m := float64(MaxAbs(w)) * a
+	m := float64(maxAbs) * a
 	if !(m > 0) {
-		return float32(1 / a), 1, true // an all-zero filter: its integers are 0 whatever the scale
+		m = 1 // an all-zero filter: its integers are 0 whatever the scale
 	}
-	lo := math.Exp2(math.Floor(math.Log2(m / float64(WeightMax(bits)))))
-	hi := float32(WeightMax(bits))
-	best, bestErr := float32(0), math.Inf(1)
-	for _, f := range []float64{2 * lo, lo} {
-		s := float32(f / a)
-		if !(s > 0) || math.IsInf(float64(s), 0) || math.IsInf(f, 0) {
-			continue
-		}
-		e := 0.0
-		for _, x := range w {
-			d := float64(x - Quantize(x, s, -hi, hi)*s)
-			e += d * d
-		}
-		if e < bestErr {
-			best, bestErr, folded = s, e, float32(f)
-		}
-	}
-	if best == 0 {
+	folded = Pow2(float32(m / float64(WeightMax(bits))))
+	if !(folded > 0) || math.IsInf(float64(folded), 0) {
 		return 1, 1, false
 	}
-	return best, folded, true
+	return float32(float64(folded) / a), folded, true
 }
 
 // MaxAbs returns the largest magnitude in v.
