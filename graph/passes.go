@@ -335,6 +335,77 @@ func (g *Graph) CanonicalReshape() error {
 	return g.RemoveDeadCode()
 }
 
+// FoldBatchNormInto folds BatchNormalization bn, the only reader of conv's output, into
+// conv, whose filters (along axis 0) are the float constant weight: conv's input 1, or the
+// input of an op that reads it for conv. The weight and the conv's bias (added if it had
+// none) become new constants of their names, W·γ/√(σ²+ε) and (b − μ)·γ/√(σ²+ε) + β, and conv
+// writes bn's output. The caller removes bn from g.Nodes.
+func (g *Graph) FoldBatchNormInto(conv, bn *Node, weight string) error {
+	var p [4]*Tensor
+	for i := range p {
+		if p[i] = g.Consts[bn.Input(i+1)]; p[i] == nil || p[i].DType != Float32 {
+			return fmt.Errorf("BatchNormalization %q: input %q is not a float constant", bn.Name, bn.Input(i+1))
+		}
+	}
+	w := g.Consts[weight]
+	if w == nil || w.DType != Float32 || len(w.Shape) < 2 {
+		return fmt.Errorf("node %q: weight %q is not a float constant of rank ≥ 2", conv.Name, weight)
+	}
+	oc := w.Shape[0]
+	var bias *Tensor
+	if name := conv.Input(2); name != "" {
+		if bias = g.Consts[name]; bias == nil || bias.DType != Float32 {
+			return fmt.Errorf("node %q: bias %q is not a float constant", conv.Name, name)
+		}
+	}
+	if oc == 0 || len(w.F)%oc != 0 || (bias != nil && len(bias.F) != oc) ||
+		slices.ContainsFunc(p[:], func(t *Tensor) bool { return len(t.F) != oc }) {
+		return fmt.Errorf("node %q: BatchNormalization %q does not match its %d filters", conv.Name, bn.Name, oc)
+	}
+	var names *valueNames
+	if conv.Input(2) == "" {
+		names = g.valueNames()
+	}
+	return g.foldPair(conv, bn, weight, p, bias, names)
+}
+
+// foldPair is the arithmetic of FoldBatchNormInto on checked inputs (p: γ, β, μ, σ²; names
+// for a new bias's name when conv has none).
+func (g *Graph) foldPair(conv, bn *Node, weight string, p [4]*Tensor, bias *Tensor, names *valueNames) error {
+	eps, err := bn.Float("epsilon", 1e-5)
+	if err != nil {
+		return err
+	}
+	w := g.Consts[weight]
+	oc := w.Shape[0]
+	per := len(w.F) / oc
+	nw := w.Clone()
+	nb := make([]float32, oc)
+	for c := 0; c < oc; c++ {
+		gamma, beta, mean, variance := float64(p[0].F[c]), float64(p[1].F[c]), float64(p[2].F[c]), float64(p[3].F[c])
+		s := gamma / math.Sqrt(variance+float64(eps))
+		for k := 0; k < per; k++ {
+			nw.F[c*per+k] = float32(float64(w.F[c*per+k]) * s)
+		}
+		b := 0.0
+		if bias != nil {
+			b = float64(bias.F[c])
+		}
+		nb[c] = float32((b-mean)*s + beta)
+	}
+	g.Consts[weight] = nw
+	bname := conv.Input(2)
+	if bname == "" {
+		bname = names.unique(conv.Name + "/bias")
+		conv.Inputs = append(conv.Inputs[:2], bname)
+	}
+	g.Consts[bname] = NewFloat([]int{oc}, nb)
+	// The conv now produces the BN's output value.
+	delete(g.Shapes, conv.Outputs[0])
+	conv.Outputs[0] = bn.Outputs[0]
+	return nil
+}
+
 // FoldBatchNorm folds every inference BatchNormalization that directly follows a Conv (whose
 // output nothing else reads) into that Conv's weights and bias:
 // W' = W·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β.
@@ -375,43 +446,17 @@ func (g *Graph) FoldBatchNormIf(fold func(bn *Node) bool) error {
 				continue
 			}
 		}
-		eps, err := bn.Float("epsilon", 1e-5)
-		if err != nil {
-			return err
-		}
 		oc := w.Shape[0]
 		if oc == 0 || len(w.F)%oc != 0 || (bias != nil && (bias.DType != Float32 || len(bias.F) != oc)) ||
 			slices.ContainsFunc(p[:], func(t *Tensor) bool { return len(t.F) != oc }) {
 			continue // nothing to fold, or inputs shape inference would have refused
 		}
-		per := len(w.F) / oc
-		nw := w.Clone()
-		nb := make([]float32, oc)
-		for c := 0; c < oc; c++ {
-			gamma, beta, mean, variance := float64(p[0].F[c]), float64(p[1].F[c]), float64(p[2].F[c]), float64(p[3].F[c])
-			s := gamma / math.Sqrt(variance+float64(eps))
-			for k := 0; k < per; k++ {
-				nw.F[c*per+k] = float32(float64(w.F[c*per+k]) * s)
-			}
-			b := 0.0
-			if bias != nil {
-				b = float64(bias.F[c])
-			}
-			nb[c] = float32((b-mean)*s + beta)
+		if conv.Input(2) == "" && names == nil {
+			names = g.valueNames()
 		}
-		g.Consts[conv.Inputs[1]] = nw
-		bname := conv.Input(2)
-		if bname == "" {
-			if names == nil {
-				names = g.valueNames()
-			}
-			bname = names.unique(conv.Name + "/bias")
-			conv.Inputs = append(conv.Inputs[:2], bname)
+		if err := g.foldPair(conv, bn, conv.Inputs[1], p, bias, names); err != nil {
+			return err
 		}
-		g.Consts[bname] = NewFloat([]int{oc}, nb)
-		// The conv now produces the BN's output value.
-		delete(g.Shapes, conv.Outputs[0])
-		conv.Outputs[0] = bn.Outputs[0]
 		removed[bn] = true
 	}
 	for _, n := range g.Nodes {

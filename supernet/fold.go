@@ -370,52 +370,14 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 }
 
 // foldInto folds BatchNormalization bn into conv n, whose weight quantizer qw reads bn's γ
-// and σ²: n's weight and bias become the folded ones (new constants of the same names; a
-// bias is added if n had none), n writes bn's output, qw reads the weight alone, and bn's
+// and σ² (graph.FoldBatchNormInto): qw then reads the folded weight alone, and bn's
 // constants that nothing else reads are removed. The caller drops bn from the nodes.
 func foldInto(g *graph.Graph, n, bn, qw *graph.Node) error {
-	var p [4]*graph.Tensor
-	for i := range p {
-		if p[i] = g.Consts[bn.Input(i+1)]; p[i] == nil || p[i].DType != graph.Float32 {
-			return fmt.Errorf("BatchNormalization %q: input %q is not a float constant", bn.Name, bn.Input(i+1))
-		}
-	}
-	eps, err := bn.Float("epsilon", 1e-5)
-	if err != nil {
-		return err
-	}
-	w := g.Consts[qw.Inputs[0]]
-	ch := len(p[0].F)
-	if w == nil || w.DType != graph.Float32 || len(w.Shape) < 2 || w.Shape[0] != ch {
-		return fmt.Errorf("node %q: weight %q does not hold %d filters", n.Name, qw.Inputs[0], ch)
-	}
-	var b *graph.Tensor
-	if name := n.Input(2); name != "" {
-		if b = g.Consts[name]; b == nil || len(b.F) != ch {
-			return fmt.Errorf("node %q: bias %q is not %d constants", n.Name, name, ch)
-		}
-	}
-	wf, bf := make([]float32, len(w.F)), make([]float32, ch)
-	per := len(w.F) / ch
-	for c := range ch {
-		cb := float32(0)
-		if b != nil {
-			cb = b.F[c]
-		}
-		var a float64
-		a, bf[c] = quant.FoldBN(p[0].F[c], p[1].F[c], p[2].F[c], p[3].F[c], cb, eps)
-		for i := c * per; i < (c+1)*per; i++ {
-			wf[i] = float32(float64(w.F[i]) * a)
-		}
-	}
-	g.Consts[qw.Inputs[0]] = graph.NewFloat(w.Shape, wf)
-	if n.Input(2) == "" {
-		n.Inputs = append(n.Inputs[:2], n.Name+"/bias")
-	}
-	g.Consts[n.Inputs[2]] = graph.NewFloat([]int{ch}, bf)
 	qw.Inputs = qw.Inputs[:1]
 	delete(qw.Attrs, "epsilon")
-	n.Outputs[0] = bn.Outputs[0]
+	if err := g.FoldBatchNormInto(n, bn, qw.Inputs[0]); err != nil {
+		return err
+	}
 	readers := g.Consumers()
 	for _, c := range bn.Inputs[1:] {
 		if rs := readers[c]; len(rs) == 1 && rs[0] == bn {
