@@ -321,43 +321,37 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 			if Pow2(qw) {
 				// Power-of-two scales: the exported sums are exact, and their ties must
 				// round as export rounds them, which a·conv(Ŵ) in float does not do. The
-				// BatchNorm is folded into the conv's weight and bias, which train on.
+				// BatchNorm is folded into the conv's weight and bias, which train on; the
+				// bias is then read through a QuantBias like any other (below).
 				if err := foldInto(g, n, bn, qw); err != nil {
 					return nil, nil, err
 				}
 				removed[bn] = true
-				if n.Input(2) == "" {
-					continue
+			} else {
+				if name := n.Input(2); name != "" {
+					// y = a·(conv + b − μ) + β: move b into μ, and the conv writes no bias.
+					b, mu := g.Consts[name], g.Consts[bn.Input(3)]
+					if b == nil || mu == nil || len(b.F) != len(mu.F) || len(consumers[name]) != 1 {
+						return nil, nil, fmt.Errorf("node %q: bias %q does not match BatchNormalization %q", n.Name, name, bn.Name)
+					}
+					m := mu.Clone()
+					for c := range m.F {
+						m.F[c] -= b.F[c]
+					}
+					g.Consts[bn.Inputs[3]] = m
+					g.Consts[name] = graph.NewFloat(b.Shape, make([]float32, len(b.F)))
+					frozen = append(frozen, name)
 				}
-				qb := &graph.Node{Name: n.Name + "/QuantBias", Op: OpQuantBias, Domain: Domain,
-					Inputs: []string{n.Inputs[2], qw.Inputs[0], qa.Inputs[1]}, Outputs: []string{n.Name + "/bias_quant"}, Attrs: gridAttrs.Attrs}
-				n.Inputs[2] = qb.Outputs[0]
-				out = slices.Insert(out, len(out)-1, qb)
+				bn.Op, bn.Domain = OpFrozenBatchNorm, Domain
+				bn.Inputs = append(bn.Inputs[:5], qw.Inputs[0], qa.Inputs[1])
+				bn.Outputs = bn.Outputs[:1]
+				delete(bn.Attrs, "momentum")
+				delete(bn.Attrs, "training_mode")
+				for k, v := range gridAttrs.Attrs {
+					bn.Attrs[k] = v
+				}
 				continue
 			}
-			if name := n.Input(2); name != "" {
-				// y = a·(conv + b − μ) + β: move b into μ, and the conv writes no bias.
-				b, mu := g.Consts[name], g.Consts[bn.Input(3)]
-				if b == nil || mu == nil || len(b.F) != len(mu.F) || len(consumers[name]) != 1 {
-					return nil, nil, fmt.Errorf("node %q: bias %q does not match BatchNormalization %q", n.Name, name, bn.Name)
-				}
-				m := mu.Clone()
-				for c := range m.F {
-					m.F[c] -= b.F[c]
-				}
-				g.Consts[bn.Inputs[3]] = m
-				g.Consts[name] = graph.NewFloat(b.Shape, make([]float32, len(b.F)))
-				frozen = append(frozen, name)
-			}
-			bn.Op, bn.Domain = OpFrozenBatchNorm, Domain
-			bn.Inputs = append(bn.Inputs[:5], qw.Inputs[0], qa.Inputs[1])
-			bn.Outputs = bn.Outputs[:1]
-			delete(bn.Attrs, "momentum")
-			delete(bn.Attrs, "training_mode")
-			for k, v := range gridAttrs.Attrs {
-				bn.Attrs[k] = v
-			}
-			continue
 		}
 		if name := n.Input(2); name != "" {
 			qb := &graph.Node{Name: n.Name + "/QuantBias", Op: OpQuantBias, Domain: Domain,
