@@ -116,7 +116,15 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 				g.Consts[n.Inputs[2]] = graph.NewFloat([]int{len(f.bias)}, f.bias)
 			}
 			wname := q.Inputs[0]
-			ints, scales, err := quantizeWeight(w, info.WBits, l.WAxis, fold, supernet.Pow2(q))
+			var factors []float32 // what chooses a pow2 filter's grid (nil: its fold's a)
+			if len(q.Inputs) == 4 && fold != nil {
+				t := g.Consts[q.Inputs[3]]
+				if t == nil || t.DType != graph.Float32 || len(t.F) != len(fold.a) {
+					return nil, fmt.Errorf("layer %q: grid factors %q are not a float constant of one value per filter", l.Name, q.Inputs[3])
+				}
+				factors = t.F
+			}
+			ints, scales, err := quantizeWeight(w, info.WBits, l.WAxis, fold, supernet.Pow2(q), factors)
 			if err != nil {
 				return nil, fmt.Errorf("layer %q: %v", l.Name, err)
 			}
@@ -256,8 +264,9 @@ func bnFold(g *graph.Graph, bn, n *graph.Node) (*foldBN, error) {
 
 // quantizeWeight rounds w onto the per-filter grids of bits (along axis) with the scales
 // of package quant, and folds a BatchNormalization into the scales: filter c's integers
-// flip sign when a_c < 0 and its scale becomes scale_c·|a_c|. Integers are int8.
-func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN, pow2 bool) (*graph.Tensor, []float32, error) {
+// flip sign when a_c < 0 and its scale becomes scale_c·|a_c|. With pow2 the folded scales
+// are powers of two, chosen with factors (nil: with a). Integers are int8.
+func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN, pow2 bool, factors []float32) (*graph.Tensor, []float32, error) {
 	oc := w.Shape[axis]
 	if len(bits) != oc {
 		return nil, nil, fmt.Errorf("%d bitwidths for %d filters", len(bits), oc)
@@ -290,7 +299,11 @@ func quantizeWeight(w *graph.Tensor, bits []int, axis int, fold *foldBN, pow2 bo
 			}
 		}
 		if pow2 && sign != 0 {
-			s0, s, _ = quant.Pow2WeightScales(maxAbs, b, a)
+			f := a
+			if factors != nil {
+				f = float64(factors[c])
+			}
+			s0, s, _ = quant.Pow2WeightScales(maxAbs, b, a, f)
 		}
 		for _, i := range idx {
 			ints[i] = sign * int64(quant.Quantize(w.F[i], s0, -hi, hi))

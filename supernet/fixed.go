@@ -1,6 +1,8 @@
 package supernet
 
 import (
+	"fmt"
+	"math"
 	"slices"
 
 	"github.com/qnas/qnas/graph"
@@ -8,13 +10,15 @@ import (
 )
 
 // Names of what Apply adds for a layer L: the nodes L/QuantWeight and L/QuantAct, their
-// outputs L/weight_quant and L/input_quant, and the clip constant L/input_clip.
+// outputs L/weight_quant and L/input_quant, the clip constant L/input_clip, and with
+// power-of-two scales L/pow2_factors, the BatchNorm factors that choose the weight's grids.
 const (
 	SuffixQuantWeight = "/QuantWeight"
 	SuffixQuantAct    = "/QuantAct"
 	SuffixWeightQuant = "/weight_quant"
 	SuffixInputQuant  = "/input_quant"
 	SuffixInputClip   = "/input_clip"
+	SuffixPow2Factors = "/pow2_factors"
 )
 
 // Apply returns the training graph of the architecture: the graph pruned to the kept
@@ -23,7 +27,9 @@ const (
 // and every channel parameter through a Learned node. Float layers (32 bits) get no
 // quantizer. With the space's Pow2Scales the quantizers keep their exported scales powers
 // of two (QuantWeight and QuantAct's pow2): a Conv weight followed by a BatchNormalization,
-// which export folds into it, is quantized on the grid its folded form will have.
+// which export folds into it, is quantized on the grid its folded form will have, a power of
+// two chosen with the BatchNorm's factor of now (L/pow2_factors), which later re-estimates
+// of its statistics do not change.
 func (r *Resolved) Apply() (*graph.Graph, error) {
 	keep := map[*Group][]int{}
 	for _, gr := range r.Space.Groups {
@@ -60,7 +66,19 @@ func (r *Resolved) Apply() (*graph.Graph, error) {
 					if err != nil {
 						return nil, err
 					}
-					q.Inputs = append(q.Inputs, bn.Inputs[1], bn.Inputs[4])
+					gamma, vr := g.Consts[bn.Inputs[1]], g.Consts[bn.Inputs[4]]
+					if gamma == nil || vr == nil || gamma.DType != graph.Float32 || vr.DType != graph.Float32 ||
+						len(gamma.F) != len(bits) || len(vr.F) != len(bits) {
+						return nil, fmt.Errorf("node %q: scale and variance of BatchNormalization %q are not float constants of one value per filter", n.Name, bn.Name)
+					}
+					factors := make([]float32, len(bits))
+					for c := range factors {
+						a, _ := quant.FoldBN(gamma.F[c], 0, 0, vr.F[c], 0, eps)
+						factors[c] = float32(math.Abs(a))
+					}
+					name := l.Name + SuffixPow2Factors
+					g.Consts[name] = graph.NewFloat([]int{len(factors)}, factors)
+					q.Inputs = append(q.Inputs, bn.Inputs[1], bn.Inputs[4], name)
 					q.SetFloat("epsilon", eps)
 				}
 			}

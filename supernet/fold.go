@@ -123,7 +123,7 @@ func (g grid) scales(w *engine.Value, a []float64, ws, fs []float32) {
 			f = a[c]
 		}
 		if g.pow2 {
-			ws[c], fs[c], _ = quant.Pow2WeightScales(m, bits, f)
+			ws[c], fs[c], _ = quant.Pow2WeightScales(m, bits, f, f)
 			continue
 		}
 		ws[c] = quant.WeightScale(m, bits)
@@ -364,16 +364,18 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 }
 
 // foldInto folds BatchNormalization bn into conv n, whose weight quantizer qw reads bn's γ
-// and σ² (graph.FoldBatchNormInto): qw then reads the folded weight alone, and bn's
-// constants that nothing else reads are removed. The caller drops bn from the nodes.
+// and σ² (graph.FoldBatchNormInto): qw then reads the folded weight alone (its grids'
+// powers of two chosen anew from it), and the constants of bn and qw's factors that nothing
+// else reads are removed. The caller drops bn from the nodes.
 func foldInto(g *graph.Graph, n, bn, qw *graph.Node) error {
+	extra := qw.Inputs[1:]
 	qw.Inputs = qw.Inputs[:1]
 	delete(qw.Attrs, "epsilon")
 	if err := g.FoldBatchNormInto(n, bn, qw.Inputs[0]); err != nil {
 		return err
 	}
 	readers := g.Consumers()
-	for _, c := range bn.Inputs[1:] {
+	for _, c := range append(bn.Inputs[1:], extra...) {
 		if rs := readers[c]; len(rs) == 1 && rs[0] == bn {
 			delete(g.Consts, c)
 		}

@@ -14,8 +14,8 @@ const Domain = "qnas"
 
 // The fake quantizers of a fixed architecture (quantization-aware training):
 //
-//	QuantWeight(W [, γ, σ²]) → Ŵ   attributes bits (one per output channel, or one for
-//	                               all), axis, pow2, epsilon
+//	QuantWeight(W [, γ, σ², g]) → Ŵ  attributes bits (one per output channel, or one for
+//	                                 all), axis, pow2, epsilon
 //	QuantAct(x, clip) → x̂          attributes bits, signed, pow2
 //
 // Both round with package quant, so their outputs are what the exported QDQ model computes,
@@ -26,7 +26,10 @@ const Domain = "qnas"
 // With pow2 = 1 the exported scales are powers of two (quant.Pow2WeightScales,
 // quant.Pow2Clip): the clip in use is the learned one moved to the nearest such grid, and a
 // weight that export folds a BatchNormalization into reads that BatchNormalization's γ and
-// running σ² (and its epsilon), so that the folded filter's scale is the power of two.
+// running σ² (and its epsilon), so that the folded filter's scale is the power of two, and
+// g, the factor a = γ/√(σ²+ε) per filter when the architecture was applied, which chooses
+// that power of two (quant.Pow2WeightScales): re-estimating the statistics then moves the
+// grid with a instead of flipping filters between powers of two and back.
 const (
 	OpQuantWeight = "QuantWeight"
 	OpQuantAct    = "QuantAct"
@@ -35,7 +38,7 @@ const (
 func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantWeight, Domain: Domain, Internal: true, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
-		MinInputs: 1, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
+		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			bits, axis, err := weightQuantAttrs(c.Node, c.In[0])
 			if err != nil {
@@ -103,14 +106,14 @@ func weightQuantAttrs(n *graph.Node, w graph.Shape) (bits []int, axis int, err e
 	return bits, axis, nil
 }
 
-// foldInputs checks a QuantWeight's optional BatchNorm inputs: none, or γ and σ² of one value
-// per filter, which only a pow2 quantizer of a Conv weight (axis 0) reads.
+// foldInputs checks a QuantWeight's optional BatchNorm inputs: none, or γ, σ² and g of one
+// value per filter, which only a pow2 quantizer of a Conv weight (axis 0) reads.
 func foldInputs(n *graph.Node, in []graph.Shape, filters, axis int) error {
 	if len(in) == 1 {
 		return nil
 	}
-	if len(in) != 3 || axis != 0 || !Pow2(n) {
-		return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "γ and σ² inputs are for a pow2 quantizer of a Conv weight (axis 0), both"}
+	if len(in) != 4 || axis != 0 || !Pow2(n) {
+		return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "γ, σ² and g inputs are for a pow2 quantizer of a Conv weight (axis 0), all three"}
 	}
 	for _, s := range in[1:] {
 		if graph.Shape(s).Elems() != int64(filters) {
@@ -153,6 +156,7 @@ type quantWeight struct {
 	pow2   bool
 	gamma  *engine.Value // with pow2, the BatchNorm folded into the filters at export (or nil)
 	vr     *engine.Value
+	g      *engine.Value // the factors that choose the powers of two
 	dgamma *engine.GradDst
 	dvr    *engine.GradDst
 	eps    float32
@@ -168,12 +172,12 @@ func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
 	if axis == 1 {
 		k.t = make([]float32, b.In[0].Len())
 	}
-	if len(b.In) == 3 {
+	if len(b.In) == 4 {
 		eps, err := b.Node.Float("epsilon", 1e-5)
 		if err != nil {
 			return nil, err
 		}
-		k.gamma, k.vr, k.eps = b.In[1], b.In[2], eps
+		k.gamma, k.vr, k.g, k.eps = b.In[1], b.In[2], b.In[3], eps
 		k.dgamma, k.dvr = b.InGrad(1), b.InGrad(2)
 	}
 	return k, nil
@@ -202,11 +206,12 @@ func (k *quantWeight) quantize(w, out []float32) {
 		if b == quant.Float {
 			continue
 		}
-		a := 1.0
+		a, g := 1.0, 1.0
 		if k.gamma != nil {
 			a, _ = quant.FoldBN(k.gamma.Data[c], 0, 0, k.vr.Data[c], 0, k.eps)
+			g = float64(k.g.Data[c])
 		}
-		k.scales[c], _, _ = quant.Pow2WeightScales(quant.MaxAbs(w[c*per:(c+1)*per]), b, a)
+		k.scales[c], _, _ = quant.Pow2WeightScales(quant.MaxAbs(w[c*per:(c+1)*per]), b, a, g)
 	}
 	quant.QuantizeRows(w, k.bits, k.scales, out)
 }
@@ -215,7 +220,8 @@ func (k *quantWeight) Backward() {
 	if k.dw != nil {
 		copy(k.dw.Buf, k.y.Grad)
 	}
-	// γ and σ² only set the grid: no gradient flows to them through it.
+	// γ and σ² only set the grid (as the constant g does): no gradient flows to them
+	// through it.
 	for _, d := range []*engine.GradDst{k.dgamma, k.dvr} {
 		if d != nil {
 			clear(d.Buf)

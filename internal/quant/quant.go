@@ -101,16 +101,22 @@ func Pow2Clip(clip float32, bits int, signed bool) float32 {
 
 // Pow2WeightScales returns the scales of a b-bit filter whose largest weight magnitude is
 // maxAbs when the exported scale must be a power of two, with the BatchNorm factor a that
-// export folds into it (1 without one): folded = Pow2(maxAbs·|a| / (2^(b−1)−1)) is the
+// export folds into it (1 without one): folded = Pow2(maxAbs·|g| / (2^(b−1)−1)) is the
 // scale written, and unfolded = folded/|a| the scale the filter's own weight is quantized
-// with (training and export alike), so both give the same integers. ok is false when a is
-// 0 (the filter is zeroed) or folded is not a positive finite number.
-func Pow2WeightScales(maxAbs float32, bits int, a float64) (unfolded, folded float32, ok bool) {
-	a = math.Abs(a)
+// with (training and export alike), so both give the same integers. g is the factor that
+// chooses the power of two: a itself, or a fixed earlier value of it, so that re-estimating
+// the BatchNorm statistics (which moves a) does not move the filter to the next power of
+// two, which would change the statistics again (a g of 0 or not finite means a). ok is
+// false when a is 0 (the filter is zeroed) or folded is not a positive finite number.
+func Pow2WeightScales(maxAbs float32, bits int, a, g float64) (unfolded, folded float32, ok bool) {
+	a, g = math.Abs(a), math.Abs(g)
 	if !(a > 0) || math.IsInf(a, 0) {
 		return 1, 1, false
 	}
-	m := float64(maxAbs) * a
+	if !(g > 0) || math.IsInf(g, 0) {
+		g = a
+	}
+	m := float64(maxAbs) * g
 	if !(m > 0) {
 		m = 1 // an all-zero filter: its integers are 0 whatever the scale
 	}

@@ -217,9 +217,19 @@ func TestPow2Scales(t *testing.T) {
 		}
 		maxAbs := float32(math.Exp(r.NormFloat64() * 2))
 		a := math.Exp(r.NormFloat64()) * float64(1-2*r.IntN(2))
-		u, f, ok := Pow2WeightScales(maxAbs, bits, a)
+		u, f, ok := Pow2WeightScales(maxAbs, bits, a, a)
 		if !ok || !isPow2(f) {
 			t.Fatalf("Pow2WeightScales(%g, %d, %g) = %g, %g, %v", maxAbs, bits, a, u, f, ok)
+		}
+		// The power of two chosen with an earlier factor g stays while a moves, and the
+		// unfolded scale follows a.
+		g := a * math.Exp(r.NormFloat64()*0.2)
+		u2, f2, ok := Pow2WeightScales(maxAbs, bits, a, g)
+		if _, fg, _ := Pow2WeightScales(maxAbs, bits, g, g); !ok || f2 != fg {
+			t.Fatalf("Pow2WeightScales(%g, %d, %g, %g) = %g, %g, %v; the grid of factor %g is %g", maxAbs, bits, a, g, u2, f2, ok, g, fg)
+		}
+		if d := math.Abs(float64(u2)*math.Abs(a)/float64(f2) - 1); d > 1e-6 {
+			t.Fatalf("with g: unfolded %g × |a| = %g, folded %g", u2, float64(u2)*math.Abs(a), f2)
 		}
 		if d := math.Abs(float64(u)*math.Abs(a)/float64(f) - 1); d > 1e-6 {
 			t.Fatalf("unfolded %g × |a| = %g, folded %g", u, float64(u)*math.Abs(a), f)
@@ -228,7 +238,7 @@ func TestPow2Scales(t *testing.T) {
 			t.Fatalf("largest weight at %g steps of a %d-bit grid", q, bits)
 		}
 	}
-	if _, _, ok := Pow2WeightScales(1, 4, 0); ok {
+	if _, _, ok := Pow2WeightScales(1, 4, 0, 1); ok {
 		t.Error("a zero BatchNorm factor gives a scale")
 	}
 }
