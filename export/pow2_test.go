@@ -92,7 +92,8 @@ func TestPow2ScalesMatchONNXRuntimeExactly(t *testing.T) {
 // on ResNet-20 at 3 bits: 15 % of the filters flipped after one re-estimate and kept
 // flipping, and accuracy after calibration swung by up to 8 points). Here the running
 // variances are moved as far as a re-estimate might (factors 0.3–3): the exported scales
-// stay those chosen at Apply, and training and export still round every weight alike.
+// stay those chosen at Apply, training and export still round every weight alike, and so
+// does the folded form the last fine-tuning epoch trains.
 func TestPow2GridsSurviveReestimatedStatistics(t *testing.T) {
 	trainSet, _ := embeddedData(t)
 	_, s := restoredSpace(t, "resnet8_bn.onnx", trainSet)
@@ -177,5 +178,36 @@ func TestPow2GridsSurviveReestimatedStatistics(t *testing.T) {
 				t.Fatalf("%s, filter %d: trained %g × a %g, exported %d × %g", n.Name, c, v, a, ints.I[i], sc.F[c])
 			}
 		}
+	}
+	// The last fine-tuning epoch folds those BatchNorms into the convs and trains the folded
+	// weights: on the same grids, so that it starts from the model trained so far.
+	tg, _, err := supernet.TrainAsExported(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := engine.Compile(tg, 1, engine.Options{Inference: true, Keep: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Forward(false)
+	folded := 0
+	for _, n := range g.Nodes {
+		if n.Op != supernet.OpQuantWeight || len(n.Inputs) != 4 {
+			continue
+		}
+		eps, _ := n.Float("epsilon", 1e-5)
+		wq, wf := p.Value(n.Outputs[0]).Data, tp.Value(n.Outputs[0]).Data
+		per := len(wq) / len(g.Consts[n.Inputs[3]].F)
+		for i, v := range wq {
+			c := i / per
+			a, _ := quant.FoldBN(g.Consts[n.Inputs[1]].F[c], 0, 0, g.Consts[n.Inputs[2]].F[c], 0, float32(eps))
+			if want := float64(v) * a; math.Abs(float64(wf[i])-want) > 1e-6*math.Abs(want) {
+				t.Fatalf("%s, filter %d: folded %g, before folding %g × a %g", n.Name, c, wf[i], v, a)
+			}
+		}
+		folded++
+	}
+	if folded == 0 {
+		t.Fatal("no folded weight compared")
 	}
 }

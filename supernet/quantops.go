@@ -2,6 +2,7 @@ package supernet
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
@@ -15,7 +16,7 @@ const Domain = "qnas"
 // The fake quantizers of a fixed architecture (quantization-aware training):
 //
 //	QuantWeight(W [, γ, σ², g]) → Ŵ  attributes bits (one per output channel, or one for
-//	                                 all), axis, pow2, epsilon
+//	QuantWeight(W, g) → Ŵ            all), axis, pow2, epsilon
 //	QuantAct(x, clip) → x̂          attributes bits, signed, pow2
 //
 // Both round with package quant, so their outputs are what the exported QDQ model computes,
@@ -27,9 +28,11 @@ const Domain = "qnas"
 // quant.Pow2Clip): the clip in use is the learned one moved to the nearest such grid, and a
 // weight that export folds a BatchNormalization into reads that BatchNormalization's γ and
 // running σ² (and its epsilon), so that the folded filter's scale is the power of two, and
-// g, the factor a = γ/√(σ²+ε) per filter when the architecture was applied, which chooses
-// that power of two (quant.Pow2WeightScales): re-estimating the statistics then moves the
-// grid with a instead of flipping filters between powers of two and back.
+// g, the factor a = γ/√(σ²+ε) per filter that chooses that power (quant.Pow2WeightScales):
+// set when the architecture is applied, it follows a at every training step and stays put
+// otherwise, so re-estimating the statistics moves the grid with a instead of flipping
+// filters between powers of two and back. A weight with the BatchNorm already folded into
+// it (the last fine-tuning epoch) reads g alone, the factors that keep the powers it had.
 const (
 	OpQuantWeight = "QuantWeight"
 	OpQuantAct    = "QuantAct"
@@ -38,7 +41,7 @@ const (
 func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantWeight, Domain: Domain, Internal: true, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
-		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
+		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0}, State: []int{3},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			bits, axis, err := weightQuantAttrs(c.Node, c.In[0])
 			if err != nil {
@@ -106,14 +109,14 @@ func weightQuantAttrs(n *graph.Node, w graph.Shape) (bits []int, axis int, err e
 	return bits, axis, nil
 }
 
-// foldInputs checks a QuantWeight's optional BatchNorm inputs: none, or γ, σ² and g of one
+// foldInputs checks a QuantWeight's optional inputs: none, γ, σ² and g, or g alone, one
 // value per filter, which only a pow2 quantizer of a Conv weight (axis 0) reads.
 func foldInputs(n *graph.Node, in []graph.Shape, filters, axis int) error {
 	if len(in) == 1 {
 		return nil
 	}
-	if len(in) != 4 || axis != 0 || !Pow2(n) {
-		return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "γ, σ² and g inputs are for a pow2 quantizer of a Conv weight (axis 0), all three"}
+	if (len(in) != 4 && len(in) != 2) || axis != 0 || !Pow2(n) {
+		return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "γ, σ² and g inputs, or g alone, are for a pow2 quantizer of a Conv weight (axis 0)"}
 	}
 	for _, s := range in[1:] {
 		if graph.Shape(s).Elems() != int64(filters) {
@@ -172,6 +175,9 @@ func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
 	if axis == 1 {
 		k.t = make([]float32, b.In[0].Len())
 	}
+	if len(b.In) == 2 {
+		k.g = b.In[1]
+	}
 	if len(b.In) == 4 {
 		eps, err := b.Node.Float("epsilon", 1e-5)
 		if err != nil {
@@ -183,7 +189,14 @@ func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
 	return k, nil
 }
 
-func (k *quantWeight) Forward(bool) {
+func (k *quantWeight) Forward(train bool) {
+	if train && k.dw != nil && k.gamma != nil {
+		// Training: the powers of two follow the BatchNorm.
+		for c := range k.bits {
+			a, _ := quant.FoldBN(k.gamma.Data[c], 0, 0, k.vr.Data[c], 0, k.eps)
+			k.g.Data[c] = float32(math.Abs(a))
+		}
+	}
 	if k.axis == 0 {
 		k.quantize(k.w.Data, k.y.Data)
 		return
@@ -209,6 +222,8 @@ func (k *quantWeight) quantize(w, out []float32) {
 		a, g := 1.0, 1.0
 		if k.gamma != nil {
 			a, _ = quant.FoldBN(k.gamma.Data[c], 0, 0, k.vr.Data[c], 0, k.eps)
+		}
+		if k.g != nil {
 			g = float64(k.g.Data[c])
 		}
 		k.scales[c], _, _ = quant.Pow2WeightScales(quant.MaxAbs(w[c*per:(c+1)*per]), b, a, g)
