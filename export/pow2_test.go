@@ -210,4 +210,19 @@ func TestPow2GridsSurviveReestimatedStatistics(t *testing.T) {
 	if folded == 0 {
 		t.Fatal("no folded weight compared")
 	}
+	// The factors are training state: checkpoints hold them, so a run resumed in either
+	// part of fine-tuning quantizes on the grids of the run it continues.
+	for _, gr := range []*graph.Graph{g, tg} {
+		tr, err := engine.Compile(gr, 2, engine.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range gr.Nodes {
+			if n.Op == supernet.OpQuantWeight && len(n.Inputs) > 1 {
+				if v := tr.Value(n.Inputs[len(n.Inputs)-1]); v.Kind != engine.State {
+					t.Errorf("%s: factors %s are of kind %v, not state", n.Name, v.Name, v.Kind)
+				}
+			}
+		}
+	}
 }

@@ -41,7 +41,7 @@ const (
 func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantWeight, Domain: Domain, Internal: true, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
-		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0}, State: []int{3},
+		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0}, State: []int{1, 3}, // g (at 3, or at 1 alone); γ at 1 stays BatchNorm's parameter
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			bits, axis, err := weightQuantAttrs(c.Node, c.In[0])
 			if err != nil {
