@@ -2,7 +2,6 @@ package supernet
 
 import (
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/qnas/qnas/graph"
@@ -28,8 +27,8 @@ const (
 // quantizer. With the space's Pow2Scales the quantizers keep their exported scales powers
 // of two (QuantWeight and QuantAct's pow2): a Conv weight followed by a BatchNormalization,
 // which export folds into it, is quantized on the grid its folded form will have, a power of
-// two chosen with the BatchNorm's factor of now (L/pow2_factors), which later re-estimates
-// of its statistics do not change.
+// two chosen with factors (L/pow2_factors) that start at the BatchNorm's and follow it only
+// while training, so that re-estimating its statistics does not change them.
 func (r *Resolved) Apply() (*graph.Graph, error) {
 	keep := map[*Group][]int{}
 	for _, gr := range r.Space.Groups {
@@ -73,8 +72,7 @@ func (r *Resolved) Apply() (*graph.Graph, error) {
 					}
 					factors := make([]float32, len(bits))
 					for c := range factors {
-						a, _ := quant.FoldBN(gamma.F[c], 0, 0, vr.F[c], 0, eps)
-						factors[c] = float32(math.Abs(a))
+						factors[c] = float32(bnFactor(gamma.F[c], vr.F[c], eps))
 					}
 					name := l.Name + SuffixPow2Factors
 					g.Consts[name] = graph.NewFloat([]int{len(factors)}, factors)

@@ -401,8 +401,7 @@ func foldInto(g *graph.Graph, n, bn, qw *graph.Node) error {
 	}
 	kept := make([]float32, len(f.F))
 	for c := range kept {
-		a, _ := quant.FoldBN(gamma.F[c], 0, 0, vr.F[c], 0, eps)
-		if a = math.Abs(a); a > 0 && !math.IsInf(a, 0) {
+		if a := bnFactor(gamma.F[c], vr.F[c], eps); a > 0 && !math.IsInf(a, 0) {
 			kept[c] = float32(float64(f.F[c]) / a)
 		} // else 0: the filter is zeroed, any power does
 	}

@@ -126,6 +126,13 @@ func foldInputs(n *graph.Node, in []graph.Shape, filters, axis int) error {
 	return nil
 }
 
+// bnFactor returns |a| = |γ|/√(σ²+ε), the magnitude of the factor a BatchNormalization
+// multiplies a filter's output by.
+func bnFactor(gamma, variance, eps float32) float64 {
+	a, _ := quant.FoldBN(gamma, 0, 0, variance, 0, eps)
+	return math.Abs(a)
+}
+
 // Pow2 reports whether quantizer n (QuantWeight, QuantAct, or a FrozenBatchNorm or
 // QuantBias of their grid) has power-of-two scales.
 func Pow2(n *graph.Node) bool {
@@ -160,6 +167,7 @@ type quantWeight struct {
 	gamma  *engine.Value // with pow2, the BatchNorm folded into the filters at export (or nil)
 	vr     *engine.Value
 	g      *engine.Value // the factors that choose the powers of two
+	follow bool          // this forward pass sets g to the BatchNorm's factors
 	dgamma *engine.GradDst
 	dvr    *engine.GradDst
 	eps    float32
@@ -190,13 +198,7 @@ func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
 }
 
 func (k *quantWeight) Forward(train bool) {
-	if train && k.dw != nil && k.gamma != nil {
-		// Training: the powers of two follow the BatchNorm.
-		for c := range k.bits {
-			a, _ := quant.FoldBN(k.gamma.Data[c], 0, 0, k.vr.Data[c], 0, k.eps)
-			k.g.Data[c] = float32(math.Abs(a))
-		}
-	}
+	k.follow = train && k.dw != nil // training: the powers of two follow the BatchNorm
 	if k.axis == 0 {
 		k.quantize(k.w.Data, k.y.Data)
 		return
@@ -221,7 +223,10 @@ func (k *quantWeight) quantize(w, out []float32) {
 		}
 		a, g := 1.0, 1.0
 		if k.gamma != nil {
-			a, _ = quant.FoldBN(k.gamma.Data[c], 0, 0, k.vr.Data[c], 0, k.eps)
+			a = bnFactor(k.gamma.Data[c], k.vr.Data[c], k.eps)
+			if k.follow {
+				k.g.Data[c] = float32(a)
+			}
 		}
 		if k.g != nil {
 			g = float64(k.g.Data[c])
