@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"math"
@@ -291,5 +292,77 @@ func TestResumeUsesTheNamedCheckpoint(t *testing.T) {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s is left after the run completed", p)
 		}
+	}
+}
+
+// With --pow2-scales, a run interrupted in its last epoch (the one that trains the folded,
+// exported form) and resumed writes the bytes of an uninterrupted run: the checkpoint holds
+// the factors that chose each filter's power of two, which the graph rebuilt on resume
+// (from the calibrated model, not the one the first epochs trained) would choose anew.
+// Both forms of the model: with BatchNorm, and folded as PyTorch exports it.
+func TestPow2ResumeInTheLastEpoch(t *testing.T) {
+	for _, fixture := range []string{"resnet8_bn.onnx", "resnet8.onnx"} {
+		t.Run(fixture, func(t *testing.T) {
+			dir := t.TempDir()
+			model := copyFixture(t, dir, fixture)
+			args := func(out string, extra ...string) []string {
+				return quantizeArgs(model, out, append([]string{"--wbits", "3", "--abits", "3", "--epochs", "2", "--pow2-scales",
+					"--mean", "0.286", "--std", "0.353", "--limit-train", "1024"}, extra...)...)
+			}
+			ref := filepath.Join(dir, "ref.onnx")
+			if status, _, stderr := runCLI(t, args(ref)...); status != 0 {
+				t.Fatal(stderr)
+			}
+			want, _ := os.ReadFile(ref)
+			out := filepath.Join(dir, "out.onnx")
+			interruptInEpoch(t, args(out), "epoch 2/2")
+			if _, err := os.Stat(out); err == nil {
+				t.Fatal("an interrupted run wrote its output")
+			}
+			status, _, stderr := runCLI(t, args(out, "--resume", out+".ckpt")...)
+			if status != 0 {
+				t.Fatal(stderr)
+			}
+			if strings.Contains(stderr, "epoch 1/2") {
+				t.Fatalf("the checkpoint was not the last epoch's: the resumed run trained epoch 1 again:\n%s", stderr)
+			}
+			if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+				t.Error("the run resumed in its last epoch differs from the uninterrupted run")
+			}
+		})
+	}
+}
+
+// interruptInEpoch starts qnas with args, sends SIGINT once its progress reports a line
+// starting with label, and checks that it then stops with status 1, naming its checkpoint.
+func interruptInEpoch(t *testing.T, args []string, label string) {
+	t.Helper()
+	cmd := qnasCmd(args...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sent := false
+	sc := bufio.NewScanner(pipe)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if !sent && strings.HasPrefix(sc.Text(), label) {
+			cmd.Process.Signal(syscall.SIGINT)
+			sent = true
+		}
+	}
+	err = cmd.Wait()
+	if !sent {
+		t.Fatalf("no progress line %q before the run ended (%v):\n%s", label, err, log.String())
+	}
+	if cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("exit status %d after SIGINT in %q\n%s", cmd.ProcessState.ExitCode(), label, log.String())
+	}
+	if last := lastLine(log.String()); !strings.Contains(last, ".ckpt") || !strings.Contains(last, "--resume") {
+		t.Fatalf("message does not name the checkpoint: %q", last)
 	}
 }
