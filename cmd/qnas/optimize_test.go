@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -372,32 +371,15 @@ func TestOptimizeInterruptAndResume(t *testing.T) {
 func interruptFinalCheck(t *testing.T, args func(string, ...string) []string, out string, want []byte) {
 	t.Helper()
 	os.Remove(out)
-	cmd := qnasCmd(args(out)...)
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	sc := bufio.NewScanner(pipe)
 	checking := false
-	for sc.Scan() {
-		line := sc.Text()
-		stderr.WriteString(line + "\n")
-		if strings.Contains(line, "final check: searching the simplest space") {
-			checking = true
-		}
-		if checking && strings.HasPrefix(line, "search ") {
-			cmd.Process.Signal(syscall.SIGINT)
-			checking = false
-		}
+	stderr, sent, status := interruptWhen(t, args(out), func(line string) bool {
+		checking = checking || strings.Contains(line, "final check: searching the simplest space")
+		return checking && strings.HasPrefix(line, "search ")
+	})
+	if !sent || status == 0 {
+		t.Fatalf("not interrupted in the final check's search:\n%s", stderr)
 	}
-	if err := cmd.Wait(); err == nil {
-		t.Fatalf("not interrupted in the final check's search:\n%s", stderr.String())
-	}
-	last := lastLine(stderr.String())
+	last := lastLine(stderr)
 	if !strings.Contains(last, "--resume "+out+".search.ckpt") {
 		t.Fatalf("interrupted in the final check's search: %s", last)
 	}

@@ -337,6 +337,23 @@ func TestPow2ResumeInTheLastEpoch(t *testing.T) {
 // starting with label, and checks that it then stops with status 1, naming its checkpoint.
 func interruptInEpoch(t *testing.T, args []string, label string) {
 	t.Helper()
+	log, sent, status := interruptWhen(t, args, func(line string) bool { return strings.HasPrefix(line, label) })
+	if !sent {
+		t.Fatalf("no progress line %q before the run ended:\n%s", label, log)
+	}
+	if status != 1 {
+		t.Fatalf("exit status %d after SIGINT in %q\n%s", status, label, log)
+	}
+	if last := lastLine(log); !strings.Contains(last, ".ckpt") || !strings.Contains(last, "--resume") {
+		t.Fatalf("message does not name the checkpoint: %q", last)
+	}
+}
+
+// interruptWhen runs qnas with args, reading its standard error line by line, and sends it
+// SIGINT at the first line for which at is true. It returns what the process wrote there,
+// whether the signal was sent, and the exit status.
+func interruptWhen(t *testing.T, args []string, at func(line string) bool) (stderr string, sent bool, status int) {
+	t.Helper()
 	cmd := qnasCmd(args...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -346,23 +363,14 @@ func interruptInEpoch(t *testing.T, args []string, label string) {
 		t.Fatal(err)
 	}
 	var log strings.Builder
-	sent := false
 	sc := bufio.NewScanner(pipe)
 	for sc.Scan() {
 		log.WriteString(sc.Text() + "\n")
-		if !sent && strings.HasPrefix(sc.Text(), label) {
+		if !sent && at(sc.Text()) {
 			cmd.Process.Signal(syscall.SIGINT)
 			sent = true
 		}
 	}
-	err = cmd.Wait()
-	if !sent {
-		t.Fatalf("no progress line %q before the run ended (%v):\n%s", label, err, log.String())
-	}
-	if cmd.ProcessState.ExitCode() != 1 {
-		t.Fatalf("exit status %d after SIGINT in %q\n%s", cmd.ProcessState.ExitCode(), label, log.String())
-	}
-	if last := lastLine(log.String()); !strings.Contains(last, ".ckpt") || !strings.Contains(last, "--resume") {
-		t.Fatalf("message does not name the checkpoint: %q", last)
-	}
+	cmd.Wait()
+	return log.String(), sent, cmd.ProcessState.ExitCode()
 }
