@@ -180,7 +180,8 @@ func TestPow2GridsSurviveReestimatedStatistics(t *testing.T) {
 		}
 	}
 	// The last fine-tuning epoch folds those BatchNorms into the convs and trains the folded
-	// weights: on the same grids, so that it starts from the model trained so far.
+	// weights, each filter on the power of two nearest its folded weight's grid, as export
+	// chooses it for a conv without a BatchNorm: whatever powers the factors chose before.
 	tg, _, err := supernet.TrainAsExported(g)
 	if err != nil {
 		t.Fatal(err)
@@ -191,18 +192,28 @@ func TestPow2GridsSurviveReestimatedStatistics(t *testing.T) {
 	}
 	tp.Forward(false)
 	folded := 0
-	for _, n := range g.Nodes {
-		if n.Op != supernet.OpQuantWeight || len(n.Inputs) != 4 {
+	for _, n := range tg.Nodes {
+		if n.Op != supernet.OpQuantWeight || len(n.Inputs) != 2 {
 			continue
 		}
-		eps, _ := n.Float("epsilon", 1e-5)
-		wq, wf := p.Value(n.Outputs[0]).Data, tp.Value(n.Outputs[0]).Data
-		per := len(wq) / len(g.Consts[n.Inputs[3]].F)
-		for i, v := range wq {
-			c := i / per
-			a, _ := quant.FoldBN(g.Consts[n.Inputs[1]].F[c], 0, 0, g.Consts[n.Inputs[2]].F[c], 0, float32(eps))
-			if want := float64(v) * a; math.Abs(float64(wf[i])-want) > 1e-6*math.Abs(want) {
-				t.Fatalf("%s, filter %d: folded %g, before folding %g × a %g", n.Name, c, wf[i], v, a)
+		bits, err := n.Ints("bits", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, wq := tg.Consts[n.Inputs[0]].F, tp.Value(n.Outputs[0]).Data
+		per := len(w) / len(bits)
+		for c, b := range bits {
+			wc := w[c*per : (c+1)*per]
+			_, sc, ok := quant.Pow2WeightScales(quant.MaxAbs(wc), int(b), 1, 1)
+			if !ok {
+				t.Fatalf("%s, filter %d: no power-of-two scale for %d bits", n.Name, c, b)
+			}
+			top := float64(quant.WeightMax(int(b)))
+			for i, v := range wc {
+				want := math.Max(-top, math.Min(top, math.RoundToEven(float64(v)/float64(sc)))) * float64(sc)
+				if got := float64(wq[c*per+i]); got != want {
+					t.Fatalf("%s, filter %d: folded weight %g quantized to %g, want %g on the grid of %g", n.Name, c, v, got, want, sc)
+				}
 			}
 		}
 		folded++

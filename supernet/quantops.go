@@ -32,7 +32,8 @@ const Domain = "qnas"
 // set when the architecture is applied, it follows a at every training step and stays put
 // otherwise, so re-estimating the statistics moves the grid with a instead of flipping
 // filters between powers of two and back. A weight with the BatchNorm already folded into
-// it (the last fine-tuning epoch) reads g alone, the factors that keep the powers it had.
+// it (the last fine-tuning epoch) reads g alone, all ones: the power nearest the folded
+// weight's own grid, as export chooses it for a conv without a BatchNorm.
 const (
 	OpQuantWeight = "QuantWeight"
 	OpQuantAct    = "QuantAct"
