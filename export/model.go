@@ -117,10 +117,10 @@ func Freeze(qat *graph.Graph, r *supernet.Resolved) (*Model, error) {
 			}
 			wname := q.Inputs[0]
 			var factors []float32 // what chooses a pow2 filter's grid (nil: its fold's a)
-			if k := len(q.Inputs); k == 2 || k == 4 && fold != nil {
-				t := g.Consts[q.Inputs[k-1]]
+			if len(q.Inputs) == 4 && fold != nil {
+				t := g.Consts[q.Inputs[3]]
 				if t == nil || t.DType != graph.Float32 || len(t.F) != len(info.WBits) {
-					return nil, fmt.Errorf("layer %q: grid factors %q are not a float constant of one value per filter", l.Name, q.Inputs[k-1])
+					return nil, fmt.Errorf("layer %q: grid factors %q are not a float constant of one value per filter", l.Name, q.Inputs[3])
 				}
 				factors = t.F
 			}

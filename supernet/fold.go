@@ -18,8 +18,8 @@ import (
 //	  before it (input scale × weight scale of W's filter × |a|), as export folds and rounds
 //	  it; attributes epsilon, and wbits, axis, abits, signed of the conv's quantizers. The
 //	  statistics stay fixed; γ and β learn with straight-through gradients.
-//	QuantBias(B, W, clip [, g]) → B̂, a bias on the same grid without a BatchNorm (a Gemm's,
-//	  or a conv's whose BatchNorm is folded into W; g: the factors of W's quantizer).
+//	QuantBias(B, W, clip) → B̂, a bias on the same grid without a BatchNorm (a Gemm's, or a
+//	  conv's whose BatchNorm is folded into W).
 const (
 	OpFrozenBatchNorm = "FrozenBatchNorm"
 	OpQuantBias       = "QuantBias"
@@ -47,7 +47,7 @@ func init() {
 	}, buildFrozenBN)
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantBias, Domain: Domain, Internal: true, Doc: "a bias on the integer grid of its layer's accumulator",
-		MinInputs: 3, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
+		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0},
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			gr, err := biasGrid(c.Node, c.In[1])
 			if err != nil {
@@ -106,8 +106,8 @@ func biasGrid(n *graph.Node, w graph.Shape) (grid, error) {
 // scales writes every filter's weight scales as export computes them from the float
 // weight and the BatchNorm factors a folded into it (nil: none): ws the scale the weight is
 // quantized with, fs the scale exported (ws·|a|, or with pow2 the power of two ws is
-// derived from, chosen with factors, nil: with a; 1 for a filter whose factor is 0).
-func (g grid) scales(w *engine.Value, a []float64, factors []float32, ws, fs []float32) {
+// derived from; 1 for a filter whose factor is 0).
+func (g grid) scales(w *engine.Value, a []float64, ws, fs []float32) {
 	n := len(g.wbits)
 	per := w.Len() / n
 	for c, bits := range g.wbits {
@@ -124,11 +124,7 @@ func (g grid) scales(w *engine.Value, a []float64, factors []float32, ws, fs []f
 			f = a[c]
 		}
 		if g.pow2 {
-			pf := f
-			if factors != nil {
-				pf = float64(factors[c])
-			}
-			ws[c], fs[c], _ = quant.Pow2WeightScales(m, bits, f, pf)
+			ws[c], fs[c], _ = quant.Pow2WeightScales(m, bits, f, f)
 			continue
 		}
 		ws[c] = quant.WeightScale(m, bits)
@@ -192,7 +188,7 @@ func (k *frozenBN) Forward(bool) {
 		k.a64[c], k.bias[c] = quant.FoldBN(k.gamma.Data[c], k.beta.Data[c], k.mu.Data[c], k.vr.Data[c], 0, k.eps)
 		k.a[c] = float32(k.a64[c])
 	}
-	k.grid.scales(k.w, k.a64, nil, k.ws, k.fs)
+	k.grid.scales(k.w, k.a64, k.ws, k.fs)
 	for c := 0; c < k.ch; c++ {
 		k.shift[c] = k.grid.round(k.bias[c], clip, k.fs[c])
 	}
@@ -253,7 +249,6 @@ func (k *frozenBN) backwardChannel(c, n int) {
 
 type quantBias struct {
 	b, w, clip, y *engine.Value
-	factors       *engine.Value // of a pow2 weight quantizer reading them (or nil)
 	db, dw, dclip *engine.GradDst
 	grid          grid
 	ws, fs        []float32
@@ -266,21 +261,11 @@ func buildQuantBias(b *engine.Build) (engine.Kernel, error) {
 	}
 	k := &quantBias{b: b.In[0], w: b.In[1], clip: b.In[2], y: b.Out[0], db: b.InGrad(0), dw: b.InGrad(1), dclip: b.InGrad(2),
 		grid: gr, ws: make([]float32, len(gr.wbits)), fs: make([]float32, len(gr.wbits))}
-	if len(b.In) == 4 {
-		if !gr.pow2 || b.In[3].Len() != len(gr.wbits) {
-			return nil, b.Errorf("factors %q: want one per filter of a power-of-two grid", b.Node.Inputs[3])
-		}
-		k.factors = b.In[3]
-	}
 	return k, nil
 }
 
 func (k *quantBias) Forward(bool) {
-	var factors []float32
-	if k.factors != nil {
-		factors = k.factors.Data
-	}
-	k.grid.scales(k.w, nil, factors, k.ws, k.fs)
+	k.grid.scales(k.w, nil, k.ws, k.fs)
 	clip := k.grid.clip(k.clip.Data[0])
 	for c := range k.ws {
 		k.y.Data[c] = k.grid.round(k.b.Data[c], clip, k.fs[c])
@@ -373,9 +358,6 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 		if name := n.Input(2); name != "" {
 			qb := &graph.Node{Name: n.Name + "/QuantBias", Op: OpQuantBias, Domain: Domain,
 				Inputs: []string{name, qw.Inputs[0], qa.Inputs[1]}, Outputs: []string{n.Name + "/bias_quant"}, Attrs: gridAttrs.Attrs}
-			if len(qw.Inputs) == 2 { // a folded weight's powers of two
-				qb.Inputs = append(qb.Inputs, qw.Inputs[1])
-			}
 			n.Inputs[2] = qb.Outputs[0]
 			out = slices.Insert(out, len(out)-1, qb)
 		}
@@ -385,26 +367,18 @@ func TrainAsExported(g *graph.Graph) (tg *graph.Graph, frozen []string, err erro
 
 // foldInto folds BatchNormalization bn into conv n, whose weight quantizer qw reads bn's γ,
 // σ² and the factors g that chose its powers of two (graph.FoldBatchNormInto): qw then
-// reads the folded weight and factors 1, so that each filter's power is chosen anew, the
-// one nearest its folded weight's grid, as export chooses it for a conv without a
-// BatchNorm. (Keeping the powers g chose, factors g/|a|, was measured and ends lower:
-// statistics re-estimated after the first epochs leave some powers one off the folded
-// weights' range; docs/results.md.) bn's constants that nothing else reads are removed. The
-// caller drops bn from the nodes.
+// reads the folded weight alone, so that each filter's power is chosen anew, the one
+// nearest its folded weight's grid, as export chooses it for a conv without a BatchNorm.
+// (Keeping the powers g chose was measured and ends lower: statistics re-estimated after
+// the first epochs leave some powers one off the folded weights' range; docs/results.md.)
+// bn's constants and the factors that nothing else reads are removed. The caller drops bn
+// from the nodes.
 func foldInto(g *graph.Graph, n, bn, qw *graph.Node) error {
 	if len(qw.Inputs) != 4 {
 		return fmt.Errorf("node %q: a power-of-two weight quantizer before BatchNormalization %q without its γ, σ² and factors", qw.Name, bn.Name)
 	}
-	gamma, vr, f := g.Consts[qw.Inputs[1]], g.Consts[qw.Inputs[2]], g.Consts[qw.Inputs[3]]
-	if gamma == nil || vr == nil || f == nil || len(gamma.F) != len(f.F) || len(vr.F) != len(f.F) {
-		return fmt.Errorf("node %q: γ, σ² and factors are not float constants of one value per filter", qw.Name)
-	}
-	kept := make([]float32, len(f.F))
-	for c := range kept {
-		kept[c] = 1
-	}
-	g.Consts[qw.Inputs[3]] = graph.NewFloat(f.Shape, kept)
-	qw.Inputs = []string{qw.Inputs[0], qw.Inputs[3]}
+	factors := qw.Inputs[3]
+	qw.Inputs = qw.Inputs[:1]
 	delete(qw.Attrs, "epsilon")
 	if err := g.FoldBatchNormInto(n, bn, qw.Inputs[0]); err != nil {
 		return err
@@ -414,6 +388,9 @@ func foldInto(g *graph.Graph, n, bn, qw *graph.Node) error {
 		if rs := readers[c]; len(rs) == 1 && rs[0] == bn {
 			delete(g.Consts, c)
 		}
+	}
+	if len(readers[factors]) == 0 {
+		delete(g.Consts, factors)
 	}
 	return nil
 }

@@ -32,8 +32,8 @@ const Domain = "qnas"
 // set when the architecture is applied, it follows a at every training step and stays put
 // otherwise, so re-estimating the statistics moves the grid with a instead of flipping
 // filters between powers of two and back. A weight with the BatchNorm already folded into
-// it (the last fine-tuning epoch) reads g alone, all ones: the power nearest the folded
-// weight's own grid, as export chooses it for a conv without a BatchNorm.
+// it (the last fine-tuning epoch) reads none of them: its power is the one nearest its own
+// grid, as export chooses it for a conv without a BatchNorm.
 const (
 	OpQuantWeight = "QuantWeight"
 	OpQuantAct    = "QuantAct"
@@ -42,7 +42,7 @@ const (
 func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantWeight, Domain: Domain, Internal: true, Doc: "per-output-channel symmetric fake quantization of a weight, bits per channel",
-		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0}, State: []int{1, 3}, // g (at 3, or at 1 alone); γ at 1 stays BatchNorm's parameter
+		MinInputs: 1, MaxInputs: 4, MinOutputs: 1, MaxOutputs: 1, Weights: []int{0}, State: []int{3}, // g; γ at 1 stays BatchNorm's parameter
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			bits, axis, err := weightQuantAttrs(c.Node, c.In[0])
 			if err != nil {
@@ -116,8 +116,8 @@ func foldInputs(n *graph.Node, in []graph.Shape, filters, axis int) error {
 	if len(in) == 1 {
 		return nil
 	}
-	if (len(in) != 4 && len(in) != 2) || axis != 0 || !Pow2(n) {
-		return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "γ, σ² and g inputs, or g alone, are for a pow2 quantizer of a Conv weight (axis 0)"}
+	if len(in) != 4 || axis != 0 || !Pow2(n) {
+		return &graph.NodeError{Node: n.Name, Op: n.Op, Msg: "γ, σ² and g inputs are for a pow2 quantizer of a Conv weight (axis 0)"}
 	}
 	for _, s := range in[1:] {
 		if graph.Shape(s).Elems() != int64(filters) {
@@ -183,9 +183,6 @@ func buildQuantWeight(b *engine.Build) (engine.Kernel, error) {
 		pow2: Pow2(b.Node)}
 	if axis == 1 {
 		k.t = make([]float32, b.In[0].Len())
-	}
-	if len(b.In) == 2 {
-		k.g = b.In[1]
 	}
 	if len(b.In) == 4 {
 		eps, err := b.Node.Float("epsilon", 1e-5)

@@ -295,12 +295,13 @@ func TestResumeUsesTheNamedCheckpoint(t *testing.T) {
 	}
 }
 
-// With --pow2-scales, a run interrupted in its last epoch (the one that trains the folded,
-// exported form) and resumed writes the bytes of an uninterrupted run: the checkpoint holds
-// the factors that chose each filter's power of two, which the graph rebuilt on resume
-// (from the calibrated model, not the one the first epochs trained) would choose anew.
+// With --pow2-scales, a run resumed from the checkpoint of the epoch before the last (the
+// BatchNorm statistics are re-estimated next, on the grids the factors chose) or
+// interrupted in the last epoch (which trains the folded, exported form) writes the bytes
+// of an uninterrupted run: the checkpoint holds the factors that chose each filter's power
+// of two, which the graph rebuilt on resume (from the calibrated model) would have anew.
 // Both forms of the model: with BatchNorm, and folded as PyTorch exports it.
-func TestPow2ResumeInTheLastEpoch(t *testing.T) {
+func TestPow2Resume(t *testing.T) {
 	for _, fixture := range []string{"resnet8_bn.onnx", "resnet8.onnx"} {
 		t.Run(fixture, func(t *testing.T) {
 			dir := t.TempDir()
@@ -314,21 +315,27 @@ func TestPow2ResumeInTheLastEpoch(t *testing.T) {
 				t.Fatal(stderr)
 			}
 			want, _ := os.ReadFile(ref)
-			out := filepath.Join(dir, "out.onnx")
+			resume := func(out, ckpt, what string) {
+				t.Helper()
+				status, _, stderr := runCLI(t, args(out, "--resume", ckpt)...)
+				if status != 0 {
+					t.Fatal(stderr)
+				}
+				if strings.Contains(stderr, "epoch 1/2") {
+					t.Fatalf("%s: the resumed run trained epoch 1 again:\n%s", what, stderr)
+				}
+				if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+					t.Errorf("%s: the resumed run differs from the uninterrupted run", what)
+				}
+			}
+			out := filepath.Join(dir, "first.onnx")
+			resume(out, killedCheckpoint(t, args(out), out+".ckpt"), "from the first epoch's checkpoint")
+			out = filepath.Join(dir, "last.onnx")
 			interruptInEpoch(t, args(out), "epoch 2/2")
 			if _, err := os.Stat(out); err == nil {
 				t.Fatal("an interrupted run wrote its output")
 			}
-			status, _, stderr := runCLI(t, args(out, "--resume", out+".ckpt")...)
-			if status != 0 {
-				t.Fatal(stderr)
-			}
-			if strings.Contains(stderr, "epoch 1/2") {
-				t.Fatalf("the checkpoint was not the last epoch's: the resumed run trained epoch 1 again:\n%s", stderr)
-			}
-			if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
-				t.Error("the run resumed in its last epoch differs from the uninterrupted run")
-			}
+			resume(out, out+".ckpt", "interrupted in the last epoch")
 		})
 	}
 }
