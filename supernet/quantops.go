@@ -167,7 +167,7 @@ type quantWeight struct {
 	pow2   bool
 	gamma  *engine.Value // with pow2, the BatchNorm folded into the filters at export (or nil)
 	vr     *engine.Value
-	g      *engine.Value // the factors that choose the powers of two
+	g      *engine.Value // the factors that choose the powers of two (with gamma)
 	follow bool          // this forward pass sets g to the BatchNorm's factors
 	dgamma *engine.GradDst
 	dvr    *engine.GradDst
@@ -225,8 +225,6 @@ func (k *quantWeight) quantize(w, out []float32) {
 			if k.follow {
 				k.g.Data[c] = float32(a)
 			}
-		}
-		if k.g != nil {
 			g = float64(k.g.Data[c])
 		}
 		k.scales[c], _, _ = quant.Pow2WeightScales(quant.MaxAbs(w[c*per:(c+1)*per]), b, a, g)
