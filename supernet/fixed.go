@@ -27,8 +27,9 @@ const (
 // quantizer. With the space's Pow2Scales the quantizers keep their exported scales powers
 // of two (QuantWeight and QuantAct's pow2): a Conv weight followed by a BatchNormalization,
 // which export folds into it, is quantized on the grid its folded form will have, a power of
-// two chosen with factors (L/pow2_factors) that start at the BatchNorm's and follow it only
-// while training, so that re-estimating its statistics does not change them.
+// two chosen (at 2 and 3 bits; finer filters follow the BatchNorm) with factors
+// (L/pow2_factors) that start at the BatchNorm's and follow it only while training, so that
+// re-estimating its statistics does not change them.
 func (r *Resolved) Apply() (*graph.Graph, error) {
 	keep := map[*Group][]int{}
 	for _, gr := range r.Space.Groups {

@@ -28,8 +28,9 @@ const Domain = "qnas"
 // quant.Pow2Clip): the clip in use is the learned one moved to the nearest such grid, and a
 // weight that export folds a BatchNormalization into reads that BatchNormalization's γ and
 // running σ² (and its epsilon), so that the folded filter's scale is the power of two, and
-// g, the factor a = γ/√(σ²+ε) per filter that chooses that power (quant.Pow2WeightScales):
-// set when the architecture is applied, it follows a at every training step and stays put
+// g, the factor a = γ/√(σ²+ε) per filter that chooses that power for filters of at most
+// quant.Pow2HeldBits bits (quant.Pow2WeightScales; finer filters take a's power): set when
+// the architecture is applied, it follows a at every training step and stays put
 // otherwise, so re-estimating the statistics moves the grid with a instead of flipping
 // filters between powers of two and back. A weight with the BatchNorm already folded into
 // it (the last fine-tuning epoch) reads none of them: its power is the one nearest its own

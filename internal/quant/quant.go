@@ -99,21 +99,30 @@ func Pow2Clip(clip float32, bits int, signed bool) float32 {
 	return Pow2(ActScale(clip, bits, signed)) * float32(ActMax(bits, signed))
 }
 
+// Pow2HeldBits is the largest bitwidth whose power of two Pow2WeightScales chooses with a
+// held factor g rather than with the BatchNorm factor a itself. On a grid of 2^(b−1)−1 ≤ 3
+// steps a filter moved to the next power of two computes a visibly different output, so
+// letting the power follow a while statistics are re-estimated changes the statistics again
+// (they never settle, docs/method.md); on finer grids the change is small, and a held power
+// that a has moved away from costs more (saturated weights) than a flip does.
+const Pow2HeldBits = 3
+
 // Pow2WeightScales returns the scales of a b-bit filter whose largest weight magnitude is
 // maxAbs when the exported scale must be a power of two, with the BatchNorm factor a that
-// export folds into it (1 without one): folded = Pow2(maxAbs·|g| / (2^(b−1)−1)) is the
+// export folds into it (1 without one): folded = Pow2(maxAbs·|f| / (2^(b−1)−1)) is the
 // scale written, and unfolded = folded/|a| the scale the filter's own weight is quantized
-// with (training and export alike), so both give the same integers. g is the factor that
-// chooses the power of two: a itself, or a fixed earlier value of it, so that re-estimating
-// the BatchNorm statistics (which moves a) does not move the filter to the next power of
-// two, which would change the statistics again (a g of 0 or not finite means a). ok is
-// false when a is 0 (the filter is zeroed) or folded is not a positive finite number.
+// with (training and export alike), so both give the same integers. The factor f that
+// chooses the power of two is a itself, except at b ≤ Pow2HeldBits, where it is g, a fixed
+// earlier value of a, so that re-estimating the BatchNorm statistics (which moves a) does
+// not move the filter to the next power of two, which would change the statistics again (a
+// g of 0 or not finite means a). ok is false when a is 0 (the filter is zeroed) or folded
+// is not a positive finite number.
 func Pow2WeightScales(maxAbs float32, bits int, a, g float64) (unfolded, folded float32, ok bool) {
 	a, g = math.Abs(a), math.Abs(g)
 	if !(a > 0) || math.IsInf(a, 0) {
 		return 1, 1, false
 	}
-	if !(g > 0) || math.IsInf(g, 0) {
+	if bits > Pow2HeldBits || !(g > 0) || math.IsInf(g, 0) {
 		g = a
 	}
 	m := float64(maxAbs) * g

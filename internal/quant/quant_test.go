@@ -221,12 +221,16 @@ func TestPow2Scales(t *testing.T) {
 		if !ok || !isPow2(f) {
 			t.Fatalf("Pow2WeightScales(%g, %d, %g) = %g, %g, %v", maxAbs, bits, a, u, f, ok)
 		}
-		// The power of two chosen with an earlier factor g stays while a moves, and the
-		// unfolded scale follows a.
+		// Up to Pow2HeldBits the power of two chosen with an earlier factor g stays while a
+		// moves; above, it is a's. Either way the unfolded scale follows a.
 		g := a * math.Exp(r.NormFloat64()*0.2)
 		u2, f2, ok := Pow2WeightScales(maxAbs, bits, a, g)
-		if _, fg, _ := Pow2WeightScales(maxAbs, bits, g, g); !ok || f2 != fg {
-			t.Fatalf("Pow2WeightScales(%g, %d, %g, %g) = %g, %g, %v; the grid of factor %g is %g", maxAbs, bits, a, g, u2, f2, ok, g, fg)
+		chooser := g
+		if bits > Pow2HeldBits {
+			chooser = a
+		}
+		if _, fc, _ := Pow2WeightScales(maxAbs, bits, chooser, chooser); !ok || f2 != fc {
+			t.Fatalf("Pow2WeightScales(%g, %d, %g, %g) = %g, %g, %v; the grid of factor %g is %g", maxAbs, bits, a, g, u2, f2, ok, chooser, fc)
 		}
 		if d := math.Abs(float64(u2)*math.Abs(a)/float64(f2) - 1); d > 1e-6 {
 			t.Fatalf("with g: unfolded %g × |a| = %g, folded %g", u2, float64(u2)*math.Abs(a), f2)
