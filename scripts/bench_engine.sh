@@ -13,6 +13,7 @@
 # measures what a user of such a machine gets and the ratio of fastest steps the engines alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/host.sh
 runs="${1:-3}"
 mode="${2:-float}"
 threads="${THREADS:-2}"

@@ -8,6 +8,7 @@
 # images_per_sec = batch / time of one iteration (one step for QAT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/host.sh
 runs="${1:-3}"
 threads="${THREADS:-2}"
 go build -o /tmp/qnas-bench ./cmd/qnas
