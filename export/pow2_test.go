@@ -163,7 +163,7 @@ func TestPow2GridsSurviveReestimatedStatistics(t *testing.T) {
 				continue
 			}
 			f, _ := quant.FoldBN(g.Consts[n.Inputs[1]].F[c], 0, 0, g.Consts[n.Inputs[2]].F[c], 0, float32(eps))
-			want := quant.Pow2(quant.MaxAbs(w[c*per:(c+1)*per]) * float32(math.Abs(f)) / float32(quant.WeightMax(int(bits[c]))))
+			_, want, _ := quant.Pow2WeightScales(quant.MaxAbs(w[c*per:(c+1)*per]), int(bits[c]), f, f)
 			if a[c] != want {
 				t.Errorf("%s, filter %d (%d bits): exported scale %g after the statistics moved, want the power nearest the folded grid, %g", n.Name, c, bits[c], a[c], want)
 			}
@@ -173,7 +173,7 @@ func TestPow2GridsSurviveReestimatedStatistics(t *testing.T) {
 		}
 	}
 	if held == 0 || followed == 0 {
-		t.Fatalf("%d filters held their power of two, %d of more bits moved to another: the test exercises neither rule", held, followed)
+		t.Fatalf("%d filters held their power of two, %d of more bits moved to another: the test needs both", held, followed)
 	}
 	// Training and export still round every weight to the same integers: the quantizer's
 	// output times the BatchNorm factor is the exported integers times their scale.
