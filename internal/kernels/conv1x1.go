@@ -87,7 +87,12 @@ func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		pack1(func(i, ch int) []float32 { return x[((c0+i)*C+ch)*HW:][:HW] }, m, C, pl.H, pl.W, pl.SH, g.qv, xs, odd)
-		fwdTiles(&fwdP1, xs, wpk[:g.oc4*C], out, C, g.qv, g.oc4, roundUp(m*P, 16), g.qv, &offs)
+		qv := roundUp(m*P, 16)
+		var pf ahead
+		pf.add(x[(c0+m)*C*HW:min(n1, c0+2*m)*C*HW], false)
+		pf.add(y[c0*OC*P:(c0+m)*OC*P], true)
+		pf.spread(tileCalls(g.oc4, qv))
+		fwdTiles(&fwdP1, xs, wpk[:g.oc4*C], out, C, g.qv, g.oc4, qv, g.qv, &offs, &pf)
 		unpad3(out, m, OC, pl.oh, pl.ow, pl.ow, P, g.qv, b, y[c0*OC*P:], mom, c0)
 	}
 }
@@ -111,6 +116,23 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		pack1(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, pl.oh, pl.ow, 1, g.qv, ds, odd)
+		// While the kernels run, fetch the next chunk's inputs and this
+		// chunk's dx.
+		var pf ahead
+		next := min(n1, c0+2*m) - (c0 + m)
+		dy.prefetch(&pf, c0+m, next)
+		steps := 0
+		if dw != nil {
+			pf.add(x[(c0+m)*C*H*W:][:next*C*H*W], false)
+			if onKernels {
+				steps += (OC + 3) / 4 * ((C + 5) / 6)
+			}
+		}
+		if dx != nil {
+			pf.add(dx[c0*C*H*W:][:m*C*H*W], true)
+			steps += tileCalls(g.c4, roundUp(m*P, 16))
+		}
+		pf.spread(steps)
 		if dw != nil {
 			pack1(func(i, ch int) []float32 { return x[((c0+i)*C+ch)*H*W:][:H*W] }, m, C, H, W, pl.SH, g.qv, xs, odd)
 			if onKernels {
@@ -118,6 +140,7 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 				nv := roundUp(m*P, 16) / 16
 				for o := 0; o < OC; o += 4 {
 					for c := 0; c < C; c += 6 {
+						pf.step()
 						wgradP1[min(4, OC-o)][min(6, C-c)](&xs[c*g.qv], &ds[o*g.qv], &dw[o*C+c], nv, g.qv*4, g.qv*4, C*4)
 					}
 				}
@@ -133,7 +156,7 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		if dx == nil {
 			continue
 		}
-		fwdTiles(&fwdP1, ds, wpkT[:g.c4*OC], out, OC, g.qv, g.c4, roundUp(m*P, 16), g.qv, &offs)
+		fwdTiles(&fwdP1, ds, wpkT[:g.c4*OC], out, OC, g.qv, g.c4, roundUp(m*P, 16), g.qv, &offs, &pf)
 		if pl.SH == 1 {
 			unpad3(out, m, C, H, W, W, P, g.qv, nil, dx[c0*C*P:], nil, 0)
 			continue

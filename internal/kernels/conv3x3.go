@@ -53,15 +53,69 @@ type (
 // fwdTiles runs a forward family over the first qv output positions (a
 // multiple of 16) for oc4 output channels: x, w and out as the kernels
 // take them, with nc input channels of xcs floats and output rows of ocs
-// floats.
-func fwdTiles(k *fwdKernels, x, wpk, out []float32, nc, xcs, oc4, qv, ocs int, offs *[6]int) {
+// floats. It takes one step of pf (nil for none) before each kernel call.
+func fwdTiles(k *fwdKernels, x, wpk, out []float32, nc, xcs, oc4, qv, ocs int, offs *[6]int, pf *ahead) {
 	ntap := len(wpk) / (oc4 * nc)
 	for q := 0; q < qv; q += 6 * 16 {
 		nv := min(6, (qv-q)/16)
 		f := k[nv]
 		for ob := 0; ob < oc4; ob += 4 {
+			pf.step()
 			f(&x[q], &wpk[ob*nc*ntap], &out[ob*ocs+q], nc, xcs*4, ocs*4, &offs[0])
 		}
+	}
+}
+
+// tileCalls is the number of kernel calls fwdTiles makes.
+func tileCalls(oc4, qv int) int { return (qv + 6*16 - 1) / (6 * 16) * (oc4 / 4) }
+
+// ahead spreads prefetches over a loop of micro-kernel calls: the memory
+// that the next steps read (the next chunk's input) or write (this
+// chunk's output) is asked for a few lines per call, so that its
+// transfer from DRAM overlaps the kernels' arithmetic instead of stalling
+// the copies in and out of the padded layout. The zero value does
+// nothing; so does a nil *ahead.
+type ahead struct {
+	regs [3]struct {
+		s     []float32
+		lines int // per step
+		write bool
+	}
+	n int
+}
+
+// usePrefetch lets benchmarks turn ahead off.
+var usePrefetch = true
+
+// add queues region s, to be read (or written, when write is set).
+func (a *ahead) add(s []float32, write bool) {
+	if a.n == len(a.regs) || len(s) == 0 || !haveElem16 || !usePrefetch {
+		return
+	}
+	a.regs[a.n].s, a.regs[a.n].write = s, write
+	a.n++
+}
+
+// spread divides the queued regions over steps steps.
+func (a *ahead) spread(steps int) {
+	for i := range a.n {
+		a.regs[i].lines = (len(a.regs[i].s)+15)/16/max(steps, 1) + 1
+	}
+}
+
+// step prefetches the next lines of every region.
+func (a *ahead) step() {
+	if a == nil {
+		return
+	}
+	for i := range a.n {
+		r := &a.regs[i]
+		k := min(16*r.lines, len(r.s))
+		if k == 0 {
+			continue
+		}
+		prefetchLines(&r.s[0], (k+15)/16, r.write)
+		r.s = r.s[k:]
 	}
 }
 
@@ -183,12 +237,26 @@ func pad3(x []float32, m, c, h, w, row int, dst []float32) {
 func padPlanes(get func(i, ch int) []float32, m, c, h, w, p, row int, dst []float32) {
 	pitch := w + p
 	sp := (h + p) * pitch
+	// With the AVX-512 loops, rows 0…h−2 go out as whole vectors whose
+	// lanes past w are zero: they lay the p zeros after each row (when 16
+	// − w mod 16 ≥ p), and what runs further lands on later rows or pads,
+	// written after it. The last sample's must stay in its channel.
+	whole := haveElem16 && useElem16 && h >= 2 && 16-w%16 >= p &&
+		(m-1)*sp+p*pitch+p+(h-2)*pitch+16*(w/16+1) <= row
 	for ch := range c {
 		r := dst[ch*row : (ch+1)*row]
 		for i := range m {
 			base := i * sp
 			clear(r[base : base+p*pitch+p])
-			copyRows(get(i, ch), r[base+p*pitch+p:], h, w, w, pitch)
+			src, d := get(i, ch), r[base+p*pitch+p:]
+			if whole {
+				_ = src[h*w-1]
+				_ = d[(h-2)*pitch+16*(w/16+1)-1]
+				padRows16(&src[0], &d[0], h-1, w, w, pitch)
+				copyRows(src[(h-1)*w:], d[(h-1)*pitch:], 1, w, w, pitch)
+				continue
+			}
+			copyRows(src, d, h, w, w, pitch)
 			for k := range h - 1 {
 				gap := r[base+(k+p+1)*pitch:][:p]
 				for j := range gap {
@@ -219,6 +287,17 @@ func (d dySrc) plane(n, ch int, tmp []float32) []float32 {
 	return tmp[:d.hw]
 }
 
+// prefetch queues on a the output gradient's sources for samples n0…n0+m.
+func (d dySrc) prefetch(a *ahead, n0, m int) {
+	lo, hi := n0*d.c*d.hw, (n0+m)*d.c*d.hw
+	if d.bn == nil {
+		a.add(d.dy[lo:hi], false)
+		return
+	}
+	a.add(d.bn.x[lo:hi], false)
+	a.add(d.bn.dy[lo:hi], false)
+}
+
 // unpad3 copies the valid positions of an output tile to samples y: c
 // channels of rows qv, sample i at i·sp, its h rows of w values at pitch
 // wp. It adds the bias b (nil for none) and records each plane's
@@ -235,11 +314,29 @@ func unpad3(out []float32, m, c, h, w, wp, sp, qv int, b, y []float32, mom *Mome
 // y of (sample n, channel ch), adds the bias b[ch] (b nil for none) and
 // records the plane's statistics in mom (nil for none).
 func unpadPlane(src, y []float32, h, w, wp int, b []float32, ch int, mom *Moments, n int) {
-	copyRows(src, y, h, w, wp, w)
-	if b != nil {
-		bv := b[ch]
-		for j := range y {
-			y[j] += bv
+	if wp == w {
+		h, w, wp = 1, h*w, h*w
+	}
+	if haveElem16 && useElem16 && h > 0 && w > 0 {
+		_ = src[(h-1)*wp+w-1]
+		_ = y[h*w-1]
+		// Row r may go out as whole vectors when they end inside y.
+		whole := 0
+		if over := h*w - roundUp(w, 16); over >= 0 {
+			whole = min(h, over/w+1)
+		}
+		var bv float32
+		if b != nil {
+			bv = b[ch]
+		}
+		unpadRows16(&src[0], &y[0], h, w, wp, w, whole, bv, b != nil)
+	} else {
+		copyRows(src, y, h, w, wp, w)
+		if b != nil {
+			bv := b[ch]
+			for j := range y {
+				y[j] += bv
+			}
 		}
 	}
 	if mom != nil {
@@ -258,7 +355,12 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		pad3(x[c0*C*H*W:], m, C, H, W, g.row, xp)
-		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, roundUp(m*g.sp, 16), g.qv, &offs)
+		qv := roundUp(m*g.sp, 16)
+		var pf ahead
+		pf.add(x[(c0+m)*C*H*W:min(n1, c0+2*m)*C*H*W], false)
+		pf.add(y[c0*OC*H*W:(c0+m)*OC*H*W], true)
+		pf.spread(tileCalls(g.oc4, qv))
+		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, qv, g.qv, &offs, &pf)
 		unpad3(out, m, OC, H, W, g.wp, g.sp, g.qv, b, y[c0*OC*H*W:], mom, c0)
 	}
 }
@@ -282,6 +384,21 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		m := min(g.m, n1-c0)
 		qv := roundUp(m*g.sp, 16)
 		padPlanes(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, H, W, 1, g.row, dp)
+		// While the kernels run, fetch the next chunk's inputs and this
+		// chunk's dx.
+		var pf ahead
+		next := min(n1, c0+2*m) - (c0 + m)
+		dy.prefetch(&pf, c0+m, next)
+		steps := 0
+		if dw != nil {
+			pf.add(x[(c0+m)*C*H*W:][:next*C*H*W], false)
+			steps += C * g.nb3
+		}
+		if dx != nil {
+			pf.add(dx[c0*C*H*W:][:m*C*H*W], true)
+			steps += tileCalls(g.c4, qv)
+		}
+		pf.spread(steps)
 		if dw != nil {
 			pad3(x[c0*C*H*W:], m, C, H, W, g.row, xp)
 			// The output gradient at position q, as the forward pass
@@ -289,12 +406,13 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 			for c := range C {
 				for b := range g.nb3 {
 					k := min(3, OC-3*b)
+					pf.step()
 					wgradS1[k](&xp[c*g.row], &dp[3*b*g.row+g.wp+1], &acc[(c*g.nb3+b)*27], qv/16, g.row*4, &offs[0])
 				}
 			}
 		}
 		if dx != nil {
-			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs)
+			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
 			unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], nil, 0)
 		}
 	}

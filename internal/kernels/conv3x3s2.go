@@ -106,7 +106,7 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 		for c := range C {
 			phases(x[(n*C+c)*H*W:][:H*W], H, W, 1, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
 		}
-		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs)
+		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs, nil)
 		unpad3(out, 1, OC, OH, OW, g.pf, 0, g.qv, b, y[n*OC*OH*OW:], mom, n)
 	}
 }
@@ -168,7 +168,7 @@ func (pl *convPlan) dx3s2(dy dySrc, wpkT, dx []float32, n0, n1 int, scratch []fl
 			for b := range 2 {
 				p := 2*a + b
 				wp := wpkT[s2dxAt[p]*g.c4*OC:][:len(s2dxTaps[p])*g.c4*OC]
-				fwdTiles(ks[p], dp, wp, out[b], OC, g.sd, g.c4, g.qvd, g.qvd, &offs)
+				fwdTiles(ks[p], dp, wp, out[b], OC, g.sd, g.c4, g.qvd, g.qvd, &offs, nil)
 			}
 			for c := range C {
 				for i := range g.hq {

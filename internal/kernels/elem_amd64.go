@@ -24,6 +24,12 @@ func clipGrad16(x, dy, dx *float32, n int, lo, hi float32)
 func copyRows16(src, dst *float32, rows, w, sp, dp int)
 
 //go:noescape
+func padRows16(src, dst *float32, rows, w, sp, dp int)
+
+//go:noescape
+func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool)
+
+//go:noescape
 func deinterleave32(src, even, odd *float32, w int)
 
 //go:noescape
@@ -43,3 +49,6 @@ func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool
 
 //go:noescape
 func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[7]float32, relu bool)
+
+//go:noescape
+func prefetchLines(p *float32, lines int, write bool)

@@ -209,6 +209,107 @@ DATA intLo<>+56(SB)/4, $7
 DATA intLo<>+60(SB)/4, $23
 GLOBL intLo<>(SB), RODATA|NOPTR, $64
 
+// func padRows16(src, dst *float32, rows, w, sp, dp int)
+// Copies rows rows of w floats (w ≥ 1) from src (pitch sp floats) to dst
+// (pitch dp floats) as whole vectors: each dst row gets w/16 + 1 of them,
+// its lanes from w on zero. Only src's rows are read.
+TEXT ·padRows16(SB), NOSPLIT, $0-48
+	MOVQ src+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ rows+16(FP), DX
+	MOVQ w+24(FP), BX
+	MOVQ sp+32(FP), R8
+	MOVQ dp+40(FP), R9
+	SHLQ $2, R8
+	SHLQ $2, R9
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MASKLOW(CX, K1)
+	SHRQ $4, BX
+prrow:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ prtail
+prvec:
+	VMOVUPS (R10), Z0
+	VMOVUPS Z0, (R11)
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ CX
+	JNZ prvec
+prtail:
+	VMOVUPS.Z (R10), K1, Z0
+	VMOVUPS Z0, (R11)
+	ADDQ R8, SI
+	ADDQ R9, DI
+	DECQ DX
+	JNZ prrow
+	VZEROUPPER
+	RET
+
+// func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool)
+// Copies rows rows of w floats (w ≥ 1) from src (pitch sp floats) to dst
+// (pitch dp floats), adding b when add is set. The first whole rows are
+// stored as whole vectors, the last one running up to 15 floats past w
+// (which a later row must overwrite); the other rows end under a mask.
+// Only src's rows are read.
+TEXT ·unpadRows16(SB), NOSPLIT, $0-61
+	MOVQ src+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ rows+16(FP), DX
+	MOVQ w+24(FP), BX
+	MOVQ sp+32(FP), R8
+	MOVQ dp+40(FP), R9
+	MOVQ whole+48(FP), R13
+	VBROADCASTSS b+56(FP), Z31
+	MOVBLZX add+60(FP), R12
+	SHLQ $2, R8
+	SHLQ $2, R9
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MASKLOW(CX, K1)
+	MOVL $0xffff, AX
+	KMOVW AX, K2
+	SHRQ $4, BX
+urrow:
+	TESTQ R13, R13
+	JNZ 3(PC)
+	KMOVW K1, K2
+	JMP 2(PC)
+	DECQ R13
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ urtail
+urvec:
+	VMOVUPS (R10), Z0
+	TESTQ R12, R12
+	JZ 2(PC)
+	VADDPS Z31, Z0, Z0
+	VMOVUPS Z0, (R11)
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ CX
+	JNZ urvec
+urtail:
+	KORTESTW K1, K1
+	JZ urnext
+	VMOVUPS.Z (R10), K1, Z0
+	TESTQ R12, R12
+	JZ 2(PC)
+	VADDPS Z31, Z0, Z0
+	VMOVUPS Z0, K2, (R11)
+urnext:
+	ADDQ R8, SI
+	ADDQ R9, DI
+	DECQ DX
+	JNZ urrow
+	VZEROUPPER
+	RET
+
 // func deinterleave32(src, even, odd *float32, w int)
 // even[j] = src[2j] for j < (w+1)/2 and odd[j] = src[2j+1] for j < w/2;
 // nothing else is read or written.
@@ -557,4 +658,29 @@ dxpnext:
 	DECQ R8
 	JNZ dxp2
 	VZEROUPPER
+	RET
+
+// func prefetchLines(p *float32, lines int, write bool)
+// Asks for the lines cache lines from p to be brought into the cache, for
+// writing when write is set.
+TEXT ·prefetchLines(SB), NOSPLIT, $0-17
+	MOVQ p+0(FP), SI
+	MOVQ lines+8(FP), CX
+	MOVBLZX write+16(FP), AX
+	TESTQ CX, CX
+	JZ pfdone
+	TESTQ AX, AX
+	JNZ pfw
+pfr:
+	PREFETCHT0 (SI)
+	ADDQ $64, SI
+	DECQ CX
+	JNZ pfr
+	RET
+pfw:
+	BYTE $0x0F; BYTE $0x0D; BYTE $0x0E // PREFETCHW (SI)
+	ADDQ $64, SI
+	DECQ CX
+	JNZ pfw
+pfdone:
 	RET

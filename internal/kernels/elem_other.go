@@ -8,7 +8,11 @@ package kernels
 func sumSq16(x *float32, n int, k float32, acc *float32) { panic("unreachable") }
 func reluGrad16(x, dy, dx *float32, n int)               { panic("unreachable") }
 func copyRows16(src, dst *float32, rows, w, sp, dp int)  { panic("unreachable") }
-func clip16(x, y *float32, n int, lo, hi float32)        { panic("unreachable") }
+func padRows16(src, dst *float32, rows, w, sp, dp int)   { panic("unreachable") }
+func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool) {
+	panic("unreachable")
+}
+func clip16(x, y *float32, n int, lo, hi float32) { panic("unreachable") }
 func clipGrad16(x, dy, dx *float32, n int, lo, hi float32) {
 	panic("unreachable")
 }
@@ -25,3 +29,4 @@ func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool
 func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[7]float32, relu bool) {
 	panic("unreachable")
 }
+func prefetchLines(p *float32, lines int, write bool) {}

@@ -73,3 +73,55 @@ func TestClipMatchesPortable(t *testing.T) {
 		}
 	}
 }
+
+// TestPaddedLayoutCopies checks padPlanes and unpadPlane, whose AVX-512
+// loops store whole vectors past the end of a row and rely on later rows
+// to overwrite them, against the plain loops: every width up to 40 with
+// heights 1–4, pads of 1 and 2, a bias or none, contiguous and padded
+// pitches. Every float of the destination, owned or not, must match, so
+// a store that runs past a plane or a channel (a region another worker
+// may own) fails.
+func TestPaddedLayoutCopies(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for w := 1; w <= 40; w++ {
+		for h := 1; h <= 4; h++ {
+			for p := 1; p <= 2; p++ {
+				m, c := 3, 2
+				x := randn(r, m*c*h*w)
+				sp := (h + p) * (w + p)
+				row := m*sp + 2*(w+p) + 2 // the least the convolution paths give a channel
+				var pad [2][]float32
+				for i, fast := range []bool{true, false} {
+					useElem16 = fast
+					pad[i] = make([]float32, c*row+20)
+					for j := range pad[i] {
+						pad[i][j] = -7
+					}
+					padPlanes(func(i, ch int) []float32 { return x[(i*c+ch)*h*w:][:h*w] }, m, c, h, w, p, row, pad[i][:c*row])
+				}
+				useElem16 = true
+				if !slices.Equal(pad[0], pad[1]) {
+					t.Fatalf("padPlanes h=%d w=%d p=%d: AVX-512 %v, portable %v", h, w, p, pad[0], pad[1])
+				}
+			}
+			for _, wp := range []int{w, w + 1, w + 2} {
+				for _, bias := range [][]float32{nil, {0.5, -2}} {
+					src := randn(r, h*wp+16)
+					var y [2][]float32
+					for i, fast := range []bool{true, false} {
+						useElem16 = fast
+						y[i] = make([]float32, 3*h*w+20)
+						for j := range y[i] {
+							y[i][j] = -7
+						}
+						unpadPlane(src, y[i][h*w:2*h*w], h, w, wp, bias, 1, nil, 0)
+					}
+					useElem16 = true
+					if !slices.Equal(y[0], y[1]) {
+						t.Fatalf("unpadPlane h=%d w=%d wp=%d bias %v: AVX-512 %v, portable %v", h, w, wp, bias, y[0], y[1])
+					}
+				}
+			}
+		}
+	}
+}
