@@ -116,20 +116,12 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		pack1(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, pl.oh, pl.ow, 1, g.qv, ds, odd)
-		// While the kernels run, fetch the next chunk's inputs and this
-		// chunk's dx.
-		var pf ahead
-		next := min(n1, c0+2*m) - (c0 + m)
-		dy.prefetch(&pf, c0+m, next)
+		pf := backAhead(dy, x, dx, dw != nil, c0, m, n1, C*H*W)
 		steps := 0
-		if dw != nil {
-			pf.add(x[(c0+m)*C*H*W:][:next*C*H*W], false)
-			if onKernels {
-				steps += (OC + 3) / 4 * ((C + 5) / 6)
-			}
+		if dw != nil && onKernels {
+			steps += (OC + 3) / 4 * ((C + 5) / 6)
 		}
 		if dx != nil {
-			pf.add(dx[c0*C*H*W:][:m*C*H*W], true)
 			steps += tileCalls(g.c4, roundUp(m*P, 16))
 		}
 		pf.spread(steps)

@@ -298,6 +298,23 @@ func (d dySrc) prefetch(a *ahead, n0, m int) {
 	a.add(d.bn.dy[lo:hi], false)
 }
 
+// backAhead returns the prefetches of a backward chunk (samples c0…c0+m
+// of a worker's c0…n1, chw input floats each), to overlap its kernels: the
+// next chunk's output gradient and input (when withX), and this chunk's
+// input gradient dx (nil for none).
+func backAhead(dy dySrc, x, dx []float32, withX bool, c0, m, n1, chw int) ahead {
+	var pf ahead
+	next := min(n1, c0+2*m) - (c0 + m)
+	dy.prefetch(&pf, c0+m, next)
+	if withX {
+		pf.add(x[(c0+m)*chw:][:next*chw], false)
+	}
+	if dx != nil {
+		pf.add(dx[c0*chw:][:m*chw], true)
+	}
+	return pf
+}
+
 // unpad3 copies the valid positions of an output tile to samples y: c
 // channels of rows qv, sample i at i·sp, its h rows of w values at pitch
 // wp. It adds the bias b (nil for none) and records each plane's
@@ -384,18 +401,12 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		m := min(g.m, n1-c0)
 		qv := roundUp(m*g.sp, 16)
 		padPlanes(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, H, W, 1, g.row, dp)
-		// While the kernels run, fetch the next chunk's inputs and this
-		// chunk's dx.
-		var pf ahead
-		next := min(n1, c0+2*m) - (c0 + m)
-		dy.prefetch(&pf, c0+m, next)
+		pf := backAhead(dy, x, dx, dw != nil, c0, m, n1, C*H*W)
 		steps := 0
 		if dw != nil {
-			pf.add(x[(c0+m)*C*H*W:][:next*C*H*W], false)
 			steps += C * g.nb3
 		}
 		if dx != nil {
-			pf.add(dx[c0*C*H*W:][:m*C*H*W], true)
 			steps += tileCalls(g.c4, qv)
 		}
 		pf.spread(steps)
