@@ -176,6 +176,7 @@ func init() {
 	Register(&OpDef{
 		Op: "Conv", Doc: "2-D convolution with groups (depthwise included), strides, dilations, pads, auto_pad",
 		MinInputs: 2, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2}, Moments: MomentSource,
+		AbsorbsReLU: true, AbsorbsBoundedReLU: true,
 		Infer: func(c *Ctx) ([]Shape, error) {
 			ci, err := convInfo(c)
 			if err != nil {

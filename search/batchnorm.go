@@ -29,7 +29,11 @@ func RestoreBatchNorm(g *graph.Graph, d *data.Dataset, norm data.Normalize, batc
 		return nil, nil, err
 	}
 	batch = min(batch, d.N)
-	p, err := engine.Compile(g, batch, engine.Options{Inference: true})
+	observed := map[string]bool{}
+	for _, n := range convs {
+		observed[n.Outputs[0]] = true
+	}
+	p, err := engine.Compile(g, batch, engine.Options{Inference: true, Observed: observed})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -83,7 +83,11 @@ func Calibrate(g *graph.Graph, d *data.Dataset, norm data.Normalize, batches, ba
 		return nil
 	}
 	batch = min(batch, d.N)
-	p, err := engine.Compile(calib, batch, engine.Options{Inference: true})
+	observed := map[string]bool{}
+	for _, q := range qs {
+		observed[q.node.Inputs[0]] = true
+	}
+	p, err := engine.Compile(calib, batch, engine.Options{Inference: true, Observed: observed})
 	if err != nil {
 		return err
 	}

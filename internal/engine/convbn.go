@@ -38,7 +38,7 @@ func (p *Plan) linkConvBN() {
 	}
 	for i := 0; i+1 < len(p.steps); i++ {
 		c, b := p.steps[i].node, p.steps[i+1].node
-		if momentRole(c) != graph.MomentSource || momentRole(b) != graph.MomentSink {
+		if momentRole(c) != graph.MomentSource || momentRole(b) != graph.MomentSink || p.steps[i].relu {
 			continue
 		}
 		y := c.Outputs[0]

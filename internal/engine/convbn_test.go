@@ -109,7 +109,7 @@ func TestFuseBatchNormClip(t *testing.T) {
 		}
 		g.Nodes = []*graph.Node{{Name: "n", Op: c.op, Inputs: []string{"x"}, Outputs: []string{"mid"}}, act}
 		g.Outputs = []string{"y"}
-		nodes := fuse(g)
+		nodes := fuse(g, Options{})
 		if got := len(nodes) == 1; got != c.fused {
 			t.Errorf("%s → %s(%g, %g): fused %v, want %v", c.op, c.act, c.lo, c.hi, got, c.fused)
 			continue

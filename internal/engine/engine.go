@@ -179,6 +179,9 @@ type Options struct {
 	// KeepGrads lists activations whose gradients a training plan keeps in buffers of their
 	// own, so the caller can read them after Backward (the others share memory).
 	KeepGrads map[string]bool
+	// Observed lists activations the caller will pass to Plan.Observe. A node's output
+	// that only a ReLU reads is otherwise fused away (see fuse) and cannot be observed.
+	Observed map[string]bool
 }
 
 // Plan is a graph compiled for one batch size.
@@ -284,7 +287,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 			}
 		}
 	}
-	for _, f := range fuse(g) {
+	for _, f := range fuse(g, opts) {
 		nd := f.node
 		back := false
 		for _, in := range nd.Inputs {
@@ -446,7 +449,7 @@ func (p *Plan) Forward(train bool) {
 func (p *Plan) Observe(name string, f func(values []float32)) error {
 	v := p.Values[name]
 	if v == nil || (v.Kind != Activation && v.Kind != Input) {
-		return fmt.Errorf("engine: %q is no activation or input of the plan", name)
+		return fmt.Errorf("engine: %q is no activation or input of the plan (an output only a ReLU reads is fused away unless Options.Observed names it)", name)
 	}
 	if p.observers == nil {
 		p.observers = map[string][]func([]float32){}
@@ -571,8 +574,11 @@ type fused struct {
 // fuse returns g's nodes with every node whose op absorbs a ReLU (graph.OpDef.AbsorbsReLU)
 // and whose output only a ReLU reads (or a bounded ReLU such as ReLU6, when the op has
 // AbsorbsBoundedReLU) merged with that ReLU (one pass over the data instead of two, and one
-// buffer fewer). The graph itself is not changed.
-func fuse(g *graph.Graph) []fused {
+// buffer fewer). The graph itself is not changed. A node whose output the options name
+// (Keep, KeepGrads, Observed) stays apart from its ReLU, since fused that value would not
+// exist, as does one whose ReLU's output gradient is in KeepGrads (a fused kernel may mask
+// that gradient in place).
+func fuse(g *graph.Graph, opts Options) []fused {
 	consumers := g.Consumers()
 	skip := map[*graph.Node]bool{}
 	var out []fused
@@ -580,8 +586,9 @@ func fuse(g *graph.Graph) []fused {
 		if skip[n] {
 			continue
 		}
-		if d, ok := graph.LookupNode(n); ok && d.AbsorbsReLU && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) {
-			if cs := consumers[n.Outputs[0]]; len(cs) == 1 {
+		if d, ok := graph.LookupNode(n); ok && d.AbsorbsReLU && len(n.Outputs) == 1 && !g.IsOutput(n.Outputs[0]) &&
+			!opts.Keep[n.Outputs[0]] && !opts.KeepGrads[n.Outputs[0]] && !opts.Observed[n.Outputs[0]] {
+			if cs := consumers[n.Outputs[0]]; len(cs) == 1 && len(cs[0].Outputs) == 1 && !opts.KeepGrads[cs[0].Outputs[0]] {
 				if hi, ok := absorbedReLU(g, d, cs[0]); ok {
 					f := *n
 					f.Outputs = []string{cs[0].Outputs[0]}

@@ -139,6 +139,18 @@ var gradCases = []gradCase{
 	{name: "split num_outputs", op: "Split", inputs: [][]int{{2, 5}}, nOut: 2,
 		attrs: map[string]*graph.Attr{"axis": intA(1), "num_outputs": intA(2)}},
 	{name: "outside op", op: "TestScaleShift", domain: "test", inputs: [][]int{{2, 3}}, params: map[int][]int{1: {1}}},
+	// A Conv absorbs the ReLU or ReLU6 after it (a folded model's form); small layers, so
+	// that few outputs sit within a finite-difference step of a kink, on the 3×3, pointwise,
+	// depthwise and im2col paths.
+	{name: "conv relu", op: "Conv", inputs: [][]int{{1, 2, 4, 3}}, params: map[int][]int{1: {2, 2, 3, 3}, 2: {2}},
+		attrs: map[string]*graph.Attr{"pads": ints(1, 1, 1, 1)}, then: "Relu"},
+	{name: "conv 1x1 relu6", op: "Conv", inputs: [][]int{{1, 2, 3, 3}}, params: map[int][]int{1: {3, 2, 1, 1}, 2: {3}},
+		then: "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(6)}},
+	{name: "conv depthwise relu6", op: "Conv", inputs: [][]int{{1, 2, 4, 4}}, params: map[int][]int{1: {2, 1, 3, 3}, 2: {2}},
+		attrs: map[string]*graph.Attr{"group": intA(2), "pads": ints(1, 1, 1, 1)},
+		then:  "Clip", thenAt: map[string]*graph.Attr{"min": floatA(0), "max": floatA(6)}},
+	{name: "conv dilated relu", op: "Conv", inputs: [][]int{{1, 2, 6, 4}}, params: map[int][]int{1: {2, 2, 3, 2}, 2: {2}},
+		attrs: map[string]*graph.Attr{"pads": ints(1, 0, 2, 1), "dilations": ints(2, 1)}, then: "Relu"},
 }
 
 // build makes the case's graph with fixed shapes.

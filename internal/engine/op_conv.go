@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"math"
+
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/kernels"
 )
@@ -13,6 +15,8 @@ type conv struct {
 	dx, dw, db    *GradDst
 	scratch       int
 	link          *convBN // shared with the BatchNormalization reading y (linkConvBN)
+	relu          bool    // a fused ReLU: y is its output (see fuse)
+	reluMax       float32 // its upper clip, +Inf for none
 }
 
 // convShape returns the kernel shape of Conv node n of g on an input of shape x.
@@ -49,6 +53,10 @@ func init() {
 		if k.bias != nil {
 			k.db = b.InGrad(2)
 		}
+		k.relu, k.reluMax = b.ReLU, b.ReLUMax
+		if k.reluMax <= 0 {
+			k.reluMax = float32(math.Inf(1))
+		}
 		k.scratch = k.s.ScratchLen()
 		b.NeedScratch(k.scratch)
 		return k, nil
@@ -59,6 +67,10 @@ func (k *conv) Forward(train bool) {
 	var bias []float32
 	if k.bias != nil {
 		bias = k.bias.Data
+	}
+	if k.relu {
+		kernels.Conv2DReLU(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.reluMax)
+		return
 	}
 	if train && k.link != nil {
 		kernels.Conv2DMoments(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.link.moments)
@@ -71,6 +83,12 @@ func (k *conv) Backward() {
 	if l := k.link; l != nil && l.gradReady {
 		l.gradReady = false
 		kernels.Conv2DBackwardBN(k.s, k.x.Data, k.w.Data, l.grad, buf(k.dx), buf(k.dw), k.b.Plan.Scratch(k.scratch))
+		return
+	}
+	if k.relu {
+		// This is the last reader of y.Grad (the ReLU's output gradient), so it is masked
+		// in place into the convolution's.
+		kernels.Conv2DBackwardReLU(k.s, k.x.Data, k.w.Data, k.y.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch), k.reluMax)
 		return
 	}
 	kernels.Conv2DBackward(k.s, k.x.Data, k.w.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch))

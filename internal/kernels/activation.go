@@ -46,17 +46,18 @@ func ReLU(x, y []float32) {
 
 // ReLUBackward computes dx = dy where x > 0, else 0. The forward output y
 // may be passed for x.
-func ReLUBackward(x, dy, dx []float32) {
-	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
-		dy, dx = dy[:len(x)], dx[:len(x)]
-		if n := bulk16(len(x)); n > 0 {
-			reluGrad16(&x[0], &dy[0], &dx[0], n)
-			x, dy, dx = x[n:], dy[n:], dx[n:]
-		}
-		for i, v := range x {
-			dx[i] = maskf(dy[i], posMask(v))
-		}
-	})
+func ReLUBackward(x, dy, dx []float32) { binary(x, dy, dx, 1, reluBackward) }
+
+// reluBackward is ReLUBackward on one goroutine.
+func reluBackward(x, dy, dx []float32) {
+	dy, dx = dy[:len(x)], dx[:len(x)]
+	if n := bulk16(len(x)); n > 0 {
+		reluGrad16(&x[0], &dy[0], &dx[0], n)
+		x, dy, dx = x[n:], dy[n:], dx[n:]
+	}
+	for i, v := range x {
+		dx[i] = maskf(dy[i], posMask(v))
+	}
 }
 
 // posMask returns all ones when v > 0 and 0 otherwise (−0 included),
@@ -74,31 +75,51 @@ func selectf(m uint32, a, b float32) float32 {
 
 // Clip computes y = min(max(x, lo), hi); Clip(x, y, 0, 6) is ReLU6.
 func Clip(x, y []float32, lo, hi float32) {
-	unary(x, y, 1, func(x, y []float32) {
-		y = y[:len(x)]
-		if n := bulk16(len(x)); n > 0 {
-			clip16(&x[0], &y[0], n, lo, hi)
-			x, y = x[n:], y[n:]
-		}
-		for i, v := range x {
-			y[i] = min(max(v, lo), hi)
-		}
-	})
+	unary(x, y, 1, func(x, y []float32) { clip(x, y, lo, hi) })
+}
+
+// clip is Clip on one goroutine.
+func clip(x, y []float32, lo, hi float32) {
+	y = y[:len(x)]
+	if n := bulk16(len(x)); n > 0 {
+		clip16(&x[0], &y[0], n, lo, hi)
+		x, y = x[n:], y[n:]
+	}
+	for i, v := range x {
+		y[i] = min(max(v, lo), hi)
+	}
+}
+
+// clamp is a ReLU clipped above at hi (+Inf: none) that a convolution
+// applies to its output; the zero value applies nothing.
+type clamp struct {
+	on bool
+	hi float32
+}
+
+// apply clips y to [0, hi] in place when c is on.
+func (c clamp) apply(y []float32) {
+	if c.on {
+		clip(y, y, 0, c.hi)
+	}
 }
 
 // ClipBackward computes dx = dy where lo < x < hi, else 0 (PyTorch's
 // hardtanh convention: no gradient at the bounds).
 func ClipBackward(x, dy, dx []float32, lo, hi float32) {
-	binary(x, dy, dx, 1, func(x, dy, dx []float32) {
-		dy, dx = dy[:len(x)], dx[:len(x)]
-		if n := bulk16(len(x)); n > 0 {
-			clipGrad16(&x[0], &dy[0], &dx[0], n, lo, hi)
-			x, dy, dx = x[n:], dy[n:], dx[n:]
-		}
-		for i, v := range x {
-			dx[i] = maskf(dy[i], posMask(v-lo)&posMask(hi-v))
-		}
-	})
+	binary(x, dy, dx, 1, func(x, dy, dx []float32) { clipBackward(x, dy, dx, lo, hi) })
+}
+
+// clipBackward is ClipBackward on one goroutine.
+func clipBackward(x, dy, dx []float32, lo, hi float32) {
+	dy, dx = dy[:len(x)], dx[:len(x)]
+	if n := bulk16(len(x)); n > 0 {
+		clipGrad16(&x[0], &dy[0], &dx[0], n, lo, hi)
+		x, dy, dx = x[n:], dy[n:], dx[n:]
+	}
+	for i, v := range x {
+		dx[i] = maskf(dy[i], posMask(v-lo)&posMask(hi-v))
+	}
 }
 
 // LeakyReLU computes y = x for x ≥ 0 and alpha·x otherwise.

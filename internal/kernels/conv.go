@@ -3,6 +3,7 @@ package kernels
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,7 @@ type convPlan struct {
 	// 1.1–1.2× faster at 16 and 32 channels (1.4× on a loaded machine) and
 	// even at 64.
 	dxConv bool
+	act    clamp // applied to the output (Conv2DReLU)
 }
 
 func (s ConvShape) plan() convPlan {
@@ -408,6 +410,9 @@ func conv2D(pl convPlan, x, w, b, y, scratch []float32, m *Moments) {
 		return
 	case pl.Depthwise():
 		depthwiseForward(&pl, x, w, b, y)
+		if pl.act.on {
+			Clip(y, y, 0, pl.act.hi)
+		}
 		return
 	}
 	W := pl.workers(len(scratch))
@@ -479,7 +484,52 @@ func (pl *convPlan) forward(x, w, b, y []float32, n0, n1 int, scratch []float32)
 				}
 			})
 		}
+		if pl.act.on {
+			pl.par(m*OC, P, func(lo, hi int) { pl.act.apply(y[(c0*OC+lo)*P : (c0*OC+hi)*P]) })
+		}
 	}
+}
+
+// Conv2DReLU is Conv2D followed by a ReLU clipped above at hi (+Inf: a
+// plain ReLU, 6: ReLU6), applied to each chunk of y as it is written
+// instead of in a pass of its own.
+func Conv2DReLU(s ConvShape, x, w, b, y, scratch []float32, hi float32) {
+	pl := s.plan()
+	pl.act = clamp{on: true, hi: hi}
+	conv2D(pl, x, w, b, y, scratch, nil)
+}
+
+// Conv2DBackwardReLU is Conv2DBackward for Conv2DReLU: y is its output and
+// dy the gradient of y, which it overwrites with the convolution's output
+// gradient (dy where 0 < y < hi, else 0), computing db from each plane as
+// it masks it.
+func Conv2DBackwardReLU(s ConvShape, x, w, y, dy, dx, dw, db, scratch []float32, hi float32) {
+	pl := s.plan()
+	need("y", y, pl.YLen())
+	need("dy", dy, pl.YLen())
+	needOpt("db", db, pl.OC)
+	n, c, hw := pl.N, pl.OC, pl.p
+	parFor(c, 2*n*hw, func(lo, hi2 int) {
+		for ch := lo; ch < hi2; ch++ {
+			var s float64
+			for i := range n {
+				o := (i*c + ch) * hw
+				g := dy[o : o+hw]
+				if math.IsInf(float64(hi), 1) {
+					reluBackward(y[o:o+hw], g, g)
+				} else {
+					clipBackward(y[o:o+hw], g, g, 0, hi)
+				}
+				if db != nil {
+					s += float64(sum32(g))
+				}
+			}
+			if db != nil {
+				db[ch] = float32(s)
+			}
+		}
+	})
+	pl.backward(x, w, dySrc{dy: dy, c: pl.OC, hw: pl.p}, dx, dw, nil, scratch)
 }
 
 // Conv2DBackward computes the gradients of Conv2D's input (dx), weight (dw)

@@ -93,7 +93,7 @@ func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		pf.add(y[c0*OC*P:(c0+m)*OC*P], true)
 		pf.spread(tileCalls(g.oc4, qv))
 		fwdTiles(&fwdP1, xs, wpk[:g.oc4*C], out, C, g.qv, g.oc4, qv, g.qv, &offs, &pf)
-		unpad3(out, m, OC, pl.oh, pl.ow, pl.ow, P, g.qv, b, y[c0*OC*P:], mom, c0)
+		unpad3(out, m, OC, pl.oh, pl.ow, pl.ow, P, g.qv, b, y[c0*OC*P:], pl.act, mom, c0)
 	}
 }
 
@@ -150,7 +150,7 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		fwdTiles(&fwdP1, ds, wpkT[:g.c4*OC], out, OC, g.qv, g.c4, roundUp(m*P, 16), g.qv, &offs, &pf)
 		if pl.SH == 1 {
-			unpad3(out, m, C, H, W, W, P, g.qv, nil, dx[c0*C*P:], nil, 0)
+			unpad3(out, m, C, H, W, W, P, g.qv, nil, dx[c0*C*P:], clamp{}, nil, 0)
 			continue
 		}
 		clear(odd) // the odd columns of dx

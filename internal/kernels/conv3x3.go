@@ -317,20 +317,20 @@ func backAhead(dy dySrc, x, dx []float32, withX bool, c0, m, n1, chw int) ahead 
 
 // unpad3 copies the valid positions of an output tile to samples y: c
 // channels of rows qv, sample i at i·sp, its h rows of w values at pitch
-// wp. It adds the bias b (nil for none) and records each plane's
-// statistics in mom (nil for none) as those of sample n0 + i.
-func unpad3(out []float32, m, c, h, w, wp, sp, qv int, b, y []float32, mom *Moments, n0 int) {
+// wp. It adds the bias b (nil for none), applies act and records each
+// plane's statistics in mom (nil for none) as those of sample n0 + i.
+func unpad3(out []float32, m, c, h, w, wp, sp, qv int, b, y []float32, act clamp, mom *Moments, n0 int) {
 	for i := range m {
 		for ch := range c {
-			unpadPlane(out[ch*qv+i*sp:], y[(i*c+ch)*h*w:(i*c+ch+1)*h*w], h, w, wp, b, ch, mom, n0+i)
+			unpadPlane(out[ch*qv+i*sp:], y[(i*c+ch)*h*w:(i*c+ch+1)*h*w], h, w, wp, b, ch, act, mom, n0+i)
 		}
 	}
 }
 
 // unpadPlane copies the h rows of w values at pitch wp of src to the plane
-// y of (sample n, channel ch), adds the bias b[ch] (b nil for none) and
-// records the plane's statistics in mom (nil for none).
-func unpadPlane(src, y []float32, h, w, wp int, b []float32, ch int, mom *Moments, n int) {
+// y of (sample n, channel ch), adds the bias b[ch] (b nil for none),
+// applies act and records the plane's statistics in mom (nil for none).
+func unpadPlane(src, y []float32, h, w, wp int, b []float32, ch int, act clamp, mom *Moments, n int) {
 	if wp == w {
 		h, w, wp = 1, h*w, h*w
 	}
@@ -356,6 +356,7 @@ func unpadPlane(src, y []float32, h, w, wp int, b []float32, ch int, mom *Moment
 			}
 		}
 	}
+	act.apply(y)
 	if mom != nil {
 		mom.addPlane(n, ch, y)
 	}
@@ -378,7 +379,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		pf.add(y[c0*OC*H*W:(c0+m)*OC*H*W], true)
 		pf.spread(tileCalls(g.oc4, qv))
 		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, qv, g.qv, &offs, &pf)
-		unpad3(out, m, OC, H, W, g.wp, g.sp, g.qv, b, y[c0*OC*H*W:], mom, c0)
+		unpad3(out, m, OC, H, W, g.wp, g.sp, g.qv, b, y[c0*OC*H*W:], pl.act, mom, c0)
 	}
 }
 
@@ -424,7 +425,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		if dx != nil {
 			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
-			unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], nil, 0)
+			unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
 		}
 	}
 	if dw != nil {

@@ -107,7 +107,7 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 			phases(x[(n*C+c)*H*W:][:H*W], H, W, 1, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
 		}
 		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs, nil)
-		unpad3(out, 1, OC, OH, OW, g.pf, 0, g.qv, b, y[n*OC*OH*OW:], mom, n)
+		unpad3(out, 1, OC, OH, OW, g.pf, 0, g.qv, b, y[n*OC*OH*OW:], pl.act, mom, n)
 	}
 }
 

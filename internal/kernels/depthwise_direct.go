@@ -165,7 +165,7 @@ func (pl *convPlan) dwForward(ks *dwKernels, x, w, b, y, scratch []float32, mom 
 		ks.fwd.fwd(&xp[0], &wk[0], &out[0], roundUp(m*g.sp, 16)/16, g.pitch*4, &offs[0])
 		for i := range m {
 			n := n0 + i
-			unpadPlane(out[i*g.sp:], y[(n*C+c)*P:(n*C+c+1)*P], pl.oh, pl.ow, g.pitch, b, c, mom, n)
+			unpadPlane(out[i*g.sp:], y[(n*C+c)*P:(n*C+c+1)*P], pl.oh, pl.ow, g.pitch, b, c, pl.act, mom, n)
 		}
 	})
 }
@@ -218,7 +218,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 				ks.fwd.fwd(&dp[0], &wk[0], &out[0], nv, g.pitch*4, &dyOffs[0])
 				for i := range m {
 					n := n0 + i
-					unpadPlane(out[i*g.sp:], dx[(n*C+c)*H*W:(n*C+c+1)*H*W], H, W, g.pitch, nil, c, nil, n)
+					unpadPlane(out[i*g.sp:], dx[(n*C+c)*H*W:(n*C+c+1)*H*W], H, W, g.pitch, nil, c, clamp{}, nil, n)
 				}
 				continue
 			}

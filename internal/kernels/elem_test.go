@@ -114,7 +114,7 @@ func TestPaddedLayoutCopies(t *testing.T) {
 						for j := range y[i] {
 							y[i][j] = -7
 						}
-						unpadPlane(src, y[i][h*w:2*h*w], h, w, wp, bias, 1, nil, 0)
+						unpadPlane(src, y[i][h*w:2*h*w], h, w, wp, bias, 1, clamp{}, nil, 0)
 					}
 					useElem16 = true
 					if !slices.Equal(y[0], y[1]) {

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -323,6 +324,53 @@ func TestParallelElementwise(t *testing.T) {
 		for i, v := range x {
 			if y[i] != max(v, 0) {
 				t.Fatalf("y[%d] = %v for x = %v", i, y[i], v)
+			}
+		}
+	})
+}
+
+// TestConvReLU checks Conv2DReLU and Conv2DBackwardReLU, which apply the
+// activation to each chunk of the output and mask the output gradient
+// plane by plane, against Conv2D followed by ReLU or Clip to [0, 6] and
+// the unfused backward (ReLUBackward or ClipBackward on the convolution's
+// output, then Conv2DBackward), on every path: equal outputs and input
+// and weight gradients, and the bias gradient to rounding.
+func TestConvReLU(t *testing.T) {
+	forVariants(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(3, 3))
+		cases := append(convCases[:len(convCases):len(convCases)],
+			ConvShape{N: 3, C: 3, H: 9, W: 8, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+			ConvShape{N: 5, C: 8, H: 11, W: 20, OC: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+			ConvShape{N: 4, C: 6, H: 9, W: 19, OC: 8, KH: 1, KW: 1})
+		for _, s := range cases {
+			x, w, b := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC)
+			for _, hi := range []float32{float32(math.Inf(1)), 6} {
+				for i := range b {
+					b[i] *= 2
+				}
+				scratch := make([]float32, s.ScratchLen())
+				pre, want, got := make([]float32, s.YLen()), make([]float32, s.YLen()), make([]float32, s.YLen())
+				Conv2D(s, x, w, b, pre, scratch)
+				Clip(pre, want, 0, hi)
+				Conv2DReLU(s, x, w, b, got, scratch, hi)
+				name := fmt.Sprintf("%v/hi=%g", s, hi)
+				closeTo(t, name+"/y", got, f64(want), 0)
+
+				dy := randn(r, s.YLen())
+				g := make([]float32, s.YLen())
+				if hi > 6 {
+					ReLUBackward(pre, dy, g)
+				} else {
+					ClipBackward(pre, dy, g, 0, hi)
+				}
+				dx, dw, db := make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
+				Conv2DBackward(s, x, w, g, dx, dw, db, scratch)
+				dx2, dw2, db2 := make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
+				Conv2DBackwardReLU(s, x, w, got, dy, dx2, dw2, db2, scratch, hi)
+				closeTo(t, name+"/masked dy", dy, f64(g), 0)
+				closeTo(t, name+"/dx", dx2, f64(dx), 0)
+				closeTo(t, name+"/dw", dw2, f64(dw), 0)
+				closeTo(t, name+"/db", db2, f64(db), 1e-6)
 			}
 		}
 	})
