@@ -36,7 +36,7 @@ func copyRows(src, dst []float32, rows, w, sp, dp int) {
 	_ = src[(rows-1)*sp+w-1]
 	_ = dst[(rows-1)*dp+w-1]
 	if haveElem16 && useElem16 {
-		copyRows16(&src[0], &dst[0], rows, w, sp, dp)
+		unpadRows16(&src[0], &dst[0], rows, w, sp, dp, 0, 0, false)
 		return
 	}
 	for r := range rows {

@@ -21,9 +21,6 @@ func clip16(x, y *float32, n int, lo, hi float32)
 func clipGrad16(x, dy, dx *float32, n int, lo, hi float32)
 
 //go:noescape
-func copyRows16(src, dst *float32, rows, w, sp, dp int)
-
-//go:noescape
 func padRows16(src, dst *float32, rows, w, sp, dp int)
 
 //go:noescape

@@ -128,51 +128,6 @@ cg:
 	VZEROUPPER
 	RET
 
-// func copyRows16(src, dst *float32, rows, w, sp, dp int)
-// Copies rows rows of w floats (w ≥ 1) from src (pitch sp floats) to dst
-// (pitch dp floats), 16 at a time and the last w mod 16 under a mask.
-TEXT ·copyRows16(SB), NOSPLIT, $0-48
-	MOVQ src+0(FP), SI
-	MOVQ dst+8(FP), DI
-	MOVQ rows+16(FP), DX
-	MOVQ w+24(FP), BX
-	MOVQ sp+32(FP), R8
-	MOVQ dp+40(FP), R9
-	SHLQ $2, R8
-	SHLQ $2, R9
-	MOVQ BX, CX
-	ANDQ $15, CX
-	MOVL $1, AX
-	SHLL CX, AX
-	DECL AX
-	KMOVW AX, K1
-	SHRQ $4, BX
-crrow:
-	MOVQ SI, R10
-	MOVQ DI, R11
-	MOVQ BX, CX
-	TESTQ CX, CX
-	JZ crtail
-crvec:
-	VMOVUPS (R10), Z0
-	VMOVUPS Z0, (R11)
-	ADDQ $64, R10
-	ADDQ $64, R11
-	DECQ CX
-	JNZ crvec
-crtail:
-	KORTESTW K1, K1
-	JZ crnext
-	VMOVUPS.Z (R10), K1, Z0
-	VMOVUPS Z0, K1, (R11)
-crnext:
-	ADDQ R8, SI
-	ADDQ R9, DI
-	DECQ DX
-	JNZ crrow
-	VZEROUPPER
-	RET
-
 DATA deintEven<>+0(SB)/4, $0
 DATA deintEven<>+4(SB)/4, $2
 DATA deintEven<>+8(SB)/4, $4
@@ -253,8 +208,8 @@ prtail:
 // Copies rows rows of w floats (w ≥ 1) from src (pitch sp floats) to dst
 // (pitch dp floats), adding b when add is set. The first whole rows are
 // stored as whole vectors, the last one running up to 15 floats past w
-// (which a later row must overwrite); the other rows end under a mask.
-// Only src's rows are read.
+// (which a later row must overwrite); the other rows end under a mask
+// (with whole = 0 a plain copy of the rows). Only src's rows are read.
 TEXT ·unpadRows16(SB), NOSPLIT, $0-61
 	MOVQ src+0(FP), SI
 	MOVQ dst+8(FP), DI

@@ -7,7 +7,6 @@ package kernels
 
 func sumSq16(x *float32, n int, k float32, acc *float32) { panic("unreachable") }
 func reluGrad16(x, dy, dx *float32, n int)               { panic("unreachable") }
-func copyRows16(src, dst *float32, rows, w, sp, dp int)  { panic("unreachable") }
 func padRows16(src, dst *float32, rows, w, sp, dp int)   { panic("unreachable") }
 func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool) {
 	panic("unreachable")
