@@ -509,8 +509,8 @@ func Conv2DBackwardReLU(s ConvShape, x, w, y, dy, dx, dw, db, scratch []float32,
 	need("dy", dy, pl.YLen())
 	needOpt("db", db, pl.OC)
 	n, c, hw := pl.N, pl.OC, pl.p
-	parFor(c, 2*n*hw, func(lo, hi2 int) {
-		for ch := lo; ch < hi2; ch++ {
+	parFor(c, 2*n*hw, func(c0, c1 int) {
+		for ch := c0; ch < c1; ch++ {
 			var s float64
 			for i := range n {
 				o := (i*c + ch) * hw
