@@ -57,19 +57,18 @@ func (pl *convPlan) geom1() c1 {
 // pack1 writes samples n0…n0+m of x (c channels of h×w) subsampled by
 // stride s into rows of qv floats (channel ch at dst[ch·qv:], sample i at
 // i·oh·ow), zero after the last sample; odd is scratch of w floats.
-func pack1(get func(i, ch int) []float32, m, c, h, w, s, qv int, dst, odd []float32) {
+func pack1(get func(i, ch int) []float32, pre func(i, ch int), m, c, h, w, s, qv int, dst, odd []float32) {
 	oh, ow := (h-1)/s+1, (w-1)/s+1
 	for ch := range c {
 		row := dst[ch*qv : (ch+1)*qv]
 		for i := range m {
+			prefetchNext(pre, i, ch, m, c)
 			src, out := get(i, ch), row[i*oh*ow:(i+1)*oh*ow]
 			if s == 1 {
 				copy(out, src)
 				continue
 			}
-			for r := range oh {
-				deinterleave(src[2*r*w:(2*r+1)*w], out[r*ow:(r+1)*ow], odd)
-			}
+			deinterleaveRows(src, out, odd, oh, w, 2*w, ow, 0)
 		}
 		clear(row[m*oh*ow:])
 	}
@@ -86,7 +85,8 @@ func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	var offs [6]int
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
-		pack1(func(i, ch int) []float32 { return x[((c0+i)*C+ch)*HW:][:HW] }, m, C, pl.H, pl.W, pl.SH, g.qv, xs, odd)
+		get, pre := xPlanes(x, c0, C, HW)
+		pack1(get, pre, m, C, pl.H, pl.W, pl.SH, g.qv, xs, odd)
 		qv := roundUp(m*P, 16)
 		var pf ahead
 		pf.add(x[(c0+m)*C*HW:min(n1, c0+2*m)*C*HW], false)
@@ -115,7 +115,7 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	}
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
-		pack1(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, pl.oh, pl.ow, 1, g.qv, ds, odd)
+		pack1(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, dy.pre(c0), m, OC, pl.oh, pl.ow, 1, g.qv, ds, odd)
 		pf := backAhead(dy, x, dx, dw != nil, c0, m, n1, C*H*W)
 		steps := 0
 		if dw != nil && onKernels {
@@ -126,7 +126,8 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		pf.spread(steps)
 		if dw != nil {
-			pack1(func(i, ch int) []float32 { return x[((c0+i)*C+ch)*H*W:][:H*W] }, m, C, H, W, pl.SH, g.qv, xs, odd)
+			get, pre := xPlanes(x, c0, C, H*W)
+			pack1(get, pre, m, C, H, W, pl.SH, g.qv, xs, odd)
 			if onKernels {
 				// Past m·P positions both rows are 0.
 				nv := roundUp(m*P, 16) / 16
@@ -160,14 +161,10 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 			for c := range C {
 				src := out[c*g.qv+i*P:][:P]
 				d := dx[((c0+i)*C+c)*H*W:][:H*W]
-				for r := range H {
-					drow := d[r*W : (r+1)*W]
-					if r%2 == 1 {
-						clear(drow)
-						continue
-					}
-					interleave(src[r/2*pl.ow:(r/2+1)*pl.ow], odd, drow)
+				for r := 1; r < H; r += 2 {
+					clear(d[r*W : (r+1)*W])
 				}
+				interleaveRows(src, odd, d, (H+1)/2, W, pl.ow, 0, 2*W)
 			}
 		}
 	}

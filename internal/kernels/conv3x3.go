@@ -119,6 +119,28 @@ func (a *ahead) step() {
 	}
 }
 
+// prefetchAt asks for s[off:off+n] to be brought into the cache, unless it
+// does not lie inside s. The copies into the padded, phase and pointwise
+// layouts call it for the plane they read next: they read a plane row by
+// row, which the hardware prefetchers follow too late, and one plane ahead
+// is enough to hide DRAM's latency (a 28×28 plane split into its stride-2
+// phases: 560 ns from DRAM without, 110 ns with; a plain copy 95 ns).
+func prefetchAt(s []float32, off, n int) {
+	if !haveElem16 || !usePrefetch || off < 0 || n <= 0 || off+n > len(s) {
+		return
+	}
+	prefetchLines(&s[off], (n+15)/16, false)
+}
+
+// xPlanes returns the planes of samples n0… of x (c channels of hw floats)
+// as padPlanes and pack1 take them: get(i, ch) is the plane of sample n0 +
+// i, channel ch, and pre(i, ch) prefetches it.
+func xPlanes(x []float32, n0, c, hw int) (get func(i, ch int) []float32, pre func(i, ch int)) {
+	get = func(i, ch int) []float32 { return x[((n0+i)*c+ch)*hw:][:hw] }
+	pre = func(i, ch int) { prefetchAt(x, ((n0+i)*c+ch)*hw, hw) }
+	return get, pre
+}
+
 // conv3x3L2 is the working set a weight-gradient chunk aims for, in bytes
 // (tests lower it to exercise chunking).
 var conv3x3L2 = 512 << 10
@@ -224,7 +246,8 @@ func (pl *convPlan) pack3T(w, wpk []float32) {
 // pad3 writes samples x (m of c channels, h×w each) in the padded layout
 // with pads of 1 (see padPlanes).
 func pad3(x []float32, m, c, h, w, row int, dst []float32) {
-	padPlanes(func(i, ch int) []float32 { return x[(i*c+ch)*h*w:][:h*w] }, m, c, h, w, 1, row, dst)
+	get, pre := xPlanes(x, 0, c, h*w)
+	padPlanes(get, pre, m, c, h, w, 1, row, dst)
 }
 
 // padPlanes writes planes get(i, ch) (m samples of c channels, h×w each)
@@ -233,8 +256,9 @@ func pad3(x []float32, m, c, h, w, row int, dst []float32) {
 // channel ch at dst[ch·row:], sample i at offset i·(h+p)·(w+p), pixel (r,
 // col) at (r+p)·(w+p) + p + col of it. It writes each float of the first
 // row floats of each channel once: the rows, the zero gaps and zeros
-// around.
-func padPlanes(get func(i, ch int) []float32, m, c, h, w, p, row int, dst []float32) {
+// around. Before each plane it calls pre (nil for none) on the next one,
+// to prefetch it.
+func padPlanes(get func(i, ch int) []float32, pre func(i, ch int), m, c, h, w, p, row int, dst []float32) {
 	pitch := w + p
 	sp := (h + p) * pitch
 	// With the AVX-512 loops, rows 0…h−2 go out as whole vectors whose
@@ -246,6 +270,7 @@ func padPlanes(get func(i, ch int) []float32, m, c, h, w, p, row int, dst []floa
 	for ch := range c {
 		r := dst[ch*row : (ch+1)*row]
 		for i := range m {
+			prefetchNext(pre, i, ch, m, c)
 			base := i * sp
 			clear(r[base : base+p*pitch+p])
 			src, d := get(i, ch), r[base+p*pitch+p:]
@@ -268,6 +293,18 @@ func padPlanes(get func(i, ch int) []float32, m, c, h, w, p, row int, dst []floa
 	}
 }
 
+// prefetchNext calls pre (unless nil) on the plane after (i, ch) in the
+// order padPlanes and pack1 copy them: samples within a channel.
+func prefetchNext(pre func(i, ch int), i, ch, m, c int) {
+	switch {
+	case pre == nil:
+	case i+1 < m:
+		pre(i+1, ch)
+	case ch+1 < c:
+		pre(0, ch+1)
+	}
+}
+
 // dySrc is where a backward pass reads the output gradient (c channels of
 // hw values per sample): stored in dy, or computed plane by plane from a
 // BatchNorm's input gradient bn.
@@ -285,6 +322,20 @@ func (d dySrc) plane(n, ch int, tmp []float32) []float32 {
 	}
 	d.bn.plane(n, ch, tmp)
 	return tmp[:d.hw]
+}
+
+// pre returns a prefetch of the planes of samples n0… for padPlanes and
+// pack1.
+func (d dySrc) pre(n0 int) func(i, ch int) {
+	return func(i, ch int) {
+		off := ((n0+i)*d.c + ch) * d.hw
+		if d.bn == nil {
+			prefetchAt(d.dy, off, d.hw)
+			return
+		}
+		prefetchAt(d.bn.x, off, d.hw)
+		prefetchAt(d.bn.dy, off, d.hw)
+	}
 }
 
 // prefetch queues on a the output gradient's sources for samples n0…n0+m.
@@ -401,7 +452,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		qv := roundUp(m*g.sp, 16)
-		padPlanes(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, m, OC, H, W, 1, g.row, dp)
+		padPlanes(func(i, ch int) []float32 { return dy.plane(c0+i, ch, tmp) }, dy.pre(c0), m, OC, H, W, 1, g.row, dp)
 		pf := backAhead(dy, x, dx, dw != nil, c0, m, n1, C*H*W)
 		steps := 0
 		if dw != nil {

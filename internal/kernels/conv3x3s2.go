@@ -86,11 +86,12 @@ func phases(x []float32, h, w, p, pf, ps, stride int, dst []float32) {
 	for ph := range 4 {
 		clear(dst[ph*stride:][:ps])
 	}
-	for r := range h {
-		a, i := (r+p)%2, (r+p)/2
-		even := dst[(2*a+p%2)*stride+i*pf+p/2:][:(w+1)/2]
-		odd := dst[(2*a+(p+1)%2)*stride+i*pf+(p+1)/2:][:w/2]
-		deinterleave(x[r*w:(r+1)*w], even, odd)
+	// The rows of each parity a go to phases (a, ·) in one call.
+	for r0 := range min(2, h) {
+		a, i := (r0+p)%2, (r0+p)/2
+		even := dst[(2*a+p%2)*stride+i*pf+p/2:]
+		odd := dst[(2*a+(p+1)%2)*stride+i*pf+(p+1)/2:]
+		deinterleaveRows(x[r0*w:], even, odd, (h-r0+1)/2, w, 2*w, pf, pf)
 	}
 }
 
@@ -104,6 +105,7 @@ func (pl *convPlan) fwd3s2(x, wpk, b, y []float32, n0, n1 int, scratch []float32
 	offs := [6]int{0, P, 2 * P, 3 * P, g.pf * 4, P + g.pf*4}
 	for n := n0; n < n1; n++ {
 		for c := range C {
+			prefetchAt(x, (n*C+c+1)*H*W, H*W)
 			phases(x[(n*C+c)*H*W:][:H*W], H, W, 1, g.pf, g.ps, g.ps, xp[c*4*g.ps:])
 		}
 		fwdTiles(&fwdS2, xp, wpk[:g.oc4*C*9], out, C, 4*g.ps, g.oc4, g.qv, g.qv, &offs, nil)
@@ -123,16 +125,20 @@ func (pl *convPlan) wgrad3s2(x []float32, dy dySrc, dw []float32, n0, n1 int, sc
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
 		P := m * g.ps // floats per phase in this chunk
+		get, pre := xPlanes(x, c0, C, H*W)
 		for c := range C {
 			row := xr[c*g.row : (c+1)*g.row]
 			clear(row[4*P:])
 			for i := range m {
-				phases(x[((c0+i)*C+c)*H*W:][:H*W], H, W, 1, g.pf, g.ps, P, row[i*g.ps:])
+				prefetchNext(pre, i, c, m, C)
+				phases(get(i, c), H, W, 1, g.pf, g.ps, P, row[i*g.ps:])
 			}
 		}
+		preDy := dy.pre(c0)
 		for o := range OC {
 			row := dr[o*g.rdy:]
 			for i := range m {
+				prefetchNext(preDy, i, o, m, OC)
 				plane := row[i*g.ps : (i+1)*g.ps]
 				clear(plane)
 				copyRows(dy.plane(c0+i, o, tmp), plane, OH, OW, OW, g.pf)
@@ -160,7 +166,7 @@ func (pl *convPlan) dx3s2(dy dySrc, wpkT, dx []float32, n0, n1 int, scratch []fl
 	offs := [6]int{0, g.pd * 4}
 	ks := [4]*fwdKernels{&fwdS2dx00, &fwdS2dx01, &fwdS2dx10, &fwdS2dx11}
 	for n := n0; n < n1; n++ {
-		padPlanes(func(_, ch int) []float32 { return dy.plane(n, ch, tmp) }, 1, OC, OH, OW, 1, g.sd, dp)
+		padPlanes(func(_, ch int) []float32 { return dy.plane(n, ch, tmp) }, dy.pre(n), 1, OC, OH, OW, 1, g.sd, dp)
 		dxn := dx[n*C*H*W : (n+1)*C*H*W]
 		for a := range 2 {
 			// Phases (a, 0) and (a, 1) give the odd and even columns of
@@ -170,13 +176,16 @@ func (pl *convPlan) dx3s2(dy dySrc, wpkT, dx []float32, n0, n1 int, scratch []fl
 				wp := wpkT[s2dxAt[p]*g.c4*OC:][:len(s2dxTaps[p])*g.c4*OC]
 				fwdTiles(ks[p], dp, wp, out[b], OC, g.sd, g.c4, g.qvd, g.qvd, &offs, nil)
 			}
+			// Phase row i gives row r = 2i + a − 1 of dx: rows r0, r0+2, …
+			// from i0 = (r0 + 1 − a)/2 on.
+			r0 := 1 - a
+			if r0 >= H {
+				continue
+			}
+			i0 := (r0 + 1 - a) / 2
 			for c := range C {
-				for i := range g.hq {
-					if r := 2*i + a - 1; r >= 0 && r < H {
-						o := c*g.qvd + i*g.pd
-						interleave(out[1][o:o+g.wq], out[0][o+1:o+g.wq], dxn[(c*H+r)*W:(c*H+r+1)*W])
-					}
-				}
+				o := c*g.qvd + i0*g.pd
+				interleaveRows(out[1][o:], out[0][o+1:], dxn[(c*H+r0)*W:], (H-r0+1)/2, W, g.pd, g.pd, 2*W)
 			}
 		}
 	}

@@ -135,11 +135,13 @@ func (pl *convPlan) dwOffsets(g *dwg) (in, dy *[4]int) {
 func (pl *convPlan) dwPad(g *dwg, x []float32, c, n0, m int, xp []float32) {
 	H, W, C := pl.H, pl.W, pl.C
 	plane := func(i, _ int) []float32 { return x[((n0+i)*C+c)*H*W:][:H*W] }
+	pre := func(i, _ int) { prefetchAt(x, ((n0+i)*C+c)*H*W, H*W) }
 	if pl.SH == 1 {
-		padPlanes(plane, m, 1, H, W, g.p, g.xl, xp)
+		padPlanes(plane, pre, m, 1, H, W, g.p, g.xl, xp)
 		return
 	}
 	for i := range m {
+		prefetchNext(pre, i, 0, m, 1)
 		phases(plane(i, 0), H, W, g.p, g.pitch, g.sp, g.xl, xp[i*g.sp:])
 	}
 	for ph := range 4 {
@@ -200,7 +202,8 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 		for n0 := 0; n0 < pl.N; n0 += g.m {
 			m := min(g.m, pl.N-n0)
 			nv := roundUp(m*g.sp, 16) / 16
-			padPlanes(func(i, _ int) []float32 { return dy.plane(n0+i, c, tmp) }, m, 1, OH, OW, g.p, g.dyl, dp)
+			preDy := dy.pre(n0)
+			padPlanes(func(i, _ int) []float32 { return dy.plane(n0+i, c, tmp) }, func(i, _ int) { preDy(i, c) }, m, 1, OH, OW, g.p, g.dyl, dp)
 			if dw != nil {
 				pl.dwPad(&g, x, c, n0, m, xp)
 				// The output gradient at position q, as the forward pass
@@ -231,11 +234,11 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 			// them out).
 			for i := range m {
 				dxp := dx[((n0+i)*C+c)*H*W:][:H*W]
-				for r := range H {
-					a, o := (r+g.p)%2, i*g.sp+(r+g.p)/2*g.pitch
+				for r0 := range min(2, H) { // the rows of each parity in one call
+					a, o := (r0+g.p)%2, i*g.sp+(r0+g.p)/2*g.pitch
 					even := out[(2*a+g.p%2)*g.qv+o+g.p/2:]
 					odd := out[(2*a+(g.p+1)%2)*g.qv+o+(g.p+1)/2:]
-					interleave(even, odd, dxp[r*W:(r+1)*W])
+					interleaveRows(even, odd, dxp[r0*W:], (H-r0+1)/2, W, g.pitch, g.pitch, 2*W)
 				}
 			}
 		}

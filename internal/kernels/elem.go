@@ -77,48 +77,84 @@ func Copy(dst, src []float32) {
 // deinterleave sets even[j] = src[2j] for j < (len(src)+1)/2 and odd[j] =
 // src[2j+1] for j < len(src)/2.
 func deinterleave(src, even, odd []float32) {
-	w := len(src)
-	if w == 0 {
+	deinterleaveRows(src, even, odd, 1, len(src), 0, 0, 0)
+}
+
+// deinterleaveRows runs deinterleave on rows rows of w floats, with pitches
+// in floats: row r is src[r·sp:][:w], its even elements go to even[r·ep:]
+// and its odd ones to odd[r·op:] (op 0 throws them all into one row). One
+// call splits a whole plane, which is what the stride-2 paths need: a call
+// per row cost more than the copy itself.
+func deinterleaveRows(src, even, odd []float32, rows, w, sp, ep, op int) {
+	if rows < 1 || w < 1 {
 		return
 	}
-	ev, od := even[:(w+1)/2], odd[:w/2]
+	ne, no := (w+1)/2, w/2
+	_ = src[(rows-1)*sp+w-1]
+	_ = even[(rows-1)*ep+ne-1]
+	if no > 0 {
+		_ = odd[(rows-1)*op+no-1]
+	}
 	if haveElem16 && useElem16 {
-		op := &ev[0] // any valid pointer when there are no odd elements
-		if len(od) > 0 {
-			op = &od[0]
+		op0 := &even[0] // any valid pointer when there are no odd elements
+		if no > 0 {
+			op0 = &odd[0]
 		}
-		deinterleave32(&src[0], &ev[0], op, w)
+		deinterleaveRows32(&src[0], &even[0], op0, rows, w, sp, ep, op)
 		return
 	}
-	for j := range ev {
-		ev[j] = src[2*j]
-	}
-	for j := range od {
-		od[j] = src[2*j+1]
+	for r := range rows {
+		s, e := src[r*sp:][:w], even[r*ep:][:ne]
+		for j := range e {
+			e[j] = s[2*j]
+		}
+		if no > 0 {
+			o := odd[r*op:][:no]
+			for j := range o {
+				o[j] = s[2*j+1]
+			}
+		}
 	}
 }
 
 // interleave is the inverse of deinterleave: dst[2j] = even[j] and
 // dst[2j+1] = odd[j] for the indices inside dst.
 func interleave(even, odd, dst []float32) {
-	w := len(dst)
-	if w == 0 {
+	interleaveRows(even, odd, dst, 1, len(dst), 0, 0, 0)
+}
+
+// interleaveRows runs interleave on rows rows of w floats of dst: row r is
+// dst[r·dp:][:w], taking its even elements from even[r·ep:] and its odd
+// ones from odd[r·op:] (pitches in floats; op 0 reads one row for all).
+func interleaveRows(even, odd, dst []float32, rows, w, ep, op, dp int) {
+	if rows < 1 || w < 1 {
 		return
 	}
-	ev, od := even[:(w+1)/2], odd[:w/2]
+	ne, no := (w+1)/2, w/2
+	_ = dst[(rows-1)*dp+w-1]
+	_ = even[(rows-1)*ep+ne-1]
+	if no > 0 {
+		_ = odd[(rows-1)*op+no-1]
+	}
 	if haveElem16 && useElem16 {
-		op := &ev[0]
-		if len(od) > 0 {
-			op = &od[0]
+		op0 := &even[0]
+		if no > 0 {
+			op0 = &odd[0]
 		}
-		interleave32(&ev[0], op, &dst[0], w)
+		interleaveRows32(&even[0], op0, &dst[0], rows, w, ep, op, dp)
 		return
 	}
-	for j, v := range ev {
-		dst[2*j] = v
-	}
-	for j, v := range od {
-		dst[2*j+1] = v
+	for r := range rows {
+		d, e := dst[r*dp:][:w], even[r*ep:][:ne]
+		for j, v := range e {
+			d[2*j] = v
+		}
+		if no > 0 {
+			o := odd[r*op:][:no]
+			for j, v := range o {
+				d[2*j+1] = v
+			}
+		}
 	}
 }
 

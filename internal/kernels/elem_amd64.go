@@ -27,10 +27,10 @@ func padRows16(src, dst *float32, rows, w, sp, dp int)
 func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool)
 
 //go:noescape
-func deinterleave32(src, even, odd *float32, w int)
+func deinterleaveRows32(src, even, odd *float32, rows, w, sp, ep, op int)
 
 //go:noescape
-func interleave32(even, odd, dst *float32, w int)
+func interleaveRows32(even, odd, dst *float32, rows, w, ep, op, dp int)
 
 //go:noescape
 func addReLU16(a, b, y *float32, n int)

@@ -265,84 +265,127 @@ urnext:
 	VZEROUPPER
 	RET
 
-// func deinterleave32(src, even, odd *float32, w int)
-// even[j] = src[2j] for j < (w+1)/2 and odd[j] = src[2j+1] for j < w/2;
-// nothing else is read or written.
-TEXT ·deinterleave32(SB), NOSPLIT, $0-32
+// func deinterleaveRows32(src, even, odd *float32, rows, w, sp, ep, op int)
+// For each row r < rows (rows ≥ 1), with pitches sp, ep and op in floats:
+// even[r·ep + j] = src[r·sp + 2j] for j < (w+1)/2 and odd[r·op + j] =
+// src[r·sp + 2j+1] for j < w/2; nothing else is read or written.
+TEXT ·deinterleaveRows32(SB), NOSPLIT, $0-64
 	MOVQ src+0(FP), SI
 	MOVQ even+8(FP), DI
 	MOVQ odd+16(FP), DX
-	MOVQ w+24(FP), CX
+	MOVQ rows+24(FP), R8
+	MOVQ w+32(FP), R15
+	MOVQ sp+40(FP), R9
+	MOVQ ep+48(FP), R10
+	MOVQ op+56(FP), R11
+	SHLQ $2, R9
+	SHLQ $2, R10
+	SHLQ $2, R11
 	VMOVDQU32 deintEven<>(SB), Z30
 	VPBROADCASTD one<>(SB), Z31
 	VPADDD Z31, Z30, Z31
+	// the masks of the tail (w mod 32 floats), the same on every row
+	MOVQ R15, CX
+	ANDQ $31, CX
+	SPLITMASKS
+	HALFMASKS
+deintrow:
+	MOVQ SI, R12
+	MOVQ DI, R13
+	MOVQ DX, R14
+	MOVQ R15, CX
 deintloop:
 	CMPQ CX, $32
 	JLT deinttail
-	VMOVUPS (SI), Z0
-	VMOVUPS 64(SI), Z1
+	VMOVUPS (R12), Z0
+	VMOVUPS 64(R12), Z1
 	PERMUTE2(Z0, Z1)
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, (DX)
-	ADDQ $128, SI
-	ADDQ $64, DI
-	ADDQ $64, DX
+	VMOVUPS Z2, (R13)
+	VMOVUPS Z3, (R14)
+	ADDQ $128, R12
+	ADDQ $64, R13
+	ADDQ $64, R14
 	SUBQ $32, CX
 	JMP deintloop
 deinttail:
 	TESTQ CX, CX
-	JZ deintdone
-	SPLITMASKS
-	VMOVUPS.Z (SI), K1, Z0
-	VMOVUPS.Z 64(SI), K2, Z1
+	JZ deintnext
+	VMOVUPS.Z (R12), K1, Z0
+	VMOVUPS.Z 64(R12), K2, Z1
 	PERMUTE2(Z0, Z1)
-	// store (w+1)/2 evens and w/2 odds
-	HALFMASKS
-	VMOVUPS Z2, K3, (DI)
-	VMOVUPS Z3, K4, (DX)
-deintdone:
+	// store (w+1)/2 evens and w/2 odds of the tail
+	VMOVUPS Z2, K3, (R13)
+	VMOVUPS Z3, K4, (R14)
+deintnext:
+	ADDQ R9, SI
+	ADDQ R10, DI
+	ADDQ R11, DX
+	DECQ R8
+	JNZ deintrow
 	VZEROUPPER
 	RET
 
 DATA one<>+0(SB)/4, $1
 GLOBL one<>(SB), RODATA|NOPTR, $4
 
-// func interleave32(even, odd, dst *float32, w int)
-// dst[2j] = even[j] for 2j < w and dst[2j+1] = odd[j] for 2j+1 < w;
-// nothing else is read or written.
-TEXT ·interleave32(SB), NOSPLIT, $0-32
+// func interleaveRows32(even, odd, dst *float32, rows, w, ep, op, dp int)
+// The inverse of deinterleaveRows32: for each row r < rows (rows ≥ 1),
+// dst[r·dp + 2j] = even[r·ep + j] for 2j < w and dst[r·dp + 2j+1] =
+// odd[r·op + j] for 2j+1 < w; nothing else is read or written.
+TEXT ·interleaveRows32(SB), NOSPLIT, $0-64
 	MOVQ even+0(FP), SI
 	MOVQ odd+8(FP), DX
 	MOVQ dst+16(FP), DI
-	MOVQ w+24(FP), CX
+	MOVQ rows+24(FP), R8
+	MOVQ w+32(FP), R15
+	MOVQ ep+40(FP), R9
+	MOVQ op+48(FP), R10
+	MOVQ dp+56(FP), R11
+	SHLQ $2, R9
+	SHLQ $2, R10
+	SHLQ $2, R11
 	VMOVDQU32 intLo<>(SB), Z30
 	VPBROADCASTD eight<>(SB), Z31
 	VPADDD Z31, Z30, Z31
+	// the masks of the tail (w mod 32 floats), the same on every row:
+	// load (n+1)/2 evens and n/2 odds, store min(n,16) and max(n−16,0)
+	// lanes
+	MOVQ R15, CX
+	ANDQ $31, CX
+	SPLITMASKS
+	HALFMASKS
+introw:
+	MOVQ SI, R12
+	MOVQ DX, R13
+	MOVQ DI, R14
+	MOVQ R15, CX
 intloop:
 	CMPQ CX, $32
 	JLT inttail
-	VMOVUPS (SI), Z0
-	VMOVUPS (DX), Z1
+	VMOVUPS (R12), Z0
+	VMOVUPS (R13), Z1
 	PERMUTE2(Z0, Z1)
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ $64, SI
-	ADDQ $64, DX
-	ADDQ $128, DI
+	VMOVUPS Z2, (R14)
+	VMOVUPS Z3, 64(R14)
+	ADDQ $64, R12
+	ADDQ $64, R13
+	ADDQ $128, R14
 	SUBQ $32, CX
 	JMP intloop
 inttail:
 	TESTQ CX, CX
-	JZ intdone
-	// load (w+1)/2 evens and w/2 odds, store min(w,16) and max(w−16,0) lanes
-	HALFMASKS
-	VMOVUPS.Z (SI), K3, Z0
-	VMOVUPS.Z (DX), K4, Z1
+	JZ intnext
+	VMOVUPS.Z (R12), K3, Z0
+	VMOVUPS.Z (R13), K4, Z1
 	PERMUTE2(Z0, Z1)
-	SPLITMASKS
-	VMOVUPS Z2, K1, (DI)
-	VMOVUPS Z3, K2, 64(DI)
-intdone:
+	VMOVUPS Z2, K1, (R14)
+	VMOVUPS Z3, K2, 64(R14)
+intnext:
+	ADDQ R9, SI
+	ADDQ R10, DX
+	ADDQ R11, DI
+	DECQ R8
+	JNZ introw
 	VZEROUPPER
 	RET
 

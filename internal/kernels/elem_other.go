@@ -15,10 +15,14 @@ func clip16(x, y *float32, n int, lo, hi float32) { panic("unreachable") }
 func clipGrad16(x, dy, dx *float32, n int, lo, hi float32) {
 	panic("unreachable")
 }
-func deinterleave32(src, even, odd *float32, w int) { panic("unreachable") }
-func interleave32(even, odd, dst *float32, w int)   { panic("unreachable") }
-func addReLU16(a, b, y *float32, n int)             { panic("unreachable") }
-func reluGrad2x16(x, dy, d1, d2 *float32, n int)    { panic("unreachable") }
+func deinterleaveRows32(src, even, odd *float32, rows, w, sp, ep, op int) {
+	panic("unreachable")
+}
+func interleaveRows32(even, odd, dst *float32, rows, w, ep, op, dp int) {
+	panic("unreachable")
+}
+func addReLU16(a, b, y *float32, n int)          { panic("unreachable") }
+func reluGrad2x16(x, dy, d1, d2 *float32, n int) { panic("unreachable") }
 func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool) {
 	panic("unreachable")
 }

@@ -7,38 +7,60 @@ import (
 	"testing"
 )
 
-// TestInterleave checks deinterleave and interleave, whose AVX-512 versions
-// mask their tails, against the plain loops on every length up to 70,
-// and that they touch nothing past the elements they own.
+// TestInterleave checks deinterleaveRows and interleaveRows, whose AVX-512
+// versions mask their tails, against the plain loops on every width up to
+// 70, one row and several at pitches with gaps (and a pitch of 0, which
+// reads or overwrites one row), and that they touch nothing past the
+// elements they own.
 func TestInterleave(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
+	filled := func(n int) []float32 {
+		s := make([]float32, n)
+		for j := range s {
+			s[j] = -1
+		}
+		return s
+	}
 	for w := 0; w <= 70; w++ {
-		src := randn(r, w)
-		var got, want [2][]float32
-		for i, fast := range []bool{true, false} {
-			useElem16 = fast
-			ev, od := make([]float32, (w+1)/2+3), make([]float32, w/2+3)
-			for j := range ev {
-				ev[j] = -1
+		for _, rows := range []int{1, 3} {
+			for _, gap := range []int{0, 5} {
+				sp, ep, op := w+gap, (w+1)/2+gap, w/2+gap
+				if gap == 5 && rows > 1 {
+					op = 0
+				}
+				src := randn(r, rows*sp+gap)
+				var got, back [2][]float32
+				for i, fast := range []bool{true, false} {
+					useElem16 = fast
+					ev, od := filled(rows*ep+3), filled(rows*op+w/2+3)
+					deinterleaveRows(src, ev, od, rows, w, sp, ep, op)
+					got[i] = append(ev, od...)
+					dst := filled(rows*sp + 3)
+					interleaveRows(ev, od, dst, rows, w, ep, op, sp)
+					back[i] = dst
+				}
+				useElem16 = true
+				if !slices.Equal(got[0], got[1]) {
+					t.Errorf("deinterleaveRows w=%d rows=%d sp=%d ep=%d op=%d: %v, want %v", w, rows, sp, ep, op, got[0], got[1])
+				}
+				if !slices.Equal(back[0], back[1]) {
+					t.Errorf("interleaveRows w=%d rows=%d: %v, want %v", w, rows, back[0], back[1])
+				}
+				// With separate rows the round trip gives the source back
+				// and leaves the gaps alone.
+				if op != 0 || rows == 1 {
+					for k := range rows {
+						if row := back[0][k*sp:][:w]; !slices.Equal(row, src[k*sp:][:w]) {
+							t.Errorf("round trip w=%d rows=%d row %d: %v, want %v", w, rows, k, row, src[k*sp:][:w])
+						}
+						for j := k*sp + w; j < (k+1)*sp; j++ {
+							if back[0][j] != -1 {
+								t.Fatalf("interleaveRows w=%d rows=%d wrote gap float %d", w, rows, j)
+							}
+						}
+					}
+				}
 			}
-			for j := range od {
-				od[j] = -1
-			}
-			deinterleave(src, ev[:(w+1)/2], od[:w/2])
-			got[i] = append(ev, od...)
-			dst := make([]float32, w+3)
-			for j := range dst {
-				dst[j] = -1
-			}
-			interleave(ev, od, dst[:w])
-			want[i] = dst
-		}
-		useElem16 = true
-		if !slices.Equal(got[0], got[1]) {
-			t.Errorf("deinterleave w=%d: %v, want %v", w, got[0], got[1])
-		}
-		if !slices.Equal(want[0], want[1]) || !slices.Equal(want[0][:w], src) {
-			t.Errorf("interleave w=%d: %v, want %v then -1s", w, want[0], src)
 		}
 	}
 }
@@ -97,7 +119,7 @@ func TestPaddedLayoutCopies(t *testing.T) {
 					for j := range pad[i] {
 						pad[i][j] = -7
 					}
-					padPlanes(func(i, ch int) []float32 { return x[(i*c+ch)*h*w:][:h*w] }, m, c, h, w, p, row, pad[i][:c*row])
+					padPlanes(func(i, ch int) []float32 { return x[(i*c+ch)*h*w:][:h*w] }, nil, m, c, h, w, p, row, pad[i][:c*row])
 				}
 				useElem16 = true
 				if !slices.Equal(pad[0], pad[1]) {
