@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -37,14 +38,7 @@ func TestConvBNLinkSameGradients(t *testing.T) {
 				n[1]++
 			}
 		}
-		r := rand.New(rand.NewPCG(1, 1))
-		for _, v := range p.Values {
-			if v.Kind == Input {
-				for i := range v.Data {
-					v.Data[i] = float32(r.NormFloat64())
-				}
-			}
-		}
+		randomInputs(p)
 		labels := []int32{0, 1, 2, 3, 4, 5}
 		p.Forward(true)
 		loss, _ := p.SoftmaxCrossEntropy(g.Outputs[0], labels)
@@ -122,6 +116,93 @@ func TestFuseBatchNormClip(t *testing.T) {
 		}
 		if m := nodes[0].reluMax; m != c.reluMax {
 			t.Errorf("%s → %s(%g, %g): max %g, want %g", c.op, c.act, c.lo, c.hi, m, c.reluMax)
+		}
+	}
+}
+
+// TestDeferredBNSameBits trains ResNet-20 (BatchNorm kept) one step with and without the
+// deferred BatchNormalizations (the Conv or Add+Relu that reads one's output reading its
+// input through its map instead) and checks that the loss, the logits, every parameter gradient and the running
+// statistics are the same bits, and then that an inference forward on the same plans (the
+// BatchNormalization writing its output again) gives the same logits.
+func TestDeferredBNSameBits(t *testing.T) {
+	const batch = 6
+	type result struct {
+		loss          float64
+		logits, infer []float32
+		vals          map[string][]float32
+		links         int
+	}
+	run := func(link bool) result {
+		old := linkDeferredBNEnabled
+		linkDeferredBNEnabled = link
+		defer func() { linkDeferredBNEnabled = old }()
+		// A graph of its own: the running statistics are updated in place.
+		g, err := graph.Load(testenv.Path("testdata", "models", "resnet20_bn.onnx"), graph.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Canonicalize(graph.CanonicalOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Compile(g, batch, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := result{links: len(p.deferredBN), vals: map[string][]float32{}}
+		randomInputs(p)
+		labels := []int32{0, 1, 2, 3, 4, 5}
+		p.Forward(true)
+		res.loss, _ = p.SoftmaxCrossEntropy(g.Outputs[0], labels)
+		res.logits = slices.Clone(p.Value(g.Outputs[0]).Data)
+		p.Backward()
+		for _, v := range p.Values {
+			switch v.Kind {
+			case Param:
+				res.vals[v.Name+".grad"] = slices.Clone(v.Grad)
+			case State:
+				res.vals[v.Name] = slices.Clone(v.Data)
+			}
+		}
+		p.Forward(false)
+		res.infer = slices.Clone(p.Value(g.Outputs[0]).Data)
+		return res
+	}
+	on, off := run(true), run(false)
+	// Each of ResNet-20's nine blocks has one BatchNormalization+Relu read by a 3×3 Conv
+	// alone, and one BatchNormalization (two in the blocks with a 1×1 shortcut) read by the
+	// Add+Relu alone; the stem's has two readers.
+	want := 11
+	if (kernels.ConvShape{N: 1, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}).AffineInput() {
+		want += 9
+	}
+	if on.links != want || off.links != 0 {
+		t.Fatalf("links: %d with linking on (want %d), %d with it off", on.links, want, off.links)
+	}
+	if on.loss != off.loss {
+		t.Errorf("loss %g linked, %g unlinked", on.loss, off.loss)
+	}
+	if !slices.Equal(on.logits, off.logits) || !slices.Equal(on.infer, off.infer) {
+		t.Errorf("logits differ: training %v / %v, inference %v / %v", on.logits[:4], off.logits[:4], on.infer[:4], off.infer[:4])
+	}
+	if len(on.vals) != len(off.vals) {
+		t.Fatalf("%d gradients and statistics linked, %d unlinked", len(on.vals), len(off.vals))
+	}
+	for name, a := range off.vals {
+		if !slices.Equal(a, on.vals[name]) {
+			t.Errorf("%s differs with the links", name)
+		}
+	}
+}
+
+// randomInputs fills the plan's inputs with the same normal values every time.
+func randomInputs(p *Plan) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, v := range p.Values {
+		if v.Kind == Input {
+			for i := range v.Data {
+				v.Data[i] = float32(r.NormFloat64())
+			}
 		}
 	}
 }

@@ -180,7 +180,9 @@ type Options struct {
 	// own, so the caller can read them after Backward (the others share memory).
 	KeepGrads map[string]bool
 	// Observed lists activations the caller will pass to Plan.Observe. A node's output
-	// that only a ReLU reads is otherwise fused away (see fuse) and cannot be observed.
+	// that only a ReLU reads is otherwise fused away (see fuse), and a BatchNormalization's
+	// that only a Conv or an Add+Relu reads is not written in training (see linkDeferredBN): neither can be
+	// observed.
 	Observed map[string]bool
 }
 
@@ -196,6 +198,7 @@ type Plan struct {
 	gradDst    map[gradKey]*GradDst
 	gradTemp   []float32
 	convBN     map[int]*convBN // by the Conv's step index (see linkConvBN)
+	deferredBN map[int]int     // the reader's step index by the BatchNormalization's (see linkDeferredBN)
 	shared     map[any]any     // state kernels share (Build.Shared)
 	observers  map[string][]func([]float32)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
@@ -311,6 +314,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	}
 	if !opts.Inference {
 		p.linkConvBN()
+		p.linkDeferredBN(opts)
 	}
 	p.allocActivations(opts.Inference, opts.Keep)
 	p.allocGradients(needGrad, opts.KeepGrads)
@@ -335,6 +339,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		p.steps[i].kernel = k
 	}
 	p.attachConvBN()
+	p.attachDeferredBN()
 	p.scratch = make([]float32, p.scratchLen)
 	for _, d := range p.gradDst {
 		if d.target != nil {
@@ -450,6 +455,9 @@ func (p *Plan) Observe(name string, f func(values []float32)) error {
 	v := p.Values[name]
 	if v == nil || (v.Kind != Activation && v.Kind != Input) {
 		return fmt.Errorf("engine: %q is no activation or input of the plan (an output only a ReLU reads is fused away unless Options.Observed names it)", name)
+	}
+	if p.deferred(name) {
+		return fmt.Errorf("engine: %q is not written in training (its BatchNormalization is applied by the node reading it unless Options.Observed names it)", name)
 	}
 	if p.observers == nil {
 		p.observers = map[string][]func([]float32){}

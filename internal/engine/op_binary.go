@@ -240,7 +240,10 @@ func sameGradB(op byte, dy, a, b, db []float32) {
 
 // addRelu runs an Add whose only reader is a Relu (the residual connection of a ResNet
 // block, fused by the engine: Add absorbs a ReLU): one pass forward, one backward.
-type addRelu struct{ add *binary }
+type addRelu struct {
+	add    *binary
+	ma, mb *deferredBN // the BatchNormalizations writing a and b, when linked (linkDeferredBN)
+}
 
 func buildAdd(bd *Build) (Kernel, error) {
 	k, err := buildBinary('+')(bd)
@@ -253,7 +256,13 @@ func buildAdd(bd *Build) (Kernel, error) {
 func (k *addRelu) Forward(train bool) {
 	b := k.add
 	if b.same {
-		kernels.AddReLU(b.a.Data, b.b.Data, b.y.Data)
+		a, ma := k.ma.mapped(b.a)
+		bb, mb := k.mb.mapped(b.b)
+		if ma != nil || mb != nil {
+			kernels.AddReLUMapped(a, ma, bb, mb, b.y.Data, b.y.Shape[1], b.y.Len()/(b.y.Shape[0]*b.y.Shape[1]))
+			return
+		}
+		kernels.AddReLU(a, bb, b.y.Data)
 		return
 	}
 	b.Forward(train)

@@ -14,9 +14,10 @@ type batchNorm struct {
 	y                      *Value
 	mean, invStd           []float32 // batch statistics saved for backward
 	dx, dgamma, dbeta      *GradDst
-	trained                bool    // the last forward used batch statistics
-	momentum               float32 // the node's own weight of batch statistics (p.Momentum may be overridden)
-	link                   *convBN // shared with the Conv producing x (linkConvBN)
+	trained                bool        // the last forward used batch statistics
+	momentum               float32     // the node's own weight of batch statistics (p.Momentum may be overridden)
+	link                   *convBN     // shared with the Conv producing x (linkConvBN)
+	out                    *deferredBN // shared with the node reading y (linkDeferredBN)
 }
 
 // A BatchNormalization whose only reader is a Relu, or a Clip to [0, max] (ReLU6), runs as
@@ -60,10 +61,17 @@ func buildBatchNorm(b *Build) (Kernel, error) {
 
 func (k *batchNorm) Forward(train bool) {
 	k.trained = train
+	if k.out != nil {
+		k.out.active = train
+	}
 	if train {
 		var m *kernels.Moments
 		if k.link != nil {
 			m = k.link.moments
+		}
+		if k.out != nil {
+			kernels.BatchNormTrainDeferred(k.p, m, k.x.Data, k.gamma.Data, k.beta.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data, &k.out.aff)
+			return
 		}
 		kernels.BatchNormTrainMoments(k.p, m, k.x.Data, k.gamma.Data, k.beta.Data, k.y.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data)
 		return

@@ -14,9 +14,10 @@ type conv struct {
 	x, w, bias, y *Value
 	dx, dw, db    *GradDst
 	scratch       int
-	link          *convBN // shared with the BatchNormalization reading y (linkConvBN)
-	relu          bool    // a fused ReLU: y is its output (see fuse)
-	reluMax       float32 // its upper clip, +Inf for none
+	link          *convBN     // shared with the BatchNormalization reading y (linkConvBN)
+	in            *deferredBN // shared with the BatchNormalization writing x (linkDeferredBN)
+	relu          bool        // a fused ReLU: y is its output (see fuse)
+	reluMax       float32     // its upper clip, +Inf for none
 }
 
 // convShape returns the kernel shape of Conv node n of g on an input of shape x.
@@ -63,35 +64,47 @@ func init() {
 	})
 }
 
+// input returns the shape and the input data the kernels take: x itself, or, after a
+// training forward of the BatchNormalization that writes x (linkDeferredBN), that
+// BatchNormalization's input and map.
+func (k *conv) input() (kernels.ConvShape, []float32) {
+	s := k.s
+	x, m := k.in.mapped(k.x)
+	s.In = m
+	return s, x
+}
+
 func (k *conv) Forward(train bool) {
 	var bias []float32
 	if k.bias != nil {
 		bias = k.bias.Data
 	}
+	s, x := k.input()
 	if k.relu {
-		kernels.Conv2DReLU(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.reluMax)
+		kernels.Conv2DReLU(s, x, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.reluMax)
 		return
 	}
 	if train && k.link != nil {
-		kernels.Conv2DMoments(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.link.moments)
+		kernels.Conv2DMoments(s, x, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch), k.link.moments)
 		return
 	}
-	kernels.Conv2D(k.s, k.x.Data, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch))
+	kernels.Conv2D(s, x, k.w.Data, bias, k.y.Data, k.b.Plan.Scratch(k.scratch))
 }
 
 func (k *conv) Backward() {
+	s, x := k.input()
 	if l := k.link; l != nil && l.gradReady {
 		l.gradReady = false
-		kernels.Conv2DBackwardBN(k.s, k.x.Data, k.w.Data, l.grad, buf(k.dx), buf(k.dw), k.b.Plan.Scratch(k.scratch))
+		kernels.Conv2DBackwardBN(s, x, k.w.Data, l.grad, buf(k.dx), buf(k.dw), k.b.Plan.Scratch(k.scratch))
 		return
 	}
 	if k.relu {
 		// This is the last reader of y.Grad (the ReLU's output gradient), so it is masked
 		// in place into the convolution's.
-		kernels.Conv2DBackwardReLU(k.s, k.x.Data, k.w.Data, k.y.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch), k.reluMax)
+		kernels.Conv2DBackwardReLU(s, x, k.w.Data, k.y.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch), k.reluMax)
 		return
 	}
-	kernels.Conv2DBackward(k.s, k.x.Data, k.w.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch))
+	kernels.Conv2DBackward(s, x, k.w.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch))
 }
 
 // buf returns d's buffer, or nil when no gradient is wanted.

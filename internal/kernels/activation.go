@@ -221,14 +221,52 @@ func HardSwishBackward(x, dy, dx []float32) {
 func AddReLU(a, b, y []float32) {
 	need("b", b, len(a))
 	need("y", y, len(a))
-	mapElems(len(a), 1, func(lo, hi int) {
-		a, b, y := a[lo:hi], b[lo:hi], y[lo:hi]
-		if n := bulk16(len(a)); n > 0 {
-			addReLU16(&a[0], &b[0], &y[0], n)
-			a, b, y = a[n:], b[n:], y[n:]
+	mapElems(len(a), 1, func(lo, hi int) { addReLU(a[lo:hi], b[lo:hi], y[lo:hi]) })
+}
+
+// addReLU is AddReLU on one worker.
+func addReLU(a, b, y []float32) {
+	if n := bulk16(len(a)); n > 0 {
+		addReLU16(&a[0], &b[0], &y[0], n)
+		a, b, y = a[n:], b[n:], y[n:]
+	}
+	for i, v := range a {
+		y[i] = relu32(v + b[i])
+	}
+}
+
+// AddReLUMapped is AddReLU with either input or both read through an
+// InputAffine (ma, mb; nil for none) over c channels of hw floats per
+// sample: the Add and Relu after BatchNormalizations whose outputs are not
+// stored. Each mapped plane is computed into a buffer in the cache, with
+// the rounding of the BatchNormalization's own output, so y has the same
+// bits as AddReLU of the stored outputs.
+func AddReLUMapped(a []float32, ma *InputAffine, b []float32, mb *InputAffine, y []float32, c, hw int) {
+	need("b", b, len(a))
+	need("y", y, len(a))
+	if c < 1 || hw < 1 || len(a)%(c*hw) != 0 {
+		panic("kernels: AddReLUMapped on data that is not whole samples of c·hw floats")
+	}
+	for _, m := range []*InputAffine{ma, mb} {
+		if m != nil {
+			need("map A", m.A, c)
+			need("map B", m.B, c)
 		}
-		for i, v := range a {
-			y[i] = relu32(v + b[i])
+	}
+	parFor(len(a)/hw, 3*hw, func(lo, hi int) {
+		ta, tb := make([]float32, hw), make([]float32, hw)
+		for p := lo; p < hi; p++ {
+			ch := p % c
+			pa, pb := a[p*hw:][:hw], b[p*hw:][:hw]
+			if ma != nil {
+				bnAffine(pa, ta, ma.A[ch], ma.B[ch], ma.hi(), ma.ReLU)
+				pa = ta
+			}
+			if mb != nil {
+				bnAffine(pb, tb, mb.A[ch], mb.B[ch], mb.hi(), mb.ReLU)
+				pb = tb
+			}
+			addReLU(pa, pb, y[p*hw:][:hw])
 		}
 	})
 }

@@ -72,28 +72,48 @@ func relu32(v float32) float32 {
 // run ← (1 − m)·run + m·batch, with the unbiased variance for runVar.
 // beta may be nil (zero).
 func BatchNormTrain(p BNParams, x, gamma, beta, y, mean, invStd, runMean, runVar []float32) {
-	batchNormTrain(p, nil, x, gamma, beta, y, mean, invStd, runMean, runVar)
+	batchNormTrain(p, nil, x, gamma, beta, y, mean, invStd, runMean, runVar, nil)
 }
 
 // BatchNormTrainMoments is BatchNormTrain taking the batch statistics from
 // m when m.Valid (as Conv2DMoments leaves them for its output x) instead
 // of a pass over x. It clears m.Valid.
 func BatchNormTrainMoments(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, runMean, runVar []float32) {
-	if m != nil && !m.Valid {
-		m = nil
-	}
-	if m != nil {
-		m.Valid = false
-		if len(m.Mean) != p.C {
-			panic("kernels: Moments for the wrong number of channels")
-		}
-	}
-	batchNormTrain(p, m, x, gamma, beta, y, mean, invStd, runMean, runVar)
+	batchNormTrain(p, takeMoments(p, m), x, gamma, beta, y, mean, invStd, runMean, runVar, nil)
 }
 
-func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, runMean, runVar []float32) {
+// takeMoments returns m when it holds valid statistics, clearing m.Valid,
+// else nil.
+func takeMoments(p BNParams, m *Moments) *Moments {
+	if m == nil || !m.Valid {
+		return nil
+	}
+	m.Valid = false
+	if len(m.Mean) != p.C {
+		panic("kernels: Moments for the wrong number of channels")
+	}
+	return m
+}
+
+// BatchNormTrainDeferred is BatchNormTrainMoments without the output: it
+// computes the statistics (updating the running ones) and leaves the
+// normalization, with p's ReLU, in aff (C channels) for the convolution
+// that reads it (ConvShape.In), so the normalized activation is never
+// stored and read back.
+func BatchNormTrainDeferred(p BNParams, m *Moments, x, gamma, beta, mean, invStd, runMean, runVar []float32, aff *InputAffine) {
+	need("aff.A", aff.A, p.C)
+	need("aff.B", aff.B, p.C)
+	aff.ReLU, aff.ReLUMax = p.ReLU, p.ReLUMax
+	batchNormTrain(p, takeMoments(p, m), x, gamma, beta, nil, mean, invStd, runMean, runVar, aff)
+}
+
+// batchNormTrain is BatchNormTrainMoments, also storing each channel's
+// affine map in aff when not nil, and writing no output when y is nil.
+func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, runMean, runVar []float32, aff *InputAffine) {
 	p.check(x, y, gamma, beta)
-	need("y", y, len(x))
+	if aff == nil {
+		need("y", y, len(x))
+	}
 	need("mean", mean, p.C)
 	need("invStd", invStd, p.C)
 	needOpt("runMean", runMean, p.C)
@@ -132,6 +152,12 @@ func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, run
 				runVar[c] = float32((1-m)*float64(runVar[c]) + m*uv)
 			}
 			a, b := bnScaleShift(gamma, beta, c, float32(mu), float32(is))
+			if aff != nil {
+				aff.A[c], aff.B[c] = a, b
+			}
+			if y == nil {
+				continue
+			}
 			planes(p.N, HW, func() {
 				affinePlanes(&x[c*HW], &y[c*HW], HW, p.N, C*HW, a, b, p.hi(), p.ReLU)
 			}, func(n int) {

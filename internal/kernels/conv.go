@@ -22,6 +22,35 @@ type ConvShape struct {
 	PT, PL, PB, PR int // pads: top, left, bottom, right
 	DH, DW         int // dilations
 	Groups         int
+	// In, when set, is a per-channel map the convolution reads its input
+	// through (see InputAffine); only the direct 3×3 stride-1 path has it
+	// (AffineInput).
+	In *InputAffine
+}
+
+// InputAffine is the BatchNormalization (with the ReLU fused into it)
+// between a layer and the convolution that reads its output, applied by
+// that convolution as it reads its input instead of in a pass of its own:
+// input channel c is read as x·A[c] + B[c], then, with ReLU, max(·, 0) and
+// min(·, ReLUMax) when ReLUMax > 0 — the expression and rounding of the
+// BatchNormalization's own output (BatchNormTrainDeferred fills it in).
+type InputAffine struct {
+	A, B    []float32
+	ReLU    bool
+	ReLUMax float32
+}
+
+// hi is the upper bound of the ReLU: ReLUMax, or +Inf.
+func (in *InputAffine) hi() float32 { return BNParams{ReLUMax: in.ReLUMax}.hi() }
+
+// AffineInput reports whether the convolution can read its input through
+// an InputAffine (ConvShape.In): the direct 3×3 stride-1 path.
+func (s ConvShape) AffineInput() bool {
+	if s.Validate() != nil {
+		return false
+	}
+	pl := s.plan()
+	return pl.path() == via3x3
 }
 
 func (s ConvShape) norm() ConvShape {
@@ -80,6 +109,8 @@ func (s ConvShape) Validate() error {
 	case s.OH() < 1 || s.OW() < 1:
 		return fmt.Errorf("conv: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d",
 			s.KH, s.KW, s.DH, s.DW, s.H+s.PT+s.PB, s.W+s.PL+s.PR)
+	case s.In != nil && (len(s.In.A) != s.C || len(s.In.B) != s.C):
+		return fmt.Errorf("conv: input map of %d and %d channels for %d", len(s.In.A), len(s.In.B), s.C)
 	}
 	return nil
 }
@@ -128,6 +159,9 @@ func (s ConvShape) plan() convPlan {
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	pl.dxConv = convDxConv && !pl.direct && !pl.Depthwise() && s.SH == 1 && s.SW == 1 &&
 		s.PT <= rh && s.PB <= rh && s.PL <= rw && s.PR <= rw
+	if s.In != nil && pl.path() != via3x3 {
+		panic("kernels: an input map (ConvShape.In) on a convolution without the direct 3×3 path")
+	}
 	return pl
 }
 
@@ -136,6 +170,7 @@ func (s ConvShape) plan() convPlan {
 func (pl *convPlan) tp() convPlan {
 	rh, rw := pl.DH*(pl.KH-1), pl.DW*(pl.KW-1)
 	t := pl.ConvShape
+	t.In = nil
 	t.C, t.H, t.W, t.OC = pl.OC, pl.oh, pl.ow, pl.C
 	t.PT, t.PB, t.PL, t.PR = rh-pl.PT, rh-pl.PB, rw-pl.PL, rw-pl.PR
 	tp := t.plan()

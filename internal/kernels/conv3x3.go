@@ -243,11 +243,20 @@ func (pl *convPlan) pack3T(w, wpk []float32) {
 	packTiles(w, wpk, C, pl.OC, func(c, o int) int { return (o*C + c) * 9 }, flip3)
 }
 
-// pad3 writes samples x (m of c channels, h×w each) in the padded layout
-// with pads of 1 (see padPlanes).
-func pad3(x []float32, m, c, h, w, row int, dst []float32) {
-	get, pre := xPlanes(x, 0, c, h*w)
-	padPlanes(get, pre, m, c, h, w, 1, row, dst)
+// padInput writes samples c0…c0+m of the input x in the padded layout
+// with pads of 1 (see padPlanes), read through the plan's input map when it
+// has one (each plane mapped into tmp, H·W floats, then copied from there).
+func (pl *convPlan) padInput(x []float32, c0, m, row int, dst, tmp []float32) {
+	C, H, W := pl.C, pl.H, pl.W
+	get, pre := xPlanes(x, c0, C, H*W)
+	if in := pl.In; in != nil {
+		raw, t := get, tmp[:H*W]
+		get = func(i, ch int) []float32 {
+			bnAffine(raw(i, ch), t, in.A[ch], in.B[ch], in.hi(), in.ReLU)
+			return t
+		}
+	}
+	padPlanes(get, pre, m, C, H, W, 1, row, dst)
 }
 
 // padPlanes writes planes get(i, ch) (m samples of c channels, h×w each)
@@ -420,10 +429,11 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	C, OC, H, W := pl.C, pl.OC, pl.H, pl.W
 	xp := scratch[:C*g.row]
 	out := scratch[(pl.C+pl.OC)*g.row:][:g.oc4*g.qv]
+	tmp := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27:][:H*W]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
-		pad3(x[c0*C*H*W:], m, C, H, W, g.row, xp)
+		pl.padInput(x, c0, m, g.row, xp, tmp)
 		qv := roundUp(m*g.sp, 16)
 		var pf ahead
 		pf.add(x[(c0+m)*C*H*W:min(n1, c0+2*m)*C*H*W], false)
@@ -463,7 +473,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		pf.spread(steps)
 		if dw != nil {
-			pad3(x[c0*C*H*W:], m, C, H, W, g.row, xp)
+			pl.padInput(x, c0, m, g.row, xp, tmp)
 			// The output gradient at position q, as the forward pass
 			// numbers them, is the padded one at q + wp + 1.
 			for c := range C {

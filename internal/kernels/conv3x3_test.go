@@ -75,19 +75,7 @@ func TestDirectConvIndependentOfThreads(t *testing.T) {
 		x, w, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen())
 		run := func(procs int) [][]float32 {
 			var out [][]float32
-			withThreads(procs, func() {
-				scratch := make([]float32, s.ScratchLen())
-				y := make([]float32, s.YLen())
-				m := NewMoments(s.N, s.OC)
-				Conv2DMoments(s, x, w, nil, y, scratch, m)
-				dx, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
-				Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
-				mom := make([]float32, 0, 2*s.OC)
-				for c := range s.OC {
-					mom = append(mom, float32(m.Mean[c]), float32(m.M2[c]))
-				}
-				out = [][]float32{y, mom, dx, dw}
-			})
+			withThreads(procs, func() { out = convMomentsBackward(s, x, w, dy) })
 			return out
 		}
 		one, two := run(1), run(2)
@@ -95,4 +83,87 @@ func TestDirectConvIndependentOfThreads(t *testing.T) {
 			closeTo(t, fmt.Sprintf("%s result %d", s, i), two[i], f64(one[i]), 0)
 		}
 	}
+}
+
+// TestConvReadsThroughAffine checks that a convolution reading its input through an
+// InputAffine (the BatchNormalization before it, with or without its ReLU or ReLU6)
+// gives the same bits as one reading the mapped input stored: output, moments, input
+// and weight gradients, with chunks of many samples and of one; that BatchNormTrainDeferred
+// leaves the map BatchNormTrain applies; and that only the direct 3×3 stride-1 path
+// takes a map.
+func TestConvReadsThroughAffine(t *testing.T) {
+	if !haveConv3x3 {
+		t.Skip("no AVX-512 micro-kernels in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(8, 8))
+	for _, l2 := range []int{conv3x3L2, 1} {
+		for _, c := range []struct {
+			s       ConvShape
+			relu    bool
+			reluMax float32
+		}{
+			{ConvShape{N: 5, C: 6, H: 9, W: 8, OC: 7, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}, true, 0},
+			{ConvShape{N: 3, C: 16, H: 14, W: 14, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}, false, 0},
+			{ConvShape{N: 4, C: 3, H: 7, W: 9, OC: 5, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}, true, 0.5},
+		} {
+			old := conv3x3L2
+			conv3x3L2 = l2
+			s := c.s
+			p := BNParams{N: s.N, C: s.C, HW: s.H * s.W, Eps: 1e-5, Momentum: 0.1, ReLU: c.relu, ReLUMax: c.reluMax}
+			raw, gamma, beta := randn(r, s.XLen()), randn(r, s.C), randn(r, s.C)
+			w, dy := randn(r, s.WLen()), randn(r, s.YLen())
+			// The stored way: BatchNormalization writes its output, the convolution reads it.
+			stored := make([]float32, s.XLen())
+			mean, is := make([]float32, s.C), make([]float32, s.C)
+			BatchNormTrain(p, raw, gamma, beta, stored, mean, is, nil, nil)
+			// The deferred way: the convolution reads raw through the map.
+			aff := &InputAffine{A: make([]float32, s.C), B: make([]float32, s.C)}
+			mean2, is2 := make([]float32, s.C), make([]float32, s.C)
+			BatchNormTrainDeferred(p, nil, raw, gamma, beta, mean2, is2, nil, nil, aff)
+			closeTo(t, "mean", mean2, f64(mean), 0)
+			closeTo(t, "invStd", is2, f64(is), 0)
+			want := convMomentsBackward(s, stored, w, dy)
+			sa := s
+			sa.In = aff
+			if !sa.AffineInput() {
+				t.Fatalf("%s: no affine input", s)
+			}
+			got := convMomentsBackward(sa, raw, w, dy)
+			for i, what := range []string{"y", "moments", "dx", "dw"} {
+				closeTo(t, fmt.Sprintf("%s relu=%v max=%g l2=%d %s", s, c.relu, c.reluMax, l2, what), got[i], f64(want[i]), 0)
+			}
+			conv3x3L2 = old
+		}
+	}
+	for _, s := range []ConvShape{
+		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 1, KW: 1},
+		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, DH: 2, DW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+	} {
+		if s.AffineInput() {
+			t.Errorf("%s reads through an input map", s)
+		}
+	}
+	bad := ConvShape{N: 1, C: 3, H: 4, W: 4, OC: 2, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1,
+		In: &InputAffine{A: make([]float32, 2), B: make([]float32, 3)}}
+	if bad.Validate() == nil {
+		t.Error("an input map of 2 channels for 3 validates")
+	}
+}
+
+// convMomentsBackward runs Conv2DMoments (no bias) and Conv2DBackward of s and returns
+// y, the moments (mean and M2 by channel), dx and dw.
+func convMomentsBackward(s ConvShape, x, w, dy []float32) [][]float32 {
+	scratch := make([]float32, s.ScratchLen())
+	y := make([]float32, s.YLen())
+	m := NewMoments(s.N, s.OC)
+	Conv2DMoments(s, x, w, nil, y, scratch, m)
+	dx, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
+	Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+	mom := make([]float32, 0, 2*s.OC)
+	for c := range s.OC {
+		mom = append(mom, float32(m.Mean[c]), float32(m.M2[c]))
+	}
+	return [][]float32{y, mom, dx, dw}
 }

@@ -375,3 +375,44 @@ func TestConvReLU(t *testing.T) {
 		}
 	})
 }
+
+// TestAddReLUMapped checks that AddReLUMapped, with either input or both read through
+// the map BatchNormTrainDeferred leaves (with and without the ReLU), gives the bits of
+// AddReLU on the BatchNormalizations' stored outputs, on planes shorter and longer than a
+// vector.
+func TestAddReLUMapped(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, hw := range []int{7, 49, 196} {
+		const n, c = 3, 5
+		p := BNParams{N: n, C: c, HW: hw, Eps: 1e-5, Momentum: 0.1}
+		bn := func(relu bool) (raw, stored []float32, m *InputAffine) {
+			q := p
+			q.ReLU = relu
+			raw, gamma, beta := randn(r, n*c*hw), randn(r, c), randn(r, c)
+			stored = make([]float32, len(raw))
+			mean, is := make([]float32, c), make([]float32, c)
+			BatchNormTrain(q, raw, gamma, beta, stored, mean, is, nil, nil)
+			m = &InputAffine{A: make([]float32, c), B: make([]float32, c)}
+			BatchNormTrainDeferred(q, nil, raw, gamma, beta, mean, is, nil, nil, m)
+			return raw, stored, m
+		}
+		ra, sa, ma := bn(false)
+		rb, sb, mb := bn(true)
+		want := make([]float32, len(ra))
+		for _, c := range []struct {
+			name             string
+			a, b             []float32
+			ma, mb           *InputAffine
+			storedA, storedB []float32
+		}{
+			{"a mapped", ra, sb, ma, nil, sa, sb},
+			{"b mapped", sa, rb, nil, mb, sa, sb},
+			{"both mapped", ra, rb, ma, mb, sa, sb},
+		} {
+			AddReLU(c.storedA, c.storedB, want)
+			got := make([]float32, len(ra))
+			AddReLUMapped(c.a, c.ma, c.b, c.mb, got, 5, hw)
+			closeTo(t, fmt.Sprintf("hw=%d %s", hw, c.name), got, f64(want), 0)
+		}
+	}
+}
