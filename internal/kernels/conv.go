@@ -699,10 +699,7 @@ func (pl *convPlan) sumParts(dw, parts []float32, W int) {
 	if dw != nil && W > 1 {
 		parFor(WL, W, func(lo, hi int) {
 			for i := 1; i < W; i++ {
-				p := parts[(i-1)*WL:]
-				for j := lo; j < hi; j++ {
-					dw[j] += p[j]
-				}
+				add(dw[lo:hi], parts[(i-1)*WL+lo:(i-1)*WL+hi], dw[lo:hi])
 			}
 		})
 	}

@@ -49,23 +49,21 @@ func copyRows(src, dst []float32, rows, w, sp, dp int) {
 func Add(a, b, y []float32) {
 	need("b", b, len(a))
 	need("y", y, len(a))
-	mapElems(len(a), 1, func(lo, hi int) {
-		a, b, y := a[lo:hi], b[lo:hi], y[lo:hi]
-		for i, v := range a {
-			y[i] = v + b[i]
-		}
-	})
+	mapElems(len(a), 1, func(lo, hi int) { add(a[lo:hi], b[lo:hi], y[lo:hi]) })
 }
 
 // AddTo adds src into dst elementwise, on all cores for long slices.
-func AddTo(dst, src []float32) {
-	need("src", src, len(dst))
-	mapElems(len(dst), 1, func(lo, hi int) {
-		d, s := dst[lo:hi], src[lo:hi]
-		for i, v := range s {
-			d[i] += v
-		}
-	})
+func AddTo(dst, src []float32) { Add(dst, src, dst) }
+
+// add is Add on one worker.
+func add(a, b, y []float32) {
+	if n := bulk16(len(a)); n > 0 {
+		add16(&a[0], &b[0], &y[0], n)
+		a, b, y = a[n:], b[n:], y[n:]
+	}
+	for i, v := range a {
+		y[i] = v + b[i]
+	}
 }
 
 // Copy copies src to dst (of equal length), on all cores for long slices.

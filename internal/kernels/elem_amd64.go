@@ -33,6 +33,9 @@ func deinterleaveRows32(src, even, odd *float32, rows, w, sp, ep, op int)
 func interleaveRows32(even, odd, dst *float32, rows, w, ep, op, dp int)
 
 //go:noescape
+func add16(a, b, y *float32, n int)
+
+//go:noescape
 func addReLU16(a, b, y *float32, n int)
 
 //go:noescape

@@ -414,6 +414,26 @@ ar:
 	VZEROUPPER
 	RET
 
+// func add16(a, b, y *float32, n int)
+// y = a + b; y may alias a or b.
+TEXT ·add16(SB), NOSPLIT, $0-32
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DX
+	MOVQ y+16(FP), DI
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+addloop:
+	VMOVUPS (SI), Z0
+	VADDPS (DX), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ addloop
+	VZEROUPPER
+	RET
+
 // func reluGrad2x16(x, dy, d1, d2 *float32, n int)
 // d1 = d2 = dy where x > 0, else 0.
 TEXT ·reluGrad2x16(SB), NOSPLIT, $0-40

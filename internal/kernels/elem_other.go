@@ -21,6 +21,7 @@ func deinterleaveRows32(src, even, odd *float32, rows, w, sp, ep, op int) {
 func interleaveRows32(even, odd, dst *float32, rows, w, ep, op, dp int) {
 	panic("unreachable")
 }
+func add16(a, b, y *float32, n int)              { panic("unreachable") }
 func addReLU16(a, b, y *float32, n int)          { panic("unreachable") }
 func reluGrad2x16(x, dy, d1, d2 *float32, n int) { panic("unreachable") }
 func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool) {

@@ -147,3 +147,25 @@ func TestPaddedLayoutCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestAddMatchesPortable checks Add and AddTo, whose AVX-512 loop takes the multiples of
+// 16 elements, against the plain loop on every length up to 70, also with y aliasing a.
+func TestAddMatchesPortable(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for n := 0; n <= 70; n++ {
+		a, b := randn(r, n), randn(r, n)
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = a[i] + b[i]
+		}
+		y := make([]float32, n)
+		Add(a, b, y)
+		if !slices.Equal(y, want) {
+			t.Errorf("Add n=%d: %v, want %v", n, y, want)
+		}
+		AddTo(a, b)
+		if !slices.Equal(a, want) {
+			t.Errorf("AddTo n=%d: %v, want %v", n, a, want)
+		}
+	}
+}
