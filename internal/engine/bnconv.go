@@ -8,7 +8,7 @@ import (
 
 // deferredBN links a BatchNormalization (fused with a Relu or not) to the one node that
 // reads its output when that node can apply the normalization itself: a Conv on the direct
-// 3×3 stride-1 path (kernels.ConvShape.AffineInput), which maps the input as it copies it
+// 3×3 stride-1 path (kernels.ConvShape.Direct3x3S1), which maps the input as it copies it
 // into its padded layout (forward, and again for the weight gradient), or an Add fused with
 // a Relu (a ResNet block's residual connection), which maps it plane by plane. In a
 // training forward the BatchNormalization then only computes its statistics and
@@ -71,7 +71,7 @@ func (p *Plan) mapsInput(s step, y string) bool {
 	switch {
 	case n.Op == "Conv" && len(n.Inputs) > 0 && n.Inputs[0] == y && !slices.Contains(n.Inputs[1:], y):
 		cs, _, err := convShape(p.Graph, n, p.Values[y].Shape)
-		return err == nil && cs.AffineInput()
+		return err == nil && cs.Direct3x3S1()
 	case n.Op == "Add" && s.relu && s.reluMax == 0 && len(n.Inputs) == 2 && n.Inputs[0] != n.Inputs[1]:
 		a, b, o := p.Values[n.Inputs[0]], p.Values[n.Inputs[1]], p.Values[n.Outputs[0]]
 		return a != nil && b != nil && o != nil && slices.Equal(a.Shape, o.Shape) && slices.Equal(b.Shape, o.Shape)

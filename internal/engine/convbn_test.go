@@ -122,7 +122,8 @@ func TestFuseBatchNormClip(t *testing.T) {
 
 // TestDeferredBNSameBits trains ResNet-20 (BatchNorm kept) one step with and without the
 // deferred BatchNormalizations (the Conv or Add+Relu that reads one's output reading its
-// input through its map instead) and checks that the loss, the logits, every parameter gradient and the running
+// input through its map instead) and the Convs adding their input gradients into a block
+// input's gradient (instead of through a temporary), and checks that the loss, the logits, every parameter gradient and the running
 // statistics are the same bits, and then that an inference forward on the same plans (the
 // BatchNormalization writing its output again) gives the same logits.
 func TestDeferredBNSameBits(t *testing.T) {
@@ -134,9 +135,9 @@ func TestDeferredBNSameBits(t *testing.T) {
 		links         int
 	}
 	run := func(link bool) result {
-		old := linkDeferredBNEnabled
-		linkDeferredBNEnabled = link
-		defer func() { linkDeferredBNEnabled = old }()
+		old, oldAdd := linkDeferredBNEnabled, addIntoEnabled
+		linkDeferredBNEnabled, addIntoEnabled = link, link
+		defer func() { linkDeferredBNEnabled, addIntoEnabled = old, oldAdd }()
 		// A graph of its own: the running statistics are updated in place.
 		g, err := graph.Load(testenv.Path("testdata", "models", "resnet20_bn.onnx"), graph.ImportOptions{})
 		if err != nil {
@@ -173,7 +174,7 @@ func TestDeferredBNSameBits(t *testing.T) {
 	// alone, and one BatchNormalization (two in the blocks with a 1×1 shortcut) read by the
 	// Add+Relu alone; the stem's has two readers.
 	want := 11
-	if (kernels.ConvShape{N: 1, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}).AffineInput() {
+	if (kernels.ConvShape{N: 1, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}).Direct3x3S1() {
 		want += 9
 	}
 	if on.links != want || off.links != 0 {

@@ -147,14 +147,33 @@ type GradDst struct {
 	offset int       // Buf's offset in the plan's temporary gradient buffer
 	off    bool      // the parameter is not being trained (Plan.SetTrainable)
 	live   []float32 // Buf while off
+	added  bool      // the kernel added into target itself this time (addInto)
 }
 
 func (d *GradDst) flush() {
+	if d.added {
+		d.added = false
+		return
+	}
 	if d.target == nil || d.off {
 		return
 	}
 	kernels.AddTo(d.target[:len(d.Buf)], d.Buf)
 }
+
+// addInto returns the value's gradient for a kernel that can add its contribution into it
+// (instead of writing a temporary that flush then adds), and true, when the contribution is
+// not the first; nil and false when it is (the kernel writes Buf). d must be active.
+func (d *GradDst) addInto() ([]float32, bool) {
+	if d.target == nil || !addIntoEnabled {
+		return nil, false
+	}
+	d.added = true
+	return d.target[:len(d.Buf)], true
+}
+
+// addIntoEnabled lets tests compare plans with and without kernels adding into gradients.
+var addIntoEnabled = true
 
 type gradKey struct {
 	node  *graph.Node

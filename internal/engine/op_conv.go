@@ -16,6 +16,7 @@ type conv struct {
 	scratch       int
 	link          *convBN     // shared with the BatchNormalization reading y (linkConvBN)
 	in            *deferredBN // shared with the BatchNormalization writing x (linkDeferredBN)
+	direct3x3     bool        // s takes the direct 3×3 stride-1 path (kernels.ConvShape.Direct3x3S1)
 	relu          bool        // a fused ReLU: y is its output (see fuse)
 	reluMax       float32     // its upper clip, +Inf for none
 }
@@ -58,6 +59,7 @@ func init() {
 		if k.reluMax <= 0 {
 			k.reluMax = float32(math.Inf(1))
 		}
+		k.direct3x3 = k.s.Direct3x3S1()
 		k.scratch = k.s.ScratchLen()
 		b.NeedScratch(k.scratch)
 		return k, nil
@@ -93,18 +95,26 @@ func (k *conv) Forward(train bool) {
 
 func (k *conv) Backward() {
 	s, x := k.input()
+	dx := buf(k.dx)
+	if dx != nil && k.direct3x3 {
+		// On the direct 3×3 stride-1 path a later contribution to x's gradient is added
+		// into it as the input gradient is copied out, instead of through a temporary.
+		if g, ok := k.dx.addInto(); ok {
+			dx, s.AddDx = g, true
+		}
+	}
 	if l := k.link; l != nil && l.gradReady {
 		l.gradReady = false
-		kernels.Conv2DBackwardBN(s, x, k.w.Data, l.grad, buf(k.dx), buf(k.dw), k.b.Plan.Scratch(k.scratch))
+		kernels.Conv2DBackwardBN(s, x, k.w.Data, l.grad, dx, buf(k.dw), k.b.Plan.Scratch(k.scratch))
 		return
 	}
 	if k.relu {
 		// This is the last reader of y.Grad (the ReLU's output gradient), so it is masked
 		// in place into the convolution's.
-		kernels.Conv2DBackwardReLU(s, x, k.w.Data, k.y.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch), k.reluMax)
+		kernels.Conv2DBackwardReLU(s, x, k.w.Data, k.y.Data, k.y.Grad, dx, buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch), k.reluMax)
 		return
 	}
-	kernels.Conv2DBackward(s, x, k.w.Data, k.y.Grad, buf(k.dx), buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch))
+	kernels.Conv2DBackward(s, x, k.w.Data, k.y.Grad, dx, buf(k.dw), buf(k.db), k.b.Plan.Scratch(k.scratch))
 }
 
 // buf returns d's buffer, or nil when no gradient is wanted.

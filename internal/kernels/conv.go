@@ -23,9 +23,12 @@ type ConvShape struct {
 	DH, DW         int // dilations
 	Groups         int
 	// In, when set, is a per-channel map the convolution reads its input
-	// through (see InputAffine); only the direct 3×3 stride-1 path has it
-	// (AffineInput).
-	In *InputAffine
+	// through (see InputAffine), and AddDx makes the backward pass add the
+	// input gradient into dx instead of overwriting it (for an input whose
+	// gradient another reader already wrote); only the direct 3×3 stride-1
+	// path has them (Direct3x3S1).
+	In    *InputAffine
+	AddDx bool
 }
 
 // InputAffine is the BatchNormalization (with the ReLU fused into it)
@@ -43,9 +46,10 @@ type InputAffine struct {
 // hi is the upper bound of the ReLU: ReLUMax, or +Inf.
 func (in *InputAffine) hi() float32 { return BNParams{ReLUMax: in.ReLUMax}.hi() }
 
-// AffineInput reports whether the convolution can read its input through
-// an InputAffine (ConvShape.In): the direct 3×3 stride-1 path.
-func (s ConvShape) AffineInput() bool {
+// Direct3x3S1 reports whether the convolution takes the direct 3×3
+// stride-1 path, which can read its input through an InputAffine
+// (ConvShape.In) and add its input gradient into dx (ConvShape.AddDx).
+func (s ConvShape) Direct3x3S1() bool {
 	if s.Validate() != nil {
 		return false
 	}
@@ -159,8 +163,8 @@ func (s ConvShape) plan() convPlan {
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	pl.dxConv = convDxConv && !pl.direct && !pl.Depthwise() && s.SH == 1 && s.SW == 1 &&
 		s.PT <= rh && s.PB <= rh && s.PL <= rw && s.PR <= rw
-	if s.In != nil && pl.path() != via3x3 {
-		panic("kernels: an input map (ConvShape.In) on a convolution without the direct 3×3 path")
+	if (s.In != nil || s.AddDx) && pl.path() != via3x3 {
+		panic("kernels: an input map or an added input gradient (ConvShape.In, AddDx) on a convolution without the direct 3×3 path")
 	}
 	return pl
 }
@@ -170,7 +174,7 @@ func (s ConvShape) plan() convPlan {
 func (pl *convPlan) tp() convPlan {
 	rh, rw := pl.DH*(pl.KH-1), pl.DW*(pl.KW-1)
 	t := pl.ConvShape
-	t.In = nil
+	t.In, t.AddDx = nil, false
 	t.C, t.H, t.W, t.OC = pl.OC, pl.oh, pl.ow, pl.C
 	t.PT, t.PB, t.PL, t.PR = rh-pl.PT, rh-pl.PB, rw-pl.PL, rw-pl.PR
 	tp := t.plan()

@@ -387,6 +387,17 @@ func unpad3(out []float32, m, c, h, w, wp, sp, qv int, b, y []float32, act clamp
 	}
 }
 
+// unpadAdd3 is unpad3 adding the valid positions into y (no bias, no
+// activation, no statistics): an input gradient added to the one another
+// reader of the input already wrote.
+func unpadAdd3(out []float32, m, c, h, w, wp, sp, qv int, y []float32) {
+	for i := range m {
+		for ch := range c {
+			addRows(out[ch*qv+i*sp:], y[(i*c+ch)*h*w:(i*c+ch+1)*h*w], h, w, wp, w)
+		}
+	}
+}
+
 // unpadPlane copies the h rows of w values at pitch wp of src to the plane
 // y of (sample n, channel ch), adds the bias b[ch] (b nil for none),
 // applies act and records the plane's statistics in mom (nil for none).
@@ -406,7 +417,7 @@ func unpadPlane(src, y []float32, h, w, wp int, b []float32, ch int, act clamp, 
 		if b != nil {
 			bv = b[ch]
 		}
-		unpadRows16(&src[0], &y[0], h, w, wp, w, whole, bv, b != nil)
+		unpadRows16(&src[0], &y[0], h, w, wp, w, whole, bv, b != nil, false)
 	} else {
 		copyRows(src, y, h, w, wp, w)
 		if b != nil {
@@ -486,7 +497,11 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		if dx != nil {
 			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
-			unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
+			if pl.AddDx {
+				unpadAdd3(out, m, C, H, W, g.wp, g.sp, g.qv, dx[c0*C*H*W:])
+			} else {
+				unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
+			}
 		}
 	}
 	if dw != nil {

@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -125,7 +126,7 @@ func TestConvReadsThroughAffine(t *testing.T) {
 			want := convMomentsBackward(s, stored, w, dy)
 			sa := s
 			sa.In = aff
-			if !sa.AffineInput() {
+			if !sa.Direct3x3S1() {
 				t.Fatalf("%s: no affine input", s)
 			}
 			got := convMomentsBackward(sa, raw, w, dy)
@@ -141,7 +142,7 @@ func TestConvReadsThroughAffine(t *testing.T) {
 		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, DH: 2, DW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
 	} {
-		if s.AffineInput() {
+		if s.Direct3x3S1() {
 			t.Errorf("%s reads through an input map", s)
 		}
 	}
@@ -166,4 +167,45 @@ func convMomentsBackward(s ConvShape, x, w, dy []float32) [][]float32 {
 		mom = append(mom, float32(m.Mean[c]), float32(m.M2[c]))
 	}
 	return [][]float32{y, mom, dx, dw}
+}
+
+// TestConvAddsInputGradient checks that Conv2DBackward with AddDx adds the input gradient
+// into dx with the bits of writing it and adding it with AddTo, leaving dw alone, with
+// chunks of many samples and of one; and that other paths refuse AddDx.
+func TestConvAddsInputGradient(t *testing.T) {
+	if !haveConv3x3 {
+		t.Skip("no AVX-512 micro-kernels in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(10, 10))
+	for _, l2 := range []int{conv3x3L2, 1} {
+		for _, s := range []ConvShape{
+			{N: 5, C: 6, H: 9, W: 8, OC: 7, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+			{N: 3, C: 16, H: 14, W: 14, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+			{N: 2, C: 3, H: 1, W: 17, OC: 2, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		} {
+			old := conv3x3L2
+			conv3x3L2 = l2
+			x, w, dy, prev := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen()), randn(r, s.XLen())
+			scratch := make([]float32, s.ScratchLen())
+			dx, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
+			Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+			want := slices.Clone(prev)
+			AddTo(want, dx)
+			sa := s
+			sa.AddDx = true
+			got, dw2 := slices.Clone(prev), make([]float32, s.WLen())
+			Conv2DBackward(sa, x, w, dy, got, dw2, nil, scratch)
+			closeTo(t, fmt.Sprintf("%s l2=%d dx", s, l2), got, f64(want), 0)
+			closeTo(t, fmt.Sprintf("%s l2=%d dw", s, l2), dw2, f64(dw), 0)
+			conv3x3L2 = old
+		}
+	}
+	s2 := ConvShape{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1, AddDx: true}
+	defer func() {
+		if recover() == nil {
+			t.Error("AddDx on a stride-2 convolution did not panic")
+		}
+	}()
+	Conv2DBackward(s2, make([]float32, s2.XLen()), make([]float32, s2.WLen()), make([]float32, s2.YLen()),
+		make([]float32, s2.XLen()), nil, nil, make([]float32, s2.ScratchLen()))
 }

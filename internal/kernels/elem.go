@@ -29,18 +29,30 @@ func lanes(acc *[32]float32) (s, ss float64) {
 
 // copyRows copies rows rows of w floats from src (row pitch sp) to dst
 // (row pitch dp).
-func copyRows(src, dst []float32, rows, w, sp, dp int) {
+func copyRows(src, dst []float32, rows, w, sp, dp int) { moveRows(src, dst, rows, w, sp, dp, false) }
+
+// addRows is copyRows adding the rows into dst instead of overwriting it.
+func addRows(src, dst []float32, rows, w, sp, dp int) { moveRows(src, dst, rows, w, sp, dp, true) }
+
+func moveRows(src, dst []float32, rows, w, sp, dp int, add bool) {
 	if rows < 1 || w < 1 {
 		return
 	}
 	_ = src[(rows-1)*sp+w-1]
 	_ = dst[(rows-1)*dp+w-1]
 	if haveElem16 && useElem16 {
-		unpadRows16(&src[0], &dst[0], rows, w, sp, dp, 0, 0, false)
+		unpadRows16(&src[0], &dst[0], rows, w, sp, dp, 0, 0, false, add)
 		return
 	}
 	for r := range rows {
-		copy(dst[r*dp:r*dp+w], src[r*sp:r*sp+w])
+		d, s := dst[r*dp:r*dp+w], src[r*sp:r*sp+w]
+		if !add {
+			copy(d, s)
+			continue
+		}
+		for j, v := range s {
+			d[j] += v
+		}
 	}
 }
 

@@ -24,7 +24,7 @@ func clipGrad16(x, dy, dx *float32, n int, lo, hi float32)
 func padRows16(src, dst *float32, rows, w, sp, dp int)
 
 //go:noescape
-func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool)
+func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add, acc bool)
 
 //go:noescape
 func deinterleaveRows32(src, even, odd *float32, rows, w, sp, ep, op int)

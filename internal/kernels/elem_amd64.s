@@ -204,13 +204,15 @@ prtail:
 	VZEROUPPER
 	RET
 
-// func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool)
+// func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add, acc bool)
 // Copies rows rows of w floats (w ≥ 1) from src (pitch sp floats) to dst
-// (pitch dp floats), adding b when add is set. The first whole rows are
-// stored as whole vectors, the last one running up to 15 floats past w
-// (which a later row must overwrite); the other rows end under a mask
-// (with whole = 0 a plain copy of the rows). Only src's rows are read.
-TEXT ·unpadRows16(SB), NOSPLIT, $0-61
+// (pitch dp floats), adding b when add is set, or adds them into dst when
+// acc is set (then whole must be 0). The first whole rows are stored as
+// whole vectors, the last one running up to 15 floats past w (which a
+// later row must overwrite); the other rows end under a mask (with whole
+// = 0 a plain copy of the rows). Only src's rows (and with acc dst's) are
+// read.
+TEXT ·unpadRows16(SB), NOSPLIT, $0-62
 	MOVQ src+0(FP), SI
 	MOVQ dst+8(FP), DI
 	MOVQ rows+16(FP), DX
@@ -220,6 +222,7 @@ TEXT ·unpadRows16(SB), NOSPLIT, $0-61
 	MOVQ whole+48(FP), R13
 	VBROADCASTSS b+56(FP), Z31
 	MOVBLZX add+60(FP), R12
+	MOVBLZX acc+61(FP), R14
 	SHLQ $2, R8
 	SHLQ $2, R9
 	MOVQ BX, CX
@@ -244,6 +247,9 @@ urvec:
 	TESTQ R12, R12
 	JZ 2(PC)
 	VADDPS Z31, Z0, Z0
+	TESTQ R14, R14
+	JZ 2(PC)
+	VADDPS (R11), Z0, Z0
 	VMOVUPS Z0, (R11)
 	ADDQ $64, R10
 	ADDQ $64, R11
@@ -256,6 +262,10 @@ urtail:
 	TESTQ R12, R12
 	JZ 2(PC)
 	VADDPS Z31, Z0, Z0
+	TESTQ R14, R14
+	JZ 3(PC)
+	VMOVUPS.Z (R11), K1, Z1
+	VADDPS Z1, Z0, Z0
 	VMOVUPS Z0, K2, (R11)
 urnext:
 	ADDQ R8, SI

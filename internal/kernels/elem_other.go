@@ -8,7 +8,7 @@ package kernels
 func sumSq16(x *float32, n int, k float32, acc *float32) { panic("unreachable") }
 func reluGrad16(x, dy, dx *float32, n int)               { panic("unreachable") }
 func padRows16(src, dst *float32, rows, w, sp, dp int)   { panic("unreachable") }
-func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add bool) {
+func unpadRows16(src, dst *float32, rows, w, sp, dp, whole int, b float32, add, acc bool) {
 	panic("unreachable")
 }
 func clip16(x, y *float32, n int, lo, hi float32) { panic("unreachable") }
