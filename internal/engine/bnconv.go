@@ -7,10 +7,10 @@ import (
 )
 
 // deferredBN links a BatchNormalization (fused with a Relu or not) to the one node that
-// reads its output when that node can apply the normalization itself: a Conv on the direct
-// 3×3 stride-1 path (kernels.ConvShape.Direct3x3S1), which maps the input as it copies it
-// into its padded layout (forward, and again for the weight gradient), or an Add fused with
-// a Relu (a ResNet block's residual connection), which maps it plane by plane. In a
+// reads its output when that node can apply the normalization itself: a Conv on a direct
+// path (3×3 stride 1, pointwise, depthwise: kernels.ConvShape.MapsInput), which maps the
+// input as it copies it into its layout (forward, and again for the weight gradient), or an
+// Add, fused with a Relu or not (a residual connection), which maps it plane by plane. In a
 // training forward the BatchNormalization then only computes its statistics and
 // per-channel map: its output is never written and read back (one pass over it fewer each
 // way, and its memory is never touched). In an inference forward both run as usual.
@@ -71,8 +71,8 @@ func (p *Plan) mapsInput(s step, y string) bool {
 	switch {
 	case n.Op == "Conv" && len(n.Inputs) > 0 && n.Inputs[0] == y && !slices.Contains(n.Inputs[1:], y):
 		cs, _, err := convShape(p.Graph, n, p.Values[y].Shape)
-		return err == nil && cs.Direct3x3S1()
-	case n.Op == "Add" && s.relu && s.reluMax == 0 && len(n.Inputs) == 2 && n.Inputs[0] != n.Inputs[1]:
+		return err == nil && cs.MapsInput()
+	case n.Op == "Add" && s.reluMax == 0 && len(n.Inputs) == 2 && n.Inputs[0] != n.Inputs[1]:
 		a, b, o := p.Values[n.Inputs[0]], p.Values[n.Inputs[1]], p.Values[n.Outputs[0]]
 		return a != nil && b != nil && o != nil && slices.Equal(a.Shape, o.Shape) && slices.Equal(b.Shape, o.Shape)
 	}
@@ -94,15 +94,19 @@ func (p *Plan) attachDeferredBN() {
 		switch k := p.steps[j].kernel.(type) {
 		case *conv:
 			k.in = l
-		case *addRelu:
-			if !k.add.same {
+		case *addRelu, *binary:
+			add, _ := k.(*binary)
+			if r, ok := k.(*addRelu); ok {
+				add = r.add
+			}
+			if !add.same || add.op != '+' {
 				delete(p.deferredBN, i)
 				continue
 			}
 			if p.steps[j].node.Inputs[0] == y {
-				k.ma = l
+				add.ma = l
 			} else {
-				k.mb = l
+				add.mb = l
 			}
 		default:
 			delete(p.deferredBN, i)

@@ -134,12 +134,12 @@ func TestDeferredBNSameBits(t *testing.T) {
 		vals          map[string][]float32
 		links         int
 	}
-	run := func(link bool) result {
+	run := func(model string, link bool) result {
 		old, oldAdd := linkDeferredBNEnabled, addIntoEnabled
 		linkDeferredBNEnabled, addIntoEnabled = link, link
 		defer func() { linkDeferredBNEnabled, addIntoEnabled = old, oldAdd }()
 		// A graph of its own: the running statistics are updated in place.
-		g, err := graph.Load(testenv.Path("testdata", "models", "resnet20_bn.onnx"), graph.ImportOptions{})
+		g, err := graph.Load(testenv.Path("testdata", "models", model), graph.ImportOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,29 +169,41 @@ func TestDeferredBNSameBits(t *testing.T) {
 		res.infer = slices.Clone(p.Value(g.Outputs[0]).Data)
 		return res
 	}
-	on, off := run(true), run(false)
-	// Each of ResNet-20's nine blocks has one BatchNormalization+Relu read by a 3×3 Conv
-	// alone, and one BatchNormalization (two in the blocks with a 1×1 shortcut) read by the
-	// Add+Relu alone; the stem's has two readers.
-	want := 11
-	if (kernels.ConvShape{N: 1, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}).Direct3x3S1() {
-		want += 9
-	}
-	if on.links != want || off.links != 0 {
-		t.Fatalf("links: %d with linking on (want %d), %d with it off", on.links, want, off.links)
-	}
-	if on.loss != off.loss {
-		t.Errorf("loss %g linked, %g unlinked", on.loss, off.loss)
-	}
-	if !slices.Equal(on.logits, off.logits) || !slices.Equal(on.infer, off.infer) {
-		t.Errorf("logits differ: training %v / %v, inference %v / %v", on.logits[:4], off.logits[:4], on.infer[:4], off.infer[:4])
-	}
-	if len(on.vals) != len(off.vals) {
-		t.Fatalf("%d gradients and statistics linked, %d unlinked", len(on.vals), len(off.vals))
-	}
-	for name, a := range off.vals {
-		if !slices.Equal(a, on.vals[name]) {
-			t.Errorf("%s differs with the links", name)
+	direct := (kernels.ConvShape{N: 1, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}).MapsInput()
+	for _, c := range []struct {
+		model            string
+		onDirect, always int // links where the direct convolution paths run, and where not
+	}{
+		// Each of ResNet-20's nine blocks has one BatchNormalization+Relu read by a 3×3
+		// Conv alone, and one BatchNormalization (two in the blocks with a 1×1 shortcut)
+		// read by the Add+Relu alone; the stem's has two readers.
+		{"resnet20_bn.onnx", 20, 11},
+		// The MobileNetV2 fixture's 19 BatchNormalizations (+ReLU6): 12 feed a depthwise
+		// or pointwise Conv alone and 3 a residual Add alone; the stem's and two blocks'
+		// outputs have two readers, the head's a pooling.
+		{"mbv2_bn.onnx", 15, 3},
+	} {
+		on, off := run(c.model, true), run(c.model, false)
+		want := c.always
+		if direct {
+			want = c.onDirect
+		}
+		if on.links != want || off.links != 0 {
+			t.Fatalf("%s links: %d with linking on (want %d), %d with it off", c.model, on.links, want, off.links)
+		}
+		if on.loss != off.loss {
+			t.Errorf("%s loss %g linked, %g unlinked", c.model, on.loss, off.loss)
+		}
+		if !slices.Equal(on.logits, off.logits) || !slices.Equal(on.infer, off.infer) {
+			t.Errorf("%s logits differ: training %v / %v, inference %v / %v", c.model, on.logits[:4], off.logits[:4], on.infer[:4], off.infer[:4])
+		}
+		if len(on.vals) != len(off.vals) {
+			t.Fatalf("%s: %d gradients and statistics linked, %d unlinked", c.model, len(on.vals), len(off.vals))
+		}
+		for name, a := range off.vals {
+			if !slices.Equal(a, on.vals[name]) {
+				t.Errorf("%s: %s differs with the links", c.model, name)
+			}
 		}
 	}
 }

@@ -11,8 +11,22 @@ type binary struct {
 	op      byte // '+', '-', '*', '/', '^'
 	a, b, y *Value
 	da, db  *GradDst
-	same    bool  // a, b and y have one shape
-	runs    []run // otherwise: the innermost runs of the broadcast, precomputed
+	same    bool        // a, b and y have one shape
+	runs    []run       // otherwise: the innermost runs of the broadcast, precomputed
+	ma, mb  *deferredBN // an Add's: the BatchNormalizations writing a and b, when linked (linkDeferredBN)
+}
+
+// addMapped runs a same-shape Add (with its fused Relu when relu) through the maps of the
+// BatchNormalizations linked to it, and reports whether any was active.
+func (k *binary) addMapped(relu bool) bool {
+	a, ma := k.ma.mapped(k.a)
+	b, mb := k.mb.mapped(k.b)
+	if ma == nil && mb == nil {
+		return false
+	}
+	y := k.y
+	kernels.AddMapped(a, ma, b, mb, y.Data, y.Shape[1], y.Len()/(y.Shape[0]*y.Shape[1]), relu)
+	return true
 }
 
 // run is one innermost stretch of a broadcast: n outputs from o, reading a from ai by as
@@ -95,7 +109,9 @@ func (k *binary) Forward(bool) {
 	if k.same {
 		switch k.op {
 		case '+':
-			kernels.Add(a, b, y)
+			if !k.addMapped(false) {
+				kernels.Add(a, b, y)
+			}
 		case '-':
 			for i := range y {
 				y[i] = a[i] - b[i]
@@ -240,10 +256,7 @@ func sameGradB(op byte, dy, a, b, db []float32) {
 
 // addRelu runs an Add whose only reader is a Relu (the residual connection of a ResNet
 // block, fused by the engine: Add absorbs a ReLU): one pass forward, one backward.
-type addRelu struct {
-	add    *binary
-	ma, mb *deferredBN // the BatchNormalizations writing a and b, when linked (linkDeferredBN)
-}
+type addRelu struct{ add *binary }
 
 func buildAdd(bd *Build) (Kernel, error) {
 	k, err := buildBinary('+')(bd)
@@ -256,13 +269,9 @@ func buildAdd(bd *Build) (Kernel, error) {
 func (k *addRelu) Forward(train bool) {
 	b := k.add
 	if b.same {
-		a, ma := k.ma.mapped(b.a)
-		bb, mb := k.mb.mapped(b.b)
-		if ma != nil || mb != nil {
-			kernels.AddReLUMapped(a, ma, bb, mb, b.y.Data, b.y.Shape[1], b.y.Len()/(b.y.Shape[0]*b.y.Shape[1]))
-			return
+		if !b.addMapped(true) {
+			kernels.AddReLU(b.a.Data, b.b.Data, b.y.Data)
 		}
-		kernels.AddReLU(a, bb, b.y.Data)
 		return
 	}
 	b.Forward(train)

@@ -16,7 +16,7 @@ type conv struct {
 	scratch       int
 	link          *convBN     // shared with the BatchNormalization reading y (linkConvBN)
 	in            *deferredBN // shared with the BatchNormalization writing x (linkDeferredBN)
-	direct3x3     bool        // s takes the direct 3×3 stride-1 path (kernels.ConvShape.Direct3x3S1)
+	addsDx        bool        // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
 	relu          bool        // a fused ReLU: y is its output (see fuse)
 	reluMax       float32     // its upper clip, +Inf for none
 }
@@ -59,7 +59,7 @@ func init() {
 		if k.reluMax <= 0 {
 			k.reluMax = float32(math.Inf(1))
 		}
-		k.direct3x3 = k.s.Direct3x3S1()
+		k.addsDx = k.s.AddsDx()
 		k.scratch = k.s.ScratchLen()
 		b.NeedScratch(k.scratch)
 		return k, nil
@@ -96,7 +96,7 @@ func (k *conv) Forward(train bool) {
 func (k *conv) Backward() {
 	s, x := k.input()
 	dx := buf(k.dx)
-	if dx != nil && k.direct3x3 {
+	if dx != nil && k.addsDx {
 		// On the direct 3×3 stride-1 path a later contribution to x's gradient is added
 		// into it as the input gradient is copied out, instead of through a temporary.
 		if g, ok := k.dx.addInto(); ok {

@@ -235,17 +235,17 @@ func addReLU(a, b, y []float32) {
 	}
 }
 
-// AddReLUMapped is AddReLU with either input or both read through an
-// InputAffine (ma, mb; nil for none) over c channels of hw floats per
-// sample: the Add and Relu after BatchNormalizations whose outputs are not
-// stored. Each mapped plane is computed into a buffer in the cache, with
-// the rounding of the BatchNormalization's own output, so y has the same
-// bits as AddReLU of the stored outputs.
-func AddReLUMapped(a []float32, ma *InputAffine, b []float32, mb *InputAffine, y []float32, c, hw int) {
+// AddMapped is Add, or AddReLU with relu, with either input or both read
+// through an InputAffine (ma, mb; nil for none) over c channels of hw
+// floats per sample: the Add (and Relu) after BatchNormalizations whose
+// outputs are not stored. Each mapped plane is computed into a buffer in
+// the cache, with the rounding of the BatchNormalization's own output, so
+// y has the same bits as Add or AddReLU of the stored outputs.
+func AddMapped(a []float32, ma *InputAffine, b []float32, mb *InputAffine, y []float32, c, hw int, relu bool) {
 	need("b", b, len(a))
 	need("y", y, len(a))
 	if c < 1 || hw < 1 || len(a)%(c*hw) != 0 {
-		panic("kernels: AddReLUMapped on data that is not whole samples of c·hw floats")
+		panic("kernels: AddMapped on data that is not whole samples of c·hw floats")
 	}
 	for _, m := range []*InputAffine{ma, mb} {
 		if m != nil {
@@ -266,7 +266,11 @@ func AddReLUMapped(a []float32, ma *InputAffine, b []float32, mb *InputAffine, y
 				bnAffine(pb, tb, mb.A[ch], mb.B[ch], mb.hi(), mb.ReLU)
 				pb = tb
 			}
-			addReLU(pa, pb, y[p*hw:][:hw])
+			if relu {
+				addReLU(pa, pb, y[p*hw:][:hw])
+			} else {
+				add(pa, pb, y[p*hw:][:hw])
+			}
 		}
 	})
 }

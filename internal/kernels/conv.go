@@ -23,10 +23,10 @@ type ConvShape struct {
 	DH, DW         int // dilations
 	Groups         int
 	// In, when set, is a per-channel map the convolution reads its input
-	// through (see InputAffine), and AddDx makes the backward pass add the
-	// input gradient into dx instead of overwriting it (for an input whose
-	// gradient another reader already wrote); only the direct 3×3 stride-1
-	// path has them (Direct3x3S1).
+	// through (see InputAffine; the direct paths have it, MapsInput), and
+	// AddDx makes the backward pass add the input gradient into dx instead
+	// of overwriting it, for an input whose gradient another reader already
+	// wrote (the direct 3×3 stride-1 path has it, AddsDx).
 	In    *InputAffine
 	AddDx bool
 }
@@ -46,13 +46,29 @@ type InputAffine struct {
 // hi is the upper bound of the ReLU: ReLUMax, or +Inf.
 func (in *InputAffine) hi() float32 { return BNParams{ReLUMax: in.ReLUMax}.hi() }
 
-// Direct3x3S1 reports whether the convolution takes the direct 3×3
-// stride-1 path, which can read its input through an InputAffine
-// (ConvShape.In) and add its input gradient into dx (ConvShape.AddDx).
-func (s ConvShape) Direct3x3S1() bool {
+// MapsInput reports whether the convolution can read its input through an
+// InputAffine (ConvShape.In): the direct 3×3 stride-1, pointwise and
+// depthwise paths.
+func (s ConvShape) MapsInput() bool {
 	if s.Validate() != nil {
 		return false
 	}
+	s.In, s.AddDx = nil, false
+	pl := s.plan()
+	switch pl.path() {
+	case via3x3, via1x1, viaDW:
+		return true
+	}
+	return false
+}
+
+// AddsDx reports whether the convolution can add its input gradient into dx
+// (ConvShape.AddDx): the direct 3×3 stride-1 path.
+func (s ConvShape) AddsDx() bool {
+	if s.Validate() != nil {
+		return false
+	}
+	s.In, s.AddDx = nil, false
 	pl := s.plan()
 	return pl.path() == via3x3
 }
@@ -163,8 +179,11 @@ func (s ConvShape) plan() convPlan {
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	pl.dxConv = convDxConv && !pl.direct && !pl.Depthwise() && s.SH == 1 && s.SW == 1 &&
 		s.PT <= rh && s.PB <= rh && s.PL <= rw && s.PR <= rw
-	if (s.In != nil || s.AddDx) && pl.path() != via3x3 {
-		panic("kernels: an input map or an added input gradient (ConvShape.In, AddDx) on a convolution without the direct 3×3 path")
+	switch path := pl.path(); {
+	case s.In != nil && path != via3x3 && path != via1x1 && path != viaDW:
+		panic("kernels: an input map (ConvShape.In) on a convolution without a direct path")
+	case s.AddDx && path != via3x3:
+		panic("kernels: an added input gradient (ConvShape.AddDx) on a convolution without the direct 3×3 path")
 	}
 	return pl
 }

@@ -48,9 +48,10 @@ func (pl *convPlan) geom1() c1 {
 	g.qv = roundUp(g.m*pl.p, 16)
 	g.oc4, g.c4 = roundUp(pl.OC, 4), roundUp(pl.C, 4)
 	g.tileLen = max(g.oc4, g.c4) * g.qv
-	// inputs, output gradients, the tile, a plane of output gradient and
-	// the odd columns a stride-2 subsampling discards
-	g.chunkLen = (pl.C+pl.OC)*g.qv + g.tileLen + pl.p + pl.W
+	// inputs, output gradients, the tile, a plane of input (mapped, see
+	// ConvShape.In) or of output gradient and the odd columns a stride-2
+	// subsampling discards
+	g.chunkLen = (pl.C+pl.OC)*g.qv + g.tileLen + pl.H*pl.W + pl.W
 	return g
 }
 
@@ -81,11 +82,12 @@ func (pl *convPlan) fwd1(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	C, OC, HW, P := pl.C, pl.OC, pl.H*pl.W, pl.p
 	xs := scratch[:C*g.qv]
 	out := scratch[(C+OC)*g.qv:][:g.oc4*g.qv]
-	odd := scratch[(C+OC)*g.qv+g.tileLen+P:][:pl.W]
+	tmp := scratch[(C+OC)*g.qv+g.tileLen:][:pl.H*pl.W]
+	odd := scratch[(C+OC)*g.qv+g.tileLen+pl.H*pl.W:][:pl.W]
 	var offs [6]int
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
-		get, pre := xPlanes(x, c0, C, HW)
+		get, pre := pl.inputPlanes(x, c0, tmp)
 		pack1(get, pre, m, C, pl.H, pl.W, pl.SH, g.qv, xs, odd)
 		qv := roundUp(m*P, 16)
 		var pf ahead
@@ -106,8 +108,8 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	xs := scratch[:C*g.qv]
 	ds := scratch[C*g.qv:][:OC*g.qv]
 	out := scratch[(C+OC)*g.qv:][:g.c4*g.qv]
-	tmp := scratch[(C+OC)*g.qv+g.tileLen:][:P]
-	odd := scratch[(C+OC)*g.qv+g.tileLen+P:][:W]
+	tmp := scratch[(C+OC)*g.qv+g.tileLen:][:H*W]
+	odd := scratch[(C+OC)*g.qv+g.tileLen+H*W:][:W]
 	var offs [6]int
 	onKernels := g.qv/16 >= wgradP1MinVectors
 	if dw != nil && onKernels {
@@ -126,7 +128,7 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		pf.spread(steps)
 		if dw != nil {
-			get, pre := xPlanes(x, c0, C, H*W)
+			get, pre := pl.inputPlanes(x, c0, tmp)
 			pack1(get, pre, m, C, H, W, pl.SH, g.qv, xs, odd)
 			if onKernels {
 				// Past m·P positions both rows are 0.

@@ -247,16 +247,24 @@ func (pl *convPlan) pack3T(w, wpk []float32) {
 // with pads of 1 (see padPlanes), read through the plan's input map when it
 // has one (each plane mapped into tmp, H·W floats, then copied from there).
 func (pl *convPlan) padInput(x []float32, c0, m, row int, dst, tmp []float32) {
-	C, H, W := pl.C, pl.H, pl.W
-	get, pre := xPlanes(x, c0, C, H*W)
+	get, pre := pl.inputPlanes(x, c0, tmp)
+	padPlanes(get, pre, m, pl.C, pl.H, pl.W, 1, row, dst)
+}
+
+// inputPlanes is xPlanes for the convolution's input x: through the plan's
+// input map when it has one, each plane mapped into tmp (H·W floats) as it
+// is asked for.
+func (pl *convPlan) inputPlanes(x []float32, n0 int, tmp []float32) (get func(i, ch int) []float32, pre func(i, ch int)) {
+	hw := pl.H * pl.W
+	get, pre = xPlanes(x, n0, pl.C, hw)
 	if in := pl.In; in != nil {
-		raw, t := get, tmp[:H*W]
+		raw, t := get, tmp[:hw]
 		get = func(i, ch int) []float32 {
 			bnAffine(raw(i, ch), t, in.A[ch], in.B[ch], in.hi(), in.ReLU)
 			return t
 		}
 	}
-	padPlanes(get, pre, m, C, H, W, 1, row, dst)
+	return get, pre
 }
 
 // padPlanes writes planes get(i, ch) (m samples of c channels, h×w each)

@@ -90,8 +90,9 @@ func TestDirectConvIndependentOfThreads(t *testing.T) {
 // InputAffine (the BatchNormalization before it, with or without its ReLU or ReLU6)
 // gives the same bits as one reading the mapped input stored: output, moments, input
 // and weight gradients, with chunks of many samples and of one; that BatchNormTrainDeferred
-// leaves the map BatchNormTrain applies; and that only the direct 3×3 stride-1 path
-// takes a map.
+// leaves the map BatchNormTrain applies; on the direct 3×3 stride-1, pointwise (strides 1
+// and 2) and depthwise (3×3 and 5×5, strides 1 and 2) paths; and that no other path takes a
+// map.
 func TestConvReadsThroughAffine(t *testing.T) {
 	if !haveConv3x3 {
 		t.Skip("no AVX-512 micro-kernels in this build or on this CPU")
@@ -106,6 +107,12 @@ func TestConvReadsThroughAffine(t *testing.T) {
 			{ConvShape{N: 5, C: 6, H: 9, W: 8, OC: 7, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}, true, 0},
 			{ConvShape{N: 3, C: 16, H: 14, W: 14, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}, false, 0},
 			{ConvShape{N: 4, C: 3, H: 7, W: 9, OC: 5, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}, true, 0.5},
+			{ConvShape{N: 5, C: 6, H: 9, W: 7, OC: 10, KH: 1, KW: 1}, true, 6},
+			{ConvShape{N: 3, C: 24, H: 14, W: 14, OC: 8, KH: 1, KW: 1}, false, 0},
+			{ConvShape{N: 3, C: 5, H: 9, W: 11, OC: 7, KH: 1, KW: 1, SH: 2, SW: 2}, true, 0},
+			{ConvShape{N: 4, C: 6, H: 9, W: 8, OC: 6, KH: 3, KW: 3, Groups: 6, PT: 1, PL: 1, PB: 1, PR: 1}, true, 6},
+			{ConvShape{N: 3, C: 5, H: 14, W: 13, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 5, PT: 1, PL: 1, PB: 1, PR: 1}, true, 0},
+			{ConvShape{N: 3, C: 4, H: 10, W: 9, OC: 4, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 4, PT: 2, PL: 2, PB: 2, PR: 2}, false, 0},
 		} {
 			old := conv3x3L2
 			conv3x3L2 = l2
@@ -126,8 +133,8 @@ func TestConvReadsThroughAffine(t *testing.T) {
 			want := convMomentsBackward(s, stored, w, dy)
 			sa := s
 			sa.In = aff
-			if !sa.Direct3x3S1() {
-				t.Fatalf("%s: no affine input", s)
+			if !sa.MapsInput() {
+				t.Fatalf("%s: no input map", s)
 			}
 			got := convMomentsBackward(sa, raw, w, dy)
 			for i, what := range []string{"y", "moments", "dx", "dw"} {
@@ -138,11 +145,11 @@ func TestConvReadsThroughAffine(t *testing.T) {
 	}
 	for _, s := range []ConvShape{
 		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 1, KW: 1},
-		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, DH: 2, DW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 5, KW: 5, PT: 2, PL: 2, PB: 2, PR: 2},
+		{N: 2, C: 4, H: 8, W: 8, OC: 8, KH: 3, KW: 3, Groups: 2, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
-		if s.Direct3x3S1() {
+		if s.MapsInput() {
 			t.Errorf("%s reads through an input map", s)
 		}
 	}
@@ -198,6 +205,14 @@ func TestConvAddsInputGradient(t *testing.T) {
 			closeTo(t, fmt.Sprintf("%s l2=%d dx", s, l2), got, f64(want), 0)
 			closeTo(t, fmt.Sprintf("%s l2=%d dw", s, l2), dw2, f64(dw), 0)
 			conv3x3L2 = old
+		}
+	}
+	for _, s := range []ConvShape{
+		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 1, KW: 1},
+		{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, Groups: 4, PT: 1, PL: 1, PB: 1, PR: 1},
+	} {
+		if s.AddsDx() {
+			t.Errorf("%s adds its input gradient", s)
 		}
 	}
 	s2 := ConvShape{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1, AddDx: true}

@@ -101,11 +101,18 @@ const dwWeights = 4*49 + 49
 
 // dwChunkLen is the scratch of one worker: the padded input and output
 // gradient of a chunk, its output (or, at stride 2, the four phases of
-// its input gradient), one plane of output gradient, and the packed
-// weights and weight-gradient sums of a channel.
+// its input gradient), one plane of output gradient or of mapped input
+// (ConvShape.In), and the packed weights and weight-gradient sums of a
+// channel.
 func (pl *convPlan) dwChunkLen() int {
 	g := pl.dwGeom()
-	return g.nx*g.xl + g.dyl + g.nx*g.qv + pl.oh*pl.ow + dwWeights
+	return g.nx*g.xl + g.dyl + g.nx*g.qv + max(pl.oh*pl.ow, pl.H*pl.W) + dwWeights
+}
+
+// dwTmp is a worker's plane of output gradient or mapped input in its
+// scratch scr.
+func (pl *convPlan) dwTmp(g *dwg, scr []float32) []float32 {
+	return scr[g.nx*g.xl+g.dyl+g.nx*g.qv:][:max(pl.oh*pl.ow, pl.H*pl.W)]
 }
 
 // pack writes the weights of the taps of k from the filter w (K² floats),
@@ -131,11 +138,13 @@ func (pl *convPlan) dwOffsets(g *dwg) (in, dy *[4]int) {
 }
 
 // dwPad writes samples n0…n0+m of channel c of x in the padded layout of
-// the plan's stride into xp.
-func (pl *convPlan) dwPad(g *dwg, x []float32, c, n0, m int, xp []float32) {
-	H, W, C := pl.H, pl.W, pl.C
-	plane := func(i, _ int) []float32 { return x[((n0+i)*C+c)*H*W:][:H*W] }
-	pre := func(i, _ int) { prefetchAt(x, ((n0+i)*C+c)*H*W, H*W) }
+// the plan's stride into xp (through the plan's input map, into tmp, when
+// it has one).
+func (pl *convPlan) dwPad(g *dwg, x []float32, c, n0, m int, xp, tmp []float32) {
+	H, W := pl.H, pl.W
+	get, preX := pl.inputPlanes(x, n0, tmp)
+	plane := func(i, _ int) []float32 { return get(i, c) }
+	pre := func(i, _ int) { preX(i, c) }
 	if pl.SH == 1 {
 		padPlanes(plane, pre, m, 1, H, W, g.p, g.xl, xp)
 		return
@@ -163,7 +172,7 @@ func (pl *convPlan) dwForward(ks *dwKernels, x, w, b, y, scratch []float32, mom 
 		wk := scr[len(scr)-dwWeights:]
 		ks.fwd.pack(w[c*g.kk:(c+1)*g.kk], false, wk)
 		xp, out := scr[:g.nx*g.xl], scr[g.nx*g.xl:][:g.qv]
-		pl.dwPad(&g, x, c, n0, m, xp)
+		pl.dwPad(&g, x, c, n0, m, xp, pl.dwTmp(&g, scr))
 		ks.fwd.fwd(&xp[0], &wk[0], &out[0], roundUp(m*g.sp, 16)/16, g.pitch*4, &offs[0])
 		for i := range m {
 			n := n0 + i
@@ -183,7 +192,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 		xp := scr[:g.nx*g.xl]
 		dp := scr[g.nx*g.xl:][:g.dyl]
 		out := scr[g.nx*g.xl+g.dyl:][:g.nx*g.qv]
-		tmp := scr[g.nx*g.xl+g.dyl+g.nx*g.qv:][:OH*OW]
+		tmp := pl.dwTmp(&g, scr)
 		wc := w[c*g.kk : (c+1)*g.kk]
 		// The input-gradient weights, flipped (stride 1) or by phase, and
 		// the weight-gradient sums in the order of ks.wgrad's taps.
@@ -205,7 +214,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 			preDy := dy.pre(n0)
 			padPlanes(func(i, _ int) []float32 { return dy.plane(n0+i, c, tmp) }, func(i, _ int) { preDy(i, c) }, m, 1, OH, OW, g.p, g.dyl, dp)
 			if dw != nil {
-				pl.dwPad(&g, x, c, n0, m, xp)
+				pl.dwPad(&g, x, c, n0, m, xp, tmp)
 				// The output gradient at position q, as the forward pass
 				// numbers them, is the padded one at q + p·pitch + p.
 				a := acc

@@ -376,11 +376,11 @@ func TestConvReLU(t *testing.T) {
 	})
 }
 
-// TestAddReLUMapped checks that AddReLUMapped, with either input or both read through
-// the map BatchNormTrainDeferred leaves (with and without the ReLU), gives the bits of
-// AddReLU on the BatchNormalizations' stored outputs, on planes shorter and longer than a
-// vector.
-func TestAddReLUMapped(t *testing.T) {
+// TestAddMapped checks that AddMapped, with either input or both read through the map
+// BatchNormTrainDeferred leaves (with and without the BatchNormalization's ReLU), gives
+// the bits of Add and AddReLU on the BatchNormalizations' stored outputs, on planes shorter
+// and longer than a vector.
+func TestAddMapped(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
 	for _, hw := range []int{7, 49, 196} {
 		const n, c = 3, 5
@@ -409,10 +409,16 @@ func TestAddReLUMapped(t *testing.T) {
 			{"b mapped", sa, rb, nil, mb, sa, sb},
 			{"both mapped", ra, rb, ma, mb, sa, sb},
 		} {
-			AddReLU(c.storedA, c.storedB, want)
-			got := make([]float32, len(ra))
-			AddReLUMapped(c.a, c.ma, c.b, c.mb, got, 5, hw)
-			closeTo(t, fmt.Sprintf("hw=%d %s", hw, c.name), got, f64(want), 0)
+			for _, relu := range []bool{true, false} {
+				if relu {
+					AddReLU(c.storedA, c.storedB, want)
+				} else {
+					Add(c.storedA, c.storedB, want)
+				}
+				got := make([]float32, len(ra))
+				AddMapped(c.a, c.ma, c.b, c.mb, got, 5, hw, relu)
+				closeTo(t, fmt.Sprintf("hw=%d %s relu=%v", hw, c.name, relu), got, f64(want), 0)
+			}
 		}
 	}
 }
