@@ -59,6 +59,10 @@ type OpDef struct {
 	BoundedReLU        func(g *Graph, n *Node) (hi float32, ok bool)
 	AbsorbsBoundedReLU bool
 	Moments            MomentRole
+	// MapsInput marks an op whose kernel can read its input 0 through the per-channel
+	// affine map (and ReLU) of a BatchNormalization whose output it alone reads, so that
+	// the engine need not store that output (engine.InputMapper).
+	MapsInput bool
 }
 
 // MomentRole is an op's part in sharing per-channel batch moments (see OpDef.Moments).

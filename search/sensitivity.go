@@ -82,8 +82,8 @@ func Sensitivity(sn *supernet.Supernet, trainSet *data.Dataset, cfg SensitivityC
 	steps := n / b
 	restore := mostPrecise(sn)
 	defer restore()
-	probes, keep := newProbes(sn)
-	p, err := engine.Compile(g, b, engine.Options{KeepGrads: keep})
+	probes, keep, reads := newProbes(sn)
+	p, err := engine.Compile(g, b, engine.Options{KeepGrads: keep, Keep: reads})
 	if err != nil {
 		return nil, err
 	}
@@ -183,11 +183,12 @@ func (m moments) put(i int, s float64) {
 	m.sq[i] += s * s
 }
 
-// newProbes returns the probes of every choice of sn that has options, and the activations
-// whose gradients they read.
-func newProbes(sn *supernet.Supernet) ([]probe, map[string]bool) {
+// newProbes returns the probes of every choice of sn that has options, the activations
+// whose gradients they read (keep) and those whose values they read after a forward
+// (reads: no BatchNormalization may be deferred into their readers).
+func newProbes(sn *supernet.Supernet) (probes []probe, keep, reads map[string]bool) {
 	g := sn.Graph
-	keep := map[string]bool{}
+	keep, reads = map[string]bool{}, map[string]bool{}
 	byOutput := map[string]*graph.Node{}
 	var masks []*graph.Node
 	for _, n := range g.Nodes {
@@ -208,6 +209,7 @@ func newProbes(sn *supernet.Supernet) ([]probe, map[string]bool) {
 			q := l.Name + supernet.SuffixInputQuant
 			keep[q] = true
 			n := byOutput[q]
+			reads[n.Inputs[0]] = true
 			out = append(out, &actProbe{lc: lc, input: n.Inputs[0], quantized: q, signed: signed(n),
 				m: newMoments(len(lc.ABits))})
 		}
@@ -221,12 +223,13 @@ func newProbes(sn *supernet.Supernet) ([]probe, map[string]bool) {
 			if n.Inputs[1] == gc.Logits {
 				axis, _ := n.Int("axis", 1) // checked when the supernet was built
 				keep[n.Outputs[0]] = true
+				reads[n.Inputs[0]] = true
 				wp.points = append(wp.points, maskPoint{input: n.Inputs[0], output: n.Outputs[0], axis: int(axis)})
 			}
 		}
 		out = append(out, wp)
 	}
-	return out, keep
+	return out, keep, reads
 }
 
 // weightProbe: a layer's weight bits, per unit. A batch gives S_j = ⟨G, δ_j⟩ for the mean

@@ -50,6 +50,7 @@ func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpMixedAct, Domain: Domain, Internal: true, Doc: "the search's composite input Σ_k p_k·Q_{b_k}(x), one learned clip per bitwidth",
 		MinInputs: 3, MaxInputs: 3, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1, 2},
+		MapsInput: true, // a BatchNormalization(+ReLU) before it is applied as each chunk is read
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			bits, err := bitsAttr(c.Node)
 			if err != nil {
@@ -405,8 +406,12 @@ type mixedAct struct {
 	bits               []int
 	signed             bool
 	params             []quant.MixParam
-	chunkClip, chunkW  [][]float64 // per chunk, per option: partial gradient sums
+	chunkClip, chunkW  [][]float64        // per chunk, per option: partial gradient sums
+	in                 *engine.DeferredBN // the BatchNormalization writing x, when deferred to this kernel
 }
+
+// MapInput has the kernel read x through the deferred BatchNormalization l (engine.InputMapper).
+func (k *mixedAct) MapInput(l *engine.DeferredBN) { k.in = l }
 
 func buildMixedAct(b *engine.Build) (engine.Kernel, error) {
 	bits, err := bitsAttr(b.Node)
@@ -435,24 +440,19 @@ func (k *mixedAct) setParams() {
 	}
 }
 
-func (k *mixedAct) chunks(fn func(c, lo, hi int)) {
-	n := k.x.Len()
-	kernels.ParFor(len(k.chunkClip), actChunk*len(k.bits), func(c0, c1 int) {
-		for c := c0; c < c1; c++ {
-			fn(c, c*actChunk, min((c+1)*actChunk, n))
-		}
-	})
+func (k *mixedAct) chunks(fn func(c, lo, hi int, x []float32)) {
+	actChunks(k.x, k.in, len(k.chunkClip), actChunk*len(k.bits), fn)
 }
 
 func (k *mixedAct) Forward(bool) {
 	k.setParams()
-	k.chunks(func(_, lo, hi int) { quant.MixAct(k.x.Data[lo:hi], k.y.Data[lo:hi], k.params) })
+	k.chunks(func(_, lo, hi int, x []float32) { quant.MixAct(x, k.y.Data[lo:hi], k.params) })
 }
 
 func (k *mixedAct) Backward() {
 	k.setParams()
 	wantClip, wantW := k.dclips.Active(), k.dalpha.Active()
-	k.chunks(func(c, lo, hi int) {
+	k.chunks(func(c, lo, hi int, x []float32) {
 		var dx []float32
 		if k.dx != nil {
 			dx = k.dx.Buf[lo:hi]
@@ -466,7 +466,7 @@ func (k *mixedAct) Backward() {
 			ws = k.chunkW[c]
 			clear(ws)
 		}
-		quant.MixGrad(k.x.Data[lo:hi], k.y.Grad[lo:hi], dx, k.params, k.signed, cs, ws)
+		quant.MixGrad(x, k.y.Grad[lo:hi], dx, k.params, k.signed, cs, ws)
 	})
 	sum := func(parts [][]float64) []float32 { // in chunk order: independent of the threads
 		tot := make([]float64, len(k.bits))

@@ -58,6 +58,7 @@ func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantAct, Domain: Domain, Internal: true, Doc: "fake quantization of an activation clipped at a learned bound (PACT)",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
+		MapsInput: true, // a BatchNormalization(+ReLU) before it is applied as each chunk is read
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			if _, _, err := actQuantAttrs(c.Node); err != nil {
 				return nil, err
@@ -262,7 +263,11 @@ type quantAct struct {
 	signed     bool
 	partial    []float64 // per chunk: its share of the clip's gradient
 	pow2       bool
+	in         *engine.DeferredBN // the BatchNormalization writing x, when deferred to this kernel
 }
+
+// MapInput has the kernel read x through the deferred BatchNormalization l (engine.InputMapper).
+func (k *quantAct) MapInput(l *engine.DeferredBN) { k.in = l }
 
 // actChunk is the number of elements one task of a QuantAct kernel handles; fixed, so the
 // clip's gradient sums in the same order whatever the thread count.
@@ -278,20 +283,40 @@ func buildQuantAct(b *engine.Build) (engine.Kernel, error) {
 		partial: make([]float64, n), pow2: Pow2(b.Node)}, nil
 }
 
-// chunks runs fn over the kernel's chunks [lo, hi) of the activation in parallel.
-func (k *quantAct) chunks(fn func(c, lo, hi int)) {
-	n := k.x.Len()
-	kernels.ParFor(len(k.partial), actChunk, func(c0, c1 int) {
+// chunks runs fn over the kernel's chunks [lo, hi) of the activation in parallel (actChunks).
+func (k *quantAct) chunks(fn func(c, lo, hi int, x []float32)) {
+	actChunks(k.x, k.in, len(k.partial), actChunk, fn)
+}
+
+// actChunks runs fn over the nc chunks [lo, hi) of actChunk elements of activation x in
+// parallel (cost per chunk), handing it the chunk's input: x's elements, or, when a
+// deferred BatchNormalization in writes x, their map (computed into a buffer of the
+// worker's).
+func actChunks(xv *engine.Value, in *engine.DeferredBN, nc, cost int, fn func(c, lo, hi int, x []float32)) {
+	n := xv.Len()
+	src, m := in.Mapped(xv)
+	sh := xv.Shape
+	kernels.ParFor(nc, cost, func(c0, c1 int) {
+		var tmp []float32
+		if m != nil {
+			tmp = make([]float32, actChunk)
+		}
 		for c := c0; c < c1; c++ {
-			fn(c, c*actChunk, min((c+1)*actChunk, n))
+			lo, hi := c*actChunk, min((c+1)*actChunk, n)
+			x := src[lo:hi]
+			if m != nil {
+				m.Apply(x, lo, sh[1], n/(sh[0]*sh[1]), tmp[:hi-lo])
+				x = tmp[:hi-lo]
+			}
+			fn(c, lo, hi, x)
 		}
 	})
 }
 
 func (k *quantAct) Forward(bool) {
 	clip := k.clipValue()
-	k.chunks(func(_, lo, hi int) {
-		quant.FakeQuantAct(k.x.Data[lo:hi], k.y.Data[lo:hi], clip, k.bits, k.signed)
+	k.chunks(func(_, lo, hi int, x []float32) {
+		quant.FakeQuantAct(x, k.y.Data[lo:hi], clip, k.bits, k.signed)
 	})
 }
 
@@ -320,12 +345,12 @@ func (k *quantAct) Backward() {
 		return
 	}
 	clip := k.clipValue()
-	k.chunks(func(c, a, b int) {
+	k.chunks(func(c, a, b int, x []float32) {
 		var dx []float32
 		if k.dx != nil {
 			dx = k.dx.Buf[a:b]
 		}
-		k.partial[c] = quant.ActGrad(k.x.Data[a:b], k.y.Grad[a:b], dx, clip, k.signed)
+		k.partial[c] = quant.ActGrad(x, k.y.Grad[a:b], dx, clip, k.signed)
 	})
 	if k.dclip != nil {
 		dc := 0.0

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -195,4 +196,82 @@ func BenchmarkQuantAct(b *testing.B) {
 			p.Backward()
 		}
 	})
+}
+
+// TestQuantActReadsDeferredBatchNorm trains ResNet-20 (BatchNorm kept) one step, as the
+// fixed-bit model of an architecture (QuantAct) and as the search's supernet (MixedAct),
+// with the BatchNormalizations before the activation quantizers deferred into them (the
+// quantizer reading the BatchNormalization's input through its map) and with every
+// BatchNormalization storing its output, and checks that the loss, every gradient (the
+// clips' and the logits' included) and the running statistics are the same bits.
+func TestQuantActReadsDeferredBatchNorm(t *testing.T) {
+	build := func(supernet bool) *graph.Graph {
+		sn, err := loadSpace(t, "resnet20_bn.onnx").NewSupernet(DefaultSearchOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits := randomLogits(sn, rand.New(rand.NewPCG(3, 3)))
+		if supernet {
+			for k, v := range logits {
+				copy(sn.Graph.Consts[k].F, v)
+			}
+			return sn.Graph
+		}
+		g, err := sn.Argmax(BOPs(), logits).Resolved().Apply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	run := func(supernet, store bool) (float64, map[string][]float32, int) {
+		g := build(supernet)
+		p, err := engine.Compile(g, 4, engine.Options{StoreBatchNorm: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A BatchNormalization deferred into its reader cannot be observed.
+		deferred := 0
+		p.SetState(&engine.StepState{Temperature: 1})
+		for _, n := range g.Nodes {
+			if n.Op != OpQuantAct && n.Op != OpMixedAct {
+				continue
+			}
+			if err := p.Observe(n.Inputs[0], func([]float32) {}); err != nil {
+				deferred++
+			}
+		}
+		r := rand.New(rand.NewPCG(1, 1))
+		for i := range p.Value(g.Inputs[0]).Data {
+			p.Value(g.Inputs[0]).Data[i] = float32(r.NormFloat64())
+		}
+		p.Forward(true)
+		loss, _ := p.SoftmaxCrossEntropy(g.Outputs[0], []int32{0, 1, 2, 3})
+		p.Backward()
+		vals := map[string][]float32{}
+		for _, v := range p.Values {
+			switch v.Kind {
+			case engine.Param:
+				vals[v.Name+".grad"] = slices.Clone(v.Grad)
+			case engine.State:
+				vals[v.Name] = slices.Clone(v.Data)
+			}
+		}
+		return loss, vals, deferred
+	}
+	for _, supernet := range []bool{false, true} {
+		l1, v1, n1 := run(supernet, false)
+		l0, v0, n0 := run(supernet, true)
+		// Each block's first BatchNormalization+Relu feeds the second Conv's quantizer alone.
+		if n1 < 9 || n0 != 0 {
+			t.Fatalf("supernet %v: quantizer inputs deferred: %d (want at least 9), %d when stored", supernet, n1, n0)
+		}
+		if l1 != l0 {
+			t.Errorf("supernet %v: loss %g deferred, %g stored", supernet, l1, l0)
+		}
+		for name, a := range v0 {
+			if !slices.Equal(a, v1[name]) {
+				t.Errorf("supernet %v: %s differs with the deferral", supernet, name)
+			}
+		}
+	}
 }

@@ -198,6 +198,9 @@ type Options struct {
 	// KeepGrads lists activations whose gradients a training plan keeps in buffers of their
 	// own, so the caller can read them after Backward (the others share memory).
 	KeepGrads map[string]bool
+	// StoreBatchNorm has every BatchNormalization store its output in training, none
+	// deferred to the node reading it (see DeferredBN): for comparisons.
+	StoreBatchNorm bool
 	// Observed lists activations the caller will pass to Plan.Observe. A node's output
 	// that only a ReLU reads is otherwise fused away (see fuse), and a BatchNormalization's
 	// that only a Conv or an Add+Relu reads is not written in training (see linkDeferredBN): neither can be

@@ -13,14 +13,14 @@ type binary struct {
 	da, db  *GradDst
 	same    bool        // a, b and y have one shape
 	runs    []run       // otherwise: the innermost runs of the broadcast, precomputed
-	ma, mb  *deferredBN // an Add's: the BatchNormalizations writing a and b, when linked (linkDeferredBN)
+	ma, mb  *DeferredBN // an Add's: the BatchNormalizations writing a and b, when linked (linkDeferredBN)
 }
 
 // addMapped runs a same-shape Add (with its fused Relu when relu) through the maps of the
 // BatchNormalizations linked to it, and reports whether any was active.
 func (k *binary) addMapped(relu bool) bool {
-	a, ma := k.ma.mapped(k.a)
-	b, mb := k.mb.mapped(k.b)
+	a, ma := k.ma.Mapped(k.a)
+	b, mb := k.mb.Mapped(k.b)
 	if ma == nil && mb == nil {
 		return false
 	}

@@ -17,7 +17,7 @@ type batchNorm struct {
 	trained                bool        // the last forward used batch statistics
 	momentum               float32     // the node's own weight of batch statistics (p.Momentum may be overridden)
 	link                   *convBN     // shared with the Conv producing x (linkConvBN)
-	out                    *deferredBN // shared with the node reading y (linkDeferredBN)
+	out                    *DeferredBN // shared with the node reading y (linkDeferredBN)
 }
 
 // A BatchNormalization whose only reader is a Relu, or a Clip to [0, max] (ReLU6), runs as

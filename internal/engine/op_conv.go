@@ -15,7 +15,7 @@ type conv struct {
 	dx, dw, db    *GradDst
 	scratch       int
 	link          *convBN     // shared with the BatchNormalization reading y (linkConvBN)
-	in            *deferredBN // shared with the BatchNormalization writing x (linkDeferredBN)
+	in            *DeferredBN // shared with the BatchNormalization writing x (linkDeferredBN)
 	addsDx        bool        // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
 	relu          bool        // a fused ReLU: y is its output (see fuse)
 	reluMax       float32     // its upper clip, +Inf for none
@@ -71,7 +71,7 @@ func init() {
 // BatchNormalization's input and map.
 func (k *conv) input() (kernels.ConvShape, []float32) {
 	s := k.s
-	x, m := k.in.mapped(k.x)
+	x, m := k.in.Mapped(k.x)
 	s.In = m
 	return s, x
 }

@@ -46,6 +46,22 @@ type InputAffine struct {
 // hi is the upper bound of the ReLU: ReLUMax, or +Inf.
 func (in *InputAffine) hi() float32 { return BNParams{ReLUMax: in.ReLUMax}.hi() }
 
+// Apply writes to dst the map of x, the elements off… of NCHW data of c
+// channels of hw floats per plane (x may start and end inside planes):
+// what the BatchNormalization would have stored there.
+func (in *InputAffine) Apply(x []float32, off, c, hw int, dst []float32) {
+	need("dst", dst, len(x))
+	need("A", in.A, c)
+	need("B", in.B, c)
+	for i := 0; i < len(x); {
+		p := (off + i) / hw
+		n := min(len(x)-i, (p+1)*hw-(off+i))
+		ch := p % c
+		bnAffine(x[i:i+n], dst[i:i+n], in.A[ch], in.B[ch], in.hi(), in.ReLU)
+		i += n
+	}
+}
+
 // MapsInput reports whether the convolution can read its input through an
 // InputAffine (ConvShape.In): the direct 3×3 stride-1, pointwise and
 // depthwise paths.
