@@ -3,6 +3,7 @@ package supernet
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
@@ -288,6 +289,9 @@ func (k *quantAct) chunks(fn func(c, lo, hi int, x []float32)) {
 	actChunks(k.x, k.in, len(k.partial), actChunk, fn)
 }
 
+// chunkBufs holds the workers' buffers of mapped chunks (actChunks), reused across steps.
+var chunkBufs = sync.Pool{New: func() any { return new([actChunk]float32) }}
+
 // actChunks runs fn over the nc chunks [lo, hi) of actChunk elements of activation x in
 // parallel (cost per chunk), handing it the chunk's input: x's elements, or, when a
 // deferred BatchNormalization in writes x, their map (computed into a buffer of the
@@ -299,7 +303,9 @@ func actChunks(xv *engine.Value, in *engine.DeferredBN, nc, cost int, fn func(c,
 	kernels.ParFor(nc, cost, func(c0, c1 int) {
 		var tmp []float32
 		if m != nil {
-			tmp = make([]float32, actChunk)
+			b := chunkBufs.Get().(*[actChunk]float32)
+			defer chunkBufs.Put(b)
+			tmp = b[:]
 		}
 		for c := c0; c < c1; c++ {
 			lo, hi := c*actChunk, min((c+1)*actChunk, n)
