@@ -192,8 +192,10 @@ type Options struct {
 	Frozen map[string]bool
 	// InputGrads also computes the gradient of the loss with respect to the graph inputs.
 	InputGrads bool
-	// Keep lists activations an inference plan must not reuse the memory of, so the
-	// caller can read them after Forward (as it can every activation of a training plan).
+	// Keep lists activations the caller reads after Forward: an inference plan does not
+	// reuse their memory, and no plan fuses them away or defers the BatchNormalization
+	// writing them (see DeferredBN; a training plan keeps every other activation too, but
+	// a deferred one is not written).
 	Keep map[string]bool
 	// KeepGrads lists activations whose gradients a training plan keeps in buffers of their
 	// own, so the caller can read them after Backward (the others share memory).
