@@ -79,7 +79,7 @@ func (p *Plan) mapsInput(s step, y string) bool {
 	d, _ := graph.LookupNode(n)
 	switch {
 	case d != nil && d.MapsInput && len(n.Inputs) > 0 && n.Inputs[0] == y && !slices.Contains(n.Inputs[1:], y):
-		return len(p.Values[y].Shape) == 4
+		return true
 	case n.Op == "Conv" && len(n.Inputs) > 0 && n.Inputs[0] == y && !slices.Contains(n.Inputs[1:], y):
 		cs, _, err := convShape(p.Graph, n, p.Values[y].Shape)
 		return err == nil && cs.MapsInput()
