@@ -66,12 +66,7 @@ func (in *InputAffine) Apply(x []float32, off, c, hw int, dst []float32) {
 // InputAffine (ConvShape.In): the direct 3×3 stride-1, pointwise and
 // depthwise paths.
 func (s ConvShape) MapsInput() bool {
-	if s.Validate() != nil {
-		return false
-	}
-	s.In, s.AddDx = nil, false
-	pl := s.plan()
-	switch pl.path() {
+	switch s.pathOf() {
 	case via3x3, via1x1, viaDW:
 		return true
 	}
@@ -80,13 +75,16 @@ func (s ConvShape) MapsInput() bool {
 
 // AddsDx reports whether the convolution can add its input gradient into dx
 // (ConvShape.AddDx): the direct 3×3 stride-1 path.
-func (s ConvShape) AddsDx() bool {
+func (s ConvShape) AddsDx() bool { return s.pathOf() == via3x3 }
+
+// pathOf returns the path s takes (viaBLAS when s is not valid).
+func (s ConvShape) pathOf() int {
 	if s.Validate() != nil {
-		return false
+		return viaBLAS
 	}
 	s.In, s.AddDx = nil, false
 	pl := s.plan()
-	return pl.path() == via3x3
+	return pl.path()
 }
 
 func (s ConvShape) norm() ConvShape {
