@@ -63,6 +63,10 @@ type OpDef struct {
 	// affine map (and ReLU) of a BatchNormalization whose output it alone reads, so that
 	// the engine need not store that output (engine.InputMapper).
 	MapsInput bool
+	// DefersOutput marks an elementwise op whose kernel can leave its output unwritten in
+	// training when the one node reading it, a Conv on a direct path, computes it as it
+	// reads the op's input (engine.OutputDeferrer).
+	DefersOutput bool
 }
 
 // MomentRole is an op's part in sharing per-channel batch moments (see OpDef.Moments).

@@ -406,12 +406,12 @@ type mixedAct struct {
 	bits               []int
 	signed             bool
 	params             []quant.MixParam
-	chunkClip, chunkW  [][]float64        // per chunk, per option: partial gradient sums
-	in                 *engine.DeferredBN // the BatchNormalization writing x, when deferred to this kernel
+	chunkClip, chunkW  [][]float64      // per chunk, per option: partial gradient sums
+	in                 *engine.Deferred // the BatchNormalization writing x, when deferred to this kernel
 }
 
 // MapInput has the kernel read x through the deferred BatchNormalization l (engine.InputMapper).
-func (k *mixedAct) MapInput(l *engine.DeferredBN) { k.in = l }
+func (k *mixedAct) MapInput(l *engine.Deferred) { k.in = l }
 
 func buildMixedAct(b *engine.Build) (engine.Kernel, error) {
 	bits, err := bitsAttr(b.Node)

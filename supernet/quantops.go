@@ -59,7 +59,8 @@ func init() {
 	engine.RegisterOp(&graph.OpDef{
 		Op: OpQuantAct, Domain: Domain, Internal: true, Doc: "fake quantization of an activation clipped at a learned bound (PACT)",
 		MinInputs: 2, MaxInputs: 2, MinOutputs: 1, MaxOutputs: 1, Weights: []int{1},
-		MapsInput: true, // a BatchNormalization(+ReLU) before it is applied as each chunk is read
+		MapsInput:    true, // a BatchNormalization(+ReLU) before it is applied as each chunk is read
+		DefersOutput: true, // and a direct Conv after it can quantize its input as it reads it
 		Infer: func(c *graph.Ctx) ([]graph.Shape, error) {
 			if _, _, err := actQuantAttrs(c.Node); err != nil {
 				return nil, err
@@ -264,11 +265,22 @@ type quantAct struct {
 	signed     bool
 	partial    []float64 // per chunk: its share of the clip's gradient
 	pow2       bool
-	in         *engine.DeferredBN // the BatchNormalization writing x, when deferred to this kernel
+	in         *engine.Deferred // the BatchNormalization writing x, when deferred to this kernel
+	out        *engine.Deferred // the Conv reading y, when this kernel is deferred to it
+	grid       quant.ActGrid    // the grid of the last forward
+	then       func(x, y []float32)
 }
 
 // MapInput has the kernel read x through the deferred BatchNormalization l (engine.InputMapper).
-func (k *quantAct) MapInput(l *engine.DeferredBN) { k.in = l }
+func (k *quantAct) MapInput(l *engine.Deferred) { k.in = l }
+
+// DeferOutput has a training forward leave y to the Conv reading it (engine.OutputDeferrer).
+func (k *quantAct) DeferOutput(l *engine.Deferred) {
+	k.out, k.then = l, k.fakeQuant
+}
+
+// fakeQuant is the forward as an elementwise function, on the grid of the last forward.
+func (k *quantAct) fakeQuant(x, y []float32) { k.grid.Apply(x, y) }
 
 // actChunk is the number of elements one task of a QuantAct kernel handles; fixed, so the
 // clip's gradient sums in the same order whatever the thread count.
@@ -296,7 +308,7 @@ var chunkBufs = sync.Pool{New: func() any { return new([actChunk]float32) }}
 // parallel (cost per chunk), handing it the chunk's input: x's elements, or, when a
 // deferred BatchNormalization in writes x, their map (computed into a buffer of the
 // worker's).
-func actChunks(xv *engine.Value, in *engine.DeferredBN, nc, cost int, fn func(c, lo, hi int, x []float32)) {
+func actChunks(xv *engine.Value, in *engine.Deferred, nc, cost int, fn func(c, lo, hi int, x []float32)) {
 	n := xv.Len()
 	src, m := in.Mapped(xv)
 	sh := xv.Shape
@@ -319,11 +331,17 @@ func actChunks(xv *engine.Value, in *engine.DeferredBN, nc, cost int, fn func(c,
 	})
 }
 
-func (k *quantAct) Forward(bool) {
+func (k *quantAct) Forward(train bool) {
 	clip := k.clipValue()
-	k.chunks(func(_, lo, hi int, x []float32) {
-		quant.FakeQuantAct(x, k.y.Data[lo:hi], clip, k.bits, k.signed)
-	})
+	k.grid = quant.NewActGrid(clip, k.bits, k.signed)
+	if k.out != nil {
+		if train {
+			k.out.Defer(k.x, k.in, k.then)
+			return
+		}
+		k.out.Store()
+	}
+	k.chunks(func(_, lo, hi int, x []float32) { k.grid.Apply(x, k.y.Data[lo:hi]) })
 }
 
 // clipValue is the clip in use (ClipInUse).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/kernels"
 	"github.com/qnas/qnas/internal/quant"
 )
 
@@ -198,15 +199,24 @@ func BenchmarkQuantAct(b *testing.B) {
 	})
 }
 
-// TestQuantActReadsDeferredBatchNorm trains ResNet-20 (BatchNorm kept) one step, as the
-// fixed-bit model of an architecture (QuantAct) and as the search's supernet (MixedAct),
-// with the BatchNormalizations before the activation quantizers deferred into them (the
-// quantizer reading the BatchNormalization's input through its map) and with every
-// BatchNormalization storing its output, and checks that the loss, every gradient (the
-// clips' and the logits' included) and the running statistics are the same bits.
+// TestQuantActReadsDeferredBatchNorm trains ResNet-20 one step, as the fixed-bit model of
+// an architecture (QuantAct) and as the search's supernet (MixedAct), with deferral — the
+// BatchNormalizations before the activation quantizers deferred into them (the quantizer
+// reading the BatchNormalization's input through its map) and the quantizers before direct
+// Convs deferred into those (the Conv quantizing its input as it reads it) — and with every
+// op storing its output, and checks that the loss, every gradient (the clips' and the
+// logits' included) and the running statistics are the same bits: with the BatchNorms kept
+// and with them folded into the convolutions (no BatchNormalization, so the Conv reads the
+// quantizer's input as it is).
 func TestQuantActReadsDeferredBatchNorm(t *testing.T) {
+	for _, file := range []string{"resnet20_bn.onnx", "resnet20.onnx"} {
+		t.Run(file, func(t *testing.T) { testDeferredQuantizers(t, file, file == "resnet20_bn.onnx") })
+	}
+}
+
+func testDeferredQuantizers(t *testing.T, file string, bn bool) {
 	build := func(supernet bool) *graph.Graph {
-		sn, err := loadSpace(t, "resnet20_bn.onnx").NewSupernet(DefaultSearchOptions())
+		sn, err := loadSpace(t, file).NewSupernet(DefaultSearchOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,14 +233,15 @@ func TestQuantActReadsDeferredBatchNorm(t *testing.T) {
 		}
 		return g
 	}
-	run := func(supernet, store bool) (float64, map[string][]float32, int) {
+	run := func(supernet, store bool) (float64, map[string][]float32, int, int) {
 		g := build(supernet)
-		p, err := engine.Compile(g, 4, engine.Options{StoreBatchNorm: store})
+		p, err := engine.Compile(g, 4, engine.Options{NoDeferral: store})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A BatchNormalization deferred into its reader cannot be observed.
-		deferred := 0
+		// A BatchNormalization deferred into its reader cannot be observed, nor a
+		// quantizer deferred into the Conv reading it.
+		deferred, quantizers := 0, 0
 		p.SetState(&engine.StepState{Temperature: 1})
 		for _, n := range g.Nodes {
 			if n.Op != OpQuantAct && n.Op != OpMixedAct {
@@ -238,6 +249,9 @@ func TestQuantActReadsDeferredBatchNorm(t *testing.T) {
 			}
 			if err := p.Observe(n.Inputs[0], func([]float32) {}); err != nil {
 				deferred++
+			}
+			if err := p.Observe(n.Outputs[0], func([]float32) {}); err != nil {
+				quantizers++
 			}
 		}
 		r := rand.New(rand.NewPCG(1, 1))
@@ -256,14 +270,20 @@ func TestQuantActReadsDeferredBatchNorm(t *testing.T) {
 				vals[v.Name] = slices.Clone(v.Data)
 			}
 		}
-		return loss, vals, deferred
+		return loss, vals, deferred, quantizers
 	}
 	for _, supernet := range []bool{false, true} {
-		l1, v1, n1 := run(supernet, false)
-		l0, v0, n0 := run(supernet, true)
+		l1, v1, n1, q1 := run(supernet, false)
+		l0, v0, n0, q0 := run(supernet, true)
 		// Each block's first BatchNormalization+Relu feeds the second Conv's quantizer alone.
-		if n1 < 9 || n0 != 0 {
+		if bn && n1 < 9 || n0 != 0 {
 			t.Fatalf("supernet %v: quantizer inputs deferred: %d (want at least 9), %d when stored", supernet, n1, n0)
+		}
+		// Every quantizer but those of the stride-2 Convs and the Gemm feeds a direct Conv
+		// alone (where this build has the direct paths).
+		direct := kernels.ConvShape{N: 4, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}.MapsInput()
+		if !supernet && (direct && q1 < 9 || q0 != 0) {
+			t.Fatalf("quantizer outputs deferred: %d (want at least 9), %d when stored", q1, q0)
 		}
 		if l1 != l0 {
 			t.Errorf("supernet %v: loss %g deferred, %g stored", supernet, l1, l0)

@@ -135,9 +135,9 @@ func TestDeferredBNSameBits(t *testing.T) {
 		links         int
 	}
 	run := func(model string, link bool) result {
-		old, oldAdd := linkDeferredBNEnabled, addIntoEnabled
-		linkDeferredBNEnabled, addIntoEnabled = link, link
-		defer func() { linkDeferredBNEnabled, addIntoEnabled = old, oldAdd }()
+		old, oldAdd := linkDeferredEnabled, addIntoEnabled
+		linkDeferredEnabled, addIntoEnabled = link, link
+		defer func() { linkDeferredEnabled, addIntoEnabled = old, oldAdd }()
 		// A graph of its own: the running statistics are updated in place.
 		g, err := graph.Load(testenv.Path("testdata", "models", model), graph.ImportOptions{})
 		if err != nil {
@@ -150,7 +150,7 @@ func TestDeferredBNSameBits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := result{links: len(p.deferredBN), vals: map[string][]float32{}}
+		res := result{links: len(p.deferred), vals: map[string][]float32{}}
 		randomInputs(p)
 		labels := []int32{0, 1, 2, 3, 4, 5}
 		p.Forward(true)

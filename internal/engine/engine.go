@@ -194,19 +194,19 @@ type Options struct {
 	InputGrads bool
 	// Keep lists activations the caller reads after Forward: an inference plan does not
 	// reuse their memory, and no plan fuses them away or defers the BatchNormalization
-	// writing them (see DeferredBN; a training plan keeps every other activation too, but
+	// writing them (see Deferred; a training plan keeps every other activation too, but
 	// a deferred one is not written).
 	Keep map[string]bool
 	// KeepGrads lists activations whose gradients a training plan keeps in buffers of their
 	// own, so the caller can read them after Backward (the others share memory).
 	KeepGrads map[string]bool
-	// StoreBatchNorm has every BatchNormalization store its output in training, none
-	// deferred to the node reading it (see DeferredBN): for comparisons.
-	StoreBatchNorm bool
+	// NoDeferral has every op store its output in training, none deferred to the node
+	// reading it (see Deferred): for comparisons.
+	NoDeferral bool
 	// Observed lists activations the caller will pass to Plan.Observe. A node's output
-	// that only a ReLU reads is otherwise fused away (see fuse), and a BatchNormalization's
-	// that only a Conv or an Add+Relu reads is not written in training (see linkDeferredBN): neither can be
-	// observed.
+	// that only a ReLU reads is otherwise fused away (see fuse), and one that only a node
+	// able to compute it reads is not written in training (a BatchNormalization's or an
+	// activation quantizer's: see Deferred): neither can be observed.
 	Observed map[string]bool
 }
 
@@ -222,7 +222,7 @@ type Plan struct {
 	gradDst    map[gradKey]*GradDst
 	gradTemp   []float32
 	convBN     map[int]*convBN // by the Conv's step index (see linkConvBN)
-	deferredBN map[int]int     // the reader's step index by the BatchNormalization's (see linkDeferredBN)
+	deferred   map[int]int     // the reader's step index by the deferred op's (see linkDeferred)
 	shared     map[any]any     // state kernels share (Build.Shared)
 	observers  map[string][]func([]float32)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
@@ -338,7 +338,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	}
 	if !opts.Inference {
 		p.linkConvBN()
-		p.linkDeferredBN(opts)
+		p.linkDeferred(opts)
 	}
 	p.allocActivations(opts.Inference, opts.Keep)
 	p.allocGradients(needGrad, opts.KeepGrads)
@@ -363,7 +363,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		p.steps[i].kernel = k
 	}
 	p.attachConvBN()
-	p.attachDeferredBN()
+	p.attachDeferred()
 	p.scratch = make([]float32, p.scratchLen)
 	for _, d := range p.gradDst {
 		if d.target != nil {
@@ -480,8 +480,8 @@ func (p *Plan) Observe(name string, f func(values []float32)) error {
 	if v == nil || (v.Kind != Activation && v.Kind != Input) {
 		return fmt.Errorf("engine: %q is no activation or input of the plan (an output only a ReLU reads is fused away unless Options.Observed names it)", name)
 	}
-	if p.deferred(name) {
-		return fmt.Errorf("engine: %q is not written in training (its BatchNormalization is applied by the node reading it unless Options.Observed names it)", name)
+	if p.isDeferred(name) {
+		return fmt.Errorf("engine: %q is not written in training (the node reading it computes it unless Options.Observed names it)", name)
 	}
 	if p.observers == nil {
 		p.observers = map[string][]func([]float32){}

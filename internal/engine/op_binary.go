@@ -11,9 +11,9 @@ type binary struct {
 	op      byte // '+', '-', '*', '/', '^'
 	a, b, y *Value
 	da, db  *GradDst
-	same    bool        // a, b and y have one shape
-	runs    []run       // otherwise: the innermost runs of the broadcast, precomputed
-	ma, mb  *DeferredBN // an Add's: the BatchNormalizations writing a and b, when linked (linkDeferredBN)
+	same    bool      // a, b and y have one shape
+	runs    []run     // otherwise: the innermost runs of the broadcast, precomputed
+	ma, mb  *Deferred // an Add's: the BatchNormalizations writing a and b, when linked (see Deferred)
 }
 
 // addMapped runs a same-shape Add (with its fused Relu when relu) through the maps of the

@@ -14,10 +14,10 @@ type batchNorm struct {
 	y                      *Value
 	mean, invStd           []float32 // batch statistics saved for backward
 	dx, dgamma, dbeta      *GradDst
-	trained                bool        // the last forward used batch statistics
-	momentum               float32     // the node's own weight of batch statistics (p.Momentum may be overridden)
-	link                   *convBN     // shared with the Conv producing x (linkConvBN)
-	out                    *DeferredBN // shared with the node reading y (linkDeferredBN)
+	trained                bool      // the last forward used batch statistics
+	momentum               float32   // the node's own weight of batch statistics (p.Momentum may be overridden)
+	link                   *convBN   // shared with the Conv producing x (linkConvBN)
+	out                    *Deferred // shared with the node reading y (see Deferred)
 }
 
 // A BatchNormalization whose only reader is a Relu, or a Clip to [0, max] (ReLU6), runs as
@@ -70,7 +70,7 @@ func (k *batchNorm) Forward(train bool) {
 			m = k.link.moments
 		}
 		if k.out != nil {
-			kernels.BatchNormTrainDeferred(k.p, m, k.x.Data, k.gamma.Data, k.beta.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data, &k.out.aff)
+			kernels.BatchNormTrainDeferred(k.p, m, k.x.Data, k.gamma.Data, k.beta.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data, &k.out.m)
 			return
 		}
 		kernels.BatchNormTrainMoments(k.p, m, k.x.Data, k.gamma.Data, k.beta.Data, k.y.Data, k.mean, k.invStd, k.mu.Data, k.vr.Data)

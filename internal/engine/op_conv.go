@@ -14,11 +14,11 @@ type conv struct {
 	x, w, bias, y *Value
 	dx, dw, db    *GradDst
 	scratch       int
-	link          *convBN     // shared with the BatchNormalization reading y (linkConvBN)
-	in            *DeferredBN // shared with the BatchNormalization writing x (linkDeferredBN)
-	addsDx        bool        // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
-	relu          bool        // a fused ReLU: y is its output (see fuse)
-	reluMax       float32     // its upper clip, +Inf for none
+	link          *convBN   // shared with the BatchNormalization reading y (linkConvBN)
+	in            *Deferred // shared with the BatchNormalization writing x (see Deferred)
+	addsDx        bool      // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
+	relu          bool      // a fused ReLU: y is its output (see fuse)
+	reluMax       float32   // its upper clip, +Inf for none
 }
 
 // convShape returns the kernel shape of Conv node n of g on an input of shape x.
@@ -67,7 +67,7 @@ func init() {
 }
 
 // input returns the shape and the input data the kernels take: x itself, or, after a
-// training forward of the BatchNormalization that writes x (linkDeferredBN), that
+// training forward of the BatchNormalization that writes x (see Deferred), that
 // BatchNormalization's input and map.
 func (k *conv) input() (kernels.ConvShape, []float32) {
 	s := k.s

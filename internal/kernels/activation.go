@@ -236,21 +236,20 @@ func addReLU(a, b, y []float32) {
 }
 
 // AddMapped is Add, or AddReLU with relu, with either input or both read
-// through an InputAffine (ma, mb; nil for none) over c channels of hw
+// through an InputMap (ma, mb; nil for none) over c channels of hw
 // floats per sample: the Add (and Relu) after BatchNormalizations whose
 // outputs are not stored. Each mapped plane is computed into a buffer in
 // the cache, with the rounding of the BatchNormalization's own output, so
 // y has the same bits as Add or AddReLU of the stored outputs.
-func AddMapped(a []float32, ma *InputAffine, b []float32, mb *InputAffine, y []float32, c, hw int, relu bool) {
+func AddMapped(a []float32, ma *InputMap, b []float32, mb *InputMap, y []float32, c, hw int, relu bool) {
 	need("b", b, len(a))
 	need("y", y, len(a))
 	if c < 1 || hw < 1 || len(a)%(c*hw) != 0 {
 		panic("kernels: AddMapped on data that is not whole samples of c·hw floats")
 	}
-	for _, m := range []*InputAffine{ma, mb} {
+	for _, m := range []*InputMap{ma, mb} {
 		if m != nil {
-			need("map A", m.A, c)
-			need("map B", m.B, c)
+			m.check(c)
 		}
 	}
 	parFor(len(a)/hw, 3*hw, func(lo, hi int) {
@@ -259,11 +258,11 @@ func AddMapped(a []float32, ma *InputAffine, b []float32, mb *InputAffine, y []f
 			ch := p % c
 			pa, pb := a[p*hw:][:hw], b[p*hw:][:hw]
 			if ma != nil {
-				bnAffine(pa, ta, ma.A[ch], ma.B[ch], ma.hi(), ma.ReLU)
+				ma.plane(pa, ta, ch)
 				pa = ta
 			}
 			if mb != nil {
-				bnAffine(pb, tb, mb.A[ch], mb.B[ch], mb.hi(), mb.ReLU)
+				mb.plane(pb, tb, ch)
 				pb = tb
 			}
 			if relu {

@@ -100,7 +100,7 @@ func takeMoments(p BNParams, m *Moments) *Moments {
 // normalization, with p's ReLU, in aff (C channels) for the convolution
 // that reads it (ConvShape.In), so the normalized activation is never
 // stored and read back.
-func BatchNormTrainDeferred(p BNParams, m *Moments, x, gamma, beta, mean, invStd, runMean, runVar []float32, aff *InputAffine) {
+func BatchNormTrainDeferred(p BNParams, m *Moments, x, gamma, beta, mean, invStd, runMean, runVar []float32, aff *InputMap) {
 	need("aff.A", aff.A, p.C)
 	need("aff.B", aff.B, p.C)
 	aff.ReLU, aff.ReLUMax = p.ReLU, p.ReLUMax
@@ -109,7 +109,7 @@ func BatchNormTrainDeferred(p BNParams, m *Moments, x, gamma, beta, mean, invStd
 
 // batchNormTrain is BatchNormTrainMoments, also storing each channel's
 // affine map in aff when not nil, and writing no output when y is nil.
-func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, runMean, runVar []float32, aff *InputAffine) {
+func batchNormTrain(p BNParams, m *Moments, x, gamma, beta, y, mean, invStd, runMean, runVar []float32, aff *InputMap) {
 	p.check(x, y, gamma, beta)
 	if aff == nil {
 		need("y", y, len(x))

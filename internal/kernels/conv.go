@@ -23,47 +23,72 @@ type ConvShape struct {
 	DH, DW         int // dilations
 	Groups         int
 	// In, when set, is a per-channel map the convolution reads its input
-	// through (see InputAffine; the direct paths have it, MapsInput), and
+	// through (see InputMap; the direct paths have it, MapsInput), and
 	// AddDx makes the backward pass add the input gradient into dx instead
 	// of overwriting it, for an input whose gradient another reader already
 	// wrote (the direct 3×3 stride-1 path has it, AddsDx).
-	In    *InputAffine
+	In    *InputMap
 	AddDx bool
 }
 
-// InputAffine is the BatchNormalization (with the ReLU fused into it)
-// between a layer and the convolution that reads its output, applied by
-// that convolution as it reads its input instead of in a pass of its own:
-// input channel c is read as x·A[c] + B[c], then, with ReLU, max(·, 0) and
-// min(·, ReLUMax) when ReLUMax > 0 — the expression and rounding of the
-// BatchNormalization's own output (BatchNormTrainDeferred fills it in).
-type InputAffine struct {
-	A, B    []float32
+// InputMap is what lies between a layer and the convolution that reads its
+// output, applied by that convolution as it reads its input instead of in a
+// pass of its own. With A set it is the BatchNormalization (with the ReLU
+// fused into it) there: input channel c is read as x·A[c] + B[c], then,
+// with ReLU, max(·, 0) and min(·, ReLUMax) when ReLUMax > 0 — the
+// expression and rounding of the BatchNormalization's own output
+// (BatchNormTrainDeferred fills it in). Then, when set, follows: an
+// elementwise function y = f(x) (x may be y), such as the fake
+// quantization of an activation quantizer.
+type InputMap struct {
+	A, B    []float32 // nil for no BatchNormalization
 	ReLU    bool
 	ReLUMax float32
+	Then    func(x, y []float32)
 }
 
 // hi is the upper bound of the ReLU: ReLUMax, or +Inf.
-func (in *InputAffine) hi() float32 { return BNParams{ReLUMax: in.ReLUMax}.hi() }
+func (in *InputMap) hi() float32 { return BNParams{ReLUMax: in.ReLUMax}.hi() }
 
 // Apply writes to dst the map of x, the elements off… of NCHW data of c
 // channels of hw floats per plane (x may start and end inside planes):
-// what the BatchNormalization would have stored there.
-func (in *InputAffine) Apply(x []float32, off, c, hw int, dst []float32) {
+// what the layers mapped would have stored there.
+func (in *InputMap) Apply(x []float32, off, c, hw int, dst []float32) {
 	need("dst", dst, len(x))
-	need("A", in.A, c)
-	need("B", in.B, c)
+	in.check(c)
 	for i := 0; i < len(x); {
 		p := (off + i) / hw
 		n := min(len(x)-i, (p+1)*hw-(off+i))
-		ch := p % c
-		bnAffine(x[i:i+n], dst[i:i+n], in.A[ch], in.B[ch], in.hi(), in.ReLU)
+		in.plane(x[i:i+n], dst[i:i+n], p%c)
 		i += n
 	}
 }
 
+// plane writes to dst the map of x, elements of channel ch.
+func (in *InputMap) plane(x, dst []float32, ch int) {
+	switch {
+	case in.A != nil:
+		bnAffine(x, dst, in.A[ch], in.B[ch], in.hi(), in.ReLU)
+		if in.Then != nil {
+			in.Then(dst, dst)
+		}
+	case in.Then != nil:
+		in.Then(x, dst)
+	default:
+		copy(dst, x)
+	}
+}
+
+// check panics unless the map's BatchNormalization, if any, has c channels.
+func (in *InputMap) check(c int) {
+	if in.A != nil || in.B != nil {
+		need("map A", in.A, c)
+		need("map B", in.B, c)
+	}
+}
+
 // MapsInput reports whether the convolution can read its input through an
-// InputAffine (ConvShape.In): the direct 3×3 stride-1, pointwise and
+// InputMap (ConvShape.In): the direct 3×3 stride-1, pointwise and
 // depthwise paths.
 func (s ConvShape) MapsInput() bool {
 	switch s.pathOf() {
@@ -143,7 +168,7 @@ func (s ConvShape) Validate() error {
 	case s.OH() < 1 || s.OW() < 1:
 		return fmt.Errorf("conv: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d",
 			s.KH, s.KW, s.DH, s.DW, s.H+s.PT+s.PB, s.W+s.PL+s.PR)
-	case s.In != nil && (len(s.In.A) != s.C || len(s.In.B) != s.C):
+	case s.In != nil && (s.In.A != nil || s.In.B != nil) && (len(s.In.A) != s.C || len(s.In.B) != s.C):
 		return fmt.Errorf("conv: input map of %d and %d channels for %d", len(s.In.A), len(s.In.B), s.C)
 	}
 	return nil

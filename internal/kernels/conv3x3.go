@@ -260,7 +260,7 @@ func (pl *convPlan) inputPlanes(x []float32, n0 int, tmp []float32) (get func(i,
 	if in := pl.In; in != nil {
 		raw, t := get, tmp[:hw]
 		get = func(i, ch int) []float32 {
-			bnAffine(raw(i, ch), t, in.A[ch], in.B[ch], in.hi(), in.ReLU)
+			in.plane(raw(i, ch), t, ch)
 			return t
 		}
 	}

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -87,8 +88,9 @@ func TestDirectConvIndependentOfThreads(t *testing.T) {
 }
 
 // TestConvReadsThroughAffine checks that a convolution reading its input through an
-// InputAffine (the BatchNormalization before it, with or without its ReLU or ReLU6)
-// gives the same bits as one reading the mapped input stored: output, moments, input
+// InputMap (the BatchNormalization before it, with or without its ReLU or ReLU6, then an
+// elementwise function or not, or that function alone) gives the same bits as one reading
+// the mapped input stored: output, moments, input
 // and weight gradients, with chunks of many samples and of one; that BatchNormTrainDeferred
 // leaves the map BatchNormTrain applies; on the direct 3×3 stride-1, pointwise (strides 1
 // and 2) and depthwise (3×3 and 5×5, strides 1 and 2) paths; and that no other path takes a
@@ -125,7 +127,7 @@ func TestConvReadsThroughAffine(t *testing.T) {
 			mean, is := make([]float32, s.C), make([]float32, s.C)
 			BatchNormTrain(p, raw, gamma, beta, stored, mean, is, nil, nil)
 			// The deferred way: the convolution reads raw through the map.
-			aff := &InputAffine{A: make([]float32, s.C), B: make([]float32, s.C)}
+			aff := &InputMap{A: make([]float32, s.C), B: make([]float32, s.C)}
 			mean2, is2 := make([]float32, s.C), make([]float32, s.C)
 			BatchNormTrainDeferred(p, nil, raw, gamma, beta, mean2, is2, nil, nil, aff)
 			closeTo(t, "mean", mean2, f64(mean), 0)
@@ -139,6 +141,28 @@ func TestConvReadsThroughAffine(t *testing.T) {
 			got := convMomentsBackward(sa, raw, w, dy)
 			for i, what := range []string{"y", "moments", "dx", "dw"} {
 				closeTo(t, fmt.Sprintf("%s relu=%v max=%g l2=%d %s", s, c.relu, c.reluMax, l2, what), got[i], f64(want[i]), 0)
+			}
+			// An elementwise function after the map (an activation quantizer's), and
+			// alone (no BatchNormalization before the quantizer).
+			grid := func(x, y []float32) {
+				for i, v := range x {
+					y[i] = float32(math.Round(float64(v)*4)) / 4
+				}
+			}
+			for _, bn := range []bool{true, false} {
+				m, src := &InputMap{Then: grid}, raw
+				if bn {
+					m.A, m.B, m.ReLU, m.ReLUMax = aff.A, aff.B, aff.ReLU, aff.ReLUMax
+					src = stored
+				}
+				q := make([]float32, len(src))
+				grid(src, q)
+				want := convMomentsBackward(s, q, w, dy)
+				sa.In = m
+				got := convMomentsBackward(sa, raw, w, dy)
+				for i, what := range []string{"y", "moments", "dx", "dw"} {
+					closeTo(t, fmt.Sprintf("%s then, bn=%v, l2=%d %s", s, bn, l2, what), got[i], f64(want[i]), 0)
+				}
 			}
 			conv3x3L2 = old
 		}
@@ -154,7 +178,7 @@ func TestConvReadsThroughAffine(t *testing.T) {
 		}
 	}
 	bad := ConvShape{N: 1, C: 3, H: 4, W: 4, OC: 2, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1,
-		In: &InputAffine{A: make([]float32, 2), B: make([]float32, 3)}}
+		In: &InputMap{A: make([]float32, 2), B: make([]float32, 3)}}
 	if bad.Validate() == nil {
 		t.Error("an input map of 2 channels for 3 validates")
 	}

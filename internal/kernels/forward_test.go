@@ -385,14 +385,14 @@ func TestAddMapped(t *testing.T) {
 	for _, hw := range []int{7, 49, 196} {
 		const n, c = 3, 5
 		p := BNParams{N: n, C: c, HW: hw, Eps: 1e-5, Momentum: 0.1}
-		bn := func(relu bool) (raw, stored []float32, m *InputAffine) {
+		bn := func(relu bool) (raw, stored []float32, m *InputMap) {
 			q := p
 			q.ReLU = relu
 			raw, gamma, beta := randn(r, n*c*hw), randn(r, c), randn(r, c)
 			stored = make([]float32, len(raw))
 			mean, is := make([]float32, c), make([]float32, c)
 			BatchNormTrain(q, raw, gamma, beta, stored, mean, is, nil, nil)
-			m = &InputAffine{A: make([]float32, c), B: make([]float32, c)}
+			m = &InputMap{A: make([]float32, c), B: make([]float32, c)}
 			BatchNormTrainDeferred(q, nil, raw, gamma, beta, mean, is, nil, nil, m)
 			return raw, stored, m
 		}
@@ -402,7 +402,7 @@ func TestAddMapped(t *testing.T) {
 		for _, c := range []struct {
 			name             string
 			a, b             []float32
-			ma, mb           *InputAffine
+			ma, mb           *InputMap
 			storedA, storedB []float32
 		}{
 			{"a mapped", ra, sb, ma, nil, sa, sb},

@@ -181,27 +181,44 @@ func QuantizeRows(w []float32, bits []int, scales, out []float32) {
 // clipped to [0, clip] (or [−clip, clip] when signed), then rounded to multiples of
 // ActScale(clip, bits, signed). y may alias x. At Float bits x is copied.
 func FakeQuantAct(x, y []float32, clip float32, bits int, signed bool) {
+	g := NewActGrid(clip, bits, signed)
+	g.Apply(x, y)
+}
+
+// ActGrid is FakeQuantAct's arithmetic prepared once, for a quantizer applied to many short
+// runs of values (the planes a convolution reads).
+type ActGrid struct {
+	s, lo, hi float32
+	float     bool
+}
+
+// NewActGrid returns the grid of FakeQuantAct(·, ·, clip, bits, signed).
+func NewActGrid(clip float32, bits int, signed bool) ActGrid {
 	if bits == Float {
+		return ActGrid{float: true}
+	}
+	g := ActGrid{s: ActScale(clip, bits, signed), hi: float32(ActMax(bits, signed))}
+	if signed {
+		g.lo = -g.hi
+	}
+	return g
+}
+
+// Apply writes FakeQuantAct of x to y (which may be x).
+func (g *ActGrid) Apply(x, y []float32) {
+	if g.float {
 		copy(y, x)
 		return
-	}
-	s := ActScale(clip, bits, signed)
-	hi := float32(ActMax(bits, signed))
-	lo := float32(0)
-	if signed {
-		lo = -hi
 	}
 	// Clipping x to [lo·s, clip] first, as the exported Clip does, changes nothing: x/s is
 	// monotonic in x and clip/s rounds to hi, so clamping x/s to [lo, hi] is the same.
 	y = y[:len(x)]
-	n := 0
-	if haveAVX512 && useAVX512 {
-		if n = len(x) &^ 15; n > 0 {
-			fakeQuant16(&x[0], &y[0], n, s, lo, hi) // the same operations, 16 lanes at a time
-		}
+	if haveAVX512 && useAVX512 && len(x) > 0 {
+		fakeQuant16(&x[0], &y[0], len(x), g.s, g.lo, g.hi) // the same operations, 16 lanes at a time
+		return
 	}
-	for i := n; i < len(x); i++ {
-		y[i] = Quantize(x[i], s, lo, hi) * s
+	for i, v := range x {
+		y[i] = Quantize(v, g.s, g.lo, g.hi) * g.s
 	}
 }
 

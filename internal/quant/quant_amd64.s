@@ -2,10 +2,12 @@
 
 #include "textflag.h"
 
-// AVX-512 loops of the activation quantizer (quant.go); n is a positive multiple of 16.
+// AVX-512 loops of the activation quantizer (quant.go); n is a positive multiple of 16
+// unless said otherwise.
 
 // func fakeQuant16(x, y *float32, n int, s, lo, hi float32)
-// y = clamp(x/s, lo, hi) rounded half to even, times s.
+// y = clamp(x/s, lo, hi) rounded half to even, times s, for n > 0 floats: 16 lanes at a
+// time, the last n mod 16 under a mask.
 TEXT ·fakeQuant16(SB), NOSPLIT, $0-36
 	MOVQ x+0(FP), SI
 	MOVQ y+8(FP), DI
@@ -13,7 +15,10 @@ TEXT ·fakeQuant16(SB), NOSPLIT, $0-36
 	VBROADCASTSS s+24(FP), Z29
 	VBROADCASTSS lo+28(FP), Z30
 	VBROADCASTSS hi+32(FP), Z31
+	MOVQ CX, DX
+	ANDQ $15, DX
 	SHRQ $4, CX
+	JZ fqtail
 fq:
 	VMOVUPS (SI), Z0
 	VDIVPS Z29, Z0, Z0
@@ -26,6 +31,21 @@ fq:
 	ADDQ $64, DI
 	DECQ CX
 	JNZ fq
+fqtail:
+	TESTQ DX, DX
+	JZ fqdone
+	MOVL $1, AX
+	SHLXL DX, AX, AX
+	DECL AX
+	KMOVW AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VDIVPS Z29, Z0, Z0
+	VMAXPS Z30, Z0, Z0
+	VMINPS Z31, Z0, Z0
+	VRNDSCALEPS $0x08, Z0, Z0
+	VMULPS Z29, Z0, Z0
+	VMOVUPS Z0, K1, (DI)
+fqdone:
 	VZEROUPPER
 	RET
 

@@ -3,6 +3,7 @@ package quant
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -50,11 +51,17 @@ func TestFakeQuantActIsClipQuantizeDequantize(t *testing.T) {
 			}
 			for _, avx := range []bool{true, false} {
 				useAVX512 = avx
-				got := make([]float32, len(x))
-				FakeQuantAct(x, got, clip, bits, signed)
-				for i := range got {
-					if got[i] != want[i] {
-						t.Fatalf("bits %d signed %v avx %v: x = %v: got %v, want %v", bits, signed, avx, x[i], got[i], want[i])
+				// Whole runs and short ones, whose tails the AVX-512 loop masks, in place too.
+				for _, n := range []int{len(x), 1, 7, 16, 17, 31, 49} {
+					got := make([]float32, n)
+					FakeQuantAct(x[:n], got, clip, bits, signed)
+					g := NewActGrid(clip, bits, signed)
+					in := slices.Clone(x[:n])
+					g.Apply(in, in)
+					for i := range got {
+						if got[i] != want[i] || in[i] != want[i] {
+							t.Fatalf("bits %d signed %v avx %v n %d: x = %v: got %v (in place %v), want %v", bits, signed, avx, n, x[i], got[i], in[i], want[i])
+						}
 					}
 				}
 			}

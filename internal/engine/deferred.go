@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"slices"
+
+	"github.com/qnas/qnas/graph"
+	"github.com/qnas/qnas/internal/kernels"
+)
+
+// Deferred links an op whose output one node alone reads to that node, when the reader can
+// compute the output itself as it reads its input, through a kernels.InputMap: in a
+// training forward the op then does not write its output (one pass over it fewer each way,
+// and its memory is never touched). In an inference forward both run as usual. Two kinds of
+// op are deferred:
+//
+//   - a BatchNormalization, fused with a Relu or not, which then computes only its
+//     statistics and per-channel map. Its reader is a Conv on a direct path (3×3 stride 1,
+//     pointwise, depthwise: kernels.ConvShape.MapsInput), which maps the input as it copies
+//     it into its layout (forward, and again for the weight gradient); an Add, fused with a
+//     Relu or not (a residual connection), which maps it plane by plane; or an op with
+//     graph.OpDef.MapsInput (an InputMapper).
+//   - an elementwise op with graph.OpDef.DefersOutput (an OutputDeferrer: the activation
+//     quantizer), read by a Conv on a direct path, which applies the op after the map of the
+//     op's own input (Deferred.Defer).
+type Deferred struct {
+	src    *Value // what the reader reads through m
+	m      kernels.InputMap
+	active bool // set by a training forward of the op, cleared by an inference one
+}
+
+// Mapped returns the data a reader of the deferred op's output v reads and the map to read
+// it through: v itself and nil unless l is active (l may be nil). A kernel reading through a
+// map must compute, element by element, what the op would have stored (kernels.InputMap.Apply
+// does).
+func (l *Deferred) Mapped(v *Value) ([]float32, *kernels.InputMap) {
+	if l == nil || !l.active {
+		return v.Data, nil
+	}
+	return l.src.Data, &l.m
+}
+
+// Defer is called by the training forward of an OutputDeferrer, which then does not write
+// its output: the reader reads the op's input x instead — through the map of in, the op's
+// own deferred input, when that is active (in may be nil) — followed by then, the op as an
+// elementwise function y = f(x) (x may be y).
+func (l *Deferred) Defer(x *Value, in *Deferred, then func(x, y []float32)) {
+	l.src, l.m = x, kernels.InputMap{Then: then}
+	if in != nil && in.active {
+		l.src = in.src
+		l.m.A, l.m.B, l.m.ReLU, l.m.ReLUMax = in.m.A, in.m.B, in.m.ReLU, in.m.ReLUMax
+	}
+	l.active = true
+}
+
+// Store is called by a forward of an OutputDeferrer that writes its output (inference): the
+// reader reads it.
+func (l *Deferred) Store() { l.active = false }
+
+// InputMapper is the kernel of an op with graph.OpDef.MapsInput: the engine hands it the
+// BatchNormalization deferred to it (its input 0), which it reads through l.Mapped.
+type InputMapper interface{ MapInput(l *Deferred) }
+
+// OutputDeferrer is the kernel of an op with graph.OpDef.DefersOutput: the engine hands it
+// the link to the node computing its output, for its forward to call l.Defer (training) or
+// l.Store (inference).
+type OutputDeferrer interface{ DeferOutput(l *Deferred) }
+
+// linkDeferredEnabled lets tests compare plans with and without the links.
+var linkDeferredEnabled = true
+
+// linkDeferred finds the ops of a training plan whose output one node reads that can compute
+// it (see Deferred), recording the reader's step index by the op's. A value the options name
+// (Keep, KeepGrads, Observed) or a graph output stays stored.
+func (p *Plan) linkDeferred(opts Options) {
+	p.deferred = map[int]int{}
+	if !linkDeferredEnabled || opts.NoDeferral {
+		return
+	}
+	readers := map[string][]int{}
+	for i, s := range p.steps {
+		for _, in := range s.node.Inputs {
+			readers[in] = append(readers[in], i)
+		}
+	}
+	for i, s := range p.steps {
+		n := s.node
+		d, _ := graph.LookupNode(n)
+		bn := n.Op == "BatchNormalization"
+		if !bn && (d == nil || !d.DefersOutput) || len(n.Outputs) != 1 || len(n.Inputs) == 0 {
+			continue
+		}
+		y := n.Outputs[0]
+		r := readers[y]
+		if len(r) != 1 || p.Graph.IsOutput(y) || opts.Keep[y] || opts.KeepGrads[y] || opts.Observed[y] {
+			continue
+		}
+		if x := p.Values[n.Inputs[0]]; x == nil || len(x.Shape) != 4 {
+			continue
+		}
+		if p.mapsInput(p.steps[r[0]], y, bn) {
+			p.deferred[i] = r[0]
+		}
+	}
+}
+
+// mapsInput reports whether step s, which reads y once, can read it through a map: that of a
+// BatchNormalization when bn, else that of an OutputDeferrer.
+func (p *Plan) mapsInput(s step, y string, bn bool) bool {
+	n := s.node
+	d, _ := graph.LookupNode(n)
+	switch {
+	case bn && d != nil && d.MapsInput && len(n.Inputs) > 0 && n.Inputs[0] == y && !slices.Contains(n.Inputs[1:], y):
+		return true
+	case n.Op == "Conv" && len(n.Inputs) > 0 && n.Inputs[0] == y && !slices.Contains(n.Inputs[1:], y):
+		cs, _, err := convShape(p.Graph, n, p.Values[y].Shape)
+		return err == nil && cs.MapsInput()
+	case bn && n.Op == "Add" && s.reluMax == 0 && len(n.Inputs) == 2 && n.Inputs[0] != n.Inputs[1]:
+		a, b, o := p.Values[n.Inputs[0]], p.Values[n.Inputs[1]], p.Values[n.Outputs[0]]
+		return a != nil && b != nil && o != nil && slices.Equal(a.Shape, o.Shape) && slices.Equal(b.Shape, o.Shape)
+	}
+	return false
+}
+
+// attachDeferred hands each linked pair's kernels their shared state, and drops the links
+// whose kernels turned out not to be the expected ones.
+func (p *Plan) attachDeferred() {
+	for i, j := range p.deferred {
+		if !p.attach(i, j) {
+			delete(p.deferred, i)
+		}
+	}
+}
+
+// attach links the kernels of steps i (the deferred op) and j (its reader), reporting
+// whether they are ones that can be.
+func (p *Plan) attach(i, j int) bool {
+	y := p.steps[i].node.Outputs[0]
+	l := &Deferred{}
+	switch k := p.steps[i].kernel.(type) {
+	case *batchNorm:
+		l.src = k.x
+		l.m.A, l.m.B = make([]float32, k.p.C), make([]float32, k.p.C)
+		if !attachReader(p.steps[j], y, l, true) {
+			return false
+		}
+		k.out = l
+	case OutputDeferrer:
+		if !attachReader(p.steps[j], y, l, false) {
+			return false
+		}
+		k.DeferOutput(l)
+	default:
+		return false
+	}
+	return true
+}
+
+// attachReader hands l to the kernel of step s, which reads y; bn says l is a
+// BatchNormalization's.
+func attachReader(s step, y string, l *Deferred, bn bool) bool {
+	switch k := s.kernel.(type) {
+	case *conv:
+		k.in = l
+	case *addRelu, *binary:
+		add, _ := k.(*binary)
+		if r, ok := k.(*addRelu); ok {
+			add = r.add
+		}
+		if !bn || !add.same || add.op != '+' {
+			return false
+		}
+		if s.node.Inputs[0] == y {
+			add.ma = l
+		} else {
+			add.mb = l
+		}
+	case InputMapper:
+		if !bn {
+			return false
+		}
+		k.MapInput(l)
+	default:
+		return false
+	}
+	return true
+}
+
+// isDeferred reports whether name is the output of a linked op.
+func (p *Plan) isDeferred(name string) bool {
+	for i := range p.deferred {
+		if p.steps[i].node.Outputs[0] == name {
+			return true
+		}
+	}
+	return false
+}
