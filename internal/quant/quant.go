@@ -170,10 +170,9 @@ func QuantizeRows(w []float32, bits []int, scales, out []float32) {
 			copy(dst, row)
 			continue
 		}
-		s, hi := scales[c], float32(WeightMax(b))
-		for i, x := range row {
-			dst[i] = Quantize(x, s, -hi, hi) * s
-		}
+		hi := float32(WeightMax(b))
+		g := ActGrid{s: scales[c], lo: -hi, hi: hi} // the same arithmetic as an activation's
+		g.Apply(row, dst)
 	}
 }
 

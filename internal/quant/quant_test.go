@@ -253,3 +253,46 @@ func TestPow2Scales(t *testing.T) {
 		t.Error("a zero BatchNorm factor gives a scale")
 	}
 }
+
+// QuantizeRows (and so FakeQuantWeights) rounds each row onto its own symmetric grid, exact
+// ties to even, copying Float rows: its AVX-512 loop and its portable one give what
+// Quantize gives value by value, on rows of any length.
+func TestQuantizeRowsIsQuantize(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, per := range []int{1, 9, 16, 27, 49, 147} {
+		bits := []int{2, 3, 4, 8, Float, 5, 6}
+		w := make([]float32, per*len(bits))
+		scales := make([]float32, len(bits))
+		for c, b := range bits {
+			row := w[c*per : (c+1)*per]
+			for i := range row {
+				row[i] = float32(r.NormFloat64())
+			}
+			if b == Float {
+				continue
+			}
+			scales[c] = WeightScale(MaxAbs(row), b)
+			row[0] = (float32(r.IntN(2*WeightMax(b)+1)-WeightMax(b)) + 0.5) * scales[c] // an exact tie
+		}
+		want := make([]float32, len(w))
+		for c, b := range bits {
+			for i := c * per; i < (c+1)*per; i++ {
+				if b == Float {
+					want[i] = w[i]
+					continue
+				}
+				hi := float32(WeightMax(b))
+				want[i] = Quantize(w[i], scales[c], -hi, hi) * scales[c]
+			}
+		}
+		for _, avx := range []bool{true, false} {
+			useAVX512 = avx
+			got := make([]float32, len(w))
+			QuantizeRows(w, bits, scales, got)
+			if !slices.Equal(got, want) {
+				t.Errorf("rows of %d, avx %v: differ from Quantize", per, avx)
+			}
+		}
+		useAVX512 = true
+	}
+}
