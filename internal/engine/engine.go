@@ -10,6 +10,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -251,7 +252,9 @@ func (s *step) label() string {
 	return s.node.Op
 }
 
-// Compile builds the plan of g (canonicalized, shapes inferred) for batch size n.
+// Compile builds the plan of g (canonicalized, shapes inferred) for batch size n. Before
+// allocating a plan of more than 64 MiB of activations it runs the garbage collector, so
+// that the plans of earlier phases the caller dropped make room for it.
 func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("batch size %d must be positive", n)
@@ -340,6 +343,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		p.linkConvBN()
 		p.linkDeferred(opts)
 	}
+	p.collectBefore()
 	p.allocActivations(opts.Inference, opts.Keep)
 	p.allocGradients(needGrad, opts.KeepGrads)
 	p.planGradients()
@@ -418,6 +422,27 @@ func prod(s []int) int {
 		n *= d
 	}
 	return n
+}
+
+// collectGCBytes is the size of activations above which Compile collects garbage before
+// allocating a plan (collectBefore).
+const collectGCBytes = 64 << 20
+
+// collectBefore runs the garbage collector when the plan's activations are large: a
+// plan's buffers, allocated at once, are most of a large model's memory, and a plan an
+// earlier phase dropped is garbage the collector would otherwise leave in place until the
+// heap has grown by its size again (GOGC), so the new plan would add to it instead of
+// reusing its memory. The buffers hold no pointers, so a collection costs little.
+func (p *Plan) collectBefore() {
+	n := 0
+	for _, v := range p.Values {
+		if v.Kind == Activation {
+			n += prod(v.Shape)
+		}
+	}
+	if 4*n > collectGCBytes {
+		runtime.GC()
+	}
 }
 
 // Scratch returns n floats of the plan's shared scratch.
