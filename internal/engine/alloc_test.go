@@ -92,13 +92,7 @@ func TestInferencePlanSharesMemoryAndObserves(t *testing.T) {
 // a ResNet-20 training plan at batch 256 (about 430 MiB) compiled after another one was
 // dropped leaves less than 1.5 plans' worth allocated.
 func TestCompileReusesDroppedPlans(t *testing.T) {
-	g, err := graph.Load(testenv.Path("testdata", "models", "resnet20_bn.onnx"), graph.ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Canonicalize(graph.CanonicalOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	g := loadCanonical(t, testenv.Path("testdata", "models", "resnet20_bn.onnx"), false)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	compile := func() int64 {
 		p, err := engine.Compile(g, 256, engine.Options{})
