@@ -15,7 +15,7 @@ type conv struct {
 	dx, dw, db    *GradDst
 	scratch       int
 	link          *convBN   // shared with the BatchNormalization reading y (linkConvBN)
-	in            *Deferred // shared with the BatchNormalization writing x (see Deferred)
+	in            *Deferred // shared with the op writing x, when deferred (see Deferred)
 	addsDx        bool      // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
 	relu          bool      // a fused ReLU: y is its output (see fuse)
 	reluMax       float32   // its upper clip, +Inf for none
@@ -67,8 +67,9 @@ func init() {
 }
 
 // input returns the shape and the input data the kernels take: x itself, or, after a
-// training forward of the BatchNormalization that writes x (see Deferred), that
-// BatchNormalization's input and map.
+// training forward of the op deferred into this one (see Deferred), the data and map that
+// op left (a BatchNormalization's input and its map, or an activation quantizer's input and
+// its fake quantization after the map of a BatchNormalization deferred into it).
 func (k *conv) input() (kernels.ConvShape, []float32) {
 	s := k.s
 	x, m := k.in.Mapped(k.x)
