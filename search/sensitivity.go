@@ -90,7 +90,9 @@ func Sensitivity(sn *supernet.Supernet, trainSet *data.Dataset, cfg SensitivityC
 	p.SetTrainable(func(string) bool { return false }) // activations' and layers' weight gradients only
 	p.SetState(&engine.StepState{Argmax: true})
 	for _, pr := range probes {
-		pr.bind(p)
+		if err := pr.bind(p); err != nil {
+			return nil, err
+		}
 	}
 	l, err := data.NewLoader(trainSet, data.LoaderOptions{BatchSize: b, Shuffle: true, DropLast: true, Seed: cfg.Seed, Norm: cfg.Norm})
 	if err != nil {
@@ -167,7 +169,7 @@ func signed(n *graph.Node) bool {
 
 // A probe gathers the first-order loss changes s_j of one logits constant's options.
 type probe interface {
-	bind(p *engine.Plan)
+	bind(p *engine.Plan) error
 	add(batch int) // after a backward pass
 	// increase returns the constant's name and ½·E[s_j²] for each option (steps batches).
 	increase(steps, batch int) (string, []float64)
@@ -206,8 +208,7 @@ func newProbes(sn *supernet.Supernet) (probes []probe, keep, reads map[string]bo
 			out = append(out, &weightProbe{lc: lc, weight: byOutput[q].Inputs[0], quantized: q, m: newMoments(lc.Units * len(lc.WBits))})
 		}
 		if lc.ALogits != "" {
-			q := l.Name + supernet.SuffixInputQuant
-			keep[q] = true
+			q := l.Name + supernet.SuffixInputQuant // its gradient is observed, not kept
 			n := byOutput[q]
 			reads[n.Inputs[0]] = true
 			out = append(out, &actProbe{lc: lc, input: n.Inputs[0], quantized: q, signed: signed(n),
@@ -244,12 +245,13 @@ type weightProbe struct {
 	m                 moments
 }
 
-func (w *weightProbe) bind(p *engine.Plan) {
+func (w *weightProbe) bind(p *engine.Plan) error {
 	w.w, w.q = p.Value(w.weight), p.Value(w.quantized)
 	w.rows = w.lc.Layer.Filters
 	w.cols = w.w.Len() / w.rows
 	w.wr, w.qmax, w.qj, w.gr = w.asRows(w.w.Data, nil), make([]float32, w.w.Len()), make([]float32, w.w.Len()), make([]float32, w.w.Len())
 	w.scales = make([]float32, w.rows)
+	return nil
 }
 
 // asRows returns v (the weight's layout) as filter rows, in dst (nil: new).
@@ -312,30 +314,38 @@ type actProbe struct {
 	signed           bool
 	x, q, clips      *engine.Value
 	qj               []float32
+	batch            int
 	m                moments
 }
 
-func (a *actProbe) bind(p *engine.Plan) {
+func (a *actProbe) bind(p *engine.Plan) error {
 	a.x, a.q = p.Value(a.input), p.Value(a.quantized)
 	a.clips = p.Value(a.lc.Clips)
 	a.qj = make([]float32, a.x.Len()/p.Batch)
+	a.batch = p.Batch
+	// The quantized input's gradient is read as Backward completes it: a buffer of its own
+	// for every layer's would cost as much memory as all the layers' inputs.
+	return p.ObserveGrad(a.quantized, a.observe)
 }
 
-func (a *actProbe) add(batch int) {
+// observe adds a batch's s_j from the gradient grad of the quantized input.
+func (a *actProbe) observe(grad []float32) {
 	per := len(a.qj)
 	k := len(a.lc.ABits)
-	for n := 0; n < batch; n++ {
-		x, q, g := a.x.Data[n*per:(n+1)*per], a.q.Data[n*per:(n+1)*per], a.q.Grad[n*per:(n+1)*per]
+	for n := 0; n < a.batch; n++ {
+		x, q, g := a.x.Data[n*per:(n+1)*per], a.q.Data[n*per:(n+1)*per], grad[n*per:(n+1)*per]
 		for j, b := range a.lc.ABits[:k-1] {
 			quant.FakeQuantAct(x, a.qj, max(a.clips.Data[j], 1e-6), b, a.signed)
 			var s float64
 			for i, v := range a.qj {
 				s += float64(g[i]) * float64(v-q[i])
 			}
-			a.m.put(j, s*float64(batch))
+			a.m.put(j, s*float64(a.batch))
 		}
 	}
 }
+
+func (a *actProbe) add(int) {} // observe did, during the backward pass
 
 func (a *actProbe) increase(steps, batch int) (string, []float64) {
 	return a.lc.ALogits, halfSecondMoment(a.m, steps*batch)
@@ -368,7 +378,7 @@ type maskPoint struct {
 	inner         int // elements of one run of a channel (1 for channels last)
 }
 
-func (w *widthProbe) bind(p *engine.Plan) {
+func (w *widthProbe) bind(p *engine.Plan) error {
 	w.z = make([]float64, w.gc.Group.Channels)
 	for i := range w.points {
 		mp := &w.points[i]
@@ -378,6 +388,7 @@ func (w *widthProbe) bind(p *engine.Plan) {
 			mp.inner *= d
 		}
 	}
+	return nil
 }
 
 func (w *widthProbe) add(batch int) {

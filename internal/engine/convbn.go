@@ -24,8 +24,9 @@ var linkConvBNEnabled = true
 
 // linkConvBN finds the Conv → BatchNormalization pairs of a training plan, before its
 // buffers are allocated (a lazy pair keeps the BatchNormalization's output gradient alive
-// one step longer; see allocGradients).
-func (p *Plan) linkConvBN() {
+// one step longer; see allocGradients). A Conv output in keepGrads is not lazy: its
+// gradient is stored.
+func (p *Plan) linkConvBN(keepGrads map[string]bool) {
 	readers := map[string]int{}
 	for _, s := range p.steps {
 		for _, in := range s.node.Inputs {
@@ -50,7 +51,7 @@ func (p *Plan) linkConvBN() {
 		if err != nil {
 			continue // the Conv's builder reports it
 		}
-		p.convBN[i] = &convBN{lazy: !ci.HasBias && s.Direct() && p.steps[i+1].backward}
+		p.convBN[i] = &convBN{lazy: !ci.HasBias && s.Direct() && p.steps[i+1].backward && !keepGrads[y]}
 	}
 }
 

@@ -226,6 +226,7 @@ type Plan struct {
 	deferred   map[int]int     // the reader's step index by the deferred op's (see linkDeferred)
 	shared     map[any]any     // state kernels share (Build.Shared)
 	observers  map[string][]func([]float32)
+	gradObs    map[string][]func([]float32) // by activation (ObserveGrad)
 	// Times, when not nil, accumulates the wall time of each op type in Forward and
 	// Backward (gradient additions included).
 	Times OpTimes
@@ -340,7 +341,7 @@ func Compile(g *graph.Graph, n int, opts Options) (*Plan, error) {
 		p.steps = append(p.steps, step{node: nd, relu: f.relu, reluMax: f.reluMax, backward: back})
 	}
 	if !opts.Inference {
-		p.linkConvBN()
+		p.linkConvBN(opts.KeepGrads)
 		p.linkDeferred(opts)
 	}
 	p.collectBefore()
@@ -515,6 +516,42 @@ func (p *Plan) Observe(name string, f func(values []float32)) error {
 	return nil
 }
 
+// ObserveGrad has f called with the gradient of the named activation in every Backward, as
+// soon as it is complete: after the backward of its last reader, before that of the node
+// producing it. A training plan shares gradient memory between activations whose gradients
+// do not live at the same time, so a caller that needs gradients of every batch reads them
+// here rather than keeping them in buffers of their own (Options.KeepGrads). f must not
+// modify them.
+func (p *Plan) ObserveGrad(name string, f func(grad []float32)) error {
+	v := p.Values[name]
+	switch {
+	case v == nil || v.Kind != Activation:
+		return fmt.Errorf("engine: %q is no activation of the plan", name)
+	case p.Graph.IsOutput(name):
+		return fmt.Errorf("engine: %q is a graph output: its gradient keeps a buffer of its own, read it after Backward", name)
+	}
+	written := false
+	for _, d := range p.gradDst {
+		if len(v.Grad) > 0 && (len(d.Buf) > 0 && &d.Buf[0] == &v.Grad[0] || len(d.target) > 0 && &d.target[0] == &v.Grad[0]) {
+			written = true
+			break
+		}
+	}
+	if !written {
+		return fmt.Errorf("engine: the plan computes no gradient of %q", name)
+	}
+	for i, l := range p.convBN {
+		if l.lazy && p.steps[i].node.Outputs[0] == name {
+			return fmt.Errorf("engine: the gradient of %q is never stored: the Conv producing it computes it from its BatchNormalization's as it reads it (unless Options.KeepGrads names it)", name)
+		}
+	}
+	if p.gradObs == nil {
+		p.gradObs = map[string][]func([]float32){}
+	}
+	p.gradObs[name] = append(p.gradObs[name], f)
+	return nil
+}
+
 func (p *Plan) notify(name string) {
 	for _, f := range p.observers[name] {
 		f(p.Values[name].Data)
@@ -553,6 +590,13 @@ func (p *Plan) ZeroGrad() {
 func (p *Plan) Backward() {
 	for i := len(p.steps) - 1; i >= 0; i-- {
 		s := p.steps[i]
+		if p.gradObs != nil {
+			for _, o := range s.node.Outputs {
+				for _, f := range p.gradObs[o] {
+					f(p.Values[o].Grad)
+				}
+			}
+		}
 		if !s.backward {
 			continue
 		}

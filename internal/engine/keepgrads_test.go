@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
+	"github.com/qnas/qnas/internal/testenv"
 )
 
 // convChain is x → (Conv 3×3 → Relu) × n → GlobalAveragePool → Flatten, every conv from
@@ -100,4 +103,78 @@ func slicesZero(v []float32) bool {
 		}
 	}
 	return true
+}
+
+// ObserveGrad hands out an activation's gradient as soon as Backward completes it, in
+// plans that share gradient memory: on ResNet-20 (BatchNorm kept) every activation's
+// observed gradient equals the one a plan that keeps them all holds after Backward. The
+// Convs' outputs whose gradients are never stored (their Conv computes them from the
+// BatchNormalization's as it reads them) are refused, and a plan that keeps them stores them
+// (they are not left zero); graph inputs, graph outputs and unknown names are refused.
+func TestObserveGradMatchesKeptGradients(t *testing.T) {
+	g := loadCanonical(t, testenv.Path("testdata", "models", "resnet20_bn.onnx"), false)
+	const batch = 3
+	var names []string
+	keep := map[string]bool{}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			if !g.IsOutput(o) {
+				names = append(names, o)
+				keep[o] = true
+			}
+		}
+	}
+	run := func(p *engine.Plan) {
+		r := rand.New(rand.NewPCG(5, 5))
+		for i := range p.Value(g.Inputs[0]).Data {
+			p.Value(g.Inputs[0]).Data[i] = float32(r.NormFloat64())
+		}
+		p.Forward(true)
+		p.SoftmaxCrossEntropy(g.Outputs[0], []int32{1, 4, 7})
+		p.Backward()
+	}
+	kept, err := engine.Compile(g, batch, engine.Options{KeepGrads: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(kept)
+	p, err := engine.Compile(g, batch, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string][]float32{}
+	observed, lazy := 0, 0
+	for _, name := range names {
+		if v := p.Value(name); v == nil || v.Grad == nil {
+			continue // fused away, or no gradient
+		}
+		if err := p.ObserveGrad(name, func(g []float32) { seen[name] = slices.Clone(g) }); err != nil {
+			if !strings.Contains(err.Error(), "never stored") {
+				t.Fatalf("%s: %v", name, err)
+			}
+			lazy++
+			if slicesZero(kept.Value(name).Grad) {
+				t.Errorf("%s: kept gradient is all zero", name)
+			}
+			continue
+		}
+		observed++
+	}
+	run(p)
+	if observed < 30 || lazy < 20 {
+		t.Fatalf("%d activations observed, %d refused", observed, lazy)
+	}
+	for name, g := range seen {
+		if !slices.Equal(g, kept.Value(name).Grad) {
+			t.Errorf("%s: observed gradient differs from the kept one", name)
+		}
+	}
+	if len(seen) != observed {
+		t.Errorf("%d of %d observers called", len(seen), observed)
+	}
+	for _, name := range []string{g.Inputs[0], g.Outputs[0], "no such value"} {
+		if err := p.ObserveGrad(name, func([]float32) {}); err == nil {
+			t.Errorf("ObserveGrad(%q) accepted", name)
+		}
+	}
 }
