@@ -265,22 +265,18 @@ type quantAct struct {
 	signed     bool
 	partial    []float64 // per chunk: its share of the clip's gradient
 	pow2       bool
-	in         *engine.Deferred // the BatchNormalization writing x, when deferred to this kernel
-	out        *engine.Deferred // the Conv reading y, when this kernel is deferred to it
-	grid       quant.ActGrid    // the grid of the last forward
-	then       func(x, y []float32)
+	in         *engine.Deferred     // the BatchNormalization writing x, when deferred to this kernel
+	out        *engine.Deferred     // the Conv reading y, when this kernel is deferred to it
+	grid       quant.ActGrid        // the grid of the last forward
+	then       func(x, y []float32) // grid.Apply, bound once
 }
 
 // MapInput has the kernel read x through the deferred BatchNormalization l (engine.InputMapper).
 func (k *quantAct) MapInput(l *engine.Deferred) { k.in = l }
 
-// DeferOutput has a training forward leave y to the Conv reading it (engine.OutputDeferrer).
-func (k *quantAct) DeferOutput(l *engine.Deferred) {
-	k.out, k.then = l, k.fakeQuant
-}
-
-// fakeQuant is the forward as an elementwise function, on the grid of the last forward.
-func (k *quantAct) fakeQuant(x, y []float32) { k.grid.Apply(x, y) }
+// DeferOutput has a training forward leave y to the Conv reading it (engine.OutputDeferrer),
+// which applies the grid of the last forward.
+func (k *quantAct) DeferOutput(l *engine.Deferred) { k.out, k.then = l, k.grid.Apply }
 
 // actChunk is the number of elements one task of a QuantAct kernel handles; fixed, so the
 // clip's gradient sums in the same order whatever the thread count.

@@ -44,12 +44,11 @@ func (l *Deferred) Mapped(v *Value) ([]float32, *kernels.InputMap) {
 // own deferred input, when that is active (in may be nil) — followed by then, the op as an
 // elementwise function y = f(x) (x may be y).
 func (l *Deferred) Defer(x *Value, in *Deferred, then func(x, y []float32)) {
-	l.src, l.m = x, kernels.InputMap{Then: then}
+	l.src, l.m = x, kernels.InputMap{}
 	if in != nil && in.active {
-		l.src = in.src
-		l.m.A, l.m.B, l.m.ReLU, l.m.ReLUMax = in.m.A, in.m.B, in.m.ReLU, in.m.ReLUMax
+		l.src, l.m = in.src, in.m
 	}
-	l.active = true
+	l.m.Then, l.active = then, true
 }
 
 // Store is called by a forward of an OutputDeferrer that writes its output (inference): the
