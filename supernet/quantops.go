@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/qnas/qnas/graph"
 	"github.com/qnas/qnas/internal/engine"
@@ -268,7 +269,10 @@ type quantAct struct {
 	in         *engine.Deferred     // the BatchNormalization writing x, when deferred to this kernel
 	out        *engine.Deferred     // the Conv reading y, when this kernel is deferred to it
 	grid       quant.ActGrid        // the grid of the last forward
+	gridClip   float32              // and its clip
 	then       func(x, y []float32) // grid.Apply, bound once
+	planeGrad  func(t, dy, dx []float32) float64
+	sums       []float64 // 4-D x: per plane (n·C + c), its share of the clip's gradient
 }
 
 // MapInput has the kernel read x through the deferred BatchNormalization l (engine.InputMapper).
@@ -276,7 +280,16 @@ func (k *quantAct) MapInput(l *engine.Deferred) { k.in = l }
 
 // DeferOutput has a training forward leave y to the Conv reading it (engine.OutputDeferrer),
 // which applies the grid of the last forward.
-func (k *quantAct) DeferOutput(l *engine.Deferred) { k.out, k.then = l, k.grid.Apply }
+// Its backward goes along when the Conv can apply it (engine.Deferred.DeferGrad).
+func (k *quantAct) DeferOutput(l *engine.Deferred) {
+	k.out, k.then, k.planeGrad = l, k.grid.Apply, k.gradPlane
+}
+
+// gradPlane is the backward on one plane of x: the input gradient of the grid of the last
+// forward, and the plane's share of the clip's gradient.
+func (k *quantAct) gradPlane(t, dy, dx []float32) float64 {
+	return quant.ActGrad(t, dy, dx, k.gridClip, k.signed)
+}
 
 // actChunk is the number of elements one task of a QuantAct kernel handles; fixed, so the
 // clip's gradient sums in the same order whatever the thread count.
@@ -288,8 +301,12 @@ func buildQuantAct(b *engine.Build) (engine.Kernel, error) {
 		return nil, err
 	}
 	n := (b.In[0].Len() + actChunk - 1) / actChunk
-	return &quantAct{x: b.In[0], clip: b.In[1], y: b.Out[0], dx: b.InGrad(0), dclip: b.InGrad(1), bits: bits, signed: signed,
-		partial: make([]float64, n), pow2: Pow2(b.Node)}, nil
+	k := &quantAct{x: b.In[0], clip: b.In[1], y: b.Out[0], dx: b.InGrad(0), dclip: b.InGrad(1), bits: bits, signed: signed,
+		partial: make([]float64, n), pow2: Pow2(b.Node)}
+	if sh := k.x.Shape; len(sh) == 4 {
+		k.sums = make([]float64, sh[0]*sh[1])
+	}
+	return k, nil
 }
 
 // chunks runs fn over the kernel's chunks [lo, hi) of the activation in parallel (actChunks).
@@ -329,10 +346,13 @@ func actChunks(xv *engine.Value, in *engine.Deferred, nc, cost int, fn func(c, l
 
 func (k *quantAct) Forward(train bool) {
 	clip := k.clipValue()
-	k.grid = quant.NewActGrid(clip, k.bits, k.signed)
+	k.grid, k.gridClip = quant.NewActGrid(clip, k.bits, k.signed), clip
 	if k.out != nil {
 		if train {
 			k.out.Defer(k.x, k.in, k.then)
+			if k.dx.Active() && k.bits != quant.Float && k.sums != nil {
+				k.out.DeferGrad(k.dx, k.planeGrad, k.sums)
+			}
 			return
 		}
 		k.out.Store()
@@ -365,18 +385,77 @@ func (k *quantAct) Backward() {
 		return
 	}
 	clip := k.clipValue()
-	k.chunks(func(c, a, b int, x []float32) {
-		var dx []float32
-		if k.dx != nil {
-			dx = k.dx.Buf[a:b]
-		}
-		k.partial[c] = quant.ActGrad(x, k.y.Grad[a:b], dx, clip, k.signed)
-	})
+	var dx []float32
+	if k.dx != nil {
+		dx = k.dx.Buf
+	}
+	partial := k.partial
+	switch {
+	case k.out != nil && k.out.TakeFolded():
+		// The Conv reading y wrote dx and the planes' sums.
+		partial = k.sums
+		foldedBackwards.Add(1)
+	case k.sums != nil:
+		// Plane by plane, as the Conv does when it applies this backward, so the clip's
+		// gradient has the same bits either way.
+		partial = k.sums
+		actPlanes(k.x, k.in, func(p, lo, hi int, x []float32) {
+			var d []float32
+			if dx != nil {
+				d = dx[lo:hi]
+			}
+			k.sums[p] = quant.ActGrad(x, k.y.Grad[lo:hi], d, clip, k.signed)
+		})
+	default:
+		k.chunks(func(c, a, b int, x []float32) {
+			var d []float32
+			if dx != nil {
+				d = dx[a:b]
+			}
+			k.partial[c] = quant.ActGrad(x, k.y.Grad[a:b], d, clip, k.signed)
+		})
+	}
 	if k.dclip != nil {
 		dc := 0.0
-		for _, p := range k.partial {
+		for _, p := range partial {
 			dc += p
 		}
 		k.dclip.Buf[0] = float32(dc)
 	}
+}
+
+// foldedBackwards counts the QuantAct backward passes a Conv applied (tests read it).
+var foldedBackwards atomic.Int64
+
+// planeBufs holds the workers' buffers of mapped planes (actPlanes), reused across steps.
+var planeBufs sync.Pool
+
+// actPlanes runs fn over the planes p = n·C + c, elements [lo, hi), of the 4-D activation
+// x in parallel, handing it the plane's input: x's elements, or, when a deferred
+// BatchNormalization in writes x, their map (computed into a buffer of the worker's).
+func actPlanes(xv *engine.Value, in *engine.Deferred, fn func(p, lo, hi int, x []float32)) {
+	sh := xv.Shape
+	np, hw := sh[0]*sh[1], sh[2]*sh[3]
+	src, m := in.Mapped(xv)
+	kernels.ParFor(np, hw, func(p0, p1 int) {
+		var tmp []float32
+		if m != nil {
+			b, _ := planeBufs.Get().(*[]float32)
+			if b == nil || cap(*b) < hw {
+				b = &[]float32{}
+				*b = make([]float32, hw)
+			}
+			defer planeBufs.Put(b)
+			tmp = (*b)[:hw]
+		}
+		for p := p0; p < p1; p++ {
+			lo, hi := p*hw, (p+1)*hw
+			x := src[lo:hi]
+			if m != nil {
+				m.Apply(x, lo, sh[1], hw, tmp)
+				x = tmp
+			}
+			fn(p, lo, hi, x)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/qnas/qnas/graph"
@@ -203,14 +204,15 @@ func BenchmarkQuantAct(b *testing.B) {
 // an architecture (QuantAct) and as the search's supernet (MixedAct), with deferral — the
 // BatchNormalizations before the activation quantizers deferred into them (the quantizer
 // reading the BatchNormalization's input through its map) and the quantizers before direct
-// Convs deferred into those (the Conv quantizing its input as it reads it) — and with every
-// op storing its output, and checks that the loss, every gradient (the clips' and the
-// logits' included) and the running statistics are the same bits: with the BatchNorms kept
-// and with them folded into the convolutions (no BatchNormalization, so the Conv reads the
-// quantizer's input as it is).
+// Convs deferred into those (the Conv quantizing its input as it reads it, and applying the
+// quantizer's backward as it writes its input gradient) — and with every op storing its
+// output, and checks that the loss, every gradient (the clips' and the logits' included) and
+// the running statistics are the same bits: on ResNet-20 and MobileNetV2 (3×3, pointwise and
+// depthwise Convs), with the BatchNorms kept and with them folded into the convolutions (no
+// BatchNormalization, so the Conv reads the quantizer's input as it is).
 func TestQuantActReadsDeferredBatchNorm(t *testing.T) {
-	for _, file := range []string{"resnet20_bn.onnx", "resnet20.onnx"} {
-		t.Run(file, func(t *testing.T) { testDeferredQuantizers(t, file, file == "resnet20_bn.onnx") })
+	for _, file := range []string{"resnet20_bn.onnx", "resnet20.onnx", "mbv2_bn.onnx", "mbv2.onnx"} {
+		t.Run(file, func(t *testing.T) { testDeferredQuantizers(t, file, strings.HasSuffix(file, "_bn.onnx")) })
 	}
 }
 
@@ -233,6 +235,14 @@ func testDeferredQuantizers(t *testing.T, file string, bn bool) {
 		}
 		return g
 	}
+	// Quantizer backward passes the Conv reading them applied, and deferred quantizers whose
+	// input needs a gradient.
+	var folded, foldable int
+	// With observeGrads, every quantizer's output gradient is observed (Plan.ObserveGrad),
+	// which keeps its backward in the quantizer; each observer compares what it is handed
+	// with the stored run's gradients.
+	observeGrads := false
+	seen := map[string][]float32{}
 	run := func(supernet, store bool) (float64, map[string][]float32, int, int) {
 		g := build(supernet)
 		p, err := engine.Compile(g, 4, engine.Options{NoDeferral: store})
@@ -242,6 +252,7 @@ func testDeferredQuantizers(t *testing.T, file string, bn bool) {
 		// A BatchNormalization deferred into its reader cannot be observed, nor a
 		// quantizer deferred into the Conv reading it.
 		deferred, quantizers := 0, 0
+		foldable = 0
 		p.SetState(&engine.StepState{Temperature: 1})
 		for _, n := range g.Nodes {
 			if n.Op != OpQuantAct && n.Op != OpMixedAct {
@@ -252,6 +263,24 @@ func testDeferredQuantizers(t *testing.T, file string, bn bool) {
 			}
 			if err := p.Observe(n.Outputs[0], func([]float32) {}); err != nil {
 				quantizers++
+				if len(p.Value(n.Inputs[0]).Grad) > 0 {
+					foldable++
+				}
+			}
+			if name := n.Outputs[0]; observeGrads || store && !supernet {
+				err := p.ObserveGrad(name, func(g []float32) {
+					if store {
+						seen[name] = slices.Clone(g)
+						return
+					}
+					if !slices.Equal(g, seen[name]) {
+						t.Errorf("observed gradient of %s differs from the stored run's", name)
+					}
+					delete(seen, name)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		r := rand.New(rand.NewPCG(1, 1))
@@ -260,7 +289,9 @@ func testDeferredQuantizers(t *testing.T, file string, bn bool) {
 		}
 		p.Forward(true)
 		loss, _ := p.SoftmaxCrossEntropy(g.Outputs[0], []int32{0, 1, 2, 3})
+		f0 := foldedBackwards.Load()
 		p.Backward()
+		folded = int(foldedBackwards.Load() - f0)
 		vals := map[string][]float32{}
 		for _, v := range p.Values {
 			switch v.Kind {
@@ -274,6 +305,7 @@ func testDeferredQuantizers(t *testing.T, file string, bn bool) {
 	}
 	for _, supernet := range []bool{false, true} {
 		l1, v1, n1, q1 := run(supernet, false)
+		f1, want := folded, foldable
 		l0, v0, n0, q0 := run(supernet, true)
 		// Each block's first BatchNormalization+Relu feeds the second Conv's quantizer alone.
 		if bn && n1 < 9 || n0 != 0 {
@@ -285,12 +317,34 @@ func testDeferredQuantizers(t *testing.T, file string, bn bool) {
 		if !supernet && (direct && q1 < 9 || q0 != 0) {
 			t.Fatalf("quantizer outputs deferred: %d (want at least 9), %d when stored", q1, q0)
 		}
+		// Their backward goes to the Conv too (but where the quantizer's input needs no
+		// gradient, as the graph input's), leaving the same bits (below).
+		if !supernet && (folded != 0 || f1 != want || direct && want == 0) {
+			t.Fatalf("quantizer backward passes the Conv applied: %d of %d (%d deferred), %d when stored", f1, want, q1, folded)
+		}
 		if l1 != l0 {
 			t.Errorf("supernet %v: loss %g deferred, %g stored", supernet, l1, l0)
 		}
 		for name, a := range v0 {
 			if !slices.Equal(a, v1[name]) {
 				t.Errorf("supernet %v: %s differs with the deferral", supernet, name)
+			}
+		}
+		if supernet {
+			continue
+		}
+		observeGrads = true
+		l2, v2, _, _ := run(supernet, false)
+		observeGrads = false
+		if folded != 0 || len(seen) != 0 {
+			t.Errorf("observed quantizer gradients: %d backward passes applied by the Conv, %d not observed", folded, len(seen))
+		}
+		if l2 != l0 {
+			t.Errorf("loss %g with observed gradients, %g stored", l2, l0)
+		}
+		for name, a := range v0 {
+			if !slices.Equal(a, v2[name]) {
+				t.Errorf("%s differs with observed gradients", name)
 			}
 		}
 	}

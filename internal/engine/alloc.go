@@ -1,5 +1,7 @@
 package engine
 
+import "slices"
+
 // bufPool shares buffers between values whose lifetimes do not overlap. get hands a value
 // the smallest free buffer that holds it, or grows the largest free one when none does
 // (a new buffer only when none is free), so values of different sizes share memory too;
@@ -124,12 +126,21 @@ func (p *Plan) allocGradients(needGrad, keep map[string]bool) {
 	// only after that step's gradients are placed.
 	bufOf := map[*Value]*poolBuf{}
 	var pending []*poolBuf
+	// A Conv applying the backward of the op deferred into it (Deferred.DeferGrad) writes
+	// that op's input gradient in its own step: the buffer must not be one of the Conv's
+	// output gradients it reads.
+	early := map[int][]string{}
+	for i, j := range p.deferred {
+		if n := p.steps[i].node; n.Op != "BatchNormalization" {
+			early[j] = append(early[j], n.Inputs[0])
+		}
+	}
 	for i := len(p.steps) - 1; i >= 0; i-- {
 		s := p.steps[i]
 		if !s.backward {
 			continue
 		}
-		for _, in := range s.node.Inputs {
+		for _, in := range slices.Concat(s.node.Inputs, early[i]) {
 			if v := p.Values[in]; v != nil && needGrad[in] && v.Grad == nil && bufOf[v] == nil {
 				bufOf[v] = pl.get(&v.Grad, len(v.Data))
 			}

@@ -22,10 +22,18 @@ import (
 //   - an elementwise op with graph.OpDef.DefersOutput (an OutputDeferrer: the activation
 //     quantizer), read by a Conv on a direct path, which applies the op after the map of the
 //     op's own input (Deferred.Defer).
+//
+// An OutputDeferrer whose backward is elementwise too can leave that to the reader as well
+// (Deferred.DeferGrad): the Conv then writes the op's input gradient instead of its own
+// (kernels.ConvShape.DxMap), and the op's own output gradient is never written.
 type Deferred struct {
 	src    *Value // what the reader reads through m
 	m      kernels.InputMap
 	active bool // set by a training forward of the op, cleared by an inference one
+
+	dst    *GradDst        // the op's input gradient, when the reader may apply its backward (DeferGrad)
+	grad   kernels.GradMap // that backward
+	folded bool            // the reader's backward applied it (TakeFolded)
 }
 
 // Mapped returns the data a reader of the deferred op's output v reads and the map to read
@@ -49,6 +57,48 @@ func (l *Deferred) Defer(x *Value, in *Deferred, then func(x, y []float32)) {
 		l.src, l.m = in.src, in.m
 	}
 	l.m.Then, l.active = then, true
+	l.dst, l.folded = nil, false
+}
+
+// DeferGrad is called after Defer by an OutputDeferrer whose backward is elementwise: the
+// reader may then apply it as it writes its own input gradient (see kernels.GradMap), writing
+// the op's input gradient to dst, and report so through TakeFolded, which the op's Backward
+// calls first. grad computes one plane's input gradient from the op's input and output
+// gradient and returns the plane's share of a parameter's gradient, which it stores in sums
+// (one per plane, N·C). dst must be active.
+func (l *Deferred) DeferGrad(dst *GradDst, grad func(t, dy, dx []float32) float64, sums []float64) {
+	l.dst = dst
+	l.grad = kernels.GradMap{Grad: grad, Sums: sums}
+}
+
+// TakeFolded reports whether the reader's backward applied the op's backward (DeferGrad)
+// since the last call.
+func (l *Deferred) TakeFolded() bool {
+	f := l.folded
+	l.folded = false
+	return f
+}
+
+// fold returns, when the op deferred into a reader left its backward to it (DeferGrad), the
+// map the reader applies and the input gradient it writes through it, and marks the op's
+// backward done; ok is false when the reader computes its own input gradient as usual:
+// nothing was left, or the gradient is observed (Plan.ObserveGrad of y, the op's output), or
+// it is a later contribution to the op's input gradient that cannot be added in place.
+func (l *Deferred) fold(p *Plan, y string) (gm *kernels.GradMap, dx []float32, ok bool) {
+	if l == nil || !l.active || l.dst == nil || len(p.gradObs[y]) > 0 || !l.dst.Active() {
+		return nil, nil, false
+	}
+	gm = &l.grad
+	gm.Add = false
+	dx = l.dst.Buf
+	if l.dst.target != nil {
+		if dx, ok = l.dst.addInto(); !ok {
+			return nil, nil, false
+		}
+		gm.Add = true
+	}
+	l.folded = true
+	return gm, dx, true
 }
 
 // Store is called by a forward of an OutputDeferrer that writes its output (inference): the

@@ -97,7 +97,14 @@ func (k *conv) Forward(train bool) {
 func (k *conv) Backward() {
 	s, x := k.input()
 	dx := buf(k.dx)
-	if dx != nil && k.addsDx {
+	if dx != nil {
+		// The op deferred into this one may leave its backward to it too: dx is then
+		// that op's input gradient.
+		if gm, d, ok := k.in.fold(k.b.Plan, k.b.Node.Inputs[0]); ok {
+			s.DxMap, dx = gm, d
+		}
+	}
+	if dx != nil && k.addsDx && s.DxMap == nil {
 		// On the direct 3×3 stride-1 path a later contribution to x's gradient is added
 		// into it as the input gradient is copied out, instead of through a temporary.
 		if g, ok := k.dx.addInto(); ok {

@@ -29,6 +29,10 @@ type ConvShape struct {
 	// wrote (the direct 3×3 stride-1 path has it, AddsDx).
 	In    *InputMap
 	AddDx bool
+	// DxMap, when set, is the backward of In's Then, applied to the input
+	// gradient as the backward pass writes it (see GradMap; the paths with
+	// In have it).
+	DxMap *GradMap
 }
 
 // InputMap is what lies between a layer and the convolution that reads its
@@ -107,7 +111,7 @@ func (s ConvShape) pathOf() int {
 	if s.Validate() != nil {
 		return viaBLAS
 	}
-	s.In, s.AddDx = nil, false
+	s.In, s.AddDx, s.DxMap = nil, false, nil
 	pl := s.plan()
 	return pl.path()
 }
@@ -223,6 +227,10 @@ func (s ConvShape) plan() convPlan {
 		panic("kernels: an input map (ConvShape.In) on a convolution without a direct path")
 	case s.AddDx && path != via3x3:
 		panic("kernels: an added input gradient (ConvShape.AddDx) on a convolution without the direct 3×3 path")
+	case s.DxMap != nil && path != via3x3 && path != via1x1 && path != viaDW:
+		panic("kernels: an input-gradient map (ConvShape.DxMap) on a convolution without a direct path")
+	case s.DxMap != nil && s.AddDx:
+		panic("kernels: ConvShape.AddDx with DxMap (GradMap.Add adds)")
 	}
 	return pl
 }
@@ -232,7 +240,7 @@ func (s ConvShape) plan() convPlan {
 func (pl *convPlan) tp() convPlan {
 	rh, rw := pl.DH*(pl.KH-1), pl.DW*(pl.KW-1)
 	t := pl.ConvShape
-	t.In, t.AddDx = nil, false
+	t.In, t.AddDx, t.DxMap = nil, false, nil
 	t.C, t.H, t.W, t.OC = pl.OC, pl.oh, pl.ow, pl.C
 	t.PT, t.PB, t.PL, t.PR = rh-pl.PT, rh-pl.PB, rw-pl.PL, rw-pl.PR
 	tp := t.plan()
@@ -677,6 +685,14 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 	needOpt("dw", dw, pl.WLen())
 	if dx == nil && dw == nil {
 		return
+	}
+	if gm := pl.DxMap; gm != nil {
+		if dx == nil {
+			panic("kernels: an input-gradient map (ConvShape.DxMap) without dx")
+		}
+		if len(gm.Sums) < pl.N*pl.C {
+			panic(fmt.Sprintf("kernels: DxMap sums has %d floats, want %d", len(gm.Sums), pl.N*pl.C))
+		}
 	}
 	if dy.bn != nil && pl.path() == viaBLAS {
 		panic("kernels: lazy output gradient on a convolution without a direct path")

@@ -49,9 +49,9 @@ func (pl *convPlan) geom1() c1 {
 	g.oc4, g.c4 = roundUp(pl.OC, 4), roundUp(pl.C, 4)
 	g.tileLen = max(g.oc4, g.c4) * g.qv
 	// inputs, output gradients, the tile, a plane of input (mapped, see
-	// ConvShape.In) or of output gradient and the odd columns a stride-2
-	// subsampling discards
-	g.chunkLen = (pl.C+pl.OC)*g.qv + g.tileLen + pl.H*pl.W + pl.W
+	// ConvShape.In) or of output gradient, the odd columns a stride-2
+	// subsampling discards, and a plane of input gradient (ConvShape.DxMap)
+	g.chunkLen = (pl.C+pl.OC)*g.qv + g.tileLen + pl.H*pl.W + pl.W + pl.H*pl.W
 	return g
 }
 
@@ -110,6 +110,7 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	out := scratch[(C+OC)*g.qv:][:g.c4*g.qv]
 	tmp := scratch[(C+OC)*g.qv+g.tileLen:][:H*W]
 	odd := scratch[(C+OC)*g.qv+g.tileLen+H*W:][:W]
+	plane := scratch[(C+OC)*g.qv+g.tileLen+H*W+W:][:H*W]
 	var offs [6]int
 	onKernels := g.qv/16 >= wgradP1MinVectors
 	if dw != nil && onKernels {
@@ -152,8 +153,17 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 			continue
 		}
 		fwdTiles(&fwdP1, ds, wpkT[:g.c4*OC], out, OC, g.qv, g.c4, roundUp(m*P, 16), g.qv, &offs, &pf)
-		if pl.SH == 1 {
+		if pl.SH == 1 && pl.DxMap == nil {
 			unpad3(out, m, C, H, W, W, P, g.qv, nil, dx[c0*C*P:], clamp{}, nil, 0)
+			continue
+		}
+		if pl.SH == 1 {
+			for i := range m {
+				for c := range C {
+					unpadPlane(out[c*g.qv+i*P:], plane, H, W, W, nil, c, clamp{}, nil, 0)
+					pl.dxOut(x, plane, dx, c0+i, c, tmp)
+				}
+			}
 			continue
 		}
 		clear(odd) // the odd columns of dx
@@ -163,10 +173,16 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 			for c := range C {
 				src := out[c*g.qv+i*P:][:P]
 				d := dx[((c0+i)*C+c)*H*W:][:H*W]
+				if pl.DxMap != nil {
+					d = plane
+				}
 				for r := 1; r < H; r += 2 {
 					clear(d[r*W : (r+1)*W])
 				}
 				interleaveRows(src, odd, d, (H+1)/2, W, pl.ow, 0, 2*W)
+				if pl.DxMap != nil {
+					pl.dxOut(x, plane, dx, c0+i, c, tmp)
+				}
 			}
 		}
 	}

@@ -179,10 +179,11 @@ func roundUp(n, k int) int { return (n + k - 1) / k * k }
 
 // chunkLen3 is the scratch of one batch worker: a chunk of padded inputs
 // and of padded output gradients, an output tile, the weight-gradient
-// kernel's sums and one plane of output gradient.
+// kernel's sums and two planes (of output gradient, mapped input, or input
+// gradient for ConvShape.DxMap).
 func (pl *convPlan) chunkLen3() int {
 	g := pl.geom3()
-	return (pl.C+pl.OC)*g.row + max(g.oc4, g.c4)*g.qv + pl.C*g.nb3*27 + pl.H*pl.W
+	return (pl.C+pl.OC)*g.row + max(g.oc4, g.c4)*g.qv + pl.C*g.nb3*27 + 2*pl.H*pl.W
 }
 
 // preLen3 is the shared scratch for the packed weights.
@@ -474,6 +475,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	out := scratch[(C+OC)*g.row:][:g.c4*g.qv]
 	acc := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv:][:C*g.nb3*27]
 	tmp := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27:][:H*W]
+	plane := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+H*W:][:H*W]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	if dw != nil {
 		clear(acc)
@@ -505,9 +507,17 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		}
 		if dx != nil {
 			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
-			if pl.AddDx {
+			switch {
+			case pl.DxMap != nil:
+				for i := range m {
+					for ch := range C {
+						unpadPlane(out[ch*g.qv+i*g.sp:], plane, H, W, g.wp, nil, ch, clamp{}, nil, 0)
+						pl.dxOut(x, plane, dx, c0+i, ch, tmp)
+					}
+				}
+			case pl.AddDx:
 				unpadAdd3(out, m, C, H, W, g.wp, g.sp, g.qv, dx[c0*C*H*W:])
-			} else {
+			default:
 				unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
 			}
 		}

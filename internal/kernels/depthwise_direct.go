@@ -102,11 +102,11 @@ const dwWeights = 4*49 + 49
 // dwChunkLen is the scratch of one worker: the padded input and output
 // gradient of a chunk, its output (or, at stride 2, the four phases of
 // its input gradient), one plane of output gradient or of mapped input
-// (ConvShape.In), and the packed weights and weight-gradient sums of a
-// channel.
+// (ConvShape.In), one of input gradient (ConvShape.DxMap), and the packed
+// weights and weight-gradient sums of a channel.
 func (pl *convPlan) dwChunkLen() int {
 	g := pl.dwGeom()
-	return g.nx*g.xl + g.dyl + g.nx*g.qv + max(pl.oh*pl.ow, pl.H*pl.W) + dwWeights
+	return g.nx*g.xl + g.dyl + g.nx*g.qv + max(pl.oh*pl.ow, pl.H*pl.W) + pl.H*pl.W + dwWeights
 }
 
 // dwTmp is a worker's plane of output gradient or mapped input in its
@@ -193,6 +193,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 		dp := scr[g.nx*g.xl:][:g.dyl]
 		out := scr[g.nx*g.xl+g.dyl:][:g.nx*g.qv]
 		tmp := pl.dwTmp(&g, scr)
+		plane := scr[g.nx*g.xl+g.dyl+g.nx*g.qv+len(tmp):][:H*W]
 		wc := w[c*g.kk : (c+1)*g.kk]
 		// The input-gradient weights, flipped (stride 1) or by phase, and
 		// the weight-gradient sums in the order of ks.wgrad's taps.
@@ -230,6 +231,11 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 				ks.fwd.fwd(&dp[0], &wk[0], &out[0], nv, g.pitch*4, &dyOffs[0])
 				for i := range m {
 					n := n0 + i
+					if pl.DxMap != nil {
+						unpadPlane(out[i*g.sp:], plane, H, W, g.pitch, nil, c, clamp{}, nil, n)
+						pl.dxOut(x, plane, dx, n, c, tmp)
+						continue
+					}
 					unpadPlane(out[i*g.sp:], dx[(n*C+c)*H*W:(n*C+c+1)*H*W], H, W, g.pitch, nil, c, clamp{}, nil, n)
 				}
 				continue
@@ -243,11 +249,17 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 			// them out).
 			for i := range m {
 				dxp := dx[((n0+i)*C+c)*H*W:][:H*W]
+				if pl.DxMap != nil {
+					dxp = plane
+				}
 				for r0 := range min(2, H) { // the rows of each parity in one call
 					a, o := (r0+g.p)%2, i*g.sp+(r0+g.p)/2*g.pitch
 					even := out[(2*a+g.p%2)*g.qv+o+g.p/2:]
 					odd := out[(2*a+(g.p+1)%2)*g.qv+o+(g.p+1)/2:]
 					interleaveRows(even, odd, dxp[r0*W:], (H-r0+1)/2, W, g.pitch, g.pitch, 2*W)
+				}
+				if pl.DxMap != nil {
+					pl.dxOut(x, plane, dx, n0+i, c, tmp)
 				}
 			}
 		}
