@@ -133,6 +133,8 @@ func TestDeferredBNSameBits(t *testing.T) {
 		logits, infer []float32
 		vals          map[string][]float32
 		links         int
+		lanes         int // BatchNormalizations whose sums a Conv records (attachBNLanes)
+		recorded      int // and of those, the ones that took them in Backward
 	}
 	run := func(model string, link bool) result {
 		old, oldAdd := linkDeferredEnabled, addIntoEnabled
@@ -157,6 +159,12 @@ func TestDeferredBNSameBits(t *testing.T) {
 		res.loss, _ = p.SoftmaxCrossEntropy(g.Outputs[0], labels)
 		res.logits = slices.Clone(p.Value(g.Outputs[0]).Data)
 		p.Backward()
+		for _, s := range p.steps {
+			if bn, ok := s.kernel.(*batchNorm); ok && bn.out != nil && bn.out.bn != nil {
+				res.lanes++
+				res.recorded += bn.lanesTaken
+			}
+		}
 		for _, v := range p.Values {
 			switch v.Kind {
 			case Param:
@@ -173,15 +181,19 @@ func TestDeferredBNSameBits(t *testing.T) {
 	for _, c := range []struct {
 		model            string
 		onDirect, always int // links where the direct convolution paths run, and where not
+		lanes            int // BatchNormalizations read by a direct Conv alone, where those run
 	}{
 		// Each of ResNet-20's nine blocks has one BatchNormalization+Relu read by a 3×3
 		// Conv alone, and one BatchNormalization (two in the blocks with a 1×1 shortcut)
 		// read by the Add+Relu alone; the stem's has two readers.
-		{"resnet20_bn.onnx", 20, 11},
+		{"resnet20_bn.onnx", 20, 11, 9},
 		// The MobileNetV2 fixture's 19 BatchNormalizations (+ReLU6): 12 feed a depthwise
 		// or pointwise Conv alone and 3 a residual Add alone; the stem's and two blocks'
 		// outputs have two readers, the head's a pooling.
-		{"mbv2_bn.onnx", 15, 3},
+		{"mbv2_bn.onnx", 15, 3, 12},
+		// The Inception fixture: parallel branches joined by Concat; four of its
+		// BatchNormalizations feed a 3×3 Conv of their branch alone.
+		{"inception_bn.onnx", 4, 0, 4},
 	} {
 		on, off := run(c.model, true), run(c.model, false)
 		want := c.always
@@ -190,6 +202,15 @@ func TestDeferredBNSameBits(t *testing.T) {
 		}
 		if on.links != want || off.links != 0 {
 			t.Fatalf("%s links: %d with linking on (want %d), %d with it off", c.model, on.links, want, off.links)
+		}
+		// The BatchNormalizations whose output gradient a Conv writes take their sums from it.
+		wantLanes := 0
+		if direct && kernels.BNLanesAvailable() {
+			wantLanes = c.lanes
+		}
+		if on.lanes != wantLanes || on.recorded != wantLanes || off.lanes != 0 {
+			t.Fatalf("%s: %d BatchNormalizations given sums by their Conv (want %d), %d took them, %d with linking off",
+				c.model, on.lanes, wantLanes, on.recorded, off.lanes)
 		}
 		if on.loss != off.loss {
 			t.Errorf("%s loss %g linked, %g unlinked", c.model, on.loss, off.loss)
@@ -216,6 +237,93 @@ func randomInputs(p *Plan) {
 			for i := range v.Data {
 				v.Data[i] = float32(r.NormFloat64())
 			}
+		}
+	}
+}
+
+// TestBNLanesInterleaved runs two branches whose BatchNormalizations and Convs interleave in
+// the plan (Conv a, Conv b, BatchNorm a, BatchNorm b, Conv a′, Conv b′): the sums of both
+// BatchNormalizations would share one buffer between their Convs' backward passes and their
+// own, so only one of them takes its sums from its Conv, and every gradient has the bits of
+// the plan without links.
+func TestBNLanesInterleaved(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	g := graph.New("interleaved")
+	g.Opset = 13
+	g.Inputs = []string{"x"}
+	g.Shapes["x"] = graph.Shape{4, 4, 6, 6}
+	randConst := func(name string, shape []int, scale, shift float64) {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(shift + scale*r.NormFloat64())
+		}
+		g.Consts[name] = graph.NewFloat(shape, v)
+	}
+	pads := map[string]*graph.Attr{"pads": {Kind: graph.AttrInts, Ints: []int64{1, 1, 1, 1}}}
+	conv := func(name, in, out string, oc int) *graph.Node {
+		randConst(name+".w", []int{oc, 4, 3, 3}, 0.3, 0)
+		return &graph.Node{Name: name, Op: "Conv", Inputs: []string{in, name + ".w"}, Outputs: []string{out}, Attrs: pads}
+	}
+	bn := func(name, in, out string) *graph.Node {
+		randConst(name+".g", []int{4}, 0.2, 1)
+		randConst(name+".b", []int{4}, 0.2, 0)
+		randConst(name+".m", []int{4}, 0, 0)
+		randConst(name+".v", []int{4}, 0, 1)
+		return &graph.Node{Name: name, Op: "BatchNormalization", Inputs: []string{in, name + ".g", name + ".b", name + ".m", name + ".v"}, Outputs: []string{out}}
+	}
+	g.Nodes = []*graph.Node{
+		conv("convA", "x", "a1", 4), conv("convB", "x", "b1", 4),
+		bn("bnA", "a1", "a2"), bn("bnB", "b1", "b2"),
+		conv("convA2", "a2", "a3", 3), conv("convB2", "b2", "b3", 3),
+		{Name: "add", Op: "Add", Inputs: []string{"a3", "b3"}, Outputs: []string{"s"}},
+		{Name: "gap", Op: "GlobalAveragePool", Inputs: []string{"s"}, Outputs: []string{"pooled"}},
+		{Name: "flat", Op: "Flatten", Inputs: []string{"pooled"}, Outputs: []string{"logits"}},
+	}
+	g.Outputs = []string{"logits"}
+	if err := g.InferShapes(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(link bool) (map[string][]float32, int) {
+		old := linkDeferredEnabled
+		linkDeferredEnabled = link
+		defer func() { linkDeferredEnabled = old }()
+		p, err := Compile(g, 4, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		randomInputs(p)
+		p.Forward(true)
+		p.SoftmaxCrossEntropy("logits", []int32{0, 1, 2, 0})
+		p.Backward()
+		vals, taken := map[string][]float32{}, 0
+		for _, v := range p.Values {
+			if v.Kind == Param {
+				vals[v.Name] = slices.Clone(v.Grad)
+			}
+		}
+		for _, s := range p.steps {
+			if k, ok := s.kernel.(*batchNorm); ok {
+				taken += k.lanesTaken
+			}
+		}
+		return vals, taken
+	}
+	on, taken := run(true)
+	off, _ := run(false)
+	want := 0
+	if kernels.BNLanesAvailable() && (kernels.ConvShape{N: 4, C: 4, H: 6, W: 6, OC: 3, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}).MapsInput() {
+		want = 1
+	}
+	if taken != want {
+		t.Errorf("%d BatchNormalizations took their sums from their Conv, want %d", taken, want)
+	}
+	for name, a := range off {
+		if !slices.Equal(a, on[name]) {
+			t.Errorf("%s differs with the links", name)
 		}
 	}
 }

@@ -34,6 +34,12 @@ type Deferred struct {
 	dst    *GradDst        // the op's input gradient, when the reader may apply its backward (DeferGrad)
 	grad   kernels.GradMap // that backward
 	folded bool            // the reader's backward applied it (TakeFolded)
+	up     *Deferred       // the link of the op's own deferred input (Defer's in), when active
+
+	// A training BatchNormalization's: the sums of its backward, which the Conv writing its
+	// output gradient records as it writes it (kernels.BNLanes); nil where it cannot.
+	bn     *kernels.BNLanes
+	bnDone bool // the Conv recorded them this step
 }
 
 // Mapped returns the data a reader of the deferred op's output v reads and the map to read
@@ -52,9 +58,9 @@ func (l *Deferred) Mapped(v *Value) ([]float32, *kernels.InputMap) {
 // own deferred input, when that is active (in may be nil) — followed by then, the op as an
 // elementwise function y = f(x) (x may be y).
 func (l *Deferred) Defer(x *Value, in *Deferred, then func(x, y []float32)) {
-	l.src, l.m = x, kernels.InputMap{}
+	l.src, l.m, l.up = x, kernels.InputMap{}, nil
 	if in != nil && in.active {
-		l.src, l.m = in.src, in.m
+		l.src, l.m, l.up = in.src, in.m, in
 	}
 	l.m.Then, l.active = then, true
 	l.dst, l.folded = nil, false
@@ -89,7 +95,7 @@ func (l *Deferred) fold(p *Plan, y string) (gm *kernels.GradMap, dx []float32, o
 		return nil, nil, false
 	}
 	gm = &l.grad
-	gm.Add = false
+	gm.Add, gm.BN = false, nil
 	dx = l.dst.Buf
 	if l.dst.target != nil {
 		if dx, ok = l.dst.addInto(); !ok {
@@ -99,6 +105,33 @@ func (l *Deferred) fold(p *Plan, y string) (gm *kernels.GradMap, dx []float32, o
 	}
 	l.folded = true
 	return gm, dx, true
+}
+
+// bnLanes returns the sums a BatchNormalization wants recorded, when a Conv reading through
+// l writes its output gradient: l is the BatchNormalization's own link (folded false: the
+// Conv writes its own input gradient), or that of an op deferred to the Conv with the
+// BatchNormalization deferred to it, whose backward the Conv applies (folded).
+func (l *Deferred) bnLanes(folded bool) *Deferred {
+	if l == nil || !l.active {
+		return nil
+	}
+	if folded {
+		l = l.up
+	}
+	if l == nil || !l.active || l.bn == nil {
+		return nil
+	}
+	return l
+}
+
+// takeBNDone reports whether a Conv recorded the BatchNormalization's sums since the last
+// call.
+func (l *Deferred) takeBNDone() bool {
+	d := l != nil && l.bnDone
+	if l != nil {
+		l.bnDone = false
+	}
+	return d
 }
 
 // Store is called by a forward of an OutputDeferrer that writes its output (inference): the
@@ -177,6 +210,53 @@ func (p *Plan) attachDeferred() {
 		if !p.attach(i, j) {
 			delete(p.deferred, i)
 		}
+	}
+	p.attachBNLanes()
+}
+
+// attachBNLanes gives the BatchNormalizations whose output gradient a Conv writes (deferred
+// to the Conv, or to an op deferred to it) the sums that Conv records for their backward
+// (kernels.BNLanes). The sums live from the Conv's backward to the BatchNormalization's, and
+// one buffer serves all of them: a BatchNormalization gets it only when no other one's Conv
+// runs its backward in between.
+func (p *Plan) attachBNLanes() {
+	if !kernels.BNLanesAvailable() {
+		return
+	}
+	type span struct{ bn, conv int }
+	var spans []span
+	for i, j := range p.deferred {
+		if _, ok := p.steps[i].kernel.(*batchNorm); !ok {
+			continue
+		}
+		if _, ok := p.steps[j].kernel.(*conv); !ok {
+			k, ok := p.deferred[j] // an op deferred to a Conv in turn
+			if _, isConv := p.steps[k].kernel.(*conv); !ok || !isConv {
+				continue
+			}
+			j = k
+		}
+		spans = append(spans, span{i, j})
+	}
+	size := 0
+	var chosen []span
+	for _, a := range spans {
+		alone := true
+		for _, b := range spans {
+			if b != a && b.conv > a.bn && b.conv < a.conv {
+				alone = false
+			}
+		}
+		if alone {
+			chosen = append(chosen, a)
+			bn := p.steps[a.bn].kernel.(*batchNorm)
+			size = max(size, 32*bn.p.N*bn.p.C)
+		}
+	}
+	lanes := make([]float32, size)
+	for _, a := range chosen {
+		bn := p.steps[a.bn].kernel.(*batchNorm)
+		bn.out.bn = &kernels.BNLanes{P: bn.p, Mean: bn.mean, A: bn.out.m.A, B: bn.out.m.B, Lanes: lanes[:32*bn.p.N*bn.p.C]}
 	}
 }
 

@@ -18,6 +18,7 @@ type batchNorm struct {
 	momentum               float32   // the node's own weight of batch statistics (p.Momentum may be overridden)
 	link                   *convBN   // shared with the Conv producing x (linkConvBN)
 	out                    *Deferred // shared with the node reading y (see Deferred)
+	lanesTaken             int       // backward passes that took their sums from a Conv (tests)
 }
 
 // A BatchNormalization whose only reader is a Relu, or a Clip to [0, max] (ReLU6), runs as
@@ -80,13 +81,28 @@ func (k *batchNorm) Forward(train bool) {
 }
 
 func (k *batchNorm) Backward() {
+	var lanes []float32 // the sums, when the Conv writing y's gradient recorded them
+	if k.trained && k.out.takeBNDone() {
+		lanes = k.out.bn.Lanes
+		k.lanesTaken++
+	}
 	if l := k.link; k.trained && l != nil && l.lazy && k.dx != nil && k.dx.target == nil {
-		kernels.BatchNormBackwardTo(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
-			l.grad, buf(k.dgamma), buf(k.dbeta))
+		if lanes != nil {
+			kernels.BatchNormBackwardLanes(k.p, lanes, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
+				l.grad, nil, buf(k.dgamma), buf(k.dbeta))
+		} else {
+			kernels.BatchNormBackwardTo(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
+				l.grad, buf(k.dgamma), buf(k.dbeta))
+		}
 		l.gradReady = true
 		return
 	}
 	if k.trained {
+		if lanes != nil {
+			kernels.BatchNormBackwardLanes(k.p, lanes, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
+				nil, buf(k.dx), buf(k.dgamma), buf(k.dbeta))
+			return
+		}
 		kernels.BatchNormBackward(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
 			buf(k.dx), buf(k.dgamma), buf(k.dbeta))
 		return

@@ -14,11 +14,12 @@ type conv struct {
 	x, w, bias, y *Value
 	dx, dw, db    *GradDst
 	scratch       int
-	link          *convBN   // shared with the BatchNormalization reading y (linkConvBN)
-	in            *Deferred // shared with the op writing x, when deferred (see Deferred)
-	addsDx        bool      // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
-	relu          bool      // a fused ReLU: y is its output (see fuse)
-	reluMax       float32   // its upper clip, +Inf for none
+	link          *convBN         // shared with the BatchNormalization reading y (linkConvBN)
+	in            *Deferred       // shared with the op writing x, when deferred (see Deferred)
+	addsDx        bool            // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
+	gm            kernels.GradMap // the input-gradient map of a backward with no op's to apply
+	relu          bool            // a fused ReLU: y is its output (see fuse)
+	reluMax       float32         // its upper clip, +Inf for none
 }
 
 // convShape returns the kernel shape of Conv node n of g on an input of shape x.
@@ -100,8 +101,18 @@ func (k *conv) Backward() {
 	if dx != nil {
 		// The op deferred into this one may leave its backward to it too: dx is then
 		// that op's input gradient.
+		folded := false
 		if gm, d, ok := k.in.fold(k.b.Plan, k.b.Node.Inputs[0]); ok {
-			s.DxMap, dx = gm, d
+			s.DxMap, dx, folded = gm, d, true
+		}
+		// And when dx is a training BatchNormalization's output gradient, the sums of
+		// its backward are recorded as dx is written.
+		if l := k.in.bnLanes(folded); l != nil && (s.DxMap == nil || !s.DxMap.Add) {
+			if s.DxMap == nil {
+				k.gm = kernels.GradMap{}
+				s.DxMap = &k.gm
+			}
+			s.DxMap.BN, l.bnDone = l.bn, true
 		}
 	}
 	if dx != nil && k.addsDx && s.DxMap == nil {

@@ -1,6 +1,9 @@
 package kernels
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // BNParams describes a 2-D batch normalization over NCHW data, with an
 // optional ReLU (or ReLU6-like clip to [0, ReLUMax]) fused after it.
@@ -225,7 +228,24 @@ func BatchNormInfer(p BNParams, x, gamma, beta, runMean, runVar, y []float32) {
 // mask of the fused ReLU from x, gamma and beta (beta may be nil, as in the
 // forward pass). dx, dgamma and dbeta may each be nil.
 func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma, dbeta []float32) {
-	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, nil, dx, dgamma, dbeta)
+	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, nil, nil, dx, dgamma, dbeta)
+}
+
+// BatchNormBackwardLanes is BatchNormBackward (g nil) or BatchNormBackwardTo
+// (g set, dx nil) taking the sums over x and dy from lanes (BNLanes.Lanes,
+// recorded as dy was written) instead of a pass of its own, with the same
+// bits. Only where BNLanesAvailable.
+func BatchNormBackwardLanes(p BNParams, lanes []float32, x, dy, gamma, beta, mean, invStd []float32, g *BNInputGrad, dx, dgamma, dbeta []float32) {
+	if !BNLanesAvailable() {
+		panic("kernels: BatchNormBackwardLanes without the AVX-512 loops")
+	}
+	if len(lanes) < 32*p.N*p.C {
+		panic(fmt.Sprintf("kernels: %d BatchNorm lanes, want %d", len(lanes), 32*p.N*p.C))
+	}
+	if g != nil && len(g.coef) != p.C {
+		panic("kernels: BNInputGrad for the wrong number of channels")
+	}
+	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, lanes, g, dx, dgamma, dbeta)
 }
 
 // BNInputGrad is the input gradient of a training-mode BatchNorm held as
@@ -249,7 +269,7 @@ func BatchNormBackwardTo(p BNParams, x, dy, gamma, beta, mean, invStd []float32,
 	if len(g.coef) != p.C {
 		panic("kernels: BNInputGrad for the wrong number of channels")
 	}
-	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, g, nil, dgamma, dbeta)
+	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, nil, g, nil, dgamma, dbeta)
 }
 
 // plane writes the input gradient of sample n, channel c to dst (p.HW
@@ -284,8 +304,9 @@ func bnDxPlane(x, dy, dx []float32, cf *[7]float32, relu bool) {
 }
 
 // batchNormBackward computes dgamma and dbeta and fills g (when not nil);
-// with dx not nil it also writes the input gradient there.
-func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g *BNInputGrad, dx, dgamma, dbeta []float32) {
+// with dx not nil it also writes the input gradient there. With lanes
+// (BNLanes.Lanes) it takes the sums from there.
+func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, lanes []float32, g *BNInputGrad, dx, dgamma, dbeta []float32) {
 	p.check(x, dy, gamma, beta)
 	need("dy", dy, len(x))
 	need("mean", mean, p.C)
@@ -306,7 +327,17 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd []float32, g
 			var sd, sdx float64
 			planes(p.N, HW, func() {
 				var acc [32]float64
-				gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, p.N, C*HW, &[4]float32{mu, a, b, p.hi()}, p.ReLU, &acc)
+				if lanes != nil {
+					// The loop below adds each plane's lanes, converted, in this order.
+					for n := range p.N {
+						l := lanes[(n*C+c)*32:][:32]
+						for i := range acc {
+							acc[i] += float64(l[i])
+						}
+					}
+				} else {
+					gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, p.N, C*HW, &[4]float32{mu, a, b, p.hi()}, p.ReLU, &acc)
+				}
 				for i := range 16 {
 					sd += acc[i]
 					sdx += acc[16+i]

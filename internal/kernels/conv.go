@@ -690,8 +690,16 @@ func (pl *convPlan) backward(x, w []float32, dy dySrc, dx, dw, db, scratch []flo
 		if dx == nil {
 			panic("kernels: an input-gradient map (ConvShape.DxMap) without dx")
 		}
-		if len(gm.Sums) < pl.N*pl.C {
+		if gm.Grad != nil && len(gm.Sums) < pl.N*pl.C {
 			panic(fmt.Sprintf("kernels: DxMap sums has %d floats, want %d", len(gm.Sums), pl.N*pl.C))
+		}
+		if b := gm.BN; b != nil {
+			switch {
+			case !BNLanesAvailable():
+				panic("kernels: BatchNorm lanes (GradMap.BN) without the AVX-512 loops")
+			case gm.Add || b.P.N != pl.N || b.P.C != pl.C || b.P.HW != pl.H*pl.W || len(b.Lanes) < 32*pl.N*pl.C:
+				panic("kernels: BatchNorm lanes (GradMap.BN) of the wrong shape, or added")
+			}
 		}
 	}
 	if dy.bn != nil && pl.path() == viaBLAS {

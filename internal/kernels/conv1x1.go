@@ -160,10 +160,12 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		if pl.SH == 1 {
 			for i := range m {
 				for c := range C {
-					unpadPlane(out[c*g.qv+i*P:], plane, H, W, W, nil, c, clamp{}, nil, 0)
-					pl.dxOut(x, plane, dx, c0+i, c, tmp)
+					d := pl.dxPlane(dx, plane, c0+i, c)
+					unpadPlane(out[c*g.qv+i*P:], d, H, W, W, nil, c, clamp{}, nil, 0)
+					pl.dxOut(x, d, dx, c0+i, c, tmp)
 				}
 			}
+			pl.dxLanes(x, dx, c0, m, 0, C)
 			continue
 		}
 		clear(odd) // the odd columns of dx
@@ -174,16 +176,19 @@ func (pl *convPlan) back1(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 				src := out[c*g.qv+i*P:][:P]
 				d := dx[((c0+i)*C+c)*H*W:][:H*W]
 				if pl.DxMap != nil {
-					d = plane
+					d = pl.dxPlane(dx, plane, c0+i, c)
 				}
 				for r := 1; r < H; r += 2 {
 					clear(d[r*W : (r+1)*W])
 				}
 				interleaveRows(src, odd, d, (H+1)/2, W, pl.ow, 0, 2*W)
 				if pl.DxMap != nil {
-					pl.dxOut(x, plane, dx, c0+i, c, tmp)
+					pl.dxOut(x, d, dx, c0+i, c, tmp)
 				}
 			}
+		}
+		if pl.DxMap != nil {
+			pl.dxLanes(x, dx, c0, m, 0, C)
 		}
 	}
 }

@@ -508,13 +508,18 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		if dx != nil {
 			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
 			switch {
+			case pl.DxMap != nil && pl.DxMap.Grad == nil:
+				unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
+				pl.dxLanes(x, dx, c0, m, 0, C)
 			case pl.DxMap != nil:
 				for i := range m {
 					for ch := range C {
-						unpadPlane(out[ch*g.qv+i*g.sp:], plane, H, W, g.wp, nil, ch, clamp{}, nil, 0)
-						pl.dxOut(x, plane, dx, c0+i, ch, tmp)
+						d := pl.dxPlane(dx, plane, c0+i, ch)
+						unpadPlane(out[ch*g.qv+i*g.sp:], d, H, W, g.wp, nil, ch, clamp{}, nil, 0)
+						pl.dxOut(x, d, dx, c0+i, ch, tmp)
 					}
 				}
+				pl.dxLanes(x, dx, c0, m, 0, C)
 			case pl.AddDx:
 				unpadAdd3(out, m, C, H, W, g.wp, g.sp, g.qv, dx[c0*C*H*W:])
 			default:

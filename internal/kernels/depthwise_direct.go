@@ -232,11 +232,15 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 				for i := range m {
 					n := n0 + i
 					if pl.DxMap != nil {
-						unpadPlane(out[i*g.sp:], plane, H, W, g.pitch, nil, c, clamp{}, nil, n)
-						pl.dxOut(x, plane, dx, n, c, tmp)
+						d := pl.dxPlane(dx, plane, n, c)
+						unpadPlane(out[i*g.sp:], d, H, W, g.pitch, nil, c, clamp{}, nil, n)
+						pl.dxOut(x, d, dx, n, c, tmp)
 						continue
 					}
 					unpadPlane(out[i*g.sp:], dx[(n*C+c)*H*W:(n*C+c+1)*H*W], H, W, g.pitch, nil, c, clamp{}, nil, n)
+				}
+				if pl.DxMap != nil {
+					pl.dxLanes(x, dx, n0, m, c, c+1)
 				}
 				continue
 			}
@@ -250,7 +254,7 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 			for i := range m {
 				dxp := dx[((n0+i)*C+c)*H*W:][:H*W]
 				if pl.DxMap != nil {
-					dxp = plane
+					dxp = pl.dxPlane(dx, plane, n0+i, c)
 				}
 				for r0 := range min(2, H) { // the rows of each parity in one call
 					a, o := (r0+g.p)%2, i*g.sp+(r0+g.p)/2*g.pitch
@@ -259,8 +263,11 @@ func (pl *convPlan) dwBackward(ks *dwKernels, x, w []float32, dy dySrc, dx, dw, 
 					interleaveRows(even, odd, dxp[r0*W:], (H-r0+1)/2, W, g.pitch, g.pitch, 2*W)
 				}
 				if pl.DxMap != nil {
-					pl.dxOut(x, plane, dx, n0+i, c, tmp)
+					pl.dxOut(x, dxp, dx, n0+i, c, tmp)
 				}
+			}
+			if pl.DxMap != nil {
+				pl.dxLanes(x, dx, n0, m, c, c+1)
 			}
 		}
 		if dw != nil {

@@ -560,6 +560,75 @@ gspflush:
 	VZEROUPPER
 	RET
 
+// func gradLanesPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, out *float32, ostride int)
+// gradSumsPlanes's sums of each plane, kept apart: plane i's float32 lanes of
+// Σg at out[i·ostride:][0:16] and of Σg·(x − mu) at [16:32].
+TEXT ·gradLanesPlanes(SB), NOSPLIT, $0-72
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), DI
+	MOVQ hw+16(FP), BX
+	MOVQ np+24(FP), R8
+	MOVQ stride+32(FP), R9
+	SHLQ $2, R9
+	MOVQ c+40(FP), DX
+	VBROADCASTSS 0(DX), Z28
+	VBROADCASTSS 4(DX), Z30
+	VBROADCASTSS 8(DX), Z31
+	VBROADCASTSS 12(DX), Z27
+	MOVBLZX relu+48(FP), R12
+	MOVQ out+56(FP), R13
+	MOVQ ostride+64(FP), R14
+	SHLQ $2, R14
+	VPXORD Z29, Z29, Z29
+	MOVQ BX, CX
+	ANDQ $15, CX
+	MASKLOW(CX, K2)
+	SHRQ $4, BX
+glp:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ BX, CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ glptail
+glpvec:
+	VMOVUPS (R10), Z2
+	VMOVUPS (R11), Z3
+	TESTQ R12, R12
+	JZ glpv1
+	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z27, Z4)
+glpv1:
+	VSUBPS Z28, Z2, Z2
+	VADDPS Z3, Z0, Z0
+	VFMADD231PS Z3, Z2, Z1
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ CX
+	JNZ glpvec
+glptail:
+	KORTESTW K2, K2
+	JZ glpflush
+	VMOVUPS.Z (R10), K2, Z2
+	VMOVUPS.Z (R11), K2, Z3
+	TESTQ R12, R12
+	JZ glpt1
+	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z27, Z4)
+glpt1:
+	VSUBPS Z28, Z2, Z2
+	VADDPS Z3, Z0, Z0
+	VFMADD231PS Z3, Z2, Z1
+glpflush:
+	VMOVUPS Z0, (R13)
+	VMOVUPS Z1, 64(R13)
+	ADDQ R14, R13
+	ADDQ R9, SI
+	ADDQ R9, DI
+	DECQ R8
+	JNZ glp
+	VZEROUPPER
+	RET
+
 // func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool)
 // y = x·a + b, then min(max(·, 0), hi) when relu.
 TEXT ·affinePlanes(SB), NOSPLIT, $0-53

@@ -30,6 +30,9 @@ func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool
 func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64) {
 	panic("unreachable")
 }
+func gradLanesPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, out *float32, ostride int) {
+	panic("unreachable")
+}
 func bnDxPlanes(x, dy, dx *float32, hw, np, stride int, c *[7]float32, relu bool) {
 	panic("unreachable")
 }

@@ -56,7 +56,19 @@ func TestConvMapsInputGradient(t *testing.T) {
 			stored := make([]float32, s.XLen())
 			BatchNormTrain(p, raw, gamma, beta, stored, make([]float32, s.C), make([]float32, s.C), nil, nil)
 			aff := &InputMap{A: make([]float32, s.C), B: make([]float32, s.C), ReLU: true, Then: grid}
-			BatchNormTrainDeferred(p, nil, raw, gamma, beta, make([]float32, s.C), make([]float32, s.C), nil, nil, aff)
+			mean, is := make([]float32, s.C), make([]float32, s.C)
+			BatchNormTrainDeferred(p, nil, raw, gamma, beta, mean, is, nil, nil, aff)
+			// bnSame checks that the BatchNormalization's backward from the lanes recorded
+			// as its output gradient g was written has the bits of its own.
+			bnSame := func(what string, lanes []float32, g []float32) {
+				want := [3][]float32{make([]float32, s.XLen()), make([]float32, s.C), make([]float32, s.C)}
+				BatchNormBackward(p, raw, g, gamma, beta, mean, is, want[0], want[1], want[2])
+				got := [3][]float32{make([]float32, s.XLen()), make([]float32, s.C), make([]float32, s.C)}
+				BatchNormBackwardLanes(p, lanes, raw, g, gamma, beta, mean, is, nil, got[0], got[1], got[2])
+				for i, name := range []string{"dx", "dgamma", "dbeta"} {
+					closeTo(t, what+" BatchNorm "+name, got[i], f64(want[i]), 0)
+				}
+			}
 			for _, bn := range []bool{true, false} {
 				in, src := &InputMap{Then: grid}, raw // the op's input: raw itself
 				if bn {
@@ -77,6 +89,9 @@ func TestConvMapsInputGradient(t *testing.T) {
 				for _, add := range []bool{false, true} {
 					what := fmt.Sprintf("%s bn=%v add=%v l2=%d", s, bn, add, l2)
 					gm := &GradMap{Grad: grad, Sums: make([]float64, s.N*s.C), Add: add}
+					if bn && !add {
+						gm.BN = &BNLanes{P: p, Mean: mean, A: aff.A, B: aff.B, Lanes: make([]float32, 32*s.N*s.C)}
+					}
 					sb := sa
 					sb.DxMap = gm
 					got, dw2 := make([]float32, s.XLen()), make([]float32, s.WLen())
@@ -92,8 +107,26 @@ func TestConvMapsInputGradient(t *testing.T) {
 					if !slices.Equal(gm.Sums, sums) {
 						t.Errorf("%s: sums %v, want %v", what, gm.Sums[:4], sums[:4])
 					}
+					if gm.BN != nil {
+						bnSame(what, gm.BN.Lanes, got)
+					}
 				}
 			}
+			// The BatchNormalization read by the convolution directly: dx is the
+			// convolution's own input gradient, and the lanes are recorded from it.
+			sa := s
+			sa.In = &InputMap{A: aff.A, B: aff.B, ReLU: true}
+			scratch := make([]float32, s.ScratchLen())
+			own, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
+			Conv2DBackward(sa, raw, w, dy, own, dw, nil, scratch)
+			gm := &GradMap{BN: &BNLanes{P: p, Mean: mean, A: aff.A, B: aff.B, Lanes: make([]float32, 32*s.N*s.C)}}
+			sa.DxMap = gm
+			got, dw2 := make([]float32, s.XLen()), make([]float32, s.WLen())
+			Conv2DBackward(sa, raw, w, dy, got, dw2, nil, scratch)
+			what := fmt.Sprintf("%s BatchNorm only l2=%d", s, l2)
+			closeTo(t, what+" dx", got, f64(own), 0)
+			closeTo(t, what+" dw", dw2, f64(dw), 0)
+			bnSame(what, gm.BN.Lanes, got)
 			conv3x3L2 = old
 		}
 	}
