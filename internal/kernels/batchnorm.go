@@ -336,7 +336,7 @@ func batchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, lanes []flo
 						}
 					}
 				} else {
-					gradSumsPlanes(&x[c*HW], &dy[c*HW], HW, p.N, C*HW, &[4]float32{mu, a, b, p.hi()}, p.ReLU, &acc)
+					gradSumsPlanes(x[c*HW:], dy[c*HW:], HW, p.N, C*HW, &[4]float32{mu, a, b, p.hi()}, p.ReLU, &acc)
 				}
 				for i := range 16 {
 					sd += acc[i]

@@ -183,3 +183,24 @@ func planes(np, hw int, fast func(), slow func(n int)) {
 		slow(n)
 	}
 }
+
+// gradSumsPlanes adds to acc, with c = {mu, a, b, hi} and g = dy, or dy
+// where 0 < x·a + b < hi when relu, Σg (acc[0:16]) and Σg·(x − mu)
+// (acc[16:32]) over np planes of hw floats stride apart, lane by lane:
+// summed in float32 within a plane (gradLanesPlanes) and in float64 across
+// planes, in order.
+func gradSumsPlanes(x, dy []float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64) {
+	const batch = 16 // planes per call
+	var lanes [batch * 32]float32
+	_ = x[(np-1)*stride+hw-1]
+	_ = dy[(np-1)*stride+hw-1]
+	for p0 := 0; p0 < np; p0 += batch {
+		k := min(batch, np-p0)
+		gradLanesPlanes(&x[p0*stride], &dy[p0*stride], hw, k, stride, c, relu, &lanes[0], 32)
+		for p := range k {
+			for i, v := range lanes[p*32 : (p+1)*32] {
+				acc[i] += float64(v)
+			}
+		}
+	}
+}

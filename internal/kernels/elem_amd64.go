@@ -42,9 +42,6 @@ func addReLU16(a, b, y *float32, n int)
 func reluGrad2x16(x, dy, d1, d2 *float32, n int)
 
 //go:noescape
-func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64)
-
-//go:noescape
 func gradLanesPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, out *float32, ostride int)
 
 //go:noescape

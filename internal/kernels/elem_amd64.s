@@ -473,96 +473,10 @@ rg2:
 // apart (a channel of an N×C×H×W tensor), the last hw mod 16 floats of a
 // plane under a mask.
 
-// func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64)
-// With c = {mu, a, b, hi} and g = dy, or dy where 0 < x·a + b < hi when relu:
-// acc[0:16] += Σg and acc[16:32] += Σg·(x − mu), lane by lane, summed in
-// float32 within a plane and in float64 across planes.
-TEXT ·gradSumsPlanes(SB), NOSPLIT, $0-64
-	MOVQ x+0(FP), SI
-	MOVQ dy+8(FP), DI
-	MOVQ hw+16(FP), BX
-	MOVQ np+24(FP), R8
-	MOVQ stride+32(FP), R9
-	SHLQ $2, R9
-	MOVQ c+40(FP), DX
-	VBROADCASTSS 0(DX), Z28
-	VBROADCASTSS 4(DX), Z30
-	VBROADCASTSS 8(DX), Z31
-	VBROADCASTSS 12(DX), Z27
-	MOVBLZX relu+48(FP), R12
-	MOVQ acc+56(FP), R13
-	VPXORD Z29, Z29, Z29
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	MOVQ BX, CX
-	ANDQ $15, CX
-	MASKLOW(CX, K2)
-	SHRQ $4, BX
-gsp:
-	MOVQ SI, R10
-	MOVQ DI, R11
-	MOVQ BX, CX
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	TESTQ CX, CX
-	JZ gsptail
-gspvec:
-	VMOVUPS (R10), Z2
-	VMOVUPS (R11), Z3
-	TESTQ R12, R12
-	JZ gspv1
-	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z27, Z4)
-gspv1:
-	VSUBPS Z28, Z2, Z2
-	VADDPS Z3, Z0, Z0
-	VFMADD231PS Z3, Z2, Z1
-	ADDQ $64, R10
-	ADDQ $64, R11
-	DECQ CX
-	JNZ gspvec
-gsptail:
-	KORTESTW K2, K2
-	JZ gspflush
-	VMOVUPS.Z (R10), K2, Z2
-	VMOVUPS.Z (R11), K2, Z3
-	TESTQ R12, R12
-	JZ gspt1
-	RELUMASK(Z2, Z3, Z30, Z31, Z29, Z27, Z4)
-gspt1:
-	VSUBPS Z28, Z2, Z2
-	VADDPS Z3, Z0, Z0
-	VFMADD231PS Z3, Z2, Z1
-gspflush:
-	VCVTPS2PD Y0, Z4
-	VEXTRACTF64X4 $1, Z0, Y5
-	VCVTPS2PD Y5, Z5
-	VADDPD Z4, Z20, Z20
-	VADDPD Z5, Z21, Z21
-	VCVTPS2PD Y1, Z4
-	VEXTRACTF64X4 $1, Z1, Y5
-	VCVTPS2PD Y5, Z5
-	VADDPD Z4, Z22, Z22
-	VADDPD Z5, Z23, Z23
-	ADDQ R9, SI
-	ADDQ R9, DI
-	DECQ R8
-	JNZ gsp
-	VADDPD (R13), Z20, Z20
-	VADDPD 64(R13), Z21, Z21
-	VADDPD 128(R13), Z22, Z22
-	VADDPD 192(R13), Z23, Z23
-	VMOVUPD Z20, (R13)
-	VMOVUPD Z21, 64(R13)
-	VMOVUPD Z22, 128(R13)
-	VMOVUPD Z23, 192(R13)
-	VZEROUPPER
-	RET
-
 // func gradLanesPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, out *float32, ostride int)
-// gradSumsPlanes's sums of each plane, kept apart: plane i's float32 lanes of
-// Σg at out[i·ostride:][0:16] and of Σg·(x − mu) at [16:32].
+// With c = {mu, a, b, hi} and g = dy, or dy where 0 < x·a + b < hi when relu:
+// plane i's Σg and Σg·(x − mu), lane by lane in float32, at
+// out[i·ostride:][0:16] and [16:32].
 TEXT ·gradLanesPlanes(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ dy+8(FP), DI

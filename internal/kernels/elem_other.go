@@ -27,9 +27,6 @@ func reluGrad2x16(x, dy, d1, d2 *float32, n int) { panic("unreachable") }
 func affinePlanes(x, y *float32, hw, np, stride int, a, b, hi float32, relu bool) {
 	panic("unreachable")
 }
-func gradSumsPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, acc *[32]float64) {
-	panic("unreachable")
-}
 func gradLanesPlanes(x, dy *float32, hw, np, stride int, c *[4]float32, relu bool, out *float32, ostride int) {
 	panic("unreachable")
 }
