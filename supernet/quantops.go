@@ -266,13 +266,13 @@ type quantAct struct {
 	signed     bool
 	partial    []float64 // per chunk: its share of the clip's gradient
 	pow2       bool
-	in         *engine.Deferred     // the BatchNormalization writing x, when deferred to this kernel
-	out        *engine.Deferred     // the Conv reading y, when this kernel is deferred to it
-	grid       quant.ActGrid        // the grid of the last forward
-	gridClip   float32              // and its clip
-	then       func(x, y []float32) // grid.Apply, bound once
-	planeGrad  func(t, dy, dx []float32) float64
-	sums       []float64 // 4-D x: per plane (n·C + c), its share of the clip's gradient
+	in         *engine.Deferred                  // the BatchNormalization writing x, when deferred to this kernel
+	out        *engine.Deferred                  // the Conv reading y, when this kernel is deferred to it
+	grid       quant.ActGrid                     // the grid of the last forward
+	gridClip   float32                           // and its clip
+	then       func(x, y []float32)              // grid.Apply, bound once
+	planeGrad  func(t, dy, dx []float32) float64 // gradPlane, bound once
+	sums       []float64                         // 4-D x: per plane (n·C + c), its share of the clip's gradient
 }
 
 // MapInput has the kernel read x through the deferred BatchNormalization l (engine.InputMapper).

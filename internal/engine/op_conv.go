@@ -17,7 +17,7 @@ type conv struct {
 	link          *convBN         // shared with the BatchNormalization reading y (linkConvBN)
 	in            *Deferred       // shared with the op writing x, when deferred (see Deferred)
 	addsDx        bool            // s can add its input gradient into x's (kernels.ConvShape.AddsDx)
-	gm            kernels.GradMap // the input-gradient map of a backward with no op's to apply
+	gm            kernels.GradMap // the input-gradient map when no deferred op supplies one (BatchNorm sums alone)
 	relu          bool            // a fused ReLU: y is its output (see fuse)
 	reluMax       float32         // its upper clip, +Inf for none
 }
