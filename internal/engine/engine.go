@@ -521,7 +521,8 @@ func (p *Plan) Observe(name string, f func(values []float32)) error {
 // producing it. A training plan shares gradient memory between activations whose gradients
 // do not live at the same time, so a caller that needs gradients of every batch reads them
 // here rather than keeping them in buffers of their own (Options.KeepGrads). f must not
-// modify them.
+// modify them. An observed output gradient of an op whose backward its reader would apply
+// (Deferred.DeferGrad) is written, and the op runs its own backward.
 func (p *Plan) ObserveGrad(name string, f func(grad []float32)) error {
 	v := p.Values[name]
 	switch {
