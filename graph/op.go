@@ -65,7 +65,9 @@ type OpDef struct {
 	MapsInput bool
 	// DefersOutput marks an elementwise op whose kernel can leave its output unwritten in
 	// training when the one node reading it, a Conv on a direct path, computes it as it
-	// reads the op's input (engine.OutputDeferrer).
+	// reads the op's input (engine.OutputDeferrer). Its backward must be elementwise too and
+	// correct in place: when the op alone reads its input, the engine gives its output and
+	// input gradients one buffer.
 	DefersOutput bool
 }
 

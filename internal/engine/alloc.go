@@ -129,10 +129,26 @@ func (p *Plan) allocGradients(needGrad, keep map[string]bool) {
 	// A Conv applying the backward of the op deferred into it (Deferred.DeferGrad) writes
 	// that op's input gradient in its own step: the buffer must not be one of the Conv's
 	// output gradients it reads.
+	// When that input has no other reader, the op's output gradient shares its buffer: the
+	// Conv then writes only one of the two, and the op's own backward (where the Conv does
+	// not apply it) is elementwise and runs in place.
 	early := map[int][]string{}
+	readers := map[string]int{}
+	for _, s := range p.steps {
+		for _, in := range s.node.Inputs {
+			readers[in]++
+		}
+	}
+	shares := map[*Value]*Value{} // output gradient → the input gradient whose buffer it shares
 	for i, j := range p.deferred {
-		if n := p.steps[i].node; n.Op != "BatchNormalization" {
-			early[j] = append(early[j], n.Inputs[0])
+		n := p.steps[i].node
+		if n.Op == "BatchNormalization" {
+			continue
+		}
+		early[j] = append(early[j], n.Inputs[0])
+		x, y := p.Values[n.Inputs[0]], p.Values[n.Outputs[0]]
+		if readers[n.Inputs[0]] == 1 && x != nil && y != nil && x.Kind == Activation && x.Grad == nil && y.Grad == nil && len(x.Data) == len(y.Data) {
+			shares[y] = x
 		}
 	}
 	for i := len(p.steps) - 1; i >= 0; i-- {
@@ -140,10 +156,19 @@ func (p *Plan) allocGradients(needGrad, keep map[string]bool) {
 		if !s.backward {
 			continue
 		}
-		for _, in := range slices.Concat(s.node.Inputs, early[i]) {
-			if v := p.Values[in]; v != nil && needGrad[in] && v.Grad == nil && bufOf[v] == nil {
-				bufOf[v] = pl.get(&v.Grad, len(v.Data))
+		for _, in := range slices.Concat(early[i], s.node.Inputs) {
+			v := p.Values[in]
+			if v == nil || !needGrad[in] || v.Grad != nil || bufOf[v] != nil {
+				continue
 			}
+			if x := shares[v]; x != nil && bufOf[x] != nil {
+				b := bufOf[x]
+				b.users = append(b.users, poolUser{&v.Grad, len(v.Data)})
+				bufOf[v] = b
+				continue
+			}
+			delete(shares, v)
+			bufOf[v] = pl.get(&v.Grad, len(v.Data))
 		}
 		for _, b := range pending {
 			pl.put(b)
@@ -151,6 +176,9 @@ func (p *Plan) allocGradients(needGrad, keep map[string]bool) {
 		pending = pending[:0]
 		lazy := p.convBN[i-1] != nil && p.convBN[i-1].lazy
 		for _, o := range s.node.Outputs {
+			if v := p.Values[o]; v != nil && shares[v] != nil {
+				continue // the buffer is its input gradient's, freed at that one's producer
+			}
 			if v := p.Values[o]; v != nil && bufOf[v] != nil && v.Kind == Activation && !p.Graph.IsOutput(o) && !keep[o] && producer[o] == i {
 				if lazy {
 					pending = append(pending, bufOf[v])
