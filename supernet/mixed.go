@@ -441,7 +441,7 @@ func (k *mixedAct) setParams() {
 }
 
 func (k *mixedAct) chunks(fn func(c, lo, hi int, x []float32)) {
-	actChunks(k.x, k.in, len(k.chunkClip), actChunk*len(k.bits), fn)
+	actChunks(k.x, k.in, actChunk, actChunk*len(k.bits), fn)
 }
 
 func (k *mixedAct) Forward(bool) {

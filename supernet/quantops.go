@@ -311,29 +311,33 @@ func buildQuantAct(b *engine.Build) (engine.Kernel, error) {
 
 // chunks runs fn over the kernel's chunks [lo, hi) of the activation in parallel (actChunks).
 func (k *quantAct) chunks(fn func(c, lo, hi int, x []float32)) {
-	actChunks(k.x, k.in, len(k.partial), actChunk, fn)
+	actChunks(k.x, k.in, actChunk, actChunk, fn)
 }
 
 // chunkBufs holds the workers' buffers of mapped chunks (actChunks), reused across steps.
-var chunkBufs = sync.Pool{New: func() any { return new([actChunk]float32) }}
+var chunkBufs sync.Pool
 
-// actChunks runs fn over the nc chunks [lo, hi) of actChunk elements of activation x in
-// parallel (cost per chunk), handing it the chunk's input: x's elements, or, when a
-// deferred BatchNormalization in writes x, their map (computed into a buffer of the
-// worker's).
-func actChunks(xv *engine.Value, in *engine.Deferred, nc, cost int, fn func(c, lo, hi int, x []float32)) {
+// actChunks runs fn over the chunks c, elements [lo, hi) = [c·size, (c+1)·size) (the last
+// shorter), of activation x in parallel (cost per chunk), handing it the chunk's input: x's
+// elements, or, when a deferred BatchNormalization in writes x, their map (computed into a
+// buffer of the worker's). A size of H·W makes the chunks the planes n·C + c.
+func actChunks(xv *engine.Value, in *engine.Deferred, size, cost int, fn func(c, lo, hi int, x []float32)) {
 	n := xv.Len()
 	src, m := in.Mapped(xv)
 	sh := xv.Shape
-	kernels.ParFor(nc, cost, func(c0, c1 int) {
+	kernels.ParFor((n+size-1)/size, cost, func(c0, c1 int) {
 		var tmp []float32
 		if m != nil {
-			b := chunkBufs.Get().(*[actChunk]float32)
+			b, _ := chunkBufs.Get().(*[]float32)
+			if b == nil || cap(*b) < size {
+				b = new([]float32)
+				*b = make([]float32, size)
+			}
 			defer chunkBufs.Put(b)
-			tmp = b[:]
+			tmp = (*b)[:size]
 		}
 		for c := c0; c < c1; c++ {
-			lo, hi := c*actChunk, min((c+1)*actChunk, n)
+			lo, hi := c*size, min((c+1)*size, n)
 			x := src[lo:hi]
 			if m != nil {
 				m.Apply(x, lo, sh[1], n/(sh[0]*sh[1]), tmp[:hi-lo])
@@ -399,7 +403,8 @@ func (k *quantAct) Backward() {
 		// Plane by plane, as the Conv does when it applies this backward, so the clip's
 		// gradient has the same bits either way.
 		partial = k.sums
-		actPlanes(k.x, k.in, func(p, lo, hi int, x []float32) {
+		sh := k.x.Shape
+		actChunks(k.x, k.in, sh[2]*sh[3], sh[2]*sh[3], func(p, lo, hi int, x []float32) {
 			var d []float32
 			if dx != nil {
 				d = dx[lo:hi]
@@ -426,36 +431,3 @@ func (k *quantAct) Backward() {
 
 // foldedBackwards counts the QuantAct backward passes a Conv applied (tests read it).
 var foldedBackwards atomic.Int64
-
-// planeBufs holds the workers' buffers of mapped planes (actPlanes), reused across steps.
-var planeBufs sync.Pool
-
-// actPlanes runs fn over the planes p = n·C + c, elements [lo, hi), of the 4-D activation
-// x in parallel, handing it the plane's input: x's elements, or, when a deferred
-// BatchNormalization in writes x, their map (computed into a buffer of the worker's).
-func actPlanes(xv *engine.Value, in *engine.Deferred, fn func(p, lo, hi int, x []float32)) {
-	sh := xv.Shape
-	np, hw := sh[0]*sh[1], sh[2]*sh[3]
-	src, m := in.Mapped(xv)
-	kernels.ParFor(np, hw, func(p0, p1 int) {
-		var tmp []float32
-		if m != nil {
-			b, _ := planeBufs.Get().(*[]float32)
-			if b == nil || cap(*b) < hw {
-				b = &[]float32{}
-				*b = make([]float32, hw)
-			}
-			defer planeBufs.Put(b)
-			tmp = (*b)[:hw]
-		}
-		for p := p0; p < p1; p++ {
-			lo, hi := p*hw, (p+1)*hw
-			x := src[lo:hi]
-			if m != nil {
-				m.Apply(x, lo, sh[1], hw, tmp)
-				x = tmp
-			}
-			fn(p, lo, hi, x)
-		}
-	})
-}
