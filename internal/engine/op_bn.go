@@ -87,24 +87,14 @@ func (k *batchNorm) Backward() {
 		k.lanesTaken++
 	}
 	if l := k.link; k.trained && l != nil && l.lazy && k.dx != nil && k.dx.target == nil {
-		if lanes != nil {
-			kernels.BatchNormBackwardLanes(k.p, lanes, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
-				l.grad, nil, buf(k.dgamma), buf(k.dbeta))
-		} else {
-			kernels.BatchNormBackwardTo(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
-				l.grad, buf(k.dgamma), buf(k.dbeta))
-		}
+		kernels.BatchNormBackwardLanes(k.p, lanes, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
+			l.grad, nil, buf(k.dgamma), buf(k.dbeta))
 		l.gradReady = true
 		return
 	}
 	if k.trained {
-		if lanes != nil {
-			kernels.BatchNormBackwardLanes(k.p, lanes, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
-				nil, buf(k.dx), buf(k.dgamma), buf(k.dbeta))
-			return
-		}
-		kernels.BatchNormBackward(k.p, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
-			buf(k.dx), buf(k.dgamma), buf(k.dbeta))
+		kernels.BatchNormBackwardLanes(k.p, lanes, k.x.Data, k.y.Grad, k.gamma.Data, k.beta.Data, k.mean, k.invStd,
+			nil, buf(k.dx), buf(k.dgamma), buf(k.dbeta))
 		return
 	}
 	// Inference statistics are constants: y = (x − μ)·γ/σ + β is affine in x.

@@ -234,16 +234,20 @@ func BatchNormBackward(p BNParams, x, dy, gamma, beta, mean, invStd, dx, dgamma,
 // BatchNormBackwardLanes is BatchNormBackward (g nil) or BatchNormBackwardTo
 // (g set, dx nil) taking the sums over x and dy from lanes (BNLanes.Lanes,
 // recorded as dy was written) instead of a pass of its own, with the same
-// bits. Only where BNLanesAvailable.
+// bits; lanes nil: its own pass. Lanes only where BNLanesAvailable.
 func BatchNormBackwardLanes(p BNParams, lanes []float32, x, dy, gamma, beta, mean, invStd []float32, g *BNInputGrad, dx, dgamma, dbeta []float32) {
+	if g != nil && len(g.coef) != p.C {
+		panic("kernels: BNInputGrad for the wrong number of channels")
+	}
+	if lanes == nil {
+		batchNormBackward(p, x, dy, gamma, beta, mean, invStd, nil, g, dx, dgamma, dbeta)
+		return
+	}
 	if !BNLanesAvailable() {
 		panic("kernels: BatchNormBackwardLanes without the AVX-512 loops")
 	}
 	if len(lanes) < 32*p.N*p.C {
 		panic(fmt.Sprintf("kernels: %d BatchNorm lanes, want %d", len(lanes), 32*p.N*p.C))
-	}
-	if g != nil && len(g.coef) != p.C {
-		panic("kernels: BNInputGrad for the wrong number of channels")
 	}
 	batchNormBackward(p, x, dy, gamma, beta, mean, invStd, lanes, g, dx, dgamma, dbeta)
 }
