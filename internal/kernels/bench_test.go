@@ -110,7 +110,7 @@ func BenchmarkConv(b *testing.B) {
 		y, dy := make([]float32, s.YLen()), randn(r, s.YLen())
 		dx, dw, db := make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)
 		for _, path := range convPaths() {
-			if path == "direct" && !s.Direct() {
+			if path != "im2col-"+blas.Name() && !s.Direct() {
 				continue
 			}
 			for _, m := range threadModes {
@@ -121,9 +121,9 @@ func BenchmarkConv(b *testing.B) {
 					}
 					b.Run(fmt.Sprintf("%s/%s/%s/%s", path, c.name, mode, m.name), func(b *testing.B) {
 						var cpu time.Duration
-						old := useConv3x3
-						useConv3x3 = path == "direct"
-						defer func() { useConv3x3 = old }()
+						old, oldW := useConv3x3, useWinograd
+						useConv3x3, useWinograd = path != "im2col-"+blas.Name(), path == "winograd"
+						defer func() { useConv3x3, useWinograd = old, oldW }()
 						withMode(m.procs, m.blas, m.split, func() {
 							scratch := make([]float32, s.ScratchLen())
 							c0 := cpuTime()
@@ -147,11 +147,12 @@ func BenchmarkConv(b *testing.B) {
 }
 
 // convPaths names the convolution paths this build can take: the direct
-// 3×3 kernels where the CPU has them, and im2col with this build's BLAS.
+// kernels where the CPU has them (the 3×3 stride-1 products direct or by
+// Winograd's algorithm), and im2col with this build's BLAS.
 func convPaths() []string {
 	p := []string{"im2col-" + blas.Name()}
 	if haveConv3x3 {
-		p = append(p, "direct")
+		p = append(p, "direct", "winograd")
 	}
 	return p
 }
@@ -310,4 +311,36 @@ func BenchmarkMicroKernel(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)*nv*16*27*2/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 	})
+}
+
+// BenchmarkWinograd times 3×3 stride-1 convolutions forward, one thread,
+// with the products direct and by Winograd's algorithm (the size rule
+// lifted): stems of few channels, ResNet-20's narrowest layer, and
+// ResNet-18's at 224×224 input, batch 32.
+func BenchmarkWinograd(b *testing.B) {
+	for _, s := range []ConvShape{
+		{N: 128, C: 1, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 128, C: 3, H: 32, W: 32, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 128, C: 8, H: 28, W: 28, OC: 8, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 128, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 32, C: 64, H: 56, W: 56, OC: 64, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 32, C: 128, H: 28, W: 28, OC: 128, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 32, C: 256, H: 14, W: 14, OC: 256, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+	} {
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, y := randn(r, s.XLen()), randn(r, s.WLen()), make([]float32, s.YLen())
+		for _, wi := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/wino=%v", s, wi), func(b *testing.B) {
+				old, oldMin, oldMax := useWinograd, winoMinC, winoMaxCC
+				useWinograd, winoMinC, winoMaxCC = wi, 1, 1<<30
+				defer func() { useWinograd, winoMinC, winoMaxCC = old, oldMin, oldMax }()
+				withThreads(1, func() {
+					scratch := make([]float32, s.ScratchLen())
+					for b.Loop() {
+						Conv2D(s, x, w, nil, y, scratch)
+					}
+				})
+			})
+		}
+	}
 }

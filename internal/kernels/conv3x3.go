@@ -169,7 +169,9 @@ func (pl *convPlan) geom3() c3 {
 	g.sp = (pl.H + 1) * g.wp
 	g.m = max(1, min(pl.N, conv3x3L2/((pl.C+pl.OC)*g.sp*4)))
 	g.qv = roundUp(g.m*g.sp, 16)
-	g.row = roundUp(g.qv+2*g.wp+2, 16)
+	// Past the chunk's last output row the 3×3 taps read two more rows;
+	// the Winograd path's tile rows read up to 32 floats further.
+	g.row = roundUp(g.qv+2*g.wp+32, 16)
 	g.oc4, g.c4 = roundUp(pl.OC, 4), roundUp(pl.C, 4)
 	g.nb3 = (pl.OC + 2) / 3
 	return g
@@ -179,16 +181,23 @@ func roundUp(n, k int) int { return (n + k - 1) / k * k }
 
 // chunkLen3 is the scratch of one batch worker: a chunk of padded inputs
 // and of padded output gradients, an output tile, the weight-gradient
-// kernel's sums and two planes (of output gradient, mapped input, or input
-// gradient for ConvShape.DxMap).
+// kernel's sums, two planes (of output gradient, mapped input, or input
+// gradient for ConvShape.DxMap) and the Winograd path's scratch.
 func (pl *convPlan) chunkLen3() int {
 	g := pl.geom3()
-	return (pl.C+pl.OC)*g.row + max(g.oc4, g.c4)*g.qv + pl.C*g.nb3*27 + 2*pl.H*pl.W
+	n := (pl.C+pl.OC)*g.row + max(g.oc4, g.c4)*g.qv + pl.C*g.nb3*27 + 2*pl.H*pl.W
+	if pl.wino() {
+		n += pl.winoLen(g.m)
+	}
+	return n
 }
 
 // preLen3 is the shared scratch for the packed weights.
 func (pl *convPlan) preLen3() int {
 	g := pl.geom3()
+	if pl.wino() {
+		return max(g.oc4*pl.C, g.c4*pl.OC) * 16
+	}
 	return max(g.oc4*pl.C, g.c4*pl.OC) * 9
 }
 
@@ -233,6 +242,10 @@ func packTiles(w, wpk []float32, nout, nin int, at func(o, i int) int, taps []in
 // output channels, [C][9][4] floats.
 func (pl *convPlan) pack3(w, wpk []float32) {
 	C := pl.C
+	if pl.wino() {
+		packWino(w, wpk, pl.OC, C, func(o, c int) int { return (o*C + c) * 9 }, taps3)
+		return
+	}
 	packTiles(w, wpk, pl.OC, C, func(o, c int) int { return (o*C + c) * 9 }, taps3)
 }
 
@@ -241,6 +254,10 @@ func (pl *convPlan) pack3(w, wpk []float32) {
 // channels c, [OC][9][4] floats holding w[o][c][8−t].
 func (pl *convPlan) pack3T(w, wpk []float32) {
 	C := pl.C
+	if pl.wino() {
+		packWino(w, wpk, C, pl.OC, func(c, o int) int { return (o*C + c) * 9 }, flip3)
+		return
+	}
 	packTiles(w, wpk, C, pl.OC, func(c, o int) int { return (o*C + c) * 9 }, flip3)
 }
 
@@ -450,6 +467,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	xp := scratch[:C*g.row]
 	out := scratch[(pl.C+pl.OC)*g.row:][:g.oc4*g.qv]
 	tmp := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27:][:H*W]
+	wino := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+2*H*W:]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
@@ -458,6 +476,12 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		var pf ahead
 		pf.add(x[(c0+m)*C*H*W:min(n1, c0+2*m)*C*H*W], false)
 		pf.add(y[c0*OC*H*W:(c0+m)*OC*H*W], true)
+		if pl.wino() {
+			pf.spread(pl.winoGeom(m).nv)
+			t, wg := pl.winoTiles(xp, g.row, wpk, C, OC, m, wino, &pf)
+			unpad3(t, m, OC, H, W, wg.p, wg.bsp, wg.blen, b, y[c0*OC*H*W:], pl.act, mom, c0)
+			continue
+		}
 		pf.spread(tileCalls(g.oc4, qv))
 		fwdTiles(&fwdS1, xp, wpk[:g.oc4*C*9], out, C, g.row, g.oc4, qv, g.qv, &offs, &pf)
 		unpad3(out, m, OC, H, W, g.wp, g.sp, g.qv, b, y[c0*OC*H*W:], pl.act, mom, c0)
@@ -476,6 +500,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	acc := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv:][:C*g.nb3*27]
 	tmp := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27:][:H*W]
 	plane := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+H*W:][:H*W]
+	wino := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+2*H*W:]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	if dw != nil {
 		clear(acc)
@@ -489,7 +514,9 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 		if dw != nil {
 			steps += C * g.nb3
 		}
-		if dx != nil {
+		if dx != nil && pl.wino() {
+			steps += pl.winoGeom(m).nv
+		} else if dx != nil {
 			steps += tileCalls(g.c4, qv)
 		}
 		pf.spread(steps)
@@ -506,24 +533,33 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 			}
 		}
 		if dx != nil {
-			fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
+			// The input gradient's tile: its buffer, row pitch, sample
+			// stride and channel stride.
+			t, pitch, tsp, tcs := out, g.wp, g.sp, g.qv
+			if pl.wino() {
+				var wg winoGeom
+				t, wg = pl.winoTiles(dp, g.row, wpkT, OC, C, m, wino, &pf)
+				pitch, tsp, tcs = wg.p, wg.bsp, wg.blen
+			} else {
+				fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
+			}
 			switch {
 			case pl.DxMap != nil && pl.DxMap.Grad == nil:
-				unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
+				unpad3(t, m, C, H, W, pitch, tsp, tcs, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
 				pl.dxLanes(x, dx, c0, m, 0, C)
 			case pl.DxMap != nil:
 				for i := range m {
 					for ch := range C {
 						d := pl.dxPlane(dx, plane, c0+i, ch)
-						unpadPlane(out[ch*g.qv+i*g.sp:], d, H, W, g.wp, nil, ch, clamp{}, nil, 0)
+						unpadPlane(t[ch*tcs+i*tsp:], d, H, W, pitch, nil, ch, clamp{}, nil, 0)
 						pl.dxOut(x, d, dx, c0+i, ch, tmp)
 					}
 				}
 				pl.dxLanes(x, dx, c0, m, 0, C)
 			case pl.AddDx:
-				unpadAdd3(out, m, C, H, W, g.wp, g.sp, g.qv, dx[c0*C*H*W:])
+				unpadAdd3(t, m, C, H, W, pitch, tsp, tcs, dx[c0*C*H*W:])
 			default:
-				unpad3(out, m, C, H, W, g.wp, g.sp, g.qv, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
+				unpad3(t, m, C, H, W, pitch, tsp, tcs, nil, dx[c0*C*H*W:], clamp{}, nil, 0)
 			}
 		}
 	}

@@ -36,32 +36,42 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 			if i >= len(shapes) {
 				s.KH, s.KW, s.PT, s.PL, s.PB, s.PR = 1, 1, 0, 0, 0, 0
 			}
-			t.Run(fmt.Sprintf("%s/l2=%d", s, l2), func(t *testing.T) {
-				old := conv3x3L2
-				conv3x3L2 = l2
-				defer func() { conv3x3L2 = old }()
-				x, w, b, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC), randn(r, s.YLen())
-				run := func(direct bool) (y, dx, dw, db []float32) {
-					return convBothWays(t, s, direct, x, w, b, dy)
+			// The stride-1 3×3 shapes run twice: products direct, and by
+			// Winograd's algorithm whatever the channel counts.
+			for _, wino := range []bool{false, true} {
+				if wino && (s.KH != 3 || s.SH != 1) {
+					continue
 				}
-				y, dx, dw, db := run(true)
-				wy, wdx, wdw, wdb := run(false)
-				// Both sum in float32 in different orders: allow for
-				// rounding growing with the length of the sums.
-				tol := func(terms int) float64 { return 2e-7 * float64(terms) }
-				closeTo(t, "y", y, f64(wy), tol(s.C*9))
-				closeTo(t, "dx", dx, f64(wdx), tol(s.OC*9))
-				closeTo(t, "dw", dw, f64(wdw), tol(s.N*s.H*s.W))
-				closeTo(t, "db", db, f64(wdb), 0)
-			})
+				t.Run(fmt.Sprintf("%s/l2=%d/winograd=%v", s, l2, wino), func(t *testing.T) {
+					old, oldW, oldMin := conv3x3L2, useWinograd, winoMinC
+					conv3x3L2, useWinograd, winoMinC = l2, wino, 1
+					defer func() { conv3x3L2, useWinograd, winoMinC = old, oldW, oldMin }()
+					if p := s.plan(); p.wino() != wino {
+						t.Fatalf("Winograd path taken: %v, want %v", p.wino(), wino)
+					}
+					x, w, b, dy := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.OC), randn(r, s.YLen())
+					run := func(direct bool) (y, dx, dw, db []float32) {
+						return convBothWays(t, s, direct, x, w, b, dy)
+					}
+					y, dx, dw, db := run(true)
+					wy, wdx, wdw, wdb := run(false)
+					// Both sum in float32 in different orders: allow for
+					// rounding growing with the length of the sums.
+					tol := func(terms int) float64 { return 2e-7 * float64(terms) }
+					closeTo(t, "y", y, f64(wy), tol(s.C*9))
+					closeTo(t, "dx", dx, f64(wdx), tol(s.OC*9))
+					closeTo(t, "dw", dw, f64(wdw), tol(s.N*s.H*s.W))
+					closeTo(t, "db", db, f64(wdb), 0)
+				})
+			}
 		}
 	}
 }
 
 // TestDirectConvIndependentOfThreads checks that the direct paths give the
 // same bits on one and two batch workers: output, moments, input and weight
-// gradients (chunks do not depend on the worker count, and partials are
-// summed in chunk order).
+// gradients (chunks do not depend on the worker count, partials are summed
+// in chunk order, and Winograd's tiles start at each sample's first row).
 func TestDirectConvIndependentOfThreads(t *testing.T) {
 	if !haveConv3x3 {
 		t.Skip("no AVX-512 micro-kernels in this build or on this CPU")
@@ -69,6 +79,7 @@ func TestDirectConvIndependentOfThreads(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	for _, s := range []ConvShape{
 		{N: 37, C: 5, H: 9, W: 8, OC: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 37, C: 16, H: 9, W: 10, OC: 17, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}, // Winograd
 		{N: 33, C: 4, H: 10, W: 7, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 35, C: 5, H: 9, W: 7, OC: 6, KH: 1, KW: 1, SH: 2, SW: 2},
 		{N: 35, C: 5, H: 9, W: 7, OC: 5, KH: 3, KW: 3, Groups: 5, PT: 1, PL: 1, PB: 1, PR: 1},
