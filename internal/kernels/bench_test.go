@@ -313,34 +313,43 @@ func BenchmarkMicroKernel(b *testing.B) {
 	})
 }
 
-// BenchmarkWinograd times 3×3 stride-1 convolutions forward, one thread,
-// with the products direct and by Winograd's algorithm (the size rule
-// lifted): stems of few channels, ResNet-20's narrowest layer, and
-// ResNet-18's at 224×224 input, batch 32.
+// BenchmarkWinograd times 3×3 stride-1 convolutions forward, and forward
+// plus backward (input and weight gradients), one thread, with the direct
+// kernels and with Winograd's algorithm (the size rule lifted): stems of
+// few channels, ResNet-20's layers (batch 128), and ResNet-18's at
+// 224×224 input (batch 32).
 func BenchmarkWinograd(b *testing.B) {
-	for _, s := range []ConvShape{
-		{N: 128, C: 1, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 128, C: 3, H: 32, W: 32, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 128, C: 8, H: 28, W: 28, OC: 8, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 128, C: 16, H: 28, W: 28, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 32, C: 64, H: 56, W: 56, OC: 64, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 32, C: 128, H: 28, W: 28, OC: 128, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 32, C: 256, H: 14, W: 14, OC: 256, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
-	} {
+	sh := func(n, c, hw int) ConvShape {
+		return ConvShape{N: n, C: c, H: hw, W: hw, OC: c, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1}
+	}
+	stem := sh(128, 1, 28)
+	stem.OC = 16
+	for _, s := range []ConvShape{stem, sh(128, 8, 28), sh(128, 16, 28), sh(128, 32, 14), sh(128, 64, 7),
+		sh(32, 64, 56), sh(32, 128, 28), sh(32, 256, 14), sh(32, 512, 7)} {
 		r := rand.New(rand.NewPCG(1, 2))
 		x, w, y := randn(r, s.XLen()), randn(r, s.WLen()), make([]float32, s.YLen())
-		for _, wi := range []bool{false, true} {
-			b.Run(fmt.Sprintf("%s/wino=%v", s, wi), func(b *testing.B) {
-				old, oldMin, oldMax := useWinograd, winoMinC, winoMaxCC
-				useWinograd, winoMinC, winoMaxCC = wi, 1, 1<<30
-				defer func() { useWinograd, winoMinC, winoMaxCC = old, oldMin, oldMax }()
-				withThreads(1, func() {
-					scratch := make([]float32, s.ScratchLen())
-					for b.Loop() {
-						Conv2D(s, x, w, nil, y, scratch)
-					}
+		dy, dx, dw := randn(r, s.YLen()), make([]float32, s.XLen()), make([]float32, s.WLen())
+		for _, bwd := range []bool{false, true} {
+			for _, wi := range []bool{false, true} {
+				mode := "fwd"
+				if bwd {
+					mode = "fwd+bwd"
+				}
+				b.Run(fmt.Sprintf("%s/%s/wino=%v", s, mode, wi), func(b *testing.B) {
+					old, oldMin, oldMax := useWinograd, winoMinC, winoMaxCC
+					useWinograd, winoMinC, winoMaxCC = wi, 1, 1<<30
+					defer func() { useWinograd, winoMinC, winoMaxCC = old, oldMin, oldMax }()
+					withThreads(1, func() {
+						scratch := make([]float32, s.ScratchLen())
+						for b.Loop() {
+							Conv2D(s, x, w, nil, y, scratch)
+							if bwd {
+								Conv2DBackward(s, x, w, dy, dx, dw, nil, scratch)
+							}
+						}
+					})
 				})
-			})
+			}
 		}
 	}
 }

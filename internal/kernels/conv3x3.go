@@ -477,7 +477,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		pf.add(x[(c0+m)*C*H*W:min(n1, c0+2*m)*C*H*W], false)
 		pf.add(y[c0*OC*H*W:(c0+m)*OC*H*W], true)
 		if pl.wino() {
-			pf.spread(pl.winoGeom(m).nv)
+			pf.spread((pl.winoGeom(m).nv + winoGroup - 1) / winoGroup)
 			t, wg := pl.winoTiles(xp, g.row, wpk, C, OC, m, wino, &pf)
 			unpad3(t, m, OC, H, W, wg.p, wg.bsp, wg.blen, b, y[c0*OC*H*W:], pl.act, mom, c0)
 			continue
@@ -515,7 +515,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 			steps += C * g.nb3
 		}
 		if dx != nil && pl.wino() {
-			steps += pl.winoGeom(m).nv
+			steps += (pl.winoGeom(m).nv + winoGroup - 1) / winoGroup
 		} else if dx != nil {
 			steps += tileCalls(g.c4, qv)
 		}

@@ -56,6 +56,9 @@ func convBothWays(t *testing.T, s ConvShape, direct bool, x, w, b, dy []float32)
 	scratch := make([]float32, s.ScratchLen())
 	for i := range scratch {
 		scratch[i] = float32(i) // stale data must not leak into results
+		if i%7 == 0 {
+			scratch[i] = float32(math.NaN()) // nor stale NaNs (0·NaN is NaN)
+		}
 	}
 	y = make([]float32, s.YLen())
 	dx, dw, db = make([]float32, s.XLen()), make([]float32, s.WLen()), make([]float32, s.OC)

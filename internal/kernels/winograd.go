@@ -47,13 +47,17 @@ var (
 )
 
 // winoSet holds the Winograd kernels (winograd_decl_amd64.go fills it in);
-// mul[n/4] computes n output channels.
+// mul[nv][n/4] computes nv vectors of tiles for n output channels.
 type winoSet struct {
 	rows func(x, t *float32, nrow, ncol, wp, tp, ts int)
-	cols func(t, u *float32, nc, ts int, idx *uint32)
-	mul  [5]func(u, w, m *float32, nc, wcs int)
-	out  func(m, b *float32, noc, bcs, pb int, segs *winoSeg, nseg int, idx *uint32)
+	cols func(t, u *float32, nc, ts int, idx *uint32, ucs, uijs int)
+	mul  [4][3]func(u, w, m *float32, nc, wcs int)
+	out  func(m, b *float32, noc, bcs, pb int, segs *winoSeg, nseg int, idx *uint32, mijs int)
 }
+
+// winoGroup is the most vectors of tiles the products take at once: each
+// weight they load then feeds that many products.
+const winoGroup = 3
 
 var winoK winoSet
 
@@ -114,43 +118,54 @@ func (pl *convPlan) wino() bool {
 }
 
 // winoLen is the Winograd scratch of one batch worker of chunks of m
-// samples: the streams, one vector's transformed inputs and products, and
-// the output tile.
+// samples: the streams, a group of vectors' transformed inputs and
+// products, and the output tile.
 func (pl *convPlan) winoLen(m int) int {
 	g := pl.winoGeom(m)
 	nc := max(pl.C, pl.OC)
-	return nc*4*g.tlen + 16*nc*16 + 16*16*16 + roundUp(nc, 4)*g.blen
+	return nc*4*g.tlen + 16*nc*16*winoGroup + 16*winoGroup*16*16 + roundUp(nc, 4)*g.blen
 }
 
 // packWino writes the transformed weights G·k·Gᵀ of the 3×3 kernels of
 // nout output by nin input channels: kernel (o, i) at w[at(o, i)…], taps in
 // the order taps lists, to wt[(ij·nin + i)·roundUp(nout, 4) + o], zero for
-// the output channels past nout.
+// the output channels past nout; output channels in parallel.
 func packWino(w, wt []float32, nout, nin int, at func(o, i int) int, taps []int) {
 	op := roundUp(nout, 4)
-	clear(wt[:16*nin*op])
-	for o := range nout {
+	for ij := range 16 {
 		for i := range nin {
-			b := at(o, i)
-			var k [9]float32
-			for t := range 9 {
-				k[t] = w[b+taps[t]]
-			}
-			// Rows: G·k (4×3), then columns: (G·k)·Gᵀ (4×4).
-			var r [4][3]float32
-			for c := range 3 {
-				k0, k1, k2 := k[c], k[3+c], k[6+c]
-				r[0][c] = k0
-				r[1][c] = (k0 + k1 + k2) * 0.5
-				r[2][c] = (k0 - k1 + k2) * 0.5
-				r[3][c] = k2
-			}
-			for a := range 4 {
-				k0, k1, k2 := r[a][0], r[a][1], r[a][2]
-				row := [4]float32{k0, (k0 + k1 + k2) * 0.5, (k0 - k1 + k2) * 0.5, k2}
-				for j, v := range row {
-					wt[((a*4+j)*nin+i)*op+o] = v
-				}
+			clear(wt[(ij*nin+i)*op+nout : (ij*nin+i+1)*op])
+		}
+	}
+	parFor(nout, 100*nin, func(lo, hi int) {
+		for o := lo; o < hi; o++ {
+			packWino1(w, wt, o, nin, op, at, taps)
+		}
+	})
+}
+
+// packWino1 is packWino for output channel o.
+func packWino1(w, wt []float32, o, nin, op int, at func(o, i int) int, taps []int) {
+	for i := range nin {
+		b := at(o, i)
+		var k [9]float32
+		for t := range 9 {
+			k[t] = w[b+taps[t]]
+		}
+		// Rows: G·k (4×3), then columns: (G·k)·Gᵀ (4×4).
+		var r [4][3]float32
+		for c := range 3 {
+			k0, k1, k2 := k[c], k[3+c], k[6+c]
+			r[0][c] = k0
+			r[1][c] = (k0 + k1 + k2) * 0.5
+			r[2][c] = (k0 - k1 + k2) * 0.5
+			r[3][c] = k2
+		}
+		for a := range 4 {
+			k0, k1, k2 := r[a][0], r[a][1], r[a][2]
+			row := [4]float32{k0, (k0 + k1 + k2) * 0.5, (k0 - k1 + k2) * 0.5, k2}
+			for j, v := range row {
+				wt[((a*4+j)*nin+i)*op+o] = v
 			}
 		}
 	}
@@ -202,8 +217,8 @@ func (pl *convPlan) winoTiles(xp []float32, row int, wt []float32, nc, noc, m in
 	sp := (pl.H + 1) * wp
 	nmax := max(pl.C, pl.OC)
 	t := ws[:nmax*4*g.tlen]
-	u := ws[len(t):][:16*nmax*16]
-	mm := ws[len(t)+len(u):][:16*16*16]
+	u := ws[len(t):][:16*nmax*16*winoGroup]
+	mm := ws[len(t)+len(u):][:16*winoGroup*16*16]
 	b := ws[len(t)+len(u)+len(mm):]
 	ts := g.tlen
 	for c := range nc {
@@ -215,14 +230,25 @@ func (pl *convPlan) winoTiles(xp []float32, row int, wt []float32, nc, noc, m in
 	op := roundUp(noc, 4)
 	_ = b[op*g.blen-1]
 	_ = wt[16*nc*op-1]
-	for v := range g.nv {
+	// Vectors v0…v0+nv−1 at a time: their transformed inputs at u, vector
+	// v of position ij and channel c at ((ij·nc + c)·nv + v)·16; their
+	// products at mm, channel k of vector v at ((ij·nv + v)·16 + k)·16,
+	// 16 output channels at a time.
+	for v0 := 0; v0 < g.nv; v0 += winoGroup {
+		nv := min(winoGroup, g.nv-v0)
 		pf.step()
-		winoK.cols(&t[32*v], &u[0], nc, ts*4, &winoIdx[0])
-		sg := segs[first[v]:first[v+1]]
+		for v := range nv {
+			winoK.cols(&t[32*(v0+v)], &u[16*v], nc, ts*4, &winoIdx[0], 64*nv, 64*nv*nc)
+		}
 		for ob := 0; ob < op; ob += 16 {
 			n := min(16, op-ob)
-			winoK.mul[n/4](&u[0], &wt[ob], &mm[0], nc, op*4)
-			winoK.out(&mm[0], &b[ob*g.blen], n, g.blen*4, g.p*4, &sg[0], len(sg), &winoIdx[0])
+			for k := 0; k < n; k += 8 {
+				winoK.mul[nv][min(8, n-k)/4](&u[0], &wt[ob+k], &mm[16*k], nc, op*4)
+			}
+			for v := range nv {
+				sg := segs[first[v0+v]:first[v0+v+1]]
+				winoK.out(&mm[256*v], &b[ob*g.blen], n, g.blen*4, g.p*4, &sg[0], len(sg), &winoIdx[0], 1024*nv)
+			}
 		}
 	}
 	return b, g

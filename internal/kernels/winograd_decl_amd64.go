@@ -6,26 +6,32 @@ package kernels
 
 func init() {
 	winoK = winoSet{rows: winoRows, cols: winoCols, out: winoOut,
-		mul: [5]func(u, w, m *float32, nc, wcs int){nil, winoMul4, winoMul8, winoMul12, winoMul16}}
+		mul: [4][3]func(u, w, m *float32, nc, wcs int){{}, {nil, winoMul1x4, winoMul1x8}, {nil, winoMul2x4, winoMul2x8}, {nil, winoMul3x4, winoMul3x8}}}
 }
 
 //go:noescape
 func winoRows(x, t *float32, nrow, ncol, wp, tp, ts int)
 
 //go:noescape
-func winoCols(t, u *float32, nc, ts int, idx *uint32)
+func winoCols(t, u *float32, nc, ts int, idx *uint32, ucs, uijs int)
 
 //go:noescape
-func winoMul4(u, w, m *float32, nc, wcs int)
+func winoMul1x4(u, w, m *float32, nc, wcs int)
 
 //go:noescape
-func winoMul8(u, w, m *float32, nc, wcs int)
+func winoMul1x8(u, w, m *float32, nc, wcs int)
 
 //go:noescape
-func winoMul12(u, w, m *float32, nc, wcs int)
+func winoMul2x4(u, w, m *float32, nc, wcs int)
 
 //go:noescape
-func winoMul16(u, w, m *float32, nc, wcs int)
+func winoMul2x8(u, w, m *float32, nc, wcs int)
 
 //go:noescape
-func winoOut(m, b *float32, noc, bcs, pb int, segs *winoSeg, nseg int, idx *uint32)
+func winoMul3x4(u, w, m *float32, nc, wcs int)
+
+//go:noescape
+func winoMul3x8(u, w, m *float32, nc, wcs int)
+
+//go:noescape
+func winoOut(m, b *float32, noc, bcs, pb int, segs *winoSeg, nseg int, idx *uint32, mijs int)
