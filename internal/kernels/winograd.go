@@ -129,24 +129,23 @@ func (pl *convPlan) winoLen(m int) int {
 // packWino writes the transformed weights G·k·Gᵀ of the 3×3 kernels of
 // nout output by nin input channels: kernel (o, i) at w[at(o, i)…], taps in
 // the order taps lists, to wt[(ij·nin + i)·roundUp(nout, 4) + o], zero for
-// the output channels past nout; output channels in parallel.
+// the output channels past nout; input channels in parallel, each one's
+// 16 rows of output channels written in order.
 func packWino(w, wt []float32, nout, nin int, at func(o, i int) int, taps []int) {
 	op := roundUp(nout, 4)
-	for ij := range 16 {
-		for i := range nin {
-			clear(wt[(ij*nin+i)*op+nout : (ij*nin+i+1)*op])
-		}
-	}
-	parFor(nout, 100*nin, func(lo, hi int) {
-		for o := lo; o < hi; o++ {
-			packWino1(w, wt, o, nin, op, at, taps)
+	parFor(nin, 100*nout, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			for ij := range 16 {
+				clear(wt[(ij*nin+i)*op+nout : (ij*nin+i+1)*op])
+			}
+			packWino1(w, wt, i, nout, nin, op, at, taps)
 		}
 	})
 }
 
-// packWino1 is packWino for output channel o.
-func packWino1(w, wt []float32, o, nin, op int, at func(o, i int) int, taps []int) {
-	for i := range nin {
+// packWino1 is packWino for input channel i.
+func packWino1(w, wt []float32, i, nout, nin, op int, at func(o, i int) int, taps []int) {
+	for o := range nout {
 		b := at(o, i)
 		var k [9]float32
 		for t := range 9 {
