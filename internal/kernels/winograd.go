@@ -35,11 +35,12 @@ import "sync"
 // channels (tests lower and raise them to reach every shape).
 //
 // Measured on one core of an AMD EPYC (Zen 5) host, forward alone, batch
-// 128 or 32 (BenchmarkWinograd): 1→16, 3→16 and 8→8 channels ran 1.4–1.8×
+// 128 or 32 (BenchmarkWinograd): 1→16, 3→16 and 8→8 channels ran up to 3×
 // slower than the direct path (the transforms outweigh products of so few
-// channels), 16 and 32 channels 1.1–1.3× faster, 64 at 7×7 1.1×, 64 at
-// 56×56 and 128 at 28×28 1.4×, and 256 at 14×14 no faster (its 4 MiB of
-// transformed weights stream from memory for every vector of tiles).
+// channels), 16 to 64 channels 1.1–1.3× faster, 64 at 56×56 and 128 at
+// 28×28 1.4×, 256 at 14×14 no faster on average and 512 at 7×7 1.7× slower
+// (their 4 and 16 MiB of transformed weights stream from memory for every
+// three vectors of tiles).
 var (
 	useWinograd = true
 	winoMinC    = 16
