@@ -35,9 +35,9 @@ published = {"resnet18": 1.81, "mobilenet_v2": 0.30, "mobilenet_v3_small": 0.06,
              "alexnet": 0.71, "vgg11_bn": 7.61}
 rel = {}
 for line in open(os.path.join(out, "ort.log")):
-    m = re.search(r"(\S+)\.onnx \(fold BN false\): max \|qnas − ORT\| = (\S+), relative to the largest logit (\S+)", line)
+    m = re.search(r"(\S+)\.onnx \(fold BN false\): max \|qnas − ORT\| relative to the largest logit (\S+)", line)
     if m:
-        rel[m.group(1)] = float(m.group(3))
+        rel[m.group(1)] = float(m.group(2))
 summary = json.load(open(os.path.join(out, "summary.json")))
 print("| model | opset | exported ops | layers | qnas MACs | hook MACs | published | qnas params | logits vs ORT |")
 print("|---|---|---|---|---|---|---|---|---|")
