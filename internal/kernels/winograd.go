@@ -13,13 +13,16 @@ import "sync"
 // every sp = (H+1)·wp floats) and works in three steps:
 //
 //   - winoRows applies Bᵀ down the columns of each tile row (two output
-//     rows, four input rows) of each sample, into four streams per channel
-//     at pitch P (W+1 when W is odd, W+2 when even: an even number of
-//     columns, of which those past W−1 only feed outputs never read);
+//     rows, four input rows) of each sample, into four rows per channel of
+//     P columns (W+1 when W is odd, W+2 when even: an even number, of which
+//     those past W−1 only feed outputs never read), each split into its
+//     even and odd columns (8 streams per channel, spr = P/2 floats per
+//     tile row), so that tile s's columns are the streams' floats s and
+//     s+1;
 //   - per vector of 16 consecutive tiles (tile s of the chunk, tile rows
-//     of spr = P/2 tiles following each other), winoCols applies B across
-//     the columns, the products over the input channels (winoMul) give the
-//     16 transformed outputs of 4–16 output channels, and winoOut applies
+//     following each other), winoCols applies B across the columns, the
+//     products over the input channels (winoMul) give the 16 transformed
+//     outputs of up to three vectors and 16 output channels, and winoOut applies
 //     A and stores each tile's 2×2 outputs to the output tile, at pitch P
 //     with 2·ntr rows per sample (ntr = ⌈H/2⌉);
 //   - unpad3 copies the output tile out as it does the direct path's.
@@ -50,8 +53,8 @@ var (
 // winoSet holds the Winograd kernels (winograd_decl_amd64.go fills it in);
 // mul[nv][n/4] computes nv vectors of tiles for n output channels.
 type winoSet struct {
-	rows func(x, t *float32, nrow, ncol, wp, tp, ts int)
-	cols func(t, u *float32, nc, ts int, idx *uint32, ucs, uijs int)
+	rows func(x, t *float32, nrow, ncol, wp, tp, ts int, idx *uint32)
+	cols func(t, u *float32, nc, ts, ucs, uijs int)
 	mul  [4][3]func(u, w, m *float32, nc, wcs int)
 	out  func(m, b *float32, noc, bcs, pb int, segs *winoSeg, nseg int, idx *uint32, mijs int)
 }
@@ -89,8 +92,8 @@ type winoGeom struct {
 	spr  int // tiles per tile row, p/2
 	ntr  int // tile rows per sample
 	nv   int // vectors of 16 tiles
-	ncol int // vectors of 16 floats per stream row
-	tlen int // floats per stream
+	ncol int // blocks of 32 columns per tile row
+	tlen int // floats per stream (half of a transformed row: its even or odd columns)
 	bsp  int // floats per sample of the output tile
 	blen int // floats per channel of the output tile
 }
@@ -102,10 +105,10 @@ func (pl *convPlan) winoGeom(m int) winoGeom {
 	}
 	g.spr = g.p / 2
 	g.nv = (m*g.ntr*g.spr + 15) / 16
-	g.ncol = (g.p + 15) / 16
+	g.ncol = (g.p + 31) / 32
 	// winoRows writes whole vectors past each row's end (the next row
 	// overwrites them); winoCols reads 34 floats from each vector's start.
-	g.tlen = roundUp(max(m*g.ntr*g.p+16*g.ncol, 32*g.nv+34), 16)
+	g.tlen = roundUp(max(m*g.ntr*g.spr+16*g.ncol, 16*g.nv+17), 16)
 	g.bsp = 2 * g.ntr * g.p
 	g.blen = roundUp(m*g.bsp+g.p+80, 16)
 	return g
@@ -124,7 +127,7 @@ func (pl *convPlan) wino() bool {
 func (pl *convPlan) winoLen(m int) int {
 	g := pl.winoGeom(m)
 	nc := max(pl.C, pl.OC)
-	return nc*4*g.tlen + 16*nc*16*winoGroup + 16*winoGroup*16*16 + roundUp(nc, 4)*g.blen
+	return nc*8*g.tlen + 16*nc*16*winoGroup + 16*winoGroup*16*16 + roundUp(nc, 4)*g.blen
 }
 
 // packWino writes the transformed weights G·k·Gᵀ of the 3×3 kernels of
@@ -216,14 +219,20 @@ func (pl *convPlan) winoTiles(xp []float32, row int, wt []float32, nc, noc, m in
 	wp := pl.W + 1
 	sp := (pl.H + 1) * wp
 	nmax := max(pl.C, pl.OC)
-	t := ws[:nmax*4*g.tlen]
+	t := ws[:nmax*8*g.tlen]
 	u := ws[len(t):][:16*nmax*16*winoGroup]
 	mm := ws[len(t)+len(u):][:16*winoGroup*16*16]
 	b := ws[len(t)+len(u)+len(mm):]
 	ts := g.tlen
+	end := m * g.ntr * g.spr
 	for c := range nc {
 		for i := range m {
-			winoK.rows(&xp[c*row+i*sp], &t[c*4*ts+i*g.ntr*g.p], g.ntr, g.ncol, wp*4, g.p*4, ts*4)
+			winoK.rows(&xp[c*row+i*sp], &t[c*8*ts+i*g.ntr*g.spr], g.ntr, g.ncol, wp*4, g.spr*4, ts*4, &winoIdx[0])
+		}
+		// The last tile of a row reads the next row's first column, the
+		// left pad (0); past the chunk's last row it must be 0 too.
+		for k := range 8 {
+			clear(t[(c*8+k)*ts+end : (c*8+k+1)*ts])
 		}
 	}
 	segs, first := winoSegs(g.p, g.ntr, m)
@@ -238,7 +247,7 @@ func (pl *convPlan) winoTiles(xp []float32, row int, wt []float32, nc, noc, m in
 		nv := min(winoGroup, g.nv-v0)
 		pf.step()
 		for v := range nv {
-			winoK.cols(&t[32*(v0+v)], &u[16*v], nc, ts*4, &winoIdx[0], 64*nv, 64*nv*nc)
+			winoK.cols(&t[16*(v0+v)], &u[16*v], nc, ts*4, 64*nv, 64*nv*nc)
 		}
 		for ob := 0; ob < op; ob += 16 {
 			n := min(16, op-ob)

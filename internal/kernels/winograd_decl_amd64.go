@@ -10,10 +10,10 @@ func init() {
 }
 
 //go:noescape
-func winoRows(x, t *float32, nrow, ncol, wp, tp, ts int)
+func winoRows(x, t *float32, nrow, ncol, wp, tp, ts int, idx *uint32)
 
 //go:noescape
-func winoCols(t, u *float32, nc, ts int, idx *uint32, ucs, uijs int)
+func winoCols(t, u *float32, nc, ts, ucs, uijs int)
 
 //go:noescape
 func winoMul1x4(u, w, m *float32, nc, wcs int)

@@ -542,7 +542,8 @@ func wgradPW(ocb, cb int) string {
 
 // winograd emits the kernels of the Winograd F(2×2, 3×3) path
 // (winograd.go describes the layouts): the input transform in two steps
-// (winoRows down the columns, winoCols across them into 16-tile vectors),
+// (winoRows down the columns, splitting even and odd columns, winoCols
+// across them into 16-tile vectors),
 // the products of the 16 transformed positions with the transformed
 // weights for 1–3 vectors of tiles and 4 or 8 output channels
 // (winoMul<NV>x<N>), and the output transform with its masked stores
@@ -556,8 +557,8 @@ func winograd() {
 	winoRows()
 	winoCols()
 	decl.WriteString("\twinoK = winoSet{rows: winoRows, cols: winoCols, out: winoOut,\n\t\tmul: [4][3]func(u, w, m *float32, nc, wcs int){{}")
-	fmt.Fprintf(&protos, "\n//go:noescape\nfunc winoRows(x, t *float32, nrow, ncol, wp, tp, ts int)\n")
-	fmt.Fprintf(&protos, "\n//go:noescape\nfunc winoCols(t, u *float32, nc, ts int, idx *uint32, ucs, uijs int)\n")
+	fmt.Fprintf(&protos, "\n//go:noescape\nfunc winoRows(x, t *float32, nrow, ncol, wp, tp, ts int, idx *uint32)\n")
+	fmt.Fprintf(&protos, "\n//go:noescape\nfunc winoCols(t, u *float32, nc, ts, ucs, uijs int)\n")
 	for nv := 1; nv <= 3; nv++ {
 		decl.WriteString(", {nil, ")
 		for n := 4; n <= 8; n += 4 {
@@ -573,15 +574,19 @@ func winograd() {
 	decl.WriteString(protos.String())
 }
 
-// winoRows emits winoRows(x, t *float32, nrow, ncol, wp, tp, ts int): for
-// nrow tile rows, each two rows (2·wp bytes) below the last in x, the row
-// step of the input transform, Bᵀ applied down each column of the tile
-// row's four rows d0…d3: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 =
-// d1 − d3, ncol vectors of 16 columns each, written to the four streams
-// of t (ts bytes apart), each tile row tp bytes after the last.
+// winoRows emits winoRows(x, t *float32, nrow, ncol, wp, tp, ts int, idx
+// *uint32): for nrow tile rows, each two rows (2·wp bytes) below the last
+// in x, the row step of the input transform, Bᵀ applied down each column
+// of the tile row's four rows d0…d3: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 −
+// d1, t3 = d1 − d3, ncol blocks of 32 columns each. Stream i goes out
+// split: its even columns to stream 2i of t, its odd ones to stream 2i+1
+// (streams ts bytes apart), each tile row tp bytes after the last. idx
+// holds the even and odd lane indices.
 func winoRows() {
-	prologue("winoRows", "x, t *float32, nrow, ncol, wp, tp, ts int",
-		"x", "SI", "t", "DI", "nrow", "CX", "ncol", "R8", "wp", "R9", "tp", "R10", "ts", "R11")
+	prologue("winoRows", "x, t *float32, nrow, ncol, wp, tp, ts int, idx *uint32",
+		"x", "SI", "t", "DI", "nrow", "CX", "ncol", "R8", "wp", "R9", "tp", "R10", "ts", "R11", "idx", "AX")
+	p("VMOVUPS (AX), Z28")
+	p("VMOVUPS 64(AX), Z29")
 	p("LEAQ (R11)(R11*2), R15")
 	out.WriteString("winoRowsRow:\n")
 	p("MOVQ SI, AX")
@@ -591,66 +596,63 @@ func winoRows() {
 	p("MOVQ DI, DX")
 	p("MOVQ R8, R14")
 	out.WriteString("winoRowsCol:\n")
-	for i, r := range []string{"AX", "BX", "R12", "R13"} {
-		p("VMOVUPS (%s), Z%d", r, i)
+	for h := range 2 {
+		for i, r := range []string{"AX", "BX", "R12", "R13"} {
+			p("VMOVUPS %d(%s), Z%d", 64*h, r, 4*h+i)
+		}
 	}
-	p("VSUBPS Z2, Z0, Z4")
-	p("VADDPS Z2, Z1, Z5")
-	p("VSUBPS Z1, Z2, Z6")
-	p("VSUBPS Z3, Z1, Z7")
-	p("VMOVUPS Z4, (DX)")
-	p("VMOVUPS Z5, (DX)(R11*1)")
-	p("VMOVUPS Z6, (DX)(R11*2)")
-	p("VMOVUPS Z7, (DX)(R15*1)")
-	for _, r := range []string{"AX", "BX", "R12", "R13", "DX"} {
-		p("ADDQ $64, %s", r)
+	// Z8+2i, Z9+2i: stream i's two vectors of 16 columns.
+	for h := range 2 {
+		d := 4 * h
+		p("VSUBPS Z%d, Z%d, Z%d", d+2, d, 8+h)
+		p("VADDPS Z%d, Z%d, Z%d", d+2, d+1, 10+h)
+		p("VSUBPS Z%d, Z%d, Z%d", d+1, d+2, 12+h)
+		p("VSUBPS Z%d, Z%d, Z%d", d+3, d+1, 14+h)
 	}
+	p("LEAQ (DX)(R11*4), R10")
+	dst := []string{"(DX)", "(DX)(R11*1)", "(DX)(R11*2)", "(DX)(R15*1)", "(R10)", "(R10)(R11*1)", "(R10)(R11*2)", "(R10)(R15*1)"}
+	for i := range 4 {
+		p("VMOVAPS Z28, Z%d", 16+2*i)
+		p("VPERMI2PS Z%d, Z%d, Z%d", 9+2*i, 8+2*i, 16+2*i)
+		p("VMOVAPS Z29, Z%d", 17+2*i)
+		p("VPERMI2PS Z%d, Z%d, Z%d", 9+2*i, 8+2*i, 17+2*i)
+		p("VMOVUPS Z%d, %s", 16+2*i, dst[2*i])
+		p("VMOVUPS Z%d, %s", 17+2*i, dst[2*i+1])
+	}
+	for _, r := range []string{"AX", "BX", "R12", "R13"} {
+		p("ADDQ $128, %s", r)
+	}
+	p("ADDQ $64, DX")
 	p("DECQ R14")
 	p("JNZ winoRowsCol")
 	p("LEAQ (SI)(R9*2), SI")
-	p("ADDQ R10, DI")
+	p("ADDQ tp+40(FP), DI")
 	p("DECQ CX")
 	p("JNZ winoRowsRow")
 	p("VZEROUPPER")
 	p("RET")
 }
 
-// winoCols emits winoCols(t, u *float32, nc, ts int, idx *uint32, ucs,
-// uijs int), the column step of the input transform for one vector of 16
-// tiles: tile l's four columns of stream i are floats 2l…2l+3 from t (a
-// channel's four streams ts bytes apart, channels 4·ts apart); with e, o
-// its columns 2l and 2l+1 and e', o' the next tile's, u[i·4 + j] = e − e',
-// o + e', e' − o, o − o' for j = 0…3, stored at u + (i·4+j)·uijs + c·ucs
-// (bytes). idx holds the even and odd lane indices.
+// winoCols emits winoCols(t, u *float32, nc, ts int, ucs, uijs int), the
+// column step of the input transform for one vector of 16 tiles: tile l's
+// columns of stream i are e = E[l], o = O[l] and the next tile's e' =
+// E[l+1], o' = O[l+1], E and O the stream's even and odd columns as
+// winoRows splits them (streams ts bytes apart, channels 8·ts apart);
+// u[i·4 + j] = e − e', o + e', e' − o, o − o' for j = 0…3, stored at u +
+// (i·4+j)·uijs + c·ucs (bytes).
 func winoCols() {
-	prologue("winoCols", "t, u *float32, nc, ts int, idx *uint32, ucs, uijs int",
-		"t", "SI", "u", "DI", "nc", "CX", "ts", "R8", "idx", "AX", "ucs", "R11", "uijs", "R9")
-	p("VMOVUPS (AX), Z28")
-	p("VMOVUPS 64(AX), Z29")
+	prologue("winoCols", "t, u *float32, nc, ts, ucs, uijs int",
+		"t", "SI", "u", "DI", "nc", "CX", "ts", "R8", "ucs", "R11", "uijs", "R9")
 	p("LEAQ (R8)(R8*2), R10")
 	out.WriteString("winoColsLoop:\n")
 	p("MOVQ DI, DX")
+	p("LEAQ (SI)(R8*4), R12")
+	src := []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R10*1)", "(R12)", "(R12)(R8*1)", "(R12)(R8*2)", "(R12)(R10*1)"}
 	for i := range 4 {
-		src := "(SI)"
-		switch i {
-		case 1:
-			src = "(SI)(R8*1)"
-		case 2:
-			src = "(SI)(R8*2)"
-		case 3:
-			src = "(SI)(R10*1)"
-		}
-		for k, off := range []int{0, 64, 8, 72} {
-			p("VMOVUPS %d%s, Z%d", off, src, k)
-		}
-		p("VMOVAPS Z28, Z4")
-		p("VPERMI2PS Z1, Z0, Z4")
-		p("VMOVAPS Z29, Z5")
-		p("VPERMI2PS Z1, Z0, Z5")
-		p("VMOVAPS Z28, Z6")
-		p("VPERMI2PS Z3, Z2, Z6")
-		p("VMOVAPS Z29, Z7")
-		p("VPERMI2PS Z3, Z2, Z7")
+		p("VMOVUPS 0%s, Z4", src[2*i])
+		p("VMOVUPS 4%s, Z6", src[2*i])
+		p("VMOVUPS 0%s, Z5", src[2*i+1])
+		p("VMOVUPS 4%s, Z7", src[2*i+1])
 		p("VSUBPS Z6, Z4, Z8")
 		p("VADDPS Z6, Z5, Z9")
 		p("VSUBPS Z5, Z6, Z10")
@@ -662,7 +664,7 @@ func winoCols() {
 			}
 		}
 	}
-	p("LEAQ (SI)(R8*4), SI")
+	p("LEAQ (SI)(R8*8), SI")
 	p("ADDQ R11, DI")
 	p("DECQ CX")
 	p("JNZ winoColsLoop")
