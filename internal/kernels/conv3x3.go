@@ -22,6 +22,10 @@ package kernels
 // (so that it is 0 at the wasted positions). The input gradient is the
 // forward kernel on the padded output gradient with the flipped,
 // transposed kernel.
+//
+// With 16 to 128 channels each way the forward and input-gradient products
+// go through Winograd's algorithm instead (winograd.go), on the same padded
+// chunks.
 
 // haveConv3x3 is set by init where the micro-kernels can run (amd64 with
 // AVX-512F, not built with purego); useConv3x3 lets tests and benchmarks

@@ -20,11 +20,11 @@ import "sync"
 //     tile row), so that tile s's columns are the streams' floats s and
 //     s+1;
 //   - per vector of 16 consecutive tiles (tile s of the chunk, tile rows
-//     following each other), winoCols applies B across the columns, the
+//     following each other), winoCols applies B across the columns; the
 //     products over the input channels (winoMul) give the 16 transformed
-//     outputs of up to three vectors and 16 output channels, and winoOut applies
-//     A and stores each tile's 2×2 outputs to the output tile, at pitch P
-//     with 2·ntr rows per sample (ntr = ⌈H/2⌉);
+//     outputs of up to three vectors for 16 output channels at a time; and
+//     winoOut applies A and stores each tile's 2×2 outputs to the output
+//     tile, at pitch P with 2·ntr rows per sample (ntr = ⌈H/2⌉);
 //   - unpad3 copies the output tile out as it does the direct path's.
 //
 // Each sample's tiles start at its own first row, so its outputs do not
@@ -65,7 +65,7 @@ const winoGroup = 3
 
 var winoK winoSet
 
-// winoIdx holds the permutations winoCols and winoOut use: even lanes, odd
+// winoIdx holds the permutations winoRows and winoOut use: even lanes, odd
 // lanes, then the two halves of an interleave.
 var winoIdx = func() (t [64]uint32) {
 	for i := range 16 {
@@ -88,7 +88,7 @@ type winoSeg struct {
 
 // winoGeom is the Winograd geometry of a chunk of m samples.
 type winoGeom struct {
-	p    int // pitch of the streams and of the output tile, in floats
+	p    int // columns of a transformed row, and pitch of the output tile
 	spr  int // tiles per tile row, p/2
 	ntr  int // tile rows per sample
 	nv   int // vectors of 16 tiles
@@ -107,7 +107,7 @@ func (pl *convPlan) winoGeom(m int) winoGeom {
 	g.nv = (m*g.ntr*g.spr + 15) / 16
 	g.ncol = (g.p + 31) / 32
 	// winoRows writes whole vectors past each row's end (the next row
-	// overwrites them); winoCols reads 34 floats from each vector's start.
+	// overwrites them); winoCols reads floats s…s+16 of a vector from s.
 	g.tlen = roundUp(max(m*g.ntr*g.spr+16*g.ncol, 16*g.nv+17), 16)
 	g.bsp = 2 * g.ntr * g.p
 	g.blen = roundUp(m*g.bsp+g.p+80, 16)
