@@ -471,7 +471,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 	xp := scratch[:C*g.row]
 	out := scratch[(pl.C+pl.OC)*g.row:][:g.oc4*g.qv]
 	tmp := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27:][:H*W]
-	wino := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+2*H*W:]
+	winoScratch := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+2*H*W:]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	for c0 := n0; c0 < n1; c0 += g.m {
 		m := min(g.m, n1-c0)
@@ -482,7 +482,7 @@ func (pl *convPlan) fwd3(x, wpk, b, y []float32, n0, n1 int, scratch []float32, 
 		pf.add(y[c0*OC*H*W:(c0+m)*OC*H*W], true)
 		if pl.wino() {
 			pf.spread((pl.winoGeom(m).nv + winoGroup - 1) / winoGroup)
-			t, wg := pl.winoTiles(xp, g.row, wpk, C, OC, m, wino, &pf)
+			t, wg := pl.winoTiles(xp, g.row, wpk, C, OC, m, winoScratch, &pf)
 			unpad3(t, m, OC, H, W, wg.p, wg.bsp, wg.blen, b, y[c0*OC*H*W:], pl.act, mom, c0)
 			continue
 		}
@@ -504,7 +504,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 	acc := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv:][:C*g.nb3*27]
 	tmp := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27:][:H*W]
 	plane := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+H*W:][:H*W]
-	wino := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+2*H*W:]
+	winoScratch := scratch[(C+OC)*g.row+max(g.oc4, g.c4)*g.qv+C*g.nb3*27+2*H*W:]
 	offs := [6]int{0, g.wp * 4, 2 * g.wp * 4}
 	if dw != nil {
 		clear(acc)
@@ -542,7 +542,7 @@ func (pl *convPlan) back3(x []float32, dy dySrc, wpkT, dx, dw []float32, n0, n1 
 			t, pitch, tsp, tcs := out, g.wp, g.sp, g.qv
 			if pl.wino() {
 				var wg winoGeom
-				t, wg = pl.winoTiles(dp, g.row, wpkT, OC, C, m, wino, &pf)
+				t, wg = pl.winoTiles(dp, g.row, wpkT, OC, C, m, winoScratch, &pf)
 				pitch, tsp, tcs = wg.p, wg.bsp, wg.blen
 			} else {
 				fwdTiles(&fwdS1, dp, wpkT[:g.c4*OC*9], out, OC, g.row, g.c4, qv, g.qv, &offs, &pf)
