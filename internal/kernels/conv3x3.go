@@ -23,7 +23,7 @@ package kernels
 // forward kernel on the padded output gradient with the flipped,
 // transposed kernel.
 //
-// With 16 to 128 channels each way the forward and input-gradient products
+// With 16 to 512 channels each way the forward and input-gradient products
 // go through Winograd's algorithm instead (winograd.go), on the same padded
 // chunks.
 
@@ -172,6 +172,10 @@ func (pl *convPlan) geom3() c3 {
 	g := c3{wp: pl.W + 1}
 	g.sp = (pl.H + 1) * g.wp
 	g.m = max(1, min(pl.N, conv3x3L2/((pl.C+pl.OC)*g.sp*4)))
+	if pl.wino() { // enough tiles per chunk: see winoMinTiles
+		wg := pl.winoGeom(1)
+		g.m = max(g.m, min(pl.N, (winoMinTiles+wg.ntr*wg.spr-1)/(wg.ntr*wg.spr)))
+	}
 	g.qv = roundUp(g.m*g.sp, 16)
 	// Past the chunk's last output row the 3×3 taps read two more rows;
 	// the Winograd path's tile rows read up to 32 floats further.
@@ -200,7 +204,7 @@ func (pl *convPlan) chunkLen3() int {
 func (pl *convPlan) preLen3() int {
 	g := pl.geom3()
 	if pl.wino() {
-		return max(g.oc4*pl.C, g.c4*pl.OC) * 16
+		return max(winoWeightsLen(pl.OC, pl.C), winoWeightsLen(pl.C, pl.OC))
 	}
 	return max(g.oc4*pl.C, g.c4*pl.OC) * 9
 }

@@ -44,9 +44,10 @@ func TestConv3x3MatchesIm2col(t *testing.T) {
 					continue
 				}
 				t.Run(fmt.Sprintf("%s/l2=%d/winograd=%v", s, l2, wino), func(t *testing.T) {
-					old, oldW, oldMin := conv3x3L2, useWinograd, winoMinC
-					conv3x3L2, useWinograd, winoMinC = l2, wino, 1
-					defer func() { conv3x3L2, useWinograd, winoMinC = old, oldW, oldMin }()
+					oldW, oldMin := useWinograd, winoMinC
+					useWinograd, winoMinC = wino, 1
+					defer setChunking(l2)()
+					defer func() { useWinograd, winoMinC = oldW, oldMin }()
 					if p := s.plan(); p.wino() != wino {
 						t.Fatalf("Winograd path taken: %v, want %v", p.wino(), wino)
 					}
@@ -128,8 +129,7 @@ func TestConvReadsThroughAffine(t *testing.T) {
 			{ConvShape{N: 3, C: 5, H: 14, W: 13, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 5, PT: 1, PL: 1, PB: 1, PR: 1}, true, 0},
 			{ConvShape{N: 3, C: 4, H: 10, W: 9, OC: 4, KH: 5, KW: 5, SH: 2, SW: 2, Groups: 4, PT: 2, PL: 2, PB: 2, PR: 2}, false, 0},
 		} {
-			old := conv3x3L2
-			conv3x3L2 = l2
+			restore := setChunking(l2)
 			s := c.s
 			p := BNParams{N: s.N, C: s.C, HW: s.H * s.W, Eps: 1e-5, Momentum: 0.1, ReLU: c.relu, ReLUMax: c.reluMax}
 			raw, gamma, beta := randn(r, s.XLen()), randn(r, s.C), randn(r, s.C)
@@ -176,7 +176,7 @@ func TestConvReadsThroughAffine(t *testing.T) {
 					closeTo(t, fmt.Sprintf("%s then, bn=%v, l2=%d %s", s, bn, l2, what), got[i], f64(want[i]), 0)
 				}
 			}
-			conv3x3L2 = old
+			restore()
 		}
 	}
 	for _, s := range []ConvShape{
@@ -226,8 +226,7 @@ func TestConvAddsInputGradient(t *testing.T) {
 			{N: 3, C: 16, H: 14, W: 14, OC: 16, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
 			{N: 2, C: 3, H: 1, W: 17, OC: 2, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
 		} {
-			old := conv3x3L2
-			conv3x3L2 = l2
+			restore := setChunking(l2)
 			x, w, dy, prev := randn(r, s.XLen()), randn(r, s.WLen()), randn(r, s.YLen()), randn(r, s.XLen())
 			scratch := make([]float32, s.ScratchLen())
 			dx, dw := make([]float32, s.XLen()), make([]float32, s.WLen())
@@ -240,7 +239,7 @@ func TestConvAddsInputGradient(t *testing.T) {
 			Conv2DBackward(sa, x, w, dy, got, dw2, nil, scratch)
 			closeTo(t, fmt.Sprintf("%s l2=%d dx", s, l2), got, f64(want), 0)
 			closeTo(t, fmt.Sprintf("%s l2=%d dw", s, l2), dw2, f64(dw), 0)
-			conv3x3L2 = old
+			restore()
 		}
 	}
 	for _, s := range []ConvShape{
@@ -259,4 +258,16 @@ func TestConvAddsInputGradient(t *testing.T) {
 	}()
 	Conv2DBackward(s2, make([]float32, s2.XLen()), make([]float32, s2.WLen()), make([]float32, s2.YLen()),
 		make([]float32, s2.XLen()), nil, nil, make([]float32, s2.ScratchLen()))
+}
+
+// setChunking sets the batch chunks of the direct paths for a test: l2 as
+// conv3x3L2 (1 for chunks of one sample) and, with l2 = 1, no lower bound
+// on the Winograd path's tiles per chunk. It returns what restores both.
+func setChunking(l2 int) (restore func()) {
+	old, oldTiles := conv3x3L2, winoMinTiles
+	conv3x3L2 = l2
+	if l2 == 1 {
+		winoMinTiles = 1
+	}
+	return func() { conv3x3L2, winoMinTiles = old, oldTiles }
 }

@@ -48,8 +48,7 @@ func TestConvMapsInputGradient(t *testing.T) {
 			{N: 4, C: 6, H: 9, W: 8, OC: 6, KH: 3, KW: 3, Groups: 6, PT: 1, PL: 1, PB: 1, PR: 1},
 			{N: 3, C: 5, H: 14, W: 13, OC: 5, KH: 3, KW: 3, SH: 2, SW: 2, Groups: 5, PT: 1, PL: 1, PB: 1, PR: 1},
 		} {
-			old := conv3x3L2
-			conv3x3L2 = l2
+			restore := setChunking(l2)
 			p := BNParams{N: s.N, C: s.C, HW: s.H * s.W, Eps: 1e-5, Momentum: 0.1, ReLU: true}
 			raw, gamma, beta := randn(r, s.XLen()), randn(r, s.C), randn(r, s.C)
 			w, dy := randn(r, s.WLen()), randn(r, s.YLen())
@@ -127,7 +126,7 @@ func TestConvMapsInputGradient(t *testing.T) {
 			closeTo(t, what+" dx", got, f64(own), 0)
 			closeTo(t, what+" dw", dw2, f64(dw), 0)
 			bnSame(what, gm.BN.Lanes, got)
-			conv3x3L2 = old
+			restore()
 		}
 	}
 	s := ConvShape{N: 2, C: 4, H: 8, W: 8, OC: 4, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1,

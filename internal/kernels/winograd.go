@@ -35,19 +35,27 @@ import "sync"
 // useWinograd lets tests and benchmarks turn the Winograd products off, to
 // compare them with the direct path's; winoMinC is the fewest input and
 // output channels they are used for, winoMaxCC the most input times output
-// channels (tests lower and raise them to reach every shape).
+// channels (tests lower and raise them to reach every shape); winoMinTiles
+// the fewest tiles a chunk holds (geom3 takes more samples per chunk than
+// the direct path's working set asks for when a sample has fewer), so that
+// the transformed weights read for each group of vectors feed enough
+// products.
 //
-// Measured on one core of an AMD EPYC (Zen 5) host, forward alone, batch
-// 128 or 32 (BenchmarkWinograd): 1→16, 3→16 and 8→8 channels ran up to 3×
-// slower than the direct path (the transforms outweigh products of so few
-// channels), 16 to 64 channels 1.1–1.3× faster, 64 at 56×56 and 128 at
-// 28×28 1.4×, 256 at 14×14 no faster on average and 512 at 7×7 1.7× slower
-// (their 4 and 16 MiB of transformed weights stream from memory for every
-// three vectors of tiles).
+// Measured on one core, forward alone, batch 128 or 32 (BenchmarkWinograd):
+// 1→16 and 8→8 channels ran up to 3× slower than the direct path on an AMD
+// Zen 5 host and 1.1× faster to 2× slower on a Zen 4 (the transforms
+// outweigh products of so few channels); 16 to 64 channels 1.1–1.5×
+// faster on both, 64 at 56×56 and 128 at 28×28 1.4–1.8×. With the weights
+// in one contiguous run per block of 16 output channels and at least 192
+// tiles per chunk, 256 at 14×14 ran 1.9× faster and 512 at 7×7 1.35× on
+// the Zen 4 (they were 1.6× and 0.6× with all output channels in a row and
+// chunks of 1 or 2 samples, then measured on Zen 5 too: no gain and 1.7×
+// slower).
 var (
-	useWinograd = true
-	winoMinC    = 16
-	winoMaxCC   = 128 * 128
+	useWinograd  = true
+	winoMinC     = 16
+	winoMaxCC    = 512 * 512
+	winoMinTiles = 192
 )
 
 // winoSet holds the Winograd kernels (winograd_decl_amd64.go fills it in);
@@ -132,23 +140,38 @@ func (pl *convPlan) winoLen(m int) int {
 
 // packWino writes the transformed weights G·k·Gᵀ of the 3×3 kernels of
 // nout output by nin input channels: kernel (o, i) at w[at(o, i)…], taps in
-// the order taps lists, to wt[(ij·nin + i)·roundUp(nout, 4) + o], zero for
-// the output channels past nout; input channels in parallel, each one's
-// 16 rows of output channels written in order.
+// the order taps lists, to wt[winoAt(o/16, ij, nin, i) + o%16], zero for
+// the output channels past nout; input channels in parallel.
+//
+// The weights are in blocks of 16 output channels, each block's 16
+// positions × nin input channels one after the other, so that the products
+// for a block read one contiguous run of 64·nin bytes per position (with
+// all output channels in a row, as first written, 256 channels at 7×7 or
+// 14×14 ran at the pace of the TLB: a new page every few loads).
 func packWino(w, wt []float32, nout, nin int, at func(o, i int) int, taps []int) {
-	op := roundUp(nout, 4)
 	parFor(nin, 100*nout, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			for ij := range 16 {
-				clear(wt[(ij*nin+i)*op+nout : (ij*nin+i+1)*op])
+			if r := nout % 16; r != 0 {
+				for ij := range 16 {
+					a := winoAt(nout/16, ij, nin, i)
+					clear(wt[a+r : a+16])
+				}
 			}
-			packWino1(w, wt, i, nout, nin, op, at, taps)
+			packWino1(w, wt, i, nout, nin, at, taps)
 		}
 	})
 }
 
+// winoAt is where packWino puts the 16 output channels of block b,
+// position ij and input channel i, of nin input channels.
+func winoAt(b, ij, nin, i int) int { return ((b*16+ij)*nin + i) * 16 }
+
+// winoWeightsLen is the length of the transformed weights of nout output
+// by nin input channels.
+func winoWeightsLen(nout, nin int) int { return 16 * nin * roundUp(nout, 16) }
+
 // packWino1 is packWino for input channel i.
-func packWino1(w, wt []float32, i, nout, nin, op int, at func(o, i int) int, taps []int) {
+func packWino1(w, wt []float32, i, nout, nin int, at func(o, i int) int, taps []int) {
 	for o := range nout {
 		b := at(o, i)
 		var k [9]float32
@@ -168,7 +191,7 @@ func packWino1(w, wt []float32, i, nout, nin, op int, at func(o, i int) int, tap
 			k0, k1, k2 := r[a][0], r[a][1], r[a][2]
 			row := [4]float32{k0, (k0 + k1 + k2) * 0.5, (k0 - k1 + k2) * 0.5, k2}
 			for j, v := range row {
-				wt[((a*4+j)*nin+i)*op+o] = v
+				wt[winoAt(o/16, a*4+j, nin, i)+o%16] = v
 			}
 		}
 	}
@@ -238,7 +261,7 @@ func (pl *convPlan) winoTiles(xp []float32, row int, wt []float32, nc, noc, m in
 	segs, first := winoSegs(g.p, g.ntr, m)
 	op := roundUp(noc, 4)
 	_ = b[op*g.blen-1]
-	_ = wt[16*nc*op-1]
+	_ = wt[winoWeightsLen(noc, nc)-1]
 	// Vectors v0…v0+nv−1 at a time: their transformed inputs at u, vector
 	// v of position ij and channel c at ((ij·nc + c)·nv + v)·16; their
 	// products at mm, channel k of vector v at ((ij·nv + v)·16 + k)·16,
@@ -252,7 +275,7 @@ func (pl *convPlan) winoTiles(xp []float32, row int, wt []float32, nc, noc, m in
 		for ob := 0; ob < op; ob += 16 {
 			n := min(16, op-ob)
 			for k := 0; k < n; k += 8 {
-				winoK.mul[nv][min(8, n-k)/4](&u[0], &wt[ob+k], &mm[16*k], nc, op*4)
+				winoK.mul[nv][min(8, n-k)/4](&u[0], &wt[ob*16*nc+k], &mm[16*k], nc, 64)
 			}
 			for v := range nv {
 				sg := segs[first[v0+v]:first[v0+v+1]]
