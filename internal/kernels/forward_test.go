@@ -422,3 +422,76 @@ func TestAddMapped(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxPoolWinners checks that max pooling gives, bit for bit, what
+// scanning each window on its own gives (the first maximum in row-major
+// order, the first NaN as soon as one is met, -0 and +0 told apart),
+// forward and backward, with and without the AVX-512 windows, on windows
+// inside the input and clipped by it, with ties, NaNs of both signs and
+// signed zeros in the input.
+func TestMaxPoolWinners(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	nan := math.Float32frombits(0x7fc00000)
+	negNaN := math.Float32frombits(0xffc00001)
+	negZero := float32(math.Copysign(0, -1))
+	for _, p := range []PoolShape{
+		{N: 2, C: 3, H: 16, W: 112, KH: 3, KW: 3, SH: 2, SW: 2, PT: 1, PL: 1, PB: 1, PR: 1}, // torchvision's stem
+		{N: 1, C: 2, H: 9, W: 67, KH: 3, KW: 3, SH: 2, SW: 2},                               // odd, no pads
+		{N: 1, C: 2, H: 7, W: 70, KH: 3, KW: 3, SH: 2, SW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+		{N: 1, C: 2, H: 5, W: 34, KH: 3, KW: 3, SH: 2, SW: 2, PL: 1}, // one group at most
+		{N: 1, C: 2, H: 8, W: 9, KH: 2, KW: 2, SH: 2, SW: 2},
+		{N: 1, C: 2, H: 7, W: 6, KH: 3, KW: 3, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, C: 1, H: 2, W: 3, KH: 3, KW: 3, PT: 2, PL: 1, PB: 2, PR: 2}, // no window inside
+		{N: 1, C: 2, H: 9, W: 11, KH: 2, KW: 3, SH: 3, SW: 2, PT: 1, PR: 2},
+	} {
+		x := make([]float32, p.XLen())
+		for i := range x {
+			switch k := r.IntN(40); {
+			case k == 0:
+				x[i] = nan
+			case k == 1:
+				x[i] = negNaN
+			case k < 5:
+				x[i] = negZero
+			case k < 9:
+				x[i] = 0
+			case k == 9:
+				x[i] = float32(math.Inf(-1))
+			default:
+				x[i] = float32(r.IntN(5) - 2) // many ties
+			}
+		}
+		dy := randn(r, p.YLen())
+		q := p.norm()
+		OH, OW, HW := q.OH(), q.OW(), q.H*q.W
+		wantY, wantDx := make([]float32, p.YLen()), make([]float32, p.XLen())
+		for c := range q.N * q.C {
+			xp := x[c*HW : (c+1)*HW]
+			for oh := range OH {
+				for ow := range OW {
+					i := q.argmax(xp, oh, ow)
+					wantY[(c*OH+oh)*OW+ow] = xp[i]
+					wantDx[c*HW+i] += dy[(c*OH+oh)*OW+ow]
+				}
+			}
+		}
+		for _, fast := range []bool{false, true} {
+			old := useMaxPool16
+			useMaxPool16 = fast
+			y, dx := make([]float32, p.YLen()), make([]float32, p.XLen())
+			MaxPool2D(p, x, y)
+			MaxPool2DBackward(p, x, dy, dx)
+			useMaxPool16 = old
+			for i := range y {
+				if math.Float32bits(y[i]) != math.Float32bits(wantY[i]) {
+					t.Fatalf("%+v fast=%v: y[%d] = %v, want %v", p, fast, i, y[i], wantY[i])
+				}
+			}
+			for i := range dx {
+				if math.Float32bits(dx[i]) != math.Float32bits(wantDx[i]) {
+					t.Fatalf("%+v fast=%v: dx[%d] = %v, want %v", p, fast, i, dx[i], wantDx[i])
+				}
+			}
+		}
+	}
+}

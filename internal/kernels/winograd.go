@@ -73,8 +73,9 @@ const winoGroup = 3
 
 var winoK winoSet
 
-// winoIdx holds the permutations winoRows and winoOut use: even lanes, odd
-// lanes, then the two halves of an interleave.
+// winoIdx holds the permutations winoRows and winoOut use (and
+// maxPool3s2x16 the first two): even lanes, odd lanes, then the two halves
+// of an interleave.
 var winoIdx = func() (t [64]uint32) {
 	for i := range 16 {
 		t[i], t[16+i] = uint32(2*i), uint32(2*i+1)
