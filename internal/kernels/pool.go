@@ -110,10 +110,12 @@ var useMaxPool16 = true
 
 // winners sets win[ow] to argmax(xp, oh, ow) for every output of row oh.
 // For 3×3 windows at stride 2 (the stem of ResNets) the windows inside the
-// input go 16 at a time through maxPool3s2x16, which compares as integers
-// (maxKey) without branches; a scan per window is instruction-bound, a
-// branch to mispredict or a spill per pixel (ResNet-18 at 224×224: its
-// one max pooling took 11 % of a training step that way).
+// input go 16 at a time through maxPool3s2x16, which compares integer keys
+// that order as the floats do (-0 equal to +0, every NaN above +Inf)
+// without branches, so that its winners are argmax's to the bit; a scan
+// per window is instruction-bound, a branch to mispredict or a spill per
+// pixel (ResNet-18 at 224×224: its one max pooling took 11 % of a training
+// step that way).
 func (p *PoolShape) winners(xp []float32, oh int, win []int32) {
 	ow, ow1 := 0, 0
 	if haveElem16 && useMaxPool16 && p.KH == 3 && p.KW == 3 && p.SH == 2 && p.SW == 2 {
@@ -138,18 +140,6 @@ func (p *PoolShape) winners(xp []float32, oh int, win []int32) {
 			win[i] = int32(p.argmax(xp, oh, i))
 		}
 	}
-}
-
-// maxKey maps v to an int32 that orders as v does, with -0 equal to +0 and
-// every NaN (of either sign) at MaxInt32, so that the first maximum in
-// scan order, or the first NaN, is the first key larger than all before
-// it (maxPool3s2x16 computes it lane by lane).
-func maxKey(v float32) int32 {
-	b := int32(math.Float32bits(v))
-	s := b >> 31 // -1 for a negative sign, else 0
-	k := b ^ (s & math.MaxInt32) + (s & 1)
-	nan := (0x7f800000 - (b & math.MaxInt32)) >> 31
-	return k&^nan | nan&math.MaxInt32
 }
 
 // maxPlanes runs f on every (sample, channel) plane in parallel, with the

@@ -2,10 +2,13 @@
 
 #include "textflag.h"
 
-// KEY sets dst to the order key of the floats in v (see maxKey in
-// pool.go): b ^ (s & MaxInt32) + (s & 1) for sign s, MaxInt32 for a NaN.
-// Z29 holds MaxInt32 in every lane, Z28 the bits of +Inf; it clobbers t,
-// s and K2.
+// KEY sets dst to the order key of the floats in v, an int32 that orders
+// as the floats do, with -0 equal to +0 and every NaN (of either sign) at
+// MaxInt32, so that the first maximum in scan order, or the first NaN, is
+// the first key larger than all before it: for the bits b of a float and
+// s = b >> 31 (arithmetic), (b ^ (s & MaxInt32)) + (s & 1), or MaxInt32
+// where b & MaxInt32 > the bits of +Inf. Z29 holds MaxInt32 in every lane,
+// Z28 the bits of +Inf; it clobbers t, s and K2.
 #define KEY(v, dst, s, t) VPSRAD $31, v, s; VPANDD Z29, s, t; VPXORD t, v, dst; VPSRLD $31, v, t; VPADDD t, dst, dst; VPANDD Z29, v, t; VPCMPGTD Z28, t, K2; VMOVDQA32 Z29, K2, dst
 
 // TAKE makes the lanes where key k beats the best key so far (Z26) take it

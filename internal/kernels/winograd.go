@@ -48,9 +48,8 @@ import "sync"
 // faster on both, 64 at 56×56 and 128 at 28×28 1.4–1.8×. With the weights
 // in one contiguous run per block of 16 output channels and at least 192
 // tiles per chunk, 256 at 14×14 ran 1.9× faster and 512 at 7×7 1.35× on
-// the Zen 4 (they were 1.6× and 0.6× with all output channels in a row and
-// chunks of 1 or 2 samples, then measured on Zen 5 too: no gain and 1.7×
-// slower).
+// the Zen 4 (before those two changes 1.6× and 0.6× there, and on the Zen
+// 5 no faster and 1.7× slower).
 var (
 	useWinograd  = true
 	winoMinC     = 16
@@ -147,8 +146,8 @@ func (pl *convPlan) winoLen(m int) int {
 // The weights are in blocks of 16 output channels, each block's 16
 // positions × nin input channels one after the other, so that the products
 // for a block read one contiguous run of 64·nin bytes per position (with
-// all output channels in a row, as first written, 256 channels at 7×7 or
-// 14×14 ran at the pace of the TLB: a new page every few loads).
+// all output channels of a position in a row, as first written, 512
+// channels at 7×7 ran at the pace of the TLB: a new page every two loads).
 func packWino(w, wt []float32, nout, nin int, at func(o, i int) int, taps []int) {
 	parFor(nin, 100*nout, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
