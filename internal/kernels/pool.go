@@ -78,12 +78,7 @@ func (p *PoolShape) window(oh, ow int) (h0, h1, w0, w1 int) {
 // forPlanes runs f on every (sample, channel) plane in parallel, with the
 // plane's input and output offsets.
 func (p *PoolShape) forPlanes(f func(xo, yo int)) {
-	HW, P := p.H*p.W, p.OH()*p.OW()
-	parFor(p.N*p.C, P*p.KH*p.KW, func(lo, hi int) {
-		for t := lo; t < hi; t++ {
-			f(t*HW, t*P)
-		}
-	})
+	p.maxPlanes(func(xo, yo int, _ []int32) { f(xo, yo) })
 }
 
 // argmax returns the offset in the plane of the largest pixel of the window
@@ -142,8 +137,8 @@ func (p *PoolShape) winners(xp []float32, oh int, win []int32) {
 	}
 }
 
-// maxPlanes runs f on every (sample, channel) plane in parallel, with the
-// plane's input and output offsets and a row of OW winners to fill.
+// maxPlanes is forPlanes with a row of OW winners for f to fill, one per
+// worker.
 func (p *PoolShape) maxPlanes(f func(xo, yo int, win []int32)) {
 	HW, P := p.H*p.W, p.OH()*p.OW()
 	parFor(p.N*p.C, P*p.KH*p.KW, func(lo, hi int) {
